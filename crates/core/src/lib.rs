@@ -1,0 +1,19 @@
+//! Shared plumbing for every Braid service: typed configuration (`config`), telemetry
+//! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the gRPC server
+//! runner with health, reflection, an admin HTTP port and graceful shutdown (`server`), the
+//! client channel builder (`client`), and the tower layers both sides use (`resilience`).
+//!
+//! A service crate builds its tonic routes, then hands them to [`server::serve`] together with
+//! the already-bound [`server::Listeners`] and a shutdown future.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod entry;
+pub mod metrics;
+pub mod resilience;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,269 @@
+//! A consecutive-failure circuit breaker for gRPC clients.
+//!
+//! Closed: calls pass; `failure_threshold` consecutive failures (transport errors, or
+//! UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / CANCELLED statuses sent as
+//! trailers-only responses) open it. Open: calls fail at once with UNAVAILABLE until
+//! `open_for` has passed. Half-open: calls pass; `success_threshold` successes close it, one
+//! failure re-opens it. The state is shared by every clone of the client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::header_grpc_status;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+    pub success_threshold: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(10),
+            success_threshold: 2,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// 0 closed, 1 half-open, 2 open — the value exported as a gauge.
+    pub fn as_gauge(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: BreakerState,
+    failures: u32,
+    successes: u32,
+    opened_at: Option<Instant>,
+}
+
+/// The shared breaker state machine.
+#[derive(Clone, Debug)]
+pub struct CircuitBreaker {
+    name: Arc<str>,
+    config: BreakerConfig,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl CircuitBreaker {
+    pub fn new(name: &str, config: BreakerConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            inner: Arc::new(Mutex::new(Inner {
+                state: BreakerState::Closed,
+                failures: 0,
+                successes: 0,
+                opened_at: None,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> BreakerState {
+        let mut inner = self.lock();
+        self.refresh(&mut inner);
+        inner.state
+    }
+
+    fn refresh(&self, inner: &mut Inner) {
+        if inner.state == BreakerState::Open
+            && inner
+                .opened_at
+                .is_some_and(|t| t.elapsed() >= self.config.open_for)
+        {
+            inner.state = BreakerState::HalfOpen;
+            inner.successes = 0;
+        }
+    }
+
+    /// Whether a call may go through now.
+    pub fn allow(&self) -> bool {
+        self.state() != BreakerState::Open
+    }
+
+    pub fn record_success(&self) {
+        let mut inner = self.lock();
+        inner.failures = 0;
+        if inner.state == BreakerState::HalfOpen {
+            inner.successes += 1;
+            if inner.successes >= self.config.success_threshold {
+                inner.state = BreakerState::Closed;
+                tracing::info!(breaker = %self.name, "circuit closed");
+            }
+        }
+    }
+
+    pub fn record_failure(&self) {
+        let mut inner = self.lock();
+        self.refresh(&mut inner);
+        inner.failures += 1;
+        let trip = match inner.state {
+            BreakerState::HalfOpen => true,
+            BreakerState::Closed => inner.failures >= self.config.failure_threshold,
+            BreakerState::Open => false,
+        };
+        if trip {
+            inner.state = BreakerState::Open;
+            inner.opened_at = Some(Instant::now());
+            tracing::warn!(breaker = %self.name, failures = inner.failures, "circuit opened");
+        }
+    }
+}
+
+fn is_failure(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Cancelled
+    )
+}
+
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerLayer {
+    breaker: CircuitBreaker,
+}
+
+impl CircuitBreakerLayer {
+    pub fn new(breaker: CircuitBreaker) -> Self {
+        Self { breaker }
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreakerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerService<S> {
+    inner: S,
+    breaker: CircuitBreaker,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CircuitBreakerService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let breaker = self.breaker.clone();
+        if !breaker.allow() {
+            let status =
+                tonic::Status::unavailable(format!("circuit breaker for {} is open", breaker.name));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await.map_err(Into::into);
+            match &result {
+                Ok(response) if header_grpc_status(response).is_some_and(is_failure) => {
+                    breaker.record_failure()
+                }
+                Ok(_) => breaker.record_success(),
+                Err(_) => breaker.record_failure(),
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::new(
+            "test",
+            BreakerConfig {
+                failure_threshold: 3,
+                open_for: Duration::from_secs(60),
+                success_threshold: 2,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_then_half_opens_then_closes() {
+        let b = breaker();
+        b.record_failure();
+        b.record_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.record_failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.allow());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.record_success();
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.record_success();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_failure_reopens() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.record_failure();
+        }
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        b.record_failure();
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test]
+    async fn success_resets_consecutive_failures() {
+        let b = breaker();
+        b.record_failure();
+        b.record_failure();
+        b.record_success();
+        b.record_failure();
+        b.record_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

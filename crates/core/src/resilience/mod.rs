@@ -1,0 +1,41 @@
+//! Tower layers shared by Braid's servers and clients, one file per layer.
+//!
+//! Server stack (outermost first), assembled in [`crate::server::serve`]:
+//! 1. [`GrpcMetricsLayer`] — counts every request by method and status, including shed ones;
+//! 2. `tower::load_shed` — turns "not ready" into an immediate RESOURCE_EXHAUSTED;
+//! 3. `tower::limit::GlobalConcurrencyLimit` — one semaphore across all connections;
+//! 4. tonic's own request timeout (DEADLINE_EXCEEDED-style cancellation), then the routes.
+//!
+//! Client stack (outermost first), assembled in [`crate::client`]:
+//! 1. [`CircuitBreakerLayer`] — fails fast with UNAVAILABLE while a downstream is failing;
+//! 2. [`TraceContextLayer`] — injects W3C `traceparent` into outgoing requests;
+//! 3. tonic `Channel` with connect timeout and per-call deadline.
+
+mod circuit_breaker;
+mod grpc_metrics;
+mod trace_context;
+
+pub use circuit_breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
+pub use grpc_metrics::GrpcMetricsLayer;
+pub use trace_context::TraceContextLayer;
+
+/// Service types produced by the layers, for naming channel types.
+pub mod circuit_breaker_service {
+    pub use super::circuit_breaker::CircuitBreakerService;
+}
+/// Service types produced by the layers, for naming channel types.
+pub mod trace_context_service {
+    pub use super::trace_context::TraceContext;
+}
+
+/// The `grpc-status` of a response that carries it in its headers (trailers-only responses,
+/// which is how tonic sends every error of a unary call); `None` means "look at trailers",
+/// i.e. the call proceeded normally.
+pub(crate) fn header_grpc_status<B>(response: &http::Response<B>) -> Option<tonic::Code> {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+}

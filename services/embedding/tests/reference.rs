@@ -1,0 +1,89 @@
+//! The candle pipeline must reproduce sentence-transformers' vectors for all-MiniLM-L6-v2
+//! (fixture written by deploy/scripts/gen_embedding_fixture.py).
+
+use std::path::PathBuf;
+
+use braid_embedding::Model;
+
+fn model_dir() -> PathBuf {
+    match std::env::var_os("BRAID_TEST_MODEL_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.braid/models/all-MiniLM-L6-v2")
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    text: String,
+    vector: Vec<f32>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_sentence_transformers_reference() {
+    let dir = model_dir();
+    let model = Model::load(&dir, 256).unwrap_or_else(|e| {
+        panic!(
+            "model not found in {} ({e}); run `make setup` first",
+            dir.display()
+        )
+    });
+    let fixture: Fixture =
+        serde_json::from_str(include_str!("fixtures/reference.json")).expect("fixture parses");
+    assert!(fixture.cases.len() >= 5);
+    assert_eq!(model.dimensions(), 384);
+
+    // One batch with padding (mixed lengths, including one past the 256-token window).
+    let texts: Vec<&str> = fixture.cases.iter().map(|c| c.text.as_str()).collect();
+    let batch = model.embed(&texts).unwrap();
+    for (case, got) in fixture.cases.iter().zip(&batch) {
+        let sim = cosine(got, &case.vector);
+        assert!(
+            sim > 0.999,
+            "cosine {sim} for {:?}",
+            &case.text[..case.text.len().min(40)]
+        );
+        let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not L2-normalised: {norm}");
+    }
+    // Each text alone gives the same vector as inside the padded batch.
+    for (case, in_batch) in fixture.cases.iter().zip(&batch) {
+        let alone = model.embed(&[case.text.as_str()]).unwrap();
+        assert!(cosine(&alone[0], in_batch) > 0.9999);
+    }
+    // Unrelated sentences are not near-duplicates (guards against a constant output).
+    assert!(cosine(&batch[0], &batch[1]) < 0.5);
+}
+
+#[test]
+fn long_inputs_are_truncated_to_the_window() {
+    let model = Model::load(&model_dir(), 256).expect("model present");
+    let words: Vec<String> = (0..3000).map(|i| format!("word{i}")).collect();
+    let long = words.join(" ");
+    let prefix = words[..600].join(" ");
+    let v = model
+        .embed(&[
+            long.as_str(),
+            prefix.as_str(),
+            words[..20].join(" ").as_str(),
+        ])
+        .unwrap();
+    assert_eq!(v[0].len(), 384);
+    // Both inputs share their first 256 tokens, so truncation makes them identical...
+    assert!(cosine(&v[0], &v[1]) > 0.99999);
+    // ...while a genuinely different (shorter) input is not.
+    assert!(cosine(&v[0], &v[2]) < 0.999);
+}

@@ -1,0 +1,117 @@
+//! The gateway: Braid's public gRPC API. `search` fans a query out to the vector and text legs
+//! concurrently and `fusion` merges their rankings (reciprocal rank fusion); a failed or slow
+//! leg degrades the answer instead of failing it. Document operations are proxied to the
+//! ingest service through the shared `clients`.
+
+#![forbid(unsafe_code)]
+
+mod clients;
+mod config;
+mod error;
+pub mod fusion;
+mod search;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use braid_core::metrics::Metrics;
+use braid_core::server::{self, Listeners};
+use braid_proto::service_names;
+use braid_proto::tonic::service::Routes;
+use braid_proto::v1::gateway_server::GatewayServer;
+use prometheus::{IntGaugeVec, Opts};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+pub use config::{BreakerSettings, GatewayConfig, SearchConfig};
+pub use error::GatewayError;
+
+/// Runs the gateway on `listeners` until `shutdown` resolves.
+pub async fn run(
+    config: GatewayConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("gateway");
+    let (health, health_service) = server::health(service_names::GATEWAY);
+    let clients = clients::Clients::new(&config)?;
+    let up = IntGaugeVec::new(
+        Opts::new(
+            "downstream_up",
+            "1 when the downstream service reports SERVING",
+        ),
+        &["downstream"],
+    )?;
+    let breaker_state = IntGaugeVec::new(
+        Opts::new("circuit_breaker_state", "0 closed, 1 half-open, 2 open"),
+        &["downstream"],
+    )?;
+    metrics.register(Box::new(up.clone()));
+    metrics.register(Box::new(breaker_state.clone()));
+
+    // The gateway serves while at least one search leg can answer: text-search alone, or
+    // embedding + vector-search together. Anything less is NOT_SERVING.
+    let probe = {
+        let downstreams = clients.downstreams.clone();
+        server::spawn_probe(
+            health.clone(),
+            config.server.health_probe_interval(),
+            move || {
+                let downstreams = downstreams.clone();
+                let (up, breaker_state) = (up.clone(), breaker_state.clone());
+                async move {
+                    let checks = downstreams.iter().map(|d| {
+                    let mut client = d.health.clone();
+                    async move {
+                        let request = HealthCheckRequest {
+                            service: d.service.to_string(),
+                        };
+                        let serving = matches!(
+                            tokio::time::timeout(std::time::Duration::from_secs(2), client.check(request)).await,
+                            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
+                        );
+                        (d.name, serving)
+                    }
+                });
+                    let results = futures::future::join_all(checks).await;
+                    for d in &downstreams {
+                        breaker_state
+                            .with_label_values(&[d.name])
+                            .set(d.breaker.state().as_gauge());
+                    }
+                    let is_up = |name: &str| results.iter().any(|(n, s)| *n == name && *s);
+                    for (name, serving) in &results {
+                        up.with_label_values(&[name]).set(i64::from(*serving));
+                    }
+                    if is_up("text-search") || (is_up("embedding") && is_up("vector-search")) {
+                        Ok(())
+                    } else {
+                        let down: Vec<&str> = results
+                            .iter()
+                            .filter(|(_, s)| !s)
+                            .map(|(n, _)| *n)
+                            .collect();
+                        Err(format!(
+                            "no search leg available (down: {})",
+                            down.join(", ")
+                        ))
+                    }
+                }
+            },
+        )
+    };
+    let searcher = Arc::new(search::Searcher {
+        clients,
+        config: config.search.clone(),
+        metrics: search::SearchMetrics::new(&metrics)?,
+    });
+    let routes = Routes::new(health_service).add_service(
+        GatewayServer::new(service::GatewayApi { searcher })
+            .max_decoding_message_size(config.server.max_message_bytes)
+            .max_encoding_message_size(config.server.max_message_bytes),
+    );
+    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    probe.abort();
+    result
+}

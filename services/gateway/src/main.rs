@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    braid_core::entry::main("gateway", "braid-gateway", braid_gateway::run)
+}

@@ -1,0 +1,233 @@
+use std::path::PathBuf;
+
+use braid_core::config::{ClientConfig, ServerConfig, TelemetryConfig, Validate, positive};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the ingest service (`BRAID_INGEST__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+    pub database: DatabaseConfig,
+    pub embedding: ClientConfig,
+    pub vector_search: ClientConfig,
+    pub text_search: ClientConfig,
+    pub chunking: ChunkingConfig,
+    pub limits: LimitsConfig,
+    pub worker: WorkerConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingConfig {
+    /// Tokens per chunk (the embedding model reads at most 256).
+    pub max_tokens: usize,
+    /// Tokens repeated from the end of one chunk at the start of the next.
+    pub overlap_tokens: usize,
+    /// `tokenizer.json` of the embedding model; when unset, a BERT-style word/punctuation
+    /// pre-tokeniser counts tokens instead.
+    pub tokenizer_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_documents_per_request: usize,
+    pub max_document_bytes: usize,
+    pub max_title_bytes: usize,
+    pub max_external_id_bytes: usize,
+    pub max_metadata_entries: usize,
+    pub default_wait_ms: u64,
+    pub max_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Concurrent job workers in this process.
+    pub concurrency: usize,
+    /// How often idle workers look for due jobs (they are also woken by new ingests).
+    pub poll_interval_ms: u64,
+    /// A claimed job is re-claimable by another worker after this long (crash recovery).
+    pub lease_ms: u64,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// Retry delay ceiling for attempt n is min(backoff_max, backoff_base * multiplier^(n-1)),
+    /// with full jitter. Defaults spread 5 attempts over about a day.
+    pub backoff_base_ms: u64,
+    pub backoff_multiplier: f64,
+    pub backoff_max_ms: u64,
+    /// Chunks per embedding call.
+    pub embed_batch: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::with_ports(50052, 9102),
+            telemetry: TelemetryConfig::default(),
+            database: DatabaseConfig::default(),
+            embedding: ClientConfig::new("http://127.0.0.1:50053", 60_000),
+            vector_search: ClientConfig::new("http://127.0.0.1:50054", 30_000),
+            text_search: ClientConfig::new("http://127.0.0.1:50055", 30_000),
+            chunking: ChunkingConfig::default(),
+            limits: LimitsConfig::default(),
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://braid@127.0.0.1:54329/braid".into(),
+            max_connections: 16,
+            acquire_timeout_ms: 3_000,
+            migrate: true,
+        }
+    }
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 200,
+            overlap_tokens: 40,
+            tokenizer_file: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_documents_per_request: 256,
+            max_document_bytes: 4 * 1024 * 1024,
+            max_title_bytes: 1024,
+            max_external_id_bytes: 512,
+            max_metadata_entries: 32,
+            default_wait_ms: 30_000,
+            max_wait_ms: 300_000,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll_interval_ms: 500,
+            lease_ms: 120_000,
+            max_attempts: 5,
+            backoff_base_ms: 30 * 60 * 1000,
+            backoff_multiplier: 3.0,
+            backoff_max_ms: 12 * 60 * 60 * 1000,
+            embed_batch: 64,
+        }
+    }
+}
+
+impl Validate for IngestConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        self.server.validate(errors);
+        self.telemetry.validate(errors);
+        if !self.database.url.starts_with("postgres") {
+            errors.push("database.url must be a postgres:// URL".into());
+        }
+        positive(
+            errors,
+            "database.max_connections",
+            self.database.max_connections as u64,
+        );
+        self.embedding.validate("embedding", errors);
+        self.vector_search.validate("vector_search", errors);
+        self.text_search.validate("text_search", errors);
+        let c = &self.chunking;
+        positive(errors, "chunking.max_tokens", c.max_tokens as u64);
+        if c.overlap_tokens * 2 > c.max_tokens {
+            errors.push(format!(
+                "chunking.overlap_tokens ({}) must be at most half of chunking.max_tokens ({})",
+                c.overlap_tokens, c.max_tokens
+            ));
+        }
+        let l = &self.limits;
+        positive(
+            errors,
+            "limits.max_documents_per_request",
+            l.max_documents_per_request as u64,
+        );
+        positive(
+            errors,
+            "limits.max_document_bytes",
+            l.max_document_bytes as u64,
+        );
+        if l.default_wait_ms > l.max_wait_ms {
+            errors.push("limits.default_wait_ms must not exceed limits.max_wait_ms".into());
+        }
+        let w = &self.worker;
+        positive(errors, "worker.concurrency", w.concurrency as u64);
+        positive(errors, "worker.poll_interval_ms", w.poll_interval_ms);
+        positive(errors, "worker.lease_ms", w.lease_ms);
+        positive(errors, "worker.max_attempts", w.max_attempts as u64);
+        positive(errors, "worker.embed_batch", w.embed_batch as u64);
+        if !(w.backoff_multiplier.is_finite() && w.backoff_multiplier >= 1.0) {
+            errors.push("worker.backoff_multiplier must be at least 1.0".into());
+        }
+        if w.backoff_base_ms > w.backoff_max_ms {
+            errors.push("worker.backoff_base_ms must not exceed worker.backoff_max_ms".into());
+        }
+    }
+}
+
+impl braid_core::entry::ServiceConfig for IngestConfig {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg: IngestConfig = braid_core::config::load("ingest", None, &HashMap::new()).unwrap();
+        assert_eq!(cfg.server.grpc_addr.port(), 50052);
+        assert_eq!(cfg.worker.max_attempts, 5);
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let env = HashMap::from([
+            (
+                "BRAID_INGEST__CHUNKING__OVERLAP_TOKENS".to_string(),
+                "150".to_string(),
+            ),
+            (
+                "BRAID_INGEST__WORKER__CONCURRENCY".to_string(),
+                "0".to_string(),
+            ),
+            (
+                "BRAID_INGEST__EMBEDDING__ENDPOINT".to_string(),
+                "localhost:1".to_string(),
+            ),
+        ]);
+        let err = braid_core::config::load::<IngestConfig>("ingest", None, &env).unwrap_err();
+        assert_eq!(err.errors.len(), 3, "{err}");
+    }
+}

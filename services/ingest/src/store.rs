@@ -1,0 +1,505 @@
+//! SQL for the `ingest` schema: documents, chunks and the job outbox.
+//!
+//! A document change (insert, update, delete) and the jobs that propagate it to both search
+//! legs are written in one transaction, so no change is lost when a leg is down. Workers claim
+//! jobs with `FOR UPDATE SKIP LOCKED` and a lease; a job whose worker died becomes claimable
+//! again when its lease expires. Jobs of one (document, leg) never run concurrently, so legs
+//! receive a document's versions in order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::config::DatabaseConfig;
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+/// A validated, extracted and chunked document ready to be stored.
+#[derive(Debug)]
+pub struct NewDocument {
+    pub tenant: String,
+    pub external_id: String,
+    pub title: String,
+    pub mime_type: &'static str,
+    pub metadata: HashMap<String, String>,
+    pub content_sha256: String,
+    pub chunks: Vec<(String, i32)>,
+}
+
+pub struct Upserted {
+    pub document_id: Uuid,
+    pub status: String,
+    pub unchanged: bool,
+    pub chunk_count: i32,
+}
+
+/// A document row as returned to callers.
+#[derive(sqlx::FromRow)]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub external_id: String,
+    pub title: String,
+    pub mime_type: String,
+    pub metadata: sqlx::types::Json<HashMap<String, String>>,
+    pub status: String,
+    pub chunk_count: i32,
+    pub content_sha256: String,
+    pub version: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub vector_synced_ms: Option<i64>,
+    pub text_synced_ms: Option<i64>,
+}
+
+const DOCUMENT_COLUMNS: &str = "id, tenant, external_id, title, mime_type, metadata, status, chunk_count, \
+    content_sha256, version, last_error, \
+    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, \
+    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, \
+    (extract(epoch FROM vector_synced_at) * 1000)::bigint AS vector_synced_ms, \
+    (extract(epoch FROM text_synced_at) * 1000)::bigint AS text_synced_ms";
+
+/// The two search legs a document is indexed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    Vector,
+    Text,
+}
+
+impl Leg {
+    pub const BOTH: [Leg; 2] = [Leg::Vector, Leg::Text];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Vector => "vector",
+            Leg::Text => "text",
+        }
+    }
+
+    fn parse(s: &str) -> Leg {
+        if s == "vector" {
+            Leg::Vector
+        } else {
+            Leg::Text
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Upsert,
+    Delete,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub document_id: Uuid,
+    pub tenant: String,
+    pub leg: Leg,
+    pub op: Op,
+    pub doc_version: i64,
+    pub attempts: i32,
+}
+
+/// What a worker pushes to a leg for one document.
+pub struct IndexPayload {
+    pub external_id: String,
+    pub title: String,
+    pub metadata: HashMap<String, String>,
+    pub chunks: Vec<(i32, String)>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn connect(db: &DatabaseConfig) -> DbResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(db.max_connections)
+            .acquire_timeout(Duration::from_millis(db.acquire_timeout_ms))
+            .connect_lazy(&db.url)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        // Version numbers 2000-2999 belong to this service; other services' migrations in
+        // the same database are left alone.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Inserts or updates a document, replaces its chunks and enqueues one upsert job per leg,
+    /// in one transaction. Unchanged content (same hash) is a no-op.
+    pub async fn upsert_document(&self, doc: &NewDocument) -> DbResult<Upserted> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<(Uuid, String, bool, String, i32)> = sqlx::query_as(
+            "SELECT id, content_sha256, deleted, status, chunk_count FROM ingest.documents \
+             WHERE tenant = $1 AND external_id = $2 FOR UPDATE",
+        )
+        .bind(&doc.tenant)
+        .bind(&doc.external_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let metadata = sqlx::types::Json(&doc.metadata);
+        let chunk_count = doc.chunks.len() as i32;
+        let (id, version) = match existing {
+            Some((id, sha, deleted, status, count)) if sha == doc.content_sha256 && !deleted => {
+                tx.commit().await?;
+                return Ok(Upserted {
+                    document_id: id,
+                    status,
+                    unchanged: true,
+                    chunk_count: count,
+                });
+            }
+            Some((id, ..)) => {
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE ingest.documents SET title = $2, mime_type = $3, metadata = $4, \
+                       content_sha256 = $5, chunk_count = $6, version = version + 1, deleted = false, \
+                       status = 'pending', last_error = NULL, updated_at = now() \
+                     WHERE id = $1 RETURNING version",
+                )
+                .bind(id)
+                .bind(&doc.title)
+                .bind(doc.mime_type)
+                .bind(metadata)
+                .bind(&doc.content_sha256)
+                .bind(chunk_count)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM ingest.chunks WHERE document_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                // Older versions' pending jobs are superseded by the new ones.
+                sqlx::query(
+                    "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
+                     WHERE document_id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                (id, version)
+            }
+            None => {
+                let id = Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO ingest.documents \
+                       (id, tenant, external_id, title, mime_type, metadata, content_sha256, chunk_count) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(id)
+                .bind(&doc.tenant)
+                .bind(&doc.external_id)
+                .bind(&doc.title)
+                .bind(doc.mime_type)
+                .bind(metadata)
+                .bind(&doc.content_sha256)
+                .bind(chunk_count)
+                .execute(&mut *tx)
+                .await?;
+                (id, 1)
+            }
+        };
+        let ordinals: Vec<i32> = (0..chunk_count).collect();
+        let bodies: Vec<&str> = doc.chunks.iter().map(|(t, _)| t.as_str()).collect();
+        let tokens: Vec<i32> = doc.chunks.iter().map(|(_, n)| *n).collect();
+        sqlx::query(
+            "INSERT INTO ingest.chunks (document_id, ordinal, body, token_count) \
+             SELECT $1, u.ordinal, u.body, u.tokens FROM UNNEST($2::int4[], $3::text[], $4::int4[]) \
+               AS u(ordinal, body, tokens)",
+        )
+        .bind(id)
+        .bind(&ordinals)
+        .bind(&bodies)
+        .bind(&tokens)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, id, &doc.tenant, Op::Upsert, version).await?;
+        tx.commit().await?;
+        Ok(Upserted {
+            document_id: id,
+            status: "pending".into(),
+            unchanged: false,
+            chunk_count,
+        })
+    }
+
+    pub async fn get_document(&self, id: Uuid) -> DbResult<Option<DocumentRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn find_document(&self, tenant: &str, external_id: &str) -> DbResult<Option<Uuid>> {
+        sqlx::query_scalar("SELECT id FROM ingest.documents WHERE tenant = $1 AND external_id = $2")
+            .bind(tenant)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Marks a document deleted and enqueues delete jobs for both legs. The row disappears
+    /// once both legs confirmed. Returns false when there is no such live document.
+    pub async fn delete_document(&self, tenant: &str, id: Uuid) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE ingest.documents SET deleted = true, status = 'deleting', version = version + 1, \
+               updated_at = now() \
+             WHERE id = $1 AND tenant = $2 AND NOT deleted RETURNING version",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
+             WHERE document_id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, id, tenant, Op::Delete, version).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Current status of each id (missing ids: deleted and gone).
+    pub async fn statuses(&self, ids: &[Uuid]) -> DbResult<HashMap<Uuid, String>> {
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, status FROM ingest.documents WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Claims the next due job: pending and due, or running with an expired lease. A job
+    /// waits while another job of the same document and leg holds a live lease.
+    pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, Uuid, String, String, String, i64, i32)> = sqlx::query_as(
+            "UPDATE ingest.jobs j SET state = 'running', attempts = j.attempts + 1, \
+               locked_until = now() + $1 * interval '1 millisecond', updated_at = now() \
+             WHERE j.id = ( \
+               SELECT c.id FROM ingest.jobs c \
+               WHERE ((c.state = 'pending' AND c.run_after <= now()) \
+                      OR (c.state = 'running' AND c.locked_until < now())) \
+                 AND NOT EXISTS ( \
+                   SELECT 1 FROM ingest.jobs r \
+                   WHERE r.document_id = c.document_id AND r.leg = c.leg AND r.id <> c.id \
+                     AND r.state = 'running' AND r.locked_until >= now()) \
+               ORDER BY c.id \
+               FOR UPDATE SKIP LOCKED LIMIT 1) \
+             RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts",
+        )
+        .bind(lease.as_millis() as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let job = row.map(
+            |(id, document_id, tenant, leg, op, doc_version, attempts)| Job {
+                id,
+                document_id,
+                tenant,
+                leg: Leg::parse(&leg),
+                op: if op == "delete" {
+                    Op::Delete
+                } else {
+                    Op::Upsert
+                },
+                doc_version,
+                attempts,
+            },
+        );
+        if let Some(job) = &job {
+            refresh_status(&mut tx, job.document_id).await?;
+        }
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// The document as it is now, for an upsert job; None when it was deleted or a newer
+    /// version superseded the job.
+    pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
+        let mut tx = self.pool.begin().await?;
+        let doc: Option<(i64, bool, String, String, sqlx::types::Json<HashMap<String, String>>)> =
+            sqlx::query_as(
+                "SELECT version, deleted, external_id, title, metadata FROM ingest.documents WHERE id = $1",
+            )
+            .bind(job.document_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((version, deleted, external_id, title, metadata)) = doc else {
+            return Ok(None);
+        };
+        if deleted || version != job.doc_version {
+            return Ok(None);
+        }
+        let chunks: Vec<(i32, String)> = sqlx::query_as(
+            "SELECT ordinal, body FROM ingest.chunks WHERE document_id = $1 ORDER BY ordinal",
+        )
+        .bind(job.document_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(IndexPayload {
+            external_id,
+            title,
+            metadata: metadata.0,
+            chunks,
+        }))
+    }
+
+    /// Marks a job done; records the leg as synced at the job's version.
+    pub async fn complete_job(&self, job: &Job, synced: bool) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE ingest.jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+        if synced {
+            let sql = match job.leg {
+                Leg::Vector => {
+                    "UPDATE ingest.documents SET vector_version = $2, vector_synced_at = now() \
+                     WHERE id = $1 AND version = $2"
+                }
+                Leg::Text => {
+                    "UPDATE ingest.documents SET text_version = $2, text_synced_at = now() \
+                     WHERE id = $1 AND version = $2"
+                }
+            };
+            sqlx::query(sql)
+                .bind(job.document_id)
+                .bind(job.doc_version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if job.op == Op::Delete {
+            // Gone from both legs: drop the row (chunks cascade).
+            sqlx::query(
+                "DELETE FROM ingest.documents d WHERE d.id = $1 AND d.deleted AND NOT EXISTS ( \
+                   SELECT 1 FROM ingest.jobs j WHERE j.document_id = d.id AND j.op = 'delete' \
+                     AND j.doc_version = d.version AND j.state <> 'done')",
+            )
+            .bind(job.document_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        refresh_status(&mut tx, job.document_id).await?;
+        tx.commit().await
+    }
+
+    /// Records a failed attempt: retried after `retry_in`, or dead-lettered when `None`.
+    pub async fn fail_job(
+        &self,
+        job: &Job,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        match retry_in {
+            Some(delay) => {
+                sqlx::query(
+                    "UPDATE ingest.jobs SET state = 'pending', locked_until = NULL, last_error = $2, \
+                       run_after = now() + $3 * interval '1 millisecond', updated_at = now() WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(error)
+                .bind(delay.as_millis() as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE ingest.jobs SET state = 'dead', locked_until = NULL, last_error = $2, \
+                       updated_at = now() WHERE id = $1",
+                )
+                .bind(job.id)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE ingest.documents SET last_error = $2 WHERE id = $1")
+            .bind(job.document_id)
+            .bind(format!("{} leg: {error}", job.leg.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        refresh_status(&mut tx, job.document_id).await?;
+        tx.commit().await
+    }
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    tenant: &str,
+    op: Op,
+    version: i64,
+) -> DbResult<()> {
+    let op = match op {
+        Op::Upsert => "upsert",
+        Op::Delete => "delete",
+    };
+    for leg in Leg::BOTH {
+        sqlx::query(
+            "INSERT INTO ingest.jobs (document_id, tenant, leg, op, doc_version) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .bind(leg.as_str())
+        .bind(op)
+        .bind(version)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Derives a document's status from its leg versions and the jobs of its current version.
+async fn refresh_status(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE ingest.documents d SET status = CASE \
+           WHEN d.deleted THEN 'deleting' \
+           WHEN d.vector_version = d.version AND d.text_version = d.version THEN 'ready' \
+           WHEN EXISTS (SELECT 1 FROM ingest.jobs j WHERE j.document_id = d.id \
+                          AND j.doc_version = d.version AND j.state = 'dead') THEN \
+             CASE WHEN d.vector_version = d.version OR d.text_version = d.version \
+                  THEN 'partial' ELSE 'failed' END \
+           WHEN d.vector_version = d.version OR d.text_version = d.version \
+             OR EXISTS (SELECT 1 FROM ingest.jobs j WHERE j.document_id = d.id \
+                          AND j.doc_version = d.version AND j.state = 'running') THEN 'indexing' \
+           ELSE 'pending' END \
+         WHERE d.id = $1",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,337 @@
+//! Outbox workers: claim a job, push the document's current chunks to its leg (embedding them
+//! first for the vector leg), record the result. Retryable failures are retried with
+//! exponential backoff and full jitter; after `max_attempts`, or at once for a non-retryable
+//! failure, the job is dead-lettered and the document shows PARTIAL or FAILED.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use braid_core::client::Channel;
+use braid_core::shutdown::Stopping;
+use braid_proto::tonic::{Code, Status};
+use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
+use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
+use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
+use braid_proto::v1::{
+    Chunk, DeleteDocumentChunksRequest, EmbedRequest, InputType, ReplaceDocumentRequest,
+};
+use prometheus::IntCounterVec;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::WorkerConfig;
+use crate::store::{IndexPayload, Job, Leg, Op, Store};
+
+/// The downstream clients, built once and shared by every worker.
+#[derive(Clone)]
+pub struct Downstream {
+    pub embedding: EmbeddingServiceClient<Channel>,
+    pub vector: VectorSearchServiceClient<Channel>,
+    pub text: TextSearchServiceClient<Channel>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("{0}")]
+    Rpc(String, Code),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("embedding service returned {got} vectors for {want} chunks")]
+    EmbeddingCount { got: usize, want: usize },
+}
+
+impl From<Status> for JobError {
+    fn from(s: Status) -> Self {
+        JobError::Rpc(format!("{:?}: {}", s.code(), s.message()), s.code())
+    }
+}
+
+impl JobError {
+    /// Transient failures are retried; a rejection of the content itself is not.
+    fn retryable(&self) -> bool {
+        match self {
+            JobError::Rpc(_, code) => !matches!(
+                code,
+                Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::OutOfRange
+                    | Code::Unimplemented
+                    | Code::NotFound
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::AlreadyExists
+                    | Code::DataLoss
+            ),
+            JobError::Db(_) => true,
+            JobError::EmbeddingCount { .. } => true,
+        }
+    }
+}
+
+/// Retry delay after `attempts` failed attempts: uniformly random in
+/// `[0, min(max, base * multiplier^(attempts-1))]` ("full jitter").
+pub fn backoff(config: &WorkerConfig, attempts: u32) -> Duration {
+    let exp = config
+        .backoff_multiplier
+        .powi(attempts.saturating_sub(1).min(64) as i32);
+    let ceiling = (config.backoff_base_ms as f64 * exp).min(config.backoff_max_ms as f64) as u64;
+    Duration::from_millis(rand::random_range(0..=ceiling))
+}
+
+pub struct Workers {
+    pub store: Store,
+    pub downstream: Downstream,
+    pub config: WorkerConfig,
+    /// Notified when new jobs were enqueued.
+    pub wake: Arc<Notify>,
+    /// Notified whenever a job finished (for callers waiting on READY).
+    pub progress: Arc<Notify>,
+    pub jobs_total: IntCounterVec,
+}
+
+impl Workers {
+    pub fn spawn(self: Arc<Self>, stopping: Stopping) -> Vec<JoinHandle<()>> {
+        (0..self.config.concurrency)
+            .map(|i| {
+                let this = self.clone();
+                let stopping = stopping.clone();
+                tokio::spawn(async move { this.run(i, stopping).await })
+            })
+            .collect()
+    }
+
+    async fn run(&self, index: usize, mut stopping: Stopping) {
+        let lease = Duration::from_millis(self.config.lease_ms);
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
+        while !stopping.is_stopping() {
+            match self.store.claim_job(lease).await {
+                Ok(Some(job)) => {
+                    self.process(job).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(worker = index, error = %e, "claiming a job failed"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stopping.wait() => {}
+            }
+        }
+        tracing::debug!(worker = index, "worker stopped");
+    }
+
+    async fn process(&self, job: Job) {
+        let result = self.execute(&job).await;
+        let outcome = match result {
+            Ok(synced) => match self.store.complete_job(&job, synced).await {
+                Ok(()) => "done",
+                Err(e) => {
+                    // The lease expires and another attempt redoes the (idempotent) push.
+                    tracing::warn!(job = job.id, error = %e, "recording job completion failed");
+                    "error"
+                }
+            },
+            Err(e) => {
+                let retry = e.retryable() && (job.attempts as u32) < self.config.max_attempts;
+                let delay = retry.then(|| backoff(&self.config, job.attempts as u32));
+                tracing::warn!(
+                    job = job.id,
+                    document = %job.document_id,
+                    leg = job.leg.as_str(),
+                    attempts = job.attempts,
+                    retry_in_ms = delay.map(|d| d.as_millis() as u64),
+                    error = %e,
+                    "job failed"
+                );
+                if let Err(db) = self.store.fail_job(&job, &e.to_string(), delay).await {
+                    tracing::warn!(job = job.id, error = %db, "recording job failure failed");
+                }
+                if retry { "retry" } else { "dead" }
+            }
+        };
+        let op = match job.op {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        };
+        self.jobs_total
+            .with_label_values(&[job.leg.as_str(), op, outcome])
+            .inc();
+        self.progress.notify_waiters();
+    }
+
+    /// Ok(true): the leg now holds the job's version; Ok(false): nothing to do (superseded).
+    async fn execute(&self, job: &Job) -> Result<bool, JobError> {
+        let document_id = job.document_id.to_string();
+        match job.op {
+            Op::Delete => {
+                let request = DeleteDocumentChunksRequest {
+                    tenant: job.tenant.clone(),
+                    document_id,
+                };
+                match job.leg {
+                    Leg::Vector => {
+                        self.downstream
+                            .vector
+                            .clone()
+                            .delete_document(request)
+                            .await?
+                    }
+                    Leg::Text => {
+                        self.downstream
+                            .text
+                            .clone()
+                            .delete_document(request)
+                            .await?
+                    }
+                };
+                Ok(true)
+            }
+            Op::Upsert => {
+                let Some(payload) = self.store.payload(job).await? else {
+                    return Ok(false);
+                };
+                let chunks = to_chunks(job, &document_id, &payload);
+                match job.leg {
+                    Leg::Vector => self.push_vectors(job, document_id, chunks).await?,
+                    Leg::Text => {
+                        self.downstream
+                            .text
+                            .clone()
+                            .replace_document(ReplaceDocumentRequest {
+                                tenant: job.tenant.clone(),
+                                document_id,
+                                chunks,
+                                embeddings: Vec::new(),
+                                model: String::new(),
+                            })
+                            .await?;
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    async fn push_vectors(
+        &self,
+        job: &Job,
+        document_id: String,
+        chunks: Vec<Chunk>,
+    ) -> Result<(), JobError> {
+        let mut embeddings = Vec::with_capacity(chunks.len());
+        let mut model = String::new();
+        for batch in chunks.chunks(self.config.embed_batch) {
+            // The title gives every chunk its document's context.
+            let texts: Vec<String> = batch
+                .iter()
+                .map(|c| {
+                    if c.title.is_empty() {
+                        c.text.clone()
+                    } else {
+                        format!("{}\n{}", c.title, c.text)
+                    }
+                })
+                .collect();
+            let response = self
+                .downstream
+                .embedding
+                .clone()
+                .embed(EmbedRequest {
+                    texts,
+                    input_type: InputType::Document as i32,
+                })
+                .await?
+                .into_inner();
+            if response.embeddings.len() != batch.len() {
+                return Err(JobError::EmbeddingCount {
+                    got: response.embeddings.len(),
+                    want: batch.len(),
+                });
+            }
+            model = response.model;
+            embeddings.extend(response.embeddings);
+        }
+        self.downstream
+            .vector
+            .clone()
+            .replace_document(ReplaceDocumentRequest {
+                tenant: job.tenant.clone(),
+                document_id,
+                chunks,
+                embeddings,
+                model,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn to_chunks(job: &Job, document_id: &str, p: &IndexPayload) -> Vec<Chunk> {
+    p.chunks
+        .iter()
+        .map(|(ordinal, body)| Chunk {
+            chunk_id: format!("{document_id}:{ordinal}"),
+            document_id: document_id.to_string(),
+            tenant: job.tenant.clone(),
+            external_id: p.external_id.clone(),
+            title: p.title.clone(),
+            text: body.clone(),
+            ordinal: *ordinal as u32,
+            metadata: p.metadata.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_exponential_with_full_jitter() {
+        let config = WorkerConfig {
+            backoff_base_ms: 1_000,
+            backoff_multiplier: 3.0,
+            backoff_max_ms: 20_000,
+            ..WorkerConfig::default()
+        };
+        for attempt in 1..=6u32 {
+            let ceiling = (1_000.0 * 3f64.powi(attempt as i32 - 1)).min(20_000.0) as u64;
+            let samples: Vec<u64> = (0..200)
+                .map(|_| backoff(&config, attempt).as_millis() as u64)
+                .collect();
+            assert!(samples.iter().all(|&d| d <= ceiling), "attempt {attempt}");
+            // Jittered: not all equal, and spread over the range.
+            assert!(
+                samples.iter().any(|&d| d < ceiling / 2),
+                "attempt {attempt}"
+            );
+            assert!(
+                samples.iter().any(|&d| d > ceiling / 2),
+                "attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_schedule_spreads_over_about_a_day() {
+        let c = WorkerConfig::default();
+        let total_ceiling: f64 = (1..c.max_attempts)
+            .map(|a| {
+                (c.backoff_base_ms as f64 * c.backoff_multiplier.powi(a as i32 - 1))
+                    .min(c.backoff_max_ms as f64)
+            })
+            .sum();
+        let hours = total_ceiling / 3_600_000.0;
+        assert!((12.0..=36.0).contains(&hours), "{hours} h");
+    }
+
+    #[test]
+    fn retryable_classification() {
+        assert!(JobError::from(Status::unavailable("down")).retryable());
+        assert!(JobError::from(Status::deadline_exceeded("slow")).retryable());
+        assert!(JobError::from(Status::resource_exhausted("busy")).retryable());
+        assert!(!JobError::from(Status::invalid_argument("bad")).retryable());
+        assert!(!JobError::from(Status::failed_precondition("no")).retryable());
+    }
+}

@@ -1,0 +1,103 @@
+use std::path::PathBuf;
+
+use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the text-search service (`BRAID_TEXT_SEARCH__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextSearchConfig {
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+    /// Which BM25 engine backs the leg.
+    pub backend: Backend,
+    pub index: IndexConfig,
+    pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded Tantivy index on local disk (default).
+    Tantivy,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Tantivy index directory; created on first start.
+    pub dir: PathBuf,
+    /// Indexing memory budget of the Tantivy writer.
+    pub writer_memory_mb: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    pub max_top_k: u32,
+    pub max_query_bytes: usize,
+    /// Characters of highlighted context per hit.
+    pub snippet_chars: usize,
+    /// Title matches weigh this much more than body matches.
+    pub title_boost: f32,
+}
+
+impl Default for TextSearchConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::with_ports(50055, 9105),
+            telemetry: TelemetryConfig::default(),
+            backend: Backend::Tantivy,
+            index: IndexConfig::default(),
+            search: SearchConfig::default(),
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(".braid/tantivy"),
+            writer_memory_mb: 64,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            max_top_k: 1000,
+            max_query_bytes: 4096,
+            snippet_chars: 200,
+            title_boost: 1.5,
+        }
+    }
+}
+
+impl Validate for TextSearchConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        self.server.validate(errors);
+        self.telemetry.validate(errors);
+        if self.index.writer_memory_mb < 15 {
+            errors.push("index.writer_memory_mb must be at least 15 (Tantivy minimum)".into());
+        }
+        positive(errors, "search.max_top_k", self.search.max_top_k as u64);
+        positive(
+            errors,
+            "search.max_query_bytes",
+            self.search.max_query_bytes as u64,
+        );
+        if !(self.search.title_boost.is_finite() && self.search.title_boost > 0.0) {
+            errors.push("search.title_boost must be a positive number".into());
+        }
+    }
+}
+
+impl braid_core::entry::ServiceConfig for TextSearchConfig {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}

@@ -1,0 +1,39 @@
+//! The BM25 backend trait the service is written against. Tantivy implements it today; an
+//! Elasticsearch implementation plugs in behind the same trait.
+
+use std::collections::HashMap;
+
+use braid_proto::tonic;
+use braid_proto::v1::{Chunk, ChunkHit};
+
+use crate::error::TextError;
+
+/// A text query against one tenant.
+#[derive(Debug, Clone)]
+pub struct TextQuery {
+    pub tenant: String,
+    pub query: String,
+    pub top_k: u32,
+    /// Exact metadata matches required of every hit.
+    pub filter: HashMap<String, String>,
+}
+
+#[tonic::async_trait]
+pub trait TextIndex: Send + Sync + 'static {
+    /// Replaces every chunk of a document; readers see either the old or the new set.
+    async fn replace_document(
+        &self,
+        tenant: &str,
+        document_id: &str,
+        chunks: Vec<Chunk>,
+    ) -> Result<u32, TextError>;
+
+    /// Removes every chunk of a document; returns how many were removed.
+    async fn delete_document(&self, tenant: &str, document_id: &str) -> Result<u32, TextError>;
+
+    /// BM25-ranked chunks, best first, with highlighted snippets.
+    async fn search(&self, query: TextQuery) -> Result<Vec<ChunkHit>, TextError>;
+
+    /// Whether the backend can serve (health probe).
+    async fn check(&self) -> Result<(), TextError>;
+}

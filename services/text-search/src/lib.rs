@@ -1,0 +1,82 @@
+//! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
+//! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
+//! backend implements the same trait), `service` is the gRPC surface.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod index;
+mod service;
+mod tantivy_index;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use braid_core::metrics::Metrics;
+use braid_core::server::{self, Listeners};
+use braid_proto::service_names;
+use braid_proto::tonic::service::Routes;
+use braid_proto::v1::text_search_service_server::TextSearchServiceServer;
+
+pub use config::{Backend, IndexConfig, SearchConfig, TextSearchConfig};
+pub use error::TextError;
+pub use index::{TextIndex, TextQuery};
+pub use tantivy_index::TantivyIndex;
+
+/// Runs the text-search service on `listeners` until `shutdown` resolves.
+pub async fn run(
+    config: TextSearchConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("text_search");
+    let (health, health_service) = server::health(service_names::TEXT_SEARCH);
+    let index: Arc<dyn TextIndex> = match config.backend {
+        Backend::Tantivy => {
+            let c = config.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    TantivyIndex::open(
+                        &c.index.dir,
+                        c.index.writer_memory_mb,
+                        c.search.snippet_chars,
+                        c.search.title_boost,
+                    )
+                })
+                .await?
+                .with_context(|| {
+                    format!(
+                        "opening the Tantivy index in {}",
+                        config.index.dir.display()
+                    )
+                })?,
+            )
+        }
+    };
+    let probe = {
+        let index = index.clone();
+        server::spawn_probe(
+            health.clone(),
+            config.server.health_probe_interval(),
+            move || {
+                let index = index.clone();
+                async move { index.check().await.map_err(|e| e.to_string()) }
+            },
+        )
+    };
+    let api = service::TextApi {
+        index,
+        max_top_k: config.search.max_top_k,
+        max_query_bytes: config.search.max_query_bytes,
+    };
+    let routes = Routes::new(health_service).add_service(
+        TextSearchServiceServer::new(api)
+            .max_decoding_message_size(config.server.max_message_bytes)
+            .max_encoding_message_size(config.server.max_message_bytes),
+    );
+    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    probe.abort();
+    result
+}

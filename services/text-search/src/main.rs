@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    braid_core::entry::main("text-search", "braid-text-search", braid_text_search::run)
+}

@@ -1,0 +1,84 @@
+//! The `braid.v1.TextSearchService` gRPC handlers, generic over the backend.
+
+use std::sync::Arc;
+
+use braid_core::validate;
+use braid_proto::tonic::{self, Request, Response, Status};
+use braid_proto::v1::text_search_service_server::TextSearchService;
+use braid_proto::v1::{
+    DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, LegSearchRequest, LegSearchResponse,
+    ReplaceDocumentRequest, ReplaceDocumentResponse,
+};
+
+use crate::error::TextError;
+use crate::index::{TextIndex, TextQuery};
+
+pub struct TextApi {
+    pub(crate) index: Arc<dyn TextIndex>,
+    pub(crate) max_top_k: u32,
+    pub(crate) max_query_bytes: usize,
+}
+
+#[tonic::async_trait]
+impl TextSearchService for TextApi {
+    async fn replace_document(
+        &self,
+        request: Request<ReplaceDocumentRequest>,
+    ) -> Result<Response<ReplaceDocumentResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(TextError::from)?;
+        validate::document_id(&r.document_id).map_err(TextError::from)?;
+        validate::chunks(&r.tenant, &r.document_id, &r.chunks).map_err(TextError::from)?;
+        let chunks = self
+            .index
+            .replace_document(&r.tenant, &r.document_id, r.chunks)
+            .await?;
+        Ok(Response::new(ReplaceDocumentResponse { chunks }))
+    }
+
+    async fn delete_document(
+        &self,
+        request: Request<DeleteDocumentChunksRequest>,
+    ) -> Result<Response<DeleteDocumentChunksResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(TextError::from)?;
+        validate::document_id(&r.document_id).map_err(TextError::from)?;
+        let deleted = self
+            .index
+            .delete_document(&r.tenant, &r.document_id)
+            .await?;
+        Ok(Response::new(DeleteDocumentChunksResponse { deleted }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<LegSearchRequest>,
+    ) -> Result<Response<LegSearchResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(TextError::from)?;
+        validate::top_k(r.top_k, self.max_top_k).map_err(TextError::from)?;
+        validate::filter(r.filter.as_ref()).map_err(TextError::from)?;
+        if r.query.trim().is_empty() {
+            return Err(
+                TextError::from(validate::FieldError::new("query", "must not be empty")).into(),
+            );
+        }
+        if r.query.len() > self.max_query_bytes {
+            return Err(TextError::from(validate::FieldError::new(
+                "query",
+                format!("{} bytes, at most {}", r.query.len(), self.max_query_bytes),
+            ))
+            .into());
+        }
+        let hits = self
+            .index
+            .search(TextQuery {
+                tenant: r.tenant,
+                query: r.query,
+                top_k: r.top_k,
+                filter: r.filter.map(|f| f.equals).unwrap_or_default(),
+            })
+            .await?;
+        Ok(Response::new(LegSearchResponse { hits }))
+    }
+}

@@ -1,0 +1,372 @@
+//! Tantivy implementation of [`TextIndex`]: one index directory, chunks as documents with
+//! English-stemmed `title` and `body` fields scored by BM25, exact-match `tenant` and `meta`
+//! (`key\x1fvalue`) fields used as zero-score filters inside the query. Writes take the single
+//! writer, commit, and reload the reader, all on the blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use braid_proto::tonic;
+use braid_proto::v1::{Chunk, ChunkHit};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
+
+use crate::error::TextError;
+use crate::index::{TextIndex, TextQuery};
+
+const SEP: char = '\u{1f}';
+
+#[derive(Clone, Copy)]
+struct Fields {
+    chunk_id: Field,
+    document_id: Field,
+    doc_key: Field,
+    tenant: Field,
+    external_id: Field,
+    title: Field,
+    body: Field,
+    ordinal: Field,
+    meta: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("en_stem")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        chunk_id: b.add_text_field("chunk_id", STRING | STORED),
+        document_id: b.add_text_field("document_id", STRING | STORED),
+        doc_key: b.add_text_field("doc_key", STRING),
+        tenant: b.add_text_field("tenant", STRING),
+        external_id: b.add_text_field("external_id", STORED),
+        title: b.add_text_field("title", text.clone()),
+        body: b.add_text_field("body", text),
+        ordinal: b.add_u64_field("ordinal", STORED | INDEXED),
+        meta: b.add_text_field("meta", STRING),
+    };
+    (b.build(), fields)
+}
+
+fn doc_key(tenant: &str, document_id: &str) -> String {
+    format!("{tenant}{SEP}{document_id}")
+}
+
+struct Inner {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    snippet_chars: usize,
+    title_boost: f32,
+}
+
+/// Cheap to clone; clones share the index.
+#[derive(Clone)]
+pub struct TantivyIndex {
+    inner: Arc<Inner>,
+}
+
+fn index_err(e: impl std::fmt::Display) -> TextError {
+    TextError::Index(e.to_string())
+}
+
+impl TantivyIndex {
+    /// Opens the index in `dir`, creating it on first use.
+    pub fn open(
+        dir: &Path,
+        writer_memory_mb: usize,
+        snippet_chars: usize,
+        title_boost: f32,
+    ) -> Result<Self, TextError> {
+        let (schema, fields) = schema();
+        std::fs::create_dir_all(dir).map_err(index_err)?;
+        let index = if dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(dir).map_err(index_err)?;
+            if index.schema() != schema {
+                return Err(TextError::Index(format!(
+                    "index in {} has a different schema; remove it to rebuild",
+                    dir.display()
+                )));
+            }
+            index
+        } else {
+            Index::create_in_dir(dir, schema).map_err(index_err)?
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_err)?;
+        let writer = index
+            .writer(writer_memory_mb * 1024 * 1024)
+            .map_err(index_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+                snippet_chars,
+                title_boost,
+            }),
+        })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, TextError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, TextError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| TextError::Task(e.to_string()))?
+    }
+}
+
+impl Inner {
+    fn count_document(&self, key: &str) -> Result<u32, TextError> {
+        let searcher = self.reader.searcher();
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.doc_key, key),
+            IndexRecordOption::Basic,
+        );
+        Ok(searcher.search(&q, &Count).map_err(index_err)? as u32)
+    }
+
+    /// Deletes `key`, adds `chunks`, commits and makes the result visible, in one step.
+    fn write(&self, key: &str, chunks: &[Chunk]) -> Result<(), TextError> {
+        let f = self.fields;
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.delete_term(Term::from_field_text(f.doc_key, key));
+        for c in chunks {
+            let mut d = doc!(
+                f.chunk_id => c.chunk_id.as_str(),
+                f.document_id => c.document_id.as_str(),
+                f.doc_key => key,
+                f.tenant => c.tenant.as_str(),
+                f.external_id => c.external_id.as_str(),
+                f.title => c.title.as_str(),
+                f.body => c.text.as_str(),
+                f.ordinal => c.ordinal as u64,
+            );
+            for (k, v) in &c.metadata {
+                d.add_text(f.meta, format!("{k}{SEP}{v}"));
+            }
+            writer.add_document(d).map_err(index_err)?;
+        }
+        writer.commit().map_err(index_err)?;
+        drop(writer);
+        self.reader.reload().map_err(index_err)
+    }
+
+    fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
+        let f = self.fields;
+        let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body]);
+        parser.set_field_boost(f.title, self.title_boost);
+        // Lenient: user text is never a syntax error; unparsable parts are dropped.
+        let (text_query, _ignored) = parser.parse_query_lenient(&q.query);
+        let filter = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
+            let term = TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            );
+            (
+                Occur::Must,
+                Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
+            )
+        };
+        let mut clauses = vec![
+            (Occur::Must, text_query.box_clone()),
+            filter(f.tenant, &q.tenant),
+        ];
+        let mut filters: Vec<_> = q.filter.iter().collect();
+        filters.sort();
+        for (k, v) in filters {
+            clauses.push(filter(f.meta, &format!("{k}{SEP}{v}")));
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(q.top_k as usize))
+            .map_err(index_err)?;
+        let mut snippets =
+            SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
+        snippets.set_max_num_chars(self.snippet_chars);
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+            let text = |field| {
+                d.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let body = text(f.body);
+            hits.push(ChunkHit {
+                chunk_id: text(f.chunk_id),
+                document_id: text(f.document_id),
+                external_id: text(f.external_id),
+                title: text(f.title),
+                snippet: snippets.snippet(&body).to_html(),
+                text: body,
+                ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+                score,
+            });
+        }
+        Ok(hits)
+    }
+}
+
+#[tonic::async_trait]
+impl TextIndex for TantivyIndex {
+    async fn replace_document(
+        &self,
+        tenant: &str,
+        document_id: &str,
+        chunks: Vec<Chunk>,
+    ) -> Result<u32, TextError> {
+        let key = doc_key(tenant, document_id);
+        let n = chunks.len() as u32;
+        self.blocking(move |inner| inner.write(&key, &chunks))
+            .await?;
+        Ok(n)
+    }
+
+    async fn delete_document(&self, tenant: &str, document_id: &str) -> Result<u32, TextError> {
+        let key = doc_key(tenant, document_id);
+        self.blocking(move |inner| {
+            let n = inner.count_document(&key)?;
+            inner.write(&key, &[])?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn search(&self, query: TextQuery) -> Result<Vec<ChunkHit>, TextError> {
+        self.blocking(move |inner| inner.search(&query)).await
+    }
+
+    async fn check(&self) -> Result<(), TextError> {
+        // The searcher must be obtainable and the directory present.
+        let _ = self.inner.reader.searcher();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
+        Chunk {
+            chunk_id: format!("{doc}:{ordinal}"),
+            document_id: doc.into(),
+            tenant: tenant.into(),
+            external_id: format!("ext-{doc}"),
+            title: title.into(),
+            text: text.into(),
+            ordinal,
+            metadata: HashMap::from([("lang".to_string(), "en".to_string())]),
+        }
+    }
+
+    fn query(tenant: &str, q: &str) -> TextQuery {
+        TextQuery {
+            tenant: tenant.into(),
+            query: q.into(),
+            top_k: 10,
+            filter: HashMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bm25_filters_replace_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(dir.path(), 20, 120, 1.5).unwrap();
+        idx.replace_document(
+            "t1",
+            "d1",
+            vec![chunk(
+                "t1",
+                "d1",
+                0,
+                "Rust",
+                "ownership and borrowing in Rust programs",
+            )],
+        )
+        .await
+        .unwrap();
+        idx.replace_document(
+            "t1",
+            "d2",
+            vec![chunk(
+                "t1",
+                "d2",
+                0,
+                "Gardening",
+                "tomatoes need sun and water",
+            )],
+        )
+        .await
+        .unwrap();
+        idx.replace_document(
+            "t2",
+            "d3",
+            vec![chunk("t2", "d3", 0, "Rust", "borrowing rules")],
+        )
+        .await
+        .unwrap();
+
+        let hits = idx.search(query("t1", "borrowed")).await.unwrap();
+        assert_eq!(
+            hits.len(),
+            1,
+            "stemming matches borrowed ~ borrowing; tenant t2 excluded"
+        );
+        assert_eq!(hits[0].document_id, "d1");
+        assert!(hits[0].snippet.contains("<b>"), "{}", hits[0].snippet);
+
+        let mut q = query("t1", "tomatoes");
+        q.filter.insert("lang".into(), "de".into());
+        assert!(
+            idx.search(q).await.unwrap().is_empty(),
+            "metadata filter applies"
+        );
+
+        // Replacing swaps the chunks; nothing of the old text remains.
+        idx.replace_document("t1", "d1", vec![chunk("t1", "d1", 0, "Rust", "lifetimes")])
+            .await
+            .unwrap();
+        assert!(
+            idx.search(query("t1", "borrowing"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(idx.search(query("t1", "lifetimes")).await.unwrap().len(), 1);
+
+        assert_eq!(idx.delete_document("t1", "d1").await.unwrap(), 1);
+        assert!(
+            idx.search(query("t1", "lifetimes"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Odd query syntax is not an error.
+        assert!(idx.search(query("t1", "\"unbalanced AND (")).await.is_ok());
+    }
+}

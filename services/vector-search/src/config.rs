@@ -1,0 +1,99 @@
+use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the vector-search service (`BRAID_VECTOR_SEARCH__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorSearchConfig {
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+    pub database: DatabaseConfig,
+    pub search: SearchConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    /// Run the schema migrations at start-up.
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Must match the `vector(N)` column; checked at start-up.
+    pub dimensions: usize,
+    /// `hnsw.ef_search` per query (candidate list size; higher = better recall, slower).
+    pub ef_search: u32,
+    pub max_top_k: u32,
+}
+
+impl Default for VectorSearchConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::with_ports(50054, 9104),
+            telemetry: TelemetryConfig::default(),
+            database: DatabaseConfig::default(),
+            search: SearchConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://braid@127.0.0.1:54329/braid".into(),
+            max_connections: 16,
+            acquire_timeout_ms: 3_000,
+            migrate: true,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            dimensions: 384,
+            ef_search: 100,
+            max_top_k: 1000,
+        }
+    }
+}
+
+impl Validate for VectorSearchConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        self.server.validate(errors);
+        self.telemetry.validate(errors);
+        if !self.database.url.starts_with("postgres") {
+            errors.push("database.url must be a postgres:// URL".into());
+        }
+        positive(
+            errors,
+            "database.max_connections",
+            self.database.max_connections as u64,
+        );
+        positive(
+            errors,
+            "database.acquire_timeout_ms",
+            self.database.acquire_timeout_ms,
+        );
+        positive(errors, "search.dimensions", self.search.dimensions as u64);
+        positive(errors, "search.ef_search", self.search.ef_search as u64);
+        if self.search.ef_search > 1000 {
+            errors.push("search.ef_search must be at most 1000 (pgvector limit)".into());
+        }
+        positive(errors, "search.max_top_k", self.search.max_top_k as u64);
+    }
+}
+
+impl braid_core::entry::ServiceConfig for VectorSearchConfig {
+    fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}

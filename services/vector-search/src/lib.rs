@@ -1,0 +1,69 @@
+//! The vector-search service: the dense leg of hybrid search. Chunk vectors live in
+//! PostgreSQL (`vectors` schema) with a pgvector HNSW cosine index; `store` holds the SQL,
+//! `service` the gRPC surface with validation, `config` its settings.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod service;
+mod store;
+
+use std::future::Future;
+
+use anyhow::Context;
+use braid_core::metrics::Metrics;
+use braid_core::server::{self, Listeners};
+use braid_proto::service_names;
+use braid_proto::tonic::service::Routes;
+use braid_proto::v1::vector_search_service_server::VectorSearchServiceServer;
+
+pub use config::{DatabaseConfig, SearchConfig, VectorSearchConfig};
+pub use error::VectorError;
+
+/// Runs the vector-search service on `listeners` until `shutdown` resolves.
+pub async fn run(
+    config: VectorSearchConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new("vector_search");
+    let (health, health_service) = server::health(service_names::VECTOR_SEARCH);
+    let store = store::Store::connect(&config.database, &config.search).await?;
+    if config.database.migrate {
+        store
+            .migrate()
+            .await
+            .context("running vectors migrations")?;
+    }
+    let dims = store.column_dimensions().await?;
+    anyhow::ensure!(
+        dims == config.search.dimensions,
+        "search.dimensions is {} but vectors.chunks.embedding is vector({dims})",
+        config.search.dimensions
+    );
+    let probe = {
+        let store = store.clone();
+        server::spawn_probe(
+            health.clone(),
+            config.server.health_probe_interval(),
+            move || {
+                let store = store.clone();
+                async move { store.ping().await.map_err(|e| e.to_string()) }
+            },
+        )
+    };
+    let api = service::VectorApi {
+        store,
+        dimensions: config.search.dimensions,
+        max_top_k: config.search.max_top_k,
+    };
+    let routes = Routes::new(health_service).add_service(
+        VectorSearchServiceServer::new(api)
+            .max_decoding_message_size(config.server.max_message_bytes)
+            .max_encoding_message_size(config.server.max_message_bytes),
+    );
+    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    probe.abort();
+    result
+}

@@ -1,0 +1,115 @@
+//! The `braid.v1.VectorSearchService` gRPC handlers.
+
+use braid_core::validate;
+use braid_proto::tonic::{self, Request, Response, Status};
+use braid_proto::v1::vector_search_service_server::VectorSearchService;
+use braid_proto::v1::{
+    DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, LegSearchRequest, LegSearchResponse,
+    ReplaceDocumentRequest, ReplaceDocumentResponse,
+};
+
+use crate::error::VectorError;
+use crate::store::{Query, Store};
+
+pub struct VectorApi {
+    pub(crate) store: Store,
+    pub(crate) dimensions: usize,
+    pub(crate) max_top_k: u32,
+}
+
+impl From<validate::FieldError> for VectorError {
+    fn from(e: validate::FieldError) -> Self {
+        VectorError::InvalidArgument {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl VectorApi {
+    fn check_vector(&self, field: &str, values: &[f32]) -> Result<(), VectorError> {
+        if values.len() != self.dimensions {
+            return Err(VectorError::invalid(
+                field,
+                format!("{} dimensions, expected {}", values.len(), self.dimensions),
+            ));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(VectorError::invalid(field, "values must be finite"));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl VectorSearchService for VectorApi {
+    async fn replace_document(
+        &self,
+        request: Request<ReplaceDocumentRequest>,
+    ) -> Result<Response<ReplaceDocumentResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(VectorError::from)?;
+        validate::document_id(&r.document_id).map_err(VectorError::from)?;
+        validate::chunks(&r.tenant, &r.document_id, &r.chunks).map_err(VectorError::from)?;
+        if r.embeddings.len() != r.chunks.len() {
+            return Err(VectorError::invalid(
+                "embeddings",
+                format!(
+                    "{} embeddings for {} chunks",
+                    r.embeddings.len(),
+                    r.chunks.len()
+                ),
+            )
+            .into());
+        }
+        if r.model.is_empty() {
+            return Err(VectorError::invalid("model", "must not be empty").into());
+        }
+        let embeddings: Vec<Vec<f32>> = r.embeddings.into_iter().map(|v| v.values).collect();
+        for (i, v) in embeddings.iter().enumerate() {
+            self.check_vector(&format!("embeddings[{i}]"), v)?;
+        }
+        let chunks = self
+            .store
+            .replace_document(&r.tenant, &r.document_id, &r.model, &r.chunks, &embeddings)
+            .await?;
+        Ok(Response::new(ReplaceDocumentResponse { chunks }))
+    }
+
+    async fn delete_document(
+        &self,
+        request: Request<DeleteDocumentChunksRequest>,
+    ) -> Result<Response<DeleteDocumentChunksResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(VectorError::from)?;
+        validate::document_id(&r.document_id).map_err(VectorError::from)?;
+        let deleted = self
+            .store
+            .delete_document(&r.tenant, &r.document_id)
+            .await?;
+        Ok(Response::new(DeleteDocumentChunksResponse { deleted }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<LegSearchRequest>,
+    ) -> Result<Response<LegSearchResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(VectorError::from)?;
+        validate::top_k(r.top_k, self.max_top_k).map_err(VectorError::from)?;
+        validate::filter(r.filter.as_ref()).map_err(VectorError::from)?;
+        self.check_vector("embedding", &r.embedding)?;
+        let filter = serde_json::to_value(r.filter.map(|f| f.equals).unwrap_or_default())
+            .unwrap_or_else(|_| serde_json::json!({}));
+        let hits = self
+            .store
+            .search(Query {
+                tenant: &r.tenant,
+                embedding: &r.embedding,
+                top_k: r.top_k,
+                filter,
+            })
+            .await?;
+        Ok(Response::new(LegSearchResponse { hits }))
+    }
+}

@@ -1,0 +1,194 @@
+//! SQL for the `vectors` schema. Vectors travel as pgvector's text form (`[1,2,3]`) and are
+//! cast in SQL; every value is a bind parameter.
+
+use braid_proto::v1::{Chunk, ChunkHit};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::{DatabaseConfig, SearchConfig};
+use crate::error::VectorError;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    ef_search: String,
+}
+
+/// A search against the store.
+pub struct Query<'a> {
+    pub tenant: &'a str,
+    pub embedding: &'a [f32],
+    pub top_k: u32,
+    /// JSON object that every hit's metadata must contain (`@>`).
+    pub filter: serde_json::Value,
+}
+
+pub fn vector_literal(values: &[f32]) -> String {
+    let mut s = String::with_capacity(values.len() * 10 + 2);
+    s.push('[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&v.to_string());
+    }
+    s.push(']');
+    s
+}
+
+impl Store {
+    pub async fn connect(db: &DatabaseConfig, search: &SearchConfig) -> Result<Self, VectorError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(db.max_connections)
+            .acquire_timeout(std::time::Duration::from_millis(db.acquire_timeout_ms))
+            .connect_lazy(&db.url)?;
+        Ok(Self {
+            pool,
+            ef_search: search.ef_search.to_string(),
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        // Version numbers 1000-1999 belong to this service; other services' migrations in
+        // the same database are left alone.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Dimensions of the `embedding` column.
+    pub async fn column_dimensions(&self) -> Result<usize, VectorError> {
+        let typmod: i32 = sqlx::query_scalar(
+            "SELECT atttypmod FROM pg_attribute \
+             WHERE attrelid = 'vectors.chunks'::regclass AND attname = 'embedding'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(typmod.max(0) as usize)
+    }
+
+    pub async fn ping(&self) -> Result<(), VectorError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Replaces all chunks of one document in one transaction.
+    pub async fn replace_document(
+        &self,
+        tenant: &str,
+        document_id: &str,
+        model: &str,
+        chunks: &[Chunk],
+        embeddings: &[Vec<f32>],
+    ) -> Result<u32, VectorError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid")
+            .bind(tenant)
+            .bind(document_id)
+            .execute(&mut *tx)
+            .await?;
+        if !chunks.is_empty() {
+            let ids: Vec<&str> = chunks.iter().map(|c| c.chunk_id.as_str()).collect();
+            let external: Vec<&str> = chunks.iter().map(|c| c.external_id.as_str()).collect();
+            let titles: Vec<&str> = chunks.iter().map(|c| c.title.as_str()).collect();
+            let ordinals: Vec<i32> = chunks.iter().map(|c| c.ordinal as i32).collect();
+            let bodies: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+            let metadata: Vec<String> = chunks
+                .iter()
+                .map(|c| serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
+                .collect();
+            let vectors: Vec<String> = embeddings.iter().map(|v| vector_literal(v)).collect();
+            sqlx::query(
+                "INSERT INTO vectors.chunks \
+                   (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding) \
+                 SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
+                        u.metadata::jsonb, $3, u.embedding::vector \
+                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[]) \
+                   AS u(chunk_id, external_id, title, ordinal, body, metadata, embedding)",
+            )
+            .bind(tenant)
+            .bind(document_id)
+            .bind(model)
+            .bind(&ids)
+            .bind(&external)
+            .bind(&titles)
+            .bind(&ordinals)
+            .bind(&bodies)
+            .bind(&metadata)
+            .bind(&vectors)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(chunks.len() as u32)
+    }
+
+    pub async fn delete_document(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<u32, VectorError> {
+        let done =
+            sqlx::query("DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid")
+                .bind(tenant)
+                .bind(document_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() as u32)
+    }
+
+    /// Nearest chunks by cosine distance. Tenant and metadata filters are part of the SQL, and
+    /// pgvector's iterative index scan keeps returning candidates until enough pass them.
+    pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            .bind(&self.ef_search)
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(String, String, String, String, String, i32, f64)> = sqlx::query_as(
+            "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
+                    1 - (embedding <=> $1::vector) AS score \
+             FROM vectors.chunks \
+             WHERE tenant = $2 AND metadata @> $3::jsonb \
+             ORDER BY embedding <=> $1::vector \
+             LIMIT $4",
+        )
+        .bind(vector_literal(q.embedding))
+        .bind(q.tenant)
+        .bind(q.filter.to_string())
+        .bind(q.top_k as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // relaxed_order may return slightly out-of-order rows; restore exact order.
+        let mut hits: Vec<ChunkHit> = rows
+            .into_iter()
+            .map(
+                |(chunk_id, document_id, external_id, title, text, ordinal, score)| ChunkHit {
+                    chunk_id,
+                    document_id,
+                    external_id,
+                    title,
+                    text,
+                    ordinal: ordinal as u32,
+                    score: score as f32,
+                    snippet: String::new(),
+                },
+            )
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_literal_is_pgvector_text_form() {
+        assert_eq!(vector_literal(&[1.0, -0.5, 0.25]), "[1,-0.5,0.25]");
+        assert_eq!(vector_literal(&[]), "[]");
+    }
+}
