@@ -221,13 +221,16 @@ USAGE
 }
 
 run_tests() {
+  local was_running=""
+  pg_running 2>/dev/null && was_running=1
   setup
   eval "$(print_env)"
-  local started_pg=1
+  # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
+  [[ -n $was_running ]] || trap pg_stop EXIT
   cd "$ROOT"
   say "cargo fmt --check"
   cargo fmt --all -- --check
-  say "cargo clippy"
+  say "cargo clippy -D warnings"
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo test"
   cargo test --workspace --locked

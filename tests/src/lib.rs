@@ -1,1 +1,321 @@
-//! e2e
+//! Test harness: starts all five Braid services in-process, each through its real `run`, on
+//! ephemeral ports, against a fresh PostgreSQL database (created from
+//! `BRAID_TEST_DATABASE_URL`, dropped afterwards), a temporary Tantivy directory and the real
+//! all-MiniLM-L6-v2 model from `BRAID_TEST_MODEL_DIR`. `make test` provides both.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use braid_core::config::ClientConfig;
+use braid_core::server::Listeners;
+use braid_proto::tonic::transport::Channel;
+use braid_proto::v1::gateway_client::GatewayClient;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+pub use braid_proto::v1;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://braid@127.0.0.1:54329/postgres";
+
+fn admin_url() -> String {
+    std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
+}
+
+pub fn model_dir() -> PathBuf {
+    match std::env::var_os("BRAID_TEST_MODEL_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.braid/models/all-MiniLM-L6-v2"),
+    }
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> anyhow::Result<Self> {
+        use sqlx::Connection;
+        let admin = admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.with_context(|| {
+            format!("cannot reach PostgreSQL at {admin}: run the tests through `make test`, which starts it")
+        })?;
+        let name = format!("braid_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    async fn drop_db(&self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// One running service.
+pub struct Service {
+    pub name: &'static str,
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Service {
+    fn spawn<F, Fut>(name: &'static str, listeners: Listeners, run: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(Listeners, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let grpc = listeners.grpc_addr()?;
+        let admin = listeners.admin_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = Box::pin(async move {
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(run(listeners, shutdown));
+        Ok(Self {
+            name,
+            grpc,
+            admin,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// Graceful shutdown; returns the service's own result.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .context("service did not stop within 30 s")??,
+            None => Ok(()),
+        }
+    }
+
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        let channel = Channel::from_shared(self.endpoint())
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .ok()?;
+        ServingStatus::try_from(response.into_inner().status).ok()
+    }
+
+    /// Waits until the service reports SERVING for `service`.
+    pub async fn wait_serving(&self, service: &str) -> anyhow::Result<()> {
+        eventually(
+            &format!("{} SERVING", self.name),
+            Duration::from_secs(60),
+            || async { (self.health(service).await == Some(ServingStatus::Serving)).then_some(()) },
+        )
+        .await
+    }
+}
+
+/// Polls `check` every 50 ms until it returns Some, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Knobs tests may turn before the stack starts.
+pub struct StackOptions {
+    pub ingest: braid_ingest::IngestConfig,
+    pub gateway: braid_gateway::GatewayConfig,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        let mut ingest = braid_ingest::IngestConfig::default();
+        ingest.server.health_probe_interval_ms = 100;
+        ingest.server.shutdown_grace_ms = 2_000;
+        ingest.worker.poll_interval_ms = 100;
+        ingest.worker.backoff_base_ms = 100;
+        ingest.worker.backoff_max_ms = 1_000;
+        ingest.worker.lease_ms = 30_000;
+        ingest.chunking.tokenizer_file = Some(model_dir().join("tokenizer.json"));
+        let mut gateway = braid_gateway::GatewayConfig::default();
+        gateway.server.health_probe_interval_ms = 100;
+        gateway.server.shutdown_grace_ms = 2_000;
+        // Generous: debug builds on a shared 2-core machine.
+        gateway.search.vector_timeout_ms = 20_000;
+        gateway.search.text_timeout_ms = 20_000;
+        gateway.breaker.open_ms = 200;
+        Self { ingest, gateway }
+    }
+}
+
+/// All five services, running.
+pub struct Stack {
+    pub gateway: Service,
+    pub ingest: Service,
+    pub embedding: Service,
+    pub vector: Service,
+    pub text: Service,
+    pub db: TestDb,
+    _tantivy: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
+        use braid_proto::service_names as n;
+        let db = TestDb::create().await?;
+        let tantivy = tempfile::tempdir()?;
+
+        let mut vector_cfg = braid_vector_search::VectorSearchConfig::default();
+        vector_cfg.database.url = db.url.clone();
+        vector_cfg.server.health_probe_interval_ms = 100;
+        vector_cfg.server.shutdown_grace_ms = 2_000;
+        let vector = Service::spawn("vector-search", Listeners::ephemeral().await?, |l, s| {
+            braid_vector_search::run(vector_cfg, l, s)
+        })?;
+        // Migrations run before SERVING; the ingest schema is created after, not concurrently.
+        vector.wait_serving(n::VECTOR_SEARCH).await?;
+
+        let mut text_cfg = braid_text_search::TextSearchConfig::default();
+        text_cfg.index.dir = tantivy.path().to_path_buf();
+        text_cfg.index.writer_memory_mb = 20;
+        text_cfg.server.health_probe_interval_ms = 100;
+        text_cfg.server.shutdown_grace_ms = 2_000;
+        let text = Service::spawn("text-search", Listeners::ephemeral().await?, |l, s| {
+            braid_text_search::run(text_cfg, l, s)
+        })?;
+
+        let mut embedding_cfg = braid_embedding::EmbeddingConfig::default();
+        embedding_cfg.model.dir = model_dir();
+        embedding_cfg.server.health_probe_interval_ms = 100;
+        embedding_cfg.server.shutdown_grace_ms = 2_000;
+        let embedding = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
+            braid_embedding::run(embedding_cfg, l, s)
+        })?;
+
+        let client = |s: &Service, timeout_ms| ClientConfig::new(s.endpoint(), timeout_ms);
+        let mut ingest_cfg = options.ingest;
+        ingest_cfg.database.url = db.url.clone();
+        ingest_cfg.embedding = client(&embedding, 60_000);
+        ingest_cfg.vector_search = client(&vector, 30_000);
+        ingest_cfg.text_search = client(&text, 30_000);
+        let ingest = Service::spawn("ingest", Listeners::ephemeral().await?, |l, s| {
+            braid_ingest::run(ingest_cfg, l, s)
+        })?;
+
+        let mut gateway_cfg = options.gateway;
+        gateway_cfg.ingest = client(&ingest, 120_000);
+        gateway_cfg.embedding = client(&embedding, 20_000);
+        gateway_cfg.vector_search = client(&vector, 20_000);
+        gateway_cfg.text_search = client(&text, 20_000);
+        let gateway = Service::spawn("gateway", Listeners::ephemeral().await?, |l, s| {
+            braid_gateway::run(gateway_cfg, l, s)
+        })?;
+
+        text.wait_serving(n::TEXT_SEARCH).await?;
+        embedding.wait_serving(n::EMBEDDING).await?;
+        ingest.wait_serving(n::INGEST).await?;
+        gateway.wait_serving(n::GATEWAY).await?;
+        Ok(Self {
+            gateway,
+            ingest,
+            embedding,
+            vector,
+            text,
+            db,
+            _tantivy: tantivy,
+        })
+    }
+
+    pub async fn gateway_client(&self) -> anyhow::Result<GatewayClient<Channel>> {
+        Ok(GatewayClient::connect(self.gateway.endpoint()).await?)
+    }
+
+    pub fn services(&self) -> [&Service; 5] {
+        [
+            &self.gateway,
+            &self.ingest,
+            &self.embedding,
+            &self.vector,
+            &self.text,
+        ]
+    }
+
+    /// Stops every service (gateway first) and drops the database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for s in [
+            &mut self.gateway,
+            &mut self.ingest,
+            &mut self.embedding,
+            &mut self.vector,
+            &mut self.text,
+        ] {
+            s.stop()
+                .await
+                .with_context(|| format!("stopping {}", s.name))?;
+        }
+        self.db.drop_db().await;
+        Ok(())
+    }
+}
+
+/// GET `path` from an admin HTTP listener; returns (status line, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).await?;
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((buf.as_str(), ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    ))
+}

@@ -17,6 +17,9 @@ use crate::config::DatabaseConfig;
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
 
+/// Metadata as stored (a JSON object of strings).
+type Metadata = sqlx::types::Json<HashMap<String, String>>;
+
 /// A validated, extracted and chunked document ready to be stored.
 #[derive(Debug)]
 pub struct NewDocument {
@@ -44,7 +47,7 @@ pub struct DocumentRow {
     pub external_id: String,
     pub title: String,
     pub mime_type: String,
-    pub metadata: sqlx::types::Json<HashMap<String, String>>,
+    pub metadata: Metadata,
     pub status: String,
     pub chunk_count: i32,
     pub content_sha256: String,
@@ -345,7 +348,7 @@ impl Store {
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
         let mut tx = self.pool.begin().await?;
-        let doc: Option<(i64, bool, String, String, sqlx::types::Json<HashMap<String, String>>)> =
+        let doc: Option<(i64, bool, String, String, Metadata)> =
             sqlx::query_as(
                 "SELECT version, deleted, external_id, title, metadata FROM ingest.documents WHERE id = $1",
             )

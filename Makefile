@@ -1,0 +1,43 @@
+# Braid — hybrid retrieval backend. `make run` serves the whole stack; `make test` checks it.
+# Everything fetched or created locally lives under .braid/ (git-ignored).
+
+STACK := deploy/scripts/stack.sh
+
+.PHONY: run test setup build release lint fmt pg-start pg-stop env clean-state help
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+run: ## fetch PostgreSQL+pgvector and the model, build, start all five services, serve until Ctrl-C
+	@$(STACK) run
+
+test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
+	@$(STACK) test
+
+setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
+	@$(STACK) setup
+
+build: ## debug build of the workspace
+	cargo build --workspace --all-targets --locked
+
+release: ## release binaries (target/release/braid-* and braidctl)
+	cargo build --release --bins --locked
+
+lint: ## fmt check and clippy
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+pg-start: ## start the local PostgreSQL
+	@$(STACK) pg-start
+
+pg-stop: ## stop the local PostgreSQL
+	@$(STACK) pg-stop
+
+env: ## print the environment the services and tests use
+	@$(STACK) env
+
+clean-state: pg-stop ## delete .braid/ (database, index, downloads)
+	rm -rf .braid
