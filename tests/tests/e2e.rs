@@ -77,6 +77,7 @@ async fn ingest_all(stack: &Stack, tenant: &str, docs: Vec<DocumentInput>) -> Ve
             documents: docs,
             wait_until_indexed: true,
             wait_timeout_ms: 120_000,
+            idempotency_key: String::new(),
         })
         .await
         .unwrap()
@@ -490,6 +491,14 @@ async fn health_reflection_and_metrics_on_every_service() {
             other => panic!("unexpected reflection response {other:?}"),
         };
         assert!(listed.iter().any(|s| s == name), "{name} not in {listed:?}");
+        let foreign = listed
+            .iter()
+            .filter(|s| s.starts_with("braid.") && *s != name)
+            .count();
+        assert_eq!(
+            foreign, 0,
+            "{name} advertises services it does not serve: {listed:?}"
+        );
         assert!(
             listed.iter().any(|s| s == "grpc.health.v1.Health"),
             "{listed:?}"

@@ -167,10 +167,15 @@ where
         drain_rx.clone(),
     );
 
+    // Advertise what this server serves, not every service in the shared descriptor set.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(braid_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(health.service)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     // grpcurl builds in the wild still speak only v1alpha, so both versions are served.
     let routes = routes
