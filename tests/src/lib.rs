@@ -81,6 +81,21 @@ pub struct Service {
 }
 
 impl Service {
+    /// Starts the service again on the same gRPC port (after [`Service::stop`]).
+    pub async fn restart<F, Fut>(&mut self, run: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(Listeners, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        anyhow::ensure!(self.task.is_none(), "{} is still running", self.name);
+        let listeners = Listeners {
+            grpc: tokio::net::TcpListener::bind(self.grpc).await?,
+            admin: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        };
+        *self = Self::spawn(self.name, listeners, run)?;
+        Ok(())
+    }
+
     fn spawn<F, Fut>(name: &'static str, listeners: Listeners, run: F) -> anyhow::Result<Self>
     where
         F: FnOnce(Listeners, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
@@ -178,6 +193,7 @@ impl Default for StackOptions {
         ingest.worker.backoff_base_ms = 100;
         ingest.worker.backoff_max_ms = 1_000;
         ingest.worker.lease_ms = 30_000;
+        ingest.breaker.open_ms = 200;
         ingest.chunking.tokenizer_file = Some(model_dir().join("tokenizer.json"));
         let mut gateway = braid_gateway::GatewayConfig::default();
         gateway.server.health_probe_interval_ms = 100;
@@ -198,6 +214,9 @@ pub struct Stack {
     pub vector: Service,
     pub text: Service,
     pub db: TestDb,
+    pub vector_config: braid_vector_search::VectorSearchConfig,
+    pub text_config: braid_text_search::TextSearchConfig,
+    pub ingest_config: braid_ingest::IngestConfig,
     _tantivy: tempfile::TempDir,
 }
 
@@ -215,6 +234,7 @@ impl Stack {
         vector_cfg.database.url = db.url.clone();
         vector_cfg.server.health_probe_interval_ms = 100;
         vector_cfg.server.shutdown_grace_ms = 2_000;
+        let vector_config = vector_cfg.clone();
         let vector = Service::spawn("vector-search", Listeners::ephemeral().await?, |l, s| {
             braid_vector_search::run(vector_cfg, l, s)
         })?;
@@ -226,6 +246,7 @@ impl Stack {
         text_cfg.index.writer_memory_mb = 20;
         text_cfg.server.health_probe_interval_ms = 100;
         text_cfg.server.shutdown_grace_ms = 2_000;
+        let text_config = text_cfg.clone();
         let text = Service::spawn("text-search", Listeners::ephemeral().await?, |l, s| {
             braid_text_search::run(text_cfg, l, s)
         })?;
@@ -244,6 +265,7 @@ impl Stack {
         ingest_cfg.embedding = client(&embedding, 60_000);
         ingest_cfg.vector_search = client(&vector, 30_000);
         ingest_cfg.text_search = client(&text, 30_000);
+        let ingest_config = ingest_cfg.clone();
         let ingest = Service::spawn("ingest", Listeners::ephemeral().await?, |l, s| {
             braid_ingest::run(ingest_cfg, l, s)
         })?;
@@ -268,8 +290,55 @@ impl Stack {
             vector,
             text,
             db,
+            vector_config,
+            text_config,
+            ingest_config,
             _tantivy: tantivy,
         })
+    }
+
+    /// Stops vector-search (if running) and starts it again on the same port.
+    pub async fn restart_vector(&mut self) -> anyhow::Result<()> {
+        self.vector.stop().await?;
+        let config = self.vector_config.clone();
+        self.vector
+            .restart(|l, s| braid_vector_search::run(config, l, s))
+            .await?;
+        self.vector
+            .wait_serving(braid_proto::service_names::VECTOR_SEARCH)
+            .await
+    }
+
+    /// Stops text-search (if running) and starts it again on the same port and index.
+    pub async fn restart_text(&mut self) -> anyhow::Result<()> {
+        self.text.stop().await?;
+        let config = self.text_config.clone();
+        self.text
+            .restart(|l, s| braid_text_search::run(config, l, s))
+            .await?;
+        self.text
+            .wait_serving(braid_proto::service_names::TEXT_SEARCH)
+            .await
+    }
+
+    /// Stops ingest (if running) and starts it again on the same port and database.
+    pub async fn restart_ingest(&mut self) -> anyhow::Result<()> {
+        self.ingest.stop().await?;
+        let config = self.ingest_config.clone();
+        self.ingest
+            .restart(|l, s| braid_ingest::run(config, l, s))
+            .await?;
+        self.ingest
+            .wait_serving(braid_proto::service_names::INGEST)
+            .await
+    }
+
+    /// A small pool on the test database, for assertions on stored state.
+    pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.db.url)
+            .await?)
     }
 
     pub async fn gateway_client(&self) -> anyhow::Result<GatewayClient<Channel>> {

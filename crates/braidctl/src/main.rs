@@ -13,8 +13,9 @@ use anyhow::Context;
 use braid_proto::tonic::transport::{Channel, Endpoint};
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{
-    DeleteDocumentRequest, DocumentResult, DocumentStatus, FusionParams, GetDocumentRequest,
-    IngestRequest, MetadataFilter, SearchMode, SearchRequest,
+    DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, FusionParams, GetDocumentRequest,
+    IngestStreamRequest, JobState, ListJobsRequest, MetadataFilter, RetryJobsRequest, SearchMode,
+    SearchRequest, StatsRequest, WaitIndexedRequest,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -37,9 +38,10 @@ struct Cli {
         global = true
     )]
     gateway: String,
-    /// Tenant to act on.
-    #[arg(long, env = "BRAID_TENANT", default_value = "default", global = true)]
-    tenant: String,
+    /// Tenant to act on (documents and search: "default" when unset; jobs and stats: every
+    /// tenant when unset).
+    #[arg(long, env = "BRAID_TENANT", global = true)]
+    tenant: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,12 +53,11 @@ enum Command {
     Ingest {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Documents per request.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Wait until every document is indexed in both legs.
+        /// Wait until every document is indexed in both legs (or --wait-timeout passes).
         #[arg(long)]
         wait: bool,
+        #[arg(long, default_value_t = 3600)]
+        wait_timeout_secs: u64,
         /// Metadata added to every document, as key=value (repeatable).
         #[arg(long = "meta", value_parser = parse_kv)]
         metadata: Vec<(String, String)>,
@@ -85,6 +86,13 @@ enum Command {
     Get { id: String },
     /// Delete a document by id or external id (from both search legs).
     Delete { id: String },
+    /// Indexing jobs and the dead-letter queue.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Document, chunk and queue statistics.
+    Stats,
     /// Check grpc.health.v1 on all five services.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -99,6 +107,54 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs (dead ones unless --state says otherwise).
+    List {
+        #[arg(long = "state", value_enum)]
+        states: Vec<JobStateArg>,
+        /// Only jobs of this leg.
+        #[arg(long, value_parser = ["vector", "text"])]
+        leg: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Re-queue dead jobs with a fresh attempt budget.
+    Retry {
+        ids: Vec<i64>,
+        /// Every dead job (of --tenant, when given).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Give up on dead jobs (they stay listed as discarded).
+    Discard {
+        ids: Vec<i64>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum JobStateArg {
+    Pending,
+    Running,
+    Done,
+    Dead,
+    Discarded,
+}
+
+impl From<JobStateArg> for JobState {
+    fn from(s: JobStateArg) -> Self {
+        match s {
+            JobStateArg::Pending => JobState::Pending,
+            JobStateArg::Running => JobState::Running,
+            JobStateArg::Done => JobState::Done,
+            JobStateArg::Dead => JobState::Dead,
+            JobStateArg::Discarded => JobState::Discarded,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,23 +217,52 @@ async fn main() -> ExitCode {
     }
 }
 
+fn ts(t: &Option<braid_proto::prost_types::Timestamp>) -> String {
+    t.as_ref().map_or("-".to_string(), |t| t.to_string())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Data operations: empty tenant = "default" on the server. Admin: empty = every tenant.
+    let tenant = cli.tenant.unwrap_or_default();
     match cli.command {
         Command::Ingest {
             paths,
-            batch,
             wait,
+            wait_timeout_secs,
             metadata,
         } => {
+            let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             ingest(
                 &cli.gateway,
-                &cli.tenant,
+                &tenant,
                 &paths,
-                batch.max(1),
                 wait,
-                &metadata,
+                metadata.into_iter().collect(),
             )
             .await
+        }
+        Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
+        Command::Stats => {
+            let s = gateway(&cli.gateway)
+                .await?
+                .stats(StatsRequest { tenant })
+                .await?
+                .into_inner();
+            println!("documents:            {}", s.documents_total);
+            let mut by: Vec<_> = s.documents_by_status.iter().collect();
+            by.sort();
+            for (status, n) in by {
+                println!("  {status:<19} {n}");
+            }
+            println!("chunks:               {}", s.chunks_total);
+            println!("queue depth:          {}", s.queue_depth);
+            println!(
+                "oldest pending job:   {:.1} s",
+                s.oldest_pending_age_seconds
+            );
+            println!("dead-letter queue:    {}", s.dead_jobs);
+            println!("last sync:            {}", ts(&s.last_sync_at));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Search {
             query,
@@ -189,7 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let request = SearchRequest {
-                tenant: cli.tenant,
+                tenant,
                 query,
                 top_k,
                 mode: match mode {
@@ -223,15 +308,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let doc = gateway(&cli.gateway)
                 .await?
                 .get_document(GetDocumentRequest {
-                    tenant: cli.tenant,
+                    tenant,
                     document_id,
                     external_id,
                 })
                 .await?
                 .into_inner();
-            let ts = |t: &Option<braid_proto::prost_types::Timestamp>| {
-                t.as_ref().map_or("-".to_string(), |t| format!("{}", t))
-            };
             println!("document_id:      {}", doc.document_id);
             println!("external_id:      {}", doc.external_id);
             println!("tenant:           {}", doc.tenant);
@@ -260,7 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let r = gateway(&cli.gateway)
                 .await?
                 .delete_document(DeleteDocumentRequest {
-                    tenant: cli.tenant,
+                    tenant,
                     document_id,
                     external_id,
                 })
@@ -380,77 +462,202 @@ fn print_hits(r: &braid_proto::v1::SearchResponse) {
     println!("{} hits in {} ms", r.hits.len(), r.took_ms);
 }
 
+async fn jobs(address: &str, tenant: &str, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    let mut client = gateway(address).await?;
+    match command {
+        JobsCommand::List { states, leg, limit } => {
+            let mut page_token = String::new();
+            let mut shown = 0;
+            println!(
+                "{:>8}  {:<9}  {:<6}  {:<6}  {:>3}  {:<24}  {:<20}  last error",
+                "job", "state", "leg", "op", "try", "updated", "document"
+            );
+            loop {
+                let page = client
+                    .list_jobs(ListJobsRequest {
+                        tenant: tenant.to_string(),
+                        states: states.iter().map(|s| JobState::from(*s) as i32).collect(),
+                        leg: leg.clone().unwrap_or_default(),
+                        page_size: limit.clamp(1, 500),
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for j in &page.jobs {
+                    let state = JobState::try_from(j.state)
+                        .unwrap_or_default()
+                        .as_str_name();
+                    let doc = if j.external_id.is_empty() {
+                        &j.document_id
+                    } else {
+                        &j.external_id
+                    };
+                    println!(
+                        "{:>8}  {:<9}  {:<6}  {:<6}  {:>3}  {:<24}  {:<20}  {}",
+                        j.job_id,
+                        state.trim_start_matches("JOB_STATE_"),
+                        j.leg,
+                        j.op,
+                        j.attempts,
+                        ts(&j.updated_at),
+                        doc,
+                        j.last_error
+                    );
+                    shown += 1;
+                }
+                if page.next_page_token.is_empty() || shown >= limit {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            println!("{shown} jobs");
+        }
+        JobsCommand::Retry { ids, all } => {
+            let r = client
+                .retry_jobs(RetryJobsRequest {
+                    job_ids: ids,
+                    all_dead: all,
+                    tenant: tenant.to_string(),
+                })
+                .await?
+                .into_inner();
+            println!("{} jobs queued again", r.retried);
+        }
+        JobsCommand::Discard { ids, all } => {
+            let r = client
+                .discard_jobs(DiscardJobsRequest {
+                    job_ids: ids,
+                    all_dead: all,
+                    tenant: tenant.to_string(),
+                })
+                .await?
+                .into_inner();
+            println!("{} jobs discarded", r.discarded);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}}) {{msg}}"
+        ))
+        .expect("static template"),
+    );
+    bar
+}
+
 async fn ingest(
     address: &str,
     tenant: &str,
     paths: &[PathBuf],
-    batch: usize,
-    wait: bool,
-    metadata: &[(String, String)],
+    wait: Option<Duration>,
+    metadata: std::collections::HashMap<String, String>,
 ) -> anyhow::Result<ExitCode> {
-    let docs = files::collect(paths, metadata)?;
-    if docs.is_empty() {
+    let sources = files::plan(paths)?;
+    let total = files::count(&sources)?;
+    if total == 0 {
         anyhow::bail!("no ingestible files found (.md, .markdown, .txt, .html, .htm, .jsonl)");
     }
     let mut client = gateway(address).await?;
-    let bar = ProgressBar::new(docs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} documents {msg}",
-        )
-        .expect("static template"),
+
+    // Files are read on a blocking thread into a small bounded channel: the upload stream
+    // pulls from it only as fast as the server accepts documents.
+    let (tx, rx) = tokio::sync::mpsc::channel(32);
+    let producer = tokio::task::spawn_blocking(move || {
+        files::produce(&sources, &metadata, |doc| tx.blocking_send(doc).is_ok())
+    });
+    let tenant_owned = tenant.to_string();
+    let outbound = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        move |doc| IngestStreamRequest {
+            tenant: tenant_owned.clone(),
+            document: Some(doc),
+        },
     );
-    let (mut accepted, mut unchanged, mut rejected, mut not_ready) =
-        (0usize, 0usize, Vec::new(), Vec::new());
-    for group in docs.chunks(batch) {
-        let request = IngestRequest {
-            tenant: tenant.to_string(),
-            documents: group.to_vec(),
-            wait_until_indexed: wait,
-            wait_timeout_ms: 0,
-        };
-        let results: Vec<DocumentResult> = match client.ingest(request).await {
-            Ok(r) => r.into_inner().results,
-            Err(s) if s.code() == tonic::Code::InvalidArgument => {
-                rejected.push(s.message().to_string());
-                bar.inc(group.len() as u64);
-                continue;
-            }
-            Err(s) => {
-                bar.abandon();
-                return Err(anyhow::anyhow!(
-                    "ingest failed: {:?}: {}",
-                    s.code(),
-                    s.message()
-                ));
-            }
-        };
-        for r in results {
-            if !r.error.is_empty() {
-                rejected.push(r.error.clone());
-            } else if r.unchanged {
+    let uploading = bar(total, "documents");
+    let mut results = client.ingest_stream(outbound).await?.into_inner();
+    let (mut accepted, mut unchanged, mut rejected) = (0usize, 0usize, Vec::new());
+    let mut ids = Vec::new();
+    while let Some(r) = results
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("ingest failed: {:?}: {}", s.code(), s.message()))?
+    {
+        if !r.error.is_empty() {
+            rejected.push(r.error);
+        } else {
+            if r.unchanged {
                 unchanged += 1;
             } else {
                 accepted += 1;
             }
-            let status = DocumentStatus::try_from(r.status).unwrap_or_default();
-            if wait && r.error.is_empty() && status != DocumentStatus::Ready {
-                not_ready.push(format!("{}: {}", r.external_id, status_name(r.status)));
-            }
+            ids.push(r.document_id);
         }
-        bar.inc(group.len() as u64);
+        uploading.inc(1);
     }
-    bar.finish_with_message("done");
+    producer.await??;
+    uploading.finish();
     println!(
         "{} documents: {accepted} accepted, {unchanged} unchanged, {} rejected",
-        docs.len(),
+        accepted + unchanged + rejected.len(),
         rejected.len()
     );
     for r in &rejected {
         println!("  rejected: {r}");
     }
-    for r in &not_ready {
-        println!("  not ready: {r}");
+    let mut not_ready = Vec::new();
+    if let Some(timeout) = wait {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let indexing = bar(ids.len() as u64, "indexed");
+        for group in ids.chunks(1000) {
+            let mut pending: Vec<String> = group.to_vec();
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let response = client
+                    .wait_indexed(WaitIndexedRequest {
+                        tenant: tenant.to_string(),
+                        document_ids: pending.clone(),
+                        timeout_ms: left.min(Duration::from_secs(240)).as_millis() as u32,
+                    })
+                    .await?
+                    .into_inner();
+                let mut still = Vec::new();
+                for r in response.results {
+                    match DocumentStatus::try_from(r.status).unwrap_or_default() {
+                        DocumentStatus::Ready => indexing.inc(1),
+                        DocumentStatus::Partial | DocumentStatus::Failed => {
+                            indexing.inc(1);
+                            not_ready.push(format!("{}: {}", r.external_id, status_name(r.status)));
+                        }
+                        _ => still.push(r),
+                    }
+                }
+                if still.is_empty() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    not_ready.extend(
+                        still
+                            .iter()
+                            .map(|r| format!("{}: {}", r.external_id, status_name(r.status))),
+                    );
+                    break;
+                }
+                pending = still.into_iter().map(|r| r.document_id).collect();
+            }
+        }
+        indexing.finish();
+        println!(
+            "{} of {} documents READY",
+            ids.len() - not_ready.len(),
+            ids.len()
+        );
+        for r in not_ready.iter().take(50) {
+            println!("  not ready: {r}");
+        }
     }
     Ok(if rejected.is_empty() && not_ready.is_empty() {
         ExitCode::SUCCESS

@@ -287,6 +287,52 @@ impl Default for ClientConfig {
     }
 }
 
+/// Circuit breaker of a downstream client (see `resilience::CircuitBreaker`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// How long it stays open before letting trial calls through.
+    pub open_ms: u64,
+    /// Successful trial calls that close it again.
+    pub success_threshold: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        let d = crate::resilience::BreakerConfig::default();
+        Self {
+            failure_threshold: d.failure_threshold,
+            open_ms: d.open_for.as_millis() as u64,
+            success_threshold: d.success_threshold,
+        }
+    }
+}
+
+impl BreakerSettings {
+    pub fn to_config(&self) -> crate::resilience::BreakerConfig {
+        crate::resilience::BreakerConfig {
+            failure_threshold: self.failure_threshold,
+            open_for: Duration::from_millis(self.open_ms),
+            success_threshold: self.success_threshold,
+        }
+    }
+
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        positive(
+            errors,
+            "breaker.failure_threshold",
+            self.failure_threshold as u64,
+        );
+        positive(
+            errors,
+            "breaker.success_threshold",
+            self.success_threshold as u64,
+        );
+    }
+}
+
 /// Pushes an error when a numeric setting is zero.
 pub fn positive(errors: &mut Vec<String>, name: &str, value: u64) {
     if value == 0 {

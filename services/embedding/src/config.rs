@@ -38,7 +38,11 @@ pub struct LimitsConfig {
 impl Default for EmbeddingConfig {
     fn default() -> Self {
         Self {
-            server: ServerConfig::with_ports(50053, 9103),
+            // Long texts in large batches take seconds on CPU: allow for it.
+            server: ServerConfig {
+                request_timeout_ms: 120_000,
+                ..ServerConfig::with_ports(50053, 9103)
+            },
             telemetry: TelemetryConfig::default(),
             model: ModelConfig::default(),
             limits: LimitsConfig::default(),

@@ -1,5 +1,6 @@
-use braid_core::config::{ClientConfig, ServerConfig, TelemetryConfig, Validate, positive};
-use braid_core::resilience::BreakerConfig;
+use braid_core::config::{
+    BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
+};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the gateway (`BRAID_GATEWAY__*`).
@@ -13,6 +14,7 @@ pub struct GatewayConfig {
     pub vector_search: ClientConfig,
     pub text_search: ClientConfig,
     pub search: SearchConfig,
+    /// Circuit breaker applied to every downstream client.
     pub breaker: BreakerSettings,
 }
 
@@ -31,15 +33,6 @@ pub struct SearchConfig {
     pub vector_timeout_ms: u64,
     /// Deadline of the text leg.
     pub text_timeout_ms: u64,
-}
-
-/// Circuit breaker applied to every downstream client.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BreakerSettings {
-    pub failure_threshold: u32,
-    pub open_ms: u64,
-    pub success_threshold: u32,
 }
 
 impl Default for GatewayConfig {
@@ -72,27 +65,6 @@ impl Default for SearchConfig {
     }
 }
 
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        let d = BreakerConfig::default();
-        Self {
-            failure_threshold: d.failure_threshold,
-            open_ms: d.open_for.as_millis() as u64,
-            success_threshold: d.success_threshold,
-        }
-    }
-}
-
-impl BreakerSettings {
-    pub fn to_config(&self) -> BreakerConfig {
-        BreakerConfig {
-            failure_threshold: self.failure_threshold,
-            open_for: std::time::Duration::from_millis(self.open_ms),
-            success_threshold: self.success_threshold,
-        }
-    }
-}
-
 impl Validate for GatewayConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
@@ -113,16 +85,7 @@ impl Validate for GatewayConfig {
         }
         positive(errors, "search.vector_timeout_ms", s.vector_timeout_ms);
         positive(errors, "search.text_timeout_ms", s.text_timeout_ms);
-        positive(
-            errors,
-            "breaker.failure_threshold",
-            self.breaker.failure_threshold as u64,
-        );
-        positive(
-            errors,
-            "breaker.success_threshold",
-            self.breaker.success_threshold as u64,
-        );
+        self.breaker.validate(errors);
     }
 }
 

@@ -24,7 +24,7 @@ use prometheus::{IntGaugeVec, Opts};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-pub use config::{BreakerSettings, GatewayConfig, SearchConfig};
+pub use config::{GatewayConfig, SearchConfig};
 pub use error::GatewayError;
 
 /// Runs the gateway on `listeners` until `shutdown` resolves.

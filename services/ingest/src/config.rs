@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
-use braid_core::config::{ClientConfig, ServerConfig, TelemetryConfig, Validate, positive};
+use braid_core::config::{
+    BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
+};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the ingest service (`BRAID_INGEST__*`).
@@ -13,9 +15,13 @@ pub struct IngestConfig {
     pub embedding: ClientConfig,
     pub vector_search: ClientConfig,
     pub text_search: ClientConfig,
+    /// Circuit breaker applied to each downstream client.
+    pub breaker: BreakerSettings,
     pub chunking: ChunkingConfig,
     pub limits: LimitsConfig,
     pub worker: WorkerConfig,
+    /// PII removed from text before it is chunked and indexed.
+    pub redaction: crate::redact::RedactionConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -69,6 +75,8 @@ pub struct WorkerConfig {
     pub backoff_max_ms: u64,
     /// Chunks per embedding call.
     pub embed_batch: usize,
+    /// Finished jobs are deleted after this long.
+    pub keep_done_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -77,12 +85,14 @@ impl Default for IngestConfig {
             server: ServerConfig::with_ports(50052, 9102),
             telemetry: TelemetryConfig::default(),
             database: DatabaseConfig::default(),
-            embedding: ClientConfig::new("http://127.0.0.1:50053", 60_000),
+            embedding: ClientConfig::new("http://127.0.0.1:50053", 120_000),
             vector_search: ClientConfig::new("http://127.0.0.1:50054", 30_000),
             text_search: ClientConfig::new("http://127.0.0.1:50055", 30_000),
+            breaker: BreakerSettings::default(),
             chunking: ChunkingConfig::default(),
             limits: LimitsConfig::default(),
             worker: WorkerConfig::default(),
+            redaction: crate::redact::RedactionConfig::default(),
         }
     }
 }
@@ -133,6 +143,7 @@ impl Default for WorkerConfig {
             backoff_multiplier: 3.0,
             backoff_max_ms: 12 * 60 * 60 * 1000,
             embed_batch: 64,
+            keep_done_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -152,6 +163,7 @@ impl Validate for IngestConfig {
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);
         self.text_search.validate("text_search", errors);
+        self.breaker.validate(errors);
         let c = &self.chunking;
         positive(errors, "chunking.max_tokens", c.max_tokens as u64);
         if c.overlap_tokens * 2 > c.max_tokens {

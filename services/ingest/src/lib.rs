@@ -9,16 +9,17 @@ mod chunk;
 mod config;
 mod error;
 mod extract;
+mod redact;
 mod service;
 mod store;
 mod worker;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use braid_core::metrics::Metrics;
-use braid_core::resilience::BreakerConfig;
 use braid_core::server::{self, Listeners};
 use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
@@ -26,11 +27,12 @@ use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::ingest_service_server::IngestServiceServer;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
 use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::Notify;
 
 pub use config::{ChunkingConfig, DatabaseConfig, IngestConfig, LimitsConfig, WorkerConfig};
 pub use error::IngestError;
+pub use redact::RedactionConfig;
 
 /// Runs the ingest service (gRPC API and job workers) until `shutdown` resolves.
 pub async fn run(
@@ -48,7 +50,7 @@ pub async fn run(
         Some(path) => Arc::new(chunk::ModelTokenizer::load(path)?),
         None => Arc::new(chunk::BasicTokenizer),
     };
-    let breaker = BreakerConfig::default();
+    let breaker = config.breaker.to_config();
     let (embedding, _) = braid_core::client::channel("embedding", &config.embedding, breaker)?;
     let (vector, _) = braid_core::client::channel("vector-search", &config.vector_search, breaker)?;
     let (text, _) = braid_core::client::channel("text-search", &config.text_search, breaker)?;
@@ -92,11 +94,19 @@ pub async fn run(
             },
         )
     };
+    let housekeeping = tokio::spawn(housekeeping(
+        store.clone(),
+        QueueGauges::new(&metrics)?,
+        Duration::from_millis(config.worker.keep_done_ms),
+    ));
     let api = service::IngestApi {
         store,
-        limits: config.limits.clone(),
-        chunking: config.chunking.clone(),
-        tokenizer,
+        rules: service::Rules {
+            limits: config.limits.clone(),
+            chunking: config.chunking.clone(),
+            redaction: config.redaction.clone(),
+            tokenizer,
+        },
         wake,
         progress,
     };
@@ -107,8 +117,11 @@ pub async fn run(
     );
     let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
     probe.abort();
-    // Workers finish the job in hand; an abandoned job is re-claimed after its lease.
+    housekeeping.abort();
+    // Workers finish the job in hand within the grace period; after it they are aborted and
+    // their jobs are re-claimed by any instance once the lease expires.
     stop.stop();
+    let aborts: Vec<_> = worker_tasks.iter().map(|t| t.abort_handle()).collect();
     let grace = config.server.shutdown_grace();
     if tokio::time::timeout(grace, futures::future::join_all(worker_tasks))
         .await
@@ -117,6 +130,74 @@ pub async fn run(
         tracing::warn!(
             "workers did not stop within the grace period; their jobs will be re-claimed"
         );
+        aborts.iter().for_each(|a| a.abort());
     }
     result
+}
+
+/// Queue and document gauges, refreshed by the housekeeping task.
+struct QueueGauges {
+    queue_depth: IntGauge,
+    dead_jobs: IntGauge,
+    oldest_pending: Gauge,
+    documents: IntGaugeVec,
+    chunks: IntGauge,
+}
+
+impl QueueGauges {
+    fn new(metrics: &Metrics) -> anyhow::Result<Self> {
+        let g = Self {
+            queue_depth: IntGauge::new("ingest_queue_depth", "pending + running indexing jobs")?,
+            dead_jobs: IntGauge::new("ingest_dead_jobs", "jobs in the dead-letter queue")?,
+            oldest_pending: Gauge::new(
+                "ingest_oldest_pending_job_age_seconds",
+                "age of the oldest pending indexing job",
+            )?,
+            documents: IntGaugeVec::new(
+                Opts::new("ingest_documents", "documents by status"),
+                &["status"],
+            )?,
+            chunks: IntGauge::new("ingest_chunks", "chunks of live documents")?,
+        };
+        metrics.register(Box::new(g.queue_depth.clone()));
+        metrics.register(Box::new(g.dead_jobs.clone()));
+        metrics.register(Box::new(g.oldest_pending.clone()));
+        metrics.register(Box::new(g.documents.clone()));
+        metrics.register(Box::new(g.chunks.clone()));
+        Ok(g)
+    }
+}
+
+/// Every 5 s: refresh the queue gauges; every 10 min: purge expired idempotency keys and old
+/// finished jobs.
+async fn housekeeping(store: store::Store, gauges: QueueGauges, keep_done: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        match store.stats(None).await {
+            Ok(s) => {
+                gauges.queue_depth.set(s.queue_depth);
+                gauges.dead_jobs.set(s.dead);
+                gauges.oldest_pending.set(s.oldest_pending_seconds);
+                gauges.chunks.set(s.chunks);
+                for status in [
+                    "pending", "indexing", "ready", "partial", "failed", "deleting",
+                ] {
+                    gauges
+                        .documents
+                        .with_label_values(&[status])
+                        .set(s.by_status.get(status).copied().unwrap_or(0));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "refreshing queue gauges failed"),
+        }
+        if n.is_multiple_of(120)
+            && let Err(e) = store.purge(keep_done).await
+        {
+            tracing::warn!(error = %e, "housekeeping purge failed");
+        }
+        n += 1;
+    }
 }

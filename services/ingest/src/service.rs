@@ -8,29 +8,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid_core::validate;
+use braid_proto::prost::Message;
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::ingest_service_server::IngestService;
 use braid_proto::v1::{
-    DeleteDocumentRequest, DeleteDocumentResponse, Document, DocumentInput, DocumentResult,
-    DocumentStatus, GetDocumentRequest, IngestRequest, IngestResponse,
+    DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
+    Document, DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, IngestRequest,
+    IngestResponse, IngestStreamRequest, Job, JobState, ListJobsRequest, ListJobsResponse,
+    RetryJobsRequest, RetryJobsResponse, StatsRequest, StatsResponse, WaitIndexedRequest,
+    WaitIndexedResponse,
 };
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use crate::chunk::{self, Tokenize};
 use crate::config::{ChunkingConfig, LimitsConfig};
 use crate::error::IngestError;
 use crate::extract::{self, Mime};
-use crate::store::{DocumentRow, NewDocument, Store};
+use crate::redact::{self, RedactionConfig};
+use crate::store::{DocumentRow, JobRow, JobSelection, NewDocument, Store};
 
 pub const DEFAULT_TENANT: &str = "default";
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+const MAX_JOB_PAGE: u32 = 500;
+const MAX_WAIT_IDS: usize = 10_000;
 
+/// Everything that decides how a document is validated and cut up.
+#[derive(Clone)]
+pub struct Rules {
+    pub limits: LimitsConfig,
+    pub chunking: ChunkingConfig,
+    pub redaction: RedactionConfig,
+    pub tokenizer: Arc<dyn Tokenize>,
+}
+
+#[derive(Clone)]
 pub struct IngestApi {
     pub(crate) store: Store,
-    pub(crate) limits: LimitsConfig,
-    pub(crate) chunking: ChunkingConfig,
-    pub(crate) tokenizer: Arc<dyn Tokenize>,
+    pub(crate) rules: Rules,
     pub(crate) wake: Arc<Notify>,
     pub(crate) progress: Arc<Notify>,
 }
@@ -64,14 +81,13 @@ fn tenant_or_default(tenant: &str) -> Result<String, IngestError> {
     Ok(tenant.to_string())
 }
 
-/// Validates, extracts and chunks one document (CPU work; runs on the blocking pool).
+/// Validates, extracts, redacts and chunks one document (CPU work; runs on the blocking pool).
 pub fn prepare(
     tenant: &str,
     doc: DocumentInput,
-    limits: &LimitsConfig,
-    chunking: &ChunkingConfig,
-    tokenizer: &dyn Tokenize,
+    rules: &Rules,
 ) -> Result<NewDocument, IngestError> {
+    let limits = &rules.limits;
     if doc.external_id.is_empty() {
         return Err(IngestError::invalid("external_id", "must not be empty"));
     }
@@ -134,7 +150,10 @@ pub fn prepare(
     for (k, v) in &doc.metadata {
         validate::metadata_entry("metadata", k, v)?;
     }
-    let extracted = extract::extract(mime, &doc.content);
+    let mut extracted = extract::extract(mime, &doc.content);
+    if rules.redaction.enabled() {
+        extracted.text = redact::redact(&extracted.text, &rules.redaction);
+    }
     if extracted.text.is_empty() {
         return Err(IngestError::invalid(
             "content",
@@ -148,24 +167,18 @@ pub fn prepare(
     };
     let chunks = chunk::chunk(
         &extracted.text,
-        tokenizer,
-        chunking.max_tokens,
-        chunking.overlap_tokens,
+        rules.tokenizer.as_ref(),
+        rules.chunking.max_tokens,
+        rules.chunking.overlap_tokens,
     );
     // The hash covers everything that reaches the legs, so an unchanged hash means nothing
     // to re-index.
-    let sorted: BTreeMap<&String, &String> = doc.metadata.iter().collect();
     let mut hasher = Sha256::new();
-    for part in [mime.as_str(), title.as_str(), doc.content.as_str()] {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    for (k, v) in sorted {
-        hasher.update((k.len() as u64).to_le_bytes());
-        hasher.update(k.as_bytes());
-        hasher.update((v.len() as u64).to_le_bytes());
-        hasher.update(v.as_bytes());
-    }
+    hash_fields(
+        &mut hasher,
+        [mime.as_str(), title.as_str(), doc.content.as_str()],
+        &doc.metadata,
+    );
     Ok(NewDocument {
         tenant: tenant.to_string(),
         external_id: doc.external_id,
@@ -178,6 +191,91 @@ pub fn prepare(
             .map(|c| (c.text, c.token_count as i32))
             .collect(),
     })
+}
+
+/// Feeds length-prefixed fields and the metadata (sorted) into `hasher`: the same logical
+/// input always hashes the same, whatever the map's iteration order.
+fn hash_fields<'a>(
+    hasher: &mut Sha256,
+    fields: impl IntoIterator<Item = &'a str>,
+    metadata: &'a std::collections::HashMap<String, String>,
+) {
+    let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
+    let parts = fields.into_iter().chain(
+        sorted
+            .into_iter()
+            .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+    );
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+}
+
+/// Fingerprint of an Ingest request for idempotency keys.
+fn request_fingerprint(r: &IngestRequest) -> String {
+    let mut hasher = Sha256::new();
+    for d in &r.documents {
+        hash_fields(
+            &mut hasher,
+            [
+                d.external_id.as_str(),
+                d.title.as_str(),
+                d.content.as_str(),
+                d.mime_type.as_str(),
+            ],
+            &d.metadata,
+        );
+    }
+    hex::encode(hasher.finalize())
+}
+
+fn job_state(s: &str) -> JobState {
+    match s {
+        "pending" => JobState::Pending,
+        "running" => JobState::Running,
+        "done" => JobState::Done,
+        "dead" => JobState::Dead,
+        "discarded" => JobState::Discarded,
+        _ => JobState::Unspecified,
+    }
+}
+
+fn job_state_db(s: JobState) -> Option<&'static str> {
+    match s {
+        JobState::Unspecified => None,
+        JobState::Pending => Some("pending"),
+        JobState::Running => Some("running"),
+        JobState::Done => Some("done"),
+        JobState::Dead => Some("dead"),
+        JobState::Discarded => Some("discarded"),
+    }
+}
+
+fn to_job(row: JobRow) -> Job {
+    Job {
+        job_id: row.id,
+        document_id: row.document_id.to_string(),
+        tenant: row.tenant,
+        external_id: row.external_id,
+        leg: row.leg,
+        op: row.op,
+        state: job_state(&row.state) as i32,
+        attempts: row.attempts.max(0) as u32,
+        last_error: row.last_error.unwrap_or_default(),
+        created_at: Some(braid_proto::timestamp_from_millis(row.created_ms)),
+        updated_at: Some(braid_proto::timestamp_from_millis(row.updated_ms)),
+        run_after: Some(braid_proto::timestamp_from_millis(row.run_after_ms)),
+    }
+}
+
+/// An optional tenant filter for admin calls: empty means every tenant.
+fn tenant_filter(tenant: &str) -> Result<Option<&str>, IngestError> {
+    if tenant.is_empty() {
+        return Ok(None);
+    }
+    validate::tenant(tenant)?;
+    Ok(Some(tenant))
 }
 
 fn to_document(row: DocumentRow) -> Document {
@@ -227,6 +325,63 @@ impl IngestApi {
         Ok(id)
     }
 
+    /// Validates, prepares and stores one document; a rejection is a result, not an error.
+    /// Database failures are errors (the caller may retry: ingest is idempotent).
+    async fn ingest_one(
+        &self,
+        tenant: &str,
+        index: usize,
+        doc: DocumentInput,
+    ) -> Result<DocumentResult, IngestError> {
+        let external_id = doc.external_id.clone();
+        let prepared = {
+            let (tenant, rules) = (tenant.to_string(), self.rules.clone());
+            tokio::task::spawn_blocking(move || prepare(&tenant, doc, &rules))
+                .await
+                .map_err(|e| {
+                    IngestError::invalid("document", format!("could not be processed: {e}"))
+                })?
+        };
+        match prepared {
+            Ok(new_doc) => {
+                let up = self.store.upsert_document(&new_doc).await?;
+                if !up.unchanged {
+                    self.wake.notify_waiters();
+                }
+                Ok(DocumentResult {
+                    external_id,
+                    document_id: up.document_id.to_string(),
+                    status: status_from_db(&up.status) as i32,
+                    unchanged: up.unchanged,
+                    chunk_count: up.chunk_count as u32,
+                    error: String::new(),
+                    error_code: 0,
+                })
+            }
+            Err(e) => Ok(DocumentResult {
+                error: format!("documents[{index}] (external_id `{external_id}`): {e}"),
+                error_code: tonic::Code::InvalidArgument as i32,
+                external_id,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn wait_timeout(&self, ms: u32) -> Result<Duration, IngestError> {
+        if ms as u64 > self.rules.limits.max_wait_ms {
+            return Err(IngestError::invalid(
+                "wait_timeout_ms",
+                format!("{ms} ms, at most {}", self.rules.limits.max_wait_ms),
+            ));
+        }
+        Ok(Duration::from_millis(if ms == 0 {
+            self.rules.limits.default_wait_ms
+        } else {
+            ms as u64
+        }))
+    }
+
+    /// Updates each result's status until all are settled or `timeout` passes.
     async fn wait_settled(
         &self,
         results: &mut [DocumentResult],
@@ -265,101 +420,195 @@ impl IngestApi {
             }
         }
     }
-}
 
-#[tonic::async_trait]
-impl IngestService for IngestApi {
-    async fn ingest(
-        &self,
-        request: Request<IngestRequest>,
-    ) -> Result<Response<IngestResponse>, Status> {
-        let r = request.into_inner();
+    async fn ingest_batch(&self, r: IngestRequest) -> Result<IngestResponse, IngestError> {
         let tenant = tenant_or_default(&r.tenant)?;
-        if r.documents.is_empty() || r.documents.len() > self.limits.max_documents_per_request {
+        let limits = &self.rules.limits;
+        if r.documents.is_empty() || r.documents.len() > limits.max_documents_per_request {
             return Err(IngestError::invalid(
                 "documents",
                 format!(
                     "{} documents given, expected 1..={}",
                     r.documents.len(),
-                    self.limits.max_documents_per_request
+                    limits.max_documents_per_request
                 ),
-            )
-            .into());
+            ));
         }
-        if r.wait_timeout_ms as u64 > self.limits.max_wait_ms {
+        let timeout = self.wait_timeout(r.wait_timeout_ms)?;
+        if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
             return Err(IngestError::invalid(
-                "wait_timeout_ms",
+                "idempotency_key",
                 format!(
-                    "{} ms, at most {}",
-                    r.wait_timeout_ms, self.limits.max_wait_ms
+                    "{} bytes, at most {MAX_IDEMPOTENCY_KEY_BYTES}",
+                    r.idempotency_key.len()
                 ),
-            )
-            .into());
+            ));
+        }
+        let key = (!r.idempotency_key.is_empty())
+            .then(|| (r.idempotency_key.clone(), request_fingerprint(&r)));
+        if let Some((key, fingerprint)) = &key
+            && let Some((stored_fingerprint, bytes)) =
+                self.store.idempotent_response(&tenant, key).await?
+        {
+            if &stored_fingerprint != fingerprint {
+                return Err(IngestError::invalid(
+                    "idempotency_key",
+                    "already used for a different request within the last 24 h",
+                ));
+            }
+            let mut response = IngestResponse::decode(bytes.as_slice()).map_err(|e| {
+                IngestError::invalid("idempotency_key", format!("stored answer unreadable: {e}"))
+            })?;
+            if r.wait_until_indexed {
+                self.wait_settled(&mut response.results, timeout).await?;
+            }
+            return Ok(response);
         }
         let mut results = Vec::with_capacity(r.documents.len());
-        let mut rejections = Vec::new();
-        let mut enqueued = false;
         for (i, doc) in r.documents.into_iter().enumerate() {
-            let external_id = doc.external_id.clone();
-            let prepared = {
-                let (tenant, limits, chunking, tokenizer) = (
-                    tenant.clone(),
-                    self.limits.clone(),
-                    self.chunking.clone(),
-                    self.tokenizer.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    prepare(&tenant, doc, &limits, &chunking, tokenizer.as_ref())
-                })
-                .await
-                .map_err(|e| Status::internal(format!("document preparation panicked: {e}")))?
-            };
-            match prepared {
-                Ok(new_doc) => {
-                    let up = self
-                        .store
-                        .upsert_document(&new_doc)
-                        .await
-                        .map_err(IngestError::from)?;
-                    enqueued |= !up.unchanged;
-                    results.push(DocumentResult {
-                        external_id,
-                        document_id: up.document_id.to_string(),
-                        status: status_from_db(&up.status) as i32,
-                        unchanged: up.unchanged,
-                        chunk_count: up.chunk_count as u32,
-                        error: String::new(),
-                        error_code: 0,
-                    });
-                }
-                Err(e) => {
-                    let message = format!("documents[{i}] (external_id `{external_id}`): {e}");
-                    rejections.push(message.clone());
-                    results.push(DocumentResult {
-                        external_id,
-                        error: message,
-                        error_code: tonic::Code::InvalidArgument as i32,
-                        ..Default::default()
-                    });
-                }
-            }
+            results.push(self.ingest_one(&tenant, i, doc).await?);
         }
-        if enqueued {
-            self.wake.notify_waiters();
+        if results.iter().all(|r| !r.error.is_empty()) {
+            return Err(IngestError::AllRejected(
+                results.into_iter().map(|r| r.error).collect(),
+            ));
         }
-        if rejections.len() == results.len() {
-            return Err(IngestError::AllRejected(rejections).into());
-        }
-        if r.wait_until_indexed {
-            let ms = if r.wait_timeout_ms == 0 {
-                self.limits.default_wait_ms
-            } else {
-                r.wait_timeout_ms as u64
-            };
-            self.wait_settled(&mut results, Duration::from_millis(ms))
+        let mut response = IngestResponse { results };
+        if let Some((key, fingerprint)) = &key {
+            self.store
+                .remember_response(&tenant, key, fingerprint, &response.encode_to_vec())
                 .await?;
         }
-        Ok(Response::new(IngestResponse { results }))
+        if r.wait_until_indexed {
+            self.wait_settled(&mut response.results, timeout).await?;
+        }
+        Ok(response)
+    }
+
+    fn selection<'a>(
+        ids: &'a [i64],
+        all_dead: bool,
+        tenant: &'a str,
+    ) -> Result<JobSelection<'a>, IngestError> {
+        if ids.is_empty() && !all_dead {
+            return Err(IngestError::invalid(
+                "job_ids",
+                "give job ids, or set all_dead",
+            ));
+        }
+        Ok(JobSelection {
+            ids,
+            all_dead,
+            tenant: tenant_filter(tenant)?,
+        })
+    }
+}
+
+type ResultStream = ReceiverStream<Result<DocumentResult, Status>>;
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    type IngestStreamStream = ResultStream;
+
+    async fn ingest(
+        &self,
+        request: Request<IngestRequest>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        Ok(Response::new(
+            self.ingest_batch(request.into_inner()).await?,
+        ))
+    }
+
+    async fn ingest_stream(
+        &self,
+        request: Request<tonic::Streaming<IngestStreamRequest>>,
+    ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        // Small buffer: when the client stops reading results, we stop reading documents.
+        let (tx, rx) = mpsc::channel(16);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut index = 0usize;
+            loop {
+                let message = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "ingest stream closed by client");
+                        break;
+                    }
+                };
+                let result = match (tenant_or_default(&message.tenant), message.document) {
+                    (Err(e), _) => Err(Status::from(e)),
+                    (Ok(_), None) => Err(Status::from(IngestError::invalid(
+                        "document",
+                        "is required",
+                    ))),
+                    (Ok(tenant), Some(doc)) => api
+                        .ingest_one(&tenant, index, doc)
+                        .await
+                        .map_err(Status::from),
+                };
+                index += 1;
+                let fatal = result.is_err();
+                if tx.send(result).await.is_err() || fatal {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn wait_indexed(
+        &self,
+        request: Request<WaitIndexedRequest>,
+    ) -> Result<Response<WaitIndexedResponse>, Status> {
+        let r = request.into_inner();
+        let tenant = tenant_or_default(&r.tenant)?;
+        if r.document_ids.len() > MAX_WAIT_IDS {
+            return Err(IngestError::invalid(
+                "document_ids",
+                format!("{} ids, at most {MAX_WAIT_IDS}", r.document_ids.len()),
+            )
+            .into());
+        }
+        let timeout = self.wait_timeout(r.timeout_ms)?;
+        let mut results = Vec::with_capacity(r.document_ids.len());
+        for (i, id) in r.document_ids.into_iter().enumerate() {
+            Uuid::parse_str(&id).map_err(|_| {
+                IngestError::invalid(
+                    format!("document_ids[{i}]"),
+                    format!("`{id}` is not a UUID"),
+                )
+            })?;
+            results.push(DocumentResult {
+                document_id: id,
+                ..Default::default()
+            });
+        }
+        self.wait_settled(&mut results, timeout).await?;
+        // Only this tenant's documents are reported; others look absent.
+        let ids: Vec<Uuid> = results
+            .iter()
+            .filter_map(|r| Uuid::parse_str(&r.document_id).ok())
+            .collect();
+        let owned = self
+            .store
+            .tenant_documents(&tenant, &ids)
+            .await
+            .map_err(IngestError::from)?;
+        for r in &mut results {
+            if let Some((external_id, chunks)) = Uuid::parse_str(&r.document_id)
+                .ok()
+                .and_then(|id| owned.get(&id))
+            {
+                r.external_id = external_id.clone();
+                r.chunk_count = *chunks as u32;
+            } else {
+                r.status = DocumentStatus::Unspecified as i32;
+            }
+        }
+        Ok(Response::new(WaitIndexedResponse { results }))
     }
 
     async fn get_document(
@@ -404,6 +653,132 @@ impl IngestService for IngestApi {
             document_id: id.to_string(),
         }))
     }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let r = request.into_inner();
+        let tenant = tenant_filter(&r.tenant)?;
+        let mut states = Vec::new();
+        for s in &r.states {
+            match JobState::try_from(*s).ok().and_then(job_state_db) {
+                Some(state) => states.push(state),
+                None => {
+                    return Err(
+                        IngestError::invalid("states", format!("unknown job state {s}")).into(),
+                    );
+                }
+            }
+        }
+        if states.is_empty() {
+            states.push("dead");
+        }
+        let leg = match r.leg.as_str() {
+            "" => None,
+            "vector" | "text" => Some(r.leg.as_str()),
+            other => {
+                return Err(IngestError::invalid(
+                    "leg",
+                    format!("`{other}` is not one of vector, text"),
+                )
+                .into());
+            }
+        };
+        let page_size = if r.page_size == 0 { 50 } else { r.page_size };
+        if page_size > MAX_JOB_PAGE {
+            return Err(IngestError::invalid(
+                "page_size",
+                format!("{page_size}, at most {MAX_JOB_PAGE}"),
+            )
+            .into());
+        }
+        let after: i64 = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse().map_err(|_| {
+                IngestError::invalid("page_token", "not a token from a previous response")
+            })?
+        };
+        let rows = self
+            .store
+            .list_jobs(tenant, &states, leg, after, page_size as i64 + 1)
+            .await
+            .map_err(IngestError::from)?;
+        let more = rows.len() > page_size as usize;
+        let jobs: Vec<Job> = rows
+            .into_iter()
+            .take(page_size as usize)
+            .map(to_job)
+            .collect();
+        let next_page_token = if more {
+            jobs.last()
+                .map(|j| j.job_id.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListJobsResponse {
+            jobs,
+            next_page_token,
+        }))
+    }
+
+    async fn retry_jobs(
+        &self,
+        request: Request<RetryJobsRequest>,
+    ) -> Result<Response<RetryJobsResponse>, Status> {
+        let r = request.into_inner();
+        let selection = Self::selection(&r.job_ids, r.all_dead, &r.tenant)?;
+        let retried = self
+            .store
+            .retry_jobs(&selection)
+            .await
+            .map_err(IngestError::from)?;
+        if retried > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(Response::new(RetryJobsResponse { retried }))
+    }
+
+    async fn discard_jobs(
+        &self,
+        request: Request<DiscardJobsRequest>,
+    ) -> Result<Response<DiscardJobsResponse>, Status> {
+        let r = request.into_inner();
+        let selection = Self::selection(&r.job_ids, r.all_dead, &r.tenant)?;
+        let discarded = self
+            .store
+            .discard_jobs(&selection)
+            .await
+            .map_err(IngestError::from)?;
+        Ok(Response::new(DiscardJobsResponse { discarded }))
+    }
+
+    async fn stats(
+        &self,
+        request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let r = request.into_inner();
+        let stats = self
+            .store
+            .stats(tenant_filter(&r.tenant)?)
+            .await
+            .map_err(IngestError::from)?;
+        Ok(Response::new(StatsResponse {
+            documents_total: stats.by_status.values().sum::<i64>() as u64,
+            documents_by_status: stats
+                .by_status
+                .into_iter()
+                .map(|(k, v)| (k, v as u64))
+                .collect(),
+            chunks_total: stats.chunks as u64,
+            queue_depth: stats.queue_depth as u64,
+            oldest_pending_age_seconds: stats.oldest_pending_seconds,
+            dead_jobs: stats.dead as u64,
+            last_sync_at: stats.last_sync_ms.map(braid_proto::timestamp_from_millis),
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -421,13 +796,20 @@ mod tests {
         }
     }
 
+    fn rules(limits: LimitsConfig, redaction: RedactionConfig) -> Rules {
+        Rules {
+            limits,
+            chunking: ChunkingConfig::default(),
+            redaction,
+            tokenizer: Arc::new(BasicTokenizer),
+        }
+    }
+
     fn prep(d: DocumentInput) -> Result<NewDocument, IngestError> {
         prepare(
             "t",
             d,
-            &LimitsConfig::default(),
-            &ChunkingConfig::default(),
-            &BasicTokenizer,
+            &rules(LimitsConfig::default(), RedactionConfig::default()),
         )
     }
 
@@ -453,9 +835,7 @@ mod tests {
         let err = prepare(
             "t",
             doc("0123456789ABC"),
-            &limits,
-            &ChunkingConfig::default(),
-            &BasicTokenizer,
+            &rules(limits, RedactionConfig::default()),
         )
         .unwrap_err()
         .to_string();
@@ -479,5 +859,43 @@ mod tests {
         let mut d = doc("<script>x</script>");
         d.mime_type = "text/html".into();
         assert!(prep(d).unwrap_err().to_string().contains("no text left"));
+    }
+
+    #[test]
+    fn redaction_happens_before_chunking() {
+        let redaction = RedactionConfig {
+            emails: true,
+            phone_numbers: true,
+        };
+        let d = prepare(
+            "t",
+            doc("Write to jane@example.com or call +1 555 123 4567."),
+            &rules(LimitsConfig::default(), redaction),
+        )
+        .unwrap();
+        assert_eq!(d.chunks[0].0, "Write to [EMAIL] or call [PHONE].");
+    }
+
+    #[test]
+    fn fingerprint_ignores_map_order_but_not_content() {
+        let mut a = doc("x");
+        a.metadata.insert("b".into(), "2".into());
+        a.metadata.insert("c".into(), "3".into());
+        let mut b = doc("x");
+        b.metadata.insert("c".into(), "3".into());
+        b.metadata.insert("b".into(), "2".into());
+        let req = |d: DocumentInput| IngestRequest {
+            documents: vec![d],
+            ..Default::default()
+        };
+        assert_eq!(
+            request_fingerprint(&req(a.clone())),
+            request_fingerprint(&req(b))
+        );
+        a.content = "y".into();
+        assert_ne!(
+            request_fingerprint(&req(a)),
+            request_fingerprint(&req(doc("x")))
+        );
     }
 }

@@ -300,6 +300,22 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// External id and chunk count of those of `ids` that belong to `tenant`.
+    pub async fn tenant_documents(
+        &self,
+        tenant: &str,
+        ids: &[Uuid],
+    ) -> DbResult<HashMap<Uuid, (String, i32)>> {
+        let rows: Vec<(Uuid, String, i32)> = sqlx::query_as(
+            "SELECT id, external_id, chunk_count FROM ingest.documents WHERE tenant = $1 AND id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, e, c)| (id, (e, c))).collect())
+    }
+
     /// Claims the next due job: pending and due, or running with an expired lease. A job
     /// waits while another job of the same document and leg holds a live lease.
     pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
@@ -342,6 +358,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(job)
+    }
+
+    /// Extends a running job's lease; false when the job is no longer ours to finish.
+    pub async fn renew_lease(&self, job: &Job, lease: Duration) -> DbResult<bool> {
+        let done = sqlx::query(
+            "UPDATE ingest.jobs SET locked_until = now() + $2 * interval '1 millisecond' \
+             WHERE id = $1 AND state = 'running' AND attempts = $3",
+        )
+        .bind(job.id)
+        .bind(lease.as_millis() as i64)
+        .bind(job.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The document as it is now, for an upsert job; None when it was deleted or a newer
@@ -459,6 +489,203 @@ impl Store {
     }
 }
 
+/// A job row for the admin API.
+#[derive(sqlx::FromRow)]
+pub struct JobRow {
+    pub id: i64,
+    pub document_id: Uuid,
+    pub tenant: String,
+    pub external_id: String,
+    pub leg: String,
+    pub op: String,
+    pub state: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub run_after_ms: i64,
+}
+
+/// Which jobs an admin operation applies to.
+pub struct JobSelection<'a> {
+    pub ids: &'a [i64],
+    pub all_dead: bool,
+    pub tenant: Option<&'a str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub by_status: HashMap<String, i64>,
+    pub chunks: i64,
+    pub queue_depth: i64,
+    pub oldest_pending_seconds: f64,
+    pub dead: i64,
+    pub last_sync_ms: Option<i64>,
+}
+
+impl Store {
+    /// Jobs in `states` (and `leg`, `tenant` when given) with id > `after`, oldest first.
+    pub async fn list_jobs(
+        &self,
+        tenant: Option<&str>,
+        states: &[&str],
+        leg: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> DbResult<Vec<JobRow>> {
+        sqlx::query_as(
+            "SELECT j.id, j.document_id, j.tenant, coalesce(d.external_id, '') AS external_id, \
+                    j.leg, j.op, j.state, j.attempts, j.last_error, \
+                    (extract(epoch FROM j.created_at) * 1000)::bigint AS created_ms, \
+                    (extract(epoch FROM j.updated_at) * 1000)::bigint AS updated_ms, \
+                    (extract(epoch FROM j.run_after) * 1000)::bigint AS run_after_ms \
+             FROM ingest.jobs j LEFT JOIN ingest.documents d ON d.id = j.document_id \
+             WHERE ($1::text IS NULL OR j.tenant = $1) AND j.state = ANY($2) \
+               AND ($3::text IS NULL OR j.leg = $3) AND j.id > $4 \
+             ORDER BY j.id LIMIT $5",
+        )
+        .bind(tenant)
+        .bind(states)
+        .bind(leg)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Puts dead (or, by id, discarded) jobs back in the queue with a fresh attempt budget.
+    pub async fn retry_jobs(&self, sel: &JobSelection<'_>) -> DbResult<u32> {
+        self.update_jobs(
+            sel,
+            "UPDATE ingest.jobs SET state = 'pending', attempts = 0, run_after = now(), \
+               locked_until = NULL, updated_at = now() \
+             WHERE ((id = ANY($1) AND state IN ('dead', 'discarded')) OR ($2 AND state = 'dead')) \
+               AND ($3::text IS NULL OR tenant = $3) \
+             RETURNING document_id",
+        )
+        .await
+    }
+
+    /// Gives up on dead jobs; they stay visible as discarded.
+    pub async fn discard_jobs(&self, sel: &JobSelection<'_>) -> DbResult<u32> {
+        self.update_jobs(
+            sel,
+            "UPDATE ingest.jobs SET state = 'discarded', updated_at = now() \
+             WHERE state = 'dead' AND (id = ANY($1) OR $2) AND ($3::text IS NULL OR tenant = $3) \
+             RETURNING document_id",
+        )
+        .await
+    }
+
+    async fn update_jobs(&self, sel: &JobSelection<'_>, sql: &str) -> DbResult<u32> {
+        let mut tx = self.pool.begin().await?;
+        let documents: Vec<Uuid> = sqlx::query_scalar(sql)
+            .bind(sel.ids)
+            .bind(sel.all_dead)
+            .bind(sel.tenant)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut unique = documents.clone();
+        unique.sort();
+        unique.dedup();
+        for id in unique {
+            refresh_status(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(documents.len() as u32)
+    }
+
+    pub async fn stats(&self, tenant: Option<&str>) -> DbResult<Stats> {
+        let mut stats = Stats::default();
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, count(*), coalesce(sum(chunk_count), 0)::bigint FROM ingest.documents \
+             WHERE ($1::text IS NULL OR tenant = $1) GROUP BY status",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        for (status, count, chunks) in rows {
+            if status != "deleting" {
+                stats.chunks += chunks;
+            }
+            stats.by_status.insert(status, count);
+        }
+        let (queue, dead, oldest): (i64, i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'running')), \
+                    count(*) FILTER (WHERE state = 'dead'), \
+                    extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending'))::float8 \
+             FROM ingest.jobs WHERE state IN ('pending', 'running', 'dead') \
+               AND ($1::text IS NULL OR tenant = $1)",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        stats.queue_depth = queue;
+        stats.dead = dead;
+        stats.oldest_pending_seconds = oldest.unwrap_or(0.0).max(0.0);
+        stats.last_sync_ms = sqlx::query_scalar(
+            "SELECT (extract(epoch FROM greatest(max(vector_synced_at), max(text_synced_at))) * 1000)::bigint \
+             FROM ingest.documents WHERE ($1::text IS NULL OR tenant = $1)",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(stats)
+    }
+
+    /// The stored answer for an idempotency key: (request fingerprint, encoded response).
+    pub async fn idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> DbResult<Option<(String, Vec<u8>)>> {
+        sqlx::query_as(
+            "SELECT request_hash, response FROM ingest.idempotency \
+             WHERE tenant = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn remember_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        response: &[u8],
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO ingest.idempotency (tenant, key, request_hash, response) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
+               response = EXCLUDED.response, created_at = now() \
+             WHERE ingest.idempotency.created_at <= now() - interval '24 hours'",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(response)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// Housekeeping: expired idempotency keys, and finished jobs older than `keep_done`.
+    pub async fn purge(&self, keep_done: Duration) -> DbResult<()> {
+        sqlx::query(
+            "DELETE FROM ingest.idempotency WHERE created_at <= now() - interval '24 hours'",
+        )
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM ingest.jobs WHERE state = 'done' AND updated_at < now() - $1 * interval '1 millisecond'")
+            .bind(keep_done.as_millis() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
     id: Uuid,
@@ -492,7 +719,7 @@ async fn refresh_status(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResul
            WHEN d.deleted THEN 'deleting' \
            WHEN d.vector_version = d.version AND d.text_version = d.version THEN 'ready' \
            WHEN EXISTS (SELECT 1 FROM ingest.jobs j WHERE j.document_id = d.id \
-                          AND j.doc_version = d.version AND j.state = 'dead') THEN \
+                          AND j.doc_version = d.version AND j.state IN ('dead', 'discarded')) THEN \
              CASE WHEN d.vector_version = d.version OR d.text_version = d.version \
                   THEN 'partial' ELSE 'failed' END \
            WHEN d.vector_version = d.version OR d.text_version = d.version \

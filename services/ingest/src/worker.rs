@@ -68,13 +68,24 @@ impl JobError {
     }
 }
 
-/// Retry delay after `attempts` failed attempts: uniformly random in
-/// `[0, min(max, base * multiplier^(attempts-1))]` ("full jitter").
+/// The capped exponential schedule: the delay ceiling after `attempts` failed attempts,
+/// `min(max, base * multiplier^(attempts-1))`.
+pub fn backoff_ceiling(config: &WorkerConfig, attempts: u32) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(config.backoff_base_ms))
+        .with_factor(config.backoff_multiplier as f32)
+        .with_max_delay(Duration::from_millis(config.backoff_max_ms))
+        .without_max_times()
+        .build()
+        .nth(attempts.saturating_sub(1) as usize)
+        .unwrap_or(Duration::from_millis(config.backoff_max_ms))
+}
+
+/// Retry delay after `attempts` failed attempts: uniformly random in `[0, ceiling]` ("full
+/// jitter"; backon's own jitter adds to the delay instead, which keeps retries bunched).
 pub fn backoff(config: &WorkerConfig, attempts: u32) -> Duration {
-    let exp = config
-        .backoff_multiplier
-        .powi(attempts.saturating_sub(1).min(64) as i32);
-    let ceiling = (config.backoff_base_ms as f64 * exp).min(config.backoff_max_ms as f64) as u64;
+    let ceiling = backoff_ceiling(config, attempts).as_millis() as u64;
     Duration::from_millis(rand::random_range(0..=ceiling))
 }
 
@@ -122,7 +133,30 @@ impl Workers {
     }
 
     async fn process(&self, job: Job) {
-        let result = self.execute(&job).await;
+        let result = {
+            // Keep the lease while the job runs (a big document can take minutes to embed);
+            // if this process dies, the lease lapses and another worker takes over.
+            let lease = Duration::from_millis(self.config.lease_ms);
+            let heartbeat = async {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match self.store.renew_lease(&job, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            job = job.id,
+                            "lease lost; another worker may redo this job"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(job = job.id, error = %e, "renewing the lease failed")
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                result = self.execute(&job) => result,
+                never = heartbeat => never,
+            }
+        };
         let outcome = match result {
             Ok(synced) => match self.store.complete_job(&job, synced).await {
                 Ok(()) => "done",
