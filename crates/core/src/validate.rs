@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use braid_proto::v1::{Chunk, MetadataFilter};
+use braid_proto::v1::{
+    Chunk, DeleteDocumentChunksRequest, LegSearchRequest, MetadataFilter, ReplaceDocumentRequest,
+};
 
 /// One rejected field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,26 @@ pub fn chunks(tenant: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), F
         }
     }
     Ok(())
+}
+
+/// The checks every search leg applies to `ReplaceDocument`.
+pub fn replace_request(r: &ReplaceDocumentRequest) -> Result<(), FieldError> {
+    tenant(&r.tenant)?;
+    document_id(&r.document_id)?;
+    chunks(&r.tenant, &r.document_id, &r.chunks)
+}
+
+/// The checks every search leg applies to `DeleteDocument`.
+pub fn delete_request(r: &DeleteDocumentChunksRequest) -> Result<(), FieldError> {
+    tenant(&r.tenant)?;
+    document_id(&r.document_id).map(|_| ())
+}
+
+/// The checks every search leg applies to `Search` (leg-specific inputs aside).
+pub fn leg_search_request(r: &LegSearchRequest, max_top_k: u32) -> Result<(), FieldError> {
+    tenant(&r.tenant)?;
+    top_k(r.top_k, max_top_k)?;
+    filter(r.filter.as_ref())
 }
 
 /// Minimal UUID parsing without pulling the `uuid` crate into every service.

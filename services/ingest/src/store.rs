@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::config::DatabaseConfig;
+use braid_core::config::DatabaseConfig;
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
 
@@ -127,7 +127,7 @@ impl Store {
     pub fn connect(db: &DatabaseConfig) -> DbResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections)
-            .acquire_timeout(Duration::from_millis(db.acquire_timeout_ms))
+            .acquire_timeout(db.acquire_timeout())
             .connect_lazy(&db.url)?;
         Ok(Self { pool })
     }
@@ -192,13 +192,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 // Older versions' pending jobs are superseded by the new ones.
-                sqlx::query(
-                    "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
-                     WHERE document_id = $1 AND state = 'pending'",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                supersede_pending(&mut tx, id).await?;
                 (id, version)
             }
             None => {
@@ -278,13 +272,7 @@ impl Store {
         let Some(version) = version else {
             return Ok(false);
         };
-        sqlx::query(
-            "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
-             WHERE document_id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        supersede_pending(&mut tx, id).await?;
         enqueue(&mut tx, id, tenant, Op::Delete, version).await?;
         tx.commit().await?;
         Ok(true)
@@ -684,6 +672,18 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A newer change of the document makes its pending jobs pointless.
+async fn supersede_pending(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
+         WHERE document_id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 async fn enqueue(

@@ -26,9 +26,7 @@ impl TextSearchService for TextApi {
         request: Request<ReplaceDocumentRequest>,
     ) -> Result<Response<ReplaceDocumentResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(TextError::from)?;
-        validate::document_id(&r.document_id).map_err(TextError::from)?;
-        validate::chunks(&r.tenant, &r.document_id, &r.chunks).map_err(TextError::from)?;
+        validate::replace_request(&r).map_err(TextError::from)?;
         let chunks = self
             .index
             .replace_document(&r.tenant, &r.document_id, r.chunks)
@@ -41,8 +39,7 @@ impl TextSearchService for TextApi {
         request: Request<DeleteDocumentChunksRequest>,
     ) -> Result<Response<DeleteDocumentChunksResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(TextError::from)?;
-        validate::document_id(&r.document_id).map_err(TextError::from)?;
+        validate::delete_request(&r).map_err(TextError::from)?;
         let deleted = self
             .index
             .delete_document(&r.tenant, &r.document_id)
@@ -55,9 +52,7 @@ impl TextSearchService for TextApi {
         request: Request<LegSearchRequest>,
     ) -> Result<Response<LegSearchResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(TextError::from)?;
-        validate::top_k(r.top_k, self.max_top_k).map_err(TextError::from)?;
-        validate::filter(r.filter.as_ref()).map_err(TextError::from)?;
+        validate::leg_search_request(&r, self.max_top_k).map_err(TextError::from)?;
         if r.query.trim().is_empty() {
             return Err(
                 TextError::from(validate::FieldError::new("query", "must not be empty")).into(),

@@ -1,4 +1,4 @@
-use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
+use braid_core::config::{DatabaseConfig, ServerConfig, TelemetryConfig, Validate, positive};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the vector-search service (`BRAID_VECTOR_SEARCH__*`).
@@ -9,16 +9,6 @@ pub struct VectorSearchConfig {
     pub telemetry: TelemetryConfig,
     pub database: DatabaseConfig,
     pub search: SearchConfig,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    pub url: String,
-    pub max_connections: u32,
-    pub acquire_timeout_ms: u64,
-    /// Run the schema migrations at start-up.
-    pub migrate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,17 +32,6 @@ impl Default for VectorSearchConfig {
     }
 }
 
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "postgres://braid@127.0.0.1:54329/braid".into(),
-            max_connections: 16,
-            acquire_timeout_ms: 3_000,
-            migrate: true,
-        }
-    }
-}
-
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
@@ -67,19 +46,7 @@ impl Validate for VectorSearchConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
-        if !self.database.url.starts_with("postgres") {
-            errors.push("database.url must be a postgres:// URL".into());
-        }
-        positive(
-            errors,
-            "database.max_connections",
-            self.database.max_connections as u64,
-        );
-        positive(
-            errors,
-            "database.acquire_timeout_ms",
-            self.database.acquire_timeout_ms,
-        );
+        self.database.validate(errors);
         positive(errors, "search.dimensions", self.search.dimensions as u64);
         positive(errors, "search.ef_search", self.search.ef_search as u64);
         if self.search.ef_search > 1000 {

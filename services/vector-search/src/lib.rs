@@ -18,7 +18,7 @@ use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
 use braid_proto::v1::vector_search_service_server::VectorSearchServiceServer;
 
-pub use config::{DatabaseConfig, SearchConfig, VectorSearchConfig};
+pub use config::{SearchConfig, VectorSearchConfig};
 pub use error::VectorError;
 
 /// Runs the vector-search service on `listeners` until `shutdown` resolves.

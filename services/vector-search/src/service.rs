@@ -48,9 +48,7 @@ impl VectorSearchService for VectorApi {
         request: Request<ReplaceDocumentRequest>,
     ) -> Result<Response<ReplaceDocumentResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(VectorError::from)?;
-        validate::document_id(&r.document_id).map_err(VectorError::from)?;
-        validate::chunks(&r.tenant, &r.document_id, &r.chunks).map_err(VectorError::from)?;
+        validate::replace_request(&r).map_err(VectorError::from)?;
         if r.embeddings.len() != r.chunks.len() {
             return Err(VectorError::invalid(
                 "embeddings",
@@ -81,8 +79,7 @@ impl VectorSearchService for VectorApi {
         request: Request<DeleteDocumentChunksRequest>,
     ) -> Result<Response<DeleteDocumentChunksResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(VectorError::from)?;
-        validate::document_id(&r.document_id).map_err(VectorError::from)?;
+        validate::delete_request(&r).map_err(VectorError::from)?;
         let deleted = self
             .store
             .delete_document(&r.tenant, &r.document_id)
@@ -95,9 +92,7 @@ impl VectorSearchService for VectorApi {
         request: Request<LegSearchRequest>,
     ) -> Result<Response<LegSearchResponse>, Status> {
         let r = request.into_inner();
-        validate::tenant(&r.tenant).map_err(VectorError::from)?;
-        validate::top_k(r.top_k, self.max_top_k).map_err(VectorError::from)?;
-        validate::filter(r.filter.as_ref()).map_err(VectorError::from)?;
+        validate::leg_search_request(&r, self.max_top_k).map_err(VectorError::from)?;
         self.check_vector("embedding", &r.embedding)?;
         let filter = serde_json::to_value(r.filter.map(|f| f.equals).unwrap_or_default())
             .unwrap_or_else(|_| serde_json::json!({}));

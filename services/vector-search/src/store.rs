@@ -5,7 +5,9 @@ use braid_proto::v1::{Chunk, ChunkHit};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::config::{DatabaseConfig, SearchConfig};
+use braid_core::config::DatabaseConfig;
+
+use crate::config::SearchConfig;
 use crate::error::VectorError;
 
 #[derive(Clone)]
@@ -40,7 +42,7 @@ impl Store {
     pub async fn connect(db: &DatabaseConfig, search: &SearchConfig) -> Result<Self, VectorError> {
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections)
-            .acquire_timeout(std::time::Duration::from_millis(db.acquire_timeout_ms))
+            .acquire_timeout(db.acquire_timeout())
             .connect_lazy(&db.url)?;
         Ok(Self {
             pool,
