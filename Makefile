@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test setup build release lint fmt pg-start pg-stop env clean-state help
+.PHONY: run test bench setup build release lint fmt pg-start pg-stop env clean-state help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -13,6 +13,9 @@ run: ## fetch PostgreSQL+pgvector and the model, build, start all five services,
 
 test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 	@$(STACK) test
+
+bench: ## ingest benchmark on a SciFact slice (BENCH_DOCS=300), written to BENCHMARKS.md
+	@$(STACK) bench
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
 	@$(STACK) setup

@@ -8,6 +8,7 @@
 #   stack.sh env        print the environment the services and tests use
 #   stack.sh run        setup, build release binaries, start all five services, serve until Ctrl-C
 #   stack.sh test       setup, then fmt, clippy and every test; stops what it started
+#   stack.sh bench      setup, then the benchmarks (results written to BENCHMARKS.md)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -176,6 +177,7 @@ print_env() {
   cat <<ENV
 export BRAID_HOME=$BRAID_HOME
 export BRAID_EMBEDDING__MODEL__DIR=$MODEL_DIR
+export BRAID_INGEST__CHUNKING__TOKENIZER_FILE=$MODEL_DIR/tokenizer.json
 export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
 export BRAID_INGEST__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
 export BRAID_TEXT_SEARCH__INDEX__DIR=$BRAID_HOME/tantivy
@@ -261,6 +263,16 @@ run_tests() {
   cargo test --workspace --locked
 }
 
+run_bench() {
+  setup
+  eval "$(print_env)"
+  local corpus=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact/corpus.jsonl
+  [[ -f $corpus ]] || die "SciFact corpus not found at $corpus (set BRAID_EVAL_DIR to the eval directory)"
+  cd "$ROOT"
+  cargo run --release --locked -p braid-tests --bin braid-bench -- \
+    ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --out "$ROOT/BENCHMARKS.md"
+}
+
 case ${1:-} in
   setup) setup ;;
   pg-start) pg_start ;;
@@ -268,5 +280,6 @@ case ${1:-} in
   env) print_env ;;
   run) run_stack ;;
   test) run_tests ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test" ;;
+  bench) run_bench ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench" ;;
 esac

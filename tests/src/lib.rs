@@ -194,6 +194,9 @@ impl Default for StackOptions {
         ingest.worker.backoff_max_ms = 1_000;
         ingest.worker.lease_ms = 30_000;
         ingest.breaker.open_ms = 200;
+        // Slow shared CI machines: long waits for READY need long request deadlines.
+        ingest.server.request_timeout_ms = 150_000;
+        ingest.limits.max_wait_ms = 120_000;
         ingest.chunking.tokenizer_file = Some(model_dir().join("tokenizer.json"));
         let mut gateway = braid_gateway::GatewayConfig::default();
         gateway.server.health_probe_interval_ms = 100;
@@ -202,6 +205,7 @@ impl Default for StackOptions {
         gateway.search.vector_timeout_ms = 20_000;
         gateway.search.text_timeout_ms = 20_000;
         gateway.breaker.open_ms = 200;
+        gateway.server.request_timeout_ms = 150_000;
         Self { ingest, gateway }
     }
 }

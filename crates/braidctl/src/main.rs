@@ -620,7 +620,7 @@ async fn ingest(
                     .wait_indexed(WaitIndexedRequest {
                         tenant: tenant.to_string(),
                         document_ids: pending.clone(),
-                        timeout_ms: left.min(Duration::from_secs(240)).as_millis() as u32,
+                        timeout_ms: left.min(Duration::from_secs(20)).as_millis() as u32,
                     })
                     .await?
                     .into_inner();

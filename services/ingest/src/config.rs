@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
 use braid_core::config::{
-    BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
+    BreakerSettings, ClientConfig, DatabaseConfig, ServerConfig, TelemetryConfig, Validate,
+    positive,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,15 +23,6 @@ pub struct IngestConfig {
     pub worker: WorkerConfig,
     /// PII removed from text before it is chunked and indexed.
     pub redaction: crate::redact::RedactionConfig,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    pub url: String,
-    pub max_connections: u32,
-    pub acquire_timeout_ms: u64,
-    pub migrate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -97,17 +89,6 @@ impl Default for IngestConfig {
     }
 }
 
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "postgres://braid@127.0.0.1:54329/braid".into(),
-            max_connections: 16,
-            acquire_timeout_ms: 3_000,
-            migrate: true,
-        }
-    }
-}
-
 impl Default for ChunkingConfig {
     fn default() -> Self {
         Self {
@@ -126,8 +107,9 @@ impl Default for LimitsConfig {
             max_title_bytes: 1024,
             max_external_id_bytes: 512,
             max_metadata_entries: 32,
-            default_wait_ms: 30_000,
-            max_wait_ms: 300_000,
+            // Waits must end within the server's request timeout (30 s by default).
+            default_wait_ms: 20_000,
+            max_wait_ms: 25_000,
         }
     }
 }
@@ -139,9 +121,10 @@ impl Default for WorkerConfig {
             poll_interval_ms: 500,
             lease_ms: 120_000,
             max_attempts: 5,
-            backoff_base_ms: 30 * 60 * 1000,
+            // Retry ceilings 40 min, 2 h, 6 h, 16 h: five attempts span about a day.
+            backoff_base_ms: 40 * 60 * 1000,
             backoff_multiplier: 3.0,
-            backoff_max_ms: 12 * 60 * 60 * 1000,
+            backoff_max_ms: 16 * 60 * 60 * 1000,
             embed_batch: 64,
             keep_done_ms: 7 * 24 * 60 * 60 * 1000,
         }
@@ -152,14 +135,7 @@ impl Validate for IngestConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
-        if !self.database.url.starts_with("postgres") {
-            errors.push("database.url must be a postgres:// URL".into());
-        }
-        positive(
-            errors,
-            "database.max_connections",
-            self.database.max_connections as u64,
-        );
+        self.database.validate(errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);
         self.text_search.validate("text_search", errors);
@@ -185,6 +161,12 @@ impl Validate for IngestConfig {
         );
         if l.default_wait_ms > l.max_wait_ms {
             errors.push("limits.default_wait_ms must not exceed limits.max_wait_ms".into());
+        }
+        if l.max_wait_ms >= self.server.request_timeout_ms {
+            errors.push(format!(
+                "limits.max_wait_ms ({}) must be below server.request_timeout_ms ({}): a wait ends inside the request's deadline",
+                l.max_wait_ms, self.server.request_timeout_ms
+            ));
         }
         let w = &self.worker;
         positive(errors, "worker.concurrency", w.concurrency as u64);

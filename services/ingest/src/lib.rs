@@ -30,7 +30,7 @@ use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::Notify;
 
-pub use config::{ChunkingConfig, DatabaseConfig, IngestConfig, LimitsConfig, WorkerConfig};
+pub use config::{ChunkingConfig, IngestConfig, LimitsConfig, WorkerConfig};
 pub use error::IngestError;
 pub use redact::RedactionConfig;
 
