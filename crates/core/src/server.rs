@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -64,6 +63,8 @@ pub struct Health {
     service: &'static str,
     serving: Arc<AtomicBool>,
     draining: Arc<AtomicBool>,
+    /// Extra lines for `/healthz` (e.g. a provider's breaker state); never gate serving.
+    details: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
 }
 
 /// A new health reporter (NOT_SERVING until the first successful probe) and its gRPC service.
@@ -79,6 +80,7 @@ pub fn health(
         service,
         serving: Arc::new(AtomicBool::new(false)),
         draining: Arc::new(AtomicBool::new(false)),
+        details: Default::default(),
     };
     (health, server)
 }
@@ -94,6 +96,32 @@ impl Health {
 
     pub fn is_serving(&self) -> bool {
         self.serving.load(Ordering::SeqCst)
+    }
+
+    /// Sets a `key: value` line shown by the admin `/healthz` endpoint.
+    pub fn set_detail(&self, key: &'static str, value: impl Into<String>) {
+        self.details
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, value.into());
+    }
+
+    /// `/healthz` body: the status, then one `key: value` line per detail.
+    pub fn report(&self) -> String {
+        let mut out = String::from(if self.is_serving() {
+            "SERVING\n"
+        } else {
+            "NOT_SERVING\n"
+        });
+        for (k, v) in self
+            .details
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out
     }
 
     async fn apply(&self, serving: bool) {
@@ -159,11 +187,37 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
+    serve_with_admin(
+        config,
+        metrics,
+        health,
+        routes,
+        axum::Router::new(),
+        listeners,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with `admin_routes` served next to `/metrics` and `/healthz` on the admin port.
+pub async fn serve_with_admin<F>(
+    config: &ServerConfig,
+    metrics: Metrics,
+    health: Health,
+    routes: Routes,
+    admin_routes: axum::Router,
+    listeners: Listeners,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send,
+{
     let (drain_tx, drain_rx) = watch::channel(false);
     let admin = spawn_admin(
         listeners.admin,
         metrics.clone(),
         health.clone(),
+        admin_routes,
         drain_rx.clone(),
     );
 
@@ -203,7 +257,13 @@ where
         .trace_fn(crate::telemetry::server_span)
         .layer(stack)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), signal);
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
+            tonic::transport::server::TcpIncoming::from(listeners.grpc)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(std::time::Duration::from_secs(60))),
+            signal,
+        );
 
     let grace = config.shutdown_grace();
     let mut grace_rx = drain_rx;
@@ -225,20 +285,22 @@ fn spawn_admin(
     listener: TcpListener,
     metrics: Metrics,
     health: Health,
+    extra: axum::Router,
     mut drain: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     use axum::http::StatusCode;
     use axum::routing::get;
-    let app = axum::Router::new()
+    let app = extra
         .route("/metrics", get(move || async move { metrics.render() }))
         .route(
             "/healthz",
             get(move || async move {
-                if health.is_serving() {
-                    (StatusCode::OK, "SERVING\n")
+                let status = if health.is_serving() {
+                    StatusCode::OK
                 } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
-                }
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (status, health.report())
             }),
         );
     tokio::spawn(async move {
