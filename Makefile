@@ -14,7 +14,7 @@ run: ## fetch PostgreSQL+pgvector and the model, build, start all five services,
 test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 	@$(STACK) test
 
-bench: ## ingest benchmark on a SciFact slice (BENCH_DOCS=300), written to BENCHMARKS.md
+bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
 	@$(STACK) bench
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL

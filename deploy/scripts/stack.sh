@@ -17,6 +17,8 @@ PG_PORT=${BRAID_PG_PORT:-54329}
 PG_VERSION=18.6.3
 MODEL_PKG_VERSION=0.1.0
 GRPCURL_PKG_VERSION=1.8.6.post2
+ORT_VERSION=1.32.0
+ONNX_PKG_VERSION=1.23.2
 PG_OS_USER=${BRAID_PG_USER:-braid-pg}
 DL=$BRAID_HOME/downloads
 # PostgreSQL's binaries and data; moved by pg_home() when its OS user cannot reach BRAID_HOME.
@@ -30,6 +32,8 @@ set_pg_paths() {
 set_pg_paths
 MODEL_DIR=$BRAID_HOME/models/all-MiniLM-L6-v2
 BIN_DIR=$BRAID_HOME/bin
+LIB_DIR=$BRAID_HOME/lib
+ORT_LIB=$LIB_DIR/libonnxruntime.so
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOG_DIR=$BRAID_HOME/logs
 
@@ -87,6 +91,44 @@ fetch_model() {
   say "all-MiniLM-L6-v2 weights in $MODEL_DIR"
 }
 
+# ONNX Runtime's shared library, from the onnxruntime wheel (the embedding service loads it).
+fetch_onnxruntime() {
+  [[ -f $LIB_DIR/libonnxruntime.so.$ORT_VERSION ]] && return
+  need_python
+  local whl; whl=$(pip_fetch "onnxruntime==$ORT_VERSION")
+  mkdir -p "$LIB_DIR"
+  python3 - "$whl" "$LIB_DIR" "$ORT_VERSION" <<'PY' || die "could not unpack libonnxruntime from $whl"
+import shutil, sys, zipfile
+whl, dest, version = sys.argv[1:]
+with zipfile.ZipFile(whl) as z, z.open(f"onnxruntime/capi/libonnxruntime.so.{version}") as src, \
+        open(f"{dest}/libonnxruntime.so.{version}.tmp", "wb") as out:
+    shutil.copyfileobj(src, out)
+PY
+  mv "$LIB_DIR/libonnxruntime.so.$ORT_VERSION.tmp" "$LIB_DIR/libonnxruntime.so.$ORT_VERSION"
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_LIB"
+  say "ONNX Runtime $ORT_VERSION in $LIB_DIR"
+}
+
+# The model as an ONNX graph, written from its safetensors by deploy/scripts/export_onnx.py
+# with the `onnx` package (and numpy) unpacked from their wheels into $BRAID_HOME/pytools.
+export_onnx_model() {
+  local script=$ROOT/deploy/scripts/export_onnx.py stamp=$MODEL_DIR/model.onnx.sha256
+  local want; want=$(sha256sum "$script" | cut -d' ' -f1)
+  [[ -f $MODEL_DIR/model.onnx && $(cat "$stamp" 2>/dev/null) == "$want" ]] && return
+  need_python
+  local tools=$BRAID_HOME/pytools
+  if [[ ! -d $tools/onnx ]]; then
+    say "downloading onnx==$ONNX_PKG_VERSION and numpy from PyPI (to write the ONNX graph)"
+    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      -d "$DL/pytools" "onnx==$ONNX_PKG_VERSION" >&2 || die "could not download onnx from PyPI"
+    rm -rf "$tools.tmp"
+    for whl in "$DL"/pytools/*.whl; do unpack "$whl" "$tools.tmp"; done
+    rm -rf "$tools"; mv "$tools.tmp" "$tools"
+  fi
+  PYTHONPATH=$tools python3 "$script" "$MODEL_DIR" >&2 || die "exporting the model to ONNX failed"
+  echo "$want" >"$stamp"
+}
+
 fetch_grpcurl() {
   [[ -x $BIN_DIR/grpcurl ]] && return
   need_python
@@ -97,6 +139,24 @@ fetch_grpcurl() {
   install -m 0755 "$(find "$tmp" -type f -name grpcurl -path '*lib*' | head -1)" "$BIN_DIR/grpcurl"
   rm -rf "$tmp"
   say "grpcurl in $BIN_DIR/grpcurl"
+}
+
+# Redis: optional for `make run` (the embedding cache falls back to process memory), needed by
+# `make test` (the cache tests start their own redis-server). Installed with apt when root.
+ensure_redis() { # required?
+  command -v redis-server >/dev/null && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing redis-server (apt-get)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2; then
+      apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2 || true
+    fi
+    command -v redis-server >/dev/null && return 0
+  fi
+  if [[ ${1:-} == required ]]; then
+    die "redis-server is missing and could not be installed: run 'apt-get install redis-server' as root, then re-run"
+  fi
+  say "redis-server not found (install: apt-get install redis-server); the embedding cache stays in process memory"
+  return 1
 }
 
 # PostgreSQL refuses to run as root: as root, run it as an unprivileged system user.
@@ -183,12 +243,16 @@ export BRAID_INGEST__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
 export BRAID_TEXT_SEARCH__INDEX__DIR=$BRAID_HOME/tantivy
 export BRAID_TEST_DATABASE_URL=postgres://braid@127.0.0.1:$PG_PORT/postgres
 export BRAID_TEST_MODEL_DIR=$MODEL_DIR
+export BRAID_EMBEDDING__MODEL__ONNX_RUNTIME=$ORT_LIB
+export BRAID_TEST_ONNX_RUNTIME=$ORT_LIB
 ENV
 }
 
 setup() {
   mkdir -p "$BRAID_HOME"
   fetch_model
+  fetch_onnxruntime
+  export_onnx_model
   fetch_grpcurl
   pg_start
 }
@@ -202,6 +266,14 @@ run_stack() {
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   local pids=()
+  if ensure_redis; then
+    local redis_port=${BRAID_REDIS_PORT:-6390}
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      >>"$LOG_DIR/redis.log" 2>&1 &
+    pids+=($!)
+    export BRAID_EMBEDDING__CACHE__REDIS_URL=redis://127.0.0.1:$redis_port/0
+    say "started redis-server on 127.0.0.1:$redis_port (embedding cache L2)"
+  fi
   cleanup() { # exit code
     trap - INT TERM EXIT
     say "stopping services"
@@ -251,6 +323,7 @@ run_tests() {
   pg_home
   pg_running 2>/dev/null && was_running=1
   setup
+  ensure_redis required
   eval "$(print_env)"
   # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
   [[ -n $was_running ]] || trap pg_stop EXIT
@@ -266,11 +339,30 @@ run_tests() {
 run_bench() {
   setup
   eval "$(print_env)"
-  local corpus=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact/corpus.jsonl
+  local eval_dir=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}
+  local corpus=$eval_dir/scifact/corpus.jsonl queries=$eval_dir/scifact/queries.jsonl
   [[ -f $corpus ]] || die "SciFact corpus not found at $corpus (set BRAID_EVAL_DIR to the eval directory)"
   cd "$ROOT"
-  cargo run --release --locked -p braid-tests --bin braid-bench -- \
-    ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --out "$ROOT/BENCHMARKS.md"
+  cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
+  local bench=$TARGET_DIR/release/braid-bench out=$BRAID_HOME/bench
+  mkdir -p "$out"
+  "$bench" passages --corpus "$corpus" --out "$out/passages.txt"
+  local venv=$BRAID_HOME/venv-bench reference=()
+  if [[ ${BENCH_REFERENCE:-0} == 1 && ! -x $venv/bin/python ]]; then
+    say "installing torch + sentence-transformers into $venv (several GB, once)"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      torch sentence-transformers || die "could not install the reference implementation"
+  fi
+  if [[ -x $venv/bin/python ]]; then
+    say "reference: sentence-transformers on the same passages"
+    "$venv/bin/python" "$ROOT/deploy/scripts/bench_sentence_transformers.py" \
+      --model-dir "$MODEL_DIR" --inputs "$out/passages.txt" --out "$out/reference.json" \
+      && reference=(--reference "$out/reference.json")
+  else
+    say "no reference run (BENCH_REFERENCE=1 make bench installs torch + sentence-transformers)"
+  fi
+  "$bench" embed --corpus "$corpus" --queries "$queries" "${reference[@]}" --out "$ROOT/BENCHMARKS.md"
+  "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --out "$ROOT/BENCHMARKS.md"
 }
 
 case ${1:-} in

@@ -27,6 +27,14 @@ fn admin_url() -> String {
     std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
 }
 
+/// The ONNX Runtime library the set-up script unpacked (`BRAID_TEST_ONNX_RUNTIME` overrides).
+pub fn onnx_runtime() -> PathBuf {
+    match std::env::var_os("BRAID_TEST_ONNX_RUNTIME") {
+        Some(lib) => PathBuf::from(lib),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.braid/lib/libonnxruntime.so"),
+    }
+}
+
 pub fn model_dir() -> PathBuf {
     match std::env::var_os("BRAID_TEST_MODEL_DIR") {
         Some(dir) => PathBuf::from(dir),
@@ -72,6 +80,26 @@ impl TestDb {
 }
 
 /// One running service.
+/// The embedding service alone, in-process on ephemeral ports, with `configure` applied to
+/// the test defaults (real model).
+pub async fn start_embedding(
+    configure: impl FnOnce(&mut braid_embedding::EmbeddingConfig),
+) -> anyhow::Result<Service> {
+    let mut cfg = braid_embedding::EmbeddingConfig::default();
+    cfg.model.dir = model_dir();
+    cfg.model.onnx_runtime = onnx_runtime();
+    cfg.server.health_probe_interval_ms = 100;
+    cfg.server.shutdown_grace_ms = 2_000;
+    configure(&mut cfg);
+    let service = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
+        braid_embedding::run(cfg, l, s)
+    })?;
+    service
+        .wait_serving(braid_proto::service_names::EMBEDDING)
+        .await?;
+    Ok(service)
+}
+
 pub struct Service {
     pub name: &'static str,
     pub grpc: SocketAddr,
@@ -96,7 +124,7 @@ impl Service {
         Ok(())
     }
 
-    fn spawn<F, Fut>(name: &'static str, listeners: Listeners, run: F) -> anyhow::Result<Self>
+    pub fn spawn<F, Fut>(name: &'static str, listeners: Listeners, run: F) -> anyhow::Result<Self>
     where
         F: FnOnce(Listeners, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -257,6 +285,7 @@ impl Stack {
 
         let mut embedding_cfg = braid_embedding::EmbeddingConfig::default();
         embedding_cfg.model.dir = model_dir();
+        embedding_cfg.model.onnx_runtime = onnx_runtime();
         embedding_cfg.server.health_probe_interval_ms = 100;
         embedding_cfg.server.shutdown_grace_ms = 2_000;
         let embedding = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
@@ -374,6 +403,62 @@ impl Stack {
         }
         self.db.drop_db().await;
         Ok(())
+    }
+}
+
+/// Sum of the samples of metric `name` (Prometheus text format) whose labels contain every
+/// string in `filters`.
+pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| filters.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A throwaway `redis-server` on a free port, without persistence; killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context(
+                "starting redis-server (`make setup` installs it: apt-get install redis-server)",
+            )?;
+        let server = Self { port, child };
+        eventually(
+            "redis-server accepting connections",
+            Duration::from_secs(10),
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -14,6 +14,44 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::EmbeddingError;
 use crate::model::Model;
 
+/// How big one forward pass may get.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// Texts per forward pass.
+    pub max_batch: usize,
+    /// Padded tokens per forward pass (texts x longest text, estimated from bytes).
+    pub max_batch_tokens: usize,
+    /// The model's window: longer texts count as this many tokens.
+    pub max_tokens: usize,
+}
+
+impl BatchLimits {
+    /// ~4 bytes per WordPiece token for English, plus [CLS]/[SEP]; capped at the window.
+    fn tokens(&self, text: &str) -> usize {
+        (text.len() / 4 + 2).min(self.max_tokens)
+    }
+
+    /// Cuts length-sorted items into batches that respect both limits.
+    fn split<'a, T>(&self, items: &'a [T], text: impl Fn(&T) -> &str) -> Vec<&'a [T]> {
+        let mut batches = Vec::new();
+        let mut start = 0;
+        while start < items.len() {
+            let mut end = start + 1;
+            while end < items.len() && end - start < self.max_batch {
+                // Sorted ascending, so the new item is the longest of the batch.
+                let longest = self.tokens(text(&items[end]));
+                if (end - start + 1) * longest > self.max_batch_tokens {
+                    break;
+                }
+                end += 1;
+            }
+            batches.push(&items[start..end]);
+            start = end;
+        }
+        batches
+    }
+}
+
 struct Job {
     texts: Vec<String>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
@@ -63,12 +101,17 @@ impl BatcherMetrics {
 }
 
 impl Batcher {
-    pub fn start(model: Model, max_batch: usize, capacity: usize, metrics: BatcherMetrics) -> Self {
+    pub fn start(
+        model: Model,
+        limits: BatchLimits,
+        capacity: usize,
+        metrics: BatcherMetrics,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
         let queue_depth = metrics.queue_depth.clone();
         std::thread::Builder::new()
             .name("braid-embedding-model".into())
-            .spawn(move || model_thread(model, rx, max_batch, metrics))
+            .spawn(move || model_thread(model, rx, limits, metrics))
             .expect("spawning the model thread");
         Self {
             tx,
@@ -101,11 +144,12 @@ impl Batcher {
 }
 
 fn model_thread(
-    model: Model,
+    mut model: Model,
     mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
+    limits: BatchLimits,
     metrics: BatcherMetrics,
 ) {
+    let max_batch = limits.max_batch;
     while let Some(first) = rx.blocking_recv() {
         let mut pending = first.texts.len();
         let mut jobs = vec![first];
@@ -119,12 +163,12 @@ fn model_thread(
             }
         }
         metrics.queue_depth.set(rx.len() as i64);
-        run_jobs(&model, jobs, max_batch, &metrics);
+        run_jobs(&mut model, jobs, limits, &metrics);
     }
     tracing::info!("model thread stopped");
 }
 
-fn run_jobs(model: &Model, jobs: Vec<Job>, max_batch: usize, metrics: &BatcherMetrics) {
+fn run_jobs(model: &mut Model, jobs: Vec<Job>, limits: BatchLimits, metrics: &BatcherMetrics) {
     // (job, position in job, text) sorted by length to minimise padding.
     let mut items: Vec<(usize, usize, &str)> = jobs
         .iter()
@@ -142,7 +186,7 @@ fn run_jobs(model: &Model, jobs: Vec<Job>, max_batch: usize, metrics: &BatcherMe
         .map(|j| vec![Vec::new(); j.texts.len()])
         .collect();
     let mut failure: Option<String> = None;
-    for batch in items.chunks(max_batch) {
+    for batch in limits.split(&items, |(_, _, t)| t) {
         let texts: Vec<&str> = batch.iter().map(|(_, _, t)| *t).collect();
         let started = Instant::now();
         match model.embed(&texts) {
@@ -168,5 +212,34 @@ fn run_jobs(model: &Model, jobs: Vec<Job>, max_batch: usize, metrics: &BatcherMe
             None => Ok(vectors),
         };
         let _ = job.reply.send(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchLimits;
+
+    #[test]
+    fn batches_respect_count_and_token_budget() {
+        let limits = BatchLimits {
+            max_batch: 4,
+            max_batch_tokens: 100,
+            max_tokens: 256,
+        };
+        // 38 bytes -> 11 tokens; 400 bytes -> 102 tokens; 4000 bytes -> capped at 256.
+        let short = "x".repeat(38);
+        let long = "x".repeat(400);
+        let huge = "x".repeat(4000);
+        let mut items: Vec<&str> = vec![short.as_str(); 6];
+        items.extend([long.as_str(), long.as_str(), huge.as_str()]);
+        let sizes: Vec<usize> = limits
+            .split(&items, |t: &&str| *t)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        // Six short ones: count limit 4, then 2; each long one alone (over budget even alone).
+        assert_eq!(sizes, vec![4, 2, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), items.len());
+        assert!(limits.split(&Vec::<&str>::new(), |t: &&str| *t).is_empty());
     }
 }

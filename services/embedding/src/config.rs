@@ -3,6 +3,10 @@ use std::path::PathBuf;
 use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::CacheConfig;
+use crate::model::{Engine, Gelu};
+use crate::openai::{OpenAiConfig, OpenAiServerConfig};
+
 /// Configuration of the embedding service (`BRAID_EMBEDDING__*`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -11,6 +15,38 @@ pub struct EmbeddingConfig {
     pub telemetry: TelemetryConfig,
     pub model: ModelConfig,
     pub limits: LimitsConfig,
+    pub provider: ProviderConfig,
+    pub cache: CacheConfig,
+    pub openai_server: OpenAiServerConfig,
+}
+
+/// Where vectors come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The in-process model (`model.*`).
+    #[default]
+    Local,
+    /// A remote OpenAI-compatible `/v1/embeddings` (`provider.openai.*`).
+    Openai,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub openai: OpenAiConfig,
+}
+
+/// What happens to a text over `limits.max_text_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// INVALID_ARGUMENT naming the text and the limit.
+    #[default]
+    Reject,
+    /// Cut at the limit (on a character boundary); the response lists the indices cut.
+    Truncate,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -24,6 +60,18 @@ pub struct ModelConfig {
     pub max_tokens: usize,
     /// Largest number of texts run through the model at once.
     pub max_batch: usize,
+    /// Largest padded batch, in tokens (texts x longest text): long texts go in small
+    /// batches, whose attention matrices stay in cache.
+    pub max_batch_tokens: usize,
+    /// `onnx` (ONNX Runtime, default) or `candle` (pure Rust, slower).
+    pub engine: Engine,
+    /// candle only: `tanh` (default, faster) or `exact` GELU; both match the reference at
+    /// cosine > 0.999.
+    pub gelu: Gelu,
+    /// The ONNX Runtime shared library (the set-up script unpacks it from the PyPI wheel).
+    pub onnx_runtime: PathBuf,
+    /// Threads per forward pass (0 = one per core).
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -33,6 +81,7 @@ pub struct LimitsConfig {
     pub max_text_bytes: usize,
     /// Requests waiting for the model; beyond it new requests get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    pub oversize: Oversize,
 }
 
 impl Default for EmbeddingConfig {
@@ -46,6 +95,9 @@ impl Default for EmbeddingConfig {
             telemetry: TelemetryConfig::default(),
             model: ModelConfig::default(),
             limits: LimitsConfig::default(),
+            provider: ProviderConfig::default(),
+            cache: CacheConfig::default(),
+            openai_server: OpenAiServerConfig::default(),
         }
     }
 }
@@ -57,6 +109,11 @@ impl Default for ModelConfig {
             name: "sentence-transformers/all-MiniLM-L6-v2".into(),
             max_tokens: 256,
             max_batch: 32,
+            max_batch_tokens: 2_048,
+            engine: Engine::default(),
+            gelu: Gelu::default(),
+            onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
+            threads: 0,
         }
     }
 }
@@ -67,6 +124,7 @@ impl Default for LimitsConfig {
             max_texts_per_request: 256,
             max_text_bytes: 64 * 1024,
             queue_capacity: 1024,
+            oversize: Oversize::default(),
         }
     }
 }
@@ -76,6 +134,15 @@ impl Validate for EmbeddingConfig {
         self.server.validate(errors);
         self.telemetry.validate(errors);
         positive(errors, "model.max_batch", self.model.max_batch as u64);
+        positive(
+            errors,
+            "model.max_batch_tokens",
+            self.model.max_batch_tokens as u64,
+        );
+        if self.provider.kind == ProviderKind::Openai {
+            self.provider.openai.validate(errors);
+        }
+        self.cache.validate(errors);
         positive(errors, "model.max_tokens", self.model.max_tokens as u64);
         if self.model.max_tokens > 512 {
             errors.push("model.max_tokens must be at most 512 (position embeddings)".into());

@@ -11,6 +11,29 @@ pub enum EmbeddingError {
     WorkerStopped,
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The provider refused the request or answered nonsense (not worth retrying).
+    #[error("embedding provider: {0}")]
+    Provider(String),
+    /// The provider is down, timing out, or its circuit breaker is open.
+    #[error("embedding provider unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// The provider kept rate-limiting us (HTTP 429) through every retry.
+    #[error("embedding provider throttled: {0}")]
+    ProviderThrottled(String),
+}
+
+impl EmbeddingError {
+    /// The gRPC code this error is reported with.
+    pub fn code(&self) -> braid_proto::tonic::Code {
+        use braid_proto::tonic::Code;
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::Overloaded { .. } | Self::ProviderThrottled(_) => Code::ResourceExhausted,
+            Self::WorkerStopped | Self::ProviderUnavailable(_) => Code::Unavailable,
+            Self::Provider(_) => Code::FailedPrecondition,
+            Self::Inference(_) => Code::Internal,
+        }
+    }
 }
 
 impl From<EmbeddingError> for Status {
@@ -23,6 +46,9 @@ impl From<EmbeddingError> for Status {
                 tracing::error!(%detail, "inference failed");
                 Status::internal("inference failed")
             }
+            EmbeddingError::Provider(_) => Status::failed_precondition(e.to_string()),
+            EmbeddingError::ProviderUnavailable(_) => Status::unavailable(e.to_string()),
+            EmbeddingError::ProviderThrottled(_) => Status::resource_exhausted(e.to_string()),
         }
     }
 }
@@ -51,8 +77,21 @@ mod tests {
                 EmbeddingError::Inference("secret detail".into()),
                 Code::Internal,
             ),
+            (
+                EmbeddingError::Provider("400".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                EmbeddingError::ProviderUnavailable("open".into()),
+                Code::Unavailable,
+            ),
+            (
+                EmbeddingError::ProviderThrottled("429".into()),
+                Code::ResourceExhausted,
+            ),
         ];
         for (err, code) in cases {
+            assert_eq!(err.code(), code);
             let status = Status::from(err);
             assert_eq!(status.code(), code);
             assert!(!status.message().contains("secret"));

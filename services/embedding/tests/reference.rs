@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use braid_embedding::Model;
+use braid_embedding::{Engine, Gelu, Model, ModelOptions};
 
 fn model_dir() -> PathBuf {
     match std::env::var_os("BRAID_TEST_MODEL_DIR") {
@@ -32,15 +32,51 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
-#[test]
-fn matches_sentence_transformers_reference() {
+fn onnx_runtime() -> PathBuf {
+    match std::env::var_os("BRAID_TEST_ONNX_RUNTIME") {
+        Some(lib) => PathBuf::from(lib),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.braid/lib/libonnxruntime.so")
+        }
+    }
+}
+
+fn load(engine: Engine, gelu: Gelu) -> Model {
     let dir = model_dir();
-    let model = Model::load(&dir, 256).unwrap_or_else(|e| {
+    Model::load(
+        &dir,
+        ModelOptions {
+            max_tokens: 256,
+            engine,
+            gelu,
+            onnx_runtime: onnx_runtime(),
+            threads: 0,
+        },
+    )
+    .unwrap_or_else(|e| {
         panic!(
             "model not found in {} ({e}); run `make setup` first",
             dir.display()
         )
-    });
+    })
+}
+
+#[test]
+fn onnx_runtime_matches_sentence_transformers_reference() {
+    check_against_reference(&mut load(Engine::Onnx, Gelu::Exact));
+}
+
+#[test]
+fn candle_exact_gelu_matches_sentence_transformers_reference() {
+    check_against_reference(&mut load(Engine::Candle, Gelu::Exact));
+}
+
+#[test]
+fn candle_tanh_gelu_matches_sentence_transformers_reference() {
+    check_against_reference(&mut load(Engine::Candle, Gelu::Tanh));
+}
+
+fn check_against_reference(model: &mut Model) {
     let fixture: Fixture =
         serde_json::from_str(include_str!("fixtures/reference.json")).expect("fixture parses");
     assert!(fixture.cases.len() >= 5);
@@ -70,7 +106,12 @@ fn matches_sentence_transformers_reference() {
 
 #[test]
 fn long_inputs_are_truncated_to_the_window() {
-    let model = Model::load(&model_dir(), 256).expect("model present");
+    for engine in [Engine::Onnx, Engine::Candle] {
+        long_inputs_are_truncated(&mut load(engine, Gelu::default()));
+    }
+}
+
+fn long_inputs_are_truncated(model: &mut Model) {
     let words: Vec<String> = (0..3000).map(|i| format!("word{i}")).collect();
     let long = words.join(" ");
     let prefix = words[..600].join(" ");

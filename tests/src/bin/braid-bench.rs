@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use braid_embedding::Engine;
 use braid_tests::v1::{DocumentInput, DocumentStatus, IngestStreamRequest, WaitIndexedRequest};
-use braid_tests::{Stack, StackOptions, http_get, model_dir};
+use braid_tests::{Stack, StackOptions, http_get, metric_sum, model_dir};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,6 +32,35 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         limit: usize,
         /// Markdown file to write the results into (section replaced in place).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Writes the passages `embed` uses, one per line (for the reference script).
+    Passages {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        sentences: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Embedding speed: sentences/s of the model at several batch sizes on ~60-word SciFact
+    /// passages, and single-query latency through gRPC. With `--reference`, the figures of
+    /// `deploy/scripts/bench_sentence_transformers.py` on the same inputs go alongside.
+    Embed {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        /// Passages to embed per batch size.
+        #[arg(long, default_value_t = 256)]
+        sentences: usize,
+        /// Where to write the passages (one per line) for the reference script.
+        #[arg(long)]
+        inputs_out: Option<PathBuf>,
+        /// JSON written by the reference script (`{"batch": {"1": sentences_per_s, ...}}`).
+        #[arg(long)]
+        reference: Option<PathBuf>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -62,14 +92,6 @@ fn read_corpus(path: &Path, limit: usize) -> anyhow::Result<Vec<DocumentInput>> 
 }
 
 /// Sum of a Prometheus sample over every series whose line contains all `filters`.
-fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| filters.iter().all(|f| l.contains(f)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn metrics(addr: std::net::SocketAddr) -> anyhow::Result<String> {
     Ok(http_get(addr, "/metrics").await?.1)
 }
@@ -78,6 +100,32 @@ async fn metrics(addr: std::net::SocketAddr) -> anyhow::Result<String> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ingest { corpus, limit, out } => ingest(&corpus, limit, out.as_deref()).await,
+        Command::Passages {
+            corpus,
+            sentences,
+            out,
+        } => Ok(std::fs::write(
+            out,
+            passages(&corpus, sentences)?.join("\n") + "\n",
+        )?),
+        Command::Embed {
+            corpus,
+            queries,
+            sentences,
+            inputs_out,
+            reference,
+            out,
+        } => {
+            embed(
+                &corpus,
+                &queries,
+                sentences,
+                inputs_out.as_deref(),
+                reference.as_deref(),
+                out.as_deref(),
+            )
+            .await
+        }
     }
 }
 
@@ -159,7 +207,7 @@ async fn ingest(corpus: &Path, limit: usize, out: Option<&Path>) -> anyhow::Resu
     let n_chunks = texts.len();
     stack.shutdown().await?;
     texts.sort_by_key(|t| t.len());
-    let model = braid_embedding::Model::load(&model_dir(), 256)?;
+    let mut model = braid_embedding::Model::load(&model_dir(), model_options(Default::default()))?;
     let texts_ref: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut alone_by_batch = Vec::new();
     for batch_size in [8usize, 64] {
@@ -228,16 +276,171 @@ Where the pipeline's time went (service-side sums; legs overlap with embedding, 
     );
     println!("{report}");
     if let Some(out) = out {
-        write_section(out, &report)?;
+        write_section(out, "ingest", &report)?;
         eprintln!("braid-bench: wrote {}", out.display());
     }
     Ok(())
 }
 
-/// Replaces the `<!-- bench:ingest -->` section of `path` (or appends it).
-fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
+/// The first 60 words of each corpus text that has at least 60.
+fn passages(corpus: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let file =
+        std::fs::File::open(corpus).with_context(|| format!("opening {}", corpus.display()))?;
+    let mut out = Vec::with_capacity(n);
+    for line in std::io::BufReader::new(file).lines() {
+        let d: BeirDoc = serde_json::from_str(&line?)?;
+        let words: Vec<&str> = d.text.split_whitespace().collect();
+        if words.len() >= 60 {
+            out.push(words[..60].join(" "));
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn model_options(engine: Engine) -> braid_embedding::ModelOptions {
+    braid_embedding::ModelOptions {
+        engine,
+        onnx_runtime: braid_tests::onnx_runtime(),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn embed(
+    corpus: &Path,
+    queries: &Path,
+    n: usize,
+    inputs_out: Option<&Path>,
+    reference: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
+    use braid_tests::v1::{EmbedRequest, InputType};
+
+    let inputs = passages(corpus, n)?;
+    if let Some(path) = inputs_out {
+        std::fs::write(path, inputs.join("\n") + "\n")?;
+    }
+    let reference: Option<serde_json::Value> = match reference {
+        Some(p) if p.exists() => Some(serde_json::from_slice(&std::fs::read(p)?)?),
+        _ => None,
+    };
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut rates = std::collections::BTreeMap::new();
+    for engine in [Engine::Onnx, Engine::Candle] {
+        let mut model = braid_embedding::Model::load(&model_dir(), model_options(engine))?;
+        model.embed(&refs[..8])?; // warm-up
+        for batch in [1usize, 8, 32, 128] {
+            let started = Instant::now();
+            for chunk in refs.chunks(batch) {
+                model.embed(chunk)?;
+            }
+            let rate = refs.len() as f64 / started.elapsed().as_secs_f64();
+            eprintln!("braid-bench: {engine:?} batch {batch}: {rate:.1} sentences/s");
+            rates.insert((batch, engine == Engine::Onnx), rate);
+        }
+    }
+    let mut rows = String::new();
+    for batch in [1usize, 8, 32, 128] {
+        let rate = rates[&(batch, true)];
+        let candle = rates[&(batch, false)];
+        let theirs = reference
+            .as_ref()
+            .and_then(|r| r["batch"][batch.to_string()].as_f64());
+        let (theirs_s, ratio) = match theirs {
+            Some(t) => (format!("{t:.1}"), format!("{:.2}×", rate / t)),
+            None => ("not run".into(), "–".into()),
+        };
+        rows.push_str(&format!(
+            "| {batch} | {rate:.1} | {candle:.1} | {theirs_s} | {ratio} |\n"
+        ));
+    }
+
+    // Single-query latency through gRPC (embedding service alone, in-process).
+    let service = braid_tests::start_embedding(|_| {}).await?;
+    let mut client = EmbeddingServiceClient::connect(service.endpoint()).await?;
+    let qs: Vec<String> = std::io::BufReader::new(std::fs::File::open(queries)?)
+        .lines()
+        .take(300)
+        .map(|l| -> anyhow::Result<String> {
+            let v: serde_json::Value = serde_json::from_str(&l?)?;
+            Ok(v["text"].as_str().unwrap_or_default().to_string())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut alone = braid_embedding::Model::load(&model_dir(), model_options(Engine::Onnx))?;
+    let mut direct = Vec::with_capacity(qs.len());
+    for q in &qs {
+        let started = Instant::now();
+        alone.embed(&[q.as_str()])?;
+        direct.push(started.elapsed());
+    }
+    drop(alone);
+    direct.sort();
+    let (d50, d99) = (percentile(&direct, 0.5), percentile(&direct, 0.99));
+    eprintln!("braid-bench: query, model alone: p50 {d50:.1?} p99 {d99:.1?}");
+    let mut latencies = Vec::with_capacity(qs.len());
+    for q in &qs {
+        let started = Instant::now();
+        client
+            .embed(EmbedRequest {
+                texts: vec![q.clone()],
+                input_type: InputType::Query as i32,
+            })
+            .await?;
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    eprintln!("braid-bench: query latency p50 {p50:.1?} p99 {p99:.1?}");
+    let mut service = service;
+    service.stop().await?;
+
+    let reference_note = match &reference {
+        Some(r) => format!(
+            "Reference: sentence-transformers {} on torch {}, {} threads, same inputs and batches, same machine, run by `deploy/scripts/bench_sentence_transformers.py`.",
+            r["sentence_transformers"].as_str().unwrap_or("?"),
+            r["torch"].as_str().unwrap_or("?"),
+            r["threads"].as_u64().unwrap_or(0)
+        ),
+        None => "Reference: not run (`make bench-reference` installs torch + sentence-transformers into `.braid/venv-bench` and runs it).".into(),
+    };
+    let report = format!(
+        "<!-- bench:embed -->\n\
+## Embedding speed (all-MiniLM-L6-v2, CPU)\n\n\
+Command: `make bench` (`braid-bench embed`): {} SciFact passages of 60 words (≈ 80–100 tokens), embedded in consecutive batches of the given size (sentences/s); release build; {} cores; candle with tanh GELU (`model.gelu`).\n\
+{reference_note}\n\n\
+| batch | Braid, ONNX Runtime engine (default) | Braid, candle engine | sentence-transformers (torch) | Braid default / reference |\n| --- | --- | --- | --- | --- |\n\
+{rows}\n\
+Single query through gRPC (embedding service alone, {} SciFact queries one after another): p50 {:.1} ms, p99 {:.1} ms.\n\
+<!-- /bench:embed -->\n",
+        inputs.len(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        latencies.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+    );
+    println!("{report}");
+    if let Some(out) = out {
+        write_section(out, "embed", &report)?;
+    }
+    Ok(())
+}
+
+/// Replaces the `<!-- bench:NAME -->` section of `path` (or appends it).
+fn write_section(path: &Path, name: &str, section: &str) -> anyhow::Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
-    let (start, end) = ("<!-- bench:ingest -->", "<!-- /bench:ingest -->\n");
+    let start = format!("<!-- bench:{name} -->");
+    let end = format!("<!-- /bench:{name} -->\n");
+    let (start, end) = (start.as_str(), end.as_str());
     let updated = match (current.find(start), current.find(end)) {
         (Some(s), Some(e)) if e > s => {
             format!("{}{}{}", &current[..s], section, &current[e + end.len()..])

@@ -1,0 +1,753 @@
+//! OpenAI-compatible `/v1/embeddings`, both ways.
+//!
+//! **Client** ([`OpenAiProvider`]): embeds through any server speaking the OpenAI embeddings
+//! API (OpenAI, Ollama, vLLM, TEI, another Braid). Request and token rate limits (token
+//! buckets), a per-request timeout, retries with exponential backoff + full jitter that honour
+//! `Retry-After`, and a circuit breaker (open after N consecutive failures, half-open after a
+//! pause, closed after M successes) whose state is exported as a metric and a health detail.
+//!
+//! **Server** ([`routes`]): the same endpoint on the embedding service's admin port, so other
+//! tools can embed with Braid. With `openai_server.fault_injection` on, `POST /v1/faults`
+//! makes the next N requests fail with a chosen status (and `Retry-After`) or arrive late —
+//! the fault layer the provider's tests drive.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use backon::BackoffBuilder;
+use braid_core::config::{BreakerSettings, positive};
+use braid_core::resilience::{BreakerState, CircuitBreaker};
+use prometheus::{IntCounterVec, IntGauge};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::error::EmbeddingError;
+
+/// `provider.openai.*`: where and how to call a remote embeddings API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// Base URL up to and including `/v1`, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (empty = none).
+    pub api_key_env: String,
+    /// File holding the API key (a mounted secret); wins over `api_key_env`.
+    pub api_key_file: Option<PathBuf>,
+    /// Vector size the rest of Braid stores (the pgvector column); checked at start-up.
+    pub dimensions: usize,
+    /// Send `dimensions` in the request (for models that can shorten their output).
+    pub request_dimensions: bool,
+    pub timeout_ms: u64,
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Requests per second sent to the provider (0 = unlimited).
+    pub requests_per_second: f64,
+    /// Estimated input tokens per second (0 = unlimited).
+    pub tokens_per_second: f64,
+    /// Texts per HTTP request.
+    pub max_batch: usize,
+    pub breaker: BreakerSettings,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "text-embedding-3-small".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            api_key_file: None,
+            dimensions: 384,
+            request_dimensions: false,
+            timeout_ms: 30_000,
+            max_attempts: 5,
+            min_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+            requests_per_second: 50.0,
+            tokens_per_second: 500_000.0,
+            max_batch: 128,
+            breaker: BreakerSettings {
+                failure_threshold: 5,
+                open_ms: 60_000,
+                success_threshold: 2,
+            },
+        }
+    }
+}
+
+impl OpenAiConfig {
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push(format!(
+                "provider.openai.base_url must be an http(s) URL, got {:?}",
+                self.base_url
+            ));
+        }
+        if self.model.is_empty() {
+            errors.push("provider.openai.model must not be empty".into());
+        }
+        positive(errors, "provider.openai.dimensions", self.dimensions as u64);
+        positive(errors, "provider.openai.timeout_ms", self.timeout_ms);
+        positive(
+            errors,
+            "provider.openai.max_attempts",
+            self.max_attempts as u64,
+        );
+        positive(errors, "provider.openai.max_batch", self.max_batch as u64);
+        if self.min_backoff_ms > self.max_backoff_ms {
+            errors.push("provider.openai.min_backoff_ms must not exceed max_backoff_ms".into());
+        }
+        if self.requests_per_second < 0.0 || self.tokens_per_second < 0.0 {
+            errors.push("provider.openai rate limits must not be negative".into());
+        }
+        self.breaker.validate(errors);
+    }
+
+    fn api_key(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.api_key_file {
+            let key = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("provider.openai.api_key_file {}: {e}", path.display())
+            })?;
+            return Ok(Some(key.trim().to_string()));
+        }
+        if self.api_key_env.is_empty() {
+            return Ok(None);
+        }
+        Ok(std::env::var(&self.api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty()))
+    }
+}
+
+/// A token bucket: `rate` per second, bursts up to one second's worth.
+struct Bucket {
+    rate: f64,
+    state: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            state: tokio::sync::Mutex::new((rate.max(1.0), Instant::now())),
+        }
+    }
+
+    async fn acquire(&self, amount: f64) {
+        if self.rate <= 0.0 {
+            return;
+        }
+        let burst = self.rate.max(1.0);
+        let amount = amount.min(burst);
+        let mut state = self.state.lock().await;
+        loop {
+            let now = Instant::now();
+            let (tokens, last) = &mut *state;
+            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+            *last = now;
+            if *tokens >= amount {
+                *tokens -= amount;
+                return;
+            }
+            let wait = (amount - *tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EmbeddingsRequest<'a> {
+    model: &'a str,
+    input: &'a [String],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsResponse {
+    data: Vec<EmbeddingItem>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+/// What one HTTP attempt ended with.
+enum Attempt {
+    Done(Vec<Vec<f32>>),
+    /// Worth retrying; `retry_after` from the server when it said so.
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+        throttled: bool,
+    },
+    Fatal(EmbeddingError),
+}
+
+/// Metrics of the provider client.
+#[derive(Clone)]
+struct ProviderMetrics {
+    breaker_state: IntGauge,
+    calls: IntCounterVec,
+}
+
+/// Client for a remote OpenAI-compatible embeddings endpoint.
+#[derive(Clone)]
+pub struct OpenAiProvider {
+    config: Arc<OpenAiConfig>,
+    http: reqwest::Client,
+    api_key: Option<Arc<str>>,
+    breaker: CircuitBreaker,
+    requests: Arc<Bucket>,
+    tokens: Arc<Bucket>,
+    metrics: ProviderMetrics,
+}
+
+impl OpenAiProvider {
+    pub fn new(
+        config: &OpenAiConfig,
+        metrics: &braid_core::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(16)
+            .build()?;
+        let breaker_state = IntGauge::new(
+            "embedding_provider_breaker_state",
+            "provider circuit breaker: 0 closed, 1 half-open, 2 open",
+        )?;
+        let calls = IntCounterVec::new(
+            prometheus::Opts::new(
+                "embedding_provider_requests_total",
+                "HTTP requests to the embeddings provider by outcome",
+            ),
+            &["outcome"],
+        )?;
+        metrics.register(Box::new(breaker_state.clone()));
+        metrics.register(Box::new(calls.clone()));
+        Ok(Self {
+            config: Arc::new(config.clone()),
+            http,
+            api_key: config.api_key()?.map(Into::into),
+            breaker: CircuitBreaker::new("embedding-provider", config.breaker.to_config()),
+            requests: Arc::new(Bucket::new(config.requests_per_second)),
+            tokens: Arc::new(Bucket::new(config.tokens_per_second)),
+            metrics: ProviderMetrics {
+                breaker_state,
+                calls,
+            },
+        })
+    }
+
+    /// `model@remote` as reported with every vector.
+    pub fn model_id(&self) -> String {
+        format!("{}@{}", self.config.model, self.config.base_url)
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.config.dimensions
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        let state = self.breaker.state();
+        self.metrics.breaker_state.set(state.as_gauge());
+        state
+    }
+
+    /// Start-up check: the provider's vectors have the size Braid stores.
+    pub async fn check_dimensions(&self) -> Result<(), EmbeddingError> {
+        let probe = self.embed(vec!["dimension check".to_string()]).await?;
+        match probe.first().map(Vec::len) {
+            Some(n) if n == self.config.dimensions => Ok(()),
+            other => Err(EmbeddingError::Provider(format!(
+                "provider {} returns {} dimensions, the vector schema stores {}",
+                self.model_id(),
+                other.unwrap_or(0),
+                self.config.dimensions
+            ))),
+        }
+    }
+
+    /// Embeds `texts` in request-sized batches, in order.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(self.config.max_batch) {
+            out.extend(self.embed_batch(batch).await?);
+        }
+        Ok(out)
+    }
+
+    async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.config.min_backoff_ms))
+            .with_max_delay(Duration::from_millis(self.config.max_backoff_ms))
+            .with_jitter()
+            .with_max_times(self.config.max_attempts.saturating_sub(1) as usize)
+            .build();
+        // About four characters per token for English text: a budget, not a bill.
+        let est_tokens: f64 = texts.iter().map(|t| (t.len() / 4 + 1) as f64).sum();
+        loop {
+            if self.breaker_state() == BreakerState::Open {
+                self.metrics
+                    .calls
+                    .with_label_values(&["breaker_open"])
+                    .inc();
+                return Err(EmbeddingError::ProviderUnavailable(format!(
+                    "circuit breaker for {} is open after repeated failures",
+                    self.config.base_url
+                )));
+            }
+            self.requests.acquire(1.0).await;
+            self.tokens.acquire(est_tokens).await;
+            match self.attempt(texts).await {
+                Attempt::Done(vectors) => {
+                    self.breaker.record_success();
+                    self.breaker_state();
+                    self.metrics.calls.with_label_values(&["ok"]).inc();
+                    return Ok(vectors);
+                }
+                Attempt::Fatal(e) => {
+                    self.metrics.calls.with_label_values(&["rejected"]).inc();
+                    return Err(e);
+                }
+                Attempt::Retry {
+                    error,
+                    retry_after,
+                    throttled,
+                } => {
+                    self.breaker.record_failure();
+                    self.breaker_state();
+                    self.metrics
+                        .calls
+                        .with_label_values(&[if throttled { "throttled" } else { "failed" }])
+                        .inc();
+                    let Some(delay) = backoff.next() else {
+                        let message = format!(
+                            "{} failed after {} attempts: {error}",
+                            self.config.base_url, self.config.max_attempts
+                        );
+                        return Err(if throttled {
+                            EmbeddingError::ProviderThrottled(message)
+                        } else {
+                            EmbeddingError::ProviderUnavailable(message)
+                        });
+                    };
+                    let cap = Duration::from_millis(self.config.max_backoff_ms);
+                    let delay = retry_after.map_or(delay, |ra| ra.min(cap).max(delay));
+                    tracing::warn!(error = %error, ?delay, "embedding provider call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, texts: &[String]) -> Attempt {
+        let url = format!("{}/embeddings", self.config.base_url.trim_end_matches('/'));
+        let body = EmbeddingsRequest {
+            model: &self.config.model,
+            input: texts,
+            encoding_format: "float",
+            dimensions: self
+                .config
+                .request_dimensions
+                .then_some(self.config.dimensions),
+        };
+        let mut request = self.http.post(&url).json(&body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry {
+                    error: if e.is_timeout() {
+                        format!("timed out after {} ms", self.config.timeout_ms)
+                    } else {
+                        format!("request failed: {e}")
+                    },
+                    retry_after: None,
+                    throttled: false,
+                };
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        if status.is_success() {
+            let parsed: EmbeddingsResponse = match response.json().await {
+                Ok(p) => p,
+                Err(e) => {
+                    return Attempt::Retry {
+                        error: format!("unreadable response: {e}"),
+                        retry_after: None,
+                        throttled: false,
+                    };
+                }
+            };
+            return match order(parsed, texts.len(), self.config.dimensions) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Fatal(EmbeddingError::Provider(e)),
+            };
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = format!(
+            "HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            Attempt::Retry {
+                error: message,
+                retry_after,
+                throttled: status == reqwest::StatusCode::TOO_MANY_REQUESTS,
+            }
+        } else {
+            Attempt::Fatal(EmbeddingError::Provider(message))
+        }
+    }
+}
+
+/// Puts the response's vectors in input order and checks count and size.
+fn order(
+    response: EmbeddingsResponse,
+    expected: usize,
+    dimensions: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    if response.data.len() != expected {
+        return Err(format!(
+            "provider returned {} vectors for {expected} inputs",
+            response.data.len()
+        ));
+    }
+    let mut out = vec![Vec::new(); expected];
+    for item in response.data {
+        if item.index >= expected || !out[item.index].is_empty() {
+            return Err(format!("provider returned a bad index {}", item.index));
+        }
+        if item.embedding.len() != dimensions {
+            return Err(format!(
+                "provider returned {} dimensions, the vector schema stores {dimensions}",
+                item.embedding.len()
+            ));
+        }
+        out[item.index] = item.embedding;
+    }
+    Ok(out)
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by embedding APIs).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server side.
+
+/// `openai_server.*`: the OpenAI-compatible endpoint on the admin port.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiServerConfig {
+    pub enabled: bool,
+    /// Name of an environment variable holding the bearer token callers must send (empty =
+    /// no authentication: the admin port is meant to stay inside the mesh).
+    pub api_key_env: String,
+    /// Serves `POST/DELETE /v1/faults` (tests only; never enable in production).
+    pub fault_injection: bool,
+}
+
+impl Default for OpenAiServerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            api_key_env: String::new(),
+            fault_injection: false,
+        }
+    }
+}
+
+/// Injected fault: the next `count` requests wait `delay_ms`, then fail with `status` (when
+/// non-zero) and `Retry-After: retry_after_secs` (when set).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Fault {
+    pub status: u16,
+    pub count: u32,
+    pub retry_after_secs: Option<f64>,
+    pub delay_ms: u64,
+}
+
+/// What the endpoint embeds with: the service's own pipeline (cache, provider, limits).
+pub type EmbedFn = Arc<
+    dyn Fn(
+            Vec<String>,
+        ) -> futures::future::BoxFuture<'static, Result<Vec<Vec<f32>>, EmbeddingError>>
+        + Send
+        + Sync,
+>;
+
+#[derive(Clone)]
+struct ServerState {
+    embed: EmbedFn,
+    model: Arc<str>,
+    dimensions: usize,
+    api_key: Option<Arc<str>>,
+    fault: Arc<Mutex<Fault>>,
+}
+
+#[derive(Deserialize)]
+struct ServerRequest {
+    input: Input,
+    #[serde(default)]
+    #[allow(dead_code)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn openai_error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "error": { "message": message.into(), "type": kind, "param": null, "code": null }
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// The admin-port routes: `POST /v1/embeddings` (and the fault layer when enabled).
+pub fn routes(
+    config: &OpenAiServerConfig,
+    embed: EmbedFn,
+    model: String,
+    dimensions: usize,
+) -> axum::Router {
+    if !config.enabled {
+        return axum::Router::new();
+    }
+    let api_key = (!config.api_key_env.is_empty())
+        .then(|| std::env::var(&config.api_key_env).ok())
+        .flatten()
+        .map(Into::into);
+    let state = ServerState {
+        embed,
+        model: model.into(),
+        dimensions,
+        api_key,
+        fault: Arc::default(),
+    };
+    let mut router = axum::Router::new().route("/v1/embeddings", axum::routing::post(embeddings));
+    if config.fault_injection {
+        router = router.route(
+            "/v1/faults",
+            axum::routing::post(set_fault).delete(clear_fault),
+        );
+    }
+    router.with_state(state)
+}
+
+async fn set_fault(State(state): State<ServerState>, axum::Json(fault): axum::Json<Fault>) {
+    *state.fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+}
+
+async fn clear_fault(State(state): State<ServerState>) {
+    *state.fault.lock().unwrap_or_else(|p| p.into_inner()) = Fault::default();
+}
+
+/// Takes one request's share of the injected fault, if any.
+fn take_fault(state: &ServerState) -> Option<Fault> {
+    let mut fault = state.fault.lock().unwrap_or_else(|p| p.into_inner());
+    if fault.count == 0 {
+        return None;
+    }
+    fault.count -= 1;
+    Some(fault.clone())
+}
+
+async fn embeddings(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(fault) = take_fault(&state) {
+        if fault.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        }
+        if fault.status != 0 {
+            let status =
+                StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = openai_error(status, "injected_fault", "injected fault");
+            if let Some(secs) = fault.retry_after_secs
+                && let Ok(v) = HeaderValue::from_str(&format!("{secs}"))
+            {
+                response.headers_mut().insert("retry-after", v);
+            }
+            return response;
+        }
+    }
+    if let Some(key) = &state.api_key {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_ref()) {
+            return openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing or wrong bearer token",
+            );
+        }
+    }
+    let request: ServerRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("invalid body: {e} (input must be a string or an array of strings)"),
+            );
+        }
+    };
+    if let Some(format) = &request.encoding_format
+        && format != "float"
+    {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("encoding_format {format:?} is not supported; use \"float\""),
+        );
+    }
+    if let Some(d) = request.dimensions
+        && d != state.dimensions
+    {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!(
+                "dimensions: this model returns {} dimensions, not {d}",
+                state.dimensions
+            ),
+        );
+    }
+    let texts = match request.input {
+        Input::One(t) => vec![t],
+        Input::Many(ts) => ts,
+    };
+    let tokens: usize = texts.iter().map(|t| t.len() / 4 + 1).sum();
+    match (state.embed)(texts).await {
+        Ok(vectors) => {
+            let data: Vec<serde_json::Value> = vectors
+                .into_iter()
+                .enumerate()
+                .map(|(index, embedding)| {
+                    serde_json::json!({ "object": "embedding", "index": index, "embedding": embedding })
+                })
+                .collect();
+            axum::Json(serde_json::json!({
+                "object": "list",
+                "data": data,
+                "model": state.model.as_ref(),
+                "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            let (status, kind) = match e.code() {
+                tonic::Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request_error"),
+                tonic::Code::ResourceExhausted => {
+                    (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
+                }
+                tonic::Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            };
+            let mut response = openai_error(status, kind, e.to_string());
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_static("1"));
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_put_back_in_input_order_and_checked() {
+        let response = EmbeddingsResponse {
+            data: vec![
+                EmbeddingItem {
+                    index: 1,
+                    embedding: vec![2.0, 2.0],
+                },
+                EmbeddingItem {
+                    index: 0,
+                    embedding: vec![1.0, 1.0],
+                },
+            ],
+        };
+        assert_eq!(
+            order(response, 2, 2).unwrap(),
+            vec![vec![1.0, 1.0], vec![2.0, 2.0]]
+        );
+        let short = EmbeddingsResponse {
+            data: vec![EmbeddingItem {
+                index: 0,
+                embedding: vec![1.0],
+            }],
+        };
+        assert!(order(short, 1, 2).unwrap_err().contains("dimensions"));
+        let missing = EmbeddingsResponse { data: vec![] };
+        assert!(order(missing, 1, 2).unwrap_err().contains("0 vectors"));
+    }
+
+    #[test]
+    fn retry_after_seconds_are_parsed() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after", "0.5".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(500)));
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[tokio::test]
+    async fn the_bucket_spaces_requests_at_its_rate() {
+        let bucket = Bucket::new(100.0);
+        let started = Instant::now();
+        for _ in 0..150 {
+            bucket.acquire(1.0).await;
+        }
+        // 100 from the initial burst, then 50 more at 100/s: at least half a second.
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(480), "{waited:?}");
+        Bucket::new(0.0).acquire(1e9).await; // unlimited never waits
+    }
+}

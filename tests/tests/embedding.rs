@@ -1,0 +1,468 @@
+//! The embedding service on the real model: dynamic batching under concurrency, limits and
+//! load shedding, the embedding cache (real Redis, and Redis down), and the OpenAI-compatible
+//! provider against a real HTTP server (another embedding service) with injected faults.
+
+use std::time::{Duration, Instant};
+
+use braid_embedding::{EmbeddingConfig, Fault, Oversize, ProviderKind};
+use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
+use braid_tests::v1::{EmbedRequest, InputType, ModelInfoRequest};
+use braid_tests::{RedisServer, Service, eventually, http_get, metric_sum, start_embedding};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn client(service: &Service) -> EmbeddingServiceClient<Channel> {
+    EmbeddingServiceClient::connect(service.endpoint())
+        .await
+        .expect("embedding service reachable")
+}
+
+async fn embed(
+    client: &mut EmbeddingServiceClient<Channel>,
+    texts: &[&str],
+) -> Result<Vec<Vec<f32>>, tonic::Status> {
+    let response = client
+        .embed(EmbedRequest {
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            input_type: InputType::Document as i32,
+        })
+        .await?
+        .into_inner();
+    Ok(response.embeddings.into_iter().map(|v| v.values).collect())
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+async fn metrics(service: &Service) -> String {
+    http_get(service.admin, "/metrics")
+        .await
+        .expect("metrics")
+        .1
+}
+
+const TEXTS: [&str; 6] = [
+    "Vitamin D deficiency is associated with bone fractures.",
+    "The mitochondria is the powerhouse of the cell.",
+    "Rust guarantees memory safety without a garbage collector.",
+    "Reciprocal rank fusion merges rankings from several retrievers.",
+    "Cats sleep for most of the day.",
+    "PostgreSQL stores vectors with the pgvector extension.",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Result<()> {
+    let mut service = start_embedding(|c| c.cache.l1_entries = 0).await?;
+    let mut c = client(&service).await;
+    let alone: Vec<Vec<f32>> = {
+        let mut out = Vec::new();
+        for t in TEXTS {
+            out.push(embed(&mut c, &[t]).await?.remove(0));
+        }
+        out
+    };
+    // 24 concurrent calls, each a different rotation of the texts, merged by the batcher.
+    let calls = (0..24).map(|i| {
+        let mut c = c.clone();
+        async move {
+            let texts: Vec<&str> = (0..3).map(|j| TEXTS[(i + j) % TEXTS.len()]).collect();
+            (i, embed(&mut c, &texts).await)
+        }
+    });
+    for (i, result) in futures::future::join_all(calls).await {
+        let vectors = result?;
+        assert_eq!(vectors.len(), 3);
+        for (j, v) in vectors.iter().enumerate() {
+            let expected = &alone[(i + j) % TEXTS.len()];
+            assert!(
+                cosine(v, expected) > 0.9999,
+                "call {i} text {j} got someone else's vector"
+            );
+        }
+    }
+    let m = metrics(&service).await;
+    let batches = metric_sum(&m, "braid_embedding_batch_size_count", &[]);
+    let texts = metric_sum(&m, "braid_embedding_batch_size_sum", &[]);
+    assert_eq!(
+        texts,
+        6.0 + 24.0 * 3.0,
+        "every text ran through the model once"
+    );
+    assert!(
+        batches < texts,
+        "concurrent requests were merged into batches"
+    );
+    service.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_reject_or_truncate_and_a_flood_is_shed() -> anyhow::Result<()> {
+    // One text per forward pass and room for two waiting requests: a flood must overflow.
+    let mut strict = start_embedding(|c| {
+        c.limits.max_texts_per_request = 4;
+        c.limits.max_text_bytes = 2_000;
+        c.limits.queue_capacity = 2;
+        c.model.max_batch = 1;
+        c.cache.l1_entries = 0;
+    })
+    .await?;
+    let mut c = client(&strict).await;
+    let too_long = "word ".repeat(440); // 2,200 bytes
+    let err = embed(&mut c, &["ok", &too_long]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("texts[1]") && err.message().contains("at most 2000 bytes"),
+        "{}",
+        err.message()
+    );
+    let err = embed(&mut c, &["a", "b", "c", "d", "e"]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("at most 4 per request"),
+        "{}",
+        err.message()
+    );
+
+    // A flood far beyond the queue (each text fills the 256-token window): some calls are
+    // shed at once, none waits unboundedly, every accepted one is answered.
+    let texts: Vec<String> = (0..60)
+        .map(|i| format!("flood text number {i} {}", "token ".repeat(300)))
+        .collect();
+    let calls = texts.iter().map(|t| {
+        let mut c = c.clone();
+        async move { embed(&mut c, &[t.as_str()]).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let shed = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted))
+        .count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert!(
+        shed > 0,
+        "a 60-request flood against a queue of 2 must shed some"
+    );
+    assert!(ok > 0, "requests within capacity are served");
+    assert_eq!(shed + ok, 60, "only shedding or success: {results:?}");
+    strict.stop().await?;
+
+    let mut lenient = start_embedding(|c| {
+        c.limits.max_text_bytes = 100;
+        c.limits.oversize = Oversize::Truncate;
+    })
+    .await?;
+    let mut c = client(&lenient).await;
+    let long = "word ".repeat(40); // 200 bytes
+    let response = c
+        .embed(EmbedRequest {
+            texts: vec!["short".into(), long.clone()],
+            input_type: InputType::Query as i32,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(response.truncated, vec![1]);
+    let cut = embed(&mut c, &[&long[..100]]).await?.remove(0);
+    assert!(cosine(&response.embeddings[1].values, &cut) > 0.9999);
+    lenient.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_caches_across_instances_and_redis_down_still_embeds() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let url = redis.url();
+    let with_redis = |c: &mut EmbeddingConfig| {
+        c.cache.l1_entries = 0;
+        c.cache.redis_url = url.clone();
+        c.cache.redis_timeout_ms = 500;
+    };
+    let mut first = start_embedding(with_redis).await?;
+    let v1 = embed(&mut client(&first).await, &[TEXTS[0], TEXTS[1]]).await?;
+    // The write to Redis happens off the request path.
+    let mut second = start_embedding(with_redis).await?;
+    let mut c2 = client(&second).await;
+    eventually("vectors in Redis", Duration::from_secs(10), || {
+        let mut c2 = c2.clone();
+        let second = &second;
+        async move {
+            embed(&mut c2, &[TEXTS[0], TEXTS[1]]).await.ok()?;
+            let m = metrics(second).await;
+            (metric_sum(
+                &m,
+                "braid_embedding_cache_lookups_total",
+                &["redis", "\"hit\""],
+            ) >= 2.0)
+                .then_some(())
+        }
+    })
+    .await?;
+    let v2 = embed(&mut c2, &[TEXTS[0], TEXTS[1]]).await?;
+    assert_eq!(v1, v2, "the cached vectors are exactly the computed ones");
+    let (_, health) = http_get(second.admin, "/healthz").await?;
+    assert!(health.contains("cache_redis: up"), "{health}");
+
+    // Redis gone: requests still succeed, the failures are counted and shown.
+    drop(redis);
+    let v3 = embed(&mut c2, &[TEXTS[2]]).await?;
+    assert_eq!(v3[0].len(), 384);
+    let m = metrics(&second).await;
+    assert!(
+        metric_sum(
+            &m,
+            "braid_embedding_cache_lookups_total",
+            &["redis", "error"]
+        ) >= 1.0
+    );
+    eventually(
+        "health shows redis down",
+        Duration::from_secs(10),
+        || async {
+            let (_, h) = http_get(second.admin, "/healthz").await.ok()?;
+            h.contains("cache_redis: down").then_some(())
+        },
+    )
+    .await?;
+    first.stop().await?;
+    second.stop().await?;
+
+    // Never reachable at all (nothing listens): starts, serves, embeds.
+    let mut orphan = start_embedding(|c| {
+        c.cache.redis_url = "redis://127.0.0.1:1/0".into();
+    })
+    .await?;
+    assert_eq!(
+        embed(&mut client(&orphan).await, &[TEXTS[3]]).await?[0].len(),
+        384
+    );
+    orphan.stop().await
+}
+
+async fn set_fault(server: &Service, fault: &Fault) -> anyhow::Result<()> {
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/v1/faults", server.admin))
+        .json(fault)
+        .send()
+        .await?
+        .status();
+    anyhow::ensure!(status.is_success(), "setting the fault: {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() -> anyhow::Result<()>
+{
+    // The "remote API": an embedding service serving /v1/embeddings with the fault layer on.
+    let mut upstream = start_embedding(|c| {
+        c.openai_server.fault_injection = true;
+        c.cache.l1_entries = 0;
+    })
+    .await?;
+    let base_url = format!("http://{}/v1", upstream.admin);
+    let mut braid = start_embedding(|c| {
+        c.provider.kind = ProviderKind::Openai;
+        c.provider.openai.base_url = base_url.clone();
+        c.provider.openai.model = "all-MiniLM-L6-v2".into();
+        c.provider.openai.api_key_env = String::new();
+        c.provider.openai.max_attempts = 3;
+        c.provider.openai.min_backoff_ms = 20;
+        c.provider.openai.max_backoff_ms = 3_000;
+        c.provider.openai.timeout_ms = 1_000;
+        c.provider.openai.breaker.failure_threshold = 4;
+        c.provider.openai.breaker.open_ms = 1_500;
+        c.provider.openai.breaker.success_threshold = 2;
+        c.cache.l1_entries = 0;
+    })
+    .await?;
+    let mut up = client(&upstream).await;
+    let mut c = client(&braid).await;
+
+    // Healthy: the remote vectors come back in order, equal to the upstream's own.
+    let direct = embed(&mut up, &TEXTS[..3]).await?;
+    let remote = embed(&mut c, &TEXTS[..3]).await?;
+    for (a, b) in direct.iter().zip(&remote) {
+        assert!(cosine(a, b) > 0.9999);
+    }
+    let info = c.model_info(ModelInfoRequest {}).await?.into_inner();
+    assert_eq!(
+        (info.provider.as_str(), info.breaker_state.as_str()),
+        ("openai", "closed")
+    );
+    assert_eq!(info.dimensions, 384);
+
+    // Two 429s with Retry-After: 1 s -> the call waits them out and succeeds.
+    set_fault(
+        &upstream,
+        &Fault {
+            status: 429,
+            count: 2,
+            retry_after_secs: Some(1.0),
+            delay_ms: 0,
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    embed(&mut c, &[TEXTS[3]]).await?;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was not honoured"
+    );
+    let m = metrics(&braid).await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "braid_embedding_provider_requests_total",
+            &["throttled"]
+        ),
+        2.0
+    );
+
+    // A slow upstream: the first attempt times out (1 s), the retry succeeds.
+    set_fault(
+        &upstream,
+        &Fault {
+            status: 0,
+            count: 1,
+            retry_after_secs: None,
+            delay_ms: 2_500,
+        },
+    )
+    .await?;
+    embed(&mut c, &[TEXTS[4]]).await?;
+
+    // Persistent 500s: retries exhaust (UNAVAILABLE), the breaker opens after 4 consecutive
+    // failures, then calls fail fast without reaching the upstream.
+    set_fault(
+        &upstream,
+        &Fault {
+            status: 500,
+            count: 1_000,
+            retry_after_secs: None,
+            delay_ms: 0,
+        },
+    )
+    .await?;
+    let err = embed(&mut c, &[TEXTS[5]]).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let err = embed(&mut c, &[TEXTS[5]]).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable);
+    let info = c.model_info(ModelInfoRequest {}).await?.into_inner();
+    assert_eq!(info.breaker_state, "open");
+    let before = metric_sum(
+        &metrics(&braid).await,
+        "braid_embedding_provider_requests_total",
+        &["failed"],
+    );
+    let started = Instant::now();
+    let err = embed(&mut c, &[TEXTS[5]]).await.unwrap_err();
+    assert!(
+        err.message().contains("circuit breaker"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "an open breaker fails fast"
+    );
+    let m = metrics(&braid).await;
+    assert_eq!(
+        metric_sum(&m, "braid_embedding_provider_requests_total", &["failed"]),
+        before
+    );
+    assert!(
+        metric_sum(
+            &m,
+            "braid_embedding_provider_requests_total",
+            &["breaker_open"]
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric_sum(&m, "braid_embedding_provider_breaker_state", &[]),
+        2.0
+    );
+    eventually(
+        "health detail shows the open breaker",
+        Duration::from_secs(5),
+        || async {
+            let (_, h) = http_get(braid.admin, "/healthz").await.ok()?;
+            h.contains("provider_breaker: open").then_some(())
+        },
+    )
+    .await?;
+
+    // Upstream recovers; after open_ms the breaker lets trial calls through and closes.
+    reqwest::Client::new()
+        .delete(format!("http://{}/v1/faults", upstream.admin))
+        .send()
+        .await?
+        .error_for_status()?;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let info = c.model_info(ModelInfoRequest {}).await?.into_inner();
+    assert_eq!(info.breaker_state, "half-open");
+    embed(&mut c, &[TEXTS[0]]).await?;
+    embed(&mut c, &[TEXTS[1]]).await?;
+    let info = c.model_info(ModelInfoRequest {}).await?.into_inner();
+    assert_eq!(info.breaker_state, "closed");
+
+    braid.stop().await?;
+    upstream.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openai_endpoint_speaks_the_openai_format() -> anyhow::Result<()> {
+    let mut service = start_embedding(|_| {}).await?;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/embeddings", service.admin);
+    let body: serde_json::Value = http
+        .post(&url)
+        .json(&serde_json::json!({ "input": "hello world", "model": "all-MiniLM-L6-v2" }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"][0]["index"], 0);
+    assert_eq!(
+        body["data"][0]["embedding"].as_array().map(Vec::len),
+        Some(384)
+    );
+    assert!(
+        body["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("sentence-transformers/all-MiniLM-L6-v2@")
+    );
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    let grpc = embed(&mut client(&service).await, &["hello world"]).await?;
+    let http_vec: Vec<f32> = serde_json::from_value(body["data"][0]["embedding"].clone())?;
+    assert!(cosine(&grpc[0], &http_vec) > 0.9999);
+
+    for (bad, needle) in [
+        (serde_json::json!({ "input": [1, 2, 3] }), "input must be"),
+        (
+            serde_json::json!({ "input": "x", "encoding_format": "base64" }),
+            "encoding_format",
+        ),
+        (
+            serde_json::json!({ "input": "x", "dimensions": 1536 }),
+            "dimensions",
+        ),
+        (serde_json::json!({ "input": [] }), "at least one text"),
+    ] {
+        let response = http.post(&url).json(&bad).send().await?;
+        assert_eq!(response.status(), 400, "{bad}");
+        let error: serde_json::Value = response.json().await?;
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{bad}: {message}");
+    }
+    // The fault layer is off unless configured.
+    let status = http
+        .post(format!("http://{}/v1/faults", service.admin))
+        .json(&Fault::default())
+        .send()
+        .await?
+        .status();
+    assert!(status == 404 || status == 405, "{status}");
+    service.stop().await
+}
