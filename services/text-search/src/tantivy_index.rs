@@ -66,6 +66,10 @@ struct Inner {
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Writes added to the writer so far (bumped under the writer lock).
+    added: std::sync::atomic::AtomicU64,
+    /// Writes made durable and visible by a commit (group commit, see `Inner::write`).
+    committed: Mutex<u64>,
     fields: Fields,
     snippet_chars: usize,
     title_boost: f32,
@@ -116,6 +120,8 @@ impl TantivyIndex {
                 index,
                 reader,
                 writer: Mutex::new(writer),
+                added: std::sync::atomic::AtomicU64::new(0),
+                committed: Mutex::new(0),
                 fields,
                 snippet_chars,
                 title_boost,
@@ -145,10 +151,30 @@ impl Inner {
         Ok(searcher.search(&q, &Count).map_err(index_err)? as u32)
     }
 
-    /// Deletes `key`, adds `chunks`, commits and makes the result visible, in one step.
+    /// Deletes `key`, adds `chunks`, and returns once a commit made the result durable and
+    /// visible. Group commit: concurrent writers queue behind one commit, and whoever gets
+    /// the commit lock commits everything added so far, so N concurrent writes cost about
+    /// one commit instead of N (a Tantivy commit is the expensive part).
     fn write(&self, key: &str, chunks: &[Chunk]) -> Result<(), TextError> {
-        let f = self.fields;
+        use std::sync::atomic::Ordering;
+        let mine = self.add(key, chunks)?;
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        if *committed >= mine {
+            return Ok(()); // a commit that started after our add covered it
+        }
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let upto = self.added.load(Ordering::SeqCst);
+        writer.commit().map_err(index_err)?;
+        drop(writer);
+        self.reader.reload().map_err(index_err)?;
+        *committed = upto;
+        Ok(())
+    }
+
+    /// Stages the replacement in the writer; returns its sequence number.
+    fn add(&self, key: &str, chunks: &[Chunk]) -> Result<u64, TextError> {
+        let f = self.fields;
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
         for c in chunks {
             let mut d = doc!(
@@ -166,9 +192,7 @@ impl Inner {
             }
             writer.add_document(d).map_err(index_err)?;
         }
-        writer.commit().map_err(index_err)?;
-        drop(writer);
-        self.reader.reload().map_err(index_err)
+        Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
     }
 
     fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
@@ -368,5 +392,33 @@ mod tests {
         );
         // Odd query syntax is not an error.
         assert!(idx.search(query("t1", "\"unbalanced AND (")).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_every_one_is_visible_on_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(dir.path(), 20, 120, 1.5).unwrap();
+        let writes = (0..24).map(|i| {
+            let idx = idx.clone();
+            async move {
+                let doc = format!("d{i}");
+                idx.replace_document(
+                    "t",
+                    &doc,
+                    vec![chunk("t", &doc, 0, "", &format!("word{i} shared"))],
+                )
+                .await
+                .unwrap();
+                // Visible as soon as the call returns, whoever committed it.
+                let hits = idx.search(query("t", &format!("word{i}"))).await.unwrap();
+                assert_eq!(hits.len(), 1, "d{i} not visible after its write returned");
+            }
+        });
+        futures::future::join_all(writes).await;
+        let mut q = query("t", "shared");
+        q.top_k = 100;
+        assert_eq!(idx.search(q).await.unwrap().len(), 24);
+        let committed = *idx.inner.committed.lock().unwrap();
+        assert_eq!(committed, 24, "every write was covered by a commit");
     }
 }
