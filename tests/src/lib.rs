@@ -210,6 +210,8 @@ where
 pub struct StackOptions {
     pub ingest: braid_ingest::IngestConfig,
     pub gateway: braid_gateway::GatewayConfig,
+    /// Model directory and runtime library are filled in by the harness.
+    pub embedding: braid_embedding::EmbeddingConfig,
 }
 
 impl Default for StackOptions {
@@ -234,7 +236,14 @@ impl Default for StackOptions {
         gateway.search.text_timeout_ms = 20_000;
         gateway.breaker.open_ms = 200;
         gateway.server.request_timeout_ms = 150_000;
-        Self { ingest, gateway }
+        let mut embedding = braid_embedding::EmbeddingConfig::default();
+        embedding.server.health_probe_interval_ms = 100;
+        embedding.server.shutdown_grace_ms = 2_000;
+        Self {
+            ingest,
+            gateway,
+            embedding,
+        }
     }
 }
 
@@ -283,11 +292,9 @@ impl Stack {
             braid_text_search::run(text_cfg, l, s)
         })?;
 
-        let mut embedding_cfg = braid_embedding::EmbeddingConfig::default();
+        let mut embedding_cfg = options.embedding;
         embedding_cfg.model.dir = model_dir();
         embedding_cfg.model.onnx_runtime = onnx_runtime();
-        embedding_cfg.server.health_probe_interval_ms = 100;
-        embedding_cfg.server.shutdown_grace_ms = 2_000;
         let embedding = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
             braid_embedding::run(embedding_cfg, l, s)
         })?;

@@ -6,6 +6,7 @@
 //! `max_batch`, and hands every caller its own vectors in its own order. Inference never runs
 //! on the async runtime.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus::{Histogram, HistogramOpts, IntGauge};
@@ -101,18 +102,25 @@ impl BatcherMetrics {
 }
 
 impl Batcher {
+    /// One model thread per model in `models` (each its own copy of the weights); they take
+    /// work from one shared queue.
     pub fn start(
-        model: Model,
+        models: Vec<Model>,
         limits: BatchLimits,
         capacity: usize,
         metrics: BatcherMetrics,
     ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
         let queue_depth = metrics.queue_depth.clone();
-        std::thread::Builder::new()
-            .name("braid-embedding-model".into())
-            .spawn(move || model_thread(model, rx, limits, metrics))
-            .expect("spawning the model thread");
+        let rx = Arc::new(Mutex::new(rx));
+        let metrics = Arc::new(metrics);
+        for (i, model) in models.into_iter().enumerate() {
+            let (rx, metrics) = (rx.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name(format!("braid-embedding-model-{i}"))
+                .spawn(move || model_thread(model, &rx, limits, &metrics))
+                .expect("spawning a model thread");
+        }
         Self {
             tx,
             capacity,
@@ -145,25 +153,34 @@ impl Batcher {
 
 fn model_thread(
     mut model: Model,
-    mut rx: mpsc::Receiver<Job>,
+    rx: &Mutex<mpsc::Receiver<Job>>,
     limits: BatchLimits,
-    metrics: BatcherMetrics,
+    metrics: &BatcherMetrics,
 ) {
     let max_batch = limits.max_batch;
-    while let Some(first) = rx.blocking_recv() {
-        let mut pending = first.texts.len();
-        let mut jobs = vec![first];
-        while pending < max_batch {
-            match rx.try_recv() {
-                Ok(job) => {
-                    pending += job.texts.len();
-                    jobs.push(job);
+    loop {
+        // Idle threads wait on the lock; the one holding it waits for work, then takes
+        // whatever is queued (up to max_batch texts) and lets the next thread in.
+        let jobs = {
+            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut pending = first.texts.len();
+            let mut jobs = vec![first];
+            while pending < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        pending += job.texts.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        metrics.queue_depth.set(rx.len() as i64);
-        run_jobs(&mut model, jobs, limits, &metrics);
+            metrics.queue_depth.set(rx.len() as i64);
+            jobs
+        };
+        run_jobs(&mut model, jobs, limits, metrics);
     }
     tracing::info!("model thread stopped");
 }

@@ -60,8 +60,9 @@ pub struct ModelConfig {
     pub max_tokens: usize,
     /// Largest number of texts run through the model at once.
     pub max_batch: usize,
-    /// Largest padded batch, in tokens (texts x longest text): long texts go in small
-    /// batches, whose attention matrices stay in cache.
+    /// Largest padded batch, in tokens (texts x longest text). On CPU a forward pass costs
+    /// about the same per token at any batch size, so padding is pure loss: long texts (ingest
+    /// chunks) run alone, short ones (queries) are merged. See BENCHMARKS.md.
     pub max_batch_tokens: usize,
     /// `onnx` (ONNX Runtime, default) or `candle` (pure Rust, slower).
     pub engine: Engine,
@@ -70,7 +71,11 @@ pub struct ModelConfig {
     pub gelu: Gelu,
     /// The ONNX Runtime shared library (the set-up script unpacks it from the PyPI wheel).
     pub onnx_runtime: PathBuf,
-    /// Threads per forward pass (0 = one per core).
+    /// Model threads, each with its own copy of the model (~90 MB), taking batches from one
+    /// queue (0 = one per core, at most 4). Independent single-threaded forward passes use a
+    /// small machine's cores better than one pass split across threads (BENCHMARKS.md).
+    pub workers: usize,
+    /// Threads per forward pass (0 = cores / workers).
     pub threads: usize,
 }
 
@@ -109,10 +114,11 @@ impl Default for ModelConfig {
             name: "sentence-transformers/all-MiniLM-L6-v2".into(),
             max_tokens: 256,
             max_batch: 32,
-            max_batch_tokens: 2_048,
+            max_batch_tokens: 256,
             engine: Engine::default(),
             gelu: Gelu::default(),
             onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
+            workers: 0,
             threads: 0,
         }
     }
@@ -162,6 +168,22 @@ impl Validate for EmbeddingConfig {
             "limits.queue_capacity",
             self.limits.queue_capacity as u64,
         );
+    }
+}
+
+impl ModelConfig {
+    /// (model threads, threads per forward pass) after resolving the 0 = automatic values.
+    pub fn parallelism(&self) -> (usize, usize) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = match self.workers {
+            0 => cores.min(4),
+            n => n,
+        };
+        let threads = match self.threads {
+            0 => (cores / workers).max(1),
+            n => n,
+        };
+        (workers, threads)
     }
 }
 

@@ -48,25 +48,31 @@ pub async fn run(
     let (provider, model_id, dimensions) = match config.provider.kind {
         ProviderKind::Local => {
             let model_config = config.model.clone();
-            let model = tokio::task::spawn_blocking(move || {
-                Model::load(
-                    &model_config.dir,
-                    ModelOptions {
-                        max_tokens: model_config.max_tokens,
-                        engine: model_config.engine,
-                        gelu: model_config.gelu,
-                        onnx_runtime: model_config.onnx_runtime.clone(),
-                        threads: model_config.threads,
-                    },
-                )
+            let (workers, threads) = model_config.parallelism();
+            let models = tokio::task::spawn_blocking(move || {
+                (0..workers)
+                    .map(|_| {
+                        Model::load(
+                            &model_config.dir,
+                            ModelOptions {
+                                max_tokens: model_config.max_tokens,
+                                engine: model_config.engine,
+                                gelu: model_config.gelu,
+                                onnx_runtime: model_config.onnx_runtime.clone(),
+                                threads,
+                            },
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?
             .with_context(|| format!("loading the model from {}", config.model.dir.display()))?;
+            let model = &models[0];
             let model_id = format!("{}@{}", config.model.name, model.revision());
             let dimensions = model.dimensions();
-            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, "model loaded");
+            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, "model loaded");
             let batcher = batcher::Batcher::start(
-                model,
+                models,
                 batcher::BatchLimits {
                     max_batch: config.model.max_batch,
                     max_batch_tokens: config.model.max_batch_tokens,
