@@ -314,7 +314,7 @@ async fn ingest(
         "<!-- bench:ingest -->\n\
 ## Ingest throughput (SciFact slice, both legs)\n\n\
 Command: `make bench` (BENCH_DOCS={n_docs}): `braid-bench ingest --corpus ../shared/eval/scifact/corpus.jsonl --limit {n_docs}`\n\
-Machine: {cores} cores, {cpu}; release build; all five services in one process, real PostgreSQL 18 + pgvector, Tantivy, all-MiniLM-L6-v2 on CPU (candle).\n\n\
+Machine: {cores} cores, {cpu}; release build; all five services in one process, real PostgreSQL 18 + pgvector, Tantivy, all-MiniLM-L6-v2 on CPU (ONNX Runtime, default `model.*` settings).\n\n\
 | measure | value |\n| --- | --- |\n\
 | documents | {n_docs} |\n\
 | chunks (≤ 200 tokens, 40 overlap) | {n_chunks} |\n\
@@ -328,7 +328,7 @@ Where the pipeline's time went (service-side sums; legs overlap with embedding, 
 | part | seconds | notes |\n| --- | --- | --- |\n\
 | model forward passes (embedding service, summed over {workers} model threads) | {model_secs:.1} | {batches:.0} batches, {:.1} texts per batch on average |\n\
 | vector upserts (vector-search ReplaceDocument) | {vector_secs:.1} | one transaction per document |\n\
-| text indexing (text-search ReplaceDocument) | {text_secs:.1} | one Tantivy commit per document |\n\
+| text indexing (text-search ReplaceDocument) | {text_secs:.1} | request time incl. waiting for the shared (group) commit |\n\
 <!-- /bench:ingest -->\n",
         secs(accepted),
         secs(pipeline),
