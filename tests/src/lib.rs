@@ -258,6 +258,7 @@ pub struct Stack {
     pub vector_config: braid_vector_search::VectorSearchConfig,
     pub text_config: braid_text_search::TextSearchConfig,
     pub ingest_config: braid_ingest::IngestConfig,
+    pub gateway_config: braid_gateway::GatewayConfig,
     _tantivy: tempfile::TempDir,
 }
 
@@ -315,6 +316,7 @@ impl Stack {
         gateway_cfg.embedding = client(&embedding, 20_000);
         gateway_cfg.vector_search = client(&vector, 20_000);
         gateway_cfg.text_search = client(&text, 20_000);
+        let gateway_config = gateway_cfg.clone();
         let gateway = Service::spawn("gateway", Listeners::ephemeral().await?, |l, s| {
             braid_gateway::run(gateway_cfg, l, s)
         })?;
@@ -333,6 +335,7 @@ impl Stack {
             vector_config,
             text_config,
             ingest_config,
+            gateway_config,
             _tantivy: tantivy,
         })
     }
@@ -370,6 +373,18 @@ impl Stack {
             .await?;
         self.ingest
             .wait_serving(braid_proto::service_names::INGEST)
+            .await
+    }
+
+    /// Restarts the gateway (same port) with `gateway_config` as it is now.
+    pub async fn restart_gateway(&mut self) -> anyhow::Result<()> {
+        self.gateway.stop().await?;
+        let config = self.gateway_config.clone();
+        self.gateway
+            .restart(|l, s| braid_gateway::run(config, l, s))
+            .await?;
+        self.gateway
+            .wait_serving(braid_proto::service_names::GATEWAY)
             .await
     }
 

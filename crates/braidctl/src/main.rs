@@ -14,8 +14,8 @@ use braid_proto::tonic::transport::{Channel, Endpoint};
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{
     DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, FusionParams, GetDocumentRequest,
-    IngestStreamRequest, JobState, ListJobsRequest, MetadataFilter, RetryJobsRequest, SearchMode,
-    SearchRequest, StatsRequest, WaitIndexedRequest,
+    IngestStreamRequest, JobState, ListJobsRequest, MetadataFilter, ReembedRequest,
+    RetryJobsRequest, SearchMode, SearchRequest, StatsRequest, WaitIndexedRequest,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -93,6 +93,20 @@ enum Command {
     },
     /// Document, chunk and queue statistics.
     Stats,
+    /// Re-embed every document whose vectors come from another model than the one the
+    /// ingest service's embedding service serves now (searches keep using the old vectors
+    /// until the gateway is switched to the new model; then `--purge` drops the old ones).
+    Reembed {
+        /// Only report what is left.
+        #[arg(long)]
+        dry_run: bool,
+        /// Block until no document is left on another model.
+        #[arg(long)]
+        wait: bool,
+        /// After the switch: delete every other model's vectors (all tenants).
+        #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
+        purge: bool,
+    },
     /// Check grpc.health.v1 on all five services.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -242,6 +256,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
+        Command::Reembed {
+            dry_run,
+            wait,
+            purge,
+        } => {
+            let mut gw = gateway(&cli.gateway).await?;
+            let r = gw
+                .reembed(ReembedRequest {
+                    tenant: tenant.clone(),
+                    dry_run,
+                    purge_other_models: purge,
+                })
+                .await?
+                .into_inner();
+            if purge {
+                println!(
+                    "kept {}; deleted {} vectors of other models",
+                    r.model, r.purged
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "target model {}: {} jobs enqueued, {} documents on another model",
+                r.model, r.enqueued, r.remaining
+            );
+            let mut remaining = r.remaining;
+            while wait && remaining > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                remaining = gw
+                    .reembed(ReembedRequest {
+                        tenant: tenant.clone(),
+                        dry_run: true,
+                        purge_other_models: false,
+                    })
+                    .await?
+                    .into_inner()
+                    .remaining;
+                eprintln!("{remaining} documents left");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Stats => {
             let s = gateway(&cli.gateway)
                 .await?

@@ -150,6 +150,7 @@ impl Searcher {
             filter: r.filter.clone(),
             query: String::new(),
             embedding: Vec::new(),
+            model: String::new(),
         }
     }
 
@@ -179,6 +180,9 @@ impl Searcher {
                 .next()
                 .map(|v| v.values)
                 .ok_or("embedding service returned no vector")?;
+            // Compare like with like: only vectors of the model that embedded the query
+            // (during a re-embedding the other model's vectors stay until purged).
+            request.model = embedded.model;
             let mut search = Request::new(request);
             search.set_timeout(timeout);
             let hits = self

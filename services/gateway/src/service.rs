@@ -9,9 +9,9 @@ use braid_proto::v1::gateway_server::Gateway;
 use braid_proto::v1::{
     DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
     Document, DocumentResult, GetDocumentRequest, IngestRequest, IngestResponse,
-    IngestStreamRequest, ListJobsRequest, ListJobsResponse, RetryJobsRequest, RetryJobsResponse,
-    SearchRequest, SearchResponse, StatsRequest, StatsResponse, WaitIndexedRequest,
-    WaitIndexedResponse,
+    IngestStreamRequest, ListJobsRequest, ListJobsResponse, ReembedRequest, ReembedResponse,
+    RetryJobsRequest, RetryJobsResponse, SearchRequest, SearchResponse, StatsRequest,
+    StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
 };
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -145,6 +145,20 @@ impl Gateway for GatewayApi {
                 .ingest
                 .clone()
                 .stats(request.into_inner())
+                .await,
+        )
+    }
+
+    async fn reembed(
+        &self,
+        request: Request<ReembedRequest>,
+    ) -> Result<Response<ReembedResponse>, Status> {
+        proxied(
+            self.searcher
+                .clients
+                .ingest
+                .clone()
+                .reembed(request.into_inner())
                 .await,
         )
     }

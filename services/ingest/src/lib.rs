@@ -74,7 +74,7 @@ pub async fn run(
     let progress = Arc::new(Notify::new());
     let workers = Arc::new(worker::Workers {
         store: store.clone(),
-        downstream,
+        downstream: downstream.clone(),
         config: config.worker.clone(),
         wake: wake.clone(),
         progress: progress.clone(),
@@ -109,6 +109,7 @@ pub async fn run(
         },
         wake,
         progress,
+        downstream,
     };
     let routes = Routes::new(health_service).add_service(
         IngestServiceServer::new(api)

@@ -15,8 +15,8 @@ use braid_proto::v1::{
     DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
     Document, DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, IngestRequest,
     IngestResponse, IngestStreamRequest, Job, JobState, ListJobsRequest, ListJobsResponse,
-    RetryJobsRequest, RetryJobsResponse, StatsRequest, StatsResponse, WaitIndexedRequest,
-    WaitIndexedResponse,
+    ModelInfoRequest, PurgeModelsRequest, ReembedRequest, ReembedResponse, RetryJobsRequest,
+    RetryJobsResponse, StatsRequest, StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
@@ -50,6 +50,8 @@ pub struct IngestApi {
     pub(crate) rules: Rules,
     pub(crate) wake: Arc<Notify>,
     pub(crate) progress: Arc<Notify>,
+    /// For `Reembed`: the embedding service's current model, and vector purges.
+    pub(crate) downstream: crate::worker::Downstream,
 }
 
 pub fn status_from_db(s: &str) -> DocumentStatus {
@@ -753,6 +755,80 @@ impl IngestService for IngestApi {
             .await
             .map_err(IngestError::from)?;
         Ok(Response::new(DiscardJobsResponse { discarded }))
+    }
+
+    async fn reembed(
+        &self,
+        request: Request<ReembedRequest>,
+    ) -> Result<Response<ReembedResponse>, Status> {
+        let r = request.into_inner();
+        let tenant = tenant_filter(&r.tenant)?;
+        let model = self
+            .downstream
+            .embedding
+            .clone()
+            .model_info(ModelInfoRequest {})
+            .await
+            .map_err(|s| {
+                Status::unavailable(format!(
+                    "embedding service (asked for its model): {}",
+                    s.message()
+                ))
+            })?
+            .into_inner()
+            .model;
+        let (mut enqueued, mut purged) = (0, 0);
+        if r.purge_other_models {
+            if tenant.is_some() {
+                return Err(IngestError::invalid(
+                    "tenant",
+                    "purge_other_models applies to every tenant; leave tenant empty",
+                )
+                .into());
+            }
+            let remaining = self
+                .store
+                .reembed_candidates(None, &model)
+                .await
+                .map_err(IngestError::from)?;
+            if remaining > 0 {
+                return Err(Status::failed_precondition(format!(
+                    "{remaining} documents are not yet embedded with {model}: re-embed (and let \
+                     the jobs finish) before purging the other models' vectors"
+                )));
+            }
+            purged = self
+                .downstream
+                .vector
+                .clone()
+                .purge_models(PurgeModelsRequest {
+                    keep_model: model.clone(),
+                })
+                .await?
+                .into_inner()
+                .deleted;
+        } else if !r.dry_run {
+            enqueued = self
+                .store
+                .enqueue_reembed(tenant, &model)
+                .await
+                .map_err(IngestError::from)?;
+            if enqueued > 0 {
+                self.wake.notify_waiters();
+            }
+            tracing::info!(%model, enqueued, tenant = ?tenant, "re-embedding enqueued");
+        }
+        let remaining = self
+            .store
+            .reembed_candidates(tenant, &model)
+            .await
+            .map_err(IngestError::from)?;
+        Ok(Response::new(ReembedResponse {
+            model,
+            enqueued: enqueued as u32,
+            remaining: remaining as u32,
+            purged,
+        }))
     }
 
     async fn stats(

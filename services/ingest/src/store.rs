@@ -108,7 +108,12 @@ pub struct Job {
     pub op: Op,
     pub doc_version: i64,
     pub attempts: i32,
+    /// Re-embedding with a new model: keep other models' vectors in the leg.
+    pub reembed: bool,
 }
+
+/// id, document_id, tenant, leg, op, doc_version, attempts, reembed.
+type ClaimedRow = (i64, Uuid, String, String, String, i64, i32, bool);
 
 /// What a worker pushes to a leg for one document.
 pub struct IndexPayload {
@@ -308,7 +313,7 @@ impl Store {
     /// waits while another job of the same document and leg holds a live lease.
     pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, Uuid, String, String, String, i64, i32)> = sqlx::query_as(
+        let row: Option<ClaimedRow> = sqlx::query_as(
             "UPDATE ingest.jobs j SET state = 'running', attempts = j.attempts + 1, \
                locked_until = now() + $1 * interval '1 millisecond', updated_at = now() \
              WHERE j.id = ( \
@@ -321,13 +326,13 @@ impl Store {
                      AND r.state = 'running' AND r.locked_until >= now()) \
                ORDER BY c.id \
                FOR UPDATE SKIP LOCKED LIMIT 1) \
-             RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts",
+             RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts, j.reembed",
         )
         .bind(lease.as_millis() as i64)
         .fetch_optional(&mut *tx)
         .await?;
         let job = row.map(
-            |(id, document_id, tenant, leg, op, doc_version, attempts)| Job {
+            |(id, document_id, tenant, leg, op, doc_version, attempts, reembed)| Job {
                 id,
                 document_id,
                 tenant,
@@ -339,6 +344,7 @@ impl Store {
                 },
                 doc_version,
                 attempts,
+                reembed,
             },
         );
         if let Some(job) = &job {
@@ -392,6 +398,50 @@ impl Store {
             metadata: metadata.0,
             chunks,
         }))
+    }
+
+    /// Records the model whose vectors the vector leg now holds for this version.
+    pub async fn set_vector_model(&self, job: &Job, model: &str) -> DbResult<()> {
+        sqlx::query("UPDATE ingest.documents SET vector_model = $3 WHERE id = $1 AND version = $2")
+            .bind(job.document_id)
+            .bind(job.doc_version)
+            .bind(model)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Documents (of `tenant`, or all) indexed in the vector leg by another model than
+    /// `model`, and not already waiting for a vector job.
+    pub async fn reembed_candidates(&self, tenant: Option<&str>, model: &str) -> DbResult<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM ingest.documents d \
+             WHERE NOT d.deleted AND ($1::text IS NULL OR d.tenant = $1) \
+               AND d.vector_model IS DISTINCT FROM $2",
+        )
+        .bind(tenant)
+        .bind(model)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Enqueues a re-embedding vector job for every document whose vectors are from another
+    /// model and that has no vector job pending or running. Returns how many were enqueued.
+    pub async fn enqueue_reembed(&self, tenant: Option<&str>, model: &str) -> DbResult<u64> {
+        let done = sqlx::query(
+            "INSERT INTO ingest.jobs (document_id, tenant, leg, op, doc_version, reembed) \
+             SELECT d.id, d.tenant, 'vector', 'upsert', d.version, true \
+             FROM ingest.documents d \
+             WHERE NOT d.deleted AND ($1::text IS NULL OR d.tenant = $1) \
+               AND d.vector_model IS DISTINCT FROM $2 \
+               AND NOT EXISTS (SELECT 1 FROM ingest.jobs j WHERE j.document_id = d.id \
+                               AND j.leg = 'vector' AND j.state IN ('pending', 'running'))",
+        )
+        .bind(tenant)
+        .bind(model)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Marks a job done; records the leg as synced at the job's version.

@@ -238,6 +238,7 @@ impl Workers {
                                 chunks,
                                 embeddings: Vec::new(),
                                 model: String::new(),
+                                keep_other_models: false,
                             })
                             .await?;
                     }
@@ -294,9 +295,11 @@ impl Workers {
                 document_id,
                 chunks,
                 embeddings,
-                model,
+                model: model.clone(),
+                keep_other_models: job.reembed,
             })
             .await?;
+        self.store.set_vector_model(job, &model).await?;
         Ok(())
     }
 }

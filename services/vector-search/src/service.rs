@@ -5,7 +5,7 @@ use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::vector_search_service_server::VectorSearchService;
 use braid_proto::v1::{
     DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, LegSearchRequest, LegSearchResponse,
-    ReplaceDocumentRequest, ReplaceDocumentResponse,
+    PurgeModelsRequest, PurgeModelsResponse, ReplaceDocumentRequest, ReplaceDocumentResponse,
 };
 
 use crate::error::VectorError;
@@ -69,7 +69,14 @@ impl VectorSearchService for VectorApi {
         }
         let chunks = self
             .store
-            .replace_document(&r.tenant, &r.document_id, &r.model, &r.chunks, &embeddings)
+            .replace_document(
+                &r.tenant,
+                &r.document_id,
+                &r.model,
+                r.keep_other_models,
+                &r.chunks,
+                &embeddings,
+            )
             .await?;
         Ok(Response::new(ReplaceDocumentResponse { chunks }))
     }
@@ -103,8 +110,26 @@ impl VectorSearchService for VectorApi {
                 embedding: &r.embedding,
                 top_k: r.top_k,
                 filter,
+                model: &r.model,
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))
+    }
+
+    async fn purge_models(
+        &self,
+        request: Request<PurgeModelsRequest>,
+    ) -> Result<Response<PurgeModelsResponse>, Status> {
+        let r = request.into_inner();
+        if r.keep_model.is_empty() {
+            return Err(VectorError::invalid(
+                "keep_model",
+                "must name the model whose vectors stay",
+            )
+            .into());
+        }
+        let deleted = self.store.purge_models(&r.keep_model).await?;
+        tracing::info!(keep = %r.keep_model, deleted, "purged vectors of other models");
+        Ok(Response::new(PurgeModelsResponse { deleted }))
     }
 }

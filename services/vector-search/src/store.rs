@@ -23,6 +23,8 @@ pub struct Query<'a> {
     pub top_k: u32,
     /// JSON object that every hit's metadata must contain (`@>`).
     pub filter: serde_json::Value,
+    /// Only vectors of this model; empty = any.
+    pub model: &'a str,
 }
 
 pub fn vector_literal(values: &[f32]) -> String {
@@ -75,21 +77,27 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces all chunks of one document in one transaction.
+    /// Replaces all chunks of one document in one transaction: its vectors of every model, or
+    /// with `keep_other_models` (re-embedding) only those of `model`.
     pub async fn replace_document(
         &self,
         tenant: &str,
         document_id: &str,
         model: &str,
+        keep_other_models: bool,
         chunks: &[Chunk],
         embeddings: &[Vec<f32>],
     ) -> Result<u32, VectorError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid")
-            .bind(tenant)
-            .bind(document_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid              AND (NOT $3 OR model = $4)",
+        )
+        .bind(tenant)
+        .bind(document_id)
+        .bind(keep_other_models)
+        .bind(model)
+        .execute(&mut *tx)
+        .await?;
         if !chunks.is_empty() {
             let ids: Vec<&str> = chunks.iter().map(|c| c.chunk_id.as_str()).collect();
             let external: Vec<&str> = chunks.iter().map(|c| c.external_id.as_str()).collect();
@@ -126,6 +134,15 @@ impl Store {
         Ok(chunks.len() as u32)
     }
 
+    /// Deletes every vector not produced by `keep_model`.
+    pub async fn purge_models(&self, keep_model: &str) -> Result<u64, VectorError> {
+        let done = sqlx::query("DELETE FROM vectors.chunks WHERE model <> $1")
+            .bind(keep_model)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn delete_document(
         &self,
         tenant: &str,
@@ -152,7 +169,7 @@ impl Store {
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> $1::vector) AS score \
              FROM vectors.chunks \
-             WHERE tenant = $2 AND metadata @> $3::jsonb \
+             WHERE tenant = $2 AND metadata @> $3::jsonb AND ($5 = '' OR model = $5) \
              ORDER BY embedding <=> $1::vector \
              LIMIT $4",
         )
@@ -160,6 +177,7 @@ impl Store {
         .bind(q.tenant)
         .bind(q.filter.to_string())
         .bind(q.top_k as i64)
+        .bind(q.model)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
