@@ -466,3 +466,44 @@ async fn the_openai_endpoint_speaks_the_openai_format() -> anyhow::Result<()> {
     assert!(status == 404 || status == 405, "{status}");
     service.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn query_and_document_prefixes_follow_the_model_convention() -> anyhow::Result<()> {
+    let mut service = start_embedding(|c| {
+        c.model.query_prefix = "query: ".into();
+        c.model.document_prefix = "passage: ".into();
+    })
+    .await?;
+    let mut c = client(&service).await;
+    let as_query = c
+        .embed(EmbedRequest {
+            texts: vec!["vitamin d and bone health".into()],
+            input_type: InputType::Query as i32,
+        })
+        .await?
+        .into_inner()
+        .embeddings
+        .remove(0)
+        .values;
+    // Documents get the document prefix, so spelling the query prefix out by hand as a
+    // "document" text gives "passage: query: ...", not the query vector...
+    let spelled = embed(&mut c, &["query: vitamin d and bone health"]).await?;
+    assert!(cosine(&as_query, &spelled[0]) < 0.9999);
+    // ...while a service without prefixes embeds the spelled-out query text exactly so.
+    let mut plain = start_embedding(|_| {}).await?;
+    let reference = embed(
+        &mut client(&plain).await,
+        &["query: vitamin d and bone health"],
+    )
+    .await?;
+    assert!(cosine(&as_query, &reference[0]) > 0.9999);
+    let doc = embed(&mut c, &["vitamin d and bone health"]).await?;
+    let doc_ref = embed(
+        &mut client(&plain).await,
+        &["passage: vitamin d and bone health"],
+    )
+    .await?;
+    assert!(cosine(&doc[0], &doc_ref[0]) > 0.9999);
+    plain.stop().await?;
+    service.stop().await
+}

@@ -71,6 +71,10 @@ pub struct ModelConfig {
     pub gelu: Gelu,
     /// The ONNX Runtime shared library (the set-up script unpacks it from the PyPI wheel).
     pub onnx_runtime: PathBuf,
+    /// Prepended to query texts (e5: "query: ", bge: its instruction); empty for MiniLM.
+    pub query_prefix: String,
+    /// Prepended to document texts (e5: "passage: "); empty for MiniLM.
+    pub document_prefix: String,
     /// Model threads, each with its own copy of the model (~90 MB), taking batches from one
     /// queue (0 = one per core, at most 4). Independent single-threaded forward passes use a
     /// small machine's cores better than one pass split across threads (BENCHMARKS.md).
@@ -118,6 +122,8 @@ impl Default for ModelConfig {
             engine: Engine::default(),
             gelu: Gelu::default(),
             onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
+            query_prefix: String::new(),
+            document_prefix: String::new(),
             workers: 0,
             threads: 0,
         }

@@ -32,6 +32,13 @@ pub struct Embedded {
     pub truncated: Vec<u32>,
 }
 
+/// What a text is, for models that embed queries and documents differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    Query,
+    Document,
+}
+
 #[derive(Clone)]
 pub struct Embedder {
     pub provider: Provider,
@@ -40,6 +47,9 @@ pub struct Embedder {
     /// `name@revision` reported with every vector.
     pub model: Arc<str>,
     pub dimensions: usize,
+    /// Prepended to queries / documents (e5: "query: " / "passage: "; empty for MiniLM).
+    pub query_prefix: Arc<str>,
+    pub document_prefix: Arc<str>,
 }
 
 fn invalid(field: String, message: String) -> EmbeddingError {
@@ -97,8 +107,21 @@ impl Embedder {
         Ok(truncated)
     }
 
-    pub async fn embed(&self, mut texts: Vec<String>) -> Result<Embedded, EmbeddingError> {
+    pub async fn embed(
+        &self,
+        mut texts: Vec<String>,
+        kind: InputKind,
+    ) -> Result<Embedded, EmbeddingError> {
         let truncated = self.apply_limits(&mut texts)?;
+        let prefix = match kind {
+            InputKind::Query => &self.query_prefix,
+            InputKind::Document => &self.document_prefix,
+        };
+        if !prefix.is_empty() {
+            for t in &mut texts {
+                t.insert_str(0, prefix);
+            }
+        }
         let keys: Vec<String> = texts.iter().map(|t| self.cache.key(t)).collect();
         let cached = self.cache.get_many(&keys).await;
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| cached[i].is_none()).collect();

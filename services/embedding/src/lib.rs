@@ -103,6 +103,8 @@ pub async fn run(
         limits: config.limits.clone(),
         model: model_id.clone().into(),
         dimensions,
+        query_prefix: config.model.query_prefix.as_str().into(),
+        document_prefix: config.model.document_prefix.as_str().into(),
     };
     let probe = {
         let embedder = embedder.clone();
@@ -138,7 +140,13 @@ pub async fn run(
         let embedder = embedder.clone();
         Arc::new(move |texts| {
             let embedder = embedder.clone();
-            Box::pin(async move { embedder.embed(texts).await.map(|e| e.vectors) })
+            // The OpenAI API has no input type: texts are embedded as documents.
+            Box::pin(async move {
+                embedder
+                    .embed(texts, embedder::InputKind::Document)
+                    .await
+                    .map(|e| e.vectors)
+            })
         })
     };
     let admin_routes = openai::routes(&config.openai_server, http_embed, model_id, dimensions);

@@ -2,9 +2,11 @@
 
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::embedding_service_server::EmbeddingService;
-use braid_proto::v1::{EmbedRequest, EmbedResponse, ModelInfoRequest, ModelInfoResponse, Vector};
+use braid_proto::v1::{
+    EmbedRequest, EmbedResponse, InputType, ModelInfoRequest, ModelInfoResponse, Vector,
+};
 
-use crate::embedder::{Embedder, Provider};
+use crate::embedder::{Embedder, InputKind, Provider};
 
 pub struct EmbeddingApi {
     pub(crate) embedder: Embedder,
@@ -28,9 +30,13 @@ impl EmbeddingService for EmbeddingApi {
         request: Request<EmbedRequest>,
     ) -> Result<Response<EmbedResponse>, Status> {
         let request = request.into_inner();
-        // all-MiniLM-L6-v2 uses no query/document prefixes, so `input_type` does not change
-        // the text; models that do (e5, bge) would apply their prefix here.
-        let embedded = self.embedder.embed(request.texts).await?;
+        // The model's convention (`model.query_prefix` / `model.document_prefix`) decides
+        // what the input type changes; all-MiniLM-L6-v2 embeds both alike.
+        let kind = match InputType::try_from(request.input_type) {
+            Ok(InputType::Query) => InputKind::Query,
+            _ => InputKind::Document,
+        };
+        let embedded = self.embedder.embed(request.texts, kind).await?;
         Ok(Response::new(EmbedResponse {
             embeddings: embedded
                 .vectors
