@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench setup build release lint fmt pg-start pg-stop env clean-state help
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -16,6 +16,9 @@ test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 
 bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
 	@$(STACK) bench
+
+eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whole corpus) → BENCHMARKS.md
+	@$(STACK) eval
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
 	@$(STACK) setup

@@ -9,6 +9,7 @@
 #   stack.sh run        setup, build release binaries, start all five services, serve until Ctrl-C
 #   stack.sh test       setup, then fmt, clippy and every test; stops what it started
 #   stack.sh bench      setup, then the benchmarks (results written to BENCHMARKS.md)
+#   stack.sh eval       setup, then SciFact retrieval quality (results written to BENCHMARKS.md)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -365,6 +366,16 @@ run_bench() {
   "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --out "$ROOT/BENCHMARKS.md"
 }
 
+run_eval() {
+  setup
+  eval "$(print_env)"
+  local dataset=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact
+  [[ -f $dataset/corpus.jsonl ]] || die "SciFact not found at $dataset (set BRAID_EVAL_DIR to the eval directory)"
+  cd "$ROOT"
+  cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
+  "$TARGET_DIR/release/braid-bench" eval --dataset "$dataset" --out "$ROOT/BENCHMARKS.md"
+}
+
 case ${1:-} in
   setup) setup ;;
   pg-start) pg_start ;;
@@ -373,5 +384,6 @@ case ${1:-} in
   run) run_stack ;;
   test) run_tests ;;
   bench) run_bench ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench" ;;
+  eval) run_eval ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval" ;;
 esac
