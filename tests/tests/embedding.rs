@@ -97,6 +97,68 @@ async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_overtakes_a_document_backlog() -> anyhow::Result<()> {
+    // One model thread, one text per forward pass: without the query lane a query would wait
+    // for every document text queued before it.
+    let mut service = start_embedding(|c| {
+        c.model.workers = 1;
+        c.model.max_batch = 1;
+        c.cache.l1_entries = 0;
+    })
+    .await?;
+    let c = client(&service).await;
+    let (requests, per_request) = (3, 64);
+    let backlog: Vec<_> = (0..requests)
+        .map(|r| {
+            let mut c = c.clone();
+            let texts: Vec<String> = (0..per_request)
+                .map(|i| format!("{} Document {r}-{i}.", TEXTS[i % TEXTS.len()].repeat(8)))
+                .collect();
+            tokio::spawn(async move {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                embed(&mut c, &refs).await.map(|v| v.len())
+            })
+        })
+        .collect();
+    eventually(
+        "the first document pass",
+        Duration::from_secs(60),
+        || async {
+            let m = metrics(&service).await;
+            (metric_sum(&m, "braid_embedding_batch_size_count", &[]) >= 1.0).then_some(())
+        },
+    )
+    .await?;
+    let mut q = c.clone();
+    let answer = q
+        .embed(EmbedRequest {
+            texts: vec!["which vitamin protects bones".into()],
+            input_type: InputType::Query as i32,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(answer.embeddings.len(), 1);
+    let done_before_query = metric_sum(
+        &metrics(&service).await,
+        "braid_embedding_batch_size_sum",
+        &[],
+    );
+    let backlog_texts = (requests * per_request) as f64;
+    assert!(
+        done_before_query < backlog_texts,
+        "the query waited for the whole backlog ({done_before_query} of {backlog_texts} texts)"
+    );
+    assert!(
+        backlog.iter().any(|h| !h.is_finished()),
+        "document requests were still running when the query was answered"
+    );
+    for handle in backlog {
+        assert_eq!(handle.await??, per_request, "every document text embedded");
+    }
+    service.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn limits_reject_or_truncate_and_a_flood_is_shed() -> anyhow::Result<()> {
     // One text per forward pass and room for two waiting requests: a flood must overflow.
     let mut strict = start_embedding(|c| {

@@ -1,16 +1,21 @@
-//! Dynamic batching on a dedicated model thread.
+//! Dynamic batching on dedicated model threads.
 //!
-//! Requests queue on a bounded channel (full queue = RESOURCE_EXHAUSTED, never unbounded
-//! memory). The model thread takes whatever is queued up to `max_batch` texts, sorts the texts
-//! by length so each forward pass pads as little as possible, runs them in batches of at most
-//! `max_batch`, and hands every caller its own vectors in its own order. Inference never runs
-//! on the async runtime.
+//! Requests queue in two bounded lanes (full = RESOURCE_EXHAUSTED, never unbounded memory):
+//! queries, which a user is waiting for, and documents, which bulk ingest sends by the
+//! thousand. A model thread takes whatever is queued in one lane (queries first) up to
+//! `max_batch` texts, sorts the texts by length so each forward pass pads as little as
+//! possible, runs them in batches bounded by `max_batch` and `max_batch_tokens`, and hands every
+//! caller its own vectors in its own order. Between two forward passes over documents it runs
+//! any queries that arrived, so a query waits for at most one forward pass however deep the
+//! ingest backlog is. Inference never runs on the async runtime.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use prometheus::{Histogram, HistogramOpts, IntGauge};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::EmbeddingError;
 use crate::model::Model;
@@ -53,17 +58,87 @@ impl BatchLimits {
     }
 }
 
+/// Which lane a request waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Search queries: served before documents, between their forward passes.
+    Query,
+    /// Documents (ingest, re-embedding, the HTTP endpoint).
+    Document,
+}
+
 struct Job {
     texts: Vec<String>,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
 }
 
-/// Handle to the model thread; cheap to clone.
+#[derive(Default)]
+struct Lanes {
+    queries: VecDeque<Job>,
+    documents: VecDeque<Job>,
+    /// Set when the last `Batcher` handle is dropped: model threads finish and exit.
+    closed: bool,
+}
+
+impl Lanes {
+    fn depth(&self) -> i64 {
+        (self.queries.len() + self.documents.len()) as i64
+    }
+
+    /// Up to `max_batch` texts' worth of jobs from the front of `lane` (at least one job).
+    fn take(lane: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        let mut pending = 0;
+        while let Some(job) = lane.front() {
+            if !jobs.is_empty() && pending + job.texts.len() > max_batch {
+                break;
+            }
+            pending += job.texts.len();
+            jobs.extend(lane.pop_front());
+        }
+        jobs
+    }
+}
+
+/// What the model threads and the handles share.
+struct Shared {
+    lanes: Mutex<Lanes>,
+    work: Condvar,
+    /// Requests each lane may hold.
+    capacity: usize,
+    /// Model threads still running.
+    alive: AtomicUsize,
+    metrics: BatcherMetrics,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queries waiting now, if any (called between forward passes over documents).
+    fn take_queries(&self, max_batch: usize) -> Vec<Job> {
+        let mut lanes = self.lock();
+        let jobs = Lanes::take(&mut lanes.queries, max_batch);
+        self.metrics.queue_depth.set(lanes.depth());
+        jobs
+    }
+}
+
+/// Closes the lanes when the last handle goes.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.work.notify_all();
+    }
+}
+
+/// Handle to the model threads; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Job>,
-    capacity: usize,
-    queue_depth: IntGauge,
+    owner: Arc<Owner>,
 }
 
 /// Metrics the batcher records.
@@ -101,91 +176,121 @@ impl BatcherMetrics {
     }
 }
 
+/// Counts a model thread out when it ends, even by panic.
+struct Alive<'a>(&'a Shared);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        self.0.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Batcher {
     /// One model thread per model in `models` (each its own copy of the weights); they take
-    /// work from one shared queue.
+    /// work from the shared lanes. `capacity` bounds each lane (requests, not texts).
     pub fn start(
         models: Vec<Model>,
         limits: BatchLimits,
         capacity: usize,
         metrics: BatcherMetrics,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(capacity);
-        let queue_depth = metrics.queue_depth.clone();
-        let rx = Arc::new(Mutex::new(rx));
-        let metrics = Arc::new(metrics);
+        let shared = Arc::new(Shared {
+            lanes: Mutex::new(Lanes::default()),
+            work: Condvar::new(),
+            capacity,
+            alive: AtomicUsize::new(models.len()),
+            metrics,
+        });
         for (i, model) in models.into_iter().enumerate() {
-            let (rx, metrics) = (rx.clone(), metrics.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("braid-embedding-model-{i}"))
-                .spawn(move || model_thread(model, &rx, limits, &metrics))
+                .spawn(move || {
+                    let _alive = Alive(&shared);
+                    model_thread(model, &shared, limits);
+                })
                 .expect("spawning a model thread");
         }
         Self {
-            tx,
-            capacity,
-            queue_depth,
+            owner: Arc::new(Owner(shared)),
         }
     }
 
-    /// Whether the model thread is still running.
+    /// Whether any model thread is still running.
     pub fn is_alive(&self) -> bool {
-        !self.tx.is_closed()
+        self.owner.0.alive.load(Ordering::SeqCst) > 0
     }
 
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+    pub async fn embed(
+        &self,
+        texts: Vec<String>,
+        lane: Lane,
+    ) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+        let shared = &self.owner.0;
+        if !self.is_alive() {
+            return Err(EmbeddingError::WorkerStopped);
+        }
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .try_send(Job { texts, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => EmbeddingError::Overloaded {
-                    capacity: self.capacity,
-                },
-                mpsc::error::TrySendError::Closed(_) => EmbeddingError::WorkerStopped,
-            })?;
-        self.queue_depth
-            .set((self.capacity - self.tx.capacity()) as i64);
+        {
+            let mut lanes = shared.lock();
+            let queue = match lane {
+                Lane::Query => &mut lanes.queries,
+                Lane::Document => &mut lanes.documents,
+            };
+            if queue.len() >= shared.capacity {
+                return Err(EmbeddingError::Overloaded {
+                    capacity: shared.capacity,
+                });
+            }
+            queue.push_back(Job { texts, reply });
+            shared.metrics.queue_depth.set(lanes.depth());
+        }
+        shared.work.notify_one();
         rx.await
             .map_err(|_| EmbeddingError::WorkerStopped)?
             .map_err(EmbeddingError::Inference)
     }
 }
 
-fn model_thread(
-    mut model: Model,
-    rx: &Mutex<mpsc::Receiver<Job>>,
-    limits: BatchLimits,
-    metrics: &BatcherMetrics,
-) {
-    let max_batch = limits.max_batch;
+fn model_thread(mut model: Model, shared: &Shared, limits: BatchLimits) {
     loop {
-        // Idle threads wait on the lock; the one holding it waits for work, then takes
-        // whatever is queued (up to max_batch texts) and lets the next thread in.
-        let jobs = {
-            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(first) = rx.blocking_recv() else {
-                break;
-            };
-            let mut pending = first.texts.len();
-            let mut jobs = vec![first];
-            while pending < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        pending += job.texts.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
+        let (jobs, lane) = {
+            let mut lanes = shared.lock();
+            loop {
+                if !lanes.queries.is_empty() {
+                    break (
+                        Lanes::take(&mut lanes.queries, limits.max_batch),
+                        Lane::Query,
+                    );
                 }
+                if !lanes.documents.is_empty() {
+                    break (
+                        Lanes::take(&mut lanes.documents, limits.max_batch),
+                        Lane::Document,
+                    );
+                }
+                if lanes.closed {
+                    tracing::info!("model thread stopped");
+                    return;
+                }
+                lanes = shared.work.wait(lanes).unwrap_or_else(|p| p.into_inner());
             }
-            metrics.queue_depth.set(rx.len() as i64);
-            jobs
         };
-        run_jobs(&mut model, jobs, limits, metrics);
+        shared.metrics.queue_depth.set(shared.lock().depth());
+        run_jobs(&mut model, jobs, limits, shared, lane == Lane::Document);
     }
-    tracing::info!("model thread stopped");
 }
 
-fn run_jobs(model: &mut Model, jobs: Vec<Job>, limits: BatchLimits, metrics: &BatcherMetrics) {
+/// Runs `jobs` in length-sorted forward passes and replies to each. With `yield_to_queries`,
+/// queries that arrive meanwhile run between two passes.
+fn run_jobs(
+    model: &mut Model,
+    jobs: Vec<Job>,
+    limits: BatchLimits,
+    shared: &Shared,
+    yield_to_queries: bool,
+) {
+    let metrics = &shared.metrics;
     // (job, position in job, text) sorted by length to minimise padding.
     let mut items: Vec<(usize, usize, &str)> = jobs
         .iter()
@@ -204,6 +309,15 @@ fn run_jobs(model: &mut Model, jobs: Vec<Job>, limits: BatchLimits, metrics: &Ba
         .collect();
     let mut failure: Option<String> = None;
     for batch in limits.split(&items, |(_, _, t)| t) {
+        if yield_to_queries {
+            loop {
+                let queries = shared.take_queries(limits.max_batch);
+                if queries.is_empty() {
+                    break;
+                }
+                run_jobs(model, queries, limits, shared, false);
+            }
+        }
         let texts: Vec<&str> = batch.iter().map(|(_, _, t)| *t).collect();
         let started = Instant::now();
         match model.embed(&texts) {

@@ -88,7 +88,8 @@ pub struct ModelConfig {
 pub struct LimitsConfig {
     pub max_texts_per_request: usize,
     pub max_text_bytes: usize,
-    /// Requests waiting for the model; beyond it new requests get RESOURCE_EXHAUSTED.
+    /// Requests waiting for the model, per lane (queries, documents); beyond it new requests
+    /// get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
     pub oversize: Oversize,
 }

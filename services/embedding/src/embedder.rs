@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, Lane};
 use crate::cache::EmbeddingCache;
 use crate::config::{LimitsConfig, Oversize};
 use crate::error::EmbeddingError;
@@ -18,9 +18,19 @@ pub enum Provider {
 }
 
 impl Provider {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbeddingError> {
+    async fn embed(
+        &self,
+        texts: Vec<String>,
+        kind: InputKind,
+    ) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         match self {
-            Provider::Local(batcher) => batcher.embed(texts).await,
+            Provider::Local(batcher) => {
+                let lane = match kind {
+                    InputKind::Query => Lane::Query,
+                    InputKind::Document => Lane::Document,
+                };
+                batcher.embed(texts, lane).await
+            }
             Provider::OpenAi(client) => client.embed(texts).await,
         }
     }
@@ -128,7 +138,7 @@ impl Embedder {
         let mut fresh = Vec::new();
         if !missing.is_empty() {
             let to_embed: Vec<String> = missing.iter().map(|&i| texts[i].clone()).collect();
-            fresh = self.provider.embed(to_embed).await?;
+            fresh = self.provider.embed(to_embed, kind).await?;
             if fresh.len() != missing.len() {
                 return Err(EmbeddingError::Inference(format!(
                     "{} vectors for {} texts",
