@@ -27,8 +27,10 @@ pub enum Backend {
 pub struct IndexConfig {
     /// Tantivy index directory; created on first start.
     pub dir: PathBuf,
-    /// Indexing memory budget of the Tantivy writer.
+    /// Indexing memory budget of the Tantivy writer (shared by its threads).
     pub writer_memory_mb: usize,
+    /// Tantivy indexing threads; each needs at least 15 MB of the budget.
+    pub writer_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -59,6 +61,7 @@ impl Default for IndexConfig {
         Self {
             dir: PathBuf::from(".braid/tantivy"),
             writer_memory_mb: 64,
+            writer_threads: 1,
         }
     }
 }
@@ -78,8 +81,14 @@ impl Validate for TextSearchConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
-        if self.index.writer_memory_mb < 15 {
-            errors.push("index.writer_memory_mb must be at least 15 (Tantivy minimum)".into());
+        let threads = self.index.writer_threads;
+        if !(1..=8).contains(&threads) {
+            errors.push(format!("index.writer_threads is {threads}, must be 1..=8"));
+        } else if self.index.writer_memory_mb < 15 * threads {
+            errors.push(format!(
+                "index.writer_memory_mb must be at least 15 per writer thread ({} for {threads})",
+                15 * threads
+            ));
         }
         positive(errors, "search.max_top_k", self.search.max_top_k as u64);
         positive(

@@ -38,12 +38,7 @@ pub async fn run(
             let c = config.clone();
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    TantivyIndex::open(
-                        &c.index.dir,
-                        c.index.writer_memory_mb,
-                        c.search.snippet_chars,
-                        c.search.title_boost,
-                    )
+                    TantivyIndex::open(&c.index, c.search.snippet_chars, c.search.title_boost)
                 })
                 .await?
                 .with_context(|| {

@@ -3,7 +3,6 @@
 //! (`key\x1fvalue`) fields used as zero-score filters inside the query. Writes take the single
 //! writer, commit, and reload the reader, all on the blocking pool.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use braid_proto::tonic;
@@ -17,6 +16,7 @@ use tantivy::schema::{
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
 
+use crate::config::IndexConfig;
 use crate::error::TextError;
 use crate::index::{TextIndex, TextQuery};
 
@@ -86,13 +86,13 @@ fn index_err(e: impl std::fmt::Display) -> TextError {
 }
 
 impl TantivyIndex {
-    /// Opens the index in `dir`, creating it on first use.
+    /// Opens the index in `config.dir`, creating it on first use.
     pub fn open(
-        dir: &Path,
-        writer_memory_mb: usize,
+        config: &IndexConfig,
         snippet_chars: usize,
         title_boost: f32,
     ) -> Result<Self, TextError> {
+        let dir = config.dir.as_path();
         let (schema, fields) = schema();
         std::fs::create_dir_all(dir).map_err(index_err)?;
         let index = if dir.join("meta.json").exists() {
@@ -112,8 +112,10 @@ impl TantivyIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err)?;
+        // Each indexing thread starts a segment per commit (with a 4 MB hash table to clear);
+        // documents arrive a few at a time, so one thread is the default.
         let writer = index
-            .writer(writer_memory_mb * 1024 * 1024)
+            .writer_with_num_threads(config.writer_threads, config.writer_memory_mb * 1024 * 1024)
             .map_err(index_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -317,10 +319,18 @@ mod tests {
         }
     }
 
+    fn test_config(dir: &std::path::Path) -> IndexConfig {
+        IndexConfig {
+            dir: dir.to_path_buf(),
+            writer_memory_mb: 20,
+            writer_threads: 1,
+        }
+    }
+
     #[tokio::test]
     async fn bm25_filters_replace_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(dir.path(), 20, 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
         idx.replace_document(
             "t1",
             "d1",
@@ -397,7 +407,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_every_one_is_visible_on_return() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(dir.path(), 20, 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
         let writes = (0..24).map(|i| {
             let idx = idx.clone();
             async move {
