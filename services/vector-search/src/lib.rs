@@ -42,6 +42,12 @@ pub async fn run(
         "search.dimensions is {} but vectors.chunks.embedding is vector({dims})",
         config.search.dimensions
     );
+    let (ef_search, iterative_scan) = store.search_settings().await?;
+    anyhow::ensure!(
+        ef_search == config.search.ef_search.to_string() && iterative_scan == "relaxed_order",
+        "the database did not take the HNSW settings: hnsw.ef_search = {ef_search}, \
+         hnsw.iterative_scan = {iterative_scan}"
+    );
     let probe = {
         let store = store.clone();
         server::spawn_probe(

@@ -3,7 +3,7 @@
 
 use braid_proto::v1::{Chunk, ChunkHit};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use braid_core::config::DatabaseConfig;
 
@@ -13,7 +13,6 @@ use crate::error::VectorError;
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
-    ef_search: String,
 }
 
 /// A search against the store.
@@ -42,14 +41,18 @@ pub fn vector_literal(values: &[f32]) -> String {
 
 impl Store {
     pub async fn connect(db: &DatabaseConfig, search: &SearchConfig) -> Result<Self, VectorError> {
+        // The HNSW search settings are session settings of every pooled connection (startup
+        // options), so a search is one statement: no transaction, no extra round trips.
+        let options: PgConnectOptions = db.url.parse()?;
+        let options = options.options([
+            ("hnsw.ef_search", search.ef_search.to_string()),
+            ("hnsw.iterative_scan", "relaxed_order".to_string()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections)
             .acquire_timeout(db.acquire_timeout())
-            .connect_lazy(&db.url)?;
-        Ok(Self {
-            pool,
-            ef_search: search.ef_search.to_string(),
-        })
+            .connect_lazy_with(options);
+        Ok(Self { pool })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -70,6 +73,17 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(typmod.max(0) as usize)
+    }
+
+    /// The HNSW settings a search runs with: (`hnsw.ef_search`, `hnsw.iterative_scan`).
+    pub async fn search_settings(&self) -> Result<(String, String), VectorError> {
+        // Loading the extension first makes PostgreSQL validate the startup values.
+        Ok(sqlx::query_as(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan') \
+             FROM (SELECT '[1]'::vector) AS loaded",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn ping(&self) -> Result<(), VectorError> {
@@ -160,11 +174,6 @@ impl Store {
     /// Nearest chunks by cosine distance. Tenant and metadata filters are part of the SQL, and
     /// pgvector's iterative index scan keeps returning candidates until enough pass them.
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            .bind(&self.ef_search)
-            .execute(&mut *tx)
-            .await?;
         let rows: Vec<(String, String, String, String, String, i32, f64)> = sqlx::query_as(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> $1::vector) AS score \
@@ -182,9 +191,8 @@ impl Store {
         // re-parses the 384-float text for every row compared (~0.5 s at 12k chunks) and
         // hides the query vector from the HNSW index; a custom plan folds it to a constant.
         .persistent(false)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        tx.commit().await?;
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
             .into_iter()
