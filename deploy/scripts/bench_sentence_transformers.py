@@ -7,7 +7,7 @@ sentences/second per batch size as JSON:
 
     {"batch": {"1": 80.1, "8": ...}, "torch": "2.x", "sentence_transformers": "5.x", "threads": 2}
 
-Needs torch + sentence-transformers (multi-GB): `make bench-reference` installs them into
+Needs torch + sentence-transformers (multi-GB): `BENCH_REFERENCE=1 make bench` installs them into
 .braid/venv-bench; CI never runs this.
 """
 

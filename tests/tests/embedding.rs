@@ -98,10 +98,20 @@ async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_overtakes_a_document_backlog() -> anyhow::Result<()> {
-    // One model thread, one text per forward pass: without the query lane a query would wait
-    // for every document text queued before it.
+    // Without query model threads the document thread runs the query between two passes;
+    // with one, the query model runs it.
+    for query_workers in [0, 1] {
+        query_overtakes_backlog(query_workers).await?;
+    }
+    Ok(())
+}
+
+async fn query_overtakes_backlog(query_workers: usize) -> anyhow::Result<()> {
+    // One document model thread, one text per forward pass: without the query lane a query
+    // would wait for every document text queued before it.
     let mut service = start_embedding(|c| {
         c.model.workers = 1;
+        c.model.query_workers = query_workers;
         c.model.max_batch = 1;
         c.cache.l1_entries = 0;
     })
@@ -138,11 +148,8 @@ async fn a_query_overtakes_a_document_backlog() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(answer.embeddings.len(), 1);
-    let done_before_query = metric_sum(
-        &metrics(&service).await,
-        "braid_embedding_batch_size_sum",
-        &[],
-    );
+    let m = metrics(&service).await;
+    let done_before_query = metric_sum(&m, "braid_embedding_batch_size_sum", &[]);
     let backlog_texts = (requests * per_request) as f64;
     assert!(
         done_before_query < backlog_texts,
@@ -151,6 +158,11 @@ async fn a_query_overtakes_a_document_backlog() -> anyhow::Result<()> {
     assert!(
         backlog.iter().any(|h| !h.is_finished()),
         "document requests were still running when the query was answered"
+    );
+    let query_pool = metric_sum(&m, "braid_embedding_batch_size_count", &["pool=\"query\""]);
+    assert_eq!(
+        query_pool, query_workers as f64,
+        "the query ran on the query model exactly when there is one"
     );
     for handle in backlog {
         assert_eq!(handle.await??, per_request, "every document text embedded");

@@ -7,14 +7,15 @@
 //! possible, runs them in batches bounded by `max_batch` and `max_batch_tokens`, and hands every
 //! caller its own vectors in its own order. Between two forward passes over documents it runs
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
-//! ingest backlog is. Inference never runs on the async runtime.
+//! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
+//! so a query need not wait at all. Inference never runs on the async runtime.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use prometheus::{Histogram, HistogramOpts, IntGauge};
+use prometheus::{HistogramOpts, HistogramVec, IntGauge};
 use tokio::sync::oneshot;
 
 use crate::error::EmbeddingError;
@@ -103,7 +104,10 @@ impl Lanes {
 /// What the model threads and the handles share.
 struct Shared {
     lanes: Mutex<Lanes>,
+    /// Wakes document model threads (they take either lane).
     work: Condvar,
+    /// Wakes query model threads (they take queries only).
+    query_work: Condvar,
     /// Requests each lane may hold.
     capacity: usize,
     /// Model threads still running.
@@ -132,6 +136,7 @@ impl Drop for Owner {
     fn drop(&mut self) {
         self.0.lock().closed = true;
         self.0.work.notify_all();
+        self.0.query_work.notify_all();
     }
 }
 
@@ -143,24 +148,27 @@ pub struct Batcher {
 
 /// Metrics the batcher records.
 pub struct BatcherMetrics {
-    pub batch_size: Histogram,
-    pub batch_seconds: Histogram,
+    /// Label `pool`: "document" or "query" model threads.
+    pub batch_size: HistogramVec,
+    pub batch_seconds: HistogramVec,
     pub queue_depth: IntGauge,
 }
 
 impl BatcherMetrics {
     pub fn new(metrics: &braid_core::metrics::Metrics) -> Self {
-        let batch_size = Histogram::with_opts(
+        let batch_size = HistogramVec::new(
             HistogramOpts::new("embedding_batch_size", "texts per model forward pass")
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            &["pool"],
         )
         .expect("static metric");
-        let batch_seconds = Histogram::with_opts(
+        let batch_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "embedding_batch_duration_seconds",
                 "model forward pass latency",
             )
             .buckets(braid_core::metrics::latency_buckets()),
+            &["pool"],
         )
         .expect("static metric");
         let queue_depth = IntGauge::new("embedding_queue_depth", "requests waiting for the model")
@@ -186,10 +194,12 @@ impl Drop for Alive<'_> {
 }
 
 impl Batcher {
-    /// One model thread per model in `models` (each its own copy of the weights); they take
-    /// work from the shared lanes. `capacity` bounds each lane (requests, not texts).
+    /// One model thread per model in `models` (each its own copy of the weights) taking work
+    /// from both lanes, and one per model in `query_models` taking queries only. `capacity`
+    /// bounds each lane (requests, not texts).
     pub fn start(
         models: Vec<Model>,
+        query_models: Vec<Model>,
         limits: BatchLimits,
         capacity: usize,
         metrics: BatcherMetrics,
@@ -197,19 +207,25 @@ impl Batcher {
         let shared = Arc::new(Shared {
             lanes: Mutex::new(Lanes::default()),
             work: Condvar::new(),
+            query_work: Condvar::new(),
             capacity,
             alive: AtomicUsize::new(models.len()),
             metrics,
         });
-        for (i, model) in models.into_iter().enumerate() {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("braid-embedding-model-{i}"))
-                .spawn(move || {
-                    let _alive = Alive(&shared);
-                    model_thread(model, &shared, limits);
-                })
-                .expect("spawning a model thread");
+        let pools = [(Pool::Document, models), (Pool::Query, query_models)];
+        for (pool, models) in pools {
+            for (i, model) in models.into_iter().enumerate() {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("braid-embed-{}-{i}", pool.label()))
+                    .spawn(move || {
+                        // Liveness counts the document threads: without them nothing embeds
+                        // documents, whatever the query threads do.
+                        let _alive = (pool == Pool::Document).then(|| Alive(&shared));
+                        model_thread(model, pool, &shared, limits);
+                    })
+                    .expect("spawning a model thread");
+            }
         }
         Self {
             owner: Arc::new(Owner(shared)),
@@ -245,6 +261,9 @@ impl Batcher {
             queue.push_back(Job { texts, reply });
             shared.metrics.queue_depth.set(lanes.depth());
         }
+        if lane == Lane::Query {
+            shared.query_work.notify_one();
+        }
         shared.work.notify_one();
         rx.await
             .map_err(|_| EmbeddingError::WorkerStopped)?
@@ -252,7 +271,29 @@ impl Batcher {
     }
 }
 
-fn model_thread(mut model: Model, shared: &Shared, limits: BatchLimits) {
+/// Which model threads a thread belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    /// Both lanes, queries first.
+    Document,
+    /// Queries only.
+    Query,
+}
+
+impl Pool {
+    fn label(self) -> &'static str {
+        match self {
+            Pool::Document => "document",
+            Pool::Query => "query",
+        }
+    }
+}
+
+fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimits) {
+    let wake = match pool {
+        Pool::Document => &shared.work,
+        Pool::Query => &shared.query_work,
+    };
     loop {
         let (jobs, lane) = {
             let mut lanes = shared.lock();
@@ -263,7 +304,7 @@ fn model_thread(mut model: Model, shared: &Shared, limits: BatchLimits) {
                         Lane::Query,
                     );
                 }
-                if !lanes.documents.is_empty() {
+                if pool == Pool::Document && !lanes.documents.is_empty() {
                     break (
                         Lanes::take(&mut lanes.documents, limits.max_batch),
                         Lane::Document,
@@ -273,11 +314,18 @@ fn model_thread(mut model: Model, shared: &Shared, limits: BatchLimits) {
                     tracing::info!("model thread stopped");
                     return;
                 }
-                lanes = shared.work.wait(lanes).unwrap_or_else(|p| p.into_inner());
+                lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
             }
         };
         shared.metrics.queue_depth.set(shared.lock().depth());
-        run_jobs(&mut model, jobs, limits, shared, lane == Lane::Document);
+        run_jobs(
+            &mut model,
+            pool,
+            jobs,
+            limits,
+            shared,
+            lane == Lane::Document,
+        );
     }
 }
 
@@ -285,6 +333,7 @@ fn model_thread(mut model: Model, shared: &Shared, limits: BatchLimits) {
 /// queries that arrive meanwhile run between two passes.
 fn run_jobs(
     model: &mut Model,
+    pool: Pool,
     jobs: Vec<Job>,
     limits: BatchLimits,
     shared: &Shared,
@@ -315,16 +364,21 @@ fn run_jobs(
                 if queries.is_empty() {
                     break;
                 }
-                run_jobs(model, queries, limits, shared, false);
+                run_jobs(model, pool, queries, limits, shared, false);
             }
         }
         let texts: Vec<&str> = batch.iter().map(|(_, _, t)| *t).collect();
         let started = Instant::now();
         match model.embed(&texts) {
             Ok(vectors) => {
-                metrics.batch_size.observe(texts.len() as f64);
+                let label = [pool.label()];
+                metrics
+                    .batch_size
+                    .with_label_values(&label)
+                    .observe(texts.len() as f64);
                 metrics
                     .batch_seconds
+                    .with_label_values(&label)
                     .observe(started.elapsed().as_secs_f64());
                 for ((j, i, _), v) in batch.iter().zip(vectors) {
                     results[*j][*i] = v;

@@ -49,30 +49,39 @@ pub async fn run(
         ProviderKind::Local => {
             let model_config = config.model.clone();
             let (workers, threads) = model_config.parallelism();
-            let models = tokio::task::spawn_blocking(move || {
-                (0..workers)
-                    .map(|_| {
-                        Model::load(
-                            &model_config.dir,
-                            ModelOptions {
-                                max_tokens: model_config.max_tokens,
-                                engine: model_config.engine,
-                                gelu: model_config.gelu,
-                                onnx_runtime: model_config.onnx_runtime.clone(),
-                                threads,
-                            },
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
+            let query_threads = model_config.query_parallelism();
+            let query_workers = model_config.query_workers;
+            let (models, query_models) = tokio::task::spawn_blocking(move || {
+                let load = |threads: usize, spin: bool| {
+                    Model::load(
+                        &model_config.dir,
+                        ModelOptions {
+                            max_tokens: model_config.max_tokens,
+                            engine: model_config.engine,
+                            gelu: model_config.gelu,
+                            onnx_runtime: model_config.onnx_runtime.clone(),
+                            threads,
+                            spin,
+                        },
+                    )
+                };
+                let models = (0..workers)
+                    .map(|_| load(threads, true))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let query_models = (0..query_workers)
+                    .map(|_| load(query_threads, false))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, model::ModelError>((models, query_models))
             })
             .await?
             .with_context(|| format!("loading the model from {}", config.model.dir.display()))?;
             let model = &models[0];
             let model_id = format!("{}@{}", config.model.name, model.revision());
             let dimensions = model.dimensions();
-            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, "model loaded");
+            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, query_workers, query_threads, "model loaded");
             let batcher = batcher::Batcher::start(
                 models,
+                query_models,
                 batcher::BatchLimits {
                     max_batch: config.model.max_batch,
                     max_batch_tokens: config.model.max_batch_tokens,

@@ -73,6 +73,9 @@ pub struct ModelOptions {
     pub onnx_runtime: PathBuf,
     /// Threads ONNX Runtime uses inside one forward pass (0 = one per core).
     pub threads: usize,
+    /// Whether ONNX Runtime's threads spin while waiting for work (faster back-to-back
+    /// passes; off for copies that sit idle between queries, so they leave the cores free).
+    pub spin: bool,
 }
 
 impl Default for ModelOptions {
@@ -83,6 +86,7 @@ impl Default for ModelOptions {
             gelu: Gelu::default(),
             onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
             threads: 0,
+            spin: true,
         }
     }
 }
@@ -186,6 +190,8 @@ impl Model {
                     .with_intra_threads(threads)
                     .map_err(ort::Error::from)?
                     .with_inter_threads(1)
+                    .map_err(ort::Error::from)?
+                    .with_intra_op_spinning(options.spin)
                     .map_err(ort::Error::from)?
                     .commit_from_file(&graph)?;
                 Encoder::Onnx(session)

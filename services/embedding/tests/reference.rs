@@ -51,6 +51,7 @@ fn load(engine: Engine, gelu: Gelu) -> Model {
             gelu,
             onnx_runtime: onnx_runtime(),
             threads: 0,
+            spin: true,
         },
     )
     .unwrap_or_else(|e| {

@@ -515,7 +515,7 @@ async fn embed(
             r["torch"].as_str().unwrap_or("?"),
             r["threads"].as_u64().unwrap_or(0)
         ),
-        None => "Reference: not run (`make bench-reference` installs torch + sentence-transformers into `.braid/venv-bench` and runs it).".into(),
+        None => "Reference: not run (`BENCH_REFERENCE=1 make bench` installs torch + sentence-transformers into `.braid/venv-bench` and runs it).".into(),
     };
     let report = format!(
         "<!-- bench:embed -->\n\
