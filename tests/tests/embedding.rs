@@ -167,6 +167,15 @@ async fn query_overtakes_backlog(query_workers: usize) -> anyhow::Result<()> {
     for handle in backlog {
         assert_eq!(handle.await??, per_request, "every document text embedded");
     }
+    // Idle document threads too: a query still goes to the query model when there is one.
+    q.embed(EmbedRequest {
+        texts: vec!["does smoking cause cancer".into()],
+        input_type: InputType::Query as i32,
+    })
+    .await?;
+    let m = metrics(&service).await;
+    let query_pool = metric_sum(&m, "braid_embedding_batch_size_count", &["pool=\"query\""]);
+    assert_eq!(query_pool, 2.0 * query_workers as f64);
     service.stop().await
 }
 

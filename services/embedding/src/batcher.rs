@@ -79,6 +79,8 @@ struct Lanes {
     documents: VecDeque<Job>,
     /// Set when the last `Batcher` handle is dropped: model threads finish and exit.
     closed: bool,
+    /// Query model threads waiting for work: while one is, queries are theirs alone.
+    idle_query_threads: usize,
 }
 
 impl Lanes {
@@ -120,9 +122,13 @@ impl Shared {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queries waiting now, if any (called between forward passes over documents).
+    /// Queries waiting now, if any and no query model thread is free to take them (called
+    /// between forward passes over documents).
     fn take_queries(&self, max_batch: usize) -> Vec<Job> {
         let mut lanes = self.lock();
+        if lanes.idle_query_threads > 0 {
+            return Vec::new();
+        }
         let jobs = Lanes::take(&mut lanes.queries, max_batch);
         self.metrics.queue_depth.set(lanes.depth());
         jobs
@@ -247,8 +253,10 @@ impl Batcher {
             return Err(EmbeddingError::WorkerStopped);
         }
         let (reply, rx) = oneshot::channel();
+        let query_thread_idle;
         {
             let mut lanes = shared.lock();
+            query_thread_idle = lanes.idle_query_threads > 0;
             let queue = match lane {
                 Lane::Query => &mut lanes.queries,
                 Lane::Document => &mut lanes.documents,
@@ -261,10 +269,13 @@ impl Batcher {
             queue.push_back(Job { texts, reply });
             shared.metrics.queue_depth.set(lanes.depth());
         }
-        if lane == Lane::Query {
+        // A query goes to an idle query model thread (all cores) if there is one, else to
+        // whichever document thread is free first.
+        if lane == Lane::Query && query_thread_idle {
             shared.query_work.notify_one();
+        } else {
+            shared.work.notify_one();
         }
-        shared.work.notify_one();
         rx.await
             .map_err(|_| EmbeddingError::WorkerStopped)?
             .map_err(EmbeddingError::Inference)
@@ -298,7 +309,9 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
         let (jobs, lane) = {
             let mut lanes = shared.lock();
             loop {
-                if !lanes.queries.is_empty() {
+                // A free query model thread (already woken) runs queries faster than we do.
+                let ours = pool == Pool::Query || lanes.idle_query_threads == 0;
+                if ours && !lanes.queries.is_empty() {
                     break (
                         Lanes::take(&mut lanes.queries, limits.max_batch),
                         Lane::Query,
@@ -314,7 +327,13 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                     tracing::info!("model thread stopped");
                     return;
                 }
-                lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
+                if pool == Pool::Query {
+                    lanes.idle_query_threads += 1;
+                    lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
+                    lanes.idle_query_threads -= 1;
+                } else {
+                    lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
+                }
             }
         };
         shared.metrics.queue_depth.set(shared.lock().depth());
