@@ -18,6 +18,7 @@ use std::time::Instant;
 use prometheus::{HistogramOpts, HistogramVec, IntGauge};
 use tokio::sync::oneshot;
 
+use crate::embedder::InputKind;
 use crate::error::EmbeddingError;
 use crate::model::Model;
 
@@ -57,15 +58,6 @@ impl BatchLimits {
         }
         batches
     }
-}
-
-/// Which lane a request waits in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
-    /// Search queries: served before documents, between their forward passes.
-    Query,
-    /// Documents (ingest, re-embedding, the HTTP endpoint).
-    Document,
 }
 
 struct Job {
@@ -243,10 +235,11 @@ impl Batcher {
         self.owner.0.alive.load(Ordering::SeqCst) > 0
     }
 
+    /// Queues `texts` in the lane of their kind: queries ahead of documents.
     pub async fn embed(
         &self,
         texts: Vec<String>,
-        lane: Lane,
+        kind: InputKind,
     ) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         let shared = &self.owner.0;
         if !self.is_alive() {
@@ -257,9 +250,9 @@ impl Batcher {
         {
             let mut lanes = shared.lock();
             query_thread_idle = lanes.idle_query_threads > 0;
-            let queue = match lane {
-                Lane::Query => &mut lanes.queries,
-                Lane::Document => &mut lanes.documents,
+            let queue = match kind {
+                InputKind::Query => &mut lanes.queries,
+                InputKind::Document => &mut lanes.documents,
             };
             if queue.len() >= shared.capacity {
                 return Err(EmbeddingError::Overloaded {
@@ -271,7 +264,7 @@ impl Batcher {
         }
         // A query goes to an idle query model thread (all cores) if there is one, else to
         // whichever document thread is free first.
-        if lane == Lane::Query && query_thread_idle {
+        if kind == InputKind::Query && query_thread_idle {
             shared.query_work.notify_one();
         } else {
             shared.work.notify_one();
@@ -305,45 +298,44 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
         Pool::Document => &shared.work,
         Pool::Query => &shared.query_work,
     };
+    // Query threads count themselves idle while they wait (see `Lanes::idle_query_threads`).
+    let idle_count = usize::from(pool == Pool::Query);
     loop {
-        let (jobs, lane) = {
+        let (jobs, kind) = {
             let mut lanes = shared.lock();
-            loop {
+            let taken = loop {
                 // A free query model thread (already woken) runs queries faster than we do.
                 let ours = pool == Pool::Query || lanes.idle_query_threads == 0;
                 if ours && !lanes.queries.is_empty() {
                     break (
                         Lanes::take(&mut lanes.queries, limits.max_batch),
-                        Lane::Query,
+                        InputKind::Query,
                     );
                 }
                 if pool == Pool::Document && !lanes.documents.is_empty() {
                     break (
                         Lanes::take(&mut lanes.documents, limits.max_batch),
-                        Lane::Document,
+                        InputKind::Document,
                     );
                 }
                 if lanes.closed {
                     tracing::info!("model thread stopped");
                     return;
                 }
-                if pool == Pool::Query {
-                    lanes.idle_query_threads += 1;
-                    lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
-                    lanes.idle_query_threads -= 1;
-                } else {
-                    lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
-                }
-            }
+                lanes.idle_query_threads += idle_count;
+                lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
+                lanes.idle_query_threads -= idle_count;
+            };
+            shared.metrics.queue_depth.set(lanes.depth());
+            taken
         };
-        shared.metrics.queue_depth.set(shared.lock().depth());
         run_jobs(
             &mut model,
             pool,
             jobs,
             limits,
             shared,
-            lane == Lane::Document,
+            kind == InputKind::Document,
         );
     }
 }

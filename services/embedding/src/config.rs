@@ -199,14 +199,6 @@ impl ModelConfig {
         };
         (workers, threads)
     }
-
-    /// Threads per query forward pass, after resolving 0 = one per core.
-    pub fn query_parallelism(&self) -> usize {
-        match self.query_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
-    }
 }
 
 impl braid_core::entry::ServiceConfig for EmbeddingConfig {

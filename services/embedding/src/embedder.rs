@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::batcher::{Batcher, Lane};
+use crate::batcher::Batcher;
 use crate::cache::EmbeddingCache;
 use crate::config::{LimitsConfig, Oversize};
 use crate::error::EmbeddingError;
@@ -24,13 +24,7 @@ impl Provider {
         kind: InputKind,
     ) -> Result<Vec<Vec<f32>>, EmbeddingError> {
         match self {
-            Provider::Local(batcher) => {
-                let lane = match kind {
-                    InputKind::Query => Lane::Query,
-                    InputKind::Document => Lane::Document,
-                };
-                batcher.embed(texts, lane).await
-            }
+            Provider::Local(batcher) => batcher.embed(texts, kind).await,
             Provider::OpenAi(client) => client.embed(texts).await,
         }
     }

@@ -49,7 +49,8 @@ pub async fn run(
         ProviderKind::Local => {
             let model_config = config.model.clone();
             let (workers, threads) = model_config.parallelism();
-            let query_threads = model_config.query_parallelism();
+            // 0 stays 0: the model then uses one thread per core.
+            let query_threads = model_config.query_threads;
             let query_workers = model_config.query_workers;
             let (models, query_models) = tokio::task::spawn_blocking(move || {
                 let load = |threads: usize, spin: bool| {

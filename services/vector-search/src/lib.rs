@@ -44,7 +44,7 @@ pub async fn run(
     );
     let (ef_search, iterative_scan) = store.search_settings().await?;
     anyhow::ensure!(
-        ef_search == config.search.ef_search.to_string() && iterative_scan == "relaxed_order",
+        ef_search == config.search.ef_search.to_string() && iterative_scan == store::ITERATIVE_SCAN,
         "the database did not take the HNSW settings: hnsw.ef_search = {ef_search}, \
          hnsw.iterative_scan = {iterative_scan}"
     );

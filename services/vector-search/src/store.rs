@@ -39,6 +39,10 @@ pub fn vector_literal(values: &[f32]) -> String {
     s
 }
 
+/// `hnsw.iterative_scan` for every search: filtered searches keep scanning until enough rows
+/// pass; the caller restores exact order.
+pub const ITERATIVE_SCAN: &str = "relaxed_order";
+
 impl Store {
     pub async fn connect(db: &DatabaseConfig, search: &SearchConfig) -> Result<Self, VectorError> {
         // The HNSW search settings are session settings of every pooled connection (startup
@@ -46,7 +50,7 @@ impl Store {
         let options: PgConnectOptions = db.url.parse()?;
         let options = options.options([
             ("hnsw.ef_search", search.ef_search.to_string()),
-            ("hnsw.iterative_scan", "relaxed_order".to_string()),
+            ("hnsw.iterative_scan", ITERATIVE_SCAN.to_string()),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(db.max_connections)

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use braid_embedding::Engine;
-use braid_tests::v1::{DocumentInput, DocumentStatus, IngestStreamRequest, WaitIndexedRequest};
+use braid_tests::v1::{
+    DocumentInput, DocumentStatus, IngestStreamRequest, SearchMode, SearchRequest,
+    WaitIndexedRequest,
+};
 use braid_tests::{Stack, StackOptions, http_get, metric_sum, model_dir};
 use clap::{Parser, Subcommand};
 
@@ -560,8 +563,18 @@ fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
     if idcg > 0.0 { dcg / idcg } else { 0.0 }
 }
 
+/// One evaluation query: top 10 documents of the eval tenant.
+fn eval_search(mode: SearchMode, text: &str) -> SearchRequest {
+    SearchRequest {
+        tenant: "eval".into(),
+        query: text.to_string(),
+        top_k: 10,
+        mode: mode as i32,
+        ..Default::default()
+    }
+}
+
 async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyhow::Result<()> {
-    use braid_tests::v1::{SearchMode, SearchRequest};
     // Judgements: query id -> (corpus id -> gain).
     let mut qrels: HashMap<String, HashMap<String, f64>> = HashMap::new();
     let tsv = std::fs::read_to_string(dataset.join("qrels/test.tsv"))?;
@@ -608,13 +621,7 @@ async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyho
                 }
                 let started = Instant::now();
                 let r = gw
-                    .search(SearchRequest {
-                        tenant: "eval".into(),
-                        query: text.clone(),
-                        top_k: 10,
-                        mode: SearchMode::Hybrid as i32,
-                        ..Default::default()
-                    })
+                    .search(eval_search(SearchMode::Hybrid, text))
                     .await?
                     .into_inner();
                 latencies.push(started.elapsed());
@@ -635,17 +642,10 @@ async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyho
         ("vector only (all-MiniLM-L6-v2)", SearchMode::Vector),
         ("text only (BM25)", SearchMode::Text),
     ];
-    let search = |mode: SearchMode, text: &str| SearchRequest {
-        tenant: "eval".into(),
-        query: text.to_string(),
-        top_k: 10,
-        mode: mode as i32,
-        ..Default::default()
-    };
     // Warm-up (not measured): the first queries after a bulk load pay for cold caches.
     for (_, text) in queries.iter().take(20) {
         for (_, mode) in modes {
-            gw.search(search(mode, text)).await?;
+            gw.search(eval_search(mode, text)).await?;
         }
     }
     // Modes interleaved query by query, so background work (index merges, autovacuum)
@@ -669,7 +669,7 @@ async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyho
         let judged = &qrels[id];
         for ((_, mode), tally) in modes.iter().zip(tallies.iter_mut()) {
             let started = Instant::now();
-            let r = gw.search(search(*mode, text)).await?.into_inner();
+            let r = gw.search(eval_search(*mode, text)).await?.into_inner();
             tally.latencies.push(started.elapsed());
             tally.degraded += usize::from(r.degraded);
             let ranked: Vec<String> = r.hits.into_iter().map(|h| h.external_id).collect();
