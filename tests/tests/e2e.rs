@@ -13,6 +13,7 @@ use braid_tests::{Stack, eventually, http_get};
 
 fn doc(id: &str, title: &str, topic: &str, mime: &str, content: &str) -> DocumentInput {
     DocumentInput {
+        acl: None,
         external_id: id.into(),
         title: title.into(),
         content: content.into(),

@@ -120,6 +120,7 @@ pub fn produce(
                 let content = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {} (UTF-8 required)", path.display()))?;
                 let doc = DocumentInput {
+                    acl: None,
                     external_id: path.display().to_string(),
                     title: String::new(),
                     content,
@@ -146,6 +147,7 @@ pub fn produce(
                         )
                     })?;
                     let doc = DocumentInput {
+                        acl: None,
                         external_id: d.id,
                         title: d.title,
                         content: d.text,

@@ -1,13 +1,14 @@
 //! Shared plumbing for every Braid service: typed configuration (`config`), telemetry
 //! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the gRPC server
 //! runner with health, reflection, an admin HTTP port and graceful shutdown (`server`), the
-//! client channel builder (`client`), and the tower layers both sides use (`resilience`).
+//! client channel builder (`client`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
 //!
 //! A service crate builds its tonic routes, then hands them to [`server::serve`] together with
 //! the already-bound [`server::Listeners`] and a shutdown future.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod entry;

@@ -145,6 +145,9 @@ impl Searcher {
             .max(self.config.min_candidates)
             .min(self.config.max_candidates);
         LegSearchRequest {
+            // Replaced by the caller's access once authentication lands; today every caller
+            // sees everything (as with `auth.mode = "disabled"`).
+            access: Some(braid_core::auth::Access::unrestricted().to_filter()),
             tenant: v.tenant.clone(),
             top_k: candidates,
             filter: r.filter.clone(),

@@ -282,6 +282,7 @@ fn tenant_filter(tenant: &str) -> Result<Option<&str>, IngestError> {
 
 fn to_document(row: DocumentRow) -> Document {
     Document {
+        acl: None,
         document_id: row.id.to_string(),
         tenant: row.tenant,
         external_id: row.external_id,
@@ -864,6 +865,7 @@ mod tests {
 
     fn doc(content: &str) -> DocumentInput {
         DocumentInput {
+            acl: None,
             external_id: "doc-1".into(),
             title: String::new(),
             content: content.into(),

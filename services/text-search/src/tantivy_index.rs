@@ -299,6 +299,7 @@ mod tests {
 
     fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
         Chunk {
+            acl: None,
             chunk_id: format!("{doc}:{ordinal}"),
             document_id: doc.into(),
             tenant: tenant.into(),
