@@ -107,8 +107,15 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
         purge: bool,
     },
-    /// Check grpc.health.v1 on all five services.
+    /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
+    /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
+        /// Check only this service (its own health status, not the overall one).
+        #[arg(long, value_enum, requires = "addr", env = "BRAID_HEALTH_SERVICE")]
+        service: Option<ServiceArg>,
+        /// HOST:PORT (or URL) of the service given with `--service`.
+        #[arg(long, requires = "service", env = "BRAID_HEALTH_ADDR")]
+        addr: Option<String>,
         #[arg(long, default_value = "http://127.0.0.1:50052")]
         ingest: String,
         #[arg(long, default_value = "http://127.0.0.1:50053")]
@@ -121,6 +128,29 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+/// A service whose own `grpc.health.v1` status `health --service` checks.
+#[derive(Clone, Copy, ValueEnum)]
+enum ServiceArg {
+    Gateway,
+    Ingest,
+    Embedding,
+    VectorSearch,
+    TextSearch,
+}
+
+impl ServiceArg {
+    fn grpc_name(self) -> &'static str {
+        use braid_proto::service_names as n;
+        match self {
+            Self::Gateway => n::GATEWAY,
+            Self::Ingest => n::INGEST,
+            Self::Embedding => n::EMBEDDING,
+            Self::VectorSearch => n::VECTOR_SEARCH,
+            Self::TextSearch => n::TEXT_SEARCH,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -410,11 +440,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Health {
+            service: Some(service),
+            addr: Some(addr),
+            quiet,
+            ..
+        } => {
+            let address = if addr.contains("://") {
+                addr
+            } else {
+                format!("http://{addr}")
+            };
+            let status = check(&address, service.grpc_name()).await;
+            if !quiet {
+                println!("{:<14} {address:<24} {status}", service.grpc_name());
+            }
+            Ok(if status == "SERVING" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Health {
             ingest,
             embedding,
             vector_search,
             text_search,
             quiet,
+            ..
         } => {
             use braid_proto::service_names as n;
             let targets = [
@@ -449,6 +501,9 @@ async fn check(address: &str, service: &str) -> String {
     let request = HealthCheckRequest {
         service: service.to_string(),
     };
+    // Bounded: a listener that accepts but does not serve yet must not hang a probe.
+    let mut request = tonic::Request::new(request);
+    request.set_timeout(Duration::from_secs(5));
     match HealthClient::new(channel).check(request).await {
         Ok(r) => match ServingStatus::try_from(r.into_inner().status) {
             Ok(ServingStatus::Serving) => "SERVING".into(),

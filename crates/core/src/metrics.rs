@@ -67,3 +67,62 @@ pub fn latency_buckets() -> Vec<f64> {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ]
 }
+
+/// One reading of a connection pool, taken when `/metrics` is scraped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolSample {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// `braid_db_pool_connections{state="in_use"|"idle"}` and `braid_db_pool_max_connections`,
+/// read from the pool at scrape time (no background task, never stale).
+struct PoolCollector<F> {
+    connections: prometheus::IntGaugeVec,
+    max: prometheus::IntGauge,
+    sample: F,
+}
+
+impl<F: Fn() -> PoolSample + Send + Sync> prometheus::core::Collector for PoolCollector<F> {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        let mut descs = self.connections.desc();
+        descs.extend(self.max.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let s = (self.sample)();
+        self.connections
+            .with_label_values(&["in_use"])
+            .set(i64::from(s.in_use));
+        self.connections
+            .with_label_values(&["idle"])
+            .set(i64::from(s.idle));
+        self.max.set(i64::from(s.max));
+        let mut families = self.connections.collect();
+        families.extend(self.max.collect());
+        families
+    }
+}
+
+impl Metrics {
+    /// Registers the database pool gauges; `sample` must be cheap (it runs on every scrape).
+    pub fn register_pool(&self, sample: impl Fn() -> PoolSample + Send + Sync + 'static) {
+        let connections = prometheus::IntGaugeVec::new(
+            Opts::new("db_pool_connections", "database pool connections by state"),
+            &["state"],
+        )
+        .expect("static metric definition is valid");
+        let max = prometheus::IntGauge::new(
+            "db_pool_max_connections",
+            "database pool size limit (max_connections)",
+        )
+        .expect("static metric definition is valid");
+        self.register(Box::new(PoolCollector {
+            connections,
+            max,
+            sample,
+        }));
+    }
+}

@@ -1,5 +1,5 @@
 //! Runs one Braid gRPC server: the service's routes plus `grpc.health.v1`, reflection v1 and
-//! v1alpha, the shared tower stack, and an admin HTTP listener with `/metrics` and `/healthz`.
+//! v1alpha, the shared tower stack, and an admin HTTP listener with `/metrics`, `/healthz` and `/livez`.
 //!
 //! Shutdown: when the passed future resolves, health flips to NOT_SERVING, the listener stops
 //! accepting, in-flight requests get `shutdown_grace` to finish, then the server returns.
@@ -292,6 +292,9 @@ fn spawn_admin(
     use axum::routing::get;
     let app = extra
         .route("/metrics", get(move || async move { metrics.render() }))
+        // Liveness: the process answers HTTP. Never depends on downstreams, so a dependency
+        // outage cannot turn into a restart storm (readiness is the gRPC health check).
+        .route("/livez", get(|| async { "ok" }))
         .route(
             "/healthz",
             get(move || async move {

@@ -43,6 +43,10 @@ pub async fn run(
     let metrics = Metrics::new("ingest");
     let (health, health_service) = server::health(service_names::INGEST);
     let store = store::Store::connect(&config.database)?;
+    {
+        let store = store.clone();
+        metrics.register_pool(move || store.pool_sample());
+    }
     if config.database.migrate {
         store.migrate().await.context("running ingest migrations")?;
     }

