@@ -3,16 +3,19 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-run: ## fetch PostgreSQL+pgvector and the model, build, start all five services, serve until Ctrl-C
+run: ## fetch PostgreSQL+pgvector and the model, build, start all five services, serve until Ctrl-C (BRAID_PROMETHEUS=1 adds Prometheus)
 	@$(STACK) run
 
 test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 	@$(STACK) test
+
+deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, compose config
+	@$(STACK) deploy-check
 
 bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
 	@$(STACK) bench

@@ -10,6 +10,9 @@
 #   stack.sh test       setup, then fmt, clippy and every test; stops what it started
 #   stack.sh bench      setup, then the benchmarks (results written to BENCHMARKS.md)
 #   stack.sh eval       setup, then SciFact retrieval quality (results written to BENCHMARKS.md)
+#   stack.sh prometheus Prometheus on 127.0.0.1:9090 scraping the five admin ports, with the alert
+#                       rules (`run` starts it too when BRAID_PROMETHEUS=1)
+#   stack.sh deploy-check  static checks of deploy/, helm/ and docker-compose.yml (part of `test`)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -260,6 +263,43 @@ setup() {
 
 SERVICES=(embedding vector-search text-search ingest gateway)
 
+# Prometheus (Debian's package) for the local stack: loopback only, data under $BRAID_HOME.
+# Sets PROMETHEUS_PID (called directly, not in a subshell, so the caller can wait for it).
+start_prometheus() {
+  if ! command -v prometheus >/dev/null; then
+    if [[ $(id -u) == 0 ]]; then
+      say "installing Prometheus (Debian package prometheus)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null \
+        || die "apt-get install prometheus failed"
+    else
+      die "BRAID_PROMETHEUS=1 needs Prometheus: run 'sudo apt-get install prometheus' first"
+    fi
+  fi
+  local dir=$BRAID_HOME/prometheus port=${BRAID_PROMETHEUS_PORT:-9090}
+  mkdir -p "$dir/data" "$LOG_DIR"
+  cat >"$dir/prometheus.yml" <<CONFIG
+# Written by deploy/scripts/stack.sh; the five services' admin ports on this machine.
+global: { scrape_interval: 5s, evaluation_interval: 15s }
+rule_files: ["$ROOT/deploy/prometheus/rules.yml"]
+scrape_configs:
+  - job_name: braid
+    static_configs:
+      - targets: ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:9104", "127.0.0.1:9105"]
+CONFIG
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$port" \
+    >>"$LOG_DIR/prometheus.log" 2>&1 &
+  PROMETHEUS_PID=$!
+  say "started Prometheus on http://127.0.0.1:$port (pid $PROMETHEUS_PID, log $LOG_DIR/prometheus.log)"
+}
+
+run_prometheus() {
+  eval "$(print_env)"
+  start_prometheus
+  trap 'kill -TERM "$PROMETHEUS_PID" 2>/dev/null || true' INT TERM EXIT
+  wait "$PROMETHEUS_PID"
+}
+
 run_stack() {
   setup
   say "building release binaries (first build takes several minutes)"
@@ -285,6 +325,10 @@ run_stack() {
   }
   trap 'cleanup 0' INT TERM
   trap 'cleanup $?' EXIT
+  if [[ ${BRAID_PROMETHEUS:-0} == 1 ]]; then
+    start_prometheus
+    pids+=("$PROMETHEUS_PID")
+  fi
   for svc in "${SERVICES[@]}"; do
     "$TARGET_DIR/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
     pids+=($!)
@@ -335,6 +379,8 @@ run_tests() {
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo test"
   cargo test --workspace --locked
+  say "deploy checks (rules, dashboard, chart, image, compose)"
+  BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh"
 }
 
 run_bench() {
@@ -385,5 +431,7 @@ case ${1:-} in
   test) run_tests ;;
   bench) run_bench ;;
   eval) run_eval ;;
+  prometheus) run_prometheus ;;
+  deploy-check) BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh" ;;
   *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval" ;;
 esac
