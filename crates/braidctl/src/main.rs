@@ -450,7 +450,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 format!("http://{addr}")
             };
-            let status = check(&address, service.grpc_name()).await;
+            // Bounded as a whole (connect, HTTP/2 handshake, call): a listener that is bound
+            // but not serving yet must fail the probe, not hang it.
+            let status = tokio::time::timeout(
+                Duration::from_secs(10),
+                check(&address, service.grpc_name()),
+            )
+            .await
+            .unwrap_or_else(|_| "TIMEOUT".into());
             if !quiet {
                 println!("{:<14} {address:<24} {status}", service.grpc_name());
             }
@@ -501,9 +508,6 @@ async fn check(address: &str, service: &str) -> String {
     let request = HealthCheckRequest {
         service: service.to_string(),
     };
-    // Bounded: a listener that accepts but does not serve yet must not hang a probe.
-    let mut request = tonic::Request::new(request);
-    request.set_timeout(Duration::from_secs(5));
     match HealthClient::new(channel).check(request).await {
         Ok(r) => match ServingStatus::try_from(r.into_inner().status) {
             Ok(ServingStatus::Serving) => "SERVING".into(),
