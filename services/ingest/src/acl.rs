@@ -9,6 +9,7 @@ use braid_proto::v1::DocumentAcl;
 
 use crate::config::LimitsConfig;
 use crate::error::IngestError;
+use crate::store::DocumentRow;
 
 /// Checks a document's ACL against the limits and returns it normalised (groups sorted and
 /// de-duplicated, so the same ACL always hashes the same). Unset = public.
@@ -68,6 +69,17 @@ pub fn caller_access<T>(request: &Request<T>) -> Access {
         .unwrap_or_else(Access::unrestricted)
 }
 
+/// The document a caller asked for, if they may see it. Missing, in another tenant, or
+/// hidden by its ACL: the same NOT_FOUND each time, so no answer reveals that it exists.
+pub fn visible(
+    row: Option<DocumentRow>,
+    tenant: &str,
+    access: &Access,
+) -> Result<DocumentRow, IngestError> {
+    row.filter(|row| row.tenant == tenant && access.admits(Some(&row.acl())))
+        .ok_or(IngestError::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +134,56 @@ mod tests {
             "acl.groups[0]"
         );
         assert!(validate(acl(10, &["ü", "abcd"]), &limits).is_ok());
+    }
+
+    fn row(tenant: &str, clearance: i32, groups: &[&str]) -> DocumentRow {
+        DocumentRow {
+            id: uuid::Uuid::nil(),
+            tenant: tenant.into(),
+            external_id: "e".into(),
+            title: String::new(),
+            mime_type: "text/plain".into(),
+            metadata: sqlx::types::Json(Default::default()),
+            status: "ready".into(),
+            chunk_count: 1,
+            content_sha256: String::new(),
+            version: 1,
+            last_error: None,
+            created_ms: 0,
+            updated_ms: 0,
+            vector_synced_ms: None,
+            text_synced_ms: None,
+            acl_clearance: clearance,
+            acl_groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn hidden_documents_look_missing() {
+        let caller = Access {
+            tenant: Some("t".into()),
+            clearance: 2,
+            groups: BTreeSet::from(["physics".to_string()]),
+            unrestricted: false,
+        };
+        assert!(visible(Some(row("t", 2, &[])), "t", &caller).is_ok());
+        assert!(visible(Some(row("t", 0, &["chem", "physics"])), "t", &caller).is_ok());
+        let missing = braid_proto::tonic::Status::from(visible(None, "t", &caller).unwrap_err());
+        assert_eq!(missing.code(), braid_proto::tonic::Code::NotFound);
+        for hidden in [
+            row("t", 3, &[]),
+            row("t", 0, &["chem"]),
+            row("other", 0, &[]),
+        ] {
+            let status =
+                braid_proto::tonic::Status::from(visible(Some(hidden), "t", &caller).unwrap_err());
+            assert_eq!(
+                (status.code(), status.message()),
+                (missing.code(), missing.message()),
+                "a hidden document answers exactly like a missing one"
+            );
+        }
+        assert!(visible(Some(row("t", 9, &["x"])), "t", &Access::unrestricted()).is_ok());
     }
 
     #[test]

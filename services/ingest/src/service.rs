@@ -650,10 +650,8 @@ impl IngestService for IngestApi {
             .store
             .get_document(id)
             .await
-            .map_err(IngestError::from)?
-            // A document the caller may not see is indistinguishable from a missing one.
-            .filter(|row| row.tenant == tenant && access.admits(Some(&row.acl())))
-            .ok_or(IngestError::NotFound)?;
+            .map_err(IngestError::from)?;
+        let row = acl::visible(row, &tenant, &access)?;
         Ok(Response::new(to_document(row)))
     }
 

@@ -43,7 +43,7 @@ pub struct Upserted {
 }
 
 /// A document row as returned to callers.
-#[derive(sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct DocumentRow {
     pub id: Uuid,
     pub tenant: String,
