@@ -13,6 +13,8 @@ use braid_core::config::ClientConfig;
 use braid_core::server::Listeners;
 use braid_proto::tonic::transport::Channel;
 use braid_proto::v1::gateway_client::GatewayClient;
+use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
+use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;
@@ -398,6 +400,16 @@ impl Stack {
 
     pub async fn gateway_client(&self) -> anyhow::Result<GatewayClient<Channel>> {
         Ok(GatewayClient::connect(self.gateway.endpoint()).await?)
+    }
+
+    /// A client calling vector-search directly (what the gateway and ingest do internally).
+    pub async fn vector_client(&self) -> anyhow::Result<VectorSearchServiceClient<Channel>> {
+        Ok(VectorSearchServiceClient::connect(self.vector.endpoint()).await?)
+    }
+
+    /// A client calling text-search directly (what the gateway and ingest do internally).
+    pub async fn text_client(&self) -> anyhow::Result<TextSearchServiceClient<Channel>> {
+        Ok(TextSearchServiceClient::connect(self.text.endpoint()).await?)
     }
 
     pub fn services(&self) -> [&Service; 5] {

@@ -45,6 +45,11 @@ pub struct LimitsConfig {
     pub max_title_bytes: usize,
     pub max_external_id_bytes: usize,
     pub max_metadata_entries: usize,
+    /// Highest clearance a document's ACL may require.
+    pub max_acl_clearance: u32,
+    /// Groups per document ACL, and bytes per group name.
+    pub max_acl_groups: usize,
+    pub max_acl_group_bytes: usize,
     pub default_wait_ms: u64,
     pub max_wait_ms: u64,
 }
@@ -107,6 +112,9 @@ impl Default for LimitsConfig {
             max_title_bytes: 1024,
             max_external_id_bytes: 512,
             max_metadata_entries: 32,
+            max_acl_clearance: 1000,
+            max_acl_groups: 32,
+            max_acl_group_bytes: 128,
             // Waits must end within the server's request timeout (30 s by default).
             default_wait_ms: 20_000,
             max_wait_ms: 25_000,
@@ -159,6 +167,14 @@ impl Validate for IngestConfig {
             "limits.max_document_bytes",
             l.max_document_bytes as u64,
         );
+        // Both search legs store the clearance as a PostgreSQL `integer`.
+        if l.max_acl_clearance > i32::MAX as u32 {
+            errors.push(format!(
+                "limits.max_acl_clearance ({}) must be at most {}",
+                l.max_acl_clearance,
+                i32::MAX
+            ));
+        }
         if l.default_wait_ms > l.max_wait_ms {
             errors.push("limits.default_wait_ms must not exceed limits.max_wait_ms".into());
         }

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
+use crate::acl;
 use crate::chunk::{self, Tokenize};
 use crate::config::{ChunkingConfig, LimitsConfig};
 use crate::error::IngestError;
@@ -152,6 +153,7 @@ pub fn prepare(
     for (k, v) in &doc.metadata {
         validate::metadata_entry("metadata", k, v)?;
     }
+    let acl = acl::validate(doc.acl, limits)?;
     let mut extracted = extract::extract(mime, &doc.content);
     if rules.redaction.enabled() {
         extracted.text = redact::redact(&extracted.text, &rules.redaction);
@@ -173,20 +175,22 @@ pub fn prepare(
         rules.chunking.max_tokens,
         rules.chunking.overlap_tokens,
     );
-    // The hash covers everything that reaches the legs, so an unchanged hash means nothing
-    // to re-index.
+    // The hash covers everything that reaches the legs (the ACL included), so an unchanged
+    // hash means nothing to re-index.
     let mut hasher = Sha256::new();
     hash_fields(
         &mut hasher,
         [mime.as_str(), title.as_str(), doc.content.as_str()],
         &doc.metadata,
     );
+    hash_acl(&mut hasher, &acl);
     Ok(NewDocument {
         tenant: tenant.to_string(),
         external_id: doc.external_id,
         title,
         mime_type: mime.as_str(),
         metadata: doc.metadata,
+        acl,
         content_sha256: hex::encode(hasher.finalize()),
         chunks: chunks
             .into_iter()
@@ -214,6 +218,18 @@ fn hash_fields<'a>(
     }
 }
 
+/// Feeds an ACL into `hasher`: its clearance and group count, then each group
+/// length-prefixed, so no two ACLs (nor an ACL and other fields) hash alike.
+fn hash_acl(hasher: &mut Sha256, acl: &braid_proto::v1::DocumentAcl) {
+    hasher.update(b"acl");
+    hasher.update(u64::from(acl.clearance).to_le_bytes());
+    hasher.update((acl.groups.len() as u64).to_le_bytes());
+    for g in &acl.groups {
+        hasher.update((g.len() as u64).to_le_bytes());
+        hasher.update(g.as_bytes());
+    }
+}
+
 /// Fingerprint of an Ingest request for idempotency keys.
 fn request_fingerprint(r: &IngestRequest) -> String {
     let mut hasher = Sha256::new();
@@ -228,6 +244,7 @@ fn request_fingerprint(r: &IngestRequest) -> String {
             ],
             &d.metadata,
         );
+        hash_acl(&mut hasher, &d.acl.clone().unwrap_or_default());
     }
     hex::encode(hasher.finalize())
 }
@@ -282,7 +299,7 @@ fn tenant_filter(tenant: &str) -> Result<Option<&str>, IngestError> {
 
 fn to_document(row: DocumentRow) -> Document {
     Document {
-        acl: None,
+        acl: Some(row.acl()),
         document_id: row.id.to_string(),
         tenant: row.tenant,
         external_id: row.external_id,
@@ -362,7 +379,12 @@ impl IngestApi {
                 })
             }
             Err(e) => Ok(DocumentResult {
-                error: format!("documents[{index}] (external_id `{external_id}`): {e}"),
+                error: match e {
+                    IngestError::InvalidArgument { field, message } => format!(
+                        "documents[{index}].{field}: {message} (external_id `{external_id}`)"
+                    ),
+                    other => format!("documents[{index}] (external_id `{external_id}`): {other}"),
+                },
                 error_code: tonic::Code::InvalidArgument as i32,
                 external_id,
                 ..Default::default()
@@ -618,6 +640,7 @@ impl IngestService for IngestApi {
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<Document>, Status> {
+        let access = acl::caller_access(&request);
         let r = request.into_inner();
         let tenant = tenant_or_default(&r.tenant)?;
         let id = self
@@ -627,9 +650,8 @@ impl IngestService for IngestApi {
             .store
             .get_document(id)
             .await
-            .map_err(IngestError::from)?
-            .filter(|row| row.tenant == tenant)
-            .ok_or(IngestError::NotFound)?;
+            .map_err(IngestError::from)?;
+        let row = acl::visible(row, &tenant, &access)?;
         Ok(Response::new(to_document(row)))
     }
 
@@ -902,6 +924,46 @@ mod tests {
         let mut changed = doc("# Heading\n\nBody text.");
         changed.metadata.insert("lang".into(), "de".into());
         assert_ne!(prep(changed).unwrap().content_sha256, a.content_sha256);
+    }
+
+    #[test]
+    fn the_acl_is_validated_normalised_and_hashed() {
+        let with_acl = |clearance, groups: &[&str]| {
+            let mut d = doc("# Heading\n\nBody text.");
+            d.acl = Some(braid_proto::v1::DocumentAcl {
+                clearance,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            });
+            d
+        };
+        let public = prep(doc("# Heading\n\nBody text.")).unwrap();
+        assert_eq!(public.acl, Default::default());
+        let a = prep(with_acl(2, &["physics", "chem"])).unwrap();
+        assert_eq!(a.acl.groups, ["chem", "physics"]);
+        // Changing only the ACL changes the hash (so it re-indexes); group order does not.
+        assert_ne!(a.content_sha256, public.content_sha256);
+        assert_ne!(
+            prep(with_acl(3, &["physics", "chem"]))
+                .unwrap()
+                .content_sha256,
+            a.content_sha256
+        );
+        assert_ne!(
+            prep(with_acl(2, &["physics"])).unwrap().content_sha256,
+            a.content_sha256
+        );
+        assert_eq!(
+            prep(with_acl(2, &["chem", "physics", "chem"]))
+                .unwrap()
+                .content_sha256,
+            a.content_sha256
+        );
+        let err = prep(with_acl(0, &["ok", "bad\u{0}"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("acl.groups[1]:"), "{err}");
+        let err = prep(with_acl(1001, &[])).unwrap_err().to_string();
+        assert_eq!(err, "acl.clearance: 1001, at most 1000");
     }
 
     #[test]

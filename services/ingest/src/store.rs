@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use braid_proto::v1::DocumentAcl;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -28,6 +29,8 @@ pub struct NewDocument {
     pub title: String,
     pub mime_type: &'static str,
     pub metadata: HashMap<String, String>,
+    /// Validated and normalised (see `acl::validate`); part of `content_sha256`.
+    pub acl: DocumentAcl,
     pub content_sha256: String,
     pub chunks: Vec<(String, i32)>,
 }
@@ -40,7 +43,7 @@ pub struct Upserted {
 }
 
 /// A document row as returned to callers.
-#[derive(sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct DocumentRow {
     pub id: Uuid,
     pub tenant: String,
@@ -57,10 +60,21 @@ pub struct DocumentRow {
     pub updated_ms: i64,
     pub vector_synced_ms: Option<i64>,
     pub text_synced_ms: Option<i64>,
+    pub acl_clearance: i32,
+    pub acl_groups: Vec<String>,
+}
+
+impl DocumentRow {
+    pub fn acl(&self) -> DocumentAcl {
+        DocumentAcl {
+            clearance: self.acl_clearance.max(0) as u32,
+            groups: self.acl_groups.clone(),
+        }
+    }
 }
 
 const DOCUMENT_COLUMNS: &str = "id, tenant, external_id, title, mime_type, metadata, status, chunk_count, \
-    content_sha256, version, last_error, \
+    content_sha256, version, last_error, acl_clearance, acl_groups, \
     (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, \
     (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, \
     (extract(epoch FROM vector_synced_at) * 1000)::bigint AS vector_synced_ms, \
@@ -120,6 +134,7 @@ pub struct IndexPayload {
     pub external_id: String,
     pub title: String,
     pub metadata: HashMap<String, String>,
+    pub acl: DocumentAcl,
     pub chunks: Vec<(i32, String)>,
 }
 
@@ -177,6 +192,8 @@ impl Store {
         .await?;
         let metadata = sqlx::types::Json(&doc.metadata);
         let chunk_count = doc.chunks.len() as i32;
+        // Validated against `limits.max_acl_clearance`, which is at most i32::MAX.
+        let acl_clearance = i32::try_from(doc.acl.clearance).unwrap_or(i32::MAX);
         let (id, version) = match existing {
             Some((id, sha, deleted, status, count)) if sha == doc.content_sha256 && !deleted => {
                 tx.commit().await?;
@@ -190,7 +207,8 @@ impl Store {
             Some((id, ..)) => {
                 let version: i64 = sqlx::query_scalar(
                     "UPDATE ingest.documents SET title = $2, mime_type = $3, metadata = $4, \
-                       content_sha256 = $5, chunk_count = $6, version = version + 1, deleted = false, \
+                       content_sha256 = $5, chunk_count = $6, acl_clearance = $7, acl_groups = $8, \
+                       version = version + 1, deleted = false, \
                        status = 'pending', last_error = NULL, updated_at = now() \
                      WHERE id = $1 RETURNING version",
                 )
@@ -200,6 +218,8 @@ impl Store {
                 .bind(metadata)
                 .bind(&doc.content_sha256)
                 .bind(chunk_count)
+                .bind(acl_clearance)
+                .bind(&doc.acl.groups)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query("DELETE FROM ingest.chunks WHERE document_id = $1")
@@ -214,8 +234,9 @@ impl Store {
                 let id = Uuid::new_v4();
                 sqlx::query(
                     "INSERT INTO ingest.documents \
-                       (id, tenant, external_id, title, mime_type, metadata, content_sha256, chunk_count) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                       (id, tenant, external_id, title, mime_type, metadata, content_sha256, chunk_count, \
+                        acl_clearance, acl_groups) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(id)
                 .bind(&doc.tenant)
@@ -225,6 +246,8 @@ impl Store {
                 .bind(metadata)
                 .bind(&doc.content_sha256)
                 .bind(chunk_count)
+                .bind(acl_clearance)
+                .bind(&doc.acl.groups)
                 .execute(&mut *tx)
                 .await?;
                 (id, 1)
@@ -382,14 +405,15 @@ impl Store {
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
         let mut tx = self.pool.begin().await?;
-        let doc: Option<(i64, bool, String, String, Metadata)> =
-            sqlx::query_as(
-                "SELECT version, deleted, external_id, title, metadata FROM ingest.documents WHERE id = $1",
-            )
-            .bind(job.document_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((version, deleted, external_id, title, metadata)) = doc else {
+        let doc: Option<(i64, bool, String, String, Metadata, i32, Vec<String>)> = sqlx::query_as(
+            "SELECT version, deleted, external_id, title, metadata, acl_clearance, acl_groups \
+                 FROM ingest.documents WHERE id = $1",
+        )
+        .bind(job.document_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((version, deleted, external_id, title, metadata, acl_clearance, acl_groups)) = doc
+        else {
             return Ok(None);
         };
         if deleted || version != job.doc_version {
@@ -406,6 +430,10 @@ impl Store {
             external_id,
             title,
             metadata: metadata.0,
+            acl: DocumentAcl {
+                clearance: acl_clearance.max(0) as u32,
+                groups: acl_groups,
+            },
             chunks,
         }))
     }

@@ -308,7 +308,7 @@ fn to_chunks(job: &Job, document_id: &str, p: &IndexPayload) -> Vec<Chunk> {
     p.chunks
         .iter()
         .map(|(ordinal, body)| Chunk {
-            acl: None,
+            acl: Some(p.acl.clone()),
             chunk_id: format!("{document_id}:{ordinal}"),
             document_id: document_id.to_string(),
             tenant: job.tenant.clone(),

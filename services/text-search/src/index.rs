@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
+use braid_core::auth::Access;
 use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 
 use crate::error::TextError;
 
-/// A text query against one tenant.
+/// A text query against one tenant. No `Default`: every query states whose access it runs
+/// with, so forgetting the caller's ACL does not compile.
 #[derive(Debug, Clone)]
 pub struct TextQuery {
     pub tenant: String,
@@ -16,6 +18,8 @@ pub struct TextQuery {
     pub top_k: u32,
     /// Exact metadata matches required of every hit.
     pub filter: HashMap<String, String>,
+    /// The caller's clearance and groups, applied inside the query (never after it).
+    pub access: Access,
 }
 
 #[tonic::async_trait]

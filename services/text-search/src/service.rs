@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use braid_core::auth::access_from_filter;
 use braid_core::validate;
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::text_search_service_server::TextSearchService;
@@ -72,6 +73,8 @@ impl TextSearchService for TextApi {
                 query: r.query,
                 top_k: r.top_k,
                 filter: r.filter.map(|f| f.equals).unwrap_or_default(),
+                // Unset = public documents only (fail closed).
+                access: access_from_filter(r.access.as_ref()),
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))

@@ -1,17 +1,24 @@
 //! Tantivy implementation of [`TextIndex`]: one index directory, chunks as documents with
 //! English-stemmed `title` and `body` fields scored by BM25, exact-match `tenant` and `meta`
-//! (`key\x1fvalue`) fields used as zero-score filters inside the query. Writes take the single
-//! writer, commit, and reload the reader, all on the blocking pool.
+//! (`key\x1fvalue`) fields used as zero-score filters inside the query. Each chunk also carries
+//! its document's ACL (`acl_clearance`, `acl_group`), and every search adds the caller's access
+//! as zero-score clauses of the same query ([`access_clauses`]), so `top_k` counts only visible
+//! chunks. Writes take the single writer, commit, and reload the reader, all on the blocking
+//! pool.
 
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
+use braid_core::auth::{Access, chunks_acl};
 use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{
-    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument,
+    TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
@@ -21,6 +28,9 @@ use crate::error::TextError;
 use crate::index::{TextIndex, TextQuery};
 
 const SEP: char = '\u{1f}';
+/// The `acl_group` term of a chunk whose document has no groups (visible to every group).
+/// Group names cannot contain control characters, so no real group collides with it.
+const NO_GROUPS: &str = "\u{1f}none";
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -33,6 +43,8 @@ struct Fields {
     body: Field,
     ordinal: Field,
     meta: Field,
+    acl_clearance: Field,
+    acl_group: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -54,6 +66,8 @@ fn schema() -> (Schema, Fields) {
         body: b.add_text_field("body", text),
         ordinal: b.add_u64_field("ordinal", STORED | INDEXED),
         meta: b.add_text_field("meta", STRING),
+        acl_clearance: b.add_u64_field("acl_clearance", INDEXED | FAST),
+        acl_group: b.add_text_field("acl_group", STRING),
     };
     (b.build(), fields)
 }
@@ -98,8 +112,12 @@ impl TantivyIndex {
         let index = if dir.join("meta.json").exists() {
             let index = Index::open_in_dir(dir).map_err(index_err)?;
             if index.schema() != schema {
+                // Most likely an index written before document ACLs existed: its chunks have
+                // no ACL, and guessing one would show restricted text to the wrong callers.
                 return Err(TextError::Index(format!(
-                    "index in {} has a different schema; remove it to rebuild",
+                    "the text index in {} was written by another Braid version (its schema \
+                     differs, e.g. no document ACL fields): stop the service, remove that \
+                     directory and re-ingest the documents to rebuild it",
                     dir.display()
                 )));
             }
@@ -176,6 +194,7 @@ impl Inner {
     /// Stages the replacement in the writer; returns its sequence number.
     fn add(&self, key: &str, chunks: &[Chunk]) -> Result<u64, TextError> {
         let f = self.fields;
+        let acl = chunks_acl(chunks).map_err(TextError::from)?;
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
         for c in chunks {
@@ -191,6 +210,13 @@ impl Inner {
             );
             for (k, v) in &c.metadata {
                 d.add_text(f.meta, format!("{k}{SEP}{v}"));
+            }
+            d.add_u64(f.acl_clearance, u64::from(acl.clearance));
+            if acl.groups.is_empty() {
+                d.add_text(f.acl_group, NO_GROUPS);
+            }
+            for g in &acl.groups {
+                d.add_text(f.acl_group, g);
             }
             writer.add_document(d).map_err(index_err)?;
         }
@@ -222,6 +248,7 @@ impl Inner {
         for (k, v) in filters {
             clauses.push(filter(f.meta, &format!("{k}{SEP}{v}")));
         }
+        clauses.extend(access_clauses(&f, &q.access));
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = searcher
@@ -253,6 +280,30 @@ impl Inner {
         }
         Ok(hits)
     }
+}
+
+/// Zero-score Must clauses admitting only chunks `access` may see: clearance at most the
+/// caller's, and no groups or one of the caller's. Nothing for unrestricted access.
+fn access_clauses(f: &Fields, access: &Access) -> Vec<(Occur, Box<dyn Query>)> {
+    if access.unrestricted {
+        return Vec::new();
+    }
+    let clearance = RangeQuery::new(
+        Bound::Unbounded,
+        Bound::Included(Term::from_field_u64(
+            f.acl_clearance,
+            u64::from(access.clearance),
+        )),
+    );
+    let groups = TermSetQuery::new(
+        std::iter::once(NO_GROUPS)
+            .chain(access.groups.iter().map(String::as_str))
+            .map(|g| Term::from_field_text(f.acl_group, g)),
+    );
+    let zero = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
+        (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+    };
+    vec![zero(Box::new(clearance)), zero(Box::new(groups))]
 }
 
 #[tonic::async_trait]
@@ -295,6 +346,8 @@ impl TextIndex for TantivyIndex {
 mod tests {
     use std::collections::HashMap;
 
+    use braid_proto::v1::DocumentAcl;
+
     use super::*;
 
     fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
@@ -317,6 +370,7 @@ mod tests {
             query: q.into(),
             top_k: 10,
             filter: HashMap::new(),
+            access: Access::unrestricted(),
         }
     }
 
@@ -403,6 +457,147 @@ mod tests {
         );
         // Odd query syntax is not an error.
         assert!(idx.search(query("t1", "\"unbalanced AND (")).await.is_ok());
+    }
+
+    fn acl(clearance: u32, groups: &[&str]) -> Option<DocumentAcl> {
+        Some(DocumentAcl {
+            clearance,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        })
+    }
+
+    fn access(clearance: u32, groups: &[&str]) -> Access {
+        Access {
+            tenant: None,
+            clearance,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            unrestricted: false,
+        }
+    }
+
+    async fn ids(idx: &TantivyIndex, text: &str, access: Access) -> Vec<String> {
+        let mut q = query("t", text);
+        q.access = access;
+        let mut ids: Vec<String> = idx
+            .search(q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.document_id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn access_applies_clearance_and_groups_inside_the_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let docs = [
+            ("public", None),
+            ("c2", acl(2, &[])),
+            ("c3", acl(3, &[])),
+            ("physics", acl(0, &["physics"])),
+            ("physics-or-chem-c2", acl(2, &["physics", "chem"])),
+        ];
+        for (id, a) in docs {
+            let mut c = chunk("t", id, 0, "", "neutron stars");
+            c.acl = a;
+            idx.replace_document("t", id, vec![c]).await.unwrap();
+        }
+        // Clearance below, at and above the documents' levels; no groups.
+        assert_eq!(ids(&idx, "neutron", access(1, &[])).await, ["public"]);
+        assert_eq!(ids(&idx, "neutron", access(2, &[])).await, ["c2", "public"]);
+        assert_eq!(
+            ids(&idx, "neutron", access(3, &[])).await,
+            ["c2", "c3", "public"]
+        );
+        // A shared group admits; another group does not; both rules must hold.
+        assert_eq!(
+            ids(&idx, "neutron", access(0, &["physics"])).await,
+            ["physics", "public"]
+        );
+        assert_eq!(
+            ids(&idx, "neutron", access(5, &["biology"])).await,
+            ["c2", "c3", "public"]
+        );
+        assert_eq!(
+            ids(&idx, "neutron", access(2, &["chem"])).await,
+            ["c2", "physics-or-chem-c2", "public"]
+        );
+        // Unrestricted sees everything; an unset AccessFilter is public documents only.
+        assert_eq!(ids(&idx, "neutron", Access::unrestricted()).await.len(), 5);
+        assert_eq!(
+            ids(&idx, "neutron", braid_core::auth::access_from_filter(None)).await,
+            ["public"]
+        );
+    }
+
+    #[tokio::test]
+    async fn top_k_is_filled_with_visible_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        // 20 restricted documents match the query far better than the 5 public ones.
+        for i in 0..20 {
+            let id = format!("secret{i:02}");
+            let mut c = chunk("t", &id, 0, "quasar", "quasar quasar quasar jets");
+            c.acl = acl(3, &["astro"]);
+            idx.replace_document("t", &id, vec![c]).await.unwrap();
+        }
+        for i in 0..5 {
+            let id = format!("public{i}");
+            let c = chunk(
+                "t",
+                &id,
+                0,
+                "",
+                &format!("a long note {i} that mentions a quasar once among many other words"),
+            );
+            idx.replace_document("t", &id, vec![c]).await.unwrap();
+        }
+        let mut q = query("t", "quasar");
+        q.top_k = 5;
+        q.access = access(1, &["physics"]);
+        let hits = idx.search(q.clone()).await.unwrap();
+        let mut got: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+        got.sort();
+        assert_eq!(got, ["public0", "public1", "public2", "public3", "public4"]);
+        q.access = Access::unrestricted();
+        let hits = idx.search(q).await.unwrap();
+        assert!(
+            hits.iter().all(|h| h.document_id.starts_with("secret")),
+            "the restricted documents do rank first for a caller who may see them"
+        );
+    }
+
+    #[tokio::test]
+    async fn chunks_of_one_document_must_share_its_acl() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let a = chunk("t", "d", 0, "", "one");
+        let mut b = chunk("t", "d", 1, "", "two");
+        b.acl = acl(1, &[]);
+        let err = idx
+            .replace_document("t", "d", vec![a, b])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("chunks[1].acl"), "{err}");
+    }
+
+    #[test]
+    fn an_index_without_acl_fields_is_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Schema::builder();
+        old.add_text_field("chunk_id", STRING | STORED);
+        Index::create_in_dir(dir.path(), old.build()).unwrap();
+        let err = TantivyIndex::open(&test_config(dir.path()), 120, 1.5)
+            .err()
+            .expect("an index with another schema must not open")
+            .to_string();
+        assert!(
+            err.contains("remove that directory") && err.contains("re-ingest"),
+            "{err}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,6 @@
 //! The `braid.v1.VectorSearchService` gRPC handlers.
 
+use braid_core::auth::access_from_filter;
 use braid_core::validate;
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::vector_search_service_server::VectorSearchService;
@@ -103,6 +104,8 @@ impl VectorSearchService for VectorApi {
         self.check_vector("embedding", &r.embedding)?;
         let filter = serde_json::to_value(r.filter.map(|f| f.equals).unwrap_or_default())
             .unwrap_or_else(|_| serde_json::json!({}));
+        // Unset = public documents only (fail closed).
+        let access = access_from_filter(r.access.as_ref());
         let hits = self
             .store
             .search(Query {
@@ -111,6 +114,7 @@ impl VectorSearchService for VectorApi {
                 top_k: r.top_k,
                 filter,
                 model: &r.model,
+                access: &access,
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))

@@ -1,6 +1,7 @@
 //! SQL for the `vectors` schema. Vectors travel as pgvector's text form (`[1,2,3]`) and are
 //! cast in SQL; every value is a bind parameter.
 
+use braid_core::auth::{Access, chunks_acl};
 use braid_proto::v1::{Chunk, ChunkHit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -15,7 +16,8 @@ pub struct Store {
     pool: PgPool,
 }
 
-/// A search against the store.
+/// A search against the store. No `Default`: every search states whose access it runs with,
+/// so forgetting the caller's ACL does not compile.
 pub struct Query<'a> {
     pub tenant: &'a str,
     pub embedding: &'a [f32],
@@ -24,6 +26,8 @@ pub struct Query<'a> {
     pub filter: serde_json::Value,
     /// Only vectors of this model; empty = any.
     pub model: &'a str,
+    /// The caller's clearance and groups, applied in the WHERE clause.
+    pub access: &'a Access,
 }
 
 pub fn vector_literal(values: &[f32]) -> String {
@@ -116,6 +120,7 @@ impl Store {
         chunks: &[Chunk],
         embeddings: &[Vec<f32>],
     ) -> Result<u32, VectorError> {
+        let acl = chunks_acl(chunks).map_err(|e| VectorError::invalid(e.field, e.message))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid              AND (NOT $3 OR model = $4)",
@@ -139,9 +144,10 @@ impl Store {
             let vectors: Vec<String> = embeddings.iter().map(|v| vector_literal(v)).collect();
             sqlx::query(
                 "INSERT INTO vectors.chunks \
-                   (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding) \
+                   (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
+                    acl_clearance, acl_groups) \
                  SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
-                        u.metadata::jsonb, $3, u.embedding::vector \
+                        u.metadata::jsonb, $3, u.embedding::vector, $11, $12::text[] \
                  FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::text[]) \
                    AS u(chunk_id, external_id, title, ordinal, body, metadata, embedding)",
             )
@@ -155,6 +161,8 @@ impl Store {
             .bind(&bodies)
             .bind(&metadata)
             .bind(&vectors)
+            .bind(acl.clearance as i32) // chunks_acl checked it fits
+            .bind(&acl.groups)
             .execute(&mut *tx)
             .await?;
         }
@@ -185,14 +193,18 @@ impl Store {
         Ok(done.rows_affected() as u32)
     }
 
-    /// Nearest chunks by cosine distance. Tenant and metadata filters are part of the SQL, and
-    /// pgvector's iterative index scan keeps returning candidates until enough pass them.
+    /// Nearest chunks by cosine distance. Tenant, metadata and access filters are part of the
+    /// SQL, and pgvector's iterative index scan keeps returning candidates until enough pass
+    /// them. Access: unrestricted, or clearance at most the caller's and no groups or a shared
+    /// one ([`Access::admits`]).
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
         let rows: Vec<(String, String, String, String, String, i32, f64)> = sqlx::query_as(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> $1::vector) AS score \
              FROM vectors.chunks \
              WHERE tenant = $2 AND metadata @> $3::jsonb AND ($5 = '' OR model = $5) \
+               AND ($6 OR (acl_clearance <= $7::int8 \
+                           AND (acl_groups = '{}' OR acl_groups && $8::text[]))) \
              ORDER BY embedding <=> $1::vector \
              LIMIT $4",
         )
@@ -201,6 +213,15 @@ impl Store {
         .bind(q.filter.to_string())
         .bind(q.top_k as i64)
         .bind(q.model)
+        .bind(q.access.unrestricted)
+        .bind(i64::from(q.access.clearance))
+        .bind(
+            q.access
+                .groups
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
         // Plan per call: a cached generic plan keeps `$1::vector` as a parameter cast, which
         // re-parses the 384-float text for every row compared (~0.5 s at 12k chunks) and
         // hides the query vector from the HNSW index; a custom plan folds it to a constant.
@@ -230,7 +251,213 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use braid_proto::v1::DocumentAcl;
+    use sqlx::Connection;
+
     use super::*;
+
+    /// A store on a fresh database of its own (from `BRAID_TEST_DATABASE_URL`, as in the
+    /// end-to-end tests), migrated; dropped by [`TestDb::drop`].
+    struct TestDb {
+        admin: String,
+        name: String,
+    }
+
+    impl TestDb {
+        async fn store() -> (Store, TestDb) {
+            let admin = std::env::var("BRAID_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://braid@127.0.0.1:54329/postgres".into());
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
+            let name = format!("braid_vs_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let db = DatabaseConfig {
+                url: format!("{base}/{name}"),
+                ..DatabaseConfig::default()
+            };
+            // A small candidate list, so the HNSW path needs the iterative scan to fill top_k.
+            let search = SearchConfig {
+                ef_search: 10,
+                ..SearchConfig::default()
+            };
+            let store = Store::connect(&db, &search).await.unwrap();
+            store.migrate().await.unwrap();
+            (store, TestDb { admin, name })
+        }
+
+        async fn drop(self, store: Store) {
+            store.pool.close().await;
+            let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+
+    fn acl(clearance: u32, groups: &[&str]) -> Option<DocumentAcl> {
+        Some(DocumentAcl {
+            clearance,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        })
+    }
+
+    fn access(clearance: u32, groups: &[&str]) -> Access {
+        Access {
+            tenant: None,
+            clearance,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            unrestricted: false,
+        }
+    }
+
+    /// A 384-d unit-ish vector pointing mostly along axis 0, tilted towards axis 1 by `tilt`.
+    fn vector(tilt: f32) -> Vec<f32> {
+        let mut v = vec![0.0; 384];
+        v[0] = 1.0;
+        v[1] = tilt;
+        v
+    }
+
+    async fn put(store: &Store, name: &str, a: Option<DocumentAcl>, tilt: f32) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let chunk = Chunk {
+            chunk_id: format!("{id}:0"),
+            document_id: id.clone(),
+            tenant: "t".into(),
+            external_id: name.into(),
+            text: format!("text of {name}"),
+            acl: a,
+            ..Default::default()
+        };
+        store
+            .replace_document("t", &id, "m", false, &[chunk], &[vector(tilt)])
+            .await
+            .unwrap();
+    }
+
+    async fn names(store: &Store, access: &Access, top_k: u32) -> Vec<String> {
+        let hits = store
+            .search(Query {
+                tenant: "t",
+                embedding: &vector(0.0),
+                top_k,
+                filter: serde_json::json!({}),
+                model: "",
+                access,
+            })
+            .await
+            .unwrap();
+        let mut names: Vec<String> = hits.into_iter().map(|h| h.external_id).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn access_applies_clearance_and_groups_in_the_sql() {
+        let (store, db) = TestDb::store().await;
+        put(&store, "public", None, 0.1).await;
+        put(&store, "c2", acl(2, &[]), 0.1).await;
+        put(&store, "c3", acl(3, &[]), 0.1).await;
+        put(&store, "physics", acl(0, &["physics"]), 0.1).await;
+        put(
+            &store,
+            "physics-or-chem-c2",
+            acl(2, &["physics", "chem"]),
+            0.1,
+        )
+        .await;
+        // Clearance below, at and above the documents' levels; no groups.
+        assert_eq!(names(&store, &access(1, &[]), 10).await, ["public"]);
+        assert_eq!(names(&store, &access(2, &[]), 10).await, ["c2", "public"]);
+        assert_eq!(
+            names(&store, &access(3, &[]), 10).await,
+            ["c2", "c3", "public"]
+        );
+        // A shared group admits; another group does not; both rules must hold.
+        assert_eq!(
+            names(&store, &access(0, &["physics"]), 10).await,
+            ["physics", "public"]
+        );
+        assert_eq!(
+            names(&store, &access(5, &["biology"]), 10).await,
+            ["c2", "c3", "public"]
+        );
+        assert_eq!(
+            names(&store, &access(2, &["chem"]), 10).await,
+            ["c2", "physics-or-chem-c2", "public"]
+        );
+        // Unrestricted sees everything; an unset AccessFilter is public documents only.
+        assert_eq!(names(&store, &Access::unrestricted(), 10).await.len(), 5);
+        assert_eq!(
+            names(&store, &braid_core::auth::access_from_filter(None), 10).await,
+            ["public"]
+        );
+        db.drop(store).await;
+    }
+
+    #[tokio::test]
+    async fn top_k_is_filled_with_visible_chunks() {
+        let (store, db) = TestDb::store().await;
+        // 20 restricted documents nearer the query than the 5 public ones.
+        for i in 0..20 {
+            put(
+                &store,
+                &format!("secret{i:02}"),
+                acl(3, &["astro"]),
+                0.01 * i as f32,
+            )
+            .await;
+        }
+        for i in 0..5 {
+            put(&store, &format!("public{i}"), None, 1.0 + i as f32).await;
+        }
+        assert_eq!(
+            names(&store, &access(1, &["physics"]), 5).await,
+            ["public0", "public1", "public2", "public3", "public4"]
+        );
+        let all = names(&store, &Access::unrestricted(), 5).await;
+        assert!(
+            all.iter().all(|n| n.starts_with("secret")),
+            "the restricted documents do rank first for a caller who may see them: {all:?}"
+        );
+        db.drop(store).await;
+    }
+
+    #[tokio::test]
+    async fn chunks_of_one_document_must_share_its_acl() {
+        let (store, db) = TestDb::store().await;
+        let id = uuid::Uuid::new_v4().to_string();
+        let chunk = |ordinal: u32, a| Chunk {
+            chunk_id: format!("{id}:{ordinal}"),
+            document_id: id.clone(),
+            tenant: "t".into(),
+            ordinal,
+            acl: a,
+            ..Default::default()
+        };
+        let err = store
+            .replace_document(
+                "t",
+                &id,
+                "m",
+                false,
+                &[chunk(0, None), chunk(1, acl(1, &[]))],
+                &[vector(0.0), vector(0.0)],
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("chunks[1].acl"), "{err}");
+        db.drop(store).await;
+    }
 
     #[test]
     fn vector_literal_is_pgvector_text_form() {

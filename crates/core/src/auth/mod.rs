@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use braid_proto::v1::{AccessFilter, DocumentAcl};
+use braid_proto::v1::{AccessFilter, Chunk, DocumentAcl};
 use serde::{Deserialize, Serialize};
 
 /// Binary metadata key carrying a forwarded principal (JSON) on internal calls.
@@ -150,6 +150,45 @@ pub fn access_from_filter(filter: Option<&AccessFilter>) -> Access {
     }
 }
 
+/// The ACL a leg stores for one document's chunks: every chunk carries its document's ACL
+/// (unset = public), so they must all agree. Group names must be free of control characters
+/// (the text leg uses one as its "no groups" sentinel) and the clearance must fit a
+/// PostgreSQL `integer`. The result's groups are sorted and de-duplicated.
+pub fn chunks_acl(chunks: &[Chunk]) -> Result<DocumentAcl, crate::validate::FieldError> {
+    use crate::validate::FieldError;
+    let first = chunks
+        .first()
+        .and_then(|c| c.acl.clone())
+        .unwrap_or_default();
+    for (i, c) in chunks.iter().enumerate().skip(1) {
+        if c.acl.clone().unwrap_or_default() != first {
+            return Err(FieldError::new(
+                format!("chunks[{i}].acl"),
+                "differs from chunks[0].acl: the chunks of a document share its ACL",
+            ));
+        }
+    }
+    if first.clearance > i32::MAX as u32 {
+        return Err(FieldError::new(
+            "chunks[0].acl.clearance",
+            format!("{}, at most {}", first.clearance, i32::MAX),
+        ));
+    }
+    for (j, g) in first.groups.iter().enumerate() {
+        if g.is_empty() || g.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                format!("chunks[0].acl.groups[{j}]"),
+                "must be non-empty and free of control characters",
+            ));
+        }
+    }
+    let groups: BTreeSet<String> = first.groups.into_iter().collect();
+    Ok(DocumentAcl {
+        clearance: first.clearance,
+        groups: groups.into_iter().collect(),
+    })
+}
+
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
@@ -268,6 +307,32 @@ mod tests {
         assert!(!p.access.admits(Some(&acl(1, &["chem"]))));
         assert!(Access::unrestricted().admits(Some(&acl(9, &["x"]))));
         assert!(!access_from_filter(None).admits(Some(&acl(1, &[]))));
+    }
+
+    #[test]
+    fn chunks_share_one_checked_acl() {
+        let chunk = |a: Option<DocumentAcl>| Chunk {
+            acl: a,
+            ..Default::default()
+        };
+        assert_eq!(chunks_acl(&[]).unwrap(), DocumentAcl::default());
+        let both = [
+            chunk(Some(acl(2, &["b", "a", "b"]))),
+            chunk(Some(acl(2, &["b", "a", "b"]))),
+        ];
+        assert_eq!(chunks_acl(&both).unwrap(), acl(2, &["a", "b"]));
+        let differ = [chunk(Some(acl(2, &["a"]))), chunk(None)];
+        assert_eq!(chunks_acl(&differ).unwrap_err().field, "chunks[1].acl");
+        let bad = [chunk(Some(acl(0, &["ok", "x\u{1f}y"])))];
+        assert_eq!(
+            chunks_acl(&bad).unwrap_err().field,
+            "chunks[0].acl.groups[1]"
+        );
+        let high = [chunk(Some(acl(u32::MAX, &[])))];
+        assert_eq!(
+            chunks_acl(&high).unwrap_err().field,
+            "chunks[0].acl.clearance"
+        );
     }
 
     #[test]
