@@ -74,7 +74,8 @@ pub fn document_id(value: &str) -> Result<uuid_like::Uuid, FieldError> {
         .ok_or_else(|| FieldError::new("document_id", format!("`{value}` is not a UUID")))
 }
 
-/// Filter entries: bounded count, non-empty bounded keys, bounded values.
+/// Filter entries: bounded count; keys and values follow the metadata rules
+/// ([`metadata_key`], [`metadata_value`]).
 pub fn filter(filter: Option<&MetadataFilter>) -> Result<(), FieldError> {
     let Some(filter) = filter else { return Ok(()) };
     if filter.equals.len() > MAX_FILTER_ENTRIES {
@@ -92,21 +93,109 @@ pub fn filter(filter: Option<&MetadataFilter>) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// One metadata key/value pair within limits.
+/// One metadata key/value pair: the key by [`metadata_key`], the value by [`metadata_value`].
 pub fn metadata_entry(field: &str, key: &str, value: &str) -> Result<(), FieldError> {
+    metadata_key(field, key)?;
+    metadata_value(&format!("{field}[{key}]"), value)
+}
+
+/// A metadata key (in documents and in filters): 1..=128 bytes of ASCII letters, digits and
+/// `_`, `-`, `.`, `:`, `/`. The key is shown back in errors only once it passed.
+pub fn metadata_key(field: &str, key: &str) -> Result<(), FieldError> {
     if key.is_empty() || key.len() > MAX_METADATA_KEY_BYTES {
         return Err(FieldError::new(
             field,
-            format!("key `{key}` must be 1..={MAX_METADATA_KEY_BYTES} bytes"),
+            format!(
+                "a key of {} bytes; keys must be 1..={MAX_METADATA_KEY_BYTES} bytes",
+                key.len()
+            ),
         ));
     }
-    if value.len() > MAX_METADATA_VALUE_BYTES {
+    if !key.bytes().all(is_metadata_key_byte) {
         return Err(FieldError::new(
-            format!("{field}[{key}]"),
-            format!("{} bytes, at most {MAX_METADATA_VALUE_BYTES}", value.len()),
+            field,
+            "keys may only contain ASCII letters, digits and '_', '-', '.', ':', '/'",
         ));
     }
     Ok(())
+}
+
+fn is_metadata_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/')
+}
+
+/// A metadata value (in documents and in filters): at most 1024 bytes, no control characters
+/// (NUL included: PostgreSQL text cannot hold it). Any other Unicode text is fine.
+pub fn metadata_value(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() > MAX_METADATA_VALUE_BYTES {
+        return Err(FieldError::new(
+            field,
+            format!("{} bytes, at most {MAX_METADATA_VALUE_BYTES}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters (U+0000..U+001F, U+007F..U+009F)",
+        ));
+    }
+    Ok(())
+}
+
+/// Unicode bidirectional formatting characters (embeddings, overrides, isolates and marks):
+/// they make an identifier display differently from what it is.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// An identifier chosen by the caller (external ids, idempotency keys): 1..=`max` bytes of
+/// UTF-8 with no control characters and no bidi formatting characters.
+pub fn identifier(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(FieldError::new(
+            field,
+            format!("{} bytes, at most {max}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters (U+0000..U+001F, U+007F..U+009F)",
+        ));
+    }
+    if value.chars().any(is_bidi_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain bidirectional formatting characters (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C)",
+        ));
+    }
+    Ok(())
+}
+
+/// Free text typed by a user (queries, titles): control characters become spaces, so NUL and
+/// friends never reach storage or an index, and the words on either side stay apart.
+pub fn clean_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.chars().any(char::is_control) {
+        value
+            .chars()
+            .map(|c| {
+                if c.is_control() && !matches!(c, '\n' | '\t') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        value.into()
+    }
 }
 
 /// Chunks sent to a leg must all belong to the request's tenant and document.
@@ -123,6 +212,9 @@ pub fn chunks(tenant: &str, document_id: &str, chunks: &[Chunk]) -> Result<(), F
                 format!("chunks[{i}].chunk_id"),
                 "must not be empty",
             ));
+        }
+        for (k, v) in &c.metadata {
+            metadata_entry(&format!("chunks[{i}].metadata"), k, v)?;
         }
     }
     Ok(())
@@ -211,5 +303,90 @@ mod tests {
         assert!(filter(Some(&f)).is_ok());
         f.equals.insert(String::new(), "x".into());
         assert!(filter(Some(&f)).is_err());
+    }
+
+    #[test]
+    fn metadata_key_charset() {
+        for ok in ["lang", "a.b-c_d:e/f", "X9"] {
+            assert!(metadata_key("filter.equals", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "k\0",
+            "ключ",
+            "a'b",
+            "a\u{202E}b",
+            "x\u{1f}y",
+            "\"k\"",
+        ] {
+            let e = metadata_key("filter.equals", bad).unwrap_err();
+            assert_eq!(e.field, "filter.equals", "{bad:?}");
+        }
+        let e = metadata_key("metadata", &"k".repeat(129)).unwrap_err();
+        assert!(e.message.contains("1..=128"), "{e}");
+    }
+
+    #[test]
+    fn metadata_values_reject_controls_but_take_any_script() {
+        assert!(metadata_value("v", "日本語 한국어 кириллица 🦀 e\u{301}").is_ok());
+        assert!(metadata_value("v", "a\0b").is_err());
+        assert!(metadata_value("v", "a\u{7}b").is_err());
+        assert!(metadata_value("v", &"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn identifiers_reject_controls_and_bidi() {
+        assert!(identifier("external_id", "doc-日本-🦀", 64).is_ok());
+        for bad in ["", "a\0", "a\nb", "evil\u{202E}gpj.exe", "a\u{2066}b"] {
+            let e = identifier("external_id", bad, 64).unwrap_err();
+            assert_eq!(e.field, "external_id");
+        }
+        assert!(identifier("external_id", &"é".repeat(33), 64).is_err());
+    }
+
+    #[test]
+    fn clean_text_replaces_controls() {
+        assert_eq!(clean_text("a\0b\u{1b}[31mc\td"), "a b [31mc\td");
+        assert!(matches!(clean_text("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_metadata_entry_is_ok_or_names_its_field(key in ".{0,40}", value in ".{0,40}") {
+                match metadata_entry("metadata", &key, &value) {
+                    Ok(()) => {
+                        prop_assert!(key.bytes().all(is_metadata_key_byte) && !key.is_empty());
+                        prop_assert!(!value.chars().any(char::is_control));
+                    }
+                    Err(e) => prop_assert!(e.field.starts_with("metadata"), "{}", e),
+                }
+            }
+
+            #[test]
+            fn any_identifier_is_ok_or_names_its_field(value in "\\PC{0,20}|.{0,20}") {
+                if let Err(e) = identifier("external_id", &value, 32) {
+                    prop_assert_eq!(e.field, "external_id");
+                }
+            }
+
+            #[test]
+            fn any_tenant_is_ok_or_names_its_field(value in ".{0,20}") {
+                if let Err(e) = tenant(&value) {
+                    prop_assert_eq!(e.field, "tenant");
+                }
+            }
+
+            #[test]
+            fn clean_text_leaves_no_controls_but_newlines_and_tabs(value in any::<String>()) {
+                let cleaned = clean_text(&value);
+                prop_assert!(cleaned.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+                prop_assert_eq!(cleaned.chars().count(), value.chars().count());
+            }
+        }
     }
 }

@@ -58,13 +58,46 @@ enum Leg {
 
 struct Validated {
     tenant: String,
+    /// The query with control characters turned into spaces.
+    query: String,
     top_k: u32,
     mode: SearchMode,
     params: RrfParams,
 }
 
+/// A leg's error in words an operator can act on. Only validation messages (written by our
+/// own services, naming a field and a rule) are passed on; other codes get a fixed phrase, so
+/// hosts, bodies and SQL from a transport or database error never reach a client. The full
+/// status goes to the log.
 fn describe(status: &Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+    use braid_proto::tonic::Code;
+    tracing::debug!(code = ?status.code(), message = status.message(), "leg status");
+    match status.code() {
+        Code::InvalidArgument => {
+            let message: String = status.message().chars().take(200).collect();
+            format!("rejected the request: {}", message.escape_debug())
+        }
+        Code::Unavailable => {
+            "unavailable (not reachable, not serving, or its circuit breaker is open)".into()
+        }
+        Code::DeadlineExceeded => "did not answer within its deadline".into(),
+        Code::ResourceExhausted => "overloaded (request shed)".into(),
+        Code::Cancelled => "call cancelled".into(),
+        Code::Unauthenticated | Code::PermissionDenied => {
+            "refused the gateway's credentials".into()
+        }
+        Code::Unimplemented => "does not serve this call (version mismatch?)".into(),
+        Code::NotFound
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::AlreadyExists
+        | Code::Aborted => {
+            format!("answered {:?}", status.code())
+        }
+        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
+            "internal error (details in that service's log)".into()
+        }
+    }
 }
 
 impl Searcher {
@@ -75,8 +108,14 @@ impl Searcher {
             &r.tenant
         };
         validate::tenant(tenant)?;
-        if r.query.trim().is_empty() {
-            return Err(GatewayError::invalid("query", "must not be empty"));
+        // Control characters (NUL included) in a query are treated as spaces; the text is
+        // never parsed as query syntax by either leg.
+        let query = validate::clean_text(&r.query);
+        if query.trim().is_empty() {
+            return Err(GatewayError::invalid(
+                "query",
+                "must contain text other than whitespace and control characters",
+            ));
         }
         if r.query.len() > self.config.max_query_bytes {
             return Err(GatewayError::invalid(
@@ -134,6 +173,7 @@ impl Searcher {
         };
         Ok(Validated {
             tenant: tenant.to_string(),
+            query: query.trim().to_string(),
             top_k,
             mode,
             params,
@@ -175,14 +215,14 @@ impl Searcher {
                 .clone()
                 .embed(embed)
                 .await
-                .map_err(|s| format!("embedding {}", describe(&s)))?
+                .map_err(|s| format!("query embedding {}", describe(&s)))?
                 .into_inner();
             request.embedding = embedded
                 .embeddings
                 .into_iter()
                 .next()
                 .map(|v| v.values)
-                .ok_or("embedding service returned no vector")?;
+                .ok_or("query embedding returned no vector")?;
             // Compare like with like: only vectors of the model that embedded the query
             // (during a re-embedding the other model's vectors stay until purged).
             request.model = embedded.model;
@@ -260,9 +300,9 @@ impl Searcher {
             self.timed(
                 "vector",
                 use_vector,
-                self.vector_leg(base.clone(), r.query.clone())
+                self.vector_leg(base.clone(), v.query.clone())
             ),
-            self.timed("text", use_text, self.text_leg(base, r.query.clone())),
+            self.timed("text", use_text, self.text_leg(base, v.query.clone())),
         );
         let mut reasons = Vec::new();
         let mut answered = |name: &str, leg: &Leg| -> Option<Vec<ChunkHit>> {

@@ -83,11 +83,46 @@ pub fn chunk(
     max_tokens: usize,
     overlap: usize,
 ) -> Vec<TextChunk> {
-    let spans = tokenizer.spans(text);
+    chunk_spans(text, tokenizer, max_tokens, overlap)
+        .into_iter()
+        .map(|(start, end, token_count)| TextChunk {
+            text: text[start..end].to_string(),
+            token_count,
+        })
+        .collect()
+}
+
+/// Token spans made safe to slice with: inside `text`, on character boundaries, non-empty,
+/// and with non-decreasing starts (a tokenizer may report one character as several tokens
+/// with the same or overlapping offsets; those tokens still count).
+fn safe_spans(text: &str, spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (s, e) in spans {
+        let ok = s < e
+            && e <= text.len()
+            && text.is_char_boundary(s)
+            && text.is_char_boundary(e)
+            && out.last().is_none_or(|&(ps, _)| s >= ps);
+        if ok {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+/// The chunks as `(start byte, end byte, token count)`.
+fn chunk_spans(
+    text: &str,
+    tokenizer: &dyn Tokenize,
+    max_tokens: usize,
+    overlap: usize,
+) -> Vec<(usize, usize, usize)> {
+    let spans = safe_spans(text, tokenizer.spans(text));
     let n = spans.len();
     let max_tokens = max_tokens.max(1);
     let overlap = overlap.min(max_tokens / 2);
-    let gap = |k: usize| &text[spans[k].1..spans[k + 1].0];
+    // Text between token k and token k+1 (empty when they touch or overlap).
+    let gap = |k: usize| text.get(spans[k].1..spans[k + 1].0).unwrap_or("");
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < n {
@@ -95,10 +130,12 @@ pub fn chunk(
         if end < n {
             end = best_break(text, &spans, start, end, &gap);
         }
-        chunks.push(TextChunk {
-            text: text[spans[start].0..spans[end - 1].1].to_string(),
-            token_count: end - start,
-        });
+        let last = spans[start..end]
+            .iter()
+            .map(|s| s.1)
+            .max()
+            .unwrap_or(spans[start].1);
+        chunks.push((spans[start].0, last, end - start));
         if end == n {
             break;
         }
@@ -207,5 +244,73 @@ mod tests {
         let text = ",".repeat(50);
         let c = chunk(&text, &BasicTokenizer, 10, 3);
         assert!(c.len() >= 5 && c.iter().all(|c| c.token_count <= 10));
+    }
+
+    /// Reports every character as two tokens with the same offsets, and some offsets that
+    /// are not character boundaries, as a subword tokenizer may.
+    struct Stuttering;
+
+    impl Tokenize for Stuttering {
+        fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+            let mut spans = Vec::new();
+            for (i, c) in text.char_indices() {
+                let e = i + c.len_utf8();
+                spans.push((i, e));
+                spans.push((i, e));
+                spans.push((i + 1, e)); // inside a multi-byte character for non-ASCII
+            }
+            spans
+        }
+    }
+
+    #[test]
+    fn overlapping_and_misaligned_offsets_do_not_panic() {
+        let text = "日本語のテキスト é\u{301} 🦀🦀 한국어 кириллица";
+        let chunks = chunk(text, &Stuttering, 5, 2);
+        assert!(!chunks.is_empty());
+        assert!(chunks.iter().all(|c| c.token_count <= 5));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "([a-zé日🦀\u{301}]{1,12}[ .,!?\n]{0,3}){0,120}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn chunks_are_bounded_aligned_and_cover_every_token(
+                input in text(),
+                max in 1usize..40,
+                overlap in 0usize..20,
+            ) {
+                let spans = BasicTokenizer.spans(&input);
+                let chunks = chunk_spans(&input, &BasicTokenizer, max, overlap);
+                for &(s, e, count) in &chunks {
+                    prop_assert!(count >= 1 && count <= max);
+                    prop_assert!(s < e && input.is_char_boundary(s) && input.is_char_boundary(e));
+                }
+                for (s, e) in spans {
+                    prop_assert!(
+                        chunks.iter().any(|&(cs, ce, _)| cs <= s && e <= ce),
+                        "token {:?} not covered", &input[s..e]
+                    );
+                }
+                // Same answer through the public function, as text.
+                let texts = chunk(&input, &BasicTokenizer, max, overlap);
+                prop_assert_eq!(texts.len(), chunks.len());
+            }
+
+            #[test]
+            fn stuttering_tokenizers_never_panic(input in any::<String>(), max in 1usize..10) {
+                let chunks = chunk(&input, &Stuttering, max, max / 2);
+                prop_assert!(chunks.iter().all(|c| c.token_count <= max));
+            }
+        }
     }
 }

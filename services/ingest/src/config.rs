@@ -50,6 +50,11 @@ pub struct LimitsConfig {
     /// Groups per document ACL, and bytes per group name.
     pub max_acl_groups: usize,
     pub max_acl_group_bytes: usize,
+    /// A document that would be cut into more chunks is rejected before any embedding work.
+    pub max_chunks_per_document: usize,
+    /// Bytes of text in one chunk (a chunk is `chunking.max_tokens` tokens; a "token" with no
+    /// break in it, such as a pasted base64 blob, could otherwise be megabytes).
+    pub max_chunk_bytes: usize,
     pub default_wait_ms: u64,
     pub max_wait_ms: u64,
 }
@@ -115,6 +120,8 @@ impl Default for LimitsConfig {
             max_acl_clearance: 1000,
             max_acl_groups: 32,
             max_acl_group_bytes: 128,
+            max_chunks_per_document: 5_000,
+            max_chunk_bytes: 16 * 1024,
             // Waits must end within the server's request timeout (30 s by default).
             default_wait_ms: 20_000,
             max_wait_ms: 25_000,
@@ -175,6 +182,13 @@ impl Validate for IngestConfig {
                 i32::MAX
             ));
         }
+        positive(
+            errors,
+            "limits.max_chunks_per_document",
+            l.max_chunks_per_document as u64,
+        );
+        positive(errors, "limits.max_chunk_bytes", l.max_chunk_bytes as u64);
+        self.redaction.validate(errors);
         if l.default_wait_ms > l.max_wait_ms {
             errors.push("limits.default_wait_ms must not exceed limits.max_wait_ms".into());
         }

@@ -1,5 +1,9 @@
 //! Plain text out of the three accepted content types. Headings are kept as lines of their
 //! own (they carry meaning for both legs); HTML scripts, styles and comments are dropped.
+//!
+//! Any input gives valid UTF-8 out, never a panic: control characters (NUL included, also
+//! when written as an HTML entity such as `&#0;`) become spaces, so neither PostgreSQL nor an
+//! index ever sees them, and whitespace is normalised.
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
@@ -48,13 +52,20 @@ pub struct Extracted {
 }
 
 pub fn extract(mime: Mime, content: &str) -> Extracted {
-    match mime {
+    let extracted = match mime {
         Mime::Plain => Extracted {
             text: normalise(content),
             title: None,
         },
         Mime::Markdown => markdown(content),
         Mime::Html => html(content),
+    };
+    Extracted {
+        title: extracted
+            .title
+            .map(|t| normalise(&t))
+            .filter(|t| !t.is_empty()),
+        ..extracted
     }
 }
 
@@ -231,7 +242,11 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        let end = rest[..rest.len().min(12)].find(';');
+        // Entities are short: look for the `;` in the next 12 bytes (a byte search, so a
+        // multi-byte character straddling that window cannot split).
+        let end = rest.as_bytes()[..rest.len().min(12)]
+            .iter()
+            .position(|&b| b == b';');
         let decoded = end.and_then(|e| {
             let entity = &rest[1..e];
             let ch = match entity {
@@ -266,11 +281,13 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
-/// Collapses runs of spaces within lines and runs of blank lines; trims the ends.
+/// Turns control characters into spaces, collapses runs of spaces within lines and runs of
+/// blank lines; trims the ends.
 fn normalise(s: &str) -> String {
+    let cleaned = braid_core::validate::clean_text(s);
     let mut out = String::with_capacity(s.len());
     let mut blank_run = 0;
-    for line in s.lines() {
+    for line in cleaned.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() {
             blank_run += 1;
@@ -364,5 +381,74 @@ mod tests {
             let _ = extract(Mime::Html, s);
         }
         assert_eq!(extract(Mime::Html, "a < b").text, "a");
+    }
+
+    #[test]
+    fn entity_lookahead_across_multibyte_characters_does_not_panic() {
+        // The 12-byte window used to end inside `é`/`日` and panic on the slice.
+        for s in [
+            "&aaaaaaaaaaé;",
+            "&日本語日本語;",
+            "&#x1F980&amp;🦀🦀🦀",
+            "&abcdefghij日",
+        ] {
+            let e = extract(Mime::Html, s);
+            assert!(!e.text.is_empty(), "{s}");
+        }
+        assert_eq!(
+            extract(Mime::Html, "caf&#xE9; &日本語;").text,
+            "café &日本語;"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_survive() {
+        for mime in [Mime::Plain, Mime::Markdown, Mime::Html] {
+            let e = extract(
+                mime,
+                "<title>t\u{0}x</title># A\u{0}B\n\nx\u{0}y&#0;z\u{1b}[0m\r\n",
+            );
+            assert!(!e.text.contains('\0'), "{mime:?}: {:?}", e.text);
+            assert!(
+                e.text.chars().all(|c| c == '\n' || !c.is_control()),
+                "{mime:?}: {:?}",
+                e.text
+            );
+            assert!(
+                e.title.iter().all(|t| !t.chars().any(char::is_control)),
+                "{mime:?}: {:?}",
+                e.title
+            );
+        }
+        assert_eq!(extract(Mime::Plain, "a\u{0}b").text, "a b");
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn nasty() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[<>&#;/a-z0-9 \\x00\n\\-*#`\\[\\]()!é日🦀\u{301}\u{202E}]{0,80}",
+                "(<[a-z/!-]{0,8}( [a-z]+=\"[^\"]{0,5}\")?>|&#?[xX]?[0-9a-zA-Z]{0,9};?|[^<&]{0,6}){0,20}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn extraction_never_panics_and_gives_clean_utf8(input in nasty()) {
+                for mime in [Mime::Plain, Mime::Markdown, Mime::Html] {
+                    let e = extract(mime, &input);
+                    // `String` is valid UTF-8 by construction; check what PostgreSQL needs.
+                    prop_assert!(!e.text.contains('\0'));
+                    prop_assert!(e.text.chars().all(|c| c == '\n' || !c.is_control()));
+                    prop_assert_eq!(e.text.trim(), e.text.as_str());
+                    if let Some(t) = &e.title {
+                        prop_assert!(!t.is_empty() && !t.chars().any(char::is_control));
+                    }
+                }
+            }
+        }
     }
 }

@@ -109,7 +109,9 @@ pub async fn run(
         rules: service::Rules {
             limits: config.limits.clone(),
             chunking: config.chunking.clone(),
-            redaction: config.redaction.clone(),
+            redaction: Arc::new(
+                redact::Redactor::new(&config.redaction).map_err(anyhow::Error::msg)?,
+            ),
             tokenizer,
         },
         wake,

@@ -28,7 +28,9 @@ use crate::chunk::{self, Tokenize};
 use crate::config::{ChunkingConfig, LimitsConfig};
 use crate::error::IngestError;
 use crate::extract::{self, Mime};
-use crate::redact::{self, RedactionConfig};
+#[cfg(test)]
+use crate::redact::RedactionConfig;
+use crate::redact::Redactor;
 use crate::store::{DocumentRow, JobRow, JobSelection, NewDocument, Store};
 
 pub const DEFAULT_TENANT: &str = "default";
@@ -41,7 +43,7 @@ const MAX_WAIT_IDS: usize = 10_000;
 pub struct Rules {
     pub limits: LimitsConfig,
     pub chunking: ChunkingConfig,
-    pub redaction: RedactionConfig,
+    pub redaction: Arc<Redactor>,
     pub tokenizer: Arc<dyn Tokenize>,
 }
 
@@ -85,31 +87,23 @@ fn tenant_or_default(tenant: &str) -> Result<String, IngestError> {
 }
 
 /// Validates, extracts, redacts and chunks one document (CPU work; runs on the blocking pool).
+///
+/// Field rules: `external_id` is an identifier (no control or bidi formatting characters);
+/// `title` and `content` are free text whose control characters become spaces; metadata keys
+/// and values follow [`validate::metadata_entry`]; the chunks must stay within
+/// `limits.max_chunks_per_document` and `limits.max_chunk_bytes`. Every rejection names the
+/// field and the rule.
 pub fn prepare(
     tenant: &str,
     doc: DocumentInput,
     rules: &Rules,
 ) -> Result<NewDocument, IngestError> {
     let limits = &rules.limits;
-    if doc.external_id.is_empty() {
-        return Err(IngestError::invalid("external_id", "must not be empty"));
-    }
-    if doc.external_id.len() > limits.max_external_id_bytes {
-        return Err(IngestError::invalid(
-            "external_id",
-            format!(
-                "{} bytes, at most {}",
-                doc.external_id.len(),
-                limits.max_external_id_bytes
-            ),
-        ));
-    }
-    if doc.external_id.chars().any(char::is_control) {
-        return Err(IngestError::invalid(
-            "external_id",
-            "must not contain control characters",
-        ));
-    }
+    validate::identifier(
+        "external_id",
+        &doc.external_id,
+        limits.max_external_id_bytes,
+    )?;
     if doc.title.len() > limits.max_title_bytes {
         return Err(IngestError::invalid(
             "title",
@@ -125,7 +119,7 @@ pub fn prepare(
             "mime_type",
             format!(
                 "`{}` is not supported; use one of {}",
-                doc.mime_type,
+                doc.mime_type.escape_debug(),
                 Mime::ALLOWED
             ),
         )
@@ -154,9 +148,10 @@ pub fn prepare(
         validate::metadata_entry("metadata", k, v)?;
     }
     let acl = acl::validate(doc.acl, limits)?;
+    let redactor = rules.redaction.as_ref();
     let mut extracted = extract::extract(mime, &doc.content);
-    if rules.redaction.enabled() {
-        extracted.text = redact::redact(&extracted.text, &rules.redaction);
+    if redactor.enabled() {
+        extracted.text = redactor.redact(&extracted.text).into_owned();
     }
     if extracted.text.is_empty() {
         return Err(IngestError::invalid(
@@ -164,32 +159,50 @@ pub fn prepare(
             "no text left after extraction",
         ));
     }
-    let title = if doc.title.trim().is_empty() {
+    let title = validate::clean_text(&doc.title);
+    let title = if title.trim().is_empty() {
         extracted.title.unwrap_or_default()
     } else {
-        doc.title.trim().to_string()
+        title.split_whitespace().collect::<Vec<_>>().join(" ")
     };
+    let title = redactor.redact(&title).into_owned();
+    let mut metadata = doc.metadata;
+    if redactor.enabled() {
+        for (k, v) in metadata.iter_mut() {
+            *v = redactor.redact(v).into_owned();
+            validate::metadata_value(&format!("metadata[{k}]"), v).map_err(|e| {
+                IngestError::invalid(e.field, format!("after redaction: {}", e.message))
+            })?;
+        }
+    }
     let chunks = chunk::chunk(
         &extracted.text,
         rules.tokenizer.as_ref(),
         rules.chunking.max_tokens,
         rules.chunking.overlap_tokens,
     );
-    // The hash covers everything that reaches the legs (the ACL included), so an unchanged
-    // hash means nothing to re-index.
+    check_chunks(&chunks, limits)?;
+    // The hash covers everything that reaches the legs (the redaction settings and the ACL included), so
+    // an unchanged hash means nothing to re-index.
     let mut hasher = Sha256::new();
-    hash_fields(
-        &mut hasher,
-        [mime.as_str(), title.as_str(), doc.content.as_str()],
-        &doc.metadata,
-    );
+    let fingerprint = redactor.fingerprint();
+    let fields = [mime.as_str(), title.as_str(), doc.content.as_str()];
+    if fingerprint.is_empty() {
+        hash_fields(&mut hasher, fields, &metadata);
+    } else {
+        hash_fields(
+            &mut hasher,
+            fields.into_iter().chain([fingerprint]),
+            &metadata,
+        );
+    }
     hash_acl(&mut hasher, &acl);
     Ok(NewDocument {
         tenant: tenant.to_string(),
         external_id: doc.external_id,
         title,
         mime_type: mime.as_str(),
-        metadata: doc.metadata,
+        metadata,
         acl,
         content_sha256: hex::encode(hasher.finalize()),
         chunks: chunks
@@ -197,6 +210,37 @@ pub fn prepare(
             .map(|c| (c.text, c.token_count as i32))
             .collect(),
     })
+}
+
+/// Rejects a document whose chunks would exceed the limits, before anything is stored or
+/// embedded.
+fn check_chunks(chunks: &[chunk::TextChunk], limits: &LimitsConfig) -> Result<(), IngestError> {
+    if chunks.len() > limits.max_chunks_per_document {
+        return Err(IngestError::invalid(
+            "content",
+            format!(
+                "would be cut into {} chunks, at most {} (limits.max_chunks_per_document)",
+                chunks.len(),
+                limits.max_chunks_per_document
+            ),
+        ));
+    }
+    if let Some((i, c)) = chunks
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.text.len() > limits.max_chunk_bytes)
+    {
+        return Err(IngestError::invalid(
+            "content",
+            format!(
+                "chunk {i} would hold {} bytes, at most {} (limits.max_chunk_bytes): \
+                 break long runs of text without spaces",
+                c.text.len(),
+                limits.max_chunk_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Feeds length-prefixed fields and the metadata (sorted) into `hasher`: the same logical
@@ -330,11 +374,17 @@ impl IngestApi {
             (false, _) => Uuid::parse_str(document_id).map_err(|_| {
                 IngestError::invalid("document_id", format!("`{document_id}` is not a UUID"))
             })?,
-            (true, false) => self
-                .store
-                .find_document(tenant, external_id)
-                .await?
-                .ok_or(IngestError::NotFound)?,
+            (true, false) => {
+                validate::identifier(
+                    "external_id",
+                    external_id,
+                    self.rules.limits.max_external_id_bytes,
+                )?;
+                self.store
+                    .find_document(tenant, external_id)
+                    .await?
+                    .ok_or(IngestError::NotFound)?
+            }
             (true, true) => {
                 return Err(IngestError::invalid(
                     "document_id",
@@ -354,17 +404,53 @@ impl IngestApi {
         doc: DocumentInput,
     ) -> Result<DocumentResult, IngestError> {
         let external_id = doc.external_id.clone();
+        // Shown back to the caller: escaped, so control or bidi characters in a rejected id
+        // cannot garble the message.
+        let shown_id = external_id
+            .chars()
+            .take(128)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
         let prepared = {
             let (tenant, rules) = (tenant.to_string(), self.rules.clone());
             tokio::task::spawn_blocking(move || prepare(&tenant, doc, &rules))
                 .await
-                .map_err(|e| {
-                    IngestError::invalid("document", format!("could not be processed: {e}"))
-                })?
+                .unwrap_or_else(|e| {
+                    // A bug, not the caller's fault; the panic message stays in the log.
+                    tracing::error!(error = %e, index, "document preparation failed");
+                    Err(IngestError::invalid(
+                        "content",
+                        "could not be processed (an internal error was logged)",
+                    ))
+                })
         };
         match prepared {
             Ok(new_doc) => {
-                let up = self.store.upsert_document(&new_doc).await?;
+                let up = match self.store.upsert_document(&new_doc).await {
+                    Ok(up) => up,
+                    // The store is down: the whole request can be retried (ingest is
+                    // idempotent).
+                    Err(
+                        e @ (sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)),
+                    ) => {
+                        return Err(e.into());
+                    }
+                    // Anything else concerns this document only: the others go on.
+                    Err(e) => {
+                        tracing::error!(error = %e, index, "storing a document failed");
+                        return Ok(DocumentResult {
+                            error: format!(
+                                "documents[{index}] (external_id \"{shown_id}\"): could not be stored (an internal error was logged)"
+                            ),
+                            error_code: tonic::Code::Internal as i32,
+                            external_id,
+                            ..Default::default()
+                        });
+                    }
+                };
                 if !up.unchanged {
                     self.wake.notify_waiters();
                 }
@@ -381,9 +467,9 @@ impl IngestApi {
             Err(e) => Ok(DocumentResult {
                 error: match e {
                     IngestError::InvalidArgument { field, message } => format!(
-                        "documents[{index}].{field}: {message} (external_id `{external_id}`)"
+                        "documents[{index}].{field}: {message} (external_id \"{shown_id}\")"
                     ),
-                    other => format!("documents[{index}] (external_id `{external_id}`): {other}"),
+                    other => format!("documents[{index}] (external_id \"{shown_id}\"): {other}"),
                 },
                 error_code: tonic::Code::InvalidArgument as i32,
                 external_id,
@@ -460,14 +546,12 @@ impl IngestApi {
             ));
         }
         let timeout = self.wait_timeout(r.wait_timeout_ms)?;
-        if r.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
-            return Err(IngestError::invalid(
+        if !r.idempotency_key.is_empty() {
+            validate::identifier(
                 "idempotency_key",
-                format!(
-                    "{} bytes, at most {MAX_IDEMPOTENCY_KEY_BYTES}",
-                    r.idempotency_key.len()
-                ),
-            ));
+                &r.idempotency_key,
+                MAX_IDEMPOTENCY_KEY_BYTES,
+            )?;
         }
         let key = (!r.idempotency_key.is_empty())
             .then(|| (r.idempotency_key.clone(), request_fingerprint(&r)));
@@ -900,7 +984,7 @@ mod tests {
         Rules {
             limits,
             chunking: ChunkingConfig::default(),
-            redaction,
+            redaction: Arc::new(Redactor::new(&redaction).unwrap()),
             tokenizer: Arc::new(BasicTokenizer),
         }
     }
@@ -1006,6 +1090,7 @@ mod tests {
         let redaction = RedactionConfig {
             emails: true,
             phone_numbers: true,
+            ..Default::default()
         };
         let d = prepare(
             "t",
@@ -1014,6 +1099,155 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.chunks[0].0, "Write to [EMAIL] or call [PHONE].");
+    }
+
+    #[test]
+    fn chunk_limits_reject_before_any_work() {
+        let words = (0..400)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let limits = LimitsConfig {
+            max_chunks_per_document: 2,
+            ..LimitsConfig::default()
+        };
+        let err = prepare("t", doc(&words), &rules(limits, RedactionConfig::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("content:") && err.contains("limits.max_chunks_per_document"),
+            "{err}"
+        );
+        let blob = "A".repeat(20_000);
+        let err = prep(doc(&blob)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("content:") && err.contains("limits.max_chunk_bytes"),
+            "{err}"
+        );
+        assert!(prep(doc(&words)).is_ok());
+    }
+
+    #[test]
+    fn nul_and_control_characters_have_a_rule_per_field() {
+        // Free text: control characters become spaces.
+        let mut d = doc("body\u{0}text\u{1b}[0m");
+        d.title = "Ti\u{0}tle\r\n".into();
+        d.mime_type = "text/plain".into();
+        let p = prep(d).unwrap();
+        assert_eq!(p.title, "Ti tle");
+        assert_eq!(p.chunks[0].0, "body text [0m");
+        // Identifiers and metadata: rejected, naming the field.
+        for (mutate, field) in [
+            (
+                (|d: &mut DocumentInput| d.external_id = "a\u{0}b".into())
+                    as fn(&mut DocumentInput),
+                "external_id",
+            ),
+            (
+                |d| d.external_id = "invoice\u{202E}fdp.exe".into(),
+                "external_id",
+            ),
+            (
+                |d| {
+                    d.metadata.insert("bad key".into(), "v".into());
+                },
+                "metadata",
+            ),
+            (
+                |d| {
+                    d.metadata.insert("k".into(), "v\u{0}".into());
+                },
+                "metadata[k]",
+            ),
+            (|d| d.mime_type = "text/\u{0}html".into(), "mime_type"),
+            (|d| d.content = "\u{0}\u{1} \u{7f}".into(), "content"),
+        ] {
+            let mut d = doc("x");
+            mutate(&mut d);
+            let err = prep(d).unwrap_err();
+            match err {
+                IngestError::InvalidArgument { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_covers_title_and_metadata_and_changes_the_hash() {
+        let redaction = RedactionConfig {
+            emails: true,
+            ..Default::default()
+        };
+        let mut d = doc("Contact jane@example.com.");
+        d.title = "From bob@example.com".into();
+        d.metadata.insert("owner".into(), "ann@example.com".into());
+        let plain = prep(d.clone()).unwrap();
+        let redacted = prepare("t", d, &rules(LimitsConfig::default(), redaction)).unwrap();
+        assert_eq!(redacted.title, "From [EMAIL]");
+        assert_eq!(redacted.metadata["owner"], "[EMAIL]");
+        assert_eq!(redacted.chunks[0].0, "Contact [EMAIL].");
+        assert_ne!(plain.content_sha256, redacted.content_sha256);
+        // Redaction off keeps the hash documents had before redaction settings existed.
+        let mut legacy = Sha256::new();
+        hash_fields(
+            &mut legacy,
+            [
+                "text/markdown",
+                plain.title.as_str(),
+                "Contact jane@example.com.",
+            ],
+            &plain.metadata,
+        );
+        assert_eq!(plain.content_sha256, hex::encode(legacy.finalize()));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const FIELDS: &[&str] = &["external_id", "title", "mime_type", "content", "metadata"];
+
+        fn nasty() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-zé日한🦀\u{0}\u{1}\u{202E}\u{301}<>&#;:*\"()\\- \n]{0,60}",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn any_document_is_prepared_or_rejected_naming_a_field(
+                external_id in nasty(),
+                title in nasty(),
+                content in nasty(),
+                mime in prop_oneof![Just(""), Just("text/html"), Just("text/markdown"), Just("x/y")],
+                key in nasty(),
+                value in nasty(),
+            ) {
+                let d = DocumentInput {
+                    external_id,
+                    title,
+                    content,
+                    mime_type: mime.to_string(),
+                    metadata: HashMap::from([(key, value)]),
+                    acl: None,
+                };
+                match prep(d) {
+                    Ok(p) => {
+                        prop_assert!(!p.chunks.is_empty());
+                        prop_assert!(!p.title.contains('\0'));
+                        prop_assert!(p.chunks.iter().all(|(t, _)| !t.contains('\0')));
+                    }
+                    Err(IngestError::InvalidArgument { field, .. }) => {
+                        prop_assert!(
+                            FIELDS.iter().any(|f| field.starts_with(f)),
+                            "unexpected field {}", field
+                        );
+                    }
+                    Err(other) => prop_assert!(false, "{:?}", other),
+                }
+            }
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Downstream {
 
 #[derive(Debug, thiserror::Error)]
 enum JobError {
-    #[error("{0}")]
+    #[error("{1:?}: {0}")]
     Rpc(String, Code),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -42,11 +42,45 @@ enum JobError {
 
 impl From<Status> for JobError {
     fn from(s: Status) -> Self {
-        JobError::Rpc(format!("{:?}: {}", s.code(), s.message()), s.code())
+        JobError::Rpc(s.message().to_string(), s.code())
     }
 }
 
 impl JobError {
+    /// What `last_error` says: the failure in words an operator can act on. Only validation
+    /// messages (written by our own services, naming a field and a rule) are kept; transport
+    /// and database details (hosts, SQL, bodies) stay in the log.
+    fn for_operator(&self) -> String {
+        match self {
+            JobError::Rpc(message, code) => match code {
+                Code::InvalidArgument => {
+                    let message: String = message.chars().take(300).collect();
+                    format!("rejected by the downstream service: {}", message.escape_debug())
+                }
+                Code::Unavailable => {
+                    "downstream service unavailable (not reachable, not serving, or its circuit breaker is open)".into()
+                }
+                Code::DeadlineExceeded => "downstream service did not answer within the deadline".into(),
+                Code::ResourceExhausted => "downstream service overloaded (request shed)".into(),
+                Code::Cancelled => "downstream call cancelled".into(),
+                Code::Unauthenticated | Code::PermissionDenied => {
+                    "downstream service refused the ingest service's credentials".into()
+                }
+                Code::Unimplemented => "downstream service does not serve this call (version mismatch?)".into(),
+                Code::NotFound
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::AlreadyExists
+                | Code::Aborted => format!("downstream service answered {code:?}"),
+                Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
+                    "downstream service failed with an internal error (details in its log)".into()
+                }
+            },
+            JobError::Db(_) => "document store error (details in the ingest log)".into(),
+            JobError::EmbeddingCount { .. } => self.to_string(),
+        }
+    }
+
     /// Transient failures are retried; a rejection of the content itself is not.
     fn retryable(&self) -> bool {
         match self {
@@ -178,7 +212,7 @@ impl Workers {
                     error = %e,
                     "job failed"
                 );
-                if let Err(db) = self.store.fail_job(&job, &e.to_string(), delay).await {
+                if let Err(db) = self.store.fail_job(&job, &e.for_operator(), delay).await {
                     tracing::warn!(job = job.id, error = %db, "recording job failure failed");
                 }
                 if retry { "retry" } else { "dead" }
@@ -371,5 +405,26 @@ mod tests {
         assert!(JobError::from(Status::resource_exhausted("busy")).retryable());
         assert!(!JobError::from(Status::invalid_argument("bad")).retryable());
         assert!(!JobError::from(Status::failed_precondition("no")).retryable());
+    }
+
+    #[test]
+    fn last_error_is_worded_for_operators_without_internals() {
+        let leaky = [
+            Status::unavailable("tcp connect error: 10.1.2.3:50054: Connection refused"),
+            Status::internal("error returned from database: relation \"vectors.chunks\""),
+            Status::unknown("<html>502 Bad Gateway</html>"),
+        ];
+        for status in leaky {
+            let worded = JobError::from(status).for_operator();
+            for secret in ["10.1.2.3", "database", "relation", "html", "502"] {
+                assert!(!worded.contains(secret), "{worded}");
+            }
+        }
+        let rejected = JobError::from(Status::invalid_argument(
+            "chunks[0].metadata: keys may only ...",
+        ));
+        assert!(rejected.for_operator().contains("chunks[0].metadata"));
+        let db = JobError::Db(sqlx::Error::Protocol("SELECT secret FROM x".into()));
+        assert!(!db.for_operator().contains("secret"));
     }
 }

@@ -14,7 +14,8 @@ use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
+    RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument,
@@ -223,12 +224,48 @@ impl Inner {
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
     }
 
+    /// The scoring part of a search, built from the analyzed terms of the user's text, which
+    /// is never parsed as query syntax (`title:x`, `"`, `(`, `AND`, `*` are just text). Each
+    /// whitespace-separated word is run through the field's own tokenizer: one token gives a
+    /// `TermQuery`, several (`e-mail`, `COVID-19`) a `PhraseQuery` over them; every word is a
+    /// `Should` clause in both `title` (boosted) and `body`. That is what Tantivy's query
+    /// parser builds for plain words, so BM25 scores of plain queries are unchanged.
+    fn text_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (field, boost) in [(f.title, self.title_boost), (f.body, 1.0)] {
+            let mut analyzer = self.index.tokenizer_for_field(field).map_err(index_err)?;
+            for word in text.split_whitespace() {
+                let mut terms: Vec<(usize, Term)> = Vec::new();
+                let mut stream = analyzer.token_stream(word);
+                while let Some(token) = stream.next() {
+                    terms.push((token.position, Term::from_field_text(field, &token.text)));
+                }
+                let query: Box<dyn Query> = match terms.len() {
+                    0 => continue,
+                    1 => Box::new(TermQuery::new(
+                        terms.remove(0).1,
+                        IndexRecordOption::WithFreqs,
+                    )),
+                    _ => Box::new(PhraseQuery::new_with_offset(terms)),
+                };
+                let query: Box<dyn Query> = if boost == 1.0 {
+                    query
+                } else {
+                    Box::new(BoostQuery::new(query, boost))
+                };
+                clauses.push((Occur::Should, query));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
     fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
-        let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body]);
-        parser.set_field_boost(f.title, self.title_boost);
-        // Lenient: user text is never a syntax error; unparsable parts are dropped.
-        let (text_query, _ignored) = parser.parse_query_lenient(&q.query);
+        let text_query = self.text_query(&q.query)?;
         let filter = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
             let term = TermQuery::new(
                 Term::from_field_text(field, value),
@@ -567,6 +604,53 @@ mod tests {
         assert!(
             hits.iter().all(|h| h.document_id.starts_with("secret")),
             "the restricted documents do rank first for a caller who may see them"
+    #[tokio::test]
+    async fn query_syntax_typed_by_a_user_is_just_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        idx.replace_document(
+            "t",
+            "d1",
+            vec![chunk(
+                "t",
+                "d1",
+                0,
+                "Notes",
+                "notes on title rust and the e-mail policy",
+            )],
+        )
+        .await
+        .unwrap();
+        idx.replace_document(
+            "t",
+            "d2",
+            vec![chunk("t", "d2", 0, "Other", "nothing relevant here")],
+        )
+        .await
+        .unwrap();
+        // As query syntax these would be a field query, a prohibited term, a range, a
+        // phrase prefix, a boost or a syntax error; as text they are words.
+        for (q, hits) in [
+            // Field syntax: the words are a phrase in any field, not a field query (as one,
+            // `title:rust` finds nothing and `body:nothing` finds d2).
+            ("title:rust", 1),
+            ("body:nothing", 0),
+            ("-rust", 1),
+            ("policy^", 1),
+            ("[a TO z]", 0),
+            ("\"e-mail", 1),
+            ("(((", 0),
+            ("*", 0),
+            ("AND OR NOT", 1),
+            ("日本語 🦀", 0),
+        ] {
+            let found = idx.search(query("t", q)).await.unwrap();
+            assert_eq!(found.len(), hits, "{q}: {found:?}");
+        }
+        // `-rust` excludes nothing: as text it finds the document about rust.
+        assert_eq!(
+            idx.search(query("t", "-rust")).await.unwrap()[0].document_id,
+            "d1"
         );
     }
 
@@ -598,6 +682,54 @@ mod tests {
             err.contains("remove that directory") && err.contains("re-ingest"),
             "{err}"
         );
+    async fn plain_queries_score_as_the_query_parser_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let texts = [
+            (
+                "Rust ownership",
+                "ownership and borrowing in rust programs, e-mail rust",
+            ),
+            ("Gardening", "tomatoes need sun and water; rust on leaves"),
+            ("Mail", "the e-mail server sends mail about borrowing"),
+        ];
+        for (i, (title, body)) in texts.iter().enumerate() {
+            let d = format!("d{i}");
+            idx.replace_document("t", &d, vec![chunk("t", &d, 0, title, body)])
+                .await
+                .unwrap();
+        }
+        let inner = &idx.inner;
+        let mut parser = tantivy::query::QueryParser::for_index(
+            &inner.index,
+            vec![inner.fields.title, inner.fields.body],
+        );
+        parser.set_field_boost(inner.fields.title, inner.title_boost);
+        let searcher = inner.reader.searcher();
+        for q in [
+            "rust borrowing",
+            "e-mail rust",
+            "tomatoes water sun",
+            "Rust, ownership.",
+        ] {
+            let (parsed, errors) = parser.parse_query_lenient(q);
+            assert!(errors.is_empty(), "{q}");
+            let ours = inner.text_query(q).unwrap();
+            let top = |query: &dyn Query| {
+                searcher
+                    .search(query, &TopDocs::with_limit(10))
+                    .unwrap()
+                    .into_iter()
+                    .map(|(score, a)| (a, score))
+                    .collect::<Vec<_>>()
+            };
+            let (want, got) = (top(&*parsed), top(&*ours));
+            assert_eq!(want.len(), got.len(), "{q}");
+            for ((wa, ws), (ga, gs)) in want.iter().zip(&got) {
+                assert_eq!(wa, ga, "{q}");
+                assert!((ws - gs).abs() < 1e-5, "{q}: {ws} vs {gs}");
+            }
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

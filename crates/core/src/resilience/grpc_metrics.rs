@@ -1,8 +1,12 @@
 //! Records `braid_grpc_requests_total{method,code}` and the latency histogram for every
-//! request that reaches the server.
+//! request that reaches the server. The `method` label comes from a closed set: the gRPC
+//! methods Braid's servers can serve (every method of the `braid.v1` services, health and
+//! reflection); any other path, however many a client invents, is counted as `unknown`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -10,6 +14,56 @@ use tower::{Layer, Service};
 
 use super::header_grpc_status;
 use crate::metrics::Metrics;
+
+/// The label for any path that is not a known method.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// Services served next to Braid's own by every server.
+const STANDARD_SERVICES: &[(&str, &[&str])] = &[
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+];
+
+/// Every `/package.Service/Method` path of the route table, read once from the descriptor set.
+static KNOWN_METHODS: LazyLock<Arc<HashSet<String>>> = LazyLock::new(|| {
+    use braid_proto::prost::Message;
+    let mut known = HashSet::new();
+    if let Ok(set) =
+        braid_proto::prost_types::FileDescriptorSet::decode(braid_proto::FILE_DESCRIPTOR_SET)
+    {
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    known.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+    }
+    for (service, methods) in STANDARD_SERVICES {
+        for method in *methods {
+            known.insert(format!("/{service}/{method}"));
+        }
+    }
+    Arc::new(known)
+});
+
+/// The `method` label for a request path: the path itself when it names a known method,
+/// otherwise [`UNKNOWN_METHOD`].
+pub fn method_label(path: &str) -> String {
+    if KNOWN_METHODS.contains(path) {
+        path.to_string()
+    } else {
+        UNKNOWN_METHOD.to_string()
+    }
+}
 
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
@@ -53,7 +107,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = request.uri().path().to_string();
+        let method = method_label(request.uri().path());
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let future = self.inner.call(request);
@@ -74,5 +128,32 @@ where
                 .observe(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_methods_keep_their_name_and_anything_else_is_unknown() {
+        for path in [
+            "/braid.v1.Gateway/Search",
+            "/braid.v1.IngestService/Ingest",
+            "/braid.v1.TextSearchService/Search",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(method_label(path), path);
+        }
+        for path in [
+            "/braid.v1.Gateway/Nope",
+            "/random/123",
+            "/",
+            "",
+            "/braid.v1.Gateway/Search/extra",
+        ] {
+            assert_eq!(method_label(path), UNKNOWN_METHOD, "{path}");
+        }
     }
 }
