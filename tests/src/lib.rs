@@ -318,6 +318,11 @@ impl Stack {
         gateway_cfg.embedding = client(&embedding, 20_000);
         gateway_cfg.vector_search = client(&vector, 20_000);
         gateway_cfg.text_search = client(&text, 20_000);
+        // Audit is on in every end-to-end test, in the test database, unless a test points it
+        // elsewhere or turns it off.
+        if gateway_cfg.audit.database.url.is_empty() {
+            gateway_cfg.audit.database.url = db.url.clone();
+        }
         let gateway_config = gateway_cfg.clone();
         let gateway = Service::spawn("gateway", Listeners::ephemeral().await?, |l, s| {
             braid_gateway::run(gateway_cfg, l, s)

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod files;
 
 use std::path::PathBuf;
@@ -107,6 +108,8 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
         purge: bool,
     },
+    /// The gateway's audit trail, newest first (admin).
+    Audit(audit::AuditArgs),
     /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
     /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
@@ -286,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
+        Command::Audit(args) => audit::run(gateway(&cli.gateway).await?, &tenant, args).await,
         Command::Reembed {
             dry_run,
             wait,

@@ -3,6 +3,11 @@ use braid_core::config::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
+pub use crate::limits::config::{
+    Budget, ClassBudget, LimitsConfig, LongCallLimits, RequestLimits, StreamLimits,
+};
+
 /// Configuration of the gateway (`BRAID_GATEWAY__*`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +21,10 @@ pub struct GatewayConfig {
     pub search: SearchConfig,
     /// Circuit breaker applied to every downstream client.
     pub breaker: BreakerSettings,
+    /// Per-caller rate budgets, long-call caps, stream and request list limits.
+    pub limits: LimitsConfig,
+    /// The audit trail (on when `audit.database.url` is set).
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -46,6 +55,8 @@ impl Default for GatewayConfig {
             text_search: ClientConfig::new("http://127.0.0.1:50055", 10_000),
             search: SearchConfig::default(),
             breaker: BreakerSettings::default(),
+            limits: LimitsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -86,6 +97,8 @@ impl Validate for GatewayConfig {
         positive(errors, "search.vector_timeout_ms", s.vector_timeout_ms);
         positive(errors, "search.text_timeout_ms", s.text_timeout_ms);
         self.breaker.validate(errors);
+        self.limits.validate(errors);
+        self.audit.validate(errors);
     }
 }
 

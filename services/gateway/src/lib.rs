@@ -5,10 +5,13 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
+mod caller;
 mod clients;
 mod config;
 mod error;
 pub mod fusion;
+mod limits;
 mod search;
 mod service;
 
@@ -24,8 +27,12 @@ use prometheus::{IntGaugeVec, Opts};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-pub use config::{GatewayConfig, SearchConfig};
+pub use config::{
+    AuditConfig, Budget, ClassBudget, GatewayConfig, LimitsConfig, LongCallLimits, OnFailure,
+    QueryText, RequestLimits, SearchConfig, StreamLimits,
+};
 pub use error::GatewayError;
+pub use error::RETRY_AFTER;
 
 /// Runs the gateway on `listeners` until `shutdown` resolves.
 pub async fn run(
@@ -106,12 +113,21 @@ pub async fn run(
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
     });
-    let routes = Routes::new(health_service).add_service(
-        GatewayServer::new(service::GatewayApi { searcher })
-            .max_decoding_message_size(config.server.max_message_bytes)
-            .max_encoding_message_size(config.server.max_message_bytes),
-    );
+    let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
+    let api = GatewayServer::new(service::GatewayApi {
+        searcher,
+        limits: Arc::new(limits::Limits::new(&config.limits, &metrics)?),
+        audit: audit.as_ref().map(|a| a.store.clone()),
+    })
+    .max_decoding_message_size(config.server.max_message_bytes)
+    .max_encoding_message_size(config.server.max_message_bytes);
+    // Outermost on the Gateway service: every call is audited, refused ones included.
+    let audited = audit::layer::Audited::new(api, audit.as_ref().map(|a| a.auditor.clone()));
+    let routes = Routes::new(health_service).add_service(audited);
     let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
     probe.abort();
+    if let Some(audit) = audit {
+        audit.finish(config.server.shutdown_grace()).await;
+    }
     result
 }

@@ -1,0 +1,133 @@
+//! `audit.records` in PostgreSQL: schema migrations (versions 3000-3999), batched inserts,
+//! the retention purge and keyset-paginated reads for `ListAudit`.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{QueryBuilder, Row};
+
+use super::record::Record;
+use braid_core::config::DatabaseConfig;
+
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: PgPool,
+}
+
+/// Filters of one `ListAudit` page, newest first.
+#[derive(Debug, Default)]
+pub struct AuditQuery {
+    pub since_ms: Option<i64>,
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    pub rpc: Option<String>,
+    /// Only records with a smaller id (the previous page's last).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// A stored record and its id (the pagination key).
+pub struct StoredRecord {
+    pub id: i64,
+    pub record: Record,
+}
+
+impl AuditStore {
+    /// A lazily connecting pool: an unreachable database does not stop the gateway.
+    pub fn connect(db: &DatabaseConfig) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(db.max_connections)
+            .acquire_timeout(db.acquire_timeout())
+            .connect_lazy(&db.url)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        // Version numbers 3000-3999 belong to the gateway; other services' migrations in the
+        // same database are left alone.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await
+    }
+
+    pub async fn insert(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO audit.records (at, subject, tenant, role, client_addr, rpc, code, \
+             latency_ms, result_count, document_ids, trace_id, query) ",
+        );
+        q.push_values(records, |mut b, r| {
+            b.push("to_timestamp(")
+                .push_bind_unseparated(r.at_ms as f64 / 1000.0)
+                .push_unseparated(")")
+                .push_bind(&r.subject)
+                .push_bind(&r.tenant)
+                .push_bind(&r.role)
+                .push_bind(&r.client_addr)
+                .push_bind(r.rpc)
+                .push_bind(&r.code)
+                .push_bind(r.latency_ms)
+                .push_bind(r.result_count as i64)
+                .push_bind(&r.document_ids)
+                .push_bind(&r.trace_id)
+                .push_bind(&r.query);
+        });
+        q.build().execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Deletes records older than `days`; returns how many.
+    pub async fn purge(&self, days: u32) -> Result<u64, sqlx::Error> {
+        let done =
+            sqlx::query("DELETE FROM audit.records WHERE at < now() - make_interval(days => $1)")
+                .bind(days as i32)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn list(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, sqlx::Error> {
+        let mut q = QueryBuilder::new(
+            "SELECT id, (extract(epoch FROM at) * 1000)::bigint AS at_ms, subject, tenant, role, \
+             client_addr, rpc, code, latency_ms, result_count, document_ids, trace_id, query \
+             FROM audit.records WHERE true",
+        );
+        if let Some(since) = query.since_ms {
+            q.push(" AND at >= to_timestamp(")
+                .push_bind(since as f64 / 1000.0)
+                .push(")");
+        }
+        if let Some(subject) = &query.subject {
+            q.push(" AND subject = ").push_bind(subject);
+        }
+        if let Some(tenant) = &query.tenant {
+            q.push(" AND tenant = ").push_bind(tenant);
+        }
+        if let Some(rpc) = &query.rpc {
+            q.push(" AND rpc = ").push_bind(rpc);
+        }
+        if let Some(before) = query.before_id {
+            q.push(" AND id < ").push_bind(before);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(query.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|row| {
+                let rpc: String = row.try_get("rpc")?;
+                Ok(StoredRecord {
+                    id: row.try_get("id")?,
+                    record: Record {
+                        at_ms: row.try_get("at_ms")?,
+                        subject: row.try_get("subject")?,
+                        tenant: row.try_get("tenant")?,
+                        role: row.try_get("role")?,
+                        client_addr: row.try_get("client_addr")?,
+                        rpc: super::layer::rpc_name(&rpc),
+                        code: row.try_get("code")?,
+                        latency_ms: row.try_get("latency_ms")?,
+                        result_count: row.try_get::<i64, _>("result_count")?.max(0) as u64,
+                        document_ids: row.try_get("document_ids")?,
+                        trace_id: row.try_get("trace_id")?,
+                        query: row.try_get("query")?,
+                    },
+                })
+            })
+            .collect()
+    }
+}

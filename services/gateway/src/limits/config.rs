@@ -1,0 +1,209 @@
+//! `[limits]`: per-caller rate budgets, long-call caps, stream budgets and request list caps.
+
+use braid_core::config::positive;
+use serde::{Deserialize, Serialize};
+
+/// Fair limits per caller (`BRAID_GATEWAY__LIMITS__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Shares the rate budgets between gateway replicas (`redis://host:port/db`); empty keeps
+    /// them in this process. When Redis does not answer, the local limiter decides.
+    pub redis_url: String,
+    /// How long one Redis rate check may take before the local limiter decides instead.
+    pub redis_timeout_ms: u64,
+    /// Keys (subjects, tenants) tracked per budget; past it, idle keys are evicted and new keys
+    /// share one overflow budget until room frees up.
+    pub max_tracked_keys: usize,
+    pub search: ClassBudget,
+    pub ingest: ClassBudget,
+    pub admin: ClassBudget,
+    pub long_calls: LongCallLimits,
+    pub stream: StreamLimits,
+    pub requests: RequestLimits,
+}
+
+/// The budgets of one class of RPCs, per caller and per tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassBudget {
+    pub per_subject: Budget,
+    pub per_tenant: Budget,
+}
+
+/// A GCRA budget: `rate_per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    pub rate_per_second: f64,
+    pub burst: u32,
+}
+
+/// Concurrent long calls (WaitIndexed, IngestStream, Ingest with `wait_until_indexed`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongCallLimits {
+    pub per_subject: u32,
+    /// Subjects tracked at once; a new subject past it is refused until one finishes.
+    pub max_tracked_subjects: usize,
+}
+
+/// One IngestStream call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamLimits {
+    /// Longest wait for the client's next message.
+    pub idle_timeout_ms: u64,
+    pub max_documents: u64,
+    /// Sum of the encoded sizes of the stream's messages.
+    pub max_bytes: u64,
+}
+
+/// Caps on the list fields of Gateway requests (the ingest service's own limits match).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    pub max_documents_per_ingest: usize,
+    pub max_wait_ids: usize,
+    pub max_job_ids: usize,
+    pub max_job_states: usize,
+}
+
+impl Budget {
+    pub const fn new(rate_per_second: f64, burst: u32) -> Self {
+        Self {
+            rate_per_second,
+            burst,
+        }
+    }
+
+    fn validate(&self, name: &str, errors: &mut Vec<String>) {
+        if !(self.rate_per_second.is_finite() && self.rate_per_second > 0.0) {
+            errors.push(format!("{name}.rate_per_second must be a positive number"));
+        }
+        positive(errors, &format!("{name}.burst"), self.burst as u64);
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(100.0, 200)
+    }
+}
+
+impl ClassBudget {
+    const fn new(per_subject: Budget, per_tenant: Budget) -> Self {
+        Self {
+            per_subject,
+            per_tenant,
+        }
+    }
+
+    fn validate(&self, name: &str, errors: &mut Vec<String>) {
+        self.per_subject
+            .validate(&format!("{name}.per_subject"), errors);
+        self.per_tenant
+            .validate(&format!("{name}.per_tenant"), errors);
+    }
+}
+
+impl Default for ClassBudget {
+    fn default() -> Self {
+        Self::new(Budget::default(), Budget::new(1000.0, 2000))
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            redis_timeout_ms: 50,
+            max_tracked_keys: 100_000,
+            search: ClassBudget::new(Budget::new(200.0, 400), Budget::new(2000.0, 4000)),
+            ingest: ClassBudget::new(Budget::new(50.0, 100), Budget::new(500.0, 1000)),
+            admin: ClassBudget::new(Budget::new(10.0, 50), Budget::new(50.0, 200)),
+            long_calls: LongCallLimits::default(),
+            stream: StreamLimits::default(),
+            requests: RequestLimits::default(),
+        }
+    }
+}
+
+impl Default for LongCallLimits {
+    fn default() -> Self {
+        Self {
+            per_subject: 8,
+            max_tracked_subjects: 10_000,
+        }
+    }
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 60_000,
+            max_documents: 100_000,
+            max_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_documents_per_ingest: 256,
+            max_wait_ids: 10_000,
+            max_job_ids: 10_000,
+            max_job_states: 8,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !self.redis_url.is_empty()
+            && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
+        {
+            errors.push("limits.redis_url must be a redis:// URL or empty".into());
+        }
+        positive(errors, "limits.redis_timeout_ms", self.redis_timeout_ms);
+        positive(
+            errors,
+            "limits.max_tracked_keys",
+            self.max_tracked_keys as u64,
+        );
+        self.search.validate("limits.search", errors);
+        self.ingest.validate("limits.ingest", errors);
+        self.admin.validate("limits.admin", errors);
+        positive(
+            errors,
+            "limits.long_calls.per_subject",
+            self.long_calls.per_subject as u64,
+        );
+        positive(
+            errors,
+            "limits.long_calls.max_tracked_subjects",
+            self.long_calls.max_tracked_subjects as u64,
+        );
+        positive(
+            errors,
+            "limits.stream.idle_timeout_ms",
+            self.stream.idle_timeout_ms,
+        );
+        positive(
+            errors,
+            "limits.stream.max_documents",
+            self.stream.max_documents,
+        );
+        positive(errors, "limits.stream.max_bytes", self.stream.max_bytes);
+        let r = &self.requests;
+        for (name, v) in [
+            ("max_documents_per_ingest", r.max_documents_per_ingest),
+            ("max_wait_ids", r.max_wait_ids),
+            ("max_job_ids", r.max_job_ids),
+            ("max_job_states", r.max_job_states),
+        ] {
+            positive(errors, &format!("limits.requests.{name}"), v as u64);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! GCRA rate budgets keyed by subject and by tenant, one pair per class of RPCs: in this
+//! process with `governor`, or shared between replicas through Redis (`redis_gcra.rs`) with
+//! the local limiter deciding whenever Redis does not answer in time.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+use prometheus::IntCounterVec;
+
+use super::config::{Budget, ClassBudget, LimitsConfig};
+use super::redis_gcra::RedisGcra;
+
+/// The budget classes: every Gateway RPC belongs to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Search,
+    Ingest,
+    Admin,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Search => "search",
+            Class::Ingest => "ingest",
+            Class::Admin => "admin",
+        }
+    }
+}
+
+/// Whose budget: the calling subject's or its tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Subject,
+    Tenant,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Subject => "subject",
+            Scope::Tenant => "tenant",
+        }
+    }
+}
+
+/// A refused call: which budget ran out and when the next call fits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverBudget {
+    pub class: Class,
+    pub scope: Scope,
+    pub retry_after: Duration,
+}
+
+/// Governor's clock on tokio time: real time in production, paused time in tests.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        Nanos::from(self.start.elapsed())
+    }
+}
+
+type Keyed = RateLimiter<String, DashMapStateStore<String>, TokioClock, NoOpMiddleware<Nanos>>;
+
+/// Key used by every new caller once `max_tracked_keys` callers are tracked and none is idle.
+const OVERFLOW_KEY: &str = "\u{0}overflow";
+
+/// One budget in this process, holding at most `max_keys` keys.
+struct LocalBudget {
+    limiter: Keyed,
+    clock: TokioClock,
+    max_keys: usize,
+}
+
+impl LocalBudget {
+    fn new(budget: Budget, max_keys: usize, clock: TokioClock) -> Self {
+        Self {
+            limiter: RateLimiter::dashmap_with_clock(quota(budget), clock.clone()),
+            clock,
+            max_keys,
+        }
+    }
+
+    /// `Ok(())` or the wait until the next call fits; `overflowed` when the key had no room.
+    fn check(&self, key: &str) -> (Result<(), Duration>, bool) {
+        let mut key = key.to_string();
+        let mut overflowed = false;
+        if self.limiter.len() >= self.max_keys {
+            // Idle keys hold no state worth keeping: a fresh bucket is the same.
+            self.limiter.retain_recent();
+            if self.limiter.len() >= self.max_keys {
+                key = OVERFLOW_KEY.to_string();
+                overflowed = true;
+            }
+        }
+        let outcome = self
+            .limiter
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()));
+        (outcome, overflowed)
+    }
+}
+
+fn quota(budget: Budget) -> Quota {
+    // Validated positive; the clamps only keep odd values from panicking.
+    let period = Duration::from_secs_f64(1.0 / budget.rate_per_second.max(1e-9))
+        .max(Duration::from_nanos(1));
+    let burst = NonZeroU32::new(budget.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+/// The six budgets (3 classes x subject/tenant).
+pub struct RateLimits {
+    local: [[LocalBudget; 2]; 3],
+    budgets: [[Budget; 2]; 3],
+    redis: Option<RedisGcra>,
+    /// Redis checks the local limiter answered instead, by reason (closed set).
+    fallback: IntCounterVec,
+    /// Calls refused, by class and scope.
+    refused: IntCounterVec,
+    overflow: IntCounterVec,
+}
+
+impl RateLimits {
+    pub fn new(config: &LimitsConfig, redis: Option<RedisGcra>, metrics: &RateMetrics) -> Self {
+        let clock = TokioClock::new();
+        let pair = |c: &ClassBudget| {
+            [
+                LocalBudget::new(c.per_subject, config.max_tracked_keys, clock.clone()),
+                LocalBudget::new(c.per_tenant, config.max_tracked_keys, clock.clone()),
+            ]
+        };
+        let budgets = |c: &ClassBudget| [c.per_subject, c.per_tenant];
+        Self {
+            local: [
+                pair(&config.search),
+                pair(&config.ingest),
+                pair(&config.admin),
+            ],
+            budgets: [
+                budgets(&config.search),
+                budgets(&config.ingest),
+                budgets(&config.admin),
+            ],
+            redis,
+            fallback: metrics.fallback.clone(),
+            refused: metrics.refused.clone(),
+            overflow: metrics.overflow.clone(),
+        }
+    }
+
+    /// Takes one call from the caller's budget, then from its tenant's.
+    pub async fn check(&self, class: Class, subject: &str, tenant: &str) -> Result<(), OverBudget> {
+        for (scope, key) in [(Scope::Subject, subject), (Scope::Tenant, tenant)] {
+            if let Err(retry_after) = self.check_one(class, scope, key).await {
+                self.refused
+                    .with_label_values(&[class.as_str(), scope.as_str()])
+                    .inc();
+                return Err(OverBudget {
+                    class,
+                    scope,
+                    retry_after,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_one(&self, class: Class, scope: Scope, key: &str) -> Result<(), Duration> {
+        let (c, s) = (class as usize, scope as usize);
+        if let Some(redis) = &self.redis {
+            let redis_key = format!("{}:{}:{key}", class.as_str(), scope.as_str());
+            match redis.check(&redis_key, self.budgets[c][s]).await {
+                Ok(outcome) => return outcome,
+                Err(reason) => self.fallback.with_label_values(&[reason]).inc(),
+            }
+        }
+        let (outcome, overflowed) = self.local[c][s].check(key);
+        if overflowed {
+            self.overflow.with_label_values(&[class.as_str()]).inc();
+        }
+        outcome
+    }
+}
+
+/// The rate limiter's metrics, registered once per gateway.
+pub struct RateMetrics {
+    fallback: IntCounterVec,
+    refused: IntCounterVec,
+    overflow: IntCounterVec,
+}
+
+impl RateMetrics {
+    pub fn new(metrics: &braid_core::metrics::Metrics) -> anyhow::Result<Self> {
+        use prometheus::Opts;
+        let fallback = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limit_local_fallback_total",
+                "rate checks decided locally because Redis did not answer (timeout, error)",
+            ),
+            &["reason"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limited_total",
+                "calls refused by a rate budget, by class and scope",
+            ),
+            &["class", "scope"],
+        )?;
+        let overflow = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limit_key_overflow_total",
+                "rate checks put on the shared overflow key because max_tracked_keys was reached",
+            ),
+            &["class"],
+        )?;
+        metrics.register(Box::new(fallback.clone()));
+        metrics.register(Box::new(refused.clone()));
+        metrics.register(Box::new(overflow.clone()));
+        Ok(Self {
+            fallback,
+            refused,
+            overflow,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self::new(&braid_core::metrics::Metrics::new("test")).expect("static metrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(subject: Budget, tenant: Budget, max_keys: usize) -> LimitsConfig {
+        let mut c = LimitsConfig::default();
+        c.search = ClassBudget {
+            per_subject: subject,
+            per_tenant: tenant,
+        };
+        c.max_tracked_keys = max_keys;
+        c
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subjects_have_separate_budgets_and_recover() {
+        let metrics = RateMetrics::for_tests();
+        let limits = RateLimits::new(
+            &config(Budget::new(1.0, 2), Budget::new(1000.0, 1000), 100),
+            None,
+            &metrics,
+        );
+        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
+        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
+        let over = limits
+            .check(Class::Search, "alice", "acme")
+            .await
+            .unwrap_err();
+        assert_eq!(over.scope, Scope::Subject);
+        assert!(over.retry_after > Duration::ZERO && over.retry_after <= Duration::from_secs(1));
+        // Bob, same tenant, still has his whole budget.
+        assert!(limits.check(Class::Search, "bob", "acme").await.is_ok());
+        // Another class is a separate budget.
+        assert!(limits.check(Class::Ingest, "alice", "acme").await.is_ok());
+        tokio::time::advance(over.retry_after).await;
+        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_budget_caps_all_its_subjects() {
+        let metrics = RateMetrics::for_tests();
+        let limits = RateLimits::new(
+            &config(Budget::new(1000.0, 1000), Budget::new(1.0, 3), 100),
+            None,
+            &metrics,
+        );
+        for subject in ["a", "b", "c"] {
+            assert!(limits.check(Class::Search, subject, "acme").await.is_ok());
+        }
+        let over = limits.check(Class::Search, "d", "acme").await.unwrap_err();
+        assert_eq!(over.scope, Scope::Tenant);
+        // Another tenant is not affected.
+        assert!(limits.check(Class::Search, "d", "other").await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tracked_keys_are_bounded() {
+        let metrics = RateMetrics::for_tests();
+        let limits = RateLimits::new(
+            &config(Budget::new(1.0, 1), Budget::new(1000.0, 1000), 2),
+            None,
+            &metrics,
+        );
+        assert!(limits.check(Class::Search, "a", "t").await.is_ok());
+        assert!(limits.check(Class::Search, "b", "t").await.is_ok());
+        // No room and nobody idle: newcomers share the overflow budget.
+        assert!(limits.check(Class::Search, "c", "t").await.is_ok());
+        assert!(limits.check(Class::Search, "d", "t").await.is_err());
+        assert!(limits.local[0][0].limiter.len() <= 3);
+        // Once a and b are idle their entries are evicted to make room.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(limits.check(Class::Search, "e", "t").await.is_ok());
+        assert!(limits.local[0][0].limiter.len() <= 2);
+    }
+}

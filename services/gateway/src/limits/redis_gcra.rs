@@ -1,0 +1,80 @@
+//! The GCRA shared between gateway replicas: one Lua script run atomically in Redis
+//! (EVALSHA, loaded on first use), keyed `braid:rl:<class>:<scope>:<key>`, using Redis's
+//! own clock so replicas with skewed clocks agree.
+
+use std::time::Duration;
+
+use redis::Script;
+
+use super::config::Budget;
+
+/// Returns 0 when the call fits (and takes it), else the wait in microseconds until it would.
+const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if allow_at > now then return allow_at - now end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return 0
+"#;
+
+pub struct RedisGcra {
+    pool: deadpool_redis::Pool,
+    script: Script,
+    timeout: Duration,
+}
+
+impl RedisGcra {
+    /// A lazily connecting pool: a Redis that is down at start-up only means local decisions.
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let mut cfg = deadpool_redis::Config::from_url(url);
+        cfg.pool = Some(deadpool_redis::PoolConfig {
+            max_size: 16,
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout.max(Duration::from_millis(500))),
+                recycle: Some(timeout),
+            },
+            ..Default::default()
+        });
+        Ok(Self {
+            pool: cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?,
+            script: Script::new(GCRA_LUA),
+            timeout,
+        })
+    }
+
+    /// `Ok(outcome)` when Redis decided; `Err(reason)` (a metric label) when it could not.
+    pub async fn check(
+        &self,
+        key: &str,
+        budget: Budget,
+    ) -> Result<Result<(), Duration>, &'static str> {
+        let interval_us = ((1_000_000.0 / budget.rate_per_second).ceil() as u64).max(1);
+        let call = async {
+            let mut conn = self.pool.get().await.map_err(|_| "error")?;
+            let wait_us: u64 = self
+                .script
+                .key(format!("braid:rl:{key}"))
+                .arg(interval_us)
+                .arg(budget.burst)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|_| "error")?;
+            Ok(if wait_us == 0 {
+                Ok(())
+            } else {
+                Err(Duration::from_micros(wait_us))
+            })
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err("timeout"),
+        }
+    }
+}
