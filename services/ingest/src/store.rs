@@ -405,7 +405,8 @@ impl Store {
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
         let mut tx = self.pool.begin().await?;
-        let doc: Option<(i64, bool, String, String, Metadata, i32, Vec<String>)> = sqlx::query_as(
+        type Row = (i64, bool, String, String, Metadata, i32, Vec<String>);
+        let doc: Option<Row> = sqlx::query_as(
             "SELECT version, deleted, external_id, title, metadata, acl_clearance, acl_groups \
                  FROM ingest.documents WHERE id = $1",
         )

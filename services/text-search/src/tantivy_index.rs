@@ -14,8 +14,8 @@ use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
-    RangeQuery, TermQuery, TermSetQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery, TermSetQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TantivyDocument,
@@ -604,6 +604,9 @@ mod tests {
         assert!(
             hits.iter().all(|h| h.document_id.starts_with("secret")),
             "the restricted documents do rank first for a caller who may see them"
+        );
+    }
+
     #[tokio::test]
     async fn query_syntax_typed_by_a_user_is_just_text() {
         let dir = tempfile::tempdir().unwrap();
@@ -682,6 +685,9 @@ mod tests {
             err.contains("remove that directory") && err.contains("re-ingest"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
     async fn plain_queries_score_as_the_query_parser_did() {
         let dir = tempfile::tempdir().unwrap();
         let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();

@@ -102,7 +102,6 @@ fn read_corpus(path: &Path, limit: usize) -> anyhow::Result<Vec<DocumentInput>> 
     for line in std::io::BufReader::new(file).lines().take(limit) {
         let d: BeirDoc = serde_json::from_str(&line?)?;
         docs.push(DocumentInput {
-            acl: None,
             external_id: d.id,
             title: d.title,
             content: d.text,

@@ -161,8 +161,9 @@ impl Default for RequestLimits {
 
 impl LimitsConfig {
     pub fn validate(&self, errors: &mut Vec<String>) {
-        if !self.redis_url.is_empty()
-            && !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://"))
+        if !(self.redis_url.is_empty()
+            || self.redis_url.starts_with("redis://")
+            || self.redis_url.starts_with("rediss://"))
         {
             errors.push("limits.redis_url must be a redis:// URL or empty".into());
         }
