@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod files;
 
 use std::path::PathBuf;
@@ -30,14 +31,16 @@ use tonic_health::pb::health_client::HealthClient;
     about = "Operate a Braid hybrid retrieval deployment"
 )]
 struct Cli {
-    /// Gateway address.
+    /// Gateway address (`bench` takes it repeatedly and spreads its clients round-robin;
+    /// other commands use the last one).
     #[arg(
         long,
         env = "BRAID_GATEWAY",
         default_value = "http://127.0.0.1:50051",
-        global = true
+        global = true,
+        action = clap::ArgAction::Append
     )]
-    gateway: String,
+    gateway: Vec<String>,
     /// Tenant to act on (documents and search: "default" when unset; jobs and stats: every
     /// tenant when unset).
     #[arg(long, env = "BRAID_TENANT", global = true)]
@@ -107,6 +110,9 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
         purge: bool,
     },
+    /// Load-test Gateway.Search: closed loop (--clients) or open loop (--rate), with
+    /// latency percentiles, errors by status code and degraded answers.
+    Bench(Box<bench::BenchArgs>),
     /// Check grpc.health.v1 on all five services.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -172,7 +178,7 @@ impl From<JobStateArg> for JobState {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Mode {
+pub(crate) enum Mode {
     Hybrid,
     Vector,
     Text,
@@ -238,7 +244,10 @@ fn ts(t: &Option<braid_proto::prost_types::Timestamp>) -> String {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Data operations: empty tenant = "default" on the server. Admin: empty = every tenant.
     let tenant = cli.tenant.unwrap_or_default();
+    let gateway_addr = cli.gateway.last().cloned().unwrap_or_default();
+    let gateway_addr = gateway_addr.as_str();
     match cli.command {
+        Command::Bench(args) => bench::run(cli.gateway, tenant, *args).await,
         Command::Ingest {
             paths,
             wait,
@@ -247,7 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             ingest(
-                &cli.gateway,
+                gateway_addr,
                 &tenant,
                 &paths,
                 wait,
@@ -255,13 +264,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
+        Command::Jobs { command } => jobs(gateway_addr, &tenant, command).await,
         Command::Reembed {
             dry_run,
             wait,
             purge,
         } => {
-            let mut gw = gateway(&cli.gateway).await?;
+            let mut gw = gateway(gateway_addr).await?;
             let r = gw
                 .reembed(ReembedRequest {
                     tenant: tenant.clone(),
@@ -298,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats => {
-            let s = gateway(&cli.gateway)
+            let s = gateway(gateway_addr)
                 .await?
                 .stats(StatsRequest { tenant })
                 .await?
@@ -346,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 chunk_level: chunks,
             };
-            let response = gateway(&cli.gateway)
+            let response = gateway(gateway_addr)
                 .await?
                 .search(request)
                 .await?
@@ -360,7 +369,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let doc = gateway(&cli.gateway)
+            let doc = gateway(gateway_addr)
                 .await?
                 .get_document(GetDocumentRequest {
                     tenant,
@@ -394,7 +403,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Delete { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let r = gateway(&cli.gateway)
+            let r = gateway(gateway_addr)
                 .await?
                 .delete_document(DeleteDocumentRequest {
                     tenant,
@@ -418,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             use braid_proto::service_names as n;
             let targets = [
-                ("gateway", cli.gateway.as_str(), n::GATEWAY),
+                ("gateway", gateway_addr, n::GATEWAY),
                 ("ingest", ingest.as_str(), n::INGEST),
                 ("embedding", embedding.as_str(), n::EMBEDDING),
                 ("vector-search", vector_search.as_str(), n::VECTOR_SEARCH),
