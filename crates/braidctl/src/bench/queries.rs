@@ -21,15 +21,15 @@ pub fn parse(content: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .filter_map(|line| {
-            if line.starts_with('{') {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
-                    return value
-                        .get("text")
-                        .and_then(|t| t.as_str())
-                        .map(str::trim)
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_string);
-                }
+            if line.starts_with('{')
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+            {
+                return value
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
             }
             Some(line.to_string())
         })

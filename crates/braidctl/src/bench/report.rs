@@ -68,17 +68,6 @@ impl Recorder {
         self.ok + self.errors.values().sum::<u64>()
     }
 
-    pub fn merge(&mut self, other: &Recorder) {
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.latency.add(&other.latency);
-        self.ok += other.ok;
-        self.degraded += other.degraded;
-        self.failovers += other.failovers;
-        for (code, n) in &other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
-    }
-
     fn ms_at(&self, quantile: f64) -> f64 {
         if self.latency.is_empty() {
             return 0.0;
@@ -284,20 +273,6 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["errors_by_code"]["UNAVAILABLE"], 1);
         assert_eq!(json["latency_ms"]["p99_9"], l.p99_9);
-    }
-
-    #[test]
-    fn merging_adds_counts_and_latencies() {
-        let mut a = Recorder::new();
-        a.ok(Duration::from_millis(10), false);
-        let mut b = Recorder::new();
-        b.ok(Duration::from_secs(2), true);
-        b.error(Duration::from_millis(1), "DEADLINE_EXCEEDED");
-        a.merge(&b);
-        let report = a.report(setup(), Duration::from_secs(1));
-        assert_eq!(report.requests, 3);
-        assert_eq!(report.degraded, 1);
-        assert!((report.latency_ms.max - 2000.0).abs() < 2.0);
     }
 
     #[test]
