@@ -70,7 +70,7 @@ struct Tally {
 fn not_taking_requests(s: &Status) -> bool {
     s.code() == Code::Unavailable
         || (matches!(s.code(), Code::Unknown | Code::Cancelled)
-            && ["transport", "connection", "h2", "goaway"]
+            && ["transport", "connection", "h2", "goaway", "canceled"]
                 .iter()
                 .any(|w| s.message().to_ascii_lowercase().contains(w)))
 }

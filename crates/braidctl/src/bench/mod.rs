@@ -124,15 +124,23 @@ fn code_name(code: Code) -> &'static str {
 }
 
 /// Whether a failure means "this gateway is not taking requests" (refused, shutting down,
-/// connection gone), so the same request should go to the next target.
+/// connection gone, or the request cancelled unsent on a closing connection), so the same
+/// request should go to the next target.
 fn should_fail_over(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
         Code::Unknown | Code::Cancelled => {
             let m = status.message().to_ascii_lowercase();
-            ["transport", "connection", "h2", "goaway", "broken pipe"]
-                .iter()
-                .any(|w| m.contains(w))
+            [
+                "transport",
+                "connection",
+                "h2",
+                "goaway",
+                "broken pipe",
+                "canceled",
+            ]
+            .iter()
+            .any(|w| m.contains(w))
         }
         _ => false,
     }
@@ -483,5 +491,9 @@ mod tests {
         assert!(!should_fail_over(&Status::resource_exhausted("queue full")));
         assert!(!should_fail_over(&Status::invalid_argument("query")));
         assert!(!should_fail_over(&Status::unknown("something else")));
+        // hyper cancels a request it could not send on a connection that was closing.
+        assert!(should_fail_over(&Status::cancelled(
+            "operation was canceled"
+        )));
     }
 }
