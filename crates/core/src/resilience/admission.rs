@@ -128,6 +128,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // Health checks never queue: an overloaded server is still alive, and a probe that
+        // times out in the queue would get it restarted by the orchestrator.
+        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+            let future = self.inner.call(request);
+            return Box::pin(future);
+        }
         let state = self.state.clone();
         let budget = request
             .headers()
@@ -232,6 +238,7 @@ mod tests {
 
     fn request(timeout: Option<&str>) -> http::Request<Body> {
         let mut r = http::Request::new(String::new());
+        *r.uri_mut() = "/braid.v1.Gateway/Search".parse().expect("uri");
         if let Some(t) = timeout {
             r.headers_mut()
                 .insert("grpc-timeout", t.parse().expect("header"));
@@ -264,6 +271,26 @@ mod tests {
         tokio::task::yield_now().await;
         let shed = svc.clone().call(request(None)).await.expect("response");
         assert_eq!(code(&shed), Some(tonic::Code::ResourceExhausted));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_checks_bypass_a_full_queue() {
+        let release = Arc::new(Semaphore::new(0));
+        let svc = layer(0).layer(held(release.clone()));
+        let _running = tokio::spawn(svc.clone().call(request(None)));
+        tokio::task::yield_now().await;
+        let shed = svc.clone().call(request(None)).await.expect("response");
+        assert_eq!(code(&shed), Some(tonic::Code::ResourceExhausted));
+        let mut probe = request(None);
+        *probe.uri_mut() = "/grpc.health.v1.Health/Check".parse().expect("uri");
+        let probe = tokio::spawn(svc.clone().call(probe));
+        release.add_permits(2);
+        let answered = probe.await.expect("join").expect("response");
+        assert_eq!(
+            code(&answered),
+            None,
+            "the probe ran despite the full server"
+        );
     }
 
     #[tokio::test(start_paused = true)]
