@@ -192,7 +192,7 @@ impl Bench {
         let slot = &self.slots[slot % self.slots.len()];
         let targets = slot.per_target.len();
         let mut last = Outcome::Failed("UNAVAILABLE");
-        for _ in 0..targets {
+        for attempt in 0..targets {
             let t = target.load(Ordering::Relaxed) % targets;
             let mut client = slot.per_target[t].clone();
             // A hung connection must not hang the benchmark past the request's deadline.
@@ -208,13 +208,15 @@ impl Bench {
                 }
                 Ok(Err(status)) if targets > 1 && should_fail_over(&status) => {
                     last = Outcome::Failed(code_name(status.code()));
+                    if attempt + 1 < targets {
+                        self.record_with(&record);
+                    }
                     let _ = target.compare_exchange(
                         t,
                         (t + 1) % targets,
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     );
-                    self.record_with(&record);
                 }
                 Ok(Err(status)) => return Outcome::Failed(code_name(status.code())),
                 Err(_) => return Outcome::Failed("DEADLINE_EXCEEDED"),
