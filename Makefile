@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -22,6 +22,9 @@ bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFa
 
 eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whole corpus) → BENCHMARKS.md
 	@$(STACK) eval
+
+loadtest: ## on the `make run` stack (started if not running) + SciFact: 500 clients, 100 req/s, rate sweep, load during ingest → BENCHMARKS.md (LOADTEST_SECONDS=60)
+	@$(STACK) loadtest
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
 	@$(STACK) setup

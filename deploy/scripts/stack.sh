@@ -300,6 +300,27 @@ run_prometheus() {
   wait "$PROMETHEUS_PID"
 }
 
+# Runs braid-$1 until told to stop, restarting it with exponential backoff (1 s doubling to
+# 30 s, back to 1 s after a minute of uptime) whenever it exits, so the other services keep
+# serving (degraded) meanwhile. Writes the current pid to $LOG_DIR/$1.pid.
+supervise() { # service
+  local svc=$1 delay=1 child="" started code
+  trap 'if [[ -n $child ]]; then kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; fi; rm -f "$LOG_DIR/$svc.pid"; exit 0' TERM INT
+  while true; do
+    started=$SECONDS
+    "$TARGET_DIR/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
+    child=$!
+    echo "$child" >"$LOG_DIR/$svc.pid"
+    code=0
+    wait "$child" || code=$?
+    child=""
+    (( SECONDS - started > 60 )) && delay=1
+    say "braid-$svc exited (code $code); the other services keep serving; restarting it in ${delay}s (log $LOG_DIR/$svc.log)"
+    sleep "$delay"
+    delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+  done
+}
+
 run_stack() {
   setup
   say "building release binaries (first build takes several minutes)"
@@ -307,7 +328,10 @@ run_stack() {
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   local pids=()
-  if ensure_redis; then
+  if [[ ${BRAID_EMBEDDING_CACHE:-on} == off ]]; then
+    export BRAID_EMBEDDING__CACHE__L1_ENTRIES=0 BRAID_EMBEDDING__CACHE__REDIS_URL=""
+    say "embedding cache off (BRAID_EMBEDDING_CACHE=off)"
+  elif ensure_redis; then
     local redis_port=${BRAID_REDIS_PORT:-6390}
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
       >>"$LOG_DIR/redis.log" 2>&1 &
@@ -330,15 +354,14 @@ run_stack() {
     pids+=("$PROMETHEUS_PID")
   fi
   for svc in "${SERVICES[@]}"; do
-    "$TARGET_DIR/release/braid-$svc" >>"$LOG_DIR/$svc.log" 2>&1 &
+    supervise "$svc" &
     pids+=($!)
-    say "started braid-$svc (pid $!, log $LOG_DIR/$svc.log)"
+    say "started braid-$svc (supervised: restarted when it exits; log $LOG_DIR/$svc.log)"
   done
   say "waiting for every service to report SERVING"
   local ok=""
   for _ in $(seq 1 120); do
     if "$TARGET_DIR/release/braidctl" health --quiet >/dev/null 2>&1; then ok=1; break; fi
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOG_DIR"/*.log >&2; die "a service exited during start-up"; }; done
     sleep 1
   done
   [[ -n $ok ]] || { "$TARGET_DIR/release/braidctl" health || true; die "services did not become healthy within 120 s (logs in $LOG_DIR)"; }
@@ -346,11 +369,13 @@ run_stack() {
   cat <<USAGE
 
 Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-9105/metrics.
+A service that exits is restarted with backoff; the others keep serving meanwhile.
 
   export PATH=$TARGET_DIR/release:$BIN_DIR:\$PATH
   braidctl ingest README.md docs/            # files or directories (.md .txt .html)
   braidctl search "hybrid retrieval" --top-k 5
   braidctl search "hybrid retrieval" --mode vector --json
+  braidctl bench --clients 50 --duration 30s  # load test (see make loadtest)
   braidctl health
   grpcurl -plaintext 127.0.0.1:50051 list
   grpcurl -plaintext -d '{"query":"hybrid retrieval","top_k":3}' 127.0.0.1:50051 braid.v1.Gateway/Search
@@ -358,9 +383,7 @@ Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-910
 
 Press Ctrl-C to stop everything.
 USAGE
-  wait -n "${pids[@]}" || true
-  say "a service exited unexpectedly; see $LOG_DIR"
-  cleanup 1
+  wait
 }
 
 run_tests() {
@@ -422,6 +445,127 @@ run_eval() {
   "$TARGET_DIR/release/braid-bench" eval --dataset "$dataset" --out "$ROOT/BENCHMARKS.md"
 }
 
+# CPU seconds (user + system) used so far by the process in pid file $1, or by braid-$2.
+cpu_ticks() { # service
+  local pid
+  pid=$(cat "$LOG_DIR/$1.pid" 2>/dev/null || pgrep -x "braid-$1" | head -n1)
+  [[ -n $pid && -r /proc/$pid/stat ]] || { echo 0; return; }
+  # Fields 14 and 15 (utime, stime) after the ")" that ends the command name.
+  sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}'
+}
+
+# Runs one scenario: braidctl bench "$@" --json into $LOG_DIR/loadtest-<slug>.json, and
+# appends its table row (with CPU per service and the load average) to $LOADTEST_ROWS.
+loadtest_scenario() { # slug, label, bench args...
+  local slug=$1 name=$2; shift 2
+  local before=() after=() hz json
+  hz=$(getconf CLK_TCK)
+  for svc in "${SERVICES[@]}"; do before+=("$(cpu_ticks "$svc")"); done
+  local started=$SECONDS
+  json=$("$TARGET_DIR/release/braidctl" bench --json --quiet "$@") || die "bench $name failed"
+  local secs=$(( SECONDS - started ))
+  for svc in "${SERVICES[@]}"; do after+=("$(cpu_ticks "$svc")"); done
+  local cpu="" i
+  for i in "${!SERVICES[@]}"; do
+    cpu+=$(awk -v a="${after[$i]}" -v b="${before[$i]}" -v hz="$hz" -v s="$secs" -v n="${SERVICES[$i]}" \
+      'BEGIN { printf "%s %.0f%%, ", n, (a - b) / hz / (s > 0 ? s : 1) * 100 }')
+  done
+  echo "$json" >"$LOG_DIR/loadtest-$slug.json"
+  python3 - "$LOG_DIR/loadtest-$slug.json" "$name" "${cpu%, }" "$(uptime | sed 's/.*load average: //')" >>"$LOADTEST_ROWS" <<'PY'
+import json, sys
+path, name, cpu, load = sys.argv[1:5]
+r = json.load(open(path))
+l = r["latency_ms"]
+errors = ", ".join(f"{k} {v}" for k, v in r["errors_by_code"].items()) or "0"
+print(f"| {name} | {r['requests']} | {r['qps']:.0f} | {l['p50']:.1f} | {l['p95']:.1f} | {l['p99']:.1f} | {l['p99_9']:.1f} | {l['max']:.0f} | {errors} | {r['degraded']} | {cpu} | {load} |")
+PY
+}
+
+run_loadtest() {
+  setup
+  eval "$(print_env)"
+  local secs=${LOADTEST_SECONDS:-60}
+  local dataset=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact
+  [[ -f $dataset/corpus.jsonl ]] || die "SciFact not found at $dataset (set BRAID_EVAL_DIR to the eval directory)"
+  mkdir -p "$LOG_DIR"
+  local ctl=$TARGET_DIR/release/braidctl stack_pid=""
+  if [[ -x $ctl ]] && "$ctl" health --quiet >/dev/null 2>&1; then
+    say "reusing the running stack (its embedding cache settings apply)"
+  else
+    say "starting the stack in the background (release build, embedding cache off; log $LOG_DIR/loadtest-stack.log)"
+    BRAID_EMBEDDING_CACHE=off "$0" run >"$LOG_DIR/loadtest-stack.log" 2>&1 &
+    stack_pid=$!
+    trap '[[ -n $stack_pid ]] && kill -TERM "$stack_pid" 2>/dev/null; wait "$stack_pid" 2>/dev/null' EXIT
+    for _ in $(seq 1 1800); do
+      [[ -x $ctl ]] && "$ctl" health --quiet >/dev/null 2>&1 && break
+      kill -0 "$stack_pid" 2>/dev/null || { tail -n 30 "$LOG_DIR/loadtest-stack.log" >&2; die "the stack did not start"; }
+      sleep 1
+    done
+  fi
+  local chunks
+  chunks=$("$ctl" stats | awk '/^chunks:/ {print $2}')
+  if [[ ${chunks:-0} -lt 1000 ]]; then
+    say "ingesting SciFact ($dataset/corpus.jsonl; takes minutes)"
+    "$ctl" ingest "$dataset/corpus.jsonl" --wait || die "ingest failed"
+  fi
+  LOADTEST_ROWS=$LOG_DIR/loadtest-rows.md
+  : >"$LOADTEST_ROWS"
+  local q=(--queries "$dataset/queries.jsonl" --warmup 5s --duration "${secs}s" --timeout 10s)
+  say "(a) 500 concurrent clients for ${secs} s"
+  loadtest_scenario a "a: 500 clients" "${q[@]}" --clients 500
+  say "(b) 100 req/s open loop for ${secs} s"
+  loadtest_scenario b "b: 100 req/s" "${q[@]}" --rate 100
+  say "(c) rate sweep: highest hybrid rate with p99 <= 100 ms"
+  local sweep_secs=$(( secs / 3 > 10 ? secs / 3 : 10 )) rate best=0
+  for rate in 50 100 150 200 250 300 400 500; do
+    loadtest_scenario "c-$rate" "c: sweep ${rate} req/s" --queries "$dataset/queries.jsonl" --warmup 3s \
+      --duration "${sweep_secs}s" --timeout 10s --rate "$rate"
+    local p99
+    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["latency_ms"]["p99"] if r["errors"] == 0 else 1e9)' \
+      "$LOG_DIR/loadtest-c-$rate.json")
+    if awk -v p="$p99" 'BEGIN { exit !(p <= 100) }'; then best=$rate; else break; fi
+  done
+  say "(d) 500 concurrent clients during a bulk ingest"
+  local ingest_dir=$LOG_DIR/loadtest-ingest
+  mkdir -p "$ingest_dir"
+  # The same corpus under other ids: real indexing work for every document.
+  sed 's/"_id": *"/"_id": "reingest-/' "$dataset/corpus.jsonl" | head -n 2000 >"$ingest_dir/corpus.jsonl"
+  BRAID_TENANT=loadtest "$ctl" ingest "$ingest_dir/corpus.jsonl" >"$LOG_DIR/loadtest-ingest.log" 2>&1 &
+  local ingest_pid=$!
+  loadtest_scenario d "d: 500 clients + ingest" "${q[@]}" --clients 500
+  kill -TERM "$ingest_pid" 2>/dev/null || true
+  wait "$ingest_pid" 2>/dev/null || true
+
+  local section=$LOG_DIR/loadtest-section.md
+  {
+    echo "Hybrid search through the gateway, \`braidctl bench\` on the same machine, SciFact queries"
+    echo "cycling, top_k 10, ${secs} s per scenario after a 5 s warm-up ($(date -u +%Y-%m-%d), $(nproc) cores,"
+    echo "$(git -C "$ROOT" rev-parse --short HEAD)). Latency in ms; CPU = share of one core per service over the"
+    echo "scenario, from /proc/<pid>/stat; load = uptime load averages when the scenario ended."
+    echo "Open-loop latency counts from each request's intended send time. Highest swept rate with"
+    echo "p99 <= 100 ms and no errors: **${best} req/s**."
+    echo
+    echo "| scenario | requests | QPS | p50 | p95 | p99 | p99.9 | max | errors | degraded | CPU | load |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    cat "$LOADTEST_ROWS"
+  } >"$section"
+  python3 - "$ROOT/BENCHMARKS.md" "$section" <<'PY'
+import pathlib, sys
+path, section = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]).read_text()
+text = path.read_text() if path.exists() else "# Benchmarks\n"
+start, end = "<!-- bench:load -->", "<!-- /bench:load -->"
+block = f"{start}\n{section}{end}"
+if start in text and end in text:
+    head, rest = text.split(start, 1)
+    text = head + block + rest.split(end, 1)[1]
+else:
+    text = text.rstrip("\n") + "\n\n## Load (`make loadtest`)\n\n" + block + "\n"
+path.write_text(text)
+PY
+  cat "$section"
+  say "wrote the load section of BENCHMARKS.md"
+}
+
 case ${1:-} in
   setup) setup ;;
   pg-start) pg_start ;;
@@ -433,5 +577,6 @@ case ${1:-} in
   eval) run_eval ;;
   prometheus) run_prometheus ;;
   deploy-check) BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh" ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval" ;;
+  loadtest) run_loadtest ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|prometheus|deploy-check" ;;
 esac

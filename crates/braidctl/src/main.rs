@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bench;
 mod files;
 
 use std::path::PathBuf;
@@ -31,14 +32,16 @@ use tonic_health::pb::health_client::HealthClient;
     about = "Operate a Braid hybrid retrieval deployment"
 )]
 struct Cli {
-    /// Gateway address.
+    /// Gateway address (`bench` takes it repeatedly and spreads its clients round-robin;
+    /// other commands use the last one).
     #[arg(
         long,
         env = "BRAID_GATEWAY",
         default_value = "http://127.0.0.1:50051",
-        global = true
+        global = true,
+        action = clap::ArgAction::Append
     )]
-    gateway: String,
+    gateway: Vec<String>,
     /// Tenant to act on (documents and search: "default" when unset; jobs and stats: every
     /// tenant when unset).
     #[arg(long, env = "BRAID_TENANT", global = true)]
@@ -110,6 +113,9 @@ enum Command {
     },
     /// The gateway's audit trail, newest first (admin).
     Audit(audit::AuditArgs),
+    /// Load-test Gateway.Search: closed loop (--clients) or open loop (--rate), with
+    /// latency percentiles, errors by status code and degraded answers.
+    Bench(Box<bench::BenchArgs>),
     /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
     /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
@@ -205,7 +211,7 @@ impl From<JobStateArg> for JobState {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Mode {
+pub(crate) enum Mode {
     Hybrid,
     Vector,
     Text,
@@ -271,7 +277,10 @@ fn ts(t: &Option<braid_proto::prost_types::Timestamp>) -> String {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Data operations: empty tenant = "default" on the server. Admin: empty = every tenant.
     let tenant = cli.tenant.unwrap_or_default();
+    let gateway_addr = cli.gateway.last().cloned().unwrap_or_default();
+    let gateway_addr = gateway_addr.as_str();
     match cli.command {
+        Command::Bench(args) => bench::run(cli.gateway, tenant, *args).await,
         Command::Ingest {
             paths,
             wait,
@@ -280,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             ingest(
-                &cli.gateway,
+                gateway_addr,
                 &tenant,
                 &paths,
                 wait,
@@ -288,14 +297,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
-        Command::Audit(args) => audit::run(gateway(&cli.gateway).await?, &tenant, args).await,
+        Command::Jobs { command } => jobs(gateway_addr, &tenant, command).await,
+        Command::Audit(args) => audit::run(gateway(gateway_addr).await?, &tenant, args).await,
         Command::Reembed {
             dry_run,
             wait,
             purge,
         } => {
-            let mut gw = gateway(&cli.gateway).await?;
+            let mut gw = gateway(gateway_addr).await?;
             let r = gw
                 .reembed(ReembedRequest {
                     tenant: tenant.clone(),
@@ -332,7 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats => {
-            let s = gateway(&cli.gateway)
+            let s = gateway(gateway_addr)
                 .await?
                 .stats(StatsRequest { tenant })
                 .await?
@@ -380,7 +389,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 chunk_level: chunks,
             };
-            let response = gateway(&cli.gateway)
+            let response = gateway(gateway_addr)
                 .await?
                 .search(request)
                 .await?
@@ -394,7 +403,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let doc = gateway(&cli.gateway)
+            let doc = gateway(gateway_addr)
                 .await?
                 .get_document(GetDocumentRequest {
                     tenant,
@@ -428,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Delete { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let r = gateway(&cli.gateway)
+            let r = gateway(gateway_addr)
                 .await?
                 .delete_document(DeleteDocumentRequest {
                     tenant,
@@ -481,7 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             use braid_proto::service_names as n;
             let targets = [
-                ("gateway", cli.gateway.as_str(), n::GATEWAY),
+                ("gateway", gateway_addr, n::GATEWAY),
                 ("ingest", ingest.as_str(), n::INGEST),
                 ("embedding", embedding.as_str(), n::EMBEDDING),
                 ("vector-search", vector_search.as_str(), n::VECTOR_SEARCH),

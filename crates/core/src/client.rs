@@ -1,5 +1,5 @@
 //! Builds the one shared channel per downstream service: lazy connection, connect timeout,
-//! per-call deadline, trace-context propagation and a circuit breaker.
+//! per-call deadline, trace-context propagation, retries with a budget and a circuit breaker.
 
 use std::time::Duration;
 
@@ -8,13 +8,13 @@ use tower::ServiceBuilder;
 
 use crate::config::ClientConfig;
 use crate::resilience::{
-    BreakerConfig, CircuitBreaker, CircuitBreakerLayer, TraceContextLayer, circuit_breaker_service,
-    trace_context_service,
+    BreakerConfig, CircuitBreaker, CircuitBreakerLayer, RetryLayer, TraceContextLayer,
+    circuit_breaker_service, retry_service, trace_context_service,
 };
 
 /// The channel type every generated Braid client is instantiated with.
 pub type Channel = circuit_breaker_service::CircuitBreakerService<
-    trace_context_service::TraceContext<tonic::transport::Channel>,
+    retry_service::RetryService<trace_context_service::TraceContext<tonic::transport::Channel>>,
 >;
 
 /// Creates the channel for `name` (used in logs and breaker metrics). Connection happens on
@@ -33,6 +33,7 @@ pub fn channel(
     let breaker = CircuitBreaker::new(name, breaker);
     let channel = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .layer(RetryLayer::new())
         .layer(TraceContextLayer)
         .service(endpoint.connect_lazy());
     Ok((channel, breaker))

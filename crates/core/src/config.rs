@@ -142,9 +142,12 @@ pub struct ServerConfig {
     pub admin_addr: SocketAddr,
     /// Deadline for any single request handled by this server.
     pub request_timeout_ms: u64,
-    /// Requests in flight across all connections; beyond it requests are shed
-    /// with RESOURCE_EXHAUSTED.
+    /// Requests running at once across all connections; beyond it requests wait in the
+    /// admission queue.
     pub concurrency_limit: usize,
+    /// Requests that may wait for a slot (in arrival order); beyond it, or when a waiting
+    /// request's deadline passes, requests are shed with RESOURCE_EXHAUSTED. 0: no queue.
+    pub queue_limit: usize,
     /// How long in-flight requests may take to finish after shutdown starts.
     pub shutdown_grace_ms: u64,
     pub max_message_bytes: usize,
@@ -159,6 +162,7 @@ impl ServerConfig {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], admin)),
             request_timeout_ms: 30_000,
             concurrency_limit: 256,
+            queue_limit: 4096,
             shutdown_grace_ms: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
             health_probe_interval_ms: 2_000,

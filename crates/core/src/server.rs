@@ -17,11 +17,10 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::resilience::GrpcMetricsLayer;
+use crate::resilience::{AdmissionConfig, AdmissionLayer, GrpcMetricsLayer};
 
 /// The two already-bound listeners a service runs on.
 pub struct Listeners {
@@ -236,12 +235,21 @@ where
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
 
-    // Outermost first: metrics see every request (shed ones too), then load shedding turns a
-    // full concurrency limit into an immediate RESOURCE_EXHAUSTED instead of a queue.
+    // Outermost first: metrics see every request (shed ones too), then admission runs at most
+    // `concurrency_limit` requests, queues up to `queue_limit` more in arrival order and sheds
+    // with RESOURCE_EXHAUSTED only when the queue is full or a request's deadline passes
+    // while it waits.
+    let admission = AdmissionLayer::new(
+        AdmissionConfig {
+            concurrency_limit: config.concurrency_limit,
+            queue_limit: config.queue_limit,
+            request_timeout: config.request_timeout(),
+        },
+        &metrics,
+    );
     let stack = ServiceBuilder::new()
         .layer(GrpcMetricsLayer::new(metrics))
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit));
+        .layer(admission);
 
     let signal = {
         let health = health.clone();

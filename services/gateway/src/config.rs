@@ -42,6 +42,10 @@ pub struct SearchConfig {
     pub vector_timeout_ms: u64,
     /// Deadline of the text leg.
     pub text_timeout_ms: u64,
+    /// Calls of each leg running at once; more wait in a FIFO queue (within the request's
+    /// deadline) and the leg timeouts count from when a call leaves it, so a queued leg is
+    /// not mistaken for a failing one.
+    pub leg_concurrency: usize,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +76,7 @@ impl Default for SearchConfig {
             max_candidates: 1000,
             vector_timeout_ms: 2_000,
             text_timeout_ms: 2_000,
+            leg_concurrency: 32,
         }
     }
 }
@@ -96,6 +101,7 @@ impl Validate for GatewayConfig {
         }
         positive(errors, "search.vector_timeout_ms", s.vector_timeout_ms);
         positive(errors, "search.text_timeout_ms", s.text_timeout_ms);
+        positive(errors, "search.leg_concurrency", s.leg_concurrency as u64);
         self.breaker.validate(errors);
         self.limits.validate(errors);
         self.audit.validate(errors);

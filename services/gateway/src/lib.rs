@@ -110,6 +110,7 @@ pub async fn run(
     };
     let searcher = Arc::new(search::Searcher {
         clients,
+        limits: search::LegLimits::new(&config.search),
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
     });

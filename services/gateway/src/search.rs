@@ -1,7 +1,16 @@
 //! Hybrid search: validate, embed the query, query both legs concurrently (each under its
 //! own deadline, behind its client's circuit breaker), fuse, and report what degraded.
+//!
+//! Deadlines: each leg gets what is left of the request's deadline (the caller's
+//! `grpc-timeout` capped by the server's request timeout), at most its own leg timeout. Under
+//! overload a leg waits for one of `leg_concurrency` slots within the request's deadline; its
+//! own timeout starts when it leaves the queue, so being queued does not degrade an answer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use braid_core::resilience::deadline;
+use tokio::sync::Semaphore;
 
 use braid_core::validate;
 use braid_proto::tonic::{Request, Status};
@@ -9,7 +18,7 @@ use braid_proto::v1::{
     ChunkHit, EmbedRequest, InputType, LegSearchRequest, SearchHit, SearchMode, SearchRequest,
     SearchResponse,
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::clients::Clients;
 use crate::config::SearchConfig;
@@ -21,6 +30,22 @@ pub const DEFAULT_TENANT: &str = "default";
 pub struct SearchMetrics {
     leg_latency: HistogramVec,
     degraded: IntCounterVec,
+    leg_queued: IntGaugeVec,
+}
+
+/// The bounded concurrency of each leg (FIFO: tokio's semaphore is fair).
+pub struct LegLimits {
+    vector: Arc<Semaphore>,
+    text: Arc<Semaphore>,
+}
+
+impl LegLimits {
+    pub fn new(config: &SearchConfig) -> Self {
+        Self {
+            vector: Arc::new(Semaphore::new(config.leg_concurrency)),
+            text: Arc::new(Semaphore::new(config.leg_concurrency)),
+        }
+    }
 }
 
 impl SearchMetrics {
@@ -34,17 +59,27 @@ impl SearchMetrics {
             Opts::new("search_degraded_total", "searches answered without one leg"),
             &["leg"],
         )?;
+        let leg_queued = IntGaugeVec::new(
+            Opts::new(
+                "search_leg_queued",
+                "leg calls waiting for one of the leg's concurrency slots",
+            ),
+            &["leg"],
+        )?;
         metrics.register(Box::new(leg_latency.clone()));
         metrics.register(Box::new(degraded.clone()));
+        metrics.register(Box::new(leg_queued.clone()));
         Ok(Self {
             leg_latency,
             degraded,
+            leg_queued,
         })
     }
 }
 
 pub struct Searcher {
     pub clients: Clients,
+    pub limits: LegLimits,
     pub config: SearchConfig,
     pub metrics: SearchMetrics,
 }
@@ -203,12 +238,14 @@ impl Searcher {
         query: String,
     ) -> Result<Vec<ChunkHit>, String> {
         let timeout = Duration::from_millis(self.config.vector_timeout_ms);
+        let _slot = self.slot("vector", &self.limits.vector).await?;
+        let ends = LegDeadline::start(timeout);
         let work = async {
             let mut embed = Request::new(EmbedRequest {
                 texts: vec![query],
                 input_type: InputType::Query as i32,
             });
-            embed.set_timeout(timeout);
+            embed.set_timeout(ends.remaining());
             let embedded = self
                 .clients
                 .embedding
@@ -227,7 +264,7 @@ impl Searcher {
             // (during a re-embedding the other model's vectors stay until purged).
             request.model = embedded.model;
             let mut search = Request::new(request);
-            search.set_timeout(timeout);
+            search.set_timeout(ends.remaining());
             let hits = self
                 .clients
                 .vector
@@ -239,9 +276,7 @@ impl Searcher {
                 .hits;
             Ok(hits)
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or_else(|_| Err(format!("timed out after {} ms", timeout.as_millis())))
+        ends.run(work).await
     }
 
     async fn text_leg(
@@ -250,9 +285,11 @@ impl Searcher {
         query: String,
     ) -> Result<Vec<ChunkHit>, String> {
         let timeout = Duration::from_millis(self.config.text_timeout_ms);
+        let _slot = self.slot("text", &self.limits.text).await?;
+        let ends = LegDeadline::start(timeout);
         request.query = query;
         let mut search = Request::new(request);
-        search.set_timeout(timeout);
+        search.set_timeout(ends.remaining());
         let work = async {
             self.clients
                 .text
@@ -262,11 +299,79 @@ impl Searcher {
                 .map(|r| r.into_inner().hits)
                 .map_err(|s| describe(&s))
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or_else(|_| Err(format!("timed out after {} ms", timeout.as_millis())))
+        ends.run(work).await
     }
 
+    /// Waits (in arrival order) for one of the leg's slots, for as long as the request's
+    /// deadline allows.
+    async fn slot<'a>(
+        &self,
+        leg: &str,
+        slots: &'a Semaphore,
+    ) -> Result<tokio::sync::SemaphorePermit<'a>, String> {
+        if let Ok(permit) = slots.try_acquire() {
+            return Ok(permit);
+        }
+        let queued = self.metrics.leg_queued.with_label_values(&[leg]);
+        queued.inc();
+        let waited = match deadline::current() {
+            Some(at) => tokio::time::timeout_at(at, slots.acquire()).await.ok(),
+            None => Some(slots.acquire().await),
+        };
+        queued.dec();
+        match waited {
+            Some(Ok(permit)) => Ok(permit),
+            Some(Err(_)) | None => {
+                Err("the request's deadline passed while the leg was queued".into())
+            }
+        }
+    }
+}
+
+/// When one leg must be done: its own timeout from now, or the request's deadline if sooner.
+struct LegDeadline {
+    at: tokio::time::Instant,
+    own: bool,
+    timeout: Duration,
+}
+
+impl LegDeadline {
+    fn start(timeout: Duration) -> Self {
+        let own = tokio::time::Instant::now() + timeout;
+        match deadline::current() {
+            Some(request) if request < own => Self {
+                at: request,
+                own: false,
+                timeout,
+            },
+            _ => Self {
+                at: own,
+                own: true,
+                timeout,
+            },
+        }
+    }
+
+    /// The budget to send downstream as `grpc-timeout` (at least 1 ms: 0 means "none").
+    fn remaining(&self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(1))
+    }
+
+    async fn run<F>(&self, work: F) -> Result<Vec<ChunkHit>, String>
+    where
+        F: std::future::Future<Output = Result<Vec<ChunkHit>, String>>,
+    {
+        match tokio::time::timeout_at(self.at, work).await {
+            Ok(result) => result,
+            Err(_) if self.own => Err(format!("timed out after {} ms", self.timeout.as_millis())),
+            Err(_) => Err("the request's deadline passed".into()),
+        }
+    }
+}
+
+impl Searcher {
     async fn timed<F>(&self, leg: &str, enabled: bool, fut: F) -> Leg
     where
         F: std::future::Future<Output = Result<Vec<ChunkHit>, String>>,

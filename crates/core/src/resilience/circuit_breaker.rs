@@ -1,8 +1,10 @@
 //! A consecutive-failure circuit breaker for gRPC clients.
 //!
-//! Closed: calls pass; `failure_threshold` consecutive failures (transport errors, or
-//! UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / CANCELLED statuses sent as
-//! trailers-only responses) open it. Open: calls fail at once with UNAVAILABLE until
+//! Closed: calls pass; `failure_threshold` consecutive faults (transport errors such as a
+//! refused connection, or UNAVAILABLE / INTERNAL / UNKNOWN / DATA_LOSS statuses sent as
+//! trailers-only responses) open it. The system's own load handling is never a fault: a
+//! DEADLINE_EXCEEDED or an expired client-side deadline (our own budget ran out), a
+//! RESOURCE_EXHAUSTED (the downstream shed load) and CANCELLED count neither way. Open: calls fail at once with UNAVAILABLE until
 //! `open_for` has passed. Half-open: calls pass; `success_threshold` successes close it, one
 //! failure re-opens it. The state is shared by every clone of the client.
 
@@ -137,14 +139,34 @@ impl CircuitBreaker {
     }
 }
 
-fn is_failure(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::ResourceExhausted
-            | tonic::Code::Cancelled
-    )
+/// What one call says about the downstream's health.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Healthy,
+    Fault,
+    /// Deadline pressure or load shedding: says nothing about whether it is broken.
+    Neutral,
+}
+
+fn verdict_of_code(code: tonic::Code) -> Verdict {
+    use tonic::Code::*;
+    match code {
+        Unavailable | Internal | Unknown | DataLoss => Verdict::Fault,
+        DeadlineExceeded | ResourceExhausted | Cancelled => Verdict::Neutral,
+        Ok | InvalidArgument | NotFound | AlreadyExists | PermissionDenied | FailedPrecondition
+        | Aborted | OutOfRange | Unimplemented | Unauthenticated => Verdict::Healthy,
+    }
+}
+
+fn verdict_of_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Verdict {
+    // The channel's own deadline expired (our budget, not their fault).
+    if error.is::<tonic::TimeoutExpired>() {
+        return Verdict::Neutral;
+    }
+    match error.downcast_ref::<tonic::Status>() {
+        Some(status) => verdict_of_code(status.code()),
+        None => Verdict::Fault,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -200,12 +222,16 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await.map_err(Into::into);
-            match &result {
-                Ok(response) if header_grpc_status(response).is_some_and(is_failure) => {
-                    breaker.record_failure()
+            let verdict = match &result {
+                Ok(response) => {
+                    header_grpc_status(response).map_or(Verdict::Healthy, verdict_of_code)
                 }
-                Ok(_) => breaker.record_success(),
-                Err(_) => breaker.record_failure(),
+                Err(e) => verdict_of_error(e.as_ref()),
+            };
+            match verdict {
+                Verdict::Healthy => breaker.record_success(),
+                Verdict::Fault => breaker.record_failure(),
+                Verdict::Neutral => {}
             }
             result
         })
@@ -254,6 +280,28 @@ mod tests {
         assert_eq!(b.state(), BreakerState::HalfOpen);
         b.record_failure();
         assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn only_real_faults_count() {
+        assert_eq!(verdict_of_code(tonic::Code::Unavailable), Verdict::Fault);
+        assert_eq!(verdict_of_code(tonic::Code::Internal), Verdict::Fault);
+        assert_eq!(
+            verdict_of_code(tonic::Code::DeadlineExceeded),
+            Verdict::Neutral
+        );
+        assert_eq!(
+            verdict_of_code(tonic::Code::ResourceExhausted),
+            Verdict::Neutral
+        );
+        assert_eq!(
+            verdict_of_code(tonic::Code::InvalidArgument),
+            Verdict::Healthy
+        );
+        let expired = tonic::TimeoutExpired(());
+        assert_eq!(verdict_of_error(&expired), Verdict::Neutral);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(verdict_of_error(&refused), Verdict::Fault);
     }
 
     #[tokio::test]

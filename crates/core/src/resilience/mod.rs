@@ -2,26 +2,39 @@
 //!
 //! Server stack (outermost first), assembled in [`crate::server::serve`]:
 //! 1. [`GrpcMetricsLayer`] — counts every request by method and status, including shed ones;
-//! 2. `tower::load_shed` — turns "not ready" into an immediate RESOURCE_EXHAUSTED;
-//! 3. `tower::limit::GlobalConcurrencyLimit` — one semaphore across all connections;
-//! 4. tonic's own request timeout (DEADLINE_EXCEEDED-style cancellation), then the routes.
+//! 2. [`AdmissionLayer`] — a concurrency limit across all connections with a bounded FIFO
+//!    queue behind it; sheds with RESOURCE_EXHAUSTED only when the queue is full or the
+//!    request's deadline passes while queued; publishes the deadline ([`deadline`]);
+//! 3. tonic's own request timeout (DEADLINE_EXCEEDED-style cancellation), then the routes.
 //!
 //! Client stack (outermost first), assembled in [`crate::client`]:
-//! 1. [`CircuitBreakerLayer`] — fails fast with UNAVAILABLE while a downstream is failing;
-//! 2. [`TraceContextLayer`] — injects W3C `traceparent` into outgoing requests;
-//! 3. tonic `Channel` with connect timeout and per-call deadline.
+//! 1. [`CircuitBreakerLayer`] — fails fast with UNAVAILABLE while a downstream is failing
+//!    (it sees each call's final outcome, after retries);
+//! 2. [`RetryLayer`] — `tower::retry` with a budget, for idempotent calls that failed before
+//!    reaching a working server;
+//! 3. [`TraceContextLayer`] — injects W3C `traceparent` into outgoing requests;
+//! 4. tonic `Channel` with connect timeout and per-call deadline.
 
+mod admission;
 mod circuit_breaker;
+pub mod deadline;
 mod grpc_metrics;
+mod retry;
 mod trace_context;
 
+pub use admission::{AdmissionConfig, AdmissionLayer};
 pub use circuit_breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
 pub use grpc_metrics::GrpcMetricsLayer;
+pub use retry::RetryLayer;
 pub use trace_context::TraceContextLayer;
 
 /// Service types produced by the layers, for naming channel types.
 pub mod circuit_breaker_service {
     pub use super::circuit_breaker::CircuitBreakerService;
+}
+/// Service types produced by the layers, for naming channel types.
+pub mod retry_service {
+    pub use super::retry::RetryService;
 }
 /// Service types produced by the layers, for naming channel types.
 pub mod trace_context_service {

@@ -1,0 +1,285 @@
+//! What a benchmark measured: a latency histogram (HdrHistogram, microseconds, 3 significant
+//! digits), errors by gRPC status code and degraded answers; and the final table / JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Latencies past an hour are clamped to an hour.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// Counts of one run (or one progress interval).
+pub struct Recorder {
+    latency: Histogram<u64>,
+    ok: u64,
+    degraded: u64,
+    errors: BTreeMap<&'static str, u64>,
+    failovers: u64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self {
+            // Bounds and precision are constants that hdrhistogram accepts.
+            latency: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid histogram bounds"),
+            ok: 0,
+            degraded: 0,
+            errors: BTreeMap::new(),
+            failovers: 0,
+        }
+    }
+
+    fn record_latency(&mut self, latency: Duration) {
+        let micros = (latency.as_micros() as u64).clamp(1, MAX_MICROS);
+        // In bounds by the clamp above.
+        let _ = self.latency.record(micros);
+    }
+
+    /// An answer; `degraded` when the gateway answered without one of the legs.
+    pub fn ok(&mut self, latency: Duration, degraded: bool) {
+        self.record_latency(latency);
+        self.ok += 1;
+        if degraded {
+            self.degraded += 1;
+        }
+    }
+
+    /// A failed request (its latency counts too: a client waited for it).
+    pub fn error(&mut self, latency: Duration, code: &'static str) {
+        self.record_latency(latency);
+        *self.errors.entry(code).or_default() += 1;
+    }
+
+    /// A request moved to another gateway after its target refused or was shutting down.
+    pub fn failover(&mut self) {
+        self.failovers += 1;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.ok + self.errors.values().sum::<u64>()
+    }
+
+    fn ms_at(&self, quantile: f64) -> f64 {
+        if self.latency.is_empty() {
+            return 0.0;
+        }
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// The summary over `elapsed` of measured time.
+    pub fn report(&self, setup: Setup, elapsed: Duration) -> Report {
+        let requests = self.requests();
+        let secs = elapsed.as_secs_f64();
+        let errors = self.errors.values().sum::<u64>();
+        Report {
+            setup,
+            seconds: round(secs),
+            requests,
+            answered: self.ok,
+            qps: if secs > 0.0 {
+                round(requests as f64 / secs)
+            } else {
+                0.0
+            },
+            latency_ms: Latency {
+                p50: self.ms_at(0.50),
+                p90: self.ms_at(0.90),
+                p95: self.ms_at(0.95),
+                p99: self.ms_at(0.99),
+                p99_9: self.ms_at(0.999),
+                max: self.latency.max() as f64 / 1000.0,
+                mean: round(self.latency.mean() / 1000.0),
+            },
+            errors,
+            errors_by_code: self
+                .errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            error_rate: if requests > 0 {
+                errors as f64 / requests as f64
+            } else {
+                0.0
+            },
+            degraded: self.degraded,
+            failovers: self.failovers,
+        }
+    }
+
+    /// One line for the live progress display.
+    pub fn progress_line(
+        &self,
+        at: Duration,
+        interval_requests: u64,
+        interval: Duration,
+    ) -> String {
+        let qps = interval_requests as f64 / interval.as_secs_f64().max(1e-9);
+        format!(
+            "[{:>5.1}s] {} req  {:.0} req/s  p50 {:.1} ms  p99 {:.1} ms  errors {}  degraded {}",
+            at.as_secs_f64(),
+            self.requests(),
+            qps,
+            self.ms_at(0.50),
+            self.ms_at(0.99),
+            self.errors.values().sum::<u64>(),
+            self.degraded,
+        )
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// How the load was generated (echoed in the report).
+#[derive(Clone, Debug, Serialize)]
+pub struct Setup {
+    pub loop_kind: &'static str,
+    pub mode: &'static str,
+    pub clients: usize,
+    pub connections: usize,
+    pub target_rate: Option<f64>,
+    pub targets: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub setup: Setup,
+    pub seconds: f64,
+    pub requests: u64,
+    pub answered: u64,
+    pub qps: f64,
+    pub latency_ms: Latency,
+    pub errors: u64,
+    pub errors_by_code: BTreeMap<String, u64>,
+    pub error_rate: f64,
+    pub degraded: u64,
+    pub failovers: u64,
+}
+
+impl Report {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let s = &self.setup;
+        let mut out = String::new();
+        let load = match s.target_rate {
+            Some(rate) => format!(
+                "open loop at {rate} req/s over {} connections",
+                s.connections
+            ),
+            None => format!(
+                "closed loop, {} clients over {} connections",
+                s.clients, s.connections
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{} search, {load}, {} gateway target(s), {:.1} s measured",
+            s.mode, s.targets, self.seconds
+        );
+        let l = &self.latency_ms;
+        let rows: [(&str, String); 12] = [
+            ("requests", self.requests.to_string()),
+            ("answered", self.answered.to_string()),
+            ("QPS", format!("{:.1}", self.qps)),
+            ("p50", format!("{:.1} ms", l.p50)),
+            ("p90", format!("{:.1} ms", l.p90)),
+            ("p95", format!("{:.1} ms", l.p95)),
+            ("p99", format!("{:.1} ms", l.p99)),
+            ("p99.9", format!("{:.1} ms", l.p99_9)),
+            ("max", format!("{:.1} ms", l.max)),
+            (
+                "errors",
+                format!("{} ({:.3}%)", self.errors, self.error_rate * 100.0),
+            ),
+            ("degraded answers", self.degraded.to_string()),
+            ("failovers", self.failovers.to_string()),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(out, "  {name:<17} {value}");
+        }
+        for (code, n) in &self.errors_by_code {
+            let _ = writeln!(out, "    {code:<15} {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> Setup {
+        Setup {
+            loop_kind: "closed",
+            mode: "hybrid",
+            clients: 4,
+            connections: 2,
+            target_rate: None,
+            targets: 1,
+        }
+    }
+
+    #[test]
+    fn percentiles_errors_and_degraded_answers() {
+        let mut r = Recorder::new();
+        // 1..=1000 ms once each, plus three 5 ms errors: the 50th percentile is the 502nd
+        // value (499 ms), the 99th the 993rd (990 ms), max 1 s.
+        for ms in 1..=1000u64 {
+            r.ok(Duration::from_millis(ms), ms % 100 == 0);
+        }
+        r.error(Duration::from_millis(5), "RESOURCE_EXHAUSTED");
+        r.error(Duration::from_millis(5), "RESOURCE_EXHAUSTED");
+        r.error(Duration::from_millis(5), "UNAVAILABLE");
+        r.failover();
+        let report = r.report(setup(), Duration::from_secs(10));
+        assert_eq!(report.requests, 1003);
+        assert_eq!(report.answered, 1000);
+        assert_eq!(report.qps, 100.3);
+        assert_eq!(report.errors, 3);
+        assert_eq!(report.errors_by_code["RESOURCE_EXHAUSTED"], 2);
+        assert_eq!(report.errors_by_code["UNAVAILABLE"], 1);
+        assert_eq!(report.degraded, 10);
+        assert_eq!(report.failovers, 1);
+        let l = &report.latency_ms;
+        // 3 significant digits: within 0.1% of the exact value.
+        assert!((l.p50 - 499.0).abs() < 1.0, "p50 {}", l.p50);
+        assert!((l.p99 - 990.0).abs() < 1.5, "p99 {}", l.p99);
+        assert!((l.max - 1000.0).abs() < 1.0, "max {}", l.max);
+        assert!(l.p99_9 >= l.p99 && l.p99 >= l.p95 && l.p95 >= l.p90 && l.p90 >= l.p50);
+        let table = report.table();
+        assert!(table.contains("RESOURCE_EXHAUSTED"), "{table}");
+        assert!(table.contains("degraded answers  10"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["errors_by_code"]["UNAVAILABLE"], 1);
+        assert_eq!(json["latency_ms"]["p99_9"], l.p99_9);
+    }
+
+    #[test]
+    fn an_empty_run_reports_zeros() {
+        let report = Recorder::new().report(setup(), Duration::ZERO);
+        assert_eq!(report.requests, 0);
+        assert_eq!(report.qps, 0.0);
+        assert_eq!(report.latency_ms.p99, 0.0);
+    }
+}

@@ -1,0 +1,228 @@
+//! Restarts that drop nothing, on the real stack under a search loop: text-search restarted →
+//! answers degrade to the vector leg, then recover, with no error; one of two gateways stopped
+//! gracefully → clients that move to the other one see no failed request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use braid_proto::tonic::{Code, Request, Status};
+use braid_tests::v1::gateway_client::GatewayClient;
+use braid_tests::v1::{DocumentInput, IngestRequest, SearchMode, SearchRequest};
+use braid_tests::{Service, Stack, eventually, http_get, metric_sum};
+use tonic::transport::Channel;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+async fn ingest_corpus(gw: &mut GatewayClient<Channel>) {
+    let documents = [
+        "Mitochondria produce most of the chemical energy needed by the cell.",
+        "Vaccines train the immune system to recognise a pathogen.",
+        "Insulin regulates the level of glucose in the blood.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, text)| DocumentInput {
+        external_id: format!("doc-{i}"),
+        title: format!("Topic {i}"),
+        content: (*text).into(),
+        mime_type: "text/plain".into(),
+        metadata: HashMap::new(),
+        acl: None,
+    })
+    .collect();
+    let results = gw
+        .ingest(IngestRequest {
+            documents,
+            wait_until_indexed: true,
+            wait_timeout_ms: 120_000,
+            ..Default::default()
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+}
+
+fn search(i: u64) -> Request<SearchRequest> {
+    let words = ["energy", "immune", "glucose"];
+    let mut r = Request::new(SearchRequest {
+        query: format!("{} {i}", words[i as usize % words.len()]),
+        mode: SearchMode::Hybrid as i32,
+        top_k: 3,
+        ..Default::default()
+    });
+    r.set_timeout(Duration::from_secs(60));
+    r
+}
+
+#[derive(Default)]
+struct Tally {
+    answered: AtomicU64,
+    degraded: AtomicU64,
+    errors: std::sync::Mutex<Vec<String>>,
+}
+
+/// Whether the gateway that answered this is not taking requests (refused, draining), so the
+/// request goes to the next one (what `braidctl bench` does with several targets).
+fn not_taking_requests(s: &Status) -> bool {
+    s.code() == Code::Unavailable
+        || (matches!(s.code(), Code::Unknown | Code::Cancelled)
+            && ["transport", "connection", "h2", "goaway", "canceled"]
+                .iter()
+                .any(|w| s.message().to_ascii_lowercase().contains(w)))
+}
+
+/// `clients` loops searching round-robin over `gateways` until `stop` is set.
+fn search_loops(
+    gateways: Vec<GatewayClient<Channel>>,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..clients)
+        .map(|c| {
+            let (gateways, stop, tally) = (gateways.clone(), stop.clone(), tally.clone());
+            tokio::spawn(async move {
+                let mut target = c % gateways.len();
+                let mut i = c as u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let mut outcome = Err(Status::unavailable("no gateway tried"));
+                    for _ in 0..gateways.len() {
+                        outcome = gateways[target].clone().search(search(i)).await;
+                        match &outcome {
+                            Err(s) if gateways.len() > 1 && not_taking_requests(s) => {
+                                target = (target + 1) % gateways.len();
+                            }
+                            _ => break,
+                        }
+                    }
+                    match outcome {
+                        Ok(r) => {
+                            tally.answered.fetch_add(1, Ordering::SeqCst);
+                            if r.get_ref().degraded {
+                                tally.degraded.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Err(s) => tally.errors.lock().unwrap().push(format!(
+                            "{:?}: {}",
+                            s.code(),
+                            s.message()
+                        )),
+                    }
+                    i += clients as u64;
+                }
+            })
+        })
+        .collect()
+}
+
+async fn wait_answers(tally: &Tally, more_than: u64) {
+    eventually("more answers", PATIENCE, || async {
+        (tally.answered.load(Ordering::SeqCst) > more_than).then_some(())
+    })
+    .await
+    .expect("answers keep coming");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_text_search_under_load_degrades_answers_without_errors() {
+    let mut stack = Stack::start().await.expect("stack");
+    let mut gw = stack.gateway_client().await.expect("client");
+    ingest_corpus(&mut gw).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let loops = search_loops(vec![gw.clone()], 4, stop.clone(), tally.clone());
+    wait_answers(&tally, 10).await;
+
+    stack.text.stop().await.expect("stop text-search");
+    eventually(
+        "a degraded answer while text-search is down",
+        PATIENCE,
+        || async { (tally.degraded.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await
+    .expect("answers degrade to the vector leg");
+    stack.restart_text().await.expect("restart text-search");
+    let degraded_before = tally.degraded.load(Ordering::SeqCst);
+    // Recovered: a fresh answer is hybrid again.
+    eventually("a hybrid answer after the restart", PATIENCE, || {
+        let mut gw = gw.clone();
+        async move {
+            let r = gw.search(search(0)).await.ok()?.into_inner();
+            (!r.degraded).then_some(())
+        }
+    })
+    .await
+    .expect("hybrid again");
+    wait_answers(&tally, tally.answered.load(Ordering::SeqCst) + 10).await;
+
+    stop.store(true, Ordering::SeqCst);
+    for l in loops {
+        l.await.expect("search loop");
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{} errors: {errors:?}", errors.len());
+    assert!(degraded_before > 0);
+    stack.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_one_of_two_gateways_under_load_fails_no_request() {
+    let stack = Stack::start().await.expect("stack");
+    let mut gw = stack.gateway_client().await.expect("client");
+    ingest_corpus(&mut gw).await;
+    let config = stack.gateway_config.clone();
+    let mut second = Service::spawn(
+        "gateway-2",
+        braid_core::server::Listeners::ephemeral()
+            .await
+            .expect("listeners"),
+        |l, s| braid_gateway::run(config, l, s),
+    )
+    .expect("second gateway");
+    second
+        .wait_serving(braid_proto::service_names::GATEWAY)
+        .await
+        .expect("second gateway serving");
+    let first = Channel::from_shared(stack.gateway.endpoint())
+        .expect("endpoint")
+        .connect_lazy();
+    let other = Channel::from_shared(second.endpoint())
+        .expect("endpoint")
+        .connect_lazy();
+    let gateways = vec![GatewayClient::new(first), GatewayClient::new(other)];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let loops = search_loops(gateways, 6, stop.clone(), tally.clone());
+    wait_answers(&tally, 20).await;
+
+    // Graceful stop of the second gateway under load (what SIGTERM triggers).
+    second.stop().await.expect("graceful stop");
+    let after_stop = tally.answered.load(Ordering::SeqCst);
+    wait_answers(&tally, after_stop + 30).await;
+    stop.store(true, Ordering::SeqCst);
+    for l in loops {
+        l.await.expect("search loop");
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{} failed requests: {errors:?}",
+        errors.len()
+    );
+    // The remaining gateway took every request after the stop.
+    let (_, m) = http_get(stack.gateway.admin, "/metrics")
+        .await
+        .expect("metrics");
+    let served = metric_sum(&m, "braid_grpc_requests_total", &["Search", "code=\"Ok\""]);
+    assert!(
+        served as u64 >= after_stop / 2 + 30,
+        "{served} on the first gateway"
+    );
+    stack.shutdown().await.expect("shutdown");
+}
