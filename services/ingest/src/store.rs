@@ -129,6 +129,9 @@ pub struct Job {
 /// id, document_id, tenant, leg, op, doc_version, attempts, reembed.
 type ClaimedRow = (i64, Uuid, String, String, String, i64, i32, bool);
 
+/// version, deleted, external_id, title, metadata, acl_clearance, acl_groups.
+type PayloadRow = (i64, bool, String, String, Metadata, i32, Vec<String>);
+
 /// What a worker pushes to a leg for one document.
 pub struct IndexPayload {
     pub external_id: String,
@@ -395,7 +398,7 @@ impl Store {
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
         let mut tx = self.pool.begin().await?;
-        let doc: Option<(i64, bool, String, String, Metadata, i32, Vec<String>)> = sqlx::query_as(
+        let doc: Option<PayloadRow> = sqlx::query_as(
             "SELECT version, deleted, external_id, title, metadata, acl_clearance, acl_groups \
                  FROM ingest.documents WHERE id = $1",
         )
