@@ -129,6 +129,9 @@ pub struct Job {
 /// id, document_id, tenant, leg, op, doc_version, attempts, reembed.
 type ClaimedRow = (i64, Uuid, String, String, String, i64, i32, bool);
 
+/// version, deleted, external_id, title, metadata, acl_clearance, acl_groups.
+type PayloadRow = (i64, bool, String, String, Metadata, i32, Vec<String>);
+
 /// What a worker pushes to a leg for one document.
 pub struct IndexPayload {
     pub external_id: String,
@@ -150,16 +153,6 @@ impl Store {
             .acquire_timeout(db.acquire_timeout())
             .connect_lazy(&db.url)?;
         Ok(Self { pool })
-    }
-
-    /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape).
-    pub fn pool_sample(&self) -> braid_core::metrics::PoolSample {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        braid_core::metrics::PoolSample {
-            in_use: self.pool.size().saturating_sub(idle),
-            idle,
-            max: self.pool.options().get_max_connections(),
-        }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -405,8 +398,7 @@ impl Store {
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
         let mut tx = self.pool.begin().await?;
-        type Row = (i64, bool, String, String, Metadata, i32, Vec<String>);
-        let doc: Option<Row> = sqlx::query_as(
+        let doc: Option<PayloadRow> = sqlx::query_as(
             "SELECT version, deleted, external_id, title, metadata, acl_clearance, acl_groups \
                  FROM ingest.documents WHERE id = $1",
         )
