@@ -155,6 +155,16 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape).
+    pub fn pool_sample(&self) -> braid_core::metrics::PoolSample {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        braid_core::metrics::PoolSample {
+            in_use: self.pool.size().saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         // Version numbers 2000-2999 belong to this service; other services' migrations in
         // the same database are left alone.
