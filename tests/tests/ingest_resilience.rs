@@ -19,7 +19,6 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 fn doc(id: &str, content: &str) -> DocumentInput {
     DocumentInput {
-        acl: None,
         external_id: id.into(),
         title: format!("Document {id}"),
         content: content.into(),

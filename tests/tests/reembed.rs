@@ -13,7 +13,6 @@ use braid_tests::{Stack, eventually, start_embedding};
 
 fn doc(id: &str, title: &str, content: &str) -> DocumentInput {
     DocumentInput {
-        acl: None,
         external_id: id.into(),
         title: title.into(),
         content: content.into(),
