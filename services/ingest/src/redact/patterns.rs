@@ -55,7 +55,7 @@ pub(super) fn luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// US SSNs (never issued: area 000, 666 or 9xx, group 00, serial 0000) and UK NINOs (never
