@@ -149,7 +149,7 @@ impl Searcher {
         if query.trim().is_empty() {
             return Err(GatewayError::invalid(
                 "query",
-                "must contain text other than whitespace and control characters",
+                "must not be empty (whitespace and control characters do not count)",
             ));
         }
         if r.query.len() > self.config.max_query_bytes {
