@@ -107,6 +107,7 @@ fn read_corpus(path: &Path, limit: usize) -> anyhow::Result<Vec<DocumentInput>> 
             content: d.text,
             mime_type: "text/plain".into(),
             metadata: Default::default(),
+            acl: None,
         });
     }
     Ok(docs)
