@@ -117,12 +117,15 @@ async fn allowed_and_denied_calls_are_recorded_and_listed() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    for i in 0..5 {
-        assert_eq!(get(i, "subject"), "anonymous");
-        assert_eq!(get(i, "role"), "admin");
-        assert_eq!(get(i, "tenant"), "default");
-        assert!(get(i, "client_addr").starts_with("127.0.0.1:"));
-        assert!(rows[i].get::<f64, _>("latency_ms") >= 0.0);
+    for row in &rows[..5] {
+        assert_eq!(row.get::<String, _>("subject"), "anonymous");
+        assert_eq!(row.get::<String, _>("role"), "admin");
+        assert_eq!(row.get::<String, _>("tenant"), "default");
+        assert!(
+            row.get::<String, _>("client_addr")
+                .starts_with("127.0.0.1:")
+        );
+        assert!(row.get::<f64, _>("latency_ms") >= 0.0);
     }
     // Ingest: both documents.
     assert_eq!(rows[0].get::<i64, _>("result_count"), 2);

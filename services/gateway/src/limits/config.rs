@@ -161,10 +161,10 @@ impl Default for RequestLimits {
 
 impl LimitsConfig {
     pub fn validate(&self, errors: &mut Vec<String>) {
-        if !(self.redis_url.is_empty()
+        let redis_ok = self.redis_url.is_empty()
             || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://"))
-        {
+            || self.redis_url.starts_with("rediss://");
+        if !redis_ok {
             errors.push("limits.redis_url must be a redis:// URL or empty".into());
         }
         positive(errors, "limits.redis_timeout_ms", self.redis_timeout_ms);

@@ -261,13 +261,14 @@ mod tests {
     use super::*;
 
     fn config(subject: Budget, tenant: Budget, max_keys: usize) -> LimitsConfig {
-        let mut c = LimitsConfig::default();
-        c.search = ClassBudget {
-            per_subject: subject,
-            per_tenant: tenant,
-        };
-        c.max_tracked_keys = max_keys;
-        c
+        LimitsConfig {
+            search: ClassBudget {
+                per_subject: subject,
+                per_tenant: tenant,
+            },
+            max_tracked_keys: max_keys,
+            ..LimitsConfig::default()
+        }
     }
 
     #[tokio::test(start_paused = true)]
