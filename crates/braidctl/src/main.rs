@@ -345,6 +345,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     equals: filter.into_iter().collect(),
                 }),
                 chunk_level: chunks,
+                bypass_cache: false,
             };
             let response = gateway(&cli.gateway)
                 .await?

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod clients;
 mod config;
 mod error;
@@ -24,7 +25,7 @@ use prometheus::{IntGaugeVec, Opts};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-pub use config::{GatewayConfig, SearchConfig};
+pub use config::{GatewayConfig, QueryCacheConfig, SearchConfig};
 pub use error::GatewayError;
 
 /// Runs the gateway on `listeners` until `shutdown` resolves.
@@ -105,6 +106,7 @@ pub async fn run(
         clients,
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
+        cache: cache::QueryCache::new(&config.query_cache, &metrics)?,
     });
     let routes = Routes::new(health_service).add_service(
         GatewayServer::new(service::GatewayApi { searcher })

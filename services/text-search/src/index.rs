@@ -16,6 +16,8 @@ pub struct TextQuery {
     pub top_k: u32,
     /// Exact metadata matches required of every hit.
     pub filter: HashMap<String, String>,
+    /// Text and snippet only for the best `detail` hits; 0 = all.
+    pub detail: u32,
 }
 
 #[tonic::async_trait]
@@ -33,6 +35,14 @@ pub trait TextIndex: Send + Sync + 'static {
 
     /// BM25-ranked chunks, best first, with highlighted snippets.
     async fn search(&self, query: TextQuery) -> Result<Vec<ChunkHit>, TextError>;
+
+    /// Text and snippet of chunks a search returned without them, in the order asked.
+    async fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: Vec<String>,
+    ) -> Result<Vec<ChunkHit>, TextError>;
 
     /// Whether the backend can serve (health probe).
     async fn check(&self) -> Result<(), TextError>;

@@ -14,7 +14,7 @@ use tantivy::schema::{
     TextOptions, Value,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, doc};
 
 use crate::config::IndexConfig;
 use crate::error::TextError;
@@ -63,7 +63,6 @@ fn doc_key(tenant: &str, document_id: &str) -> String {
 }
 
 struct Inner {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     /// Writes added to the writer so far (bumped under the writer lock).
@@ -71,8 +70,10 @@ struct Inner {
     /// Writes made durable and visible by a commit (group commit, see `Inner::write`).
     committed: Mutex<u64>,
     fields: Fields,
+    /// Built once: a parser per query (tokenizer manager clone, field boosts) was a
+    /// measurable share of a BM25 query's CPU.
+    parser: QueryParser,
     snippet_chars: usize,
-    title_boost: f32,
 }
 
 /// Cheap to clone; clones share the index.
@@ -117,16 +118,17 @@ impl TantivyIndex {
         let writer = index
             .writer_with_num_threads(config.writer_threads, config.writer_memory_mb * 1024 * 1024)
             .map_err(index_err)?;
+        let mut parser = QueryParser::for_index(&index, vec![fields.title, fields.body]);
+        parser.set_field_boost(fields.title, title_boost);
         Ok(Self {
             inner: Arc::new(Inner {
-                index,
                 reader,
                 writer: Mutex::new(writer),
                 added: std::sync::atomic::AtomicU64::new(0),
                 committed: Mutex::new(0),
                 fields,
+                parser,
                 snippet_chars,
-                title_boost,
             }),
         })
     }
@@ -199,10 +201,8 @@ impl Inner {
 
     fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
-        let mut parser = QueryParser::for_index(&self.index, vec![f.title, f.body]);
-        parser.set_field_boost(f.title, self.title_boost);
         // Lenient: user text is never a syntax error; unparsable parts are dropped.
-        let (text_query, _ignored) = parser.parse_query_lenient(&q.query);
+        let (text_query, _ignored) = self.parser.parse_query_lenient(&q.query);
         let filter = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
             let term = TermQuery::new(
                 Term::from_field_text(field, value),
@@ -227,31 +227,112 @@ impl Inner {
         let top = searcher
             .search(&query, &TopDocs::with_limit(q.top_k as usize))
             .map_err(index_err)?;
-        let mut snippets =
-            SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
-        snippets.set_max_num_chars(self.snippet_chars);
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
-            let text = |field| {
-                d.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let body = text(f.body);
-            hits.push(ChunkHit {
-                chunk_id: text(f.chunk_id),
-                document_id: text(f.document_id),
-                external_id: text(f.external_id),
-                title: text(f.title),
-                snippet: snippets.snippet(&body).to_html(),
-                text: body,
-                ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
-                score,
-            });
-        }
-        Ok(hits)
+        self.hits(&searcher, &*text_query, &top, q.detail as usize)
+    }
+
+    /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
+    /// snippet only for the first `detail` (0 = all): the rest rarely survive fusion, and the
+    /// gateway fetches those that do (`fetch`).
+    fn hits(
+        &self,
+        searcher: &Searcher,
+        text_query: &dyn Query,
+        top: &[(f32, DocAddress)],
+        detail: usize,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let detail = if detail == 0 { top.len() } else { detail };
+        let snippets = if detail > 0 && !top.is_empty() {
+            let mut g = SnippetGenerator::create(searcher, text_query, self.fields.body)
+                .map_err(index_err)?;
+            g.set_max_num_chars(self.snippet_chars);
+            Some(g)
+        } else {
+            None
+        };
+        top.iter()
+            .enumerate()
+            .map(|(i, &(score, address))| {
+                let with_text = if i < detail { snippets.as_ref() } else { None };
+                self.hit(searcher, address, score, with_text)
+            })
+            .collect()
+    }
+
+    /// One stored chunk as a hit; text and snippet when `snippets` is given.
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        snippets: Option<&SnippetGenerator>,
+    ) -> Result<ChunkHit, TextError> {
+        let f = self.fields;
+        let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+        let text = |field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (body, snippet) = match snippets {
+            Some(g) => {
+                let body = text(f.body);
+                let snippet = g.snippet(&body).to_html();
+                (body, snippet)
+            }
+            None => (String::new(), String::new()),
+        };
+        Ok(ChunkHit {
+            chunk_id: text(f.chunk_id),
+            document_id: text(f.document_id),
+            external_id: text(f.external_id),
+            title: text(f.title),
+            snippet,
+            text: body,
+            ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            score,
+        })
+    }
+
+    /// Text and snippet of `chunk_ids` (of `tenant` only), in the order given; unknown ids are
+    /// left out. Scores are 0: the caller has them from the search.
+    fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: &[String],
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let ids: Vec<(Occur, Box<dyn Query>)> = chunk_ids
+            .iter()
+            .map(|id| (Occur::Should, term(f.chunk_id, id)))
+            .collect();
+        let wanted = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(ids)) as Box<dyn Query>,
+            ),
+            (Occur::Must, term(f.tenant, tenant)),
+        ]);
+        let searcher = self.reader.searcher();
+        let found = searcher
+            .search(&wanted, &TopDocs::with_limit(chunk_ids.len().max(1)))
+            .map_err(index_err)?;
+        let (text_query, _ignored) = self.parser.parse_query_lenient(query);
+        let mut g = SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
+        g.set_max_num_chars(self.snippet_chars);
+        let mut by_id: std::collections::HashMap<String, ChunkHit> = found
+            .into_iter()
+            .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))
+            .map(|h| h.map(|h| (h.chunk_id.clone(), h)))
+            .collect::<Result<_, _>>()?;
+        Ok(chunk_ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 }
 
@@ -282,6 +363,17 @@ impl TextIndex for TantivyIndex {
 
     async fn search(&self, query: TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         self.blocking(move |inner| inner.search(&query)).await
+    }
+
+    async fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: Vec<String>,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let (tenant, query) = (tenant.to_string(), query.to_string());
+        self.blocking(move |inner| inner.fetch(&tenant, &query, &chunk_ids))
+            .await
     }
 
     async fn check(&self) -> Result<(), TextError> {
@@ -317,6 +409,7 @@ mod tests {
             query: q.into(),
             top_k: 10,
             filter: HashMap::new(),
+            detail: 0,
         }
     }
 
@@ -403,6 +496,51 @@ mod tests {
         );
         // Odd query syntax is not an error.
         assert!(idx.search(query("t1", "\"unbalanced AND (")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn text_only_for_the_detail_hits_and_fetch_fills_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        for (i, words) in ["comet comet comet tail", "comet comet orbit", "comet dust"]
+            .iter()
+            .enumerate()
+        {
+            let d = format!("d{i}");
+            idx.replace_document("t", &d, vec![chunk("t", &d, 0, "", words)])
+                .await
+                .unwrap();
+        }
+        idx.replace_document("u", "x", vec![chunk("u", "x", 0, "", "comet")])
+            .await
+            .unwrap();
+        let mut q = query("t", "comet");
+        q.detail = 1;
+        let hits = idx.search(q.clone()).await.unwrap();
+        assert_eq!(hits.len(), 3);
+        assert!(hits[0].snippet.contains("<b>comet</b>"), "{hits:?}");
+        assert_eq!(hits[0].text, "comet comet comet tail");
+        for h in &hits[1..] {
+            assert!(h.text.is_empty() && h.snippet.is_empty(), "{h:?}");
+            assert!(!h.chunk_id.is_empty() && !h.document_id.is_empty() && h.score > 0.0);
+        }
+        q.detail = 0;
+        let full = idx.search(q).await.unwrap();
+        let ids: Vec<_> = full.iter().map(|h| h.chunk_id.clone()).collect();
+        assert_eq!(
+            ids,
+            hits.iter().map(|h| h.chunk_id.clone()).collect::<Vec<_>>()
+        );
+
+        // Fetch: in the order asked, other tenants' and unknown ids left out.
+        let wanted = vec![ids[2].clone(), "nope".into(), "x:0".into(), ids[1].clone()];
+        let fetched = idx.fetch("t", "comet", wanted).await.unwrap();
+        assert_eq!(fetched.len(), 2, "{fetched:?}");
+        assert_eq!(fetched[0].chunk_id, ids[2]);
+        assert_eq!(fetched[0].text, full[2].text);
+        assert_eq!(fetched[0].snippet, full[2].snippet);
+        assert_eq!(fetched[1].text, full[1].text);
+        assert!(fetched[1].snippet.contains("<b>comet</b>"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
