@@ -128,7 +128,8 @@ mod tests {
     fn every_parameter_is_part_of_the_key() {
         let a = Access::unrestricted();
         let base = key(&parts(&a, None));
-        let variants: Vec<Box<dyn Fn(&mut KeyParts<'_>)>> = vec![
+        type Change = Box<dyn Fn(&mut KeyParts<'_>)>;
+        let variants: Vec<Change> = vec![
             Box::new(|p| p.tenant = "other"),
             Box::new(|p| p.query = "heart disease risk"),
             Box::new(|p| p.mode = 2),
