@@ -717,7 +717,6 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Housekeeping: expired idempotency keys, and finished jobs older than `keep_done`.
     /// The tenant's index generation (0 before its first indexed change).
     pub async fn index_generation(&self, tenant: &str) -> DbResult<i64> {
         let generation: Option<i64> =
@@ -728,6 +727,7 @@ impl Store {
         Ok(generation.unwrap_or(0))
     }
 
+    /// Housekeeping: expired idempotency keys, and finished jobs older than `keep_done`.
     pub async fn purge(&self, keep_done: Duration) -> DbResult<()> {
         sqlx::query(
             "DELETE FROM ingest.idempotency WHERE created_at <= now() - interval '24 hours'",
