@@ -2,6 +2,7 @@
 //! index built the way the service builds it (chunks of ~100 words, title + body).
 //!
 //! `cargo run --release -p braid-text-search --example bm25_cost -- <scifact dir> [docs] [queries]`
+//! (figures in BENCHMARKS.md, fastpath section)
 //!
 //! * before: a query parser built per query (what the leg did) and text + snippet for every
 //!   candidate (`detail = 0`), as the gateway asked for 50 candidates;
