@@ -388,6 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     equals: filter.into_iter().collect(),
                 }),
                 chunk_level: chunks,
+                bypass_cache: false,
             };
             let response = gateway(gateway_addr)
                 .await?

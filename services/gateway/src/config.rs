@@ -25,6 +25,72 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     /// The audit trail (on when `audit.database.url` is set).
     pub audit: AuditConfig,
+    pub query_cache: QueryCacheConfig,
+}
+
+/// `query_cache.*`: whole search answers, keyed on everything that can change them (see
+/// `cache/mod.rs`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryCacheConfig {
+    pub enabled: bool,
+    /// Answers kept in process memory.
+    pub capacity: u64,
+    /// Time to live of an answer in both layers.
+    pub ttl_secs: u64,
+    /// `redis://host:port/db`: share answers between gateway replicas; empty = in process only.
+    pub redis_url: String,
+    pub redis_pool_size: usize,
+    /// Longest a search waits for Redis before treating it as a miss (or skipping the store).
+    pub redis_timeout_ms: u64,
+    /// Longest a search waits for the tenant's index generation (or the query model's
+    /// identity) before answering uncached.
+    pub generation_timeout_ms: u64,
+}
+
+impl Default for QueryCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capacity: 10_000,
+            ttl_secs: 60,
+            redis_url: String::new(),
+            redis_pool_size: 16,
+            redis_timeout_ms: 50,
+            generation_timeout_ms: 250,
+        }
+    }
+}
+
+impl QueryCacheConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        positive(errors, "query_cache.capacity", self.capacity);
+        positive(errors, "query_cache.ttl_secs", self.ttl_secs);
+        positive(
+            errors,
+            "query_cache.redis_pool_size",
+            self.redis_pool_size as u64,
+        );
+        positive(
+            errors,
+            "query_cache.redis_timeout_ms",
+            self.redis_timeout_ms,
+        );
+        positive(
+            errors,
+            "query_cache.generation_timeout_ms",
+            self.generation_timeout_ms,
+        );
+        if !(self.redis_url.is_empty()
+            || self.redis_url.starts_with("redis://")
+            || self.redis_url.starts_with("rediss://"))
+        {
+            errors.push(format!(
+                "query_cache.redis_url must start with redis:// or rediss://, got {:?}",
+                self.redis_url
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,6 +127,7 @@ impl Default for GatewayConfig {
             breaker: BreakerSettings::default(),
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
+            query_cache: QueryCacheConfig::default(),
         }
     }
 }
@@ -105,6 +172,7 @@ impl Validate for GatewayConfig {
         self.breaker.validate(errors);
         self.limits.validate(errors);
         self.audit.validate(errors);
+        self.query_cache.validate(errors);
     }
 }
 

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod cache;
 mod caller;
 mod clients;
 mod config;
@@ -29,7 +30,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use config::{
     AuditConfig, Budget, ClassBudget, GatewayConfig, LimitsConfig, LongCallLimits, OnFailure,
-    QueryText, RequestLimits, SearchConfig, StreamLimits,
+    QueryCacheConfig, QueryText, RequestLimits, SearchConfig, StreamLimits,
 };
 pub use error::GatewayError;
 pub use error::RETRY_AFTER;
@@ -113,6 +114,7 @@ pub async fn run(
         limits: search::LegLimits::new(&config.search),
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
+        cache: cache::QueryCache::new(&config.query_cache, &metrics)?,
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
     let api = GatewayServer::new(service::GatewayApi {

@@ -9,17 +9,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use braid_core::auth::Access;
 use braid_core::resilience::deadline;
 use tokio::sync::Semaphore;
 
 use braid_core::validate;
 use braid_proto::tonic::{Request, Status};
 use braid_proto::v1::{
-    ChunkHit, EmbedRequest, InputType, LegSearchRequest, SearchHit, SearchMode, SearchRequest,
-    SearchResponse,
+    ChunkHit, EmbedRequest, FetchChunksRequest, IndexGenerationRequest, InputType,
+    LegSearchRequest, ModelInfoRequest, SearchHit, SearchMode, SearchRequest, SearchResponse,
 };
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
+use crate::cache::{self, QueryCache};
 use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
@@ -82,6 +84,8 @@ pub struct Searcher {
     pub limits: LegLimits,
     pub config: SearchConfig,
     pub metrics: SearchMetrics,
+    /// `None` when `query_cache.enabled` is false.
+    pub cache: Option<QueryCache>,
 }
 
 /// What happened to one leg.
@@ -215,20 +219,19 @@ impl Searcher {
         })
     }
 
-    fn leg_request(&self, v: &Validated, r: &SearchRequest) -> LegSearchRequest {
+    fn leg_request(&self, v: &Validated, r: &SearchRequest, access: &Access) -> LegSearchRequest {
         let candidates = (v.top_k.saturating_mul(3))
             .max(self.config.min_candidates)
             .min(self.config.max_candidates);
         LegSearchRequest {
-            // Replaced by the caller's access once authentication lands; today every caller
-            // sees everything (as with `auth.mode = "disabled"`).
-            access: Some(braid_core::auth::Access::unrestricted().to_filter()),
+            access: Some(access.to_filter()),
             tenant: v.tenant.clone(),
             top_k: candidates,
             filter: r.filter.clone(),
             query: String::new(),
             embedding: Vec::new(),
             model: String::new(),
+            detail_top_k: 0,
         }
     }
 
@@ -260,6 +263,9 @@ impl Searcher {
                 .next()
                 .map(|v| v.values)
                 .ok_or("query embedding returned no vector")?;
+            if let Some(cache) = &self.cache {
+                cache.observe_model(&embedded.model);
+            }
             // Compare like with like: only vectors of the model that embedded the query
             // (during a re-embedding the other model's vectors stay until purged).
             request.model = embedded.model;
@@ -372,6 +378,63 @@ impl LegDeadline {
 }
 
 impl Searcher {
+    /// Fills text and snippet of page hits the text leg ranked deeper than its detailed hits
+    /// (one `FetchChunks` call, only when some are missing).
+    async fn fetch_details(
+        &self,
+        page: &mut [fusion::FusedHit],
+        text_hits: &[ChunkHit],
+        granularity: Granularity,
+        tenant: &str,
+        query: &str,
+    ) -> Result<(), String> {
+        let key = |h: &ChunkHit| match granularity {
+            Granularity::Document => h.document_id.clone(),
+            Granularity::Chunk => h.chunk_id.clone(),
+        };
+        // The text leg's (best) chunk of each page hit it found without detail.
+        let mut missing: Vec<(usize, String)> = Vec::new();
+        for (i, f) in page.iter().enumerate() {
+            if f.text.is_none() || !(f.snippet.is_empty() || f.hit.text.is_empty()) {
+                continue;
+            }
+            let k = key(&f.hit);
+            if let Some(t) = text_hits.iter().find(|t| key(t) == k)
+                && t.text.is_empty()
+            {
+                missing.push((i, t.chunk_id.clone()));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.config.text_timeout_ms);
+        let mut request = Request::new(FetchChunksRequest {
+            tenant: tenant.to_string(),
+            query: query.to_string(),
+            chunk_ids: missing.iter().map(|(_, id)| id.clone()).collect(),
+        });
+        request.set_timeout(timeout);
+        let fetched =
+            tokio::time::timeout(timeout, self.clients.text.clone().fetch_chunks(request))
+                .await
+                .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
+                .map_err(|s| describe(&s))?
+                .into_inner()
+                .hits;
+        for (i, chunk_id) in missing {
+            let Some(found) = fetched.iter().find(|h| h.chunk_id == chunk_id) else {
+                continue; // deleted since the search
+            };
+            let f = &mut page[i];
+            f.snippet = found.snippet.clone();
+            if f.hit.text.is_empty() && f.hit.chunk_id == found.chunk_id {
+                f.hit.text = found.text.clone();
+            }
+        }
+        Ok(())
+    }
+
     async fn timed<F>(&self, leg: &str, enabled: bool, fut: F) -> Leg
     where
         F: std::future::Future<Output = Result<Vec<ChunkHit>, String>>,
@@ -395,10 +458,117 @@ impl Searcher {
         }
     }
 
+    /// Searches as a caller who sees every document (authentication disabled).
     pub async fn search(&self, r: SearchRequest) -> Result<SearchResponse, GatewayError> {
+        self.search_as(r, &Access::unrestricted()).await
+    }
+
+    /// Searches as a caller with `access`: both legs filter on it and cached answers are
+    /// shared only between callers with the same access fingerprint.
+    pub async fn search_as(
+        &self,
+        r: SearchRequest,
+        access: &Access,
+    ) -> Result<SearchResponse, GatewayError> {
         let started = Instant::now();
         let v = self.validate(&r)?;
-        let base = self.leg_request(&v, &r);
+        let Some(cache) = &self.cache else {
+            return self.compute(&v, &r, access).await;
+        };
+        if r.bypass_cache {
+            cache.count("bypass");
+            return self.compute(&v, &r, access).await;
+        }
+        let Some(key) = self.cache_key(cache, &v, &r, access).await else {
+            cache.count("unavailable");
+            return self.compute(&v, &r, access).await;
+        };
+        let mut response = cache
+            .get_or_compute(key, self.compute(&v, &r, access))
+            .await?;
+        if response.cached {
+            response.took_ms = started.elapsed().as_millis() as u32;
+        }
+        Ok(response)
+    }
+
+    /// The cache key of this search, or `None` when the tenant's index generation or the
+    /// query model's identity cannot be learnt in time (the search then goes uncached).
+    async fn cache_key(
+        &self,
+        cache: &QueryCache,
+        v: &Validated,
+        r: &SearchRequest,
+        access: &Access,
+    ) -> Option<String> {
+        let timeout = cache.generation_timeout;
+        let generation = async {
+            let mut request = Request::new(IndexGenerationRequest {
+                tenant: v.tenant.clone(),
+            });
+            request.set_timeout(timeout);
+            match tokio::time::timeout(
+                timeout,
+                self.clients.ingest.clone().index_generation(request),
+            )
+            .await
+            {
+                Ok(Ok(g)) => Some(g.into_inner().generation),
+                Ok(Err(status)) => {
+                    tracing::warn!(status = %describe(&status), "query cache: no index generation; answering uncached");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("query cache: index generation timed out; answering uncached");
+                    None
+                }
+            }
+        };
+        let model = async {
+            if v.mode == SearchMode::Text {
+                return Some("-".into());
+            }
+            if let Some(model) = cache.model() {
+                return Some(model);
+            }
+            let mut request = Request::new(ModelInfoRequest {});
+            request.set_timeout(timeout);
+            let info =
+                tokio::time::timeout(timeout, self.clients.embedding.clone().model_info(request))
+                    .await
+                    .ok()?
+                    .ok()?
+                    .into_inner();
+            cache.observe_model(&info.model);
+            cache.model()
+        };
+        let (generation, model) = tokio::join!(generation, model);
+        let (generation, model) = (generation?, model?);
+        Some(cache::key(&cache::KeyParts {
+            tenant: &v.tenant,
+            access,
+            query: &r.query,
+            mode: v.mode as i32,
+            top_k: v.top_k,
+            rrf_k: v.params.k,
+            vector_weight: v.params.vector_weight,
+            text_weight: v.params.text_weight,
+            filter: r.filter.as_ref(),
+            chunk_level: r.chunk_level,
+            model: &model,
+            generation,
+        }))
+    }
+
+    /// Answers a validated search from the legs (no cache).
+    async fn compute(
+        &self,
+        v: &Validated,
+        r: &SearchRequest,
+        access: &Access,
+    ) -> Result<SearchResponse, GatewayError> {
+        let started = Instant::now();
+        let base = self.leg_request(v, r, access);
         let use_vector = matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector);
         let use_text = matches!(v.mode, SearchMode::Hybrid | SearchMode::Text);
         let (vector, text) = tokio::join!(
@@ -407,12 +577,24 @@ impl Searcher {
                 use_vector,
                 self.vector_leg(base.clone(), v.query.clone())
             ),
-            self.timed("text", use_text, self.text_leg(base, v.query.clone())),
+            self.timed(
+                "text",
+                use_text,
+                self.text_leg(
+                    LegSearchRequest {
+                        // Text and snippets only for as many hits as the page holds; the
+                        // fetch step gets them for deeper hits that survive fusion.
+                        detail_top_k: v.top_k,
+                        ..base
+                    },
+                    v.query.clone()
+                )
+            ),
         );
         let mut reasons = Vec::new();
-        let mut answered = |name: &str, leg: &Leg| -> Option<Vec<ChunkHit>> {
+        let mut answered = |name: &str, leg: Leg| -> Option<Vec<ChunkHit>> {
             match leg {
-                Leg::Answered(hits) => Some(hits.clone()),
+                Leg::Answered(hits) => Some(hits),
                 Leg::Failed(reason) => {
                     reasons.push(format!("{name} leg failed: {reason}"));
                     None
@@ -420,13 +602,17 @@ impl Searcher {
                 Leg::Skipped => None,
             }
         };
-        let vector_hits = answered("vector", &vector);
-        let text_hits = answered("text", &text);
+        let (vector_failed, text_failed) = (
+            matches!(vector, Leg::Failed(_)),
+            matches!(text, Leg::Failed(_)),
+        );
+        let vector_hits = answered("vector", vector);
+        let text_hits = answered("text", text);
         if vector_hits.is_none() && text_hits.is_none() {
             return Err(GatewayError::Unavailable(reasons.join("; ")));
         }
-        for (name, leg) in [("vector", &vector), ("text", &text)] {
-            if matches!(leg, Leg::Failed(_)) {
+        for (name, failed) in [("vector", vector_failed), ("text", text_failed)] {
+            if failed {
                 self.metrics.degraded.with_label_values(&[name]).inc();
             }
         }
@@ -435,15 +621,24 @@ impl Searcher {
         } else {
             Granularity::Document
         };
-        let fused = fusion::fuse(
+        let mut fused = fusion::fuse(
             vector_hits.as_deref(),
             text_hits.as_deref(),
             v.params,
             granularity,
         );
+        fused.truncate(v.top_k as usize);
+        if let Some(text_hits) = &text_hits
+            && let Err(reason) = self
+                .fetch_details(&mut fused, text_hits, granularity, &v.tenant, &v.query)
+                .await
+        {
+            tracing::warn!(%reason, "text leg fetch failed");
+            reasons.push(format!("text leg fetch failed: {reason}"));
+            self.metrics.degraded.with_label_values(&["text"]).inc();
+        }
         let hits = fused
             .into_iter()
-            .take(v.top_k as usize)
             .map(|f| SearchHit {
                 document_id: f.hit.document_id,
                 external_id: f.hit.external_id,
@@ -463,6 +658,7 @@ impl Searcher {
             degraded: !reasons.is_empty(),
             degraded_reasons: reasons,
             took_ms: started.elapsed().as_millis() as u32,
+            cached: false,
         })
     }
 }

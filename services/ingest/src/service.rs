@@ -13,10 +13,11 @@ use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::ingest_service_server::IngestService;
 use braid_proto::v1::{
     DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
-    Document, DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, IngestRequest,
-    IngestResponse, IngestStreamRequest, Job, JobState, ListJobsRequest, ListJobsResponse,
-    ModelInfoRequest, PurgeModelsRequest, ReembedRequest, ReembedResponse, RetryJobsRequest,
-    RetryJobsResponse, StatsRequest, StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
+    Document, DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest,
+    IndexGenerationRequest, IndexGenerationResponse, IngestRequest, IngestResponse,
+    IngestStreamRequest, Job, JobState, ListJobsRequest, ListJobsResponse, ModelInfoRequest,
+    PurgeModelsRequest, ReembedRequest, ReembedResponse, RetryJobsRequest, RetryJobsResponse,
+    StatsRequest, StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
@@ -935,6 +936,21 @@ impl IngestService for IngestApi {
             enqueued: enqueued as u32,
             remaining: remaining as u32,
             purged,
+        }))
+    }
+
+    async fn index_generation(
+        &self,
+        request: Request<IndexGenerationRequest>,
+    ) -> Result<Response<IndexGenerationResponse>, Status> {
+        let tenant = tenant_or_default(&request.into_inner().tenant)?;
+        let generation = self
+            .store
+            .index_generation(&tenant)
+            .await
+            .map_err(IngestError::from)?;
+        Ok(Response::new(IndexGenerationResponse {
+            generation: generation.max(0) as u64,
         }))
     }
 

@@ -315,6 +315,7 @@ impl Store {
         };
         supersede_pending(&mut tx, id).await?;
         enqueue(&mut tx, id, tenant, Op::Delete, version).await?;
+        bump_generation(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -506,11 +507,18 @@ impl Store {
                      WHERE id = $1 AND version = $2"
                 }
             };
-            sqlx::query(sql)
+            let changed = sqlx::query(sql)
                 .bind(job.document_id)
                 .bind(job.doc_version)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            // A leg now serves this version (or no longer serves a deleted document): what
+            // the tenant's searches return changed, and so does its index generation, in the
+            // same transaction as the status change below (READY, gone).
+            if changed > 0 || job.op == Op::Delete {
+                bump_generation(&mut tx, &job.tenant).await?;
+            }
         }
         if job.op == Op::Delete {
             // Gone from both legs: drop the row (chunks cascade).
@@ -750,6 +758,16 @@ impl Store {
         .map(|_| ())
     }
 
+    /// The tenant's index generation (0 before its first indexed change).
+    pub async fn index_generation(&self, tenant: &str) -> DbResult<i64> {
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM ingest.index_generations WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(generation.unwrap_or(0))
+    }
+
     /// Housekeeping: expired idempotency keys, and finished jobs older than `keep_done`.
     pub async fn purge(&self, keep_done: Duration) -> DbResult<()> {
         sqlx::query(
@@ -763,6 +781,18 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Moves the tenant's index generation forward (see migration 2005).
+async fn bump_generation(tx: &mut Transaction<'_, Postgres>, tenant: &str) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO ingest.index_generations (tenant, generation) VALUES ($1, 1) \
+         ON CONFLICT (tenant) DO UPDATE SET generation = ingest.index_generations.generation + 1",
+    )
+    .bind(tenant)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// A newer change of the document makes its pending jobs pointless.

@@ -20,6 +20,8 @@ pub struct TextQuery {
     pub filter: HashMap<String, String>,
     /// The caller's clearance and groups, applied inside the query (never after it).
     pub access: Access,
+    /// Text and snippet only for the best `detail` hits; 0 = all.
+    pub detail: u32,
 }
 
 #[tonic::async_trait]
@@ -37,6 +39,14 @@ pub trait TextIndex: Send + Sync + 'static {
 
     /// BM25-ranked chunks, best first, with highlighted snippets.
     async fn search(&self, query: TextQuery) -> Result<Vec<ChunkHit>, TextError>;
+
+    /// Text and snippet of chunks a search returned without them, in the order asked.
+    async fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: Vec<String>,
+    ) -> Result<Vec<ChunkHit>, TextError>;
 
     /// Whether the backend can serve (health probe).
     async fn check(&self) -> Result<(), TextError>;

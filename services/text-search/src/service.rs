@@ -7,8 +7,8 @@ use braid_core::validate;
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::text_search_service_server::TextSearchService;
 use braid_proto::v1::{
-    DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, LegSearchRequest, LegSearchResponse,
-    ReplaceDocumentRequest, ReplaceDocumentResponse,
+    DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, FetchChunksRequest,
+    LegSearchRequest, LegSearchResponse, ReplaceDocumentRequest, ReplaceDocumentResponse,
 };
 
 use crate::error::TextError;
@@ -75,8 +75,33 @@ impl TextSearchService for TextApi {
                 filter: r.filter.map(|f| f.equals).unwrap_or_default(),
                 // Unset = public documents only (fail closed).
                 access: access_from_filter(r.access.as_ref()),
+                detail: r.detail_top_k,
             })
             .await?;
+        Ok(Response::new(LegSearchResponse { hits }))
+    }
+
+    async fn fetch_chunks(
+        &self,
+        request: Request<FetchChunksRequest>,
+    ) -> Result<Response<LegSearchResponse>, Status> {
+        let r = request.into_inner();
+        validate::tenant(&r.tenant).map_err(TextError::from)?;
+        if r.chunk_ids.len() > self.max_top_k as usize {
+            return Err(TextError::from(validate::FieldError::new(
+                "chunk_ids",
+                format!("{} ids, at most {}", r.chunk_ids.len(), self.max_top_k),
+            ))
+            .into());
+        }
+        if r.query.len() > self.max_query_bytes {
+            return Err(TextError::from(validate::FieldError::new(
+                "query",
+                format!("{} bytes, at most {}", r.query.len(), self.max_query_bytes),
+            ))
+            .into());
+        }
+        let hits = self.index.fetch(&r.tenant, &r.query, r.chunk_ids).await?;
         Ok(Response::new(LegSearchResponse { hits }))
     }
 }

@@ -22,7 +22,7 @@ use tantivy::schema::{
     TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, doc};
 
 use crate::config::IndexConfig;
 use crate::error::TextError;
@@ -291,31 +291,112 @@ impl Inner {
         let top = searcher
             .search(&query, &TopDocs::with_limit(q.top_k as usize))
             .map_err(index_err)?;
-        let mut snippets =
-            SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
-        snippets.set_max_num_chars(self.snippet_chars);
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
-            let text = |field| {
-                d.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let body = text(f.body);
-            hits.push(ChunkHit {
-                chunk_id: text(f.chunk_id),
-                document_id: text(f.document_id),
-                external_id: text(f.external_id),
-                title: text(f.title),
-                snippet: snippets.snippet(&body).to_html(),
-                text: body,
-                ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
-                score,
-            });
-        }
-        Ok(hits)
+        self.hits(&searcher, &*text_query, &top, q.detail as usize)
+    }
+
+    /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
+    /// snippet only for the first `detail` (0 = all): the rest rarely survive fusion, and the
+    /// gateway fetches those that do (`fetch`).
+    fn hits(
+        &self,
+        searcher: &Searcher,
+        text_query: &dyn Query,
+        top: &[(f32, DocAddress)],
+        detail: usize,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let detail = if detail == 0 { top.len() } else { detail };
+        let snippets = if detail > 0 && !top.is_empty() {
+            let mut g = SnippetGenerator::create(searcher, text_query, self.fields.body)
+                .map_err(index_err)?;
+            g.set_max_num_chars(self.snippet_chars);
+            Some(g)
+        } else {
+            None
+        };
+        top.iter()
+            .enumerate()
+            .map(|(i, &(score, address))| {
+                let with_text = if i < detail { snippets.as_ref() } else { None };
+                self.hit(searcher, address, score, with_text)
+            })
+            .collect()
+    }
+
+    /// One stored chunk as a hit; text and snippet when `snippets` is given.
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        snippets: Option<&SnippetGenerator>,
+    ) -> Result<ChunkHit, TextError> {
+        let f = self.fields;
+        let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+        let text = |field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (body, snippet) = match snippets {
+            Some(g) => {
+                let body = text(f.body);
+                let snippet = g.snippet(&body).to_html();
+                (body, snippet)
+            }
+            None => (String::new(), String::new()),
+        };
+        Ok(ChunkHit {
+            chunk_id: text(f.chunk_id),
+            document_id: text(f.document_id),
+            external_id: text(f.external_id),
+            title: text(f.title),
+            snippet,
+            text: body,
+            ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            score,
+        })
+    }
+
+    /// Text and snippet of `chunk_ids` (of `tenant` only), in the order given; unknown ids are
+    /// left out. Scores are 0: the caller has them from the search.
+    fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: &[String],
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let ids: Vec<(Occur, Box<dyn Query>)> = chunk_ids
+            .iter()
+            .map(|id| (Occur::Should, term(f.chunk_id, id)))
+            .collect();
+        let wanted = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(ids)) as Box<dyn Query>,
+            ),
+            (Occur::Must, term(f.tenant, tenant)),
+        ]);
+        let searcher = self.reader.searcher();
+        let found = searcher
+            .search(&wanted, &TopDocs::with_limit(chunk_ids.len().max(1)))
+            .map_err(index_err)?;
+        let text_query = self.text_query(query)?;
+        let mut g = SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
+        g.set_max_num_chars(self.snippet_chars);
+        let mut by_id: std::collections::HashMap<String, ChunkHit> = found
+            .into_iter()
+            .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))
+            .map(|h| h.map(|h| (h.chunk_id.clone(), h)))
+            .collect::<Result<_, _>>()?;
+        Ok(chunk_ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 }
 
@@ -372,6 +453,17 @@ impl TextIndex for TantivyIndex {
         self.blocking(move |inner| inner.search(&query)).await
     }
 
+    async fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: Vec<String>,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let (tenant, query) = (tenant.to_string(), query.to_string());
+        self.blocking(move |inner| inner.fetch(&tenant, &query, &chunk_ids))
+            .await
+    }
+
     async fn check(&self) -> Result<(), TextError> {
         // The searcher must be obtainable and the directory present.
         let _ = self.inner.reader.searcher();
@@ -408,6 +500,7 @@ mod tests {
             top_k: 10,
             filter: HashMap::new(),
             access: Access::unrestricted(),
+            detail: 0,
         }
     }
 
@@ -736,6 +829,51 @@ mod tests {
                 assert!((ws - gs).abs() < 1e-5, "{q}: {ws} vs {gs}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn text_only_for_the_detail_hits_and_fetch_fills_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        for (i, words) in ["comet comet comet tail", "comet comet orbit", "comet dust"]
+            .iter()
+            .enumerate()
+        {
+            let d = format!("d{i}");
+            idx.replace_document("t", &d, vec![chunk("t", &d, 0, "", words)])
+                .await
+                .unwrap();
+        }
+        idx.replace_document("u", "x", vec![chunk("u", "x", 0, "", "comet")])
+            .await
+            .unwrap();
+        let mut q = query("t", "comet");
+        q.detail = 1;
+        let hits = idx.search(q.clone()).await.unwrap();
+        assert_eq!(hits.len(), 3);
+        assert!(hits[0].snippet.contains("<b>comet</b>"), "{hits:?}");
+        assert_eq!(hits[0].text, "comet comet comet tail");
+        for h in &hits[1..] {
+            assert!(h.text.is_empty() && h.snippet.is_empty(), "{h:?}");
+            assert!(!h.chunk_id.is_empty() && !h.document_id.is_empty() && h.score > 0.0);
+        }
+        q.detail = 0;
+        let full = idx.search(q).await.unwrap();
+        let ids: Vec<_> = full.iter().map(|h| h.chunk_id.clone()).collect();
+        assert_eq!(
+            ids,
+            hits.iter().map(|h| h.chunk_id.clone()).collect::<Vec<_>>()
+        );
+
+        // Fetch: in the order asked, other tenants' and unknown ids left out.
+        let wanted = vec![ids[2].clone(), "nope".into(), "x:0".into(), ids[1].clone()];
+        let fetched = idx.fetch("t", "comet", wanted).await.unwrap();
+        assert_eq!(fetched.len(), 2, "{fetched:?}");
+        assert_eq!(fetched[0].chunk_id, ids[2]);
+        assert_eq!(fetched[0].text, full[2].text);
+        assert_eq!(fetched[0].snippet, full[2].snippet);
+        assert_eq!(fetched[1].text, full[1].text);
+        assert!(fetched[1].snippet.contains("<b>comet</b>"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -564,13 +564,15 @@ fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
     if idcg > 0.0 { dcg / idcg } else { 0.0 }
 }
 
-/// One evaluation query: top 10 documents of the eval tenant.
+/// One evaluation query: top 10 documents of the eval tenant, never from the query cache
+/// (warm-up queries repeat measured ones).
 fn eval_search(mode: SearchMode, text: &str) -> SearchRequest {
     SearchRequest {
         tenant: "eval".into(),
         query: text.to_string(),
         top_k: 10,
         mode: mode as i32,
+        bypass_cache: true,
         ..Default::default()
     }
 }

@@ -1,0 +1,72 @@
+//! The shared layer: answers stored in Redis (prost-encoded) so gateway replicas share them.
+//! Every call is bounded by a timeout; an error or timeout is reported to the caller as
+//! `Err`, which the cache treats as a miss (read) or a skipped store (write).
+
+use std::time::Duration;
+
+use braid_proto::prost::Message;
+use braid_proto::v1::SearchResponse;
+
+use crate::config::QueryCacheConfig;
+
+pub struct RedisLayer {
+    pool: deadpool_redis::Pool,
+    timeout: Duration,
+    ttl_secs: u64,
+}
+
+const PREFIX: &str = "braid:q:";
+
+impl RedisLayer {
+    pub fn new(config: &QueryCacheConfig) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        let mut cfg = deadpool_redis::Config::from_url(&config.redis_url);
+        cfg.pool = Some(deadpool_redis::PoolConfig {
+            max_size: config.redis_pool_size,
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            },
+            ..Default::default()
+        });
+        Ok(Self {
+            pool: cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?,
+            timeout,
+            ttl_secs: config.ttl_secs,
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<SearchResponse>> {
+        let read = async {
+            let mut conn = self.pool.get().await?;
+            let raw: Option<Vec<u8>> = deadpool_redis::redis::cmd("GET")
+                .arg(format!("{PREFIX}{key}"))
+                .query_async(&mut conn)
+                .await?;
+            anyhow::Ok(raw)
+        };
+        let raw = tokio::time::timeout(self.timeout, read)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.timeout))??;
+        // An undecodable entry (another version's format) is a miss, not an error.
+        Ok(raw.and_then(|b| SearchResponse::decode(b.as_slice()).ok()))
+    }
+
+    pub async fn put(&self, key: &str, response: &SearchResponse) -> anyhow::Result<()> {
+        let write = async {
+            let mut conn = self.pool.get().await?;
+            deadpool_redis::redis::cmd("SET")
+                .arg(format!("{PREFIX}{key}"))
+                .arg(response.encode_to_vec())
+                .arg("EX")
+                .arg(self.ttl_secs)
+                .query_async::<()>(&mut conn)
+                .await?;
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(self.timeout, write)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.timeout))?
+    }
+}

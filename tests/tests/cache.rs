@@ -1,0 +1,342 @@
+//! The gateway's query result cache on the real stack: hits and misses, bypass, no stale
+//! answer after an update or a delete (index generation), single flight, and Redis mode with
+//! Redis going away mid-test.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use braid_proto::tonic::Code;
+use braid_tests::v1::{
+    DeleteDocumentRequest, DocumentInput, DocumentStatus, GetDocumentRequest, IngestRequest,
+    SearchMode, SearchRequest, SearchResponse,
+};
+use braid_tests::{RedisServer, Stack, StackOptions, eventually, http_get, metric_sum};
+
+fn doc(id: &str, content: &str) -> DocumentInput {
+    DocumentInput {
+        acl: None,
+        external_id: id.into(),
+        title: id.into(),
+        content: content.into(),
+        mime_type: "text/plain".into(),
+        metadata: HashMap::new(),
+    }
+}
+
+async fn ingest(stack: &Stack, docs: Vec<DocumentInput>) {
+    let mut gw = stack.gateway_client().await.unwrap();
+    let response = gw
+        .ingest(IngestRequest {
+            tenant: String::new(),
+            documents: docs,
+            wait_until_indexed: true,
+            wait_timeout_ms: 120_000,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for r in &response.results {
+        assert_eq!(r.error, "", "{r:?}");
+        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
+    }
+}
+
+fn request(query: &str) -> SearchRequest {
+    SearchRequest {
+        query: query.into(),
+        top_k: 5,
+        mode: SearchMode::Hybrid as i32,
+        ..Default::default()
+    }
+}
+
+async fn search(stack: &Stack, request: SearchRequest) -> SearchResponse {
+    let mut gw = stack.gateway_client().await.unwrap();
+    let r = gw.search(request).await.unwrap().into_inner();
+    assert!(!r.degraded, "{:?}", r.degraded_reasons);
+    r
+}
+
+async fn gateway_metric(stack: &Stack, name: &str, filters: &[&str]) -> f64 {
+    let (_, body) = http_get(stack.gateway.admin, "/metrics").await.unwrap();
+    metric_sum(&body, name, filters)
+}
+
+fn corpus() -> Vec<DocumentInput> {
+    vec![
+        doc(
+            "lighthouse",
+            "The lighthouse keeper trims the lamp wick every evening at dusk. Version one.",
+        ),
+        doc(
+            "orchard",
+            "Apple trees in the orchard are pruned in late winter before the buds open.",
+        ),
+        doc(
+            "glacier",
+            "A glacier carves a valley as ice slowly flows downhill under its own weight.",
+        ),
+    ]
+}
+
+const QUERY: &str = "lighthouse keeper lamp";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hit_miss_bypass_and_no_stale_answer_after_update_or_delete() {
+    let stack = Stack::start().await.unwrap();
+    ingest(&stack, corpus()).await;
+
+    let first = search(&stack, request(QUERY)).await;
+    assert!(!first.cached);
+    assert_eq!(first.hits[0].external_id, "lighthouse");
+    assert!(first.hits[0].text.contains("Version one"), "{first:#?}");
+    // The same query, spelt with other whitespace: answered from the cache.
+    let second = search(&stack, request("  lighthouse   keeper lamp ")).await;
+    assert!(second.cached);
+    assert_eq!(second.hits, first.hits);
+    assert_eq!(
+        gateway_metric(
+            &stack,
+            "braid_query_cache_requests_total",
+            &["result=\"hit\""]
+        )
+        .await,
+        1.0
+    );
+    // Other parameters are other entries.
+    let text_only = search(
+        &stack,
+        SearchRequest {
+            mode: SearchMode::Text as i32,
+            ..request(QUERY)
+        },
+    )
+    .await;
+    assert!(!text_only.cached);
+    // Bypass neither reads nor fills the cache.
+    let bypassed = search(
+        &stack,
+        SearchRequest {
+            bypass_cache: true,
+            ..request(QUERY)
+        },
+    )
+    .await;
+    assert!(!bypassed.cached);
+    assert_eq!(
+        gateway_metric(
+            &stack,
+            "braid_query_cache_requests_total",
+            &["result=\"bypass\""]
+        )
+        .await,
+        1.0
+    );
+
+    // Update the document and wait for READY: the next answer is v2, never the cached v1.
+    ingest(
+        &stack,
+        vec![doc(
+            "lighthouse",
+            "The lighthouse keeper trims the lamp wick every evening at dusk. Version two.",
+        )],
+    )
+    .await;
+    let updated = search(&stack, request(QUERY)).await;
+    assert!(!updated.cached, "READY bumps the index generation");
+    assert_eq!(updated.hits[0].external_id, "lighthouse");
+    assert!(updated.hits[0].text.contains("Version two"), "{updated:#?}");
+    assert!(updated.hits.iter().all(|h| !h.text.contains("Version one")));
+    assert!(search(&stack, request(QUERY)).await.cached);
+
+    // Delete it and wait until both legs confirmed: the cached answer holding it is gone.
+    let mut gw = stack.gateway_client().await.unwrap();
+    gw.delete_document(DeleteDocumentRequest {
+        tenant: String::new(),
+        document_id: String::new(),
+        external_id: "lighthouse".into(),
+    })
+    .await
+    .unwrap();
+    eventually(
+        "the document is gone from both legs",
+        Duration::from_secs(60),
+        || {
+            let mut gw = gw.clone();
+            async move {
+                let r = gw
+                    .get_document(GetDocumentRequest {
+                        tenant: String::new(),
+                        document_id: String::new(),
+                        external_id: "lighthouse".into(),
+                    })
+                    .await;
+                matches!(r, Err(s) if s.code() == Code::NotFound).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let after_delete = search(&stack, request(QUERY)).await;
+    assert!(!after_delete.cached);
+    assert!(
+        after_delete
+            .hits
+            .iter()
+            .all(|h| h.external_id != "lighthouse"),
+        "{after_delete:#?}"
+    );
+
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_misses_run_the_legs_once() {
+    let stack = Stack::start().await.unwrap();
+    ingest(&stack, corpus()).await;
+    let legs = |leg: &'static str| {
+        let stack = &stack;
+        async move {
+            let filter = format!("leg=\"{leg}\"");
+            gateway_metric(
+                stack,
+                "braid_search_leg_duration_seconds_count",
+                &[filter.as_str()],
+            )
+            .await
+        }
+    };
+    let (text_before, vector_before) = (legs("text").await, legs("vector").await);
+
+    let searches = (0..16).map(|_| {
+        let endpoint = stack.gateway.endpoint();
+        tokio::spawn(async move {
+            let mut gw = braid_tests::v1::gateway_client::GatewayClient::connect(endpoint)
+                .await
+                .unwrap();
+            gw.search(request("how do glaciers shape valleys"))
+                .await
+                .unwrap()
+                .into_inner()
+        })
+    });
+    let answers = futures::future::join_all(searches).await;
+    let answers: Vec<SearchResponse> = answers.into_iter().map(|a| a.unwrap()).collect();
+    assert!(answers.iter().all(|a| !a.degraded));
+    assert!(answers.iter().all(|a| a.hits == answers[0].hits));
+    assert_eq!(answers[0].hits[0].external_id, "glacier");
+    assert_eq!(answers.iter().filter(|a| !a.cached).count(), 1);
+    assert_eq!(legs("text").await - text_before, 1.0, "one text leg call");
+    assert_eq!(
+        legs("vector").await - vector_before,
+        1.0,
+        "one vector leg call"
+    );
+
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_mode_shares_answers_and_survives_redis_going_away() {
+    let redis = RedisServer::start().await.unwrap();
+    let mut options = StackOptions::default();
+    options.gateway.query_cache.redis_url = redis.url();
+    // Generous: a debug build on a shared machine; a dead Redis refuses at once anyway.
+    options.gateway.query_cache.redis_timeout_ms = 5_000;
+    let mut stack = Stack::start_with(options).await.unwrap();
+    ingest(&stack, corpus()).await;
+
+    assert!(!search(&stack, request(QUERY)).await.cached);
+    // A fresh gateway (empty in-process cache) finds the answer in Redis.
+    stack.restart_gateway().await.unwrap();
+    let shared = search(&stack, request(QUERY)).await;
+    assert!(shared.cached);
+    assert_eq!(shared.hits[0].external_id, "lighthouse");
+    assert_eq!(
+        gateway_metric(
+            &stack,
+            "braid_query_cache_requests_total",
+            &["result=\"redis_hit\""]
+        )
+        .await,
+        1.0
+    );
+
+    // Redis goes away: searches still answer, uncached at first, then from process memory.
+    drop(redis);
+    let query = "apple trees pruning";
+    let fresh = search(&stack, request(query)).await;
+    assert!(!fresh.cached);
+    assert_eq!(fresh.hits[0].external_id, "orchard");
+    assert!(search(&stack, request(query)).await.cached);
+    assert!(
+        gateway_metric(
+            &stack,
+            "braid_query_cache_redis_total",
+            &["result=\"error\""]
+        )
+        .await
+            >= 1.0
+    );
+
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deep_text_hits_on_the_page_get_text_and_snippets() {
+    // Small chunks: the long document fills the text leg's first ranks with its chunks, so
+    // the page's second document is a text hit deeper than the detailed ones.
+    let mut options = StackOptions::default();
+    options.ingest.chunking.max_tokens = 16;
+    options.ingest.chunking.overlap_tokens = 0;
+    let stack = Stack::start_with(options).await.unwrap();
+    let long = (0..6)
+        .map(|i| format!("Nebula nebula nebula, section {i}: the nebula glows."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    ingest(
+        &stack,
+        vec![
+            doc("long", &long),
+            doc(
+                "short",
+                "Among many quiet things in the night sky over the hills one faint nebula hides.",
+            ),
+        ],
+    )
+    .await;
+    let fetches_before = text_fetches(&stack).await;
+    let r = search(
+        &stack,
+        SearchRequest {
+            query: "nebula".into(),
+            top_k: 2,
+            mode: SearchMode::Text as i32,
+            bypass_cache: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: Vec<&str> = r.hits.iter().map(|h| h.external_id.as_str()).collect();
+    assert_eq!(ids, ["long", "short"], "{r:#?}");
+    for h in &r.hits {
+        assert!(h.text.contains("ebula"), "{h:?}");
+        assert!(h.snippet.contains("<b>"), "{h:?}");
+    }
+    assert_eq!(
+        r.hits[1].text,
+        "Among many quiet things in the night sky over the hills one faint nebula hides."
+    );
+    assert_eq!(
+        text_fetches(&stack).await - fetches_before,
+        1.0,
+        "the second hit's text came from one FetchChunks call"
+    );
+    stack.shutdown().await.unwrap();
+}
+
+async fn text_fetches(stack: &Stack) -> f64 {
+    let (_, body) = http_get(stack.text.admin, "/metrics").await.unwrap();
+    metric_sum(&body, "braid_grpc_requests_total", &["FetchChunks"])
+}
