@@ -19,6 +19,7 @@ use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
+use crate::auth::internal::InternalAuth;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::resilience::GrpcMetricsLayer;
@@ -174,6 +175,24 @@ where
     })
 }
 
+/// Who may call a server's routes (health checks are always open).
+#[derive(Clone)]
+pub enum Guard {
+    /// An internal service: every RPC, reflection included, needs a service credential.
+    Internal(InternalAuth),
+    /// The gateway: its public API authenticates end users itself; reflection is open.
+    Public,
+}
+
+impl Guard {
+    fn apply(&self, routes: Routes) -> Routes {
+        match self {
+            Guard::Internal(auth) => auth.guard(routes),
+            Guard::Public => routes,
+        }
+    }
+}
+
 /// Serves `routes` (which must include the health service from [`health`]) until `shutdown`
 /// resolves, then drains within the grace period.
 pub async fn serve<F>(
@@ -181,6 +200,7 @@ pub async fn serve<F>(
     metrics: Metrics,
     health: Health,
     routes: Routes,
+    guard: Guard,
     listeners: Listeners,
     shutdown: F,
 ) -> anyhow::Result<()>
@@ -192,6 +212,7 @@ where
         metrics,
         health,
         routes,
+        guard,
         axum::Router::new(),
         listeners,
         shutdown,
@@ -205,6 +226,7 @@ pub async fn serve_with_admin<F>(
     metrics: Metrics,
     health: Health,
     routes: Routes,
+    guard: Guard,
     admin_routes: axum::Router,
     listeners: Listeners,
     shutdown: F,
@@ -235,6 +257,7 @@ where
     let routes = routes
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
+    let routes = guard.apply(routes);
 
     // Outermost first: metrics see every request (shed ones too), then load shedding turns a
     // full concurrency limit into an immediate RESOURCE_EXHAUSTED instead of a queue.

@@ -1,3 +1,5 @@
+use braid_core::auth::internal::InternalAuthConfig;
+use braid_core::auth::jwt::AuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
 };
@@ -16,6 +18,10 @@ pub struct GatewayConfig {
     pub search: SearchConfig,
     /// Circuit breaker applied to every downstream client.
     pub breaker: BreakerSettings,
+    /// End-user tokens on the public API.
+    pub auth: AuthConfig,
+    /// This service's credential towards the internal services.
+    pub internal_auth: InternalAuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -46,6 +52,8 @@ impl Default for GatewayConfig {
             text_search: ClientConfig::new("http://127.0.0.1:50055", 10_000),
             search: SearchConfig::default(),
             breaker: BreakerSettings::default(),
+            auth: AuthConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
         }
     }
 }
@@ -86,6 +94,8 @@ impl Validate for GatewayConfig {
         positive(errors, "search.vector_timeout_ms", s.vector_timeout_ms);
         positive(errors, "search.text_timeout_ms", s.text_timeout_ms);
         self.breaker.validate(errors);
+        self.auth.validate(errors);
+        self.internal_auth.validate(errors);
     }
 }
 

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod clients;
 mod config;
 mod error;
@@ -35,7 +36,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("gateway");
     let (health, health_service) = server::health(service_names::GATEWAY);
-    let clients = clients::Clients::new(&config)?;
+    let internal =
+        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "gateway")
+            .map_err(anyhow::Error::msg)?;
+    let authenticator = auth::Authenticator::from_config(&config.auth).await?;
+    let clients = clients::Clients::new(&config, internal.token_source())?;
     let up = IntGaugeVec::new(
         Opts::new(
             "downstream_up",
@@ -111,7 +116,17 @@ pub async fn run(
             .max_decoding_message_size(config.server.max_message_bytes)
             .max_encoding_message_size(config.server.max_message_bytes),
     );
-    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    let routes = authenticator.guard(routes);
+    let result = server::serve(
+        &config.server,
+        metrics,
+        health,
+        routes,
+        server::Guard::Public,
+        listeners,
+        shutdown,
+    )
+    .await;
     probe.abort();
     result
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use braid_core::auth::{Access, Principal};
 use braid_core::validate;
 use braid_proto::tonic::{Request, Status};
 use braid_proto::v1::{
@@ -15,8 +16,6 @@ use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
 use crate::fusion::{self, Granularity, RrfParams};
-
-pub const DEFAULT_TENANT: &str = "default";
 
 pub struct SearchMetrics {
     leg_latency: HistogramVec,
@@ -58,6 +57,8 @@ enum Leg {
 
 struct Validated {
     tenant: String,
+    /// What the caller may see, applied inside both legs.
+    access: Access,
     top_k: u32,
     mode: SearchMode,
     params: RrfParams,
@@ -68,13 +69,10 @@ fn describe(status: &Status) -> String {
 }
 
 impl Searcher {
-    fn validate(&self, r: &SearchRequest) -> Result<Validated, GatewayError> {
-        let tenant = if r.tenant.is_empty() {
-            DEFAULT_TENANT
-        } else {
-            &r.tenant
-        };
-        validate::tenant(tenant)?;
+    fn validate(&self, r: &SearchRequest, caller: &Principal) -> Result<Validated, GatewayError> {
+        // The tenant comes from the caller's token; naming another is PERMISSION_DENIED.
+        let tenant = caller.tenant_for(&r.tenant)?;
+        validate::tenant(&tenant)?;
         if r.query.trim().is_empty() {
             return Err(GatewayError::invalid("query", "must not be empty"));
         }
@@ -133,7 +131,8 @@ impl Searcher {
             text_weight: weight("fusion.text_weight", fusion.text_weight)?,
         };
         Ok(Validated {
-            tenant: tenant.to_string(),
+            tenant,
+            access: caller.access.clone(),
             top_k,
             mode,
             params,
@@ -145,9 +144,7 @@ impl Searcher {
             .max(self.config.min_candidates)
             .min(self.config.max_candidates);
         LegSearchRequest {
-            // Replaced by the caller's access once authentication lands; today every caller
-            // sees everything (as with `auth.mode = "disabled"`).
-            access: Some(braid_core::auth::Access::unrestricted().to_filter()),
+            access: Some(v.access.to_filter()),
             tenant: v.tenant.clone(),
             top_k: candidates,
             filter: r.filter.clone(),
@@ -250,9 +247,13 @@ impl Searcher {
         }
     }
 
-    pub async fn search(&self, r: SearchRequest) -> Result<SearchResponse, GatewayError> {
+    pub async fn search(
+        &self,
+        r: SearchRequest,
+        caller: &Principal,
+    ) -> Result<SearchResponse, GatewayError> {
         let started = Instant::now();
-        let v = self.validate(&r)?;
+        let v = self.validate(&r, caller)?;
         let base = self.leg_request(&v, &r);
         let use_vector = matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector);
         let use_text = matches!(v.mode, SearchMode::Hybrid | SearchMode::Text);

@@ -1,8 +1,12 @@
 //! The public `braid.v1.Gateway` gRPC handlers: search here, document operations proxied to
-//! the ingest service.
+//! the ingest service. Every handler takes the caller's [`Principal`] (put there by the auth
+//! layer), acts in the caller's tenant only, and forwards the principal to ingest, which
+//! enforces the same rules again.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use braid_core::auth::{Principal, TenantDenied};
 
 use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::gateway_server::Gateway;
@@ -28,7 +32,40 @@ fn proxied<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status
     result.map_err(|s| GatewayError::Downstream(s).into())
 }
 
+/// The caller the auth layer identified.
+fn caller<T>(request: &Request<T>) -> Result<Principal, GatewayError> {
+    braid_core::auth::principal(request)
+        .cloned()
+        .ok_or(GatewayError::Unauthenticated)
+}
+
+/// The tenant scope of an operator RPC, where an empty tenant means "every tenant": a
+/// tenant-bound caller is always scoped to its own tenant; a cross-tenant caller keeps what
+/// it asked for.
+fn scope(caller: &Principal, requested: &str) -> Result<String, TenantDenied> {
+    match caller.access.tenant {
+        Some(_) => caller.tenant_for(requested),
+        None => Ok(requested.to_string()),
+    }
+}
+
+/// A downstream request on behalf of `caller`.
+fn on_behalf<T>(caller: &Principal, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    caller.attach(request.metadata_mut());
+    request
+}
+
 type ResultStream = Pin<Box<dyn Stream<Item = Result<DocumentResult, Status>> + Send>>;
+
+impl GatewayApi {
+    fn ingest(
+        &self,
+    ) -> braid_proto::v1::ingest_service_client::IngestServiceClient<braid_core::client::Channel>
+    {
+        self.searcher.clients.ingest.clone()
+    }
+}
 
 #[tonic::async_trait]
 impl Gateway for GatewayApi {
@@ -38,7 +75,8 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let response = self.searcher.search(request.into_inner()).await?;
+        let caller = caller(&request)?;
+        let response = self.searcher.search(request.into_inner(), &caller).await?;
         Ok(Response::new(response))
     }
 
@@ -46,148 +84,131 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .ingest(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().ingest(on_behalf(&caller, r)).await)
     }
 
     async fn ingest_stream(
         &self,
         request: Request<tonic::Streaming<IngestStreamRequest>>,
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let caller = caller(&request)?;
         // Documents flow through as they arrive (a client error ends the upload); results
-        // flow back the same way, so back-pressure reaches from ingest to the client.
-        let outbound = request
-            .into_inner()
-            .take_while(|m| m.is_ok())
-            .filter_map(|m| m.ok());
+        // flow back the same way, so back-pressure reaches from ingest to the client. Every
+        // message's tenant is checked; the first one naming another tenant ends the upload
+        // with PERMISSION_DENIED after the results of the messages before it.
+        let denied: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let outbound = {
+            let (caller, denied) = (caller.clone(), denied.clone());
+            request
+                .into_inner()
+                .take_while(|m| m.is_ok())
+                .filter_map(|m| m.ok())
+                .map_while(move |mut m| match caller.tenant_for(&m.tenant) {
+                    Ok(tenant) => {
+                        m.tenant = tenant;
+                        Some(m)
+                    }
+                    Err(e) => {
+                        *denied.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(GatewayError::from(e).into());
+                        None
+                    }
+                })
+        };
         let results = self
-            .searcher
-            .clients
-            .ingest
-            .clone()
-            .ingest_stream(outbound)
+            .ingest()
+            .ingest_stream(on_behalf(&caller, outbound))
             .await
             .map_err(GatewayError::Downstream)?
             .into_inner()
             .map(|r| r.map_err(|s| Status::from(GatewayError::Downstream(s))));
-        Ok(Response::new(Box::pin(results)))
+        let refusal = futures::stream::once(async move {
+            denied.lock().unwrap_or_else(|p| p.into_inner()).take()
+        })
+        .filter_map(|d| d.map(Err));
+        Ok(Response::new(Box::pin(results.chain(refusal))))
     }
 
     async fn wait_indexed(
         &self,
         request: Request<WaitIndexedRequest>,
     ) -> Result<Response<WaitIndexedResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .wait_indexed(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().wait_indexed(on_behalf(&caller, r)).await)
     }
 
     async fn list_jobs(
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .list_jobs(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().list_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn retry_jobs(
         &self,
         request: Request<RetryJobsRequest>,
     ) -> Result<Response<RetryJobsResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .retry_jobs(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().retry_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn discard_jobs(
         &self,
         request: Request<DiscardJobsRequest>,
     ) -> Result<Response<DiscardJobsResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .discard_jobs(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().discard_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn stats(
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .stats(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().stats(on_behalf(&caller, r)).await)
     }
 
     async fn reembed(
         &self,
         request: Request<ReembedRequest>,
     ) -> Result<Response<ReembedResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .reembed(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().reembed(on_behalf(&caller, r)).await)
     }
 
     async fn get_document(
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<Document>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .get_document(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().get_document(on_behalf(&caller, r)).await)
     }
 
     async fn delete_document(
         &self,
         request: Request<DeleteDocumentRequest>,
     ) -> Result<Response<DeleteDocumentResponse>, Status> {
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .delete_document(request.into_inner())
-                .await,
-        )
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().delete_document(on_behalf(&caller, r)).await)
     }
 }

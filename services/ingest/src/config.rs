@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, DatabaseConfig, ServerConfig, TelemetryConfig, Validate,
     positive,
@@ -23,6 +24,8 @@ pub struct IngestConfig {
     pub worker: WorkerConfig,
     /// PII removed from text before it is chunked and indexed.
     pub redaction: crate::redact::RedactionConfig,
+    /// Service credentials: required from callers, sent to downstream services.
+    pub internal_auth: InternalAuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -85,6 +88,7 @@ impl Default for IngestConfig {
             limits: LimitsConfig::default(),
             worker: WorkerConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl Validate for IngestConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
+        self.internal_auth.validate(errors);
         self.database.validate(errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);
