@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod files;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ struct Cli {
     /// tenant when unset).
     #[arg(long, env = "BRAID_TENANT", global = true)]
     tenant: Option<String>,
+    /// Bearer token for the gateway. Without one, a short-lived dev admin token is minted
+    /// when the dev key `$BRAID_HOME/secrets/dev-jwt.key` exists (`make run` writes it).
+    #[arg(long, env = "BRAID_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +112,11 @@ enum Command {
         #[arg(long, conflicts_with_all = ["dry_run", "wait"])]
         purge: bool,
     },
+    /// User tokens for the gateway.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check grpc.health.v1 on all five services.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:50052")]
@@ -120,6 +130,32 @@ enum Command {
         /// Print nothing; the exit code says whether everything is SERVING.
         #[arg(long)]
         quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint an HS256 token (prints it). Uses the dev key unless --key is given.
+    Mint {
+        #[arg(long)]
+        sub: String,
+        // The token's tenant is the global --tenant (required unless --cross-tenant).
+        #[arg(long, value_parser = ["reader", "writer", "admin"], default_value = "reader")]
+        role: String,
+        #[arg(long, default_value_t = 0)]
+        clearance: u32,
+        /// Group membership (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Lifetime: 30s, 15m, 8h, 2d.
+        #[arg(long, default_value = "1h", value_parser = token::parse_ttl)]
+        ttl: Duration,
+        /// Act in every tenant (honoured only for admin).
+        #[arg(long)]
+        cross_tenant: bool,
+        /// HS256 key file (default: the dev key).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }
 
@@ -193,10 +229,17 @@ async fn connect(address: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach {address}"))
 }
 
-async fn gateway(address: &str) -> anyhow::Result<GatewayClient<Channel>> {
-    Ok(GatewayClient::new(connect(address).await?)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+type Gateway = GatewayClient<
+    braid_proto::tonic::service::interceptor::InterceptedService<Channel, token::Bearer>,
+>;
+
+async fn gateway(address: &str, token: Option<&str>) -> anyhow::Result<Gateway> {
+    let bearer = token::Bearer::new(token::resolve(token)?.as_deref())?;
+    Ok(
+        GatewayClient::with_interceptor(connect(address).await?, bearer)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 fn id_fields(id: &str) -> (String, String) {
@@ -248,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             ingest(
                 &cli.gateway,
+                cli.token.as_deref(),
                 &tenant,
                 &paths,
                 wait,
@@ -255,13 +299,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs { command } => jobs(&cli.gateway, &tenant, command).await,
+        Command::Jobs { command } => {
+            jobs(&cli.gateway, cli.token.as_deref(), &tenant, command).await
+        }
         Command::Reembed {
             dry_run,
             wait,
             purge,
         } => {
-            let mut gw = gateway(&cli.gateway).await?;
+            let mut gw = gateway(&cli.gateway, cli.token.as_deref()).await?;
             let r = gw
                 .reembed(ReembedRequest {
                     tenant: tenant.clone(),
@@ -298,7 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats => {
-            let s = gateway(&cli.gateway)
+            let s = gateway(&cli.gateway, cli.token.as_deref())
                 .await?
                 .stats(StatsRequest { tenant })
                 .await?
@@ -346,7 +392,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
                 chunk_level: chunks,
             };
-            let response = gateway(&cli.gateway)
+            let response = gateway(&cli.gateway, cli.token.as_deref())
                 .await?
                 .search(request)
                 .await?
@@ -360,7 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let doc = gateway(&cli.gateway)
+            let doc = gateway(&cli.gateway, cli.token.as_deref())
                 .await?
                 .get_document(GetDocumentRequest {
                     tenant,
@@ -394,7 +440,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Delete { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let r = gateway(&cli.gateway)
+            let r = gateway(&cli.gateway, cli.token.as_deref())
                 .await?
                 .delete_document(DeleteDocumentRequest {
                     tenant,
@@ -407,6 +453,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "deleted {} (removal from both legs is queued)",
                 r.document_id
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Mint {
+                    sub,
+                    role,
+                    clearance,
+                    groups,
+                    ttl,
+                    cross_tenant,
+                    key,
+                },
+        } => {
+            let key_path = key.unwrap_or_else(token::dev_key_path);
+            let key = token::read_key(&key_path)?;
+            let grant = token::Grant {
+                sub: &sub,
+                tenant: (!tenant.is_empty()).then_some(tenant.as_str()),
+                role: &role,
+                clearance,
+                groups: &groups,
+                cross_tenant,
+                ttl,
+            };
+            anyhow::ensure!(
+                grant.tenant.is_some() || (cross_tenant && role == "admin"),
+                "--tenant is required (or --cross-tenant with --role admin)"
+            );
+            println!("{}", token::mint(&key, &grant)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Health {
@@ -517,8 +593,13 @@ fn print_hits(r: &braid_proto::v1::SearchResponse) {
     println!("{} hits in {} ms", r.hits.len(), r.took_ms);
 }
 
-async fn jobs(address: &str, tenant: &str, command: JobsCommand) -> anyhow::Result<ExitCode> {
-    let mut client = gateway(address).await?;
+async fn jobs(
+    address: &str,
+    token: Option<&str>,
+    tenant: &str,
+    command: JobsCommand,
+) -> anyhow::Result<ExitCode> {
+    let mut client = gateway(address, token).await?;
     match command {
         JobsCommand::List { states, leg, limit } => {
             let mut page_token = String::new();
@@ -606,6 +687,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 async fn ingest(
     address: &str,
+    token: Option<&str>,
     tenant: &str,
     paths: &[PathBuf],
     wait: Option<Duration>,
@@ -616,7 +698,7 @@ async fn ingest(
     if total == 0 {
         anyhow::bail!("no ingestible files found (.md, .markdown, .txt, .html, .htm, .jsonl)");
     }
-    let mut client = gateway(address).await?;
+    let mut client = gateway(address, token).await?;
 
     // Files are read on a blocking thread into a small bounded channel: the upload stream
     // pulls from it only as fast as the server accepts documents.
