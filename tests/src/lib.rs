@@ -338,8 +338,10 @@ impl Stack {
         let db = TestDb::create().await?;
         let tantivy = tempfile::tempdir()?;
 
-        let mut vector_cfg = braid_vector_search::VectorSearchConfig::default();
-        vector_cfg.internal_auth = options.vector_internal_auth;
+        let mut vector_cfg = braid_vector_search::VectorSearchConfig {
+            internal_auth: options.vector_internal_auth,
+            ..Default::default()
+        };
         with_internal_key(&mut vector_cfg.internal_auth);
         vector_cfg.database.url = db.url.clone();
         vector_cfg.server.health_probe_interval_ms = 100;
@@ -351,8 +353,10 @@ impl Stack {
         // Migrations run before SERVING; the ingest schema is created after, not concurrently.
         vector.wait_serving(n::VECTOR_SEARCH).await?;
 
-        let mut text_cfg = braid_text_search::TextSearchConfig::default();
-        text_cfg.internal_auth = options.text_internal_auth;
+        let mut text_cfg = braid_text_search::TextSearchConfig {
+            internal_auth: options.text_internal_auth,
+            ..Default::default()
+        };
         with_internal_key(&mut text_cfg.internal_auth);
         text_cfg.index.dir = tantivy.path().to_path_buf();
         text_cfg.index.writer_memory_mb = 20;

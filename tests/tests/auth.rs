@@ -134,11 +134,14 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
     let jwks_path = dir.path().join("jwks.json");
     let rsa = rsa_key("rsa-1");
     write_jwks(&jwks_path, &[&rsa.jwk]);
-    let mut auth = AuthConfig::default();
-    auth.hs256 = KeySource::from_value(HS_SECRET);
-    auth.jwks_file = Some(jwks_path.clone());
-    auth.jwks_min_refresh_secs = 1;
-    auth.jwks_refresh_secs = 3600;
+    let auth = AuthConfig {
+        hs256: KeySource::from_value(HS_SECRET),
+        jwks_file: Some(jwks_path.clone()),
+        jwks_min_refresh_secs: 1,
+        // No periodic re-read during the test: only the unknown-kid refresh can find the key.
+        jwks_refresh_secs: 3600,
+        ..Default::default()
+    };
     let stack = Stack::start_with(StackOptions::with_jwt(auth))
         .await
         .unwrap();

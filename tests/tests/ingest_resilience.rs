@@ -24,6 +24,7 @@ fn doc(id: &str, content: &str) -> DocumentInput {
         content: content.into(),
         mime_type: "text/plain".into(),
         metadata: HashMap::new(),
+        acl: None,
     }
 }
 

@@ -18,6 +18,7 @@ fn doc(id: &str, title: &str, content: &str) -> DocumentInput {
         content: content.into(),
         mime_type: "text/plain".into(),
         metadata: Default::default(),
+        acl: None,
     }
 }
 

@@ -184,7 +184,21 @@ pub enum Guard {
     Public,
 }
 
+/// A server's routes and who may call them.
+pub struct Guarded {
+    routes: Routes,
+    guard: Guard,
+}
+
 impl Guard {
+    /// `routes` behind this guard (reflection, added by [`serve`], is guarded too).
+    pub fn over(self, routes: Routes) -> Guarded {
+        Guarded {
+            routes,
+            guard: self,
+        }
+    }
+
     fn apply(&self, routes: Routes) -> Routes {
         match self {
             Guard::Internal(auth) => auth.guard(routes),
@@ -199,8 +213,7 @@ pub async fn serve<F>(
     config: &ServerConfig,
     metrics: Metrics,
     health: Health,
-    routes: Routes,
-    guard: Guard,
+    routes: Guarded,
     listeners: Listeners,
     shutdown: F,
 ) -> anyhow::Result<()>
@@ -212,7 +225,6 @@ where
         metrics,
         health,
         routes,
-        guard,
         axum::Router::new(),
         listeners,
         shutdown,
@@ -225,8 +237,7 @@ pub async fn serve_with_admin<F>(
     config: &ServerConfig,
     metrics: Metrics,
     health: Health,
-    routes: Routes,
-    guard: Guard,
+    routes: Guarded,
     admin_routes: axum::Router,
     listeners: Listeners,
     shutdown: F,
@@ -254,6 +265,7 @@ where
             .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     // grpcurl builds in the wild still speak only v1alpha, so both versions are served.
+    let Guarded { routes, guard } = routes;
     let routes = routes
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);

@@ -121,8 +121,7 @@ pub async fn run(
         &config.server,
         metrics,
         health,
-        routes,
-        server::Guard::Public,
+        server::Guard::Public.over(routes),
         listeners,
         shutdown,
     )

@@ -78,8 +78,7 @@ pub async fn run(
         &config.server,
         metrics,
         health,
-        routes,
-        server::Guard::Internal(internal),
+        server::Guard::Internal(internal).over(routes),
         listeners,
         shutdown,
     )
