@@ -205,7 +205,12 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let cfg: IngestConfig = braid_core::config::load("ingest", None, &HashMap::new()).unwrap();
+        // Service credentials are on by default; only the key must be given.
+        let env = HashMap::from([(
+            "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
+            "k".to_string(),
+        )]);
+        let cfg: IngestConfig = braid_core::config::load("ingest", None, &env).unwrap();
         assert_eq!(cfg.server.grpc_addr.port(), 50052);
         assert_eq!(cfg.worker.max_attempts, 5);
     }
@@ -213,6 +218,10 @@ mod tests {
     #[test]
     fn reports_every_problem() {
         let env = HashMap::from([
+            (
+                "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
+                "k".to_string(),
+            ),
             (
                 "BRAID_INGEST__CHUNKING__OVERLAP_TOKENS".to_string(),
                 "150".to_string(),
