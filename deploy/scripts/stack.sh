@@ -321,12 +321,37 @@ supervise() { # service
   done
 }
 
+# Local keys, created once (0600): the dev HS256 key that signs user tokens (braidctl mints
+# dev tokens with it) and the shared key of the internal service tokens.
+SECRETS_DIR=$BRAID_HOME/secrets
+ensure_secrets() {
+  mkdir -p "$SECRETS_DIR"
+  chmod 700 "$SECRETS_DIR"
+  local name
+  for name in dev-jwt.key internal.key; do
+    if [[ ! -s $SECRETS_DIR/$name ]]; then
+      (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$SECRETS_DIR/$name")
+      say "wrote $SECRETS_DIR/$name"
+    fi
+    chmod 600 "$SECRETS_DIR/$name"
+  done
+}
+
 run_stack() {
   setup
   say "building release binaries (first build takes several minutes)"
   (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
+  ensure_secrets
+  # Auth on: user JWTs at the gateway, service tokens between all five services.
+  export BRAID_GATEWAY__AUTH__MODE=jwt
+  export BRAID_GATEWAY__AUTH__HS256__FILE=$SECRETS_DIR/dev-jwt.key
+  local svc_env
+  for svc_env in GATEWAY INGEST EMBEDDING VECTOR_SEARCH TEXT_SEARCH; do
+    export "BRAID_${svc_env}__INTERNAL_AUTH__MODE=service_jwt"
+    export "BRAID_${svc_env}__INTERNAL_AUTH__KEY__FILE=$SECRETS_DIR/internal.key"
+  done
   local pids=()
   if [[ ${BRAID_EMBEDDING_CACHE:-on} == off ]]; then
     export BRAID_EMBEDDING__CACHE__L1_ENTRIES=0 BRAID_EMBEDDING__CACHE__REDIS_URL=""
@@ -370,6 +395,7 @@ run_stack() {
 
 Braid is serving. Gateway: 127.0.0.1:50051 (gRPC), metrics on 127.0.0.1:9101-9105/metrics.
 A service that exits is restarted with backoff; the others keep serving meanwhile.
+Auth is on: braidctl mints a dev admin token from $SECRETS_DIR/dev-jwt.key by itself.
 
   export PATH=$TARGET_DIR/release:$BIN_DIR:\$PATH
   braidctl ingest README.md docs/            # files or directories (.md .txt .html)
@@ -378,7 +404,8 @@ A service that exits is restarted with backoff; the others keep serving meanwhil
   braidctl bench --clients 50 --duration 30s  # load test (see make loadtest)
   braidctl health
   grpcurl -plaintext 127.0.0.1:50051 list
-  grpcurl -plaintext -d '{"query":"hybrid retrieval","top_k":3}' 127.0.0.1:50051 braid.v1.Gateway/Search
+  TOKEN=\$(braidctl token mint --sub alice --tenant default --role reader --ttl 8h)
+  grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{"query":"hybrid retrieval","top_k":3}' 127.0.0.1:50051 braid.v1.Gateway/Search
   grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
 
 Press Ctrl-C to stop everything.

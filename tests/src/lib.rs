@@ -2,17 +2,28 @@
 //! ephemeral ports, against a fresh PostgreSQL database (created from
 //! `BRAID_TEST_DATABASE_URL`, dropped afterwards), a temporary Tantivy directory and the real
 //! all-MiniLM-L6-v2 model from `BRAID_TEST_MODEL_DIR`. `make test` provides both.
+//!
+//! Internal auth is on: every service gets the same per-process service key
+//! ([`internal_key`]), so every test exercises service credentials; [`service_channel`] and
+//! the `Stack::*_client` helpers carry a valid one. The gateway's user auth is off unless a
+//! test opts in with [`StackOptions::with_jwt`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
+use braid_core::auth::internal::{InternalAuth, InternalAuthConfig, WithServiceToken};
+use braid_core::auth::jwt::AuthConfig;
+use braid_core::auth::secret::KeySource;
 use braid_core::config::ClientConfig;
 use braid_core::server::Listeners;
 use braid_proto::tonic::transport::Channel;
+use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::gateway_client::GatewayClient;
+use braid_proto::v1::ingest_service_client::IngestServiceClient;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
 use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use tokio::sync::oneshot;
@@ -20,8 +31,45 @@ use tokio::task::JoinHandle;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tower::Layer;
 
 pub use braid_proto::v1;
+
+/// The internal service key every test service shares (random per test process).
+pub fn internal_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| format!("test-internal-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Internal auth configured with [`internal_key`].
+pub fn internal_auth() -> InternalAuthConfig {
+    InternalAuthConfig::with_key(KeySource::from_value(internal_key()))
+}
+
+/// A channel to an internal service carrying a valid service credential (subject `test`).
+pub type ServiceChannel = WithServiceToken<Channel>;
+
+/// A lazily connecting channel to `service` that authenticates as service `test`.
+pub fn service_channel(service: &Service) -> ServiceChannel {
+    let channel = Channel::from_shared(service.endpoint())
+        .expect("valid endpoint")
+        .connect_lazy();
+    let token = InternalAuth::from_key(internal_key().as_bytes(), "test").token_source();
+    tower_layer(token).layer(channel)
+}
+
+fn tower_layer(
+    token: braid_core::auth::internal::ServiceToken,
+) -> braid_core::auth::internal::ServiceTokenLayer {
+    braid_core::auth::internal::ServiceTokenLayer::new(token)
+}
+
+/// Fills the harness key into an internal-auth config a test left at its default.
+fn with_internal_key(config: &mut InternalAuthConfig) {
+    if *config == InternalAuthConfig::default() {
+        *config = internal_auth();
+    }
+}
 
 const DEFAULT_ADMIN_URL: &str = "postgres://braid@127.0.0.1:54329/postgres";
 
@@ -92,6 +140,7 @@ pub async fn start_embedding(
     cfg.model.onnx_runtime = onnx_runtime();
     cfg.server.health_probe_interval_ms = 100;
     cfg.server.shutdown_grace_ms = 2_000;
+    cfg.internal_auth = internal_auth();
     configure(&mut cfg);
     let service = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
         braid_embedding::run(cfg, l, s)
@@ -214,6 +263,8 @@ pub struct StackOptions {
     pub gateway: braid_gateway::GatewayConfig,
     /// Model directory and runtime library are filled in by the harness.
     pub embedding: braid_embedding::EmbeddingConfig,
+    pub vector_internal_auth: InternalAuthConfig,
+    pub text_internal_auth: InternalAuthConfig,
 }
 
 impl Default for StackOptions {
@@ -238,6 +289,8 @@ impl Default for StackOptions {
         gateway.search.text_timeout_ms = 20_000;
         gateway.breaker.open_ms = 200;
         gateway.server.request_timeout_ms = 150_000;
+        // User auth is opt-in per test (`with_jwt`); internal auth is always on.
+        gateway.auth = AuthConfig::disabled();
         let mut embedding = braid_embedding::EmbeddingConfig::default();
         embedding.server.health_probe_interval_ms = 100;
         embedding.server.shutdown_grace_ms = 2_000;
@@ -245,7 +298,18 @@ impl Default for StackOptions {
             ingest,
             gateway,
             embedding,
+            vector_internal_auth: internal_auth(),
+            text_internal_auth: internal_auth(),
         }
+    }
+}
+
+impl StackOptions {
+    /// The default stack with the gateway verifying user tokens as `auth` says.
+    pub fn with_jwt(auth: AuthConfig) -> Self {
+        let mut options = Self::default();
+        options.gateway.auth = auth;
+        options
     }
 }
 
@@ -274,7 +338,11 @@ impl Stack {
         let db = TestDb::create().await?;
         let tantivy = tempfile::tempdir()?;
 
-        let mut vector_cfg = braid_vector_search::VectorSearchConfig::default();
+        let mut vector_cfg = braid_vector_search::VectorSearchConfig {
+            internal_auth: options.vector_internal_auth,
+            ..Default::default()
+        };
+        with_internal_key(&mut vector_cfg.internal_auth);
         vector_cfg.database.url = db.url.clone();
         vector_cfg.server.health_probe_interval_ms = 100;
         vector_cfg.server.shutdown_grace_ms = 2_000;
@@ -285,7 +353,11 @@ impl Stack {
         // Migrations run before SERVING; the ingest schema is created after, not concurrently.
         vector.wait_serving(n::VECTOR_SEARCH).await?;
 
-        let mut text_cfg = braid_text_search::TextSearchConfig::default();
+        let mut text_cfg = braid_text_search::TextSearchConfig {
+            internal_auth: options.text_internal_auth,
+            ..Default::default()
+        };
+        with_internal_key(&mut text_cfg.internal_auth);
         text_cfg.index.dir = tantivy.path().to_path_buf();
         text_cfg.index.writer_memory_mb = 20;
         text_cfg.server.health_probe_interval_ms = 100;
@@ -298,12 +370,14 @@ impl Stack {
         let mut embedding_cfg = options.embedding;
         embedding_cfg.model.dir = model_dir();
         embedding_cfg.model.onnx_runtime = onnx_runtime();
+        with_internal_key(&mut embedding_cfg.internal_auth);
         let embedding = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
             braid_embedding::run(embedding_cfg, l, s)
         })?;
 
         let client = |s: &Service, timeout_ms| ClientConfig::new(s.endpoint(), timeout_ms);
         let mut ingest_cfg = options.ingest;
+        with_internal_key(&mut ingest_cfg.internal_auth);
         ingest_cfg.database.url = db.url.clone();
         ingest_cfg.embedding = client(&embedding, 60_000);
         ingest_cfg.vector_search = client(&vector, 30_000);
@@ -314,6 +388,7 @@ impl Stack {
         })?;
 
         let mut gateway_cfg = options.gateway;
+        with_internal_key(&mut gateway_cfg.internal_auth);
         gateway_cfg.ingest = client(&ingest, 120_000);
         gateway_cfg.embedding = client(&embedding, 20_000);
         gateway_cfg.vector_search = client(&vector, 20_000);
@@ -407,14 +482,21 @@ impl Stack {
         Ok(GatewayClient::connect(self.gateway.endpoint()).await?)
     }
 
-    /// A client calling vector-search directly (what the gateway and ingest do internally).
-    pub async fn vector_client(&self) -> anyhow::Result<VectorSearchServiceClient<Channel>> {
-        Ok(VectorSearchServiceClient::connect(self.vector.endpoint()).await?)
+    /// The ingest service, called directly as service `test` (cross-tenant, unrestricted).
+    pub fn ingest_client(&self) -> IngestServiceClient<ServiceChannel> {
+        IngestServiceClient::new(service_channel(&self.ingest))
     }
 
-    /// A client calling text-search directly (what the gateway and ingest do internally).
-    pub async fn text_client(&self) -> anyhow::Result<TextSearchServiceClient<Channel>> {
-        Ok(TextSearchServiceClient::connect(self.text.endpoint()).await?)
+    pub fn embedding_client(&self) -> EmbeddingServiceClient<ServiceChannel> {
+        EmbeddingServiceClient::new(service_channel(&self.embedding))
+    }
+
+    pub fn vector_client(&self) -> VectorSearchServiceClient<ServiceChannel> {
+        VectorSearchServiceClient::new(service_channel(&self.vector))
+    }
+
+    pub fn text_client(&self) -> TextSearchServiceClient<ServiceChannel> {
+        TextSearchServiceClient::new(service_channel(&self.text))
     }
 
     pub fn services(&self) -> [&Service; 5] {

@@ -112,9 +112,7 @@ fn assert_all_ready(r: &IngestResponse) {
 }
 
 async fn query_embedding(stack: &Stack) -> Vec<f32> {
-    let mut client = EmbeddingServiceClient::connect(stack.embedding.endpoint())
-        .await
-        .unwrap();
+    let mut client = stack.embedding_client();
     let r = client
         .embed(EmbedRequest {
             texts: vec![QUERY.into()],
@@ -150,8 +148,6 @@ async fn both_legs(
     };
     let vector = stack
         .vector_client()
-        .await
-        .unwrap()
         .search(request.clone())
         .await
         .unwrap()
@@ -159,8 +155,6 @@ async fn both_legs(
         .hits;
     let text = stack
         .text_client()
-        .await
-        .unwrap()
         .search(request)
         .await
         .unwrap()

@@ -470,12 +470,8 @@ async fn health_reflection_and_metrics_on_every_service() {
             "{name} overall"
         );
 
-        let channel = tonic::transport::Channel::from_shared(service.endpoint())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut reflection = ServerReflectionClient::new(channel);
+        // Internal services need a service credential for reflection too.
+        let mut reflection = ServerReflectionClient::new(braid_tests::service_channel(service));
         let request = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),

@@ -4,21 +4,23 @@
 
 use std::time::{Duration, Instant};
 
+use braid_core::auth::secret::KeySource;
 use braid_embedding::{EmbeddingConfig, Fault, Oversize, ProviderKind};
 use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_tests::v1::{EmbedRequest, InputType, ModelInfoRequest};
-use braid_tests::{RedisServer, Service, eventually, http_get, metric_sum, start_embedding};
+use braid_tests::{
+    RedisServer, Service, ServiceChannel, eventually, http_get, metric_sum, service_channel,
+    start_embedding,
+};
 use tonic::Code;
-use tonic::transport::Channel;
 
-async fn client(service: &Service) -> EmbeddingServiceClient<Channel> {
-    EmbeddingServiceClient::connect(service.endpoint())
-        .await
-        .expect("embedding service reachable")
+/// A client carrying the harness's service credential (internal auth is on).
+async fn client(service: &Service) -> EmbeddingServiceClient<ServiceChannel> {
+    EmbeddingServiceClient::new(service_channel(service))
 }
 
 async fn embed(
-    client: &mut EmbeddingServiceClient<Channel>,
+    client: &mut EmbeddingServiceClient<ServiceChannel>,
     texts: &[&str],
 ) -> Result<Vec<Vec<f32>>, tonic::Status> {
     let response = client
@@ -335,7 +337,11 @@ async fn set_fault(server: &Service, fault: &Fault) -> anyhow::Result<()> {
 async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() -> anyhow::Result<()>
 {
     // The "remote API": an embedding service serving /v1/embeddings with the fault layer on.
+    let key_dir = tempfile::tempdir()?;
+    let key_file = key_dir.path().join("upstream.key");
+    std::fs::write(&key_file, "upstream-key\n")?;
     let mut upstream = start_embedding(|c| {
+        c.openai_server.api_key = KeySource::from_value("upstream-key");
         c.openai_server.fault_injection = true;
         c.cache.l1_entries = 0;
     })
@@ -346,6 +352,7 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
         c.provider.openai.base_url = base_url.clone();
         c.provider.openai.model = "all-MiniLM-L6-v2".into();
         c.provider.openai.api_key_env = String::new();
+        c.provider.openai.api_key_file = Some(key_file.clone());
         c.provider.openai.max_attempts = 3;
         c.provider.openai.min_backoff_ms = 20;
         c.provider.openai.max_backoff_ms = 3_000;
@@ -492,11 +499,23 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_openai_endpoint_speaks_the_openai_format() -> anyhow::Result<()> {
-    let mut service = start_embedding(|_| {}).await?;
+    let mut service = start_embedding(|c| {
+        c.openai_server.api_key = KeySource::from_value("admin-key");
+    })
+    .await?;
     let http = reqwest::Client::new();
     let url = format!("http://{}/v1/embeddings", service.admin);
+    // The endpoint needs the configured key.
+    for auth in [None, Some("wrong-key")] {
+        let mut request = http.post(&url).json(&serde_json::json!({ "input": "x" }));
+        if let Some(key) = auth {
+            request = request.bearer_auth(key);
+        }
+        assert_eq!(request.send().await?.status(), 401, "{auth:?}");
+    }
     let body: serde_json::Value = http
         .post(&url)
+        .bearer_auth("admin-key")
         .json(&serde_json::json!({ "input": "hello world", "model": "all-MiniLM-L6-v2" }))
         .send()
         .await?
@@ -533,7 +552,12 @@ async fn the_openai_endpoint_speaks_the_openai_format() -> anyhow::Result<()> {
         ),
         (serde_json::json!({ "input": [] }), "at least one text"),
     ] {
-        let response = http.post(&url).json(&bad).send().await?;
+        let response = http
+            .post(&url)
+            .bearer_auth("admin-key")
+            .json(&bad)
+            .send()
+            .await?;
         assert_eq!(response.status(), 400, "{bad}");
         let error: serde_json::Value = response.json().await?;
         let message = error["error"]["message"].as_str().unwrap_or_default();

@@ -244,15 +244,11 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
         model: String::new(),
         access: Some(braid_core::auth::Access::unrestricted().to_filter()),
     };
-    let mut vector = VectorSearchServiceClient::connect(stack.vector.endpoint())
-        .await
-        .unwrap();
+    let mut vector = stack.vector_client();
     let status = vector.search(leg_request()).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(names_field(status.message(), "filter.equals"), "{status:?}");
-    let mut text = TextSearchServiceClient::connect(stack.text.endpoint())
-        .await
-        .unwrap();
+    let mut text = stack.text_client();
     let status = text.search(leg_request()).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(names_field(status.message(), "filter.equals"), "{status:?}");

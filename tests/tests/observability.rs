@@ -87,7 +87,12 @@ fn read(relative: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rules_and_dashboard_use_only_exported_metrics() {
-    let mut stack = Stack::start().await.unwrap();
+    // The stack's embedding service serves `/v1/embeddings` (with a key) for the provider
+    // instance started below.
+    let mut options = braid_tests::StackOptions::default();
+    options.embedding.openai_server.api_key =
+        braid_core::auth::secret::KeySource::from_value("observability-key");
+    let mut stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     let ingested = gw
         .ingest(IngestRequest {
@@ -127,18 +132,20 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
 
     // An embedding instance in provider mode, calling the stack's OpenAI-compatible endpoint,
     // exports the provider metrics the rules page on.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("provider.key");
+    std::fs::write(&key_file, "observability-key\n").unwrap();
     let base_url = format!("http://{}/v1", stack.embedding.admin);
     let mut provider = start_embedding(|c| {
         c.provider.kind = ProviderKind::Openai;
         c.provider.openai.base_url = base_url;
         c.provider.openai.model = "all-MiniLM-L6-v2".into();
         c.provider.openai.api_key_env = String::new();
+        c.provider.openai.api_key_file = Some(key_file.clone());
     })
     .await
     .unwrap();
-    EmbeddingServiceClient::connect(provider.endpoint())
-        .await
-        .unwrap()
+    EmbeddingServiceClient::new(braid_tests::service_channel(&provider))
         .embed(EmbedRequest {
             texts: vec!["a query through the provider".into()],
             input_type: InputType::Query as i32,

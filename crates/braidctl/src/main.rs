@@ -6,6 +6,7 @@
 mod audit;
 mod bench;
 mod files;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,10 @@ struct Cli {
     /// tenant when unset).
     #[arg(long, env = "BRAID_TENANT", global = true)]
     tenant: Option<String>,
+    /// Bearer token for the gateway. Without one, a short-lived dev admin token is minted
+    /// when the dev key `$BRAID_HOME/secrets/dev-jwt.key` exists (`make run` writes it).
+    #[arg(long, env = "BRAID_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,6 +121,11 @@ enum Command {
     /// Load-test Gateway.Search: closed loop (--clients) or open loop (--rate), with
     /// latency percentiles, errors by status code and degraded answers.
     Bench(Box<bench::BenchArgs>),
+    /// User tokens for the gateway.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
     /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
@@ -160,6 +170,32 @@ impl ServiceArg {
             Self::TextSearch => n::TEXT_SEARCH,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint an HS256 token (prints it). Uses the dev key unless --key is given.
+    Mint {
+        #[arg(long)]
+        sub: String,
+        // The token's tenant is the global --tenant (required unless --cross-tenant).
+        #[arg(long, value_parser = ["reader", "writer", "admin"], default_value = "reader")]
+        role: String,
+        #[arg(long, default_value_t = 0)]
+        clearance: u32,
+        /// Group membership (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Lifetime: 30s, 15m, 8h, 2d.
+        #[arg(long, default_value = "1h", value_parser = token::parse_ttl)]
+        ttl: Duration,
+        /// Act in every tenant (honoured only for admin).
+        #[arg(long)]
+        cross_tenant: bool,
+        /// HS256 key file (default: the dev key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,10 +268,17 @@ async fn connect(address: &str) -> anyhow::Result<Channel> {
         .with_context(|| format!("cannot reach {address}"))
 }
 
-async fn gateway(address: &str) -> anyhow::Result<GatewayClient<Channel>> {
-    Ok(GatewayClient::new(connect(address).await?)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+type Gateway = GatewayClient<
+    braid_proto::tonic::service::interceptor::InterceptedService<Channel, token::Bearer>,
+>;
+
+async fn gateway(address: &str, token: Option<&str>) -> anyhow::Result<Gateway> {
+    let bearer = token::Bearer::new(token::resolve(token)?.as_deref())?;
+    Ok(
+        GatewayClient::with_interceptor(connect(address).await?, bearer)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 fn id_fields(id: &str) -> (String, String) {
@@ -290,6 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             ingest(
                 gateway_addr,
+                cli.token.as_deref(),
                 &tenant,
                 &paths,
                 wait,
@@ -297,14 +341,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Jobs { command } => jobs(gateway_addr, &tenant, command).await,
-        Command::Audit(args) => audit::run(gateway(gateway_addr).await?, &tenant, args).await,
+        Command::Jobs { command } => {
+            jobs(gateway_addr, cli.token.as_deref(), &tenant, command).await
+        }
+        Command::Audit(args) => {
+            audit::run(
+                gateway(gateway_addr, cli.token.as_deref()).await?,
+                &tenant,
+                args,
+            )
+            .await
+        }
         Command::Reembed {
             dry_run,
             wait,
             purge,
         } => {
-            let mut gw = gateway(gateway_addr).await?;
+            let mut gw = gateway(gateway_addr, cli.token.as_deref()).await?;
             let r = gw
                 .reembed(ReembedRequest {
                     tenant: tenant.clone(),
@@ -341,7 +394,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats => {
-            let s = gateway(gateway_addr)
+            let s = gateway(gateway_addr, cli.token.as_deref())
                 .await?
                 .stats(StatsRequest { tenant })
                 .await?
@@ -390,7 +443,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 chunk_level: chunks,
                 bypass_cache: false,
             };
-            let response = gateway(gateway_addr)
+            let response = gateway(gateway_addr, cli.token.as_deref())
                 .await?
                 .search(request)
                 .await?
@@ -404,7 +457,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let doc = gateway(gateway_addr)
+            let doc = gateway(gateway_addr, cli.token.as_deref())
                 .await?
                 .get_document(GetDocumentRequest {
                     tenant,
@@ -438,7 +491,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Delete { id } => {
             let (document_id, external_id) = id_fields(&id);
-            let r = gateway(gateway_addr)
+            let r = gateway(gateway_addr, cli.token.as_deref())
                 .await?
                 .delete_document(DeleteDocumentRequest {
                     tenant,
@@ -451,6 +504,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "deleted {} (removal from both legs is queued)",
                 r.document_id
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Mint {
+                    sub,
+                    role,
+                    clearance,
+                    groups,
+                    ttl,
+                    cross_tenant,
+                    key,
+                },
+        } => {
+            let key_path = key.unwrap_or_else(token::dev_key_path);
+            let key = token::read_key(&key_path)?;
+            let grant = token::Grant {
+                sub: &sub,
+                tenant: (!tenant.is_empty()).then_some(tenant.as_str()),
+                role: &role,
+                clearance,
+                groups: &groups,
+                cross_tenant,
+                ttl,
+            };
+            anyhow::ensure!(
+                grant.tenant.is_some() || (cross_tenant && role == "admin"),
+                "--tenant is required (or --cross-tenant with --role admin)"
+            );
+            println!("{}", token::mint(&key, &grant)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Health {
@@ -590,8 +673,13 @@ fn print_hits(r: &braid_proto::v1::SearchResponse) {
     println!("{} hits in {} ms", r.hits.len(), r.took_ms);
 }
 
-async fn jobs(address: &str, tenant: &str, command: JobsCommand) -> anyhow::Result<ExitCode> {
-    let mut client = gateway(address).await?;
+async fn jobs(
+    address: &str,
+    token: Option<&str>,
+    tenant: &str,
+    command: JobsCommand,
+) -> anyhow::Result<ExitCode> {
+    let mut client = gateway(address, token).await?;
     match command {
         JobsCommand::List { states, leg, limit } => {
             let mut page_token = String::new();
@@ -679,6 +767,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 async fn ingest(
     address: &str,
+    token: Option<&str>,
     tenant: &str,
     paths: &[PathBuf],
     wait: Option<Duration>,
@@ -689,7 +778,7 @@ async fn ingest(
     if total == 0 {
         anyhow::bail!("no ingestible files found (.md, .markdown, .txt, .html, .htm, .jsonl)");
     }
-    let mut client = gateway(address).await?;
+    let mut client = gateway(address, token).await?;
 
     // Files are read on a blocking thread into a small bounded channel: the upload stream
     // pulls from it only as fast as the server accepts documents.

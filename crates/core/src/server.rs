@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 
+use crate::auth::internal::InternalAuth;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::resilience::{AdmissionConfig, AdmissionLayer, GrpcMetricsLayer};
@@ -173,13 +174,45 @@ where
     })
 }
 
+/// Who may call a server's routes (health checks are always open).
+#[derive(Clone)]
+pub enum Guard {
+    /// An internal service: every RPC, reflection included, needs a service credential.
+    Internal(InternalAuth),
+    /// The gateway: its public API authenticates end users itself; reflection is open.
+    Public,
+}
+
+/// A server's routes and who may call them.
+pub struct Guarded {
+    routes: Routes,
+    guard: Guard,
+}
+
+impl Guard {
+    /// `routes` behind this guard (reflection, added by [`serve`], is guarded too).
+    pub fn over(self, routes: Routes) -> Guarded {
+        Guarded {
+            routes,
+            guard: self,
+        }
+    }
+
+    fn apply(&self, routes: Routes) -> Routes {
+        match self {
+            Guard::Internal(auth) => auth.guard(routes),
+            Guard::Public => routes,
+        }
+    }
+}
+
 /// Serves `routes` (which must include the health service from [`health`]) until `shutdown`
 /// resolves, then drains within the grace period.
 pub async fn serve<F>(
     config: &ServerConfig,
     metrics: Metrics,
     health: Health,
-    routes: Routes,
+    routes: Guarded,
     listeners: Listeners,
     shutdown: F,
 ) -> anyhow::Result<()>
@@ -203,7 +236,7 @@ pub async fn serve_with_admin<F>(
     config: &ServerConfig,
     metrics: Metrics,
     health: Health,
-    routes: Routes,
+    routes: Guarded,
     admin_routes: axum::Router,
     listeners: Listeners,
     shutdown: F,
@@ -231,9 +264,11 @@ where
             .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     // grpcurl builds in the wild still speak only v1alpha, so both versions are served.
+    let Guarded { routes, guard } = routes;
     let routes = routes
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
+    let routes = guard.apply(routes);
 
     // Outermost first: metrics see every request (shed ones too), then admission runs at most
     // `concurrency_limit` requests, queues up to `queue_limit` more in arrival order and sheds

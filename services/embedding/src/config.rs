@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,8 @@ use crate::openai::{OpenAiConfig, OpenAiServerConfig};
 pub struct EmbeddingConfig {
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    /// Service credentials: required from callers, sent to downstream services.
+    pub internal_auth: InternalAuthConfig,
     pub model: ModelConfig,
     pub limits: LimitsConfig,
     pub provider: ProviderConfig,
@@ -108,6 +111,7 @@ impl Default for EmbeddingConfig {
                 ..ServerConfig::with_ports(50053, 9103)
             },
             telemetry: TelemetryConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
             model: ModelConfig::default(),
             limits: LimitsConfig::default(),
             provider: ProviderConfig::default(),
@@ -153,6 +157,12 @@ impl Validate for EmbeddingConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
+        self.internal_auth.validate(errors);
+        if self.openai_server.enabled && self.openai_server.api_key.is_configured() {
+            self.openai_server
+                .api_key
+                .validate("openai_server.api_key", errors);
+        }
         positive(errors, "model.max_batch", self.model.max_batch as u64);
         positive(
             errors,

@@ -159,7 +159,10 @@ pub async fn run(
             })
         })
     };
-    let admin_routes = openai::routes(&config.openai_server, http_embed, model_id, dimensions);
+    let admin_routes = openai::routes(&config.openai_server, http_embed, model_id, dimensions)?;
+    let internal =
+        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "embedding")
+            .map_err(anyhow::Error::msg)?;
     let api = service::EmbeddingApi {
         embedder,
         max_tokens: config.model.max_tokens,
@@ -173,7 +176,7 @@ pub async fn run(
         &config.server,
         metrics,
         health,
-        routes,
+        server::Guard::Internal(internal).over(routes),
         admin_routes,
         listeners,
         shutdown,

@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use backon::BackoffBuilder;
+use braid_core::auth::secret::{KeySource, constant_time_eq};
 use braid_core::config::{BreakerSettings, positive};
 use braid_core::resilience::{BreakerState, CircuitBreaker};
 use prometheus::{IntCounterVec, IntGauge};
@@ -462,9 +463,9 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiServerConfig {
     pub enabled: bool,
-    /// Name of an environment variable holding the bearer token callers must send (empty =
-    /// no authentication: the admin port is meant to stay inside the mesh).
-    pub api_key_env: String,
+    /// The bearer token callers must send (`openai_server.api_key.file` or `.value`). The
+    /// endpoint is not served without one; a configured but empty source fails start-up.
+    pub api_key: KeySource,
     /// Serves `POST/DELETE /v1/faults` (tests only; never enable in production).
     pub fault_injection: bool,
 }
@@ -473,7 +474,7 @@ impl Default for OpenAiServerConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            api_key_env: String::new(),
+            api_key: KeySource::default(),
             fault_injection: false,
         }
     }
@@ -540,14 +541,19 @@ pub fn routes(
     embed: EmbedFn,
     model: String,
     dimensions: usize,
-) -> axum::Router {
+) -> anyhow::Result<axum::Router> {
     if !config.enabled {
-        return axum::Router::new();
+        return Ok(axum::Router::new());
     }
-    let api_key = (!config.api_key_env.is_empty())
-        .then(|| std::env::var(&config.api_key_env).ok())
-        .flatten()
-        .map(Into::into);
+    if !config.api_key.is_configured() {
+        tracing::info!("openai_server.api_key not set: POST /v1/embeddings is not served");
+        return Ok(axum::Router::new());
+    }
+    let key = config
+        .api_key
+        .load()
+        .map_err(|e| anyhow::anyhow!("openai_server.api_key: {e}"))?;
+    let api_key = Some(String::from_utf8_lossy(&key).into_owned().into());
     let state = ServerState {
         embed,
         model: model.into(),
@@ -562,7 +568,7 @@ pub fn routes(
             axum::routing::post(set_fault).delete(clear_fault),
         );
     }
-    router.with_state(state)
+    Ok(router.with_state(state))
 }
 
 async fn set_fault(State(state): State<ServerState>, axum::Json(fault): axum::Json<Fault>) {
@@ -609,7 +615,8 @@ async fn embeddings(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_ref()) {
+        let key: &str = key;
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
             return openai_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",

@@ -30,7 +30,10 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(config: &GatewayConfig) -> Result<Self, tonic::transport::Error> {
+    pub fn new(
+        config: &GatewayConfig,
+        token: braid_core::auth::internal::ServiceToken,
+    ) -> Result<Self, tonic::transport::Error> {
         use braid_proto::service_names as names;
         let breaker: BreakerConfig = config.breaker.to_config();
         let max = config.server.max_message_bytes;
@@ -39,7 +42,7 @@ impl Clients {
                            service: &'static str,
                            c|
          -> Result<Channel, tonic::transport::Error> {
-            let (channel, breaker) = client::channel(name, c, breaker)?;
+            let (channel, breaker) = client::channel(name, c, breaker, token.clone())?;
             downstreams.push(Downstream {
                 name,
                 service,

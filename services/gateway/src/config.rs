@@ -1,3 +1,5 @@
+use braid_core::auth::internal::InternalAuthConfig;
+use braid_core::auth::jwt::AuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
 };
@@ -26,6 +28,10 @@ pub struct GatewayConfig {
     /// The audit trail (on when `audit.database.url` is set).
     pub audit: AuditConfig,
     pub query_cache: QueryCacheConfig,
+    /// End-user tokens on the public API.
+    pub auth: AuthConfig,
+    /// This service's credential towards the internal services.
+    pub internal_auth: InternalAuthConfig,
 }
 
 /// `query_cache.*`: whole search answers, keyed on everything that can change them (see
@@ -128,6 +134,8 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             audit: AuditConfig::default(),
             query_cache: QueryCacheConfig::default(),
+            auth: AuthConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
         }
     }
 }
@@ -173,6 +181,8 @@ impl Validate for GatewayConfig {
         self.limits.validate(errors);
         self.audit.validate(errors);
         self.query_cache.validate(errors);
+        self.auth.validate(errors);
+        self.internal_auth.validate(errors);
     }
 }
 

@@ -11,6 +11,12 @@ pub enum GatewayError {
     /// No leg could answer the search.
     #[error("search unavailable: {0}")]
     Unavailable(String),
+    /// The caller may not act in the tenant the request names.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No principal on the request (the auth layer did not run): never expected.
+    #[error("not authenticated")]
+    Unauthenticated,
     /// A downstream service's own error, passed through (its messages are client-safe).
     #[error("{}", .0.message())]
     Downstream(Status),
@@ -56,11 +62,19 @@ impl From<braid_core::validate::FieldError> for GatewayError {
     }
 }
 
+impl From<braid_core::auth::TenantDenied> for GatewayError {
+    fn from(e: braid_core::auth::TenantDenied) -> Self {
+        Self::PermissionDenied(e.to_string())
+    }
+}
+
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
         match e {
             GatewayError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
             GatewayError::Unavailable(_) => Status::unavailable(e.to_string()),
+            GatewayError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+            GatewayError::Unauthenticated => Status::unauthenticated(e.to_string()),
             GatewayError::Downstream(status) => Status::new(status.code(), status.message()),
             GatewayError::RateLimited { retry_after, .. } => {
                 // Whole seconds, rounded up, and at least 1 (RFC 9110 Retry-After).
@@ -97,6 +111,14 @@ mod tests {
         assert_eq!(
             Status::from(GatewayError::Unavailable("both legs".into())).code(),
             Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(GatewayError::PermissionDenied("tenant".into())).code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(
+            Status::from(GatewayError::Unauthenticated).code(),
+            Code::Unauthenticated
         );
         let passed = Status::from(GatewayError::Downstream(Status::not_found(
             "document not found",

@@ -6,8 +6,8 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod auth;
 mod cache;
-mod caller;
 mod clients;
 mod config;
 mod error;
@@ -43,7 +43,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("gateway");
     let (health, health_service) = server::health(service_names::GATEWAY);
-    let clients = clients::Clients::new(&config)?;
+    let internal =
+        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "gateway")
+            .map_err(anyhow::Error::msg)?;
+    let authenticator = auth::Authenticator::from_config(&config.auth).await?;
+    let clients = clients::Clients::new(&config, internal.token_source())?;
     let up = IntGaugeVec::new(
         Opts::new(
             "downstream_up",
@@ -124,10 +128,22 @@ pub async fn run(
     })
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);
-    // Outermost on the Gateway service: every call is audited, refused ones included.
-    let audited = audit::layer::Audited::new(api, audit.as_ref().map(|a| a.auditor.clone()));
+    // Outermost on the Gateway service: every call is audited, refused ones included; inside
+    // it, authentication puts the caller's principal into the request (or refuses the call).
+    let audited = audit::layer::Audited::new(
+        authenticator.wrap(api),
+        audit.as_ref().map(|a| a.auditor.clone()),
+    );
     let routes = Routes::new(health_service).add_service(audited);
-    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    let result = server::serve(
+        &config.server,
+        metrics,
+        health,
+        server::Guard::Public.over(routes),
+        listeners,
+        shutdown,
+    )
+    .await;
     probe.abort();
     if let Some(audit) = audit {
         audit.finish(config.server.shutdown_grace()).await;

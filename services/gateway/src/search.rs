@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use braid_core::auth::Access;
+use braid_core::auth::{Access, Principal};
 use braid_core::resilience::deadline;
 use tokio::sync::Semaphore;
 
@@ -26,8 +26,6 @@ use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
 use crate::fusion::{self, Granularity, RrfParams};
-
-pub const DEFAULT_TENANT: &str = "default";
 
 pub struct SearchMetrics {
     leg_latency: HistogramVec,
@@ -99,6 +97,8 @@ struct Validated {
     tenant: String,
     /// The query with control characters turned into spaces.
     query: String,
+    /// What the caller may see, applied inside both legs.
+    access: Access,
     top_k: u32,
     mode: SearchMode,
     params: RrfParams,
@@ -140,13 +140,10 @@ fn describe(status: &Status) -> String {
 }
 
 impl Searcher {
-    fn validate(&self, r: &SearchRequest) -> Result<Validated, GatewayError> {
-        let tenant = if r.tenant.is_empty() {
-            DEFAULT_TENANT
-        } else {
-            &r.tenant
-        };
-        validate::tenant(tenant)?;
+    fn validate(&self, r: &SearchRequest, caller: &Principal) -> Result<Validated, GatewayError> {
+        // The tenant comes from the caller's token; naming another is PERMISSION_DENIED.
+        let tenant = caller.tenant_for(&r.tenant)?;
+        validate::tenant(&tenant)?;
         // Control characters (NUL included) in a query are treated as spaces; the text is
         // never parsed as query syntax by either leg.
         let query = validate::clean_text(&r.query);
@@ -211,8 +208,9 @@ impl Searcher {
             text_weight: weight("fusion.text_weight", fusion.text_weight)?,
         };
         Ok(Validated {
-            tenant: tenant.to_string(),
+            tenant,
             query: query.trim().to_string(),
+            access: caller.access.clone(),
             top_k,
             mode,
             params,
@@ -458,20 +456,16 @@ impl Searcher {
         }
     }
 
-    /// Searches as a caller who sees every document (authentication disabled).
-    pub async fn search(&self, r: SearchRequest) -> Result<SearchResponse, GatewayError> {
-        self.search_as(r, &Access::unrestricted()).await
-    }
-
-    /// Searches as a caller with `access`: both legs filter on it and cached answers are
-    /// shared only between callers with the same access fingerprint.
-    pub async fn search_as(
+    /// Searches as `caller`: in the caller's tenant, both legs filter on the caller's access,
+    /// and cached answers are shared only between callers with the same access fingerprint.
+    pub async fn search(
         &self,
         r: SearchRequest,
-        access: &Access,
+        caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
         let started = Instant::now();
-        let v = self.validate(&r)?;
+        let v = self.validate(&r, caller)?;
+        let access = &v.access;
         let Some(cache) = &self.cache else {
             return self.compute(&v, &r, access).await;
         };

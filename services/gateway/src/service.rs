@@ -1,8 +1,12 @@
 //! The public `braid.v1.Gateway` gRPC handlers: search here, document operations proxied to
-//! the ingest service.
+//! the ingest service. Every handler takes the caller's [`Principal`] (put there by the auth
+//! layer), acts in the caller's tenant only, and forwards the principal to ingest, which
+//! enforces the same rules again.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use braid_core::auth::{Principal, TenantDenied};
 
 use braid_core::auth::Permission;
 use braid_proto::tonic::{self, Request, Response, Status};
@@ -19,7 +23,6 @@ use tokio_stream::StreamExt;
 
 use crate::audit::AuditSlot;
 use crate::audit::store::AuditStore;
-use crate::caller::caller;
 use crate::error::GatewayError;
 use crate::limits::{Class, Limits, fields, stream};
 use crate::search::Searcher;
@@ -39,7 +42,7 @@ impl GatewayApi {
         class: Class,
         tenant: &str,
     ) -> Result<(), GatewayError> {
-        let caller = caller(request);
+        let caller = caller(request)?;
         if let Some(slot) = AuditSlot::of(request) {
             let tenant = caller
                 .tenant_for(tenant)
@@ -55,7 +58,40 @@ fn proxied<T>(result: Result<Response<T>, Status>) -> Result<Response<T>, Status
     result.map_err(|s| GatewayError::Downstream(s).into())
 }
 
+/// The caller the auth layer identified.
+fn caller<T>(request: &Request<T>) -> Result<Principal, GatewayError> {
+    braid_core::auth::principal(request)
+        .cloned()
+        .ok_or(GatewayError::Unauthenticated)
+}
+
+/// The tenant scope of an operator RPC, where an empty tenant means "every tenant": a
+/// tenant-bound caller is always scoped to its own tenant; a cross-tenant caller keeps what
+/// it asked for.
+fn scope(caller: &Principal, requested: &str) -> Result<String, TenantDenied> {
+    match caller.access.tenant {
+        Some(_) => caller.tenant_for(requested),
+        None => Ok(requested.to_string()),
+    }
+}
+
+/// A downstream request on behalf of `caller`.
+fn on_behalf<T>(caller: &Principal, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    caller.attach(request.metadata_mut());
+    request
+}
+
 type ResultStream = Pin<Box<dyn Stream<Item = Result<DocumentResult, Status>> + Send>>;
+
+impl GatewayApi {
+    fn ingest(
+        &self,
+    ) -> braid_proto::v1::ingest_service_client::IngestServiceClient<braid_core::client::Channel>
+    {
+        self.searcher.clients.ingest.clone()
+    }
+}
 
 #[tonic::async_trait]
 impl Gateway for GatewayApi {
@@ -65,13 +101,14 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Search, &request.get_ref().tenant)
             .await?;
         let slot = AuditSlot::of(&request);
         if let Some(slot) = &slot {
             slot.query(&request.get_ref().query);
         }
-        let response = self.searcher.search(request.into_inner()).await?;
+        let response = self.searcher.search(request.into_inner(), &caller).await?;
         if let Some(slot) = &slot {
             slot.results(
                 response.hits.len(),
@@ -85,24 +122,20 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Ingest, &request.get_ref().tenant)
             .await?;
         fields::ingest(&self.limits.config.requests, request.get_ref())?;
         // Waiting for READY makes this a long call.
         let _long_call = if request.get_ref().wait_until_indexed {
-            Some(self.limits.long_call(&caller(&request))?)
+            Some(self.limits.long_call(&caller)?)
         } else {
             None
         };
         let slot = AuditSlot::of(&request);
-        let response = proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .ingest(request.into_inner())
-                .await,
-        )?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        let response = proxied(self.ingest().ingest(on_behalf(&caller, r)).await)?;
         if let Some(slot) = slot {
             let r = response.get_ref();
             slot.results(
@@ -117,51 +150,60 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<tonic::Streaming<IngestStreamRequest>>,
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Ingest, "").await?;
-        let long_call = self.limits.long_call(&caller(&request))?;
+        let long_call = self.limits.long_call(&caller)?;
         // Documents flow through as they arrive (a client error, an idle client or a stream
         // over its budget ends the upload); results flow back the same way, so back-pressure
-        // reaches from ingest to the client. A cut stream ends with the limit it hit.
-        let (outbound, cut) =
-            stream::guard(request.into_inner(), self.limits.config.stream.clone());
+        // reaches from ingest to the client. A cut stream ends with the limit it hit. Every
+        // message's tenant is checked; the first one naming another tenant ends the upload
+        // with PERMISSION_DENIED after the results of the messages before it.
+        let (guarded, cut) = stream::guard(request.into_inner(), self.limits.config.stream.clone());
+        let denied: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let outbound = {
+            let (caller, denied) = (caller.clone(), denied.clone());
+            guarded.map_while(move |mut m| match caller.tenant_for(&m.tenant) {
+                Ok(tenant) => {
+                    m.tenant = tenant;
+                    Some(m)
+                }
+                Err(e) => {
+                    *denied.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(GatewayError::from(e).into());
+                    None
+                }
+            })
+        };
         let results = self
-            .searcher
-            .clients
-            .ingest
-            .clone()
-            .ingest_stream(outbound)
+            .ingest()
+            .ingest_stream(on_behalf(&caller, outbound))
             .await
             .map_err(GatewayError::Downstream)?
             .into_inner()
-            .map(|r| r.map_err(|s| Status::from(GatewayError::Downstream(s))))
-            .chain(
-                futures::stream::once(async move {
-                    // The long-call slot is held until the response stream ends.
-                    drop(long_call);
-                    cut.take()
-                })
-                .filter_map(|cut| cut.map(Err)),
-            );
-        Ok(Response::new(Box::pin(results)))
+            .map(|r| r.map_err(|s| Status::from(GatewayError::Downstream(s))));
+        let ends = futures::stream::once(async move {
+            // The long-call slot is held until the response stream ends.
+            drop(long_call);
+            let refused = denied.lock().unwrap_or_else(|p| p.into_inner()).take();
+            refused.or_else(|| cut.take())
+        })
+        .filter_map(|end| end.map(Err));
+        Ok(Response::new(Box::pin(results.chain(ends))))
     }
 
     async fn wait_indexed(
         &self,
         request: Request<WaitIndexedRequest>,
     ) -> Result<Response<WaitIndexedResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Ingest, &request.get_ref().tenant)
             .await?;
         fields::wait_indexed(&self.limits.config.requests, request.get_ref())?;
-        let _long_call = self.limits.long_call(&caller(&request))?;
+        let _long_call = self.limits.long_call(&caller)?;
         let slot = AuditSlot::of(&request);
-        let response = proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .wait_indexed(request.into_inner())
-                .await,
-        )?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        let response = proxied(self.ingest().wait_indexed(on_behalf(&caller, r)).await)?;
         if let Some(slot) = slot {
             let r = response.get_ref();
             slot.results(
@@ -176,100 +218,76 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::list_jobs(&self.limits.config.requests, request.get_ref())?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .list_jobs(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().list_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn retry_jobs(
         &self,
         request: Request<RetryJobsRequest>,
     ) -> Result<Response<RetryJobsResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::retry_jobs(&self.limits.config.requests, request.get_ref())?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .retry_jobs(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().retry_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn discard_jobs(
         &self,
         request: Request<DiscardJobsRequest>,
     ) -> Result<Response<DiscardJobsResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::discard_jobs(&self.limits.config.requests, request.get_ref())?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .discard_jobs(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().discard_jobs(on_behalf(&caller, r)).await)
     }
 
     async fn stats(
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .stats(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().stats(on_behalf(&caller, r)).await)
     }
 
     async fn reembed(
         &self,
         request: Request<ReembedRequest>,
     ) -> Result<Response<ReembedResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .reembed(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().reembed(on_behalf(&caller, r)).await)
     }
 
     async fn get_document(
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<Document>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Search, &request.get_ref().tenant)
             .await?;
         let slot = AuditSlot::of(&request);
-        let response = proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .get_document(request.into_inner())
-                .await,
-        )?;
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        let response = proxied(self.ingest().get_document(on_behalf(&caller, r)).await)?;
         if let Some(slot) = slot {
             let r = response.get_ref();
             slot.results(1, [r.document_id.as_str()]);
@@ -285,25 +303,22 @@ impl Gateway for GatewayApi {
             let id = &request.get_ref().document_id;
             slot.results(0, (!id.is_empty()).then_some(id.as_str()));
         }
+        let caller = caller(&request)?;
         self.admit(&request, Class::Ingest, &request.get_ref().tenant)
             .await?;
-        proxied(
-            self.searcher
-                .clients
-                .ingest
-                .clone()
-                .delete_document(request.into_inner())
-                .await,
-        )
+        let mut r = request.into_inner();
+        r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().delete_document(on_behalf(&caller, r)).await)
     }
 
     async fn list_audit(
         &self,
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
+        let caller = caller(&request)?;
         self.admit(&request, Class::Admin, &request.get_ref().tenant)
             .await?;
-        if !caller(&request).allows(Permission::Operate) {
+        if !caller.allows(Permission::Operate) {
             return Err(
                 GatewayError::PermissionDenied("ListAudit needs the admin role".into()).into(),
             );
@@ -315,7 +330,10 @@ impl Gateway for GatewayApi {
             .into());
         };
         let slot = AuditSlot::of(&request);
-        let response = crate::audit::list(store, request.into_inner()).await?;
+        let mut r = request.into_inner();
+        // A tenant-bound admin reads its own tenant's trail only.
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        let response = crate::audit::list(store, r).await?;
         if let Some(slot) = slot {
             slot.results(response.records.len(), []);
         }

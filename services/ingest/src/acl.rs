@@ -60,15 +60,6 @@ pub fn validate(
     })
 }
 
-/// The access a request runs with: the principal's, put into the request by the auth layer.
-/// Until that layer is in place (it will always insert a principal), a request without one
-/// means authentication is disabled, which sees every document.
-pub fn caller_access<T>(request: &Request<T>) -> Access {
-    auth::principal(request)
-        .map(|p| p.access.clone())
-        .unwrap_or_else(Access::unrestricted)
-}
-
 /// The document a caller asked for, if they may see it. Missing, in another tenant, or
 /// hidden by its ACL: the same NOT_FOUND each time, so no answer reveals that it exists.
 pub fn visible(
@@ -184,20 +175,5 @@ mod tests {
             );
         }
         assert!(visible(Some(row("t", 9, &["x"])), "t", &Access::unrestricted()).is_ok());
-    }
-
-    #[test]
-    fn no_principal_means_auth_disabled() {
-        assert!(caller_access(&Request::new(())).unrestricted);
-        let mut request = Request::new(());
-        let mut principal = auth::Principal::anonymous();
-        principal.access = Access {
-            tenant: Some("acme".into()),
-            clearance: 1,
-            groups: BTreeSet::new(),
-            unrestricted: false,
-        };
-        request.extensions_mut().insert(principal.clone());
-        assert_eq!(caller_access(&request), principal.access);
     }
 }

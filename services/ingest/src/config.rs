@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, DatabaseConfig, ServerConfig, TelemetryConfig, Validate,
     positive,
@@ -23,6 +24,8 @@ pub struct IngestConfig {
     pub worker: WorkerConfig,
     /// PII removed from text before it is chunked and indexed.
     pub redaction: crate::redact::RedactionConfig,
+    /// Service credentials: required from callers, sent to downstream services.
+    pub internal_auth: InternalAuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -95,6 +98,7 @@ impl Default for IngestConfig {
             limits: LimitsConfig::default(),
             worker: WorkerConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
         }
     }
 }
@@ -150,6 +154,7 @@ impl Validate for IngestConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
+        self.internal_auth.validate(errors);
         self.database.validate(errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);
@@ -230,7 +235,12 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let cfg: IngestConfig = braid_core::config::load("ingest", None, &HashMap::new()).unwrap();
+        // Service credentials are on by default; only the key must be given.
+        let env = HashMap::from([(
+            "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
+            "k".to_string(),
+        )]);
+        let cfg: IngestConfig = braid_core::config::load("ingest", None, &env).unwrap();
         assert_eq!(cfg.server.grpc_addr.port(), 50052);
         assert_eq!(cfg.worker.max_attempts, 5);
     }
@@ -238,6 +248,10 @@ mod tests {
     #[test]
     fn reports_every_problem() {
         let env = HashMap::from([
+            (
+                "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
+                "k".to_string(),
+            ),
             (
                 "BRAID_INGEST__CHUNKING__OVERLAP_TOKENS".to_string(),
                 "150".to_string(),

@@ -10,6 +10,12 @@ pub enum IngestError {
     AllRejected(Vec<String>),
     #[error("document not found")]
     NotFound,
+    /// The caller's role or tenant does not allow the call.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No verified caller on the request (the internal auth layer did not run).
+    #[error("not authenticated")]
+    Unauthenticated,
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
     #[error("database error: {0}")]
@@ -45,6 +51,12 @@ impl From<sqlx::Error> for IngestError {
     }
 }
 
+impl From<braid_core::auth::TenantDenied> for IngestError {
+    fn from(e: braid_core::auth::TenantDenied) -> Self {
+        Self::PermissionDenied(e.to_string())
+    }
+}
+
 impl From<IngestError> for Status {
     fn from(e: IngestError) -> Self {
         match e {
@@ -52,6 +64,8 @@ impl From<IngestError> for Status {
                 Status::invalid_argument(e.to_string())
             }
             IngestError::NotFound => Status::not_found(e.to_string()),
+            IngestError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+            IngestError::Unauthenticated => Status::unauthenticated(e.to_string()),
             IngestError::Unavailable(inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
                 Status::unavailable("document store unavailable")
@@ -81,6 +95,11 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (IngestError::NotFound, Code::NotFound),
+            (
+                IngestError::PermissionDenied("tenant".into()),
+                Code::PermissionDenied,
+            ),
+            (IngestError::Unauthenticated, Code::Unauthenticated),
             (
                 IngestError::from(sqlx::Error::PoolTimedOut),
                 Code::Unavailable,

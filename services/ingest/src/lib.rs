@@ -55,10 +55,14 @@ pub async fn run(
         Some(path) => Arc::new(chunk::ModelTokenizer::load(path)?),
         None => Arc::new(chunk::BasicTokenizer),
     };
+    let internal =
+        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "ingest")
+            .map_err(anyhow::Error::msg)?;
     let breaker = config.breaker.to_config();
-    let (embedding, _) = braid_core::client::channel("embedding", &config.embedding, breaker)?;
-    let (vector, _) = braid_core::client::channel("vector-search", &config.vector_search, breaker)?;
-    let (text, _) = braid_core::client::channel("text-search", &config.text_search, breaker)?;
+    let channel = |name, c| braid_core::client::channel(name, c, breaker, internal.token_source());
+    let (embedding, _) = channel("embedding", &config.embedding)?;
+    let (vector, _) = channel("vector-search", &config.vector_search)?;
+    let (text, _) = channel("text-search", &config.text_search)?;
     let max = config.server.max_message_bytes;
     let downstream = worker::Downstream {
         embedding: EmbeddingServiceClient::new(embedding)
@@ -123,7 +127,15 @@ pub async fn run(
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
     );
-    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    let result = server::serve(
+        &config.server,
+        metrics,
+        health,
+        server::Guard::Internal(internal).over(routes),
+        listeners,
+        shutdown,
+    )
+    .await;
     probe.abort();
     housekeeping.abort();
     // Workers finish the job in hand within the grace period; after it they are aborted and

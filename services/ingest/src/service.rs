@@ -2,11 +2,11 @@
 //! jobs), optionally wait for READY.
 
 use std::collections::BTreeMap;
-#[cfg(test)]
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use braid_core::auth::{Permission, Principal};
 use braid_core::validate;
 use braid_proto::prost::Message;
 use braid_proto::tonic::{self, Request, Response, Status};
@@ -34,7 +34,6 @@ use crate::redact::RedactionConfig;
 use crate::redact::Redactor;
 use crate::store::{DocumentRow, JobRow, JobSelection, NewDocument, Store};
 
-pub const DEFAULT_TENANT: &str = "default";
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 const MAX_JOB_PAGE: u32 = 500;
 const MAX_WAIT_IDS: usize = 10_000;
@@ -75,16 +74,6 @@ fn is_settled(s: DocumentStatus) -> bool {
         s,
         DocumentStatus::Ready | DocumentStatus::Partial | DocumentStatus::Failed
     )
-}
-
-fn tenant_or_default(tenant: &str) -> Result<String, IngestError> {
-    let tenant = if tenant.is_empty() {
-        DEFAULT_TENANT
-    } else {
-        tenant
-    };
-    validate::tenant(tenant)?;
-    Ok(tenant.to_string())
 }
 
 /// Validates, extracts, redacts and chunks one document (CPU work; runs on the blocking pool).
@@ -333,6 +322,37 @@ fn to_job(row: JobRow) -> Job {
     }
 }
 
+/// The verified caller (the internal auth layer's principal: a forwarded user, or the
+/// calling service), allowed to do `needs`.
+fn caller<T>(request: &Request<T>, needs: Permission) -> Result<Principal, IngestError> {
+    let caller = braid_core::auth::principal(request)
+        .cloned()
+        .ok_or(IngestError::Unauthenticated)?;
+    if !caller.allows(needs) {
+        return Err(IngestError::PermissionDenied(format!(
+            "role {} may not do this",
+            caller.role.as_str()
+        )));
+    }
+    Ok(caller)
+}
+
+/// The tenant a document request acts in: the caller's own (naming another is
+/// PERMISSION_DENIED), or the named one for a cross-tenant caller.
+fn document_tenant(caller: &Principal, requested: &str) -> Result<String, IngestError> {
+    let tenant = caller.tenant_for(requested)?;
+    validate::tenant(&tenant)?;
+    Ok(tenant)
+}
+
+/// The tenant scope of an operator call (`None` = every tenant, cross-tenant callers only).
+fn tenant_scope(caller: &Principal, requested: &str) -> Result<Option<String>, IngestError> {
+    match caller.access.tenant {
+        Some(_) => Ok(Some(document_tenant(caller, requested)?)),
+        None => Ok(tenant_filter(requested)?.map(str::to_string)),
+    }
+}
+
 /// An optional tenant filter for admin calls: empty means every tenant.
 fn tenant_filter(tenant: &str) -> Result<Option<&str>, IngestError> {
     if tenant.is_empty() {
@@ -533,8 +553,12 @@ impl IngestApi {
         }
     }
 
-    async fn ingest_batch(&self, r: IngestRequest) -> Result<IngestResponse, IngestError> {
-        let tenant = tenant_or_default(&r.tenant)?;
+    async fn ingest_batch(
+        &self,
+        caller: &Principal,
+        r: IngestRequest,
+    ) -> Result<IngestResponse, IngestError> {
+        let tenant = document_tenant(caller, &r.tenant)?;
         let limits = &self.rules.limits;
         if r.documents.is_empty() || r.documents.len() > limits.max_documents_per_request {
             return Err(IngestError::invalid(
@@ -598,7 +622,7 @@ impl IngestApi {
     fn selection<'a>(
         ids: &'a [i64],
         all_dead: bool,
-        tenant: &'a str,
+        tenant: Option<&'a str>,
     ) -> Result<JobSelection<'a>, IngestError> {
         if ids.is_empty() && !all_dead {
             return Err(IngestError::invalid(
@@ -609,7 +633,7 @@ impl IngestApi {
         Ok(JobSelection {
             ids,
             all_dead,
-            tenant: tenant_filter(tenant)?,
+            tenant,
         })
     }
 }
@@ -624,8 +648,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
+        let caller = caller(&request, Permission::Write)?;
         Ok(Response::new(
-            self.ingest_batch(request.into_inner()).await?,
+            self.ingest_batch(&caller, request.into_inner()).await?,
         ))
     }
 
@@ -633,6 +658,7 @@ impl IngestService for IngestApi {
         &self,
         request: Request<tonic::Streaming<IngestStreamRequest>>,
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
+        let caller = caller(&request, Permission::Write)?;
         let mut inbound = request.into_inner();
         // Small buffer: when the client stops reading results, we stop reading documents.
         let (tx, rx) = mpsc::channel(16);
@@ -648,7 +674,8 @@ impl IngestService for IngestApi {
                         break;
                     }
                 };
-                let result = match (tenant_or_default(&message.tenant), message.document) {
+                // Every message's tenant is checked: naming another ends the stream.
+                let result = match (document_tenant(&caller, &message.tenant), message.document) {
                     (Err(e), _) => Err(Status::from(e)),
                     (Ok(_), None) => Err(Status::from(IngestError::invalid(
                         "document",
@@ -673,8 +700,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<WaitIndexedRequest>,
     ) -> Result<Response<WaitIndexedResponse>, Status> {
+        let caller = caller(&request, Permission::Write)?;
         let r = request.into_inner();
-        let tenant = tenant_or_default(&r.tenant)?;
+        let tenant = document_tenant(&caller, &r.tenant)?;
         if r.document_ids.len() > MAX_WAIT_IDS {
             return Err(IngestError::invalid(
                 "document_ids",
@@ -696,8 +724,8 @@ impl IngestService for IngestApi {
                 ..Default::default()
             });
         }
-        self.wait_settled(&mut results, timeout).await?;
-        // Only this tenant's documents are reported; others look absent.
+        // Only this tenant's documents are waited on and reported; others look absent, and
+        // answer as fast as a random id would.
         let ids: Vec<Uuid> = results
             .iter()
             .filter_map(|r| Uuid::parse_str(&r.document_id).ok())
@@ -707,6 +735,22 @@ impl IngestService for IngestApi {
             .tenant_documents(&tenant, &ids)
             .await
             .map_err(IngestError::from)?;
+        let mut mine: Vec<DocumentResult> = results
+            .iter()
+            .filter(|r| Uuid::parse_str(&r.document_id).is_ok_and(|id| owned.contains_key(&id)))
+            .cloned()
+            .collect();
+        self.wait_settled(&mut mine, timeout).await?;
+        let settled: HashMap<String, i32> = mine
+            .into_iter()
+            .map(|r| (r.document_id, r.status))
+            .collect();
+        for r in &mut results {
+            r.status = settled
+                .get(&r.document_id)
+                .copied()
+                .unwrap_or(DocumentStatus::Unspecified as i32);
+        }
         for r in &mut results {
             if let Some((external_id, chunks)) = Uuid::parse_str(&r.document_id)
                 .ok()
@@ -725,18 +769,19 @@ impl IngestService for IngestApi {
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<Document>, Status> {
-        let access = acl::caller_access(&request);
+        let caller = caller(&request, Permission::Read)?;
         let r = request.into_inner();
-        let tenant = tenant_or_default(&r.tenant)?;
+        let tenant = document_tenant(&caller, &r.tenant)?;
         let id = self
             .resolve(&tenant, &r.document_id, &r.external_id)
             .await?;
         let row = self
             .store
-            .get_document(id)
+            .get_document(&tenant, id)
             .await
             .map_err(IngestError::from)?;
-        let row = acl::visible(row, &tenant, &access)?;
+        // Missing, in another tenant or hidden by its ACL: the same NOT_FOUND.
+        let row = acl::visible(row, &tenant, &caller.access)?;
         Ok(Response::new(to_document(row)))
     }
 
@@ -744,8 +789,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<DeleteDocumentRequest>,
     ) -> Result<Response<DeleteDocumentResponse>, Status> {
+        let caller = caller(&request, Permission::Write)?;
         let r = request.into_inner();
-        let tenant = tenant_or_default(&r.tenant)?;
+        let tenant = document_tenant(&caller, &r.tenant)?;
         let id = self
             .resolve(&tenant, &r.document_id, &r.external_id)
             .await?;
@@ -768,8 +814,9 @@ impl IngestService for IngestApi {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
         let r = request.into_inner();
-        let tenant = tenant_filter(&r.tenant)?;
+        let tenant = tenant_scope(&caller, &r.tenant)?;
         let mut states = Vec::new();
         for s in &r.states {
             match JobState::try_from(*s).ok().and_then(job_state_db) {
@@ -812,7 +859,7 @@ impl IngestService for IngestApi {
         };
         let rows = self
             .store
-            .list_jobs(tenant, &states, leg, after, page_size as i64 + 1)
+            .list_jobs(tenant.as_deref(), &states, leg, after, page_size as i64 + 1)
             .await
             .map_err(IngestError::from)?;
         let more = rows.len() > page_size as usize;
@@ -838,8 +885,10 @@ impl IngestService for IngestApi {
         &self,
         request: Request<RetryJobsRequest>,
     ) -> Result<Response<RetryJobsResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
         let r = request.into_inner();
-        let selection = Self::selection(&r.job_ids, r.all_dead, &r.tenant)?;
+        let tenant = tenant_scope(&caller, &r.tenant)?;
+        let selection = Self::selection(&r.job_ids, r.all_dead, tenant.as_deref())?;
         let retried = self
             .store
             .retry_jobs(&selection)
@@ -855,8 +904,10 @@ impl IngestService for IngestApi {
         &self,
         request: Request<DiscardJobsRequest>,
     ) -> Result<Response<DiscardJobsResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
         let r = request.into_inner();
-        let selection = Self::selection(&r.job_ids, r.all_dead, &r.tenant)?;
+        let tenant = tenant_scope(&caller, &r.tenant)?;
+        let selection = Self::selection(&r.job_ids, r.all_dead, tenant.as_deref())?;
         let discarded = self
             .store
             .discard_jobs(&selection)
@@ -869,8 +920,16 @@ impl IngestService for IngestApi {
         &self,
         request: Request<ReembedRequest>,
     ) -> Result<Response<ReembedResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
         let r = request.into_inner();
-        let tenant = tenant_filter(&r.tenant)?;
+        let scope = tenant_scope(&caller, &r.tenant)?;
+        let tenant = scope.as_deref();
+        if r.purge_other_models && caller.access.tenant.is_some() {
+            return Err(IngestError::PermissionDenied(
+                "purge_other_models affects every tenant: it needs a cross-tenant admin".into(),
+            )
+            .into());
+        }
         let model = self
             .downstream
             .embedding
@@ -958,10 +1017,12 @@ impl IngestService for IngestApi {
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
         let r = request.into_inner();
+        let tenant = tenant_scope(&caller, &r.tenant)?;
         let stats = self
             .store
-            .stats(tenant_filter(&r.tenant)?)
+            .stats(tenant.as_deref())
             .await
             .map_err(IngestError::from)?;
         Ok(Response::new(StatsResponse {

@@ -280,11 +280,13 @@ impl Store {
         })
     }
 
-    pub async fn get_document(&self, id: Uuid) -> DbResult<Option<DocumentRow>> {
+    /// The document `id` of `tenant` (another tenant's document is absent).
+    pub async fn get_document(&self, tenant: &str, id: Uuid) -> DbResult<Option<DocumentRow>> {
         sqlx::query_as(&format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE id = $1"
+            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE id = $1 AND tenant = $2"
         ))
         .bind(id)
+        .bind(tenant)
         .fetch_optional(&self.pool)
         .await
     }

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::config::{ServerConfig, TelemetryConfig, Validate, positive};
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub struct TextSearchConfig {
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    /// Service credentials: required from callers, sent to downstream services.
+    pub internal_auth: InternalAuthConfig,
     /// Which BM25 engine backs the leg.
     pub backend: Backend,
     pub index: IndexConfig,
@@ -49,6 +52,7 @@ impl Default for TextSearchConfig {
         Self {
             server: ServerConfig::with_ports(50055, 9105),
             telemetry: TelemetryConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
             backend: Backend::Tantivy,
             index: IndexConfig::default(),
             search: SearchConfig::default(),
@@ -81,6 +85,7 @@ impl Validate for TextSearchConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
+        self.internal_auth.validate(errors);
         let threads = self.index.writer_threads;
         if !(1..=8).contains(&threads) {
             errors.push(format!("index.writer_threads is {threads}, must be 1..=8"));

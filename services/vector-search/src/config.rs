@@ -1,3 +1,4 @@
+use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::config::{DatabaseConfig, ServerConfig, TelemetryConfig, Validate, positive};
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub struct VectorSearchConfig {
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    /// Service credentials: required from callers, sent to downstream services.
+    pub internal_auth: InternalAuthConfig,
     pub database: DatabaseConfig,
     pub search: SearchConfig,
 }
@@ -26,6 +29,7 @@ impl Default for VectorSearchConfig {
         Self {
             server: ServerConfig::with_ports(50054, 9104),
             telemetry: TelemetryConfig::default(),
+            internal_auth: InternalAuthConfig::default(),
             database: DatabaseConfig::default(),
             search: SearchConfig::default(),
         }
@@ -46,6 +50,7 @@ impl Validate for VectorSearchConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         self.server.validate(errors);
         self.telemetry.validate(errors);
+        self.internal_auth.validate(errors);
         self.database.validate(errors);
         positive(errors, "search.dimensions", self.search.dimensions as u64);
         positive(errors, "search.ef_search", self.search.ef_search as u64);

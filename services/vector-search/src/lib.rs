@@ -73,7 +73,20 @@ pub async fn run(
             .max_decoding_message_size(config.server.max_message_bytes)
             .max_encoding_message_size(config.server.max_message_bytes),
     );
-    let result = server::serve(&config.server, metrics, health, routes, listeners, shutdown).await;
+    let internal = braid_core::auth::internal::InternalAuth::from_config(
+        &config.internal_auth,
+        "vector-search",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let result = server::serve(
+        &config.server,
+        metrics,
+        health,
+        server::Guard::Internal(internal).over(routes),
+        listeners,
+        shutdown,
+    )
+    .await;
     probe.abort();
     result
 }

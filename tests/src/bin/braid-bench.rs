@@ -475,7 +475,7 @@ async fn embed(
 
     // Single-query latency through gRPC (embedding service alone, in-process).
     let service = braid_tests::start_embedding(|_| {}).await?;
-    let mut client = EmbeddingServiceClient::connect(service.endpoint()).await?;
+    let mut client = EmbeddingServiceClient::new(braid_tests::service_channel(&service));
     let qs: Vec<String> = std::io::BufReader::new(std::fs::File::open(queries)?)
         .lines()
         .take(300)

@@ -11,6 +11,11 @@
 //! document is visible when the caller is in its tenant, the caller's clearance is at least
 //! the document's, and the document has no groups or shares one with the caller.
 
+pub mod internal;
+pub mod jwks;
+pub mod jwt;
+pub mod secret;
+
 use std::collections::BTreeSet;
 
 use braid_proto::v1::{AccessFilter, Chunk, DocumentAcl};

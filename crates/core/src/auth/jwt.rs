@@ -1,0 +1,475 @@
+//! User tokens: configuration (`auth.*`), verification and the mapping from claims to a
+//! [`Principal`].
+//!
+//! Accepted: HS256 with the configured secret, RS256/ES256 with a key from the JWKS (pinned
+//! per key type, see [`super::jwks`]). Everything else — `alg: none`, HS384, an HS256 token
+//! when no secret is configured, an RS256 header on an EC key — is refused before any
+//! signature check, so a public key can never be used as an HMAC secret.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::jwks::{Jwks, JwksSource};
+use super::secret::KeySource;
+use super::{Access, CallerKind, Principal, Role};
+use crate::config::positive;
+
+/// Most groups a token may carry.
+pub const MAX_GROUPS: usize = 256;
+/// Largest token accepted (header value).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `authorization: Bearer <JWT>` required on every public RPC.
+    Jwt,
+    /// Everyone is [`Principal::anonymous`] (local experiments only).
+    Disabled,
+}
+
+/// User authentication at the gateway (`BRAID_GATEWAY__AUTH__*`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// HS256 secret; unset = HS256 tokens are refused.
+    pub hs256: KeySource,
+    /// RS256/ES256 public keys as a JWKS file...
+    pub jwks_file: Option<PathBuf>,
+    /// ...or URL (`https://`, or `http://` for a local identity provider).
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is re-read.
+    pub jwks_refresh_secs: u64,
+    /// Least time between two reads prompted by unknown `kid`s.
+    pub jwks_min_refresh_secs: u64,
+    /// Required `iss`; empty = not checked.
+    pub issuer: String,
+    /// Required `aud`; empty = not checked.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Jwt,
+            hs256: KeySource::default(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            jwks_min_refresh_secs: 10,
+            issuer: "braid".into(),
+            audience: "braid".into(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn disabled() -> Self {
+        Self {
+            mode: AuthMode::Disabled,
+            ..Self::default()
+        }
+    }
+
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if self.mode == AuthMode::Disabled {
+            return;
+        }
+        if !self.hs256.is_configured() && self.jwks_file.is_none() && self.jwks_url.is_none() {
+            errors.push(
+                "auth.mode = \"jwt\" needs a key: auth.hs256.value, auth.hs256.file, \
+                 auth.jwks_file or auth.jwks_url"
+                    .into(),
+            );
+        }
+        if self.hs256.is_configured() {
+            self.hs256.validate("auth.hs256", errors);
+        }
+        if self.jwks_file.is_some() && self.jwks_url.is_some() {
+            errors.push("auth: set auth.jwks_file or auth.jwks_url, not both".into());
+        }
+        if let Some(url) = &self.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            errors.push("auth.jwks_url must start with https:// or http://".into());
+        }
+        positive(errors, "auth.jwks_refresh_secs", self.jwks_refresh_secs);
+        positive(
+            errors,
+            "auth.jwks_min_refresh_secs",
+            self.jwks_min_refresh_secs,
+        );
+    }
+}
+
+/// Why a token was refused; the message goes to the client as UNAUTHENTICATED.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing credentials: send `authorization: Bearer <token>`")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    #[error("token refused: {0}")]
+    Claims(String),
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid(_) | AuthError::Claims(_) => {
+                tonic::Status::unauthenticated(e.to_string())
+            }
+        }
+    }
+}
+
+/// The claims Braid reads; others are ignored.
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub clearance: Option<u32>,
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Acts in any tenant; honoured only with the admin role.
+    #[serde(default)]
+    pub braid_cross_tenant: Option<bool>,
+}
+
+impl Claims {
+    /// The principal these (already verified) claims describe.
+    pub fn into_principal(self) -> Result<Principal, AuthError> {
+        if self.sub.is_empty() || self.sub.len() > 256 {
+            return Err(AuthError::Claims("`sub` must be 1..=256 bytes".into()));
+        }
+        let role = self
+            .role
+            .iter()
+            .chain(self.roles.iter().flatten())
+            .filter_map(|r| Role::parse(r))
+            .max()
+            .ok_or_else(|| {
+                AuthError::Claims("no known role in `role`/`roles` (reader, writer, admin)".into())
+            })?;
+        let cross_tenant = role == Role::Admin && self.braid_cross_tenant == Some(true);
+        let tenant = if cross_tenant {
+            None
+        } else {
+            let tenant = self
+                .tenant
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| AuthError::Claims("missing `tenant` claim".into()))?;
+            crate::validate::tenant(&tenant)
+                .map_err(|e| AuthError::Claims(format!("`tenant` claim: {}", e.message)))?;
+            Some(tenant)
+        };
+        let groups: BTreeSet<String> = self.groups.unwrap_or_default().into_iter().collect();
+        if groups.len() > MAX_GROUPS {
+            return Err(AuthError::Claims(format!(
+                "`groups` has {} entries, at most {MAX_GROUPS}",
+                groups.len()
+            )));
+        }
+        Ok(Principal {
+            subject: self.sub,
+            kind: CallerKind::User,
+            role,
+            access: Access {
+                tenant,
+                clearance: self.clearance.unwrap_or(0),
+                groups,
+                unrestricted: false,
+            },
+        })
+    }
+}
+
+/// Verifies user tokens.
+pub struct JwtVerifier {
+    hs256: Option<DecodingKey>,
+    jwks: Option<Arc<Jwks>>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+    _refresh: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for JwtVerifier {
+    fn drop(&mut self) {
+        if let Some(task) = &self._refresh {
+            task.abort();
+        }
+    }
+}
+
+impl JwtVerifier {
+    /// Loads the keys; a configured but empty or unreadable key source is an error.
+    pub async fn from_config(config: &AuthConfig) -> Result<Self, String> {
+        let hs256 = if config.hs256.is_configured() {
+            let secret = config
+                .hs256
+                .load()
+                .map_err(|e| format!("auth.hs256: {e}"))?;
+            Some(DecodingKey::from_secret(&secret))
+        } else {
+            None
+        };
+        let source = match (&config.jwks_file, &config.jwks_url) {
+            (Some(f), _) => Some(JwksSource::File(f.clone())),
+            (None, Some(u)) => Some(JwksSource::Url(u.clone())),
+            (None, None) => None,
+        };
+        let (jwks, refresh) = match source {
+            Some(source) => {
+                let jwks = Jwks::load(source, Duration::from_secs(config.jwks_min_refresh_secs))
+                    .await
+                    .map_err(|e| format!("auth JWKS: {e}"))?;
+                let task = jwks.spawn_refresh(Duration::from_secs(config.jwks_refresh_secs));
+                (Some(jwks), Some(task))
+            }
+            None => (None, None),
+        };
+        if hs256.is_none() && jwks.is_none() {
+            return Err("auth: no verification key configured".into());
+        }
+        Ok(Self {
+            hs256,
+            jwks,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway: config.leeway_secs,
+            _refresh: refresh,
+        })
+    }
+
+    /// The principal of a verified `token`.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid("token too large"));
+        }
+        let (alg, kid) = read_header(token)?;
+        let (key, algorithm) = match alg.as_str() {
+            "none" | "None" | "NONE" => {
+                return Err(AuthError::Invalid("unsigned tokens (alg none) are refused"));
+            }
+            "HS256" => match &self.hs256 {
+                Some(key) => (key.clone(), Algorithm::HS256),
+                None => return Err(AuthError::Invalid("HS256 tokens are not accepted here")),
+            },
+            "RS256" | "ES256" => {
+                let Some(jwks) = &self.jwks else {
+                    return Err(AuthError::Invalid(
+                        "RS256/ES256 tokens are not accepted here",
+                    ));
+                };
+                let found = jwks
+                    .key(kid.as_deref())
+                    .await
+                    .ok_or(AuthError::Invalid("unknown signing key (kid)"))?;
+                let wanted = if alg == "RS256" {
+                    Algorithm::RS256
+                } else {
+                    Algorithm::ES256
+                };
+                if found.algorithm != wanted {
+                    return Err(AuthError::Invalid("algorithm does not match the key type"));
+                }
+                (found.key, found.algorithm)
+            }
+            _ => return Err(AuthError::Invalid("signing algorithm not accepted")),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.leeway;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if self.issuer.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&[&self.issuer]);
+            required.push("iss");
+        }
+        if self.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&self.audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(reason(e.kind())))?;
+        data.claims.into_principal()
+    }
+}
+
+/// `alg` and `kid` of the token header, read without trusting anything else in it.
+fn read_header(token: &str) -> Result<(String, Option<String>), AuthError> {
+    #[derive(Deserialize)]
+    struct Header {
+        alg: String,
+        #[serde(default)]
+        kid: Option<String>,
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Invalid(
+            "not a JWT (expected three dot-separated parts)",
+        ));
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| AuthError::Invalid("header is not base64url"))?;
+    let header: Header =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::Invalid("header is not JSON"))?;
+    Ok((header.alg, header.kid))
+}
+
+fn reason(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not yet valid (nbf)",
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAudience => "wrong audience (aud)",
+        ErrorKind::InvalidIssuer => "wrong issuer (iss)",
+        ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+            "exp" => "missing claim exp",
+            "sub" => "missing claim sub",
+            "iss" => "missing claim iss",
+            "aud" => "missing claim aud",
+            _ => "missing required claim",
+        },
+        ErrorKind::InvalidAlgorithm => "algorithm does not match the key",
+        ErrorKind::Json(_) => "claims are malformed",
+        _ => "malformed token",
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` header value.
+pub fn bearer(value: Option<&http::HeaderValue>) -> Result<&str, AuthError> {
+    let value = value.ok_or(AuthError::Missing)?;
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::Invalid("authorization header is not ASCII"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Invalid(
+        "authorization header must be `Bearer <token>`",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Invalid(
+            "authorization header must be `Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: serde_json::Value) -> Claims {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn strongest_role_wins_and_claims_map_to_access() {
+        let p = claims(serde_json::json!({
+            "sub": "alice", "tenant": "acme", "roles": ["reader", "writer", "wizard"],
+            "clearance": 2, "groups": ["physics", "chem", "physics"]
+        }))
+        .into_principal()
+        .unwrap();
+        assert_eq!(p.role, Role::Writer);
+        assert_eq!(p.kind, CallerKind::User);
+        assert_eq!(p.access.tenant.as_deref(), Some("acme"));
+        assert_eq!(p.access.clearance, 2);
+        assert_eq!(p.access.groups.len(), 2);
+        assert!(!p.access.unrestricted);
+    }
+
+    #[test]
+    fn cross_tenant_only_for_admins() {
+        let admin = claims(serde_json::json!({
+            "sub": "ops", "role": "admin", "braid_cross_tenant": true
+        }))
+        .into_principal()
+        .unwrap();
+        assert_eq!(admin.access.tenant, None);
+        // A writer claiming cross-tenant stays in its tenant...
+        let writer = claims(serde_json::json!({
+            "sub": "w", "role": "writer", "tenant": "acme", "braid_cross_tenant": true
+        }))
+        .into_principal()
+        .unwrap();
+        assert_eq!(writer.access.tenant.as_deref(), Some("acme"));
+        // ...and without a tenant it is refused.
+        let err = claims(serde_json::json!({
+            "sub": "w", "role": "writer", "braid_cross_tenant": true
+        }))
+        .into_principal()
+        .unwrap_err();
+        assert!(err.to_string().contains("tenant"), "{err}");
+    }
+
+    #[test]
+    fn no_known_role_is_refused() {
+        let err = claims(serde_json::json!({"sub": "x", "tenant": "t", "role": "root"}))
+            .into_principal()
+            .unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+        let err = claims(serde_json::json!({"sub": "x", "tenant": "t"}))
+            .into_principal()
+            .unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+    }
+
+    #[test]
+    fn too_many_groups_or_bad_tenant_refused() {
+        let groups: Vec<String> = (0..=MAX_GROUPS).map(|i| format!("g{i}")).collect();
+        let err = claims(serde_json::json!({
+            "sub": "x", "tenant": "t", "role": "reader", "groups": groups
+        }))
+        .into_principal()
+        .unwrap_err();
+        assert!(err.to_string().contains("groups"), "{err}");
+        assert!(
+            claims(serde_json::json!({"sub": "x", "tenant": "a b/c", "role": "reader"}))
+                .into_principal()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        let v = http::HeaderValue::from_static("Bearer abc.def.ghi");
+        assert_eq!(bearer(Some(&v)).unwrap(), "abc.def.ghi");
+        assert_eq!(bearer(None).unwrap_err(), AuthError::Missing);
+        let v = http::HeaderValue::from_static("Basic xyz");
+        assert!(bearer(Some(&v)).is_err());
+    }
+
+    #[test]
+    fn alg_none_and_garbage_are_refused_before_any_key_lookup() {
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"x"}"#);
+        let (alg, _) = read_header(&format!("{header}.{body}.")).unwrap();
+        assert_eq!(alg, "none");
+        assert!(read_header("nonsense").is_err());
+    }
+}

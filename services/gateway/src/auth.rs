@@ -1,0 +1,190 @@
+//! Identity at the edge: verifies the caller's `authorization: Bearer <JWT>` on every public
+//! RPC, checks the caller's role against the RPC's [`Permission`] (a closed table; an unknown
+//! method is denied), and puts the [`Principal`] into the request extensions for the
+//! handlers. Health checks stay open. Tokens are never logged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use braid_core::auth::jwt::{AuthMode, JwtVerifier, bearer};
+use braid_core::auth::{Permission, Principal};
+use braid_proto::tonic::Status;
+use braid_proto::tonic::server::NamedService;
+use tower::{Layer, Service};
+
+/// What each Gateway RPC needs. Any method not listed is denied.
+pub fn permission(path: &str) -> Option<(&'static str, Permission)> {
+    let method = path.strip_prefix("/braid.v1.Gateway/")?;
+    let entry = match method {
+        "Search" => ("Search", Permission::Read),
+        "GetDocument" => ("GetDocument", Permission::Read),
+        "Ingest" => ("Ingest", Permission::Write),
+        "IngestStream" => ("IngestStream", Permission::Write),
+        "WaitIndexed" => ("WaitIndexed", Permission::Write),
+        "DeleteDocument" => ("DeleteDocument", Permission::Write),
+        "ListJobs" => ("ListJobs", Permission::Operate),
+        "RetryJobs" => ("RetryJobs", Permission::Operate),
+        "DiscardJobs" => ("DiscardJobs", Permission::Operate),
+        "Stats" => ("Stats", Permission::Operate),
+        "Reembed" => ("Reembed", Permission::Operate),
+        "ListAudit" => ("ListAudit", Permission::Operate),
+        _ => return None,
+    };
+    Some(entry)
+}
+
+fn needed_role(p: Permission) -> &'static str {
+    match p {
+        Permission::Read => "reader",
+        Permission::Write => "writer",
+        Permission::Operate => "admin",
+    }
+}
+
+/// How callers are identified.
+#[derive(Clone)]
+pub enum Authenticator {
+    Jwt(Arc<JwtVerifier>),
+    /// `auth.mode = "disabled"`: everyone is [`Principal::anonymous`].
+    Disabled,
+}
+
+impl Authenticator {
+    pub async fn from_config(config: &braid_core::auth::jwt::AuthConfig) -> anyhow::Result<Self> {
+        Ok(match config.mode {
+            AuthMode::Disabled => {
+                tracing::warn!(
+                    "auth.mode = \"disabled\": every caller is an admin of every tenant"
+                );
+                Authenticator::Disabled
+            }
+            AuthMode::Jwt => Authenticator::Jwt(Arc::new(
+                JwtVerifier::from_config(config)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            )),
+        })
+    }
+
+    /// Puts one gRPC service behind authentication: every call gets the caller's
+    /// [`Principal`] in its extensions, or is refused.
+    pub fn wrap<S>(&self, inner: S) -> Authenticated<S> {
+        AuthLayer { auth: self.clone() }.layer(inner)
+    }
+
+    async fn authorize(
+        &self,
+        path: &str,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Result<Principal, Status> {
+        let verifier = match self {
+            Authenticator::Disabled => return Ok(Principal::anonymous()),
+            Authenticator::Jwt(v) => v,
+        };
+        let principal = verifier.verify(bearer(authorization)?).await?;
+        let Some((method, needs)) = permission(path) else {
+            return Err(Status::permission_denied("unknown method"));
+        };
+        if !principal.allows(needs) {
+            return Err(Status::permission_denied(format!(
+                "role {} may not call {method} (needs {})",
+                principal.role.as_str(),
+                needed_role(needs)
+            )));
+        }
+        Ok(principal)
+    }
+}
+
+#[derive(Clone)]
+struct AuthLayer {
+    auth: Authenticator,
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    auth: Authenticator,
+}
+
+impl<S: NamedService> NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> Service<http::Request<B>> for Authenticated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if request.uri().path().starts_with("/grpc.health.v1.Health/") {
+            return Box::pin(self.inner.call(request));
+        }
+        // The ready inner service serves this request; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            match auth
+                .authorize(&path, request.headers().get(http::header::AUTHORIZATION))
+                .await
+            {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(status) => {
+                    tracing::debug!(%path, code = ?status.code(), reason = status.message(), "call refused");
+                    Ok(status.into_http::<R>())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_permission_table() {
+        assert_eq!(
+            permission("/braid.v1.Gateway/Search").map(|p| p.1),
+            Some(Permission::Read)
+        );
+        assert_eq!(
+            permission("/braid.v1.Gateway/DeleteDocument").map(|p| p.1),
+            Some(Permission::Write)
+        );
+        assert_eq!(
+            permission("/braid.v1.Gateway/Reembed").map(|p| p.1),
+            Some(Permission::Operate)
+        );
+        assert!(permission("/braid.v1.Gateway/Nope").is_none());
+        assert!(permission("/braid.v1.IngestService/Ingest").is_none());
+    }
+}
