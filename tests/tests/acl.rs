@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 
 use braid_proto::tonic::Code;
-use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_tests::v1::ingest_service_client::IngestServiceClient;
 use braid_tests::v1::{
     AccessFilter, DocumentAcl, DocumentInput, DocumentStatus, EmbedRequest, GetDocumentRequest,

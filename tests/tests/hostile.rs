@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_proto::tonic::{Code, Status};
-use braid_tests::v1::text_search_service_client::TextSearchServiceClient;
-use braid_tests::v1::vector_search_service_client::VectorSearchServiceClient;
 use braid_tests::v1::{
     DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, IngestRequest,
     IngestResponse, LegSearchRequest, MetadataFilter, SearchMode, SearchRequest, SearchResponse,
@@ -243,6 +241,7 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
         embedding: vec![0.05; 384],
         model: String::new(),
         access: Some(braid_core::auth::Access::unrestricted().to_filter()),
+        detail_top_k: 0,
     };
     let mut vector = stack.vector_client();
     let status = vector.search(leg_request()).await.unwrap_err();

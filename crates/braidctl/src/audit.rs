@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use braid_proto::tonic::transport::Channel;
-use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{AuditRecord, ListAuditRequest};
 
 #[derive(clap::Args)]
@@ -59,7 +57,7 @@ fn json(r: &AuditRecord) -> serde_json::Value {
 }
 
 pub async fn run(
-    mut client: GatewayClient<Channel>,
+    mut client: crate::Gateway,
     tenant: &str,
     args: AuditArgs,
 ) -> anyhow::Result<ExitCode> {

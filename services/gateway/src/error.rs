@@ -4,16 +4,13 @@ use braid_proto::tonic::Status;
 pub const RETRY_AFTER: &str = "retry-after";
 
 /// Everything a gateway request can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
     /// No leg could answer the search.
     #[error("search unavailable: {0}")]
     Unavailable(String),
-    /// The caller may not act in the tenant the request names.
-    #[error("{0}")]
-    PermissionDenied(String),
     /// No principal on the request (the auth layer did not run): never expected.
     #[error("not authenticated")]
     Unauthenticated,
@@ -33,7 +30,7 @@ pub enum GatewayError {
     /// An IngestStream went over its size budget.
     #[error("stream budget: {0}")]
     StreamBudget(String),
-    /// The caller's role does not allow the RPC.
+    /// The caller's role does not allow the RPC, or the request names another tenant.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     /// The RPC needs a part of the gateway that is not configured.
@@ -91,7 +88,6 @@ impl From<GatewayError> for Status {
                 Status::resource_exhausted(e.to_string())
             }
             GatewayError::StreamIdle(_) => Status::deadline_exceeded(e.to_string()),
-            GatewayError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             GatewayError::NotConfigured(_) => Status::failed_precondition(e.to_string()),
         }
     }

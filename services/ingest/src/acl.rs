@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use braid_core::auth::{self, Access};
-use braid_proto::tonic::Request;
+use braid_core::auth::Access;
 use braid_proto::v1::DocumentAcl;
 
 use crate::config::LimitsConfig;

@@ -1002,7 +1002,8 @@ impl IngestService for IngestApi {
         &self,
         request: Request<IndexGenerationRequest>,
     ) -> Result<Response<IndexGenerationResponse>, Status> {
-        let tenant = tenant_or_default(&request.into_inner().tenant)?;
+        let caller = caller(&request, Permission::Read)?;
+        let tenant = document_tenant(&caller, &request.into_inner().tenant)?;
         let generation = self
             .store
             .index_generation(&tenant)

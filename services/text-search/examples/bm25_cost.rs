@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
                         query: q.clone(),
                         top_k: 50,
                         filter: HashMap::new(),
+                        access: braid_core::auth::Access::unrestricted(),
                         detail,
                     })
                     .await?;

@@ -34,7 +34,6 @@ mod redis;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use braid_proto::tonic::Status;
 use braid_proto::v1::SearchResponse;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
@@ -203,14 +202,5 @@ impl QueryCache {
 
 /// A copy of an error shared by coalesced callers.
 fn duplicate(e: &GatewayError) -> GatewayError {
-    match e {
-        GatewayError::InvalidArgument { field, message } => GatewayError::InvalidArgument {
-            field: field.clone(),
-            message: message.clone(),
-        },
-        GatewayError::Unavailable(reason) => GatewayError::Unavailable(reason.clone()),
-        GatewayError::Downstream(status) => {
-            GatewayError::Downstream(Status::new(status.code(), status.message()))
-        }
-    }
+    e.clone()
 }
