@@ -1265,7 +1265,7 @@ mod tests {
         assert_eq!(redacted.metadata["owner"], "[EMAIL]");
         assert_eq!(redacted.chunks[0].0, "Contact [EMAIL].");
         assert_ne!(plain.content_sha256, redacted.content_sha256);
-        // Redaction off keeps the hash documents had before redaction settings existed.
+        // Redaction off adds nothing to the hash: the fields and the ACL only.
         let mut legacy = Sha256::new();
         hash_fields(
             &mut legacy,
@@ -1276,6 +1276,7 @@ mod tests {
             ],
             &plain.metadata,
         );
+        hash_acl(&mut legacy, &plain.acl);
         assert_eq!(plain.content_sha256, hex::encode(legacy.finalize()));
     }
 
