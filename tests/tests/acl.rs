@@ -171,9 +171,7 @@ fn public() -> Vec<&'static str> {
 }
 
 async fn get_acl(ingest: &Service, external_id: &str) -> (DocumentAcl, u64) {
-    let d = IngestServiceClient::connect(ingest.endpoint())
-        .await
-        .unwrap()
+    let d = IngestServiceClient::new(braid_tests::service_channel(ingest))
         .get_document(GetDocumentRequest {
             tenant: String::new(),
             document_id: String::new(),

@@ -53,6 +53,9 @@ fn names_field(message: &str, field: &str) -> bool {
         || message.starts_with(&format!("{field}["))
         || message.contains(&format!("): {field}"))
         || message.contains(&format!("): {field}["))
+        // Per-document rejections: `documents[i].<field>: ...`.
+        || message.contains(&format!("].{field}:"))
+        || message.contains(&format!("].{field}["))
 }
 
 /// OK, or INVALID_ARGUMENT naming one of `fields`; never anything else.

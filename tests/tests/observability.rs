@@ -164,7 +164,11 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
     // A search without the text leg: the degradation counter gets its series.
     stack.text.stop().await.unwrap();
     let r = gw
-        .search(search(SearchMode::Hybrid))
+        .search(SearchRequest {
+            // Not the answer cached a moment ago: this one must reach the legs.
+            bypass_cache: true,
+            ..search(SearchMode::Hybrid)
+        })
         .await
         .unwrap()
         .into_inner();
