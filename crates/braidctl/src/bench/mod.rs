@@ -70,6 +70,9 @@ pub struct BenchArgs {
     /// Bearer token sent as `authorization: Bearer <token>`.
     #[arg(long, env = "BRAID_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Ask the gateway not to answer from its query cache (uncached figures).
+    #[arg(long)]
+    bypass_cache: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -300,6 +303,7 @@ pub async fn run(
             tenant,
             top_k: args.top_k,
             mode: mode as i32,
+            bypass_cache: args.bypass_cache,
             ..Default::default()
         },
         authorization,
