@@ -347,6 +347,8 @@ run_stack() {
   # Auth on: user JWTs at the gateway, service tokens between all five services.
   export BRAID_GATEWAY__AUTH__MODE=jwt
   export BRAID_GATEWAY__AUTH__HS256__FILE=$SECRETS_DIR/dev-jwt.key
+  # The audit trail (schema `audit`) in the same database; `braidctl audit` reads it.
+  export BRAID_GATEWAY__AUDIT__DATABASE__URL=${BRAID_GATEWAY__AUDIT__DATABASE__URL:-postgres://braid@127.0.0.1:$PG_PORT/braid}
   local svc_env
   for svc_env in GATEWAY INGEST EMBEDDING VECTOR_SEARCH TEXT_SEARCH; do
     export "BRAID_${svc_env}__INTERNAL_AUTH__MODE=service_jwt"
