@@ -75,10 +75,15 @@ echo "ingesting $DOCS SciFact documents" >&2
 ctl http://127.0.0.1:51066 ingest "$WORK/corpus.jsonl" --wait >"$WORK/ingest.log" 2>&1 || { tail "$WORK/ingest.log" >&2; exit 1; }
 TOKEN=$("$BIN/braidctl" token mint --sub bench --role reader --clearance 2 --group physics --group chemistry --ttl 1h)
 run() { # label gateway [token]
-  local json
-  json=$(BRAID_TOKEN=${3:-} ctl "$2" bench --clients 1 --warmup 3s --duration "${SECS}s" --bypass-cache \
-    --queries "$DATASET/queries.jsonl" --json --quiet)
-  python3 -c 'import json,sys; r=json.loads(sys.argv[2]); l=r["latency_ms"]; print(f"{sys.argv[1]}\t{r[\"requests\"]}\t{l[\"p50\"]:.2f}\t{l[\"p99\"]:.2f}\t{r[\"errors\"]}\t{r[\"degraded\"]}")' "$1" "$json"
+  BRAID_TOKEN=${3:-} ctl "$2" bench --clients 1 --warmup 3s --duration "${SECS}s" --bypass-cache \
+    --queries "$DATASET/queries.jsonl" --json --quiet >"$WORK/run.json"
+  python3 - "$1" "$WORK/run.json" <<'PY'
+import json, sys
+label, path = sys.argv[1:3]
+r = json.load(open(path))
+l = r["latency_ms"]
+print("%s\t%d\t%.2f\t%.2f\t%s\t%s" % (label, r["requests"], l["p50"], l["p99"], r["errors"], r["degraded"]))
+PY
 }
 echo -e "run\trequests\tp50_ms\tp99_ms\terrors\tdegraded"
 for round in 1 2 3; do
