@@ -598,3 +598,31 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, S
         body.to_string(),
     ))
 }
+
+/// Ingests `texts` through the gateway as documents `doc-0`, `doc-1`, … (title `Topic i`) and
+/// waits until every one is READY; panics on any rejected document.
+pub async fn ingest_texts(gw: &mut GatewayClient<Channel>, texts: &[&str]) {
+    let documents = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| v1::DocumentInput {
+            external_id: format!("doc-{i}"),
+            title: format!("Topic {i}"),
+            content: (*text).into(),
+            mime_type: "text/plain".into(),
+            ..Default::default()
+        })
+        .collect();
+    let results = gw
+        .ingest(v1::IngestRequest {
+            documents,
+            wait_until_indexed: true,
+            wait_timeout_ms: 120_000,
+            ..Default::default()
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+}

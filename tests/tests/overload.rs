@@ -2,12 +2,11 @@
 //! wait in the admission queue and are answered (hybrid, nothing degraded, breakers closed);
 //! with a tiny queue the excess is shed at once with RESOURCE_EXHAUSTED.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_proto::tonic::{Code, Request};
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{DocumentInput, IngestRequest, SearchMode, SearchRequest};
+use braid_tests::v1::{SearchMode, SearchRequest};
 use braid_tests::{Stack, StackOptions, http_get, metric_sum};
 use tonic::transport::Channel;
 
@@ -21,30 +20,7 @@ const TOPICS: [&str; 6] = [
 ];
 
 async fn ingest_corpus(gw: &mut GatewayClient<Channel>) {
-    let documents = TOPICS
-        .iter()
-        .enumerate()
-        .map(|(i, text)| DocumentInput {
-            external_id: format!("doc-{i}"),
-            title: format!("Topic {i}"),
-            content: (*text).into(),
-            mime_type: "text/plain".into(),
-            metadata: HashMap::new(),
-            acl: None,
-        })
-        .collect();
-    let results = gw
-        .ingest(IngestRequest {
-            documents,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .expect("ingest")
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+    braid_tests::ingest_texts(gw, &TOPICS).await;
 }
 
 fn search(i: usize, timeout: Duration) -> Request<SearchRequest> {

@@ -2,48 +2,26 @@
 //! answers degrade to the vector leg, then recover, with no error; one of two gateways stopped
 //! gracefully → clients that move to the other one see no failed request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use braid_proto::tonic::{Code, Request, Status};
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{DocumentInput, IngestRequest, SearchMode, SearchRequest};
+use braid_tests::v1::{SearchMode, SearchRequest};
 use braid_tests::{Service, Stack, eventually, http_get, metric_sum};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
+const TOPICS: &[&str] = &[
+    "Mitochondria produce most of the chemical energy needed by the cell.",
+    "Vaccines train the immune system to recognise a pathogen.",
+    "Insulin regulates the level of glucose in the blood.",
+];
+
 async fn ingest_corpus(gw: &mut GatewayClient<Channel>) {
-    let documents = [
-        "Mitochondria produce most of the chemical energy needed by the cell.",
-        "Vaccines train the immune system to recognise a pathogen.",
-        "Insulin regulates the level of glucose in the blood.",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, text)| DocumentInput {
-        external_id: format!("doc-{i}"),
-        title: format!("Topic {i}"),
-        content: (*text).into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::new(),
-        acl: None,
-    })
-    .collect();
-    let results = gw
-        .ingest(IngestRequest {
-            documents,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .expect("ingest")
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+    braid_tests::ingest_texts(gw, TOPICS).await;
 }
 
 fn search(i: u64) -> Request<SearchRequest> {
