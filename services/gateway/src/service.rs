@@ -39,17 +39,17 @@ impl GatewayApi {
     async fn admit<T>(
         &self,
         request: &Request<T>,
+        caller: &Principal,
         class: Class,
         tenant: &str,
     ) -> Result<(), GatewayError> {
-        let caller = caller(request)?;
         if let Some(slot) = AuditSlot::of(request) {
             let tenant = caller
                 .tenant_for(tenant)
                 .unwrap_or_else(|_| tenant.to_string());
-            slot.caller(&caller, &tenant);
+            slot.caller(caller, &tenant);
         }
-        self.limits.admit(class, &caller, tenant).await
+        self.limits.admit(class, caller, tenant).await
     }
 }
 
@@ -102,7 +102,7 @@ impl Gateway for GatewayApi {
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Search, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Search, &request.get_ref().tenant)
             .await?;
         let slot = AuditSlot::of(&request);
         if let Some(slot) = &slot {
@@ -123,7 +123,7 @@ impl Gateway for GatewayApi {
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Ingest, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Ingest, &request.get_ref().tenant)
             .await?;
         fields::ingest(&self.limits.config.requests, request.get_ref())?;
         // Waiting for READY makes this a long call.
@@ -151,7 +151,7 @@ impl Gateway for GatewayApi {
         request: Request<tonic::Streaming<IngestStreamRequest>>,
     ) -> Result<Response<Self::IngestStreamStream>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Ingest, "").await?;
+        self.admit(&request, &caller, Class::Ingest, "").await?;
         let long_call = self.limits.long_call(&caller)?;
         // Documents flow through as they arrive (a client error, an idle client or a stream
         // over its budget ends the upload); results flow back the same way, so back-pressure
@@ -196,7 +196,7 @@ impl Gateway for GatewayApi {
         request: Request<WaitIndexedRequest>,
     ) -> Result<Response<WaitIndexedResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Ingest, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Ingest, &request.get_ref().tenant)
             .await?;
         fields::wait_indexed(&self.limits.config.requests, request.get_ref())?;
         let _long_call = self.limits.long_call(&caller)?;
@@ -219,7 +219,7 @@ impl Gateway for GatewayApi {
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::list_jobs(&self.limits.config.requests, request.get_ref())?;
         let mut r = request.into_inner();
@@ -232,7 +232,7 @@ impl Gateway for GatewayApi {
         request: Request<RetryJobsRequest>,
     ) -> Result<Response<RetryJobsResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::retry_jobs(&self.limits.config.requests, request.get_ref())?;
         let mut r = request.into_inner();
@@ -245,7 +245,7 @@ impl Gateway for GatewayApi {
         request: Request<DiscardJobsRequest>,
     ) -> Result<Response<DiscardJobsResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         fields::discard_jobs(&self.limits.config.requests, request.get_ref())?;
         let mut r = request.into_inner();
@@ -258,7 +258,7 @@ impl Gateway for GatewayApi {
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         let mut r = request.into_inner();
         r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
@@ -270,7 +270,7 @@ impl Gateway for GatewayApi {
         request: Request<ReembedRequest>,
     ) -> Result<Response<ReembedResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         let mut r = request.into_inner();
         r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
@@ -282,7 +282,7 @@ impl Gateway for GatewayApi {
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<Document>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Search, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Search, &request.get_ref().tenant)
             .await?;
         let slot = AuditSlot::of(&request);
         let mut r = request.into_inner();
@@ -304,7 +304,7 @@ impl Gateway for GatewayApi {
             slot.results(0, (!id.is_empty()).then_some(id.as_str()));
         }
         let caller = caller(&request)?;
-        self.admit(&request, Class::Ingest, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Ingest, &request.get_ref().tenant)
             .await?;
         let mut r = request.into_inner();
         r.tenant = caller.tenant_for(&r.tenant).map_err(GatewayError::from)?;
@@ -316,7 +316,7 @@ impl Gateway for GatewayApi {
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
         let caller = caller(&request)?;
-        self.admit(&request, Class::Admin, &request.get_ref().tenant)
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
             .await?;
         if !caller.allows(Permission::Operate) {
             return Err(
