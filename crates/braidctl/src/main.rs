@@ -47,8 +47,9 @@ struct Cli {
     /// tenant when unset).
     #[arg(long, env = "BRAID_TENANT", global = true)]
     tenant: Option<String>,
-    /// Bearer token for the gateway. Without one, a short-lived dev admin token is minted
-    /// when the dev key `$BRAID_HOME/secrets/dev-jwt.key` exists (`make run` writes it).
+    /// Bearer token for the gateway. Without one, short-lived dev admin tokens are minted (and
+    /// re-minted before they expire) when the dev key `$BRAID_HOME/secrets/dev-jwt.key` exists
+    /// (`make run` writes it).
     #[arg(long, env = "BRAID_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -273,7 +274,7 @@ type Gateway = GatewayClient<
 >;
 
 async fn gateway(address: &str, token: Option<&str>) -> anyhow::Result<Gateway> {
-    let bearer = token::Bearer::new(token::resolve(token)?.as_deref())?;
+    let bearer = token::Bearer::new(token::resolve(token)?)?;
     Ok(
         GatewayClient::with_interceptor(connect(address).await?, bearer)
             .max_decoding_message_size(64 * 1024 * 1024)

@@ -4,6 +4,7 @@
 //! the dev key (or `--key FILE`).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -84,49 +85,107 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// The token to send: the explicit one, else a 15-minute dev admin token when the dev key
-/// exists, else none.
-pub fn resolve(explicit: Option<&str>) -> anyhow::Result<Option<String>> {
+/// What to authenticate with: an explicit token, the local dev key (tokens minted on the fly),
+/// or nothing.
+pub enum Credential {
+    None,
+    Token(String),
+    DevKey(Vec<u8>),
+}
+
+/// The explicit token, else the dev key when it exists (a dev admin token is minted from it and
+/// re-minted before it expires, so long commands such as `ingest --wait` keep working), else
+/// none.
+pub fn resolve(explicit: Option<&str>) -> anyhow::Result<Credential> {
     if let Some(token) = explicit {
-        return Ok(Some(token.to_string()));
+        return Ok(Credential::Token(token.to_string()));
     }
     let path = dev_key_path();
     if !path.exists() {
-        return Ok(None);
+        return Ok(Credential::None);
     }
-    let grant = Grant {
+    Ok(Credential::DevKey(read_key(&path)?))
+}
+
+/// Lifetime of a dev token, and how long before its expiry a fresh one is minted.
+const DEV_TTL: Duration = Duration::from_secs(900);
+const DEV_RENEW_BEFORE: Duration = Duration::from_secs(120);
+
+fn dev_grant() -> Grant<'static> {
+    Grant {
         sub: "braidctl-dev",
         tenant: None,
         role: "admin",
         clearance: u32::MAX,
         groups: &[],
         cross_tenant: true,
-        ttl: Duration::from_secs(900),
-    };
-    Ok(Some(mint(&read_key(&path)?, &grant)?))
+        ttl: DEV_TTL,
+    }
+}
+
+fn header(token: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    format!("Bearer {token}")
+        .parse()
+        .context("the token is not a valid header value")
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Bearer(Source);
+
+#[derive(Clone)]
+enum Source {
+    None,
+    Fixed(MetadataValue<Ascii>),
+    Dev {
+        key: Arc<[u8]>,
+        current: Arc<Mutex<(MetadataValue<Ascii>, SystemTime)>>,
+    },
+}
 
 impl Bearer {
-    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
-        Ok(Self(
-            token
-                .map(|t| format!("Bearer {t}").parse())
-                .transpose()
-                .context("the token is not a valid header value")?,
-        ))
+    pub fn new(credential: Credential) -> anyhow::Result<Self> {
+        Ok(Self(match credential {
+            Credential::None => Source::None,
+            Credential::Token(token) => Source::Fixed(header(&token)?),
+            Credential::DevKey(key) => {
+                let minted = (
+                    header(&mint(&key, &dev_grant())?)?,
+                    SystemTime::now() + DEV_TTL,
+                );
+                Source::Dev {
+                    key: key.into(),
+                    current: Arc::new(Mutex::new(minted)),
+                }
+            }
+        }))
+    }
+
+    /// The header value to send now (a dev token close to expiry is replaced first).
+    fn value(&self) -> Result<Option<MetadataValue<Ascii>>, Status> {
+        match &self.0 {
+            Source::None => Ok(None),
+            Source::Fixed(value) => Ok(Some(value.clone())),
+            Source::Dev { key, current } => {
+                let mut current = current
+                    .lock()
+                    .map_err(|_| Status::internal("dev token lock poisoned"))?;
+                if current.1 <= SystemTime::now() + DEV_RENEW_BEFORE {
+                    let token = mint(key, &dev_grant())
+                        .and_then(|t| header(&t))
+                        .map_err(|e| Status::internal(format!("minting a dev token: {e}")))?;
+                    *current = (token, SystemTime::now() + DEV_TTL);
+                }
+                Ok(Some(current.0.clone()))
+            }
+        }
     }
 }
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+        if let Some(value) = self.value()? {
+            request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
     }
@@ -172,5 +231,57 @@ mod tests {
         assert_eq!(data.claims["tenant"], "acme");
         assert_eq!(data.claims["groups"][0], "physics");
         assert_eq!(data.claims["clearance"], 2);
+    }
+
+    fn exp_of(value: &MetadataValue<Ascii>) -> u64 {
+        let token = value.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.set_audience(&["braid"]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(b"k"),
+            &validation,
+        )
+        .unwrap();
+        data.claims["exp"].as_u64().unwrap()
+    }
+
+    #[test]
+    fn dev_tokens_are_reminted_before_they_expire() {
+        let bearer = Bearer::new(Credential::DevKey(b"k".to_vec())).unwrap();
+        let Source::Dev { current, .. } = &bearer.0 else {
+            panic!("a dev key gives a dev source");
+        };
+        let first = bearer.value().unwrap().unwrap();
+        // Still fresh: the same token is reused.
+        assert_eq!(bearer.value().unwrap().unwrap(), first);
+        // About to expire (as after a long `ingest --wait`): a new one with a later exp.
+        let stale = SystemTime::now() + DEV_RENEW_BEFORE / 2;
+        current.lock().unwrap().1 = stale;
+        let renewed = bearer.value().unwrap().unwrap();
+        let renewed_until = current.lock().unwrap().1;
+        assert!(
+            renewed_until > stale + DEV_TTL / 2,
+            "the dev token was not re-minted"
+        );
+        let now_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(exp_of(&renewed) + 5 >= now_secs + DEV_TTL.as_secs());
+        assert_eq!(current.lock().unwrap().0, renewed);
+    }
+
+    #[test]
+    fn explicit_tokens_are_sent_as_given() {
+        let bearer = Bearer::new(Credential::Token("abc".into())).unwrap();
+        assert_eq!(bearer.value().unwrap().unwrap(), "Bearer abc");
+        assert!(
+            Bearer::new(Credential::None)
+                .unwrap()
+                .value()
+                .unwrap()
+                .is_none()
+        );
     }
 }
