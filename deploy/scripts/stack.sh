@@ -517,19 +517,25 @@ run_loadtest() {
   local dataset=${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact
   [[ -f $dataset/corpus.jsonl ]] || die "SciFact not found at $dataset (set BRAID_EVAL_DIR to the eval directory)"
   mkdir -p "$LOG_DIR"
-  local ctl=$TARGET_DIR/release/braidctl stack_pid=""
+  local ctl=$TARGET_DIR/release/braidctl
   if [[ -x $ctl ]] && "$ctl" health --quiet >/dev/null 2>&1; then
     say "reusing the running stack (its embedding cache settings apply)"
   else
-    say "starting the stack in the background (release build, embedding cache off; log $LOG_DIR/loadtest-stack.log)"
+    # Build first, in the foreground: the wait for health below must not include a build.
+    say "building release binaries"
+    (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
+    say "starting the stack in the background (embedding cache off; log $LOG_DIR/loadtest-stack.log)"
     BRAID_EMBEDDING_CACHE=off "$0" run >"$LOG_DIR/loadtest-stack.log" 2>&1 &
-    stack_pid=$!
-    trap '[[ -n $stack_pid ]] && kill -TERM "$stack_pid" 2>/dev/null; wait "$stack_pid" 2>/dev/null' EXIT
-    for _ in $(seq 1 1800); do
-      [[ -x $ctl ]] && "$ctl" health --quiet >/dev/null 2>&1 && break
-      kill -0 "$stack_pid" 2>/dev/null || { tail -n 30 "$LOG_DIR/loadtest-stack.log" >&2; die "the stack did not start"; }
+    # Global: the EXIT trap runs after this function's locals are gone.
+    LOADTEST_STACK_PID=$!
+    trap 'kill -TERM "$LOADTEST_STACK_PID" 2>/dev/null; wait "$LOADTEST_STACK_PID" 2>/dev/null' EXIT
+    local started=""
+    for _ in $(seq 1 300); do
+      "$ctl" health --quiet >/dev/null 2>&1 && { started=1; break; }
+      kill -0 "$LOADTEST_STACK_PID" 2>/dev/null || { tail -n 30 "$LOG_DIR/loadtest-stack.log" >&2; die "the stack did not start"; }
       sleep 1
     done
+    [[ -n $started ]] || { tail -n 30 "$LOG_DIR/loadtest-stack.log" >&2; die "the stack was not healthy within 300 s"; }
   fi
   local chunks
   chunks=$("$ctl" stats | awk '/^chunks:/ {print $2}')
