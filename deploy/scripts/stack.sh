@@ -338,6 +338,11 @@ ensure_secrets() {
 }
 
 run_stack() {
+  # Global (the EXIT trap runs after this function returns): leave a PostgreSQL that was
+  # already running (tests, another stack) running when this stack stops.
+  STACK_PG_WAS_RUNNING=""
+  pg_home
+  pg_running 2>/dev/null && STACK_PG_WAS_RUNNING=1
   setup
   say "building release binaries (first build takes several minutes)"
   (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
@@ -371,7 +376,7 @@ run_stack() {
     say "stopping services"
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pg_stop
+    [[ -n $STACK_PG_WAS_RUNNING ]] || pg_stop
     exit "${1:-0}"
   }
   trap 'cleanup 0' INT TERM
