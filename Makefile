@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest backup restore
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest backup restore basebackup
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -31,6 +31,9 @@ backup: ## pg_dump of the database (verified, row counts in a manifest) into .br
 
 restore: ## restore the newest backup (or BACKUP=<dir>) into the database; FORCE=1 replaces a non-empty one
 	@deploy/scripts/backup.sh restore $(BACKUP) $(if $(FORCE),--force)
+
+basebackup: ## pg_basebackup of the whole cluster into .braid/basebackups/<time>/ (point-in-time recovery with BRAID_PG_ARCHIVE=1)
+	@deploy/scripts/backup.sh basebackup
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
 	@$(STACK) setup
