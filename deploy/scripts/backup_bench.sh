@@ -18,7 +18,7 @@ WORK=$(mktemp -d)
 [[ -f $CORPUS ]] || { echo "corpus not found: $CORPUS" >&2; exit 1; }
 
 psql_q() { "$PG_BIN/psql" "$BASE/$1" -qX -v ON_ERROR_STOP=1 "${@:2}"; }
-drop_dbs() { psql_q postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${DB}_restored WITH (FORCE)"; }
+drop_dbs() { PGOPTIONS='-c client_min_messages=warning' psql_q postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${DB}_restored WITH (FORCE)"; }
 trap 'drop_dbs || true; rm -rf "$WORK"' EXIT
 drop_dbs
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -79,7 +79,8 @@ the real schema: $docs documents, $chunks chunks and $chunks 384-d vectors (SciF
 random unit vectors instead of model output, same size and compressibility), $size on disk.
 \`backup.sh backup\` = pg_dump -Fc in the exported snapshot + row counts + \`pg_restore --list\` check;
 \`backup.sh restore\` = create database + pg_restore in one transaction (rebuilds the HNSW index) +
-ANALYZE + row-count check. Wall-clock times of the whole script.
+ANALYZE + row-count check. Wall-clock times of the whole script; with a load average above the
+core count (other work on the machine) they are upper bounds.
 
 | database | dump size | backup | restore |
 | --- | --- | --- | --- |

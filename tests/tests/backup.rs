@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use braid_tests::Stack;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{Document, GetDocumentRequest, SearchHit, SearchMode, SearchRequest};
+use braid_tests::{Stack, TestDb};
 use sqlx::Connection;
 use tonic::transport::Channel;
 
@@ -38,12 +38,23 @@ fn script() -> PathBuf {
 
 /// Runs `backup.sh <args>` against `database_url`, backups under `dir`; fails with its output.
 async fn backup_sh(database_url: &str, dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    backup_sh_keep(database_url, dir, args, "7").await
+}
+
+/// [`backup_sh`] keeping `keep` generations.
+async fn backup_sh_keep(
+    database_url: &str,
+    dir: &Path,
+    args: &[&str],
+    keep: &str,
+) -> anyhow::Result<String> {
     let mut command = std::process::Command::new("bash");
     command
         .arg(script())
         .args(args)
         .env("BRAID_BACKUP_DATABASE_URL", database_url)
-        .env("BRAID_BACKUP_DIR", dir);
+        .env("BRAID_BACKUP_DIR", dir)
+        .env("BRAID_BACKUP_KEEP", keep);
     let output: Output = tokio::task::spawn_blocking(move || command.output()).await??;
     let stderr = String::from_utf8_lossy(&output.stderr);
     anyhow::ensure!(
@@ -196,4 +207,116 @@ async fn database_lost_restore_answers_the_same() {
     assert!(refused.to_string().contains("--force"), "{refused}");
 
     stack.shutdown().await.expect("shutdown");
+}
+
+/// The newest-first backup directories under `dir` (complete ones: with a manifest).
+fn backups_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("manifest").exists())
+        .collect();
+    found.sort();
+    found.reverse();
+    found
+}
+
+async fn rows(url: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("SELECT count(*) FROM ingest.documents")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
+/// Retention, a corrupt dump and restoring an older generation, without the services.
+#[tokio::test]
+async fn backups_rotate_and_a_corrupt_dump_is_never_restored() {
+    let db = TestDb::create().await.expect("test database");
+    let admin_url = admin_url(&db.url);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    for sql in [
+        "CREATE SCHEMA ingest",
+        "CREATE TABLE ingest.documents (id integer PRIMARY KEY, body text NOT NULL)",
+        "INSERT INTO ingest.documents SELECT g, 'doc ' || g FROM generate_series(1, 50) g",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Three backups (50, 60, 70 rows) with two generations kept: the 50-row one goes.
+    for more in [0, 10, 20] {
+        if more > 0 {
+            sqlx::query(
+                "INSERT INTO ingest.documents SELECT g, 'doc ' || g FROM generate_series($1, $2) g",
+            )
+            .bind(51 + more - 10)
+            .bind(50 + more)
+            .execute(&mut conn)
+            .await
+            .expect("insert");
+        }
+        backup_sh_keep(&db.url, dir.path(), &["backup"], "2")
+            .await
+            .expect("backup");
+    }
+    drop(conn);
+    let kept = backups_in(dir.path());
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let manifest = |p: &Path| std::fs::read_to_string(p.join("manifest")).expect("manifest");
+    assert!(manifest(&kept[0]).contains("rows ingest.documents 70\n"));
+    assert!(manifest(&kept[1]).contains("rows ingest.documents 60\n"));
+
+    // One flipped byte in the newest dump: verify and restore refuse it, nothing is created.
+    let dump = std::fs::read_dir(&kept[0])
+        .expect("backup")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "dump"))
+        .expect("dump file");
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&dump, bytes).expect("write dump");
+    let err = backup_sh(&db.url, dir.path(), &["verify"])
+        .await
+        .expect_err("verify a corrupt dump");
+    assert!(err.to_string().contains("is corrupt"), "{err}");
+    let restored_name = format!("braid_test_restored_{}", uuid_suffix(&db.url));
+    let restored_url = format!(
+        "{}/{restored_name}",
+        admin_url.rsplit_once('/').expect("url").0
+    );
+    let err = backup_sh(&restored_url, dir.path(), &["restore"])
+        .await
+        .expect_err("restore a corrupt dump");
+    assert!(err.to_string().contains("is corrupt"), "{err}");
+    assert!(
+        sqlx::PgConnection::connect(&restored_url).await.is_err(),
+        "no database created from a corrupt backup"
+    );
+
+    // The older generation restores, with its own row count.
+    let older = kept[1].to_str().expect("utf-8 path");
+    backup_sh(&restored_url, dir.path(), &["restore", older])
+        .await
+        .expect("restore the older backup");
+    assert_eq!(rows(&restored_url).await, 60);
+
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("admin");
+    for name in [
+        restored_name.as_str(),
+        db.url.rsplit('/').next().expect("name"),
+    ] {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop database");
+    }
+}
+
+/// The random part of a test database's name.
+fn uuid_suffix(url: &str) -> &str {
+    url.rsplit('_').next().expect("braid_test_<uuid>")
 }
