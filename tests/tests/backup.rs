@@ -320,3 +320,24 @@ async fn backups_rotate_and_a_corrupt_dump_is_never_restored() {
 fn uuid_suffix(url: &str) -> &str {
     url.rsplit('_').next().expect("braid_test_<uuid>")
 }
+
+/// Point-in-time recovery as README "Recovery" describes it, on a throw-away cluster of its own
+/// (`deploy/scripts/pitr_drill.sh`: WAL archiving, base backup, recovery to a time between two
+/// writes, only the earlier one back).
+#[tokio::test]
+async fn point_in_time_recovery_stops_at_the_target_time() {
+    let drill = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/scripts/pitr_drill.sh");
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new("bash").arg(drill).output())
+            .await
+            .expect("join")
+            .expect("run pitr_drill.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pitr_drill.sh exited with {}:\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("rows 1-200 back"), "{stdout}\n{stderr}");
+}
