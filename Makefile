@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest backup restore basebackup
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -25,6 +25,15 @@ eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whol
 
 loadtest: ## on the `make run` stack (started if not running) + SciFact: 500 clients, 100 req/s, rate sweep, load during ingest → BENCHMARKS.md (LOADTEST_SECONDS=60)
 	@$(STACK) loadtest
+
+backup: ## pg_dump of the database (verified, row counts in a manifest) into .braid/backups/<time>/, newest BRAID_BACKUP_KEEP=7 kept
+	@deploy/scripts/backup.sh backup
+
+restore: ## restore the newest backup (or BACKUP=<dir>) into the database; FORCE=1 replaces a non-empty one
+	@deploy/scripts/backup.sh restore $(BACKUP) $(if $(FORCE),--force)
+
+basebackup: ## pg_basebackup of the whole cluster into .braid/basebackups/<time>/ (point-in-time recovery with BRAID_PG_ARCHIVE=1)
+	@deploy/scripts/backup.sh basebackup
 
 setup: ## fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
 	@$(STACK) setup

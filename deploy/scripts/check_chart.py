@@ -34,6 +34,15 @@ VALUE_SETS = {
         },
         "extraEnvFrom": [{"secretRef": {"name": "braid-extra"}}],
     },
+    "backup": {**DB, "backup": {"enabled": True, "schedule": "0 */6 * * *", "keep": 14}},
+    "backup-existing-claim": {
+        "database": {"existingSecret": "braid-database"},
+        "backup": {
+            "enabled": True,
+            "timeZone": "Europe/Berlin",
+            "persistence": {"existingClaim": "braid-backups-bucket"},
+        },
+    },
 }
 
 # Value sets that must be refused (by the schema or by a template `fail`).
@@ -41,6 +50,8 @@ MUST_FAIL = {
     "tantivy-replicas": {**DB, "services": {"textSearch": {"replicas": 2}}},
     "bad-balancing": {**DB, "balancing": "roundrobin"},
     "unknown-key": {**DB, "servics": {}},
+    "backup-keep-zero": {**DB, "backup": {"enabled": True, "keep": 0}},
+    "backup-unknown-key": {**DB, "backup": {"enabled": True, "retention": 7}},
 }
 
 

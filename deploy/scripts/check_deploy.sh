@@ -61,6 +61,8 @@ PY
 
 chart() {
   step "helm lint + render (helm-python-sdk), kubernetes-validate --strict (Kubernetes $KUBE_VERSION)"
+  cmp -s "$ROOT/deploy/scripts/backup.sh" "$ROOT/helm/braid/files/backup.sh" \
+    || die "helm/braid/files/backup.sh differs from deploy/scripts/backup.sh (copy it)"
   "$VENV/bin/python" "$ROOT/deploy/scripts/check_chart.py" "$ROOT/helm/braid" "$WORK/rendered"
   local set out
   for set in "$WORK"/rendered/*/; do

