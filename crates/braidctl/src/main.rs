@@ -6,6 +6,7 @@
 mod audit;
 mod bench;
 mod files;
+mod recovery;
 mod token;
 
 use std::path::PathBuf;
@@ -119,6 +120,11 @@ enum Command {
     },
     /// The gateway's audit trail, newest first (admin).
     Audit(audit::AuditArgs),
+    /// Rebuild a search leg from PostgreSQL (admin; --tenant for one tenant).
+    Reindex(recovery::ReindexArgs),
+    /// Compare the chunks in PostgreSQL with both search legs, per document, and list the
+    /// drift (admin; --tenant for one tenant). Exit code 2 when drift was found.
+    Verify(recovery::VerifyArgs),
     /// Load-test Gateway.Search: closed loop (--clients) or open loop (--rate), with
     /// latency percentiles, errors by status code and degraded answers.
     Bench(Box<bench::BenchArgs>),
@@ -347,6 +353,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(args) => {
             audit::run(
+                gateway(gateway_addr, cli.token.as_deref()).await?,
+                &tenant,
+                args,
+            )
+            .await
+        }
+        Command::Reindex(args) => {
+            recovery::reindex(
+                gateway(gateway_addr, cli.token.as_deref()).await?,
+                &tenant,
+                args,
+            )
+            .await
+        }
+        Command::Verify(args) => {
+            recovery::verify(
                 gateway(gateway_addr, cli.token.as_deref()).await?,
                 &tenant,
                 args,

@@ -30,6 +30,9 @@ pub fn permission(path: &str) -> Option<(&'static str, Permission)> {
         "Stats" => ("Stats", Permission::Operate),
         "Reembed" => ("Reembed", Permission::Operate),
         "ListAudit" => ("ListAudit", Permission::Operate),
+        "Reindex" => ("Reindex", Permission::Operate),
+        "ReindexStatus" => ("ReindexStatus", Permission::Operate),
+        "Verify" => ("Verify", Permission::Operate),
         _ => return None,
     };
     Some(entry)

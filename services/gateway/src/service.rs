@@ -15,8 +15,9 @@ use braid_proto::v1::{
     DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
     Document, DocumentResult, GetDocumentRequest, IngestRequest, IngestResponse,
     IngestStreamRequest, ListAuditRequest, ListAuditResponse, ListJobsRequest, ListJobsResponse,
-    ReembedRequest, ReembedResponse, RetryJobsRequest, RetryJobsResponse, SearchRequest,
-    SearchResponse, StatsRequest, StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
+    ReembedRequest, ReembedResponse, ReindexRequest, ReindexResponse, ReindexStatusRequest,
+    RetryJobsRequest, RetryJobsResponse, SearchRequest, SearchResponse, StatsRequest,
+    StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest, WaitIndexedResponse,
 };
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -275,6 +276,40 @@ impl Gateway for GatewayApi {
         let mut r = request.into_inner();
         r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
         proxied(self.ingest().reembed(on_behalf(&caller, r)).await)
+    }
+
+    async fn reindex(
+        &self,
+        request: Request<ReindexRequest>,
+    ) -> Result<Response<ReindexResponse>, Status> {
+        let caller = caller(&request)?;
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
+            .await?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().reindex(on_behalf(&caller, r)).await)
+    }
+
+    async fn reindex_status(
+        &self,
+        request: Request<ReindexStatusRequest>,
+    ) -> Result<Response<ReindexResponse>, Status> {
+        let caller = caller(&request)?;
+        self.admit(&request, &caller, Class::Admin, "").await?;
+        let r = request.into_inner();
+        proxied(self.ingest().reindex_status(on_behalf(&caller, r)).await)
+    }
+
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let caller = caller(&request)?;
+        self.admit(&request, &caller, Class::Admin, &request.get_ref().tenant)
+            .await?;
+        let mut r = request.into_inner();
+        r.tenant = scope(&caller, &r.tenant).map_err(GatewayError::from)?;
+        proxied(self.ingest().verify(on_behalf(&caller, r)).await)
     }
 
     async fn get_document(

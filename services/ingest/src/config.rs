@@ -26,6 +26,29 @@ pub struct IngestConfig {
     pub redaction: crate::redact::RedactionConfig,
     /// Service credentials: required from callers, sent to downstream services.
     pub internal_auth: InternalAuthConfig,
+    /// Rebuilding and checking the search legs.
+    pub recovery: RecoveryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// How often ingest checks that text-search still holds the index it wrote to.
+    pub text_index_check_ms: u64,
+    /// Documents read from PostgreSQL and sent to a leg per step of a reindex or verify.
+    pub batch_documents: usize,
+    /// Attempts per reindex step before the run fails (exponential backoff from 200 ms).
+    pub step_attempts: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            text_index_check_ms: 5_000,
+            batch_documents: 100,
+            step_attempts: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -99,6 +122,7 @@ impl Default for IngestConfig {
             worker: WorkerConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
             internal_auth: InternalAuthConfig::default(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }
@@ -194,6 +218,19 @@ impl Validate for IngestConfig {
         );
         positive(errors, "limits.max_chunk_bytes", l.max_chunk_bytes as u64);
         self.redaction.validate(errors);
+        let r = &self.recovery;
+        positive(
+            errors,
+            "recovery.text_index_check_ms",
+            r.text_index_check_ms,
+        );
+        if !(1..=500).contains(&r.batch_documents) {
+            errors.push(format!(
+                "recovery.batch_documents is {}, must be 1..=500",
+                r.batch_documents
+            ));
+        }
+        positive(errors, "recovery.step_attempts", u64::from(r.step_attempts));
         if l.default_wait_ms > l.max_wait_ms {
             errors.push("limits.default_wait_ms must not exceed limits.max_wait_ms".into());
         }

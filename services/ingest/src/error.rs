@@ -16,6 +16,13 @@ pub enum IngestError {
     /// No verified caller on the request (the internal auth layer did not run).
     #[error("not authenticated")]
     Unauthenticated,
+    /// The call conflicts with the current state (e.g. a reindex of the leg is running).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A search leg could not do its part; the message is ours (service, code, and the
+    /// leg's own validation or not-serving reason).
+    #[error("{0}")]
+    LegUnavailable(String),
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
     #[error("database error: {0}")]
@@ -66,6 +73,8 @@ impl From<IngestError> for Status {
             IngestError::NotFound => Status::not_found(e.to_string()),
             IngestError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             IngestError::Unauthenticated => Status::unauthenticated(e.to_string()),
+            IngestError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+            IngestError::LegUnavailable(_) => Status::unavailable(e.to_string()),
             IngestError::Unavailable(inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
                 Status::unavailable("document store unavailable")
@@ -100,6 +109,14 @@ mod tests {
                 Code::PermissionDenied,
             ),
             (IngestError::Unauthenticated, Code::Unauthenticated),
+            (
+                IngestError::FailedPrecondition("busy".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                IngestError::LegUnavailable("text-search".into()),
+                Code::Unavailable,
+            ),
             (
                 IngestError::from(sqlx::Error::PoolTimedOut),
                 Code::Unavailable,

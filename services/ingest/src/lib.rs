@@ -10,6 +10,7 @@ mod chunk;
 mod config;
 mod error;
 mod extract;
+mod recovery;
 mod redact;
 mod service;
 mod store;
@@ -31,7 +32,7 @@ use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::Notify;
 
-pub use config::{ChunkingConfig, IngestConfig, LimitsConfig, WorkerConfig};
+pub use config::{ChunkingConfig, IngestConfig, LimitsConfig, RecoveryConfig, WorkerConfig};
 pub use error::IngestError;
 pub use redact::RedactionConfig;
 
@@ -108,7 +109,23 @@ pub async fn run(
         QueueGauges::new(&metrics)?,
         Duration::from_millis(config.worker.keep_done_ms),
     ));
+    let recovery = recovery::Recovery {
+        store: recovery::store::RecoveryStore::new(store.pool().clone()),
+        downstream: downstream.clone(),
+        config: config.recovery.clone(),
+        wake: wake.clone(),
+    };
+    match recovery.store.fail_interrupted().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            runs = n,
+            "reindex runs interrupted by a restart marked failed"
+        ),
+        Err(e) => tracing::warn!(error = %e, "marking interrupted reindex runs failed"),
+    }
+    let text_index_watch = recovery::spawn_text_index_watch(recovery.clone());
     let api = service::IngestApi {
+        recovery,
         store,
         rules: service::Rules {
             limits: config.limits.clone(),
@@ -138,6 +155,7 @@ pub async fn run(
     .await;
     probe.abort();
     housekeeping.abort();
+    text_index_watch.abort();
     // Workers finish the job in hand within the grace period; after it they are aborted and
     // their jobs are re-claimed by any instance once the lease expires.
     stop.stop();

@@ -16,8 +16,9 @@ use braid_proto::v1::{
     Document, DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest,
     IndexGenerationRequest, IndexGenerationResponse, IngestRequest, IngestResponse,
     IngestStreamRequest, Job, JobState, ListJobsRequest, ListJobsResponse, ModelInfoRequest,
-    PurgeModelsRequest, ReembedRequest, ReembedResponse, RetryJobsRequest, RetryJobsResponse,
-    StatsRequest, StatsResponse, WaitIndexedRequest, WaitIndexedResponse,
+    PurgeModelsRequest, ReembedRequest, ReembedResponse, ReindexLeg, ReindexRequest,
+    ReindexResponse, ReindexStatusRequest, RetryJobsRequest, RetryJobsResponse, StatsRequest,
+    StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest, WaitIndexedResponse,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc};
@@ -32,7 +33,7 @@ use crate::extract::{self, Mime};
 #[cfg(test)]
 use crate::redact::RedactionConfig;
 use crate::redact::Redactor;
-use crate::store::{DocumentRow, JobRow, JobSelection, NewDocument, Store};
+use crate::store::{DocumentRow, JobRow, JobSelection, Leg, NewDocument, Store};
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 const MAX_JOB_PAGE: u32 = 500;
@@ -50,6 +51,8 @@ pub struct Rules {
 #[derive(Clone)]
 pub struct IngestApi {
     pub(crate) store: Store,
+    /// Reindex and verify (see `recovery`).
+    pub(crate) recovery: crate::recovery::Recovery,
     pub(crate) rules: Rules,
     pub(crate) wake: Arc<Notify>,
     pub(crate) progress: Arc<Notify>,
@@ -1039,6 +1042,62 @@ impl IngestService for IngestApi {
             dead_jobs: stats.dead as u64,
             last_sync_at: stats.last_sync_ms.map(braid_proto::timestamp_from_millis),
         }))
+    }
+
+    async fn reindex(
+        &self,
+        request: Request<ReindexRequest>,
+    ) -> Result<Response<ReindexResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
+        let r = request.into_inner();
+        let tenant = tenant_scope(&caller, &r.tenant)?;
+        let leg = match ReindexLeg::try_from(r.leg) {
+            Ok(ReindexLeg::Text) => Leg::Text,
+            Ok(ReindexLeg::Vector) => Leg::Vector,
+            _ => {
+                return Err(IngestError::invalid(
+                    "leg",
+                    "must be REINDEX_LEG_TEXT or REINDEX_LEG_VECTOR",
+                )
+                .into());
+            }
+        };
+        let wait = if r.wait {
+            Some(self.wait_timeout(r.wait_timeout_ms)?)
+        } else {
+            None
+        };
+        let run = self.recovery.reindex(leg, tenant, wait).await?;
+        Ok(Response::new(ReindexResponse { run: Some(run) }))
+    }
+
+    async fn reindex_status(
+        &self,
+        request: Request<ReindexStatusRequest>,
+    ) -> Result<Response<ReindexResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
+        let r = request.into_inner();
+        // A tenant-bound admin sees its own tenant's runs only.
+        let tenant = caller.access.tenant.clone();
+        let run = self
+            .recovery
+            .run_status(r.run_id, tenant.as_deref())
+            .await?;
+        Ok(Response::new(ReindexResponse { run: Some(run) }))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<VerifyRequest>,
+    ) -> Result<Response<VerifyResponse>, Status> {
+        let caller = caller(&request, Permission::Operate)?;
+        let r = request.into_inner();
+        let tenant = tenant_scope(&caller, &r.tenant)?;
+        Ok(Response::new(
+            self.recovery
+                .verify_response(tenant.as_deref(), r.repair)
+                .await?,
+        ))
     }
 }
 

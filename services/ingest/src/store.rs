@@ -156,6 +156,11 @@ impl Store {
     }
 
     /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape).
+    /// The pool, for the recovery module's queries (`recovery::store`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn pool_sample(&self) -> braid_core::metrics::PoolSample {
         let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
         braid_core::metrics::PoolSample {

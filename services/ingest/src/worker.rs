@@ -259,7 +259,7 @@ impl Workers {
                 let Some(payload) = self.store.payload(job).await? else {
                     return Ok(false);
                 };
-                let chunks = to_chunks(job, &document_id, &payload);
+                let chunks = to_chunks(&job.tenant, &document_id, &payload);
                 match job.leg {
                     Leg::Vector => self.push_vectors(job, document_id, chunks).await?,
                     Leg::Text => {
@@ -338,14 +338,15 @@ impl Workers {
     }
 }
 
-fn to_chunks(job: &Job, document_id: &str, p: &IndexPayload) -> Vec<Chunk> {
+/// The chunks of a document as both legs index them.
+pub fn to_chunks(tenant: &str, document_id: &str, p: &IndexPayload) -> Vec<Chunk> {
     p.chunks
         .iter()
         .map(|(ordinal, body)| Chunk {
             acl: Some(p.acl.clone()),
             chunk_id: format!("{document_id}:{ordinal}"),
             document_id: document_id.to_string(),
-            tenant: job.tenant.clone(),
+            tenant: tenant.to_string(),
             external_id: p.external_id.clone(),
             title: p.title.clone(),
             text: body.clone(),

@@ -9,6 +9,12 @@ pub enum TextError {
     Index(String),
     #[error("index task failed: {0}")]
     Task(String),
+    /// The index is lost, corrupt or missing; the reason says what to do.
+    #[error("text index not serving: {0}")]
+    NotServing(String),
+    /// The rebuild named by the caller is not the one under way.
+    #[error("no text index rebuild {0} under way (replaced by another, or the service restarted)")]
+    RebuildGone(String),
 }
 
 impl From<braid_core::validate::FieldError> for TextError {
@@ -32,6 +38,8 @@ impl From<TextError> for Status {
                 tracing::error!(%detail, "text index task failed");
                 Status::unavailable("text index busy or shutting down")
             }
+            TextError::NotServing(_) => Status::unavailable(e.to_string()),
+            TextError::RebuildGone(_) => Status::failed_precondition(e.to_string()),
         }
     }
 }
@@ -53,6 +61,11 @@ mod tests {
             ),
             (TextError::Index("secret".into()), Code::Internal),
             (TextError::Task("secret".into()), Code::Unavailable),
+            (TextError::NotServing("lost".into()), Code::Unavailable),
+            (
+                TextError::RebuildGone("idx-1".into()),
+                Code::FailedPrecondition,
+            ),
         ];
         for (err, code) in cases {
             let status = Status::from(err);

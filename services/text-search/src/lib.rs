@@ -1,12 +1,16 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
 //! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
-//! backend implements the same trait), `service` is the gRPC surface.
+//! backend implements the same trait), `managed` keeps the index directory recoverable (which index serves, faults
+//! for a lost or corrupt one, rebuilding into a new one and switching), `service` and
+//! `recovery` are the gRPC surface.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod error;
 mod index;
+mod managed;
+mod recovery;
 mod service;
 mod tantivy_index;
 
@@ -33,17 +37,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("text_search");
     let (health, health_service) = server::health(service_names::TEXT_SEARCH);
-    let index: Arc<dyn TextIndex> = match config.backend {
+    let index = match config.backend {
         Backend::Tantivy => {
             let c = config.clone();
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    TantivyIndex::open(&c.index, c.search.snippet_chars, c.search.title_boost)
+                    managed::ManagedIndex::open(
+                        &c.index,
+                        c.search.snippet_chars,
+                        c.search.title_boost,
+                    )
                 })
                 .await?
                 .with_context(|| {
                     format!(
-                        "opening the Tantivy index in {}",
+                        "opening the text index directory {}",
                         config.index.dir.display()
                     )
                 })?,
@@ -62,6 +70,7 @@ pub async fn run(
         )
     };
     let api = service::TextApi {
+        managed: index.clone(),
         index,
         max_top_k: config.search.max_top_k,
         max_query_bytes: config.search.max_query_bytes,

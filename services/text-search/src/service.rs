@@ -8,7 +8,10 @@ use braid_proto::tonic::{self, Request, Response, Status};
 use braid_proto::v1::text_search_service_server::TextSearchService;
 use braid_proto::v1::{
     DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, FetchChunksRequest,
-    LegSearchRequest, LegSearchResponse, ReplaceDocumentRequest, ReplaceDocumentResponse,
+    LegSearchRequest, LegSearchResponse, RebuildFinishRequest, RebuildFinishResponse,
+    RebuildStartRequest, RebuildStartResponse, RebuildStatusRequest, RebuildStatusResponse,
+    RebuildWriteRequest, RebuildWriteResponse, ReplaceDocumentRequest, ReplaceDocumentResponse,
+    VerifyListChunksRequest, VerifyListChunksResponse,
 };
 
 use crate::error::TextError;
@@ -16,6 +19,8 @@ use crate::index::{TextIndex, TextQuery};
 
 pub struct TextApi {
     pub(crate) index: Arc<dyn TextIndex>,
+    /// The same index, for the recovery RPCs (see `recovery`).
+    pub(crate) managed: Arc<crate::managed::ManagedIndex>,
     pub(crate) max_top_k: u32,
     pub(crate) max_query_bytes: usize,
 }
@@ -103,5 +108,53 @@ impl TextSearchService for TextApi {
         }
         let hits = self.index.fetch(&r.tenant, &r.query, r.chunk_ids).await?;
         Ok(Response::new(LegSearchResponse { hits }))
+    }
+
+    async fn verify_list_chunks(
+        &self,
+        request: Request<VerifyListChunksRequest>,
+    ) -> Result<Response<VerifyListChunksResponse>, Status> {
+        Ok(Response::new(
+            crate::recovery::list_chunks(&self.managed, request.into_inner()).await?,
+        ))
+    }
+
+    async fn rebuild_status(
+        &self,
+        request: Request<RebuildStatusRequest>,
+    ) -> Result<Response<RebuildStatusResponse>, Status> {
+        Ok(Response::new(crate::recovery::status(
+            &self.managed,
+            request.into_inner(),
+        )))
+    }
+
+    async fn rebuild_start(
+        &self,
+        request: Request<RebuildStartRequest>,
+    ) -> Result<Response<RebuildStartResponse>, Status> {
+        let r = request.into_inner();
+        let rebuild_id = self.managed.rebuild_start(&r.supersedes_index_id).await?;
+        Ok(Response::new(RebuildStartResponse { rebuild_id }))
+    }
+
+    async fn rebuild_write(
+        &self,
+        request: Request<RebuildWriteRequest>,
+    ) -> Result<Response<RebuildWriteResponse>, Status> {
+        Ok(Response::new(
+            crate::recovery::write(&self.managed, request.into_inner()).await?,
+        ))
+    }
+
+    async fn rebuild_finish(
+        &self,
+        request: Request<RebuildFinishRequest>,
+    ) -> Result<Response<RebuildFinishResponse>, Status> {
+        let index_id = self
+            .managed
+            .rebuild_finish(&request.into_inner().rebuild_id)
+            .await?;
+        Ok(Response::new(RebuildFinishResponse { index_id }))
     }
 }

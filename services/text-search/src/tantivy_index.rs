@@ -177,8 +177,22 @@ impl Inner {
     /// the commit lock commits everything added so far, so N concurrent writes cost about
     /// one commit instead of N (a Tantivy commit is the expensive part).
     fn write(&self, key: &str, chunks: &[Chunk]) -> Result<(), TextError> {
-        use std::sync::atomic::Ordering;
         let mine = self.add(key, chunks)?;
+        self.commit_upto(mine)
+    }
+
+    /// [`Inner::write`] for several documents under one commit (rebuilds).
+    fn write_many(&self, documents: &[(String, Vec<Chunk>)]) -> Result<(), TextError> {
+        let mut mine = 0;
+        for (key, chunks) in documents {
+            mine = self.add(key, chunks)?;
+        }
+        self.commit_upto(mine)
+    }
+
+    /// Returns once a commit covered the write with sequence number `mine`.
+    fn commit_upto(&self, mine: u64) -> Result<(), TextError> {
+        use std::sync::atomic::Ordering;
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         if *committed >= mine {
             return Ok(()); // a commit that started after our add covered it
@@ -422,6 +436,55 @@ fn access_clauses(f: &Fields, access: &Access) -> Vec<(Occur, Box<dyn Query>)> {
         (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
     };
     vec![zero(Box::new(clearance)), zero(Box::new(groups))]
+}
+
+impl TantivyIndex {
+    /// Replaces the chunks of several documents (tenant, document id, chunks) in one commit.
+    pub(crate) async fn replace_many(
+        &self,
+        documents: Vec<(String, String, Vec<Chunk>)>,
+    ) -> Result<(), TextError> {
+        let documents: Vec<(String, Vec<Chunk>)> = documents
+            .into_iter()
+            .map(|(tenant, document_id, chunks)| (doc_key(&tenant, &document_id), chunks))
+            .collect();
+        self.blocking(move |inner| inner.write_many(&documents))
+            .await
+    }
+
+    /// (chunk id, chunk text) of every chunk held for one document of a tenant.
+    pub(crate) async fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Vec<(String, String)>, TextError> {
+        let key = doc_key(tenant, document_id);
+        self.blocking(move |inner| {
+            let f = inner.fields;
+            let searcher = inner.reader.searcher();
+            let q = TermQuery::new(
+                Term::from_field_text(f.doc_key, &key),
+                IndexRecordOption::Basic,
+            );
+            let found = searcher
+                .search(&q, &tantivy::collector::DocSetCollector)
+                .map_err(index_err)?;
+            found
+                .into_iter()
+                .map(|address| {
+                    let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+                    let text = |field| {
+                        d.get_first(field)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    Ok((text(f.chunk_id), text(f.body)))
+                })
+                .collect()
+        })
+        .await
+    }
 }
 
 #[tonic::async_trait]

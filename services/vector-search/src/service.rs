@@ -7,7 +7,11 @@ use braid_proto::v1::vector_search_service_server::VectorSearchService;
 use braid_proto::v1::{
     DeleteDocumentChunksRequest, DeleteDocumentChunksResponse, LegSearchRequest, LegSearchResponse,
     PurgeModelsRequest, PurgeModelsResponse, ReplaceDocumentRequest, ReplaceDocumentResponse,
+    VerifyChunk, VerifyListChunksRequest, VerifyListChunksResponse,
 };
+
+/// Documents per `VerifyListChunks` call.
+const MAX_VERIFY_DOCUMENTS: usize = 500;
 
 use crate::error::VectorError;
 use crate::store::{Query, Store};
@@ -135,5 +139,48 @@ impl VectorSearchService for VectorApi {
         let deleted = self.store.purge_models(&r.keep_model).await?;
         tracing::info!(keep = %r.keep_model, deleted, "purged vectors of other models");
         Ok(Response::new(PurgeModelsResponse { deleted }))
+    }
+
+    async fn verify_list_chunks(
+        &self,
+        request: Request<VerifyListChunksRequest>,
+    ) -> Result<Response<VerifyListChunksResponse>, Status> {
+        let r = request.into_inner();
+        if r.documents.len() > MAX_VERIFY_DOCUMENTS {
+            return Err(VectorError::invalid(
+                "documents",
+                format!(
+                    "{} documents, at most {MAX_VERIFY_DOCUMENTS}",
+                    r.documents.len()
+                ),
+            )
+            .into());
+        }
+        let (mut tenants, mut ids) = (Vec::new(), Vec::new());
+        for (i, key) in r.documents.into_iter().enumerate() {
+            let field = |e: validate::FieldError| {
+                VectorError::invalid(format!("documents[{i}].{}", e.field), e.message)
+            };
+            validate::tenant(&key.tenant).map_err(field)?;
+            let id = validate::document_id(&key.document_id).map_err(field)?;
+            tenants.push(key.tenant);
+            ids.push(id.0);
+        }
+        let chunks = self
+            .store
+            .list_chunks(&tenants, &ids)
+            .await?
+            .into_iter()
+            .map(
+                |(tenant, document_id, chunk_id, text_sha256, model)| VerifyChunk {
+                    tenant,
+                    document_id,
+                    chunk_id,
+                    text_sha256,
+                    model,
+                },
+            )
+            .collect();
+        Ok(Response::new(VerifyListChunksResponse { chunks }))
     }
 }

@@ -170,6 +170,29 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Recovery: (tenant, document id, chunk id, hex SHA-256 of the text, model) of every
+    /// vector held for the given (tenant, document id) pairs. The hash is computed in SQL,
+    /// so the texts never leave the database.
+    pub async fn list_chunks(
+        &self,
+        tenants: &[String],
+        document_ids: &[String],
+    ) -> Result<Vec<(String, String, String, String, String)>, VectorError> {
+        let rows = sqlx::query_as(
+            "SELECT c.tenant, c.document_id::text, c.chunk_id, \
+                    encode(sha256(convert_to(c.body, 'UTF8')), 'hex'), c.model \
+             FROM vectors.chunks c \
+             JOIN unnest($1::text[], $2::uuid[]) AS k(tenant, document_id) \
+               ON c.tenant = k.tenant AND c.document_id = k.document_id \
+             ORDER BY c.tenant, c.document_id, c.chunk_id",
+        )
+        .bind(tenants)
+        .bind(document_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     pub async fn delete_document(
         &self,
         tenant: &str,

@@ -1,6 +1,8 @@
 //! `braid-bench`: end-to-end benchmarks on the real stack (all five services in-process,
 //! real PostgreSQL + pgvector, Tantivy and model), writing Markdown into BENCHMARKS.md.
 //!
+//! `reindex`: times rebuilding the text index from PostgreSQL (recovery time).
+//!
 //! `ingest`: streams a slice of a BEIR corpus through the gateway, times it until every
 //! document is READY in both legs, then times the embedding model alone on exactly the chunks
 //! the pipeline stored (batches of 64, sorted by length: the model's best case), and breaks the
@@ -53,6 +55,16 @@ enum Command {
         /// Only the first N documents (a quick run; the figures are then not comparable).
         #[arg(long)]
         limit: Option<usize>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recovery time of the text leg: ingests a corpus slice (waits for READY), then times
+    /// `Reindex` of the text leg (a new index from PostgreSQL, switched atomically).
+    Reindex {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -132,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
             limit,
             out,
         } => eval(&dataset, limit, out.as_deref()).await,
+        Command::Reindex { corpus, limit, out } => reindex(&corpus, limit, out.as_deref()).await,
         Command::Passages {
             corpus,
             sentences,
@@ -717,6 +730,65 @@ Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 den
     println!("{report}");
     if let Some(out) = out {
         write_section(out, "eval", &report)?;
+    }
+    Ok(())
+}
+
+async fn reindex(corpus: &Path, limit: usize, out: Option<&Path>) -> anyhow::Result<()> {
+    use braid_tests::v1::{ReindexLeg, ReindexRequest};
+    let docs = read_corpus(corpus, limit)?;
+    let n_docs = docs.len();
+    let stack = Stack::start_with(StackOptions::default()).await?;
+    let mut gw = stack.gateway_client().await?;
+    let (_, indexed, failed) = ingest_all(&mut gw, docs, "bench").await?;
+    eprintln!("braid-bench: {n_docs} documents indexed in {indexed:.1?} ({failed} not READY)");
+    let db = stack.db().await?;
+    let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM ingest.chunks")
+        .fetch_one(&db)
+        .await?;
+    let started = Instant::now();
+    let run = gw
+        .reindex(ReindexRequest {
+            leg: ReindexLeg::Text as i32,
+            wait: true,
+            wait_timeout_ms: 120_000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .run
+        .context("no run")?;
+    let took = started.elapsed();
+    anyhow::ensure!(
+        run.state == "done",
+        "reindex ended {}: {}",
+        run.state,
+        run.error
+    );
+    eprintln!("braid-bench: text reindex of {n_docs} documents in {took:.1?}");
+    stack.shutdown().await?;
+    let section = format!(
+        "<!-- bench:reindex -->\n\
+## Recovery: rebuilding the text index (issue 14)\n\n\
+Command: `braid-bench reindex --corpus ../shared/eval/scifact/corpus.jsonl --limit {limit}` \
+(the first {n_docs} SciFact documents; debug build; all five services in one process).\n\
+`Reindex` of the text leg: every document's chunks read from PostgreSQL in pages of 100 \
+documents, written into a new Tantivy index (one commit per page) and switched atomically.\n\n\
+| measure | value |\n| --- | --- |\n\
+| documents | {n_docs} |\n\
+| chunks | {chunks} |\n\
+| reindex (text leg, new index, switched) | {:.1} s |\n\
+| rate | {:.0} documents/s |\n\
+<!-- /bench:reindex -->\n",
+        took.as_secs_f64(),
+        n_docs as f64 / took.as_secs_f64()
+    );
+    match out {
+        Some(out) => {
+            write_section(out, "reindex", &section)?;
+            eprintln!("braid-bench: wrote {}", out.display());
+        }
+        None => print!("{section}"),
     }
     Ok(())
 }

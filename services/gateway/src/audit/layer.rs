@@ -32,6 +32,9 @@ const RPCS: &[&str] = &[
     "Stats",
     "Reembed",
     "ListAudit",
+    "Reindex",
+    "ReindexStatus",
+    "Verify",
 ];
 
 pub fn rpc_name(name: &str) -> &'static str {
