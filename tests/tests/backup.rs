@@ -1,16 +1,23 @@
 //! The "database lost" drill on the real stack: documents ingested, `deploy/scripts/backup.sh
 //! backup` taken while the stack serves, the database dropped, `backup.sh restore` into a new
-//! one, the services restarted on it (the Tantivy directory kept) — and every fixed query, in
-//! all three modes, and every GetDocument answer is the same as before the loss.
+//! one, the services restarted on it (the Tantivy directory kept, or also lost and rebuilt
+//! from the restored database with `Reindex`) — and every fixed query, in all three modes,
+//! and every GetDocument answer is the same as before the loss.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{Document, GetDocumentRequest, SearchHit, SearchMode, SearchRequest};
+use std::time::Duration;
+
+use braid_proto::service_names::TEXT_SEARCH;
+use braid_tests::v1::{
+    Document, GetDocumentRequest, ReindexLeg, ReindexRequest, SearchHit, SearchMode, SearchRequest,
+};
 use braid_tests::{Stack, TestDb};
 use sqlx::Connection;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const TOPICS: &[&str] = &[
     "Mitochondria produce most of the chemical energy needed by the cell.",
@@ -120,7 +127,47 @@ fn admin_url(database_url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_lost_restore_answers_the_same() {
-    let mut stack = Stack::start().await.expect("stack");
+    drill(false).await;
+}
+
+/// The whole drill: the database AND the text index are lost; restore the database, rebuild
+/// the text index from it with `Reindex`, and every answer is the same as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_and_text_index_lost_restore_and_reindex_answer_the_same() {
+    drill(true).await;
+}
+
+/// Same hits in the same order; scores equal up to float noise (a rebuilt BM25 index lays
+/// its segments out differently).
+fn assert_same_answers(before: &[(String, Vec<SearchHit>)], after: &[(String, Vec<SearchHit>)]) {
+    assert_eq!(before.len(), after.len());
+    for ((query, hits_before), (_, hits_after)) in before.iter().zip(after) {
+        let ids = |hits: &[SearchHit]| {
+            hits.iter()
+                .map(|h| (h.document_id.clone(), h.chunk_id.clone(), h.text.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(hits_before),
+            ids(hits_after),
+            "{query}: different answers after the restore"
+        );
+        for (b, a) in hits_before.iter().zip(hits_after) {
+            assert!(
+                (b.score - a.score).abs() < 1e-4,
+                "{query}: score {} vs {}",
+                b.score,
+                a.score
+            );
+        }
+    }
+}
+
+async fn drill(lose_text_index: bool) {
+    let mut options = braid_tests::StackOptions::default();
+    // Ingest notices a lost text index quickly.
+    options.ingest.recovery.text_index_check_ms = 200;
+    let mut stack = Stack::start_with(options).await.expect("stack");
     let mut gw = stack.gateway_client().await.expect("gateway client");
     braid_tests::ingest_texts(&mut gw, TOPICS).await;
 
@@ -178,6 +225,16 @@ async fn database_lost_restore_answers_the_same() {
         sqlx::PgConnection::connect(&stack.db.url).await.is_err(),
         "the database is gone"
     );
+    if lose_text_index {
+        for entry in std::fs::read_dir(&stack.text_config.index.dir).expect("index dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("remove");
+            } else {
+                std::fs::remove_file(&path).expect("remove");
+            }
+        }
+    }
 
     // Restore the newest backup (the script creates the database), then restart on it.
     let log = backup_sh(&stack.db.url, backups.path(), &["restore"])
@@ -190,14 +247,34 @@ async fn database_lost_restore_answers_the_same() {
     stack.restart_gateway().await.expect("restart gateway");
 
     let mut gw = stack.gateway_client().await.expect("gateway client");
-    let after = answers(&mut gw).await;
-    for ((query, hits_before), (_, hits_after)) in before.iter().zip(&after) {
-        assert_eq!(
-            hits_before, hits_after,
-            "{query}: different answers after the restore"
-        );
+    if lose_text_index {
+        // Rebuild the text leg from the restored chunks, then wait for it to serve.
+        let run = gw
+            .reindex(ReindexRequest {
+                leg: ReindexLeg::Text as i32,
+                wait: true,
+                wait_timeout_ms: 100_000,
+                ..Default::default()
+            })
+            .await
+            .expect("reindex")
+            .into_inner()
+            .run
+            .expect("a reindex run");
+        assert_eq!(run.state, "done", "{run:?}");
+        assert_eq!(run.done, TOPICS.len() as u64, "{run:?}");
+        braid_tests::eventually(
+            "text-search SERVING again",
+            Duration::from_secs(90),
+            || async {
+                (stack.text.health(TEXT_SEARCH).await == Some(ServingStatus::Serving)).then_some(())
+            },
+        )
+        .await
+        .expect("text-search serving");
     }
-    assert_eq!(before.len(), after.len());
+    let after = answers(&mut gw).await;
+    assert_same_answers(&before, &after);
     assert_eq!(documents_before, documents(&mut gw).await);
 
     // A restore never silently replaces a database that holds data.
