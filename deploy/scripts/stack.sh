@@ -592,7 +592,7 @@ run_loadtest() {
   local ingest_dir=$LOG_DIR/loadtest-ingest
   mkdir -p "$ingest_dir"
   # The same corpus under other ids: real indexing work for every document.
-  sed 's/"_id": *"/"_id": "reingest-/' "$dataset/corpus.jsonl" | head -n 2000 >"$ingest_dir/corpus.jsonl"
+  head -n 2000 "$dataset/corpus.jsonl" | sed 's/"_id": *"/"_id": "reingest-/' >"$ingest_dir/corpus.jsonl"
   BRAID_TENANT=loadtest "$ctl" ingest "$ingest_dir/corpus.jsonl" >"$LOG_DIR/loadtest-ingest.log" 2>&1 &
   local ingest_pid=$!
   loadtest_scenario d "d: 500 clients + ingest" "${q[@]}" --clients 500
