@@ -109,9 +109,9 @@ async fn vector_search_or_the_embedding_service_down_degrades_to_text_results() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_text_leg_is_cut_off_at_the_production_leg_timeout() {
     let mut options = StackOptions::default();
-    // The production leg deadlines (the harness otherwise allows 20 s for slow debug builds).
+    // The hung leg's production deadline (the harness otherwise allows 20 s for slow debug
+    // builds; the healthy vector leg keeps that allowance, so a loaded machine cannot fail it).
     let production = braid_gateway::GatewayConfig::default().search;
-    options.gateway.search.vector_timeout_ms = production.vector_timeout_ms;
     options.gateway.search.text_timeout_ms = production.text_timeout_ms;
     let mut stack = Stack::start_with(options).await.unwrap();
     ingest_texts(&mut stack.gateway_client().await.unwrap(), &TEXTS).await;

@@ -130,17 +130,9 @@ async fn concurrent_callers_are_merged_into_shared_batches_each_getting_its_own_
     for handle in backlog {
         assert_eq!(handle.await??, per_blocker);
     }
+    let mut answers = Vec::new();
     for handle in calls {
-        let (i, result) = handle.await?;
-        let vectors = result?;
-        assert_eq!(vectors.len(), 3);
-        for (j, v) in vectors.iter().enumerate() {
-            let expected = &alone[(i + j) % TEXTS.len()];
-            assert!(
-                cosine(v, expected) > 0.9999,
-                "call {i} text {j} got someone else's vector"
-            );
-        }
+        answers.push(handle.await?);
     }
     let m = metrics(&service).await;
     let passes = metric_sum(&m, "braid_embedding_batch_size_count", &[]) - passes_before;
@@ -164,6 +156,18 @@ async fn concurrent_callers_are_merged_into_shared_batches_each_getting_its_own_
         0.0,
         "no pass of 2 to 8 texts: every 3-text call shared its pass"
     );
+    // Merged, yet every caller got its own vectors, in its own order.
+    for (i, result) in answers {
+        let vectors = result?;
+        assert_eq!(vectors.len(), 3);
+        for (j, v) in vectors.iter().enumerate() {
+            let expected = &alone[(i + j) % TEXTS.len()];
+            assert!(
+                cosine(v, expected) > 0.9999,
+                "call {i} text {j} got someone else's vector"
+            );
+        }
+    }
     service.stop().await
 }
 

@@ -135,25 +135,30 @@ async fn a_crashed_workers_job_is_taken_over_only_after_its_lease_expires() {
     // A new process comes up within the lease: it must leave the held job alone until the
     // lease runs out, then take it over.
     stack.restart_ingest().await.unwrap();
-    wait_ready(&gw, &id).await;
-    let takeovers: Vec<(i64, i32, bool)> = sqlx::query_as(
-        "SELECT job, attempts, coalesce(claimed_at > prev_locked_until, false) \
-         FROM public.job_claims \
-         WHERE prev_state = 'running' ORDER BY claimed_at",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
-    assert!(
-        !takeovers.is_empty(),
-        "the crashed worker's job was taken over"
-    );
+    let takeovers: Vec<(i64, i32, bool)> =
+        eventually("the crashed worker's job taken over", PATIENCE, || {
+            let db = db.clone();
+            async move {
+                let rows: Vec<(i64, i32, bool)> = sqlx::query_as(
+                    "SELECT job, attempts, coalesce(claimed_at > prev_locked_until, false) \
+                     FROM public.job_claims \
+                     WHERE prev_state = 'running' ORDER BY claimed_at",
+                )
+                .fetch_all(&db)
+                .await
+                .unwrap();
+                (!rows.is_empty()).then_some(rows)
+            }
+        })
+        .await
+        .unwrap();
     for (job, attempts, after_expiry) in &takeovers {
         assert!(
             after_expiry,
             "job {job} (attempt {attempts}) was taken from a worker whose lease was still live"
         );
     }
+    wait_ready(&gw, &id).await;
     let d = gw
         .get_document(GetDocumentRequest {
             document_id: id.clone(),
