@@ -626,3 +626,48 @@ pub async fn ingest_texts(gw: &mut GatewayClient<Channel>, texts: &[&str]) {
         .results;
     assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
 }
+
+/// A hung service: its socket accepts connections (and reads what is sent) but nothing ever
+/// answers, as when a process is wedged. Bind it on a stopped service's address to hang that
+/// leg for its clients. Stops on drop.
+pub struct HungServer {
+    pub addr: SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl HungServer {
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut readers = tokio::task::JoinSet::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                readers.spawn(async move {
+                    let mut sink = [0u8; 4096];
+                    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            accepted,
+            task,
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HungServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

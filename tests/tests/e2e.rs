@@ -170,6 +170,26 @@ async fn ingest_search_every_mode_and_delete() {
     // HTML extraction dropped the script; Markdown syntax is gone from the text leg.
     let r = search(&stack, "track", SearchMode::Text).await;
     assert!(r.hits.is_empty(), "script content was indexed: {r:#?}");
+    let r = search(&stack, "pgvector extension column type", SearchMode::Text).await;
+    let markdown = r
+        .hits
+        .iter()
+        .find(|h| h.external_id == "pgvector")
+        .unwrap_or_else(|| panic!("{r:#?}"));
+    assert!(
+        markdown
+            .text
+            .contains("The pgvector extension adds a vector column type"),
+        "emphasis and code marks stripped: {:?}",
+        markdown.text
+    );
+    for syntax in ["**", "`", "# "] {
+        assert!(
+            !markdown.text.contains(syntax),
+            "Markdown {syntax:?} left in the indexed text: {:?}",
+            markdown.text
+        );
+    }
 
     // Metadata filters apply inside both legs.
     let r = search_with(
@@ -242,27 +262,34 @@ async fn ingest_search_every_mode_and_delete() {
     )
     .await
     .unwrap();
-    let err = gw
-        .get_document(GetDocumentRequest {
-            document_id: d.document_id.clone(),
-            ..Default::default()
-        })
-        .await;
-    let err = eventually("document row removed", Duration::from_secs(30), || {
+    // Until its delete jobs are done the row says DELETING; then it is gone: NOT_FOUND, and
+    // no other error along the way.
+    let gone = eventually("document row removed", Duration::from_secs(30), || {
         let mut gw = gw.clone();
         let id = d.document_id.clone();
         async move {
-            gw.get_document(GetDocumentRequest {
-                document_id: id,
-                ..Default::default()
-            })
-            .await
-            .err()
+            match gw
+                .get_document(GetDocumentRequest {
+                    document_id: id,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(doc) => {
+                    assert_eq!(
+                        doc.get_ref().status,
+                        DocumentStatus::Deleting as i32,
+                        "a deleted document still shown: {doc:?}"
+                    );
+                    None
+                }
+                Err(status) => Some(status),
+            }
         }
     })
     .await
-    .map(|_| err);
-    assert!(err.is_ok());
+    .unwrap();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
     let missing = gw
         .delete_document(DeleteDocumentRequest {
             document_id: d.document_id,

@@ -33,7 +33,14 @@ async fn embed(
     Ok(response.embeddings.into_iter().map(|v| v.values).collect())
 }
 
+/// The service promises L2-normalised vectors, so cosine is their dot product: both norms
+/// are checked first (‖v‖ = 1 ± 1e-3), so a service that stopped normalising fails here
+/// instead of passing as a bare dot product.
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    for v in [a, b] {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "not L2-normalised: |v| = {norm}");
+    }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
@@ -54,8 +61,17 @@ const TEXTS: [&str; 6] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Result<()> {
-    let mut service = start_embedding(|c| c.cache.l1_entries = 0).await?;
+async fn concurrent_callers_are_merged_into_shared_batches_each_getting_its_own_vectors()
+-> anyhow::Result<()> {
+    // One document model thread, forward passes of up to 12 texts (any length).
+    let mut service = start_embedding(|c| {
+        c.model.workers = 1;
+        c.model.query_workers = 0;
+        c.model.max_batch = 12;
+        c.model.max_batch_tokens = 12 * 256;
+        c.cache.l1_entries = 0;
+    })
+    .await?;
     let mut c = client(&service).await;
     let alone: Vec<Vec<f32>> = {
         let mut out = Vec::new();
@@ -64,15 +80,84 @@ async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Res
         }
         out
     };
-    // 24 concurrent calls, each a different rotation of the texts, merged by the batcher.
-    let calls = (0..24).map(|i| {
-        let mut c = c.clone();
-        async move {
-            let texts: Vec<&str> = (0..3).map(|j| TEXTS[(i + j) % TEXTS.len()]).collect();
-            (i, embed(&mut c, &texts).await)
-        }
-    });
-    for (i, result) in futures::future::join_all(calls).await {
+    let m = metrics(&service).await;
+    let passes_before = metric_sum(&m, "braid_embedding_batch_size_count", &[]);
+    let texts_before = metric_sum(&m, "braid_embedding_batch_size_sum", &[]);
+    assert_eq!((passes_before, texts_before), (6.0, 6.0));
+
+    // Keep the model thread busy: a request of 36 window-filling texts (3 passes of 12)...
+    let (blockers, per_blocker) = (1, 36);
+    let backlog: Vec<_> = (0..blockers)
+        .map(|r| {
+            let mut c = c.clone();
+            let texts: Vec<String> = (0..per_blocker)
+                .map(|i| format!("Blocker {r}-{i}. {}", TEXTS[i % TEXTS.len()].repeat(24)))
+                .collect();
+            tokio::spawn(async move {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                embed(&mut c, &refs).await.map(|v| v.len())
+            })
+        })
+        .collect();
+    eventually(
+        "the first blocker pass",
+        Duration::from_secs(60),
+        || async {
+            let m = metrics(&service).await;
+            (metric_sum(&m, "braid_embedding_batch_size_count", &[]) > passes_before).then_some(())
+        },
+    )
+    .await?;
+    // ...while 24 concurrent calls of 3 texts each (rotations of TEXTS) queue up behind them.
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                let texts: Vec<&str> = (0..3).map(|j| TEXTS[(i + j) % TEXTS.len()]).collect();
+                (i, embed(&mut c, &texts).await)
+            })
+        })
+        .collect();
+    eventually(
+        "all 24 calls queued behind the blockers",
+        Duration::from_secs(60),
+        || async {
+            let m = metrics(&service).await;
+            (metric_sum(&m, "braid_embedding_queue_depth", &[]) >= 24.0).then_some(())
+        },
+    )
+    .await?;
+    for handle in backlog {
+        assert_eq!(handle.await??, per_blocker);
+    }
+    let mut answers = Vec::new();
+    for handle in calls {
+        answers.push(handle.await?);
+    }
+    let m = metrics(&service).await;
+    let passes = metric_sum(&m, "braid_embedding_batch_size_count", &[]) - passes_before;
+    let texts = metric_sum(&m, "braid_embedding_batch_size_sum", &[]) - texts_before;
+    assert_eq!(
+        texts,
+        (blockers * per_blocker + 24 * 3) as f64,
+        "every text ran through the model once"
+    );
+    // The blocker takes 3 passes of 12 whatever happens. The 24 queued calls were taken four
+    // at a time: 6 passes of 12 texts from 4 different callers. Run one call per pass, they
+    // would have taken 24.
+    assert_eq!(
+        passes,
+        3.0 + 6.0,
+        "queued calls merged into shared forward passes"
+    );
+    assert_eq!(
+        metric_sum(&m, "braid_embedding_batch_size_bucket", &["le=\"8\""])
+            - metric_sum(&m, "braid_embedding_batch_size_bucket", &["le=\"1\""]),
+        0.0,
+        "no pass of 2 to 8 texts: every 3-text call shared its pass"
+    );
+    // Merged, yet every caller got its own vectors, in its own order.
+    for (i, result) in answers {
         let vectors = result?;
         assert_eq!(vectors.len(), 3);
         for (j, v) in vectors.iter().enumerate() {
@@ -83,18 +168,6 @@ async fn concurrent_callers_each_get_their_own_vectors_in_order() -> anyhow::Res
             );
         }
     }
-    let m = metrics(&service).await;
-    let batches = metric_sum(&m, "braid_embedding_batch_size_count", &[]);
-    let texts = metric_sum(&m, "braid_embedding_batch_size_sum", &[]);
-    assert_eq!(
-        texts,
-        6.0 + 24.0 * 3.0,
-        "every text ran through the model once"
-    );
-    assert!(
-        batches < texts,
-        "concurrent requests were merged into batches"
-    );
     service.stop().await
 }
 
@@ -406,7 +479,16 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
         2.0
     );
 
-    // A slow upstream: the first attempt times out (1 s), the retry succeeds.
+    // A slow upstream: the first attempt is cut off by the 1 s timeout (counted as failed)
+    // and the retry succeeds. Without the timeout the first attempt would simply succeed late.
+    let failed = |m: &str| {
+        metric_sum(
+            m,
+            "braid_embedding_provider_requests_total",
+            &["\"failed\""],
+        )
+    };
+    let failed_before = failed(&metrics(&braid).await);
     set_fault(
         &upstream,
         &Fault {
@@ -418,6 +500,11 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
     )
     .await?;
     embed(&mut c, &[TEXTS[4]]).await?;
+    assert_eq!(
+        failed(&metrics(&braid).await) - failed_before,
+        1.0,
+        "the slow attempt timed out and was retried"
+    );
 
     // Persistent 500s: retries exhaust (UNAVAILABLE), the breaker opens after 4 consecutive
     // failures, then calls fail fast without reaching the upstream.
@@ -442,16 +529,12 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
         "braid_embedding_provider_requests_total",
         &["failed"],
     );
-    let started = Instant::now();
+    // An open breaker fails fast: the upstream is not called (the counters below).
     let err = embed(&mut c, &[TEXTS[5]]).await.unwrap_err();
     assert!(
         err.message().contains("circuit breaker"),
         "{}",
         err.message()
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "an open breaker fails fast"
     );
     let m = metrics(&braid).await;
     assert_eq!(
@@ -485,9 +568,14 @@ async fn openai_provider_retries_honours_retry_after_and_breaks_the_circuit() ->
         .send()
         .await?
         .error_for_status()?;
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
-    let info = c.model_info(ModelInfoRequest {}).await?.into_inner();
-    assert_eq!(info.breaker_state, "half-open");
+    eventually("the breaker half-open", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move {
+            let info = c.model_info(ModelInfoRequest {}).await.ok()?.into_inner();
+            (info.breaker_state == "half-open").then_some(())
+        }
+    })
+    .await?;
     embed(&mut c, &[TEXTS[0]]).await?;
     embed(&mut c, &[TEXTS[1]]).await?;
     let info = c.model_info(ModelInfoRequest {}).await?.into_inner();

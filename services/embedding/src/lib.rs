@@ -15,6 +15,7 @@ mod error;
 mod model;
 mod openai;
 mod service;
+mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;

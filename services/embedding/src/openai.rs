@@ -13,8 +13,10 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::error::EmbeddingError;
+use crate::throttle::{self, Bucket};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +26,6 @@ use braid_core::config::{BreakerSettings, positive};
 use braid_core::resilience::{BreakerState, CircuitBreaker};
 use prometheus::{IntCounterVec, IntGauge};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-
-use crate::error::EmbeddingError;
 
 /// `provider.openai.*`: where and how to call a remote embeddings API.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -123,42 +122,6 @@ impl OpenAiConfig {
         Ok(std::env::var(&self.api_key_env)
             .ok()
             .filter(|k| !k.is_empty()))
-    }
-}
-
-/// A token bucket: `rate` per second, bursts up to one second's worth.
-struct Bucket {
-    rate: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
-}
-
-impl Bucket {
-    fn new(rate: f64) -> Self {
-        Self {
-            rate,
-            state: tokio::sync::Mutex::new((rate.max(1.0), Instant::now())),
-        }
-    }
-
-    async fn acquire(&self, amount: f64) {
-        if self.rate <= 0.0 {
-            return;
-        }
-        let burst = self.rate.max(1.0);
-        let amount = amount.min(burst);
-        let mut state = self.state.lock().await;
-        loop {
-            let now = Instant::now();
-            let (tokens, last) = &mut *state;
-            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
-            *last = now;
-            if *tokens >= amount {
-                *tokens -= amount;
-                return;
-            }
-            let wait = (amount - *tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-        }
     }
 }
 
@@ -345,7 +308,7 @@ impl OpenAiProvider {
                         });
                     };
                     let cap = Duration::from_millis(self.config.max_backoff_ms);
-                    let delay = retry_after.map_or(delay, |ra| ra.min(cap).max(delay));
+                    let delay = throttle::retry_delay(delay, retry_after, cap);
                     tracing::warn!(error = %error, ?delay, "embedding provider call failed; retrying");
                     tokio::time::sleep(delay).await;
                 }
@@ -383,7 +346,7 @@ impl OpenAiProvider {
             }
         };
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let retry_after = throttle::retry_after(response.headers(), SystemTime::now());
         if status.is_success() {
             let parsed: EmbeddingsResponse = match response.json().await {
                 Ok(p) => p,
@@ -446,13 +409,6 @@ fn order(
         out[item.index] = item.embedding;
     }
     Ok(out)
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by embedding APIs).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,32 +685,7 @@ mod tests {
         let missing = EmbeddingsResponse { data: vec![] };
         assert!(order(missing, 1, 2).unwrap_err().contains("0 vectors"));
     }
-
-    #[test]
-    fn retry_after_seconds_are_parsed() {
-        let mut h = reqwest::header::HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert("retry-after", "0.5".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(500)));
-        h.insert(
-            "retry-after",
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[tokio::test]
-    async fn the_bucket_spaces_requests_at_its_rate() {
-        let bucket = Bucket::new(100.0);
-        let started = Instant::now();
-        for _ in 0..150 {
-            bucket.acquire(1.0).await;
-        }
-        // 100 from the initial burst, then 50 more at 100/s: at least half a second.
-        let waited = started.elapsed();
-        assert!(waited >= Duration::from_millis(480), "{waited:?}");
-        Bucket::new(0.0).acquire(1e9).await; // unlimited never waits
-    }
 }
+
+#[cfg(test)]
+mod provider_tests;

@@ -1,5 +1,13 @@
-//! The candle pipeline must reproduce sentence-transformers' vectors for all-MiniLM-L6-v2
-//! (fixture written by deploy/scripts/gen_embedding_fixture.py).
+//! Both engines must reproduce sentence-transformers' vectors for all-MiniLM-L6-v2 (fixture
+//! written by deploy/scripts/gen_embedding_fixture.py), each held to its own bound:
+//!
+//! | engine | bound (min cosine) | measured | why |
+//! | --- | --- | --- | --- |
+//! | ONNX Runtime | 0.99999 | 0.9999999 | runs the exported graph itself: only float summation order differs |
+//! | candle, exact GELU | 0.9999 | 0.99999994 | a reimplementation of the same arithmetic |
+//! | candle, tanh GELU | 0.999 | 0.9999985 | approximates GELU on purpose (faster) |
+//!
+//! (Measured on x86-64 with the fixture's seven cases; the test prints the lowest cosine.)
 
 use std::path::PathBuf;
 
@@ -62,22 +70,35 @@ fn load(engine: Engine, gelu: Gelu) -> Model {
     })
 }
 
+/// ONNX Runtime runs the exact graph sentence-transformers exported.
+const ONNX_MIN_COSINE: f32 = 0.99999;
+/// candle recomputes the same arithmetic in its own kernels.
+const CANDLE_EXACT_MIN_COSINE: f32 = 0.9999;
+/// candle with the tanh approximation of GELU.
+const CANDLE_TANH_MIN_COSINE: f32 = 0.999;
+
 #[test]
 fn onnx_runtime_matches_sentence_transformers_reference() {
-    check_against_reference(&mut load(Engine::Onnx, Gelu::Exact));
+    check_against_reference(&mut load(Engine::Onnx, Gelu::Exact), ONNX_MIN_COSINE);
 }
 
 #[test]
 fn candle_exact_gelu_matches_sentence_transformers_reference() {
-    check_against_reference(&mut load(Engine::Candle, Gelu::Exact));
+    check_against_reference(
+        &mut load(Engine::Candle, Gelu::Exact),
+        CANDLE_EXACT_MIN_COSINE,
+    );
 }
 
 #[test]
 fn candle_tanh_gelu_matches_sentence_transformers_reference() {
-    check_against_reference(&mut load(Engine::Candle, Gelu::Tanh));
+    check_against_reference(
+        &mut load(Engine::Candle, Gelu::Tanh),
+        CANDLE_TANH_MIN_COSINE,
+    );
 }
 
-fn check_against_reference(model: &mut Model) {
+fn check_against_reference(model: &mut Model, min_cosine: f32) {
     let fixture: Fixture =
         serde_json::from_str(include_str!("fixtures/reference.json")).expect("fixture parses");
     assert!(fixture.cases.len() >= 5);
@@ -86,16 +107,19 @@ fn check_against_reference(model: &mut Model) {
     // One batch with padding (mixed lengths, including one past the 256-token window).
     let texts: Vec<&str> = fixture.cases.iter().map(|c| c.text.as_str()).collect();
     let batch = model.embed(&texts).unwrap();
+    let mut worst = 1.0f32;
     for (case, got) in fixture.cases.iter().zip(&batch) {
         let sim = cosine(got, &case.vector);
+        worst = worst.min(sim);
         assert!(
-            sim > 0.999,
-            "cosine {sim} for {:?}",
+            sim >= min_cosine,
+            "cosine {sim} < {min_cosine} for {:?}",
             &case.text[..case.text.len().min(40)]
         );
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "not L2-normalised: {norm}");
     }
+    eprintln!("lowest cosine to the reference: {worst} (bound {min_cosine})");
     // Each text alone gives the same vector as inside the padded batch.
     for (case, in_batch) in fixture.cases.iter().zip(&batch) {
         let alone = model.embed(&[case.text.as_str()]).unwrap();
