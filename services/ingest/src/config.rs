@@ -5,6 +5,7 @@ use braid_core::config::{
     BreakerSettings, ClientConfig, DatabaseConfig, ServerConfig, TelemetryConfig, Validate,
     positive,
 };
+use braid_core::filter::MetadataTypes;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the ingest service (`BRAID_INGEST__*`).
@@ -26,6 +27,9 @@ pub struct IngestConfig {
     pub redaction: crate::redact::RedactionConfig,
     /// Service credentials: required from callers, sent to downstream services.
     pub internal_auth: InternalAuthConfig,
+    /// Declared metadata types: a document whose value does not fit its key's type is
+    /// rejected (the gateway's `metadata_types` should say the same).
+    pub metadata_types: MetadataTypes,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -99,6 +103,7 @@ impl Default for IngestConfig {
             worker: WorkerConfig::default(),
             redaction: crate::redact::RedactionConfig::default(),
             internal_auth: InternalAuthConfig::default(),
+            metadata_types: MetadataTypes::default(),
         }
     }
 }
@@ -155,6 +160,7 @@ impl Validate for IngestConfig {
         self.server.validate(errors);
         self.telemetry.validate(errors);
         self.internal_auth.validate(errors);
+        self.metadata_types.validate("metadata_types", errors);
         self.database.validate(errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);

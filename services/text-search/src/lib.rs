@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod filter;
 mod index;
 mod service;
 mod tantivy_index;
