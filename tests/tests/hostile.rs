@@ -221,6 +221,7 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
                 query: "bread".into(),
                 filter: Some(MetadataFilter {
                     equals: HashMap::from([(key.to_string(), "x".to_string())]),
+                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -498,7 +499,10 @@ async fn fuzz_corpus_replayed_through_the_gateway() {
                 &stack,
                 SearchRequest {
                     query: "sourdough bread".into(),
-                    filter: Some(MetadataFilter { equals: filter }),
+                    filter: Some(MetadataFilter {
+                        equals: filter,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             )
@@ -541,6 +545,7 @@ async fn fuzz_corpus_replayed_through_the_gateway() {
             top_k: 20,
             filter: Some(MetadataFilter {
                 equals: HashMap::from([("topic".to_string(), "good".to_string())]),
+                ..Default::default()
             }),
             ..Default::default()
         },

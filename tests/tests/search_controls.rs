@@ -40,7 +40,7 @@ fn report(i: usize) -> DocumentInput {
         ),
         ("lang".to_string(), ["en", "de", "fr"][i % 3].to_string()),
     ]);
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         metadata.insert("draft".into(), "true".into());
     }
     DocumentInput {

@@ -24,10 +24,11 @@ pub fn parse(expr: &str) -> Result<FilterClause, String> {
         op: Some(op),
         not,
     };
-    if let Some(key) = expr.strip_prefix('!') {
-        if !key.is_empty() && key.chars().all(is_key_char) {
-            return Ok(clause(key, Op::Exists(true), true));
-        }
+    if let Some(key) = expr.strip_prefix('!')
+        && !key.is_empty()
+        && key.chars().all(is_key_char)
+    {
+        return Ok(clause(key, Op::Exists(true), true));
     }
     if !expr.is_empty() && expr.chars().all(is_key_char) {
         return Ok(clause(expr, Op::Exists(true), false));
