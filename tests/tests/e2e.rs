@@ -199,6 +199,7 @@ async fn ingest_search_every_mode_and_delete() {
             top_k: 5,
             filter: Some(MetadataFilter {
                 equals: HashMap::from([("topic".into(), "tech".into())]),
+                ..Default::default()
             }),
             ..Default::default()
         },

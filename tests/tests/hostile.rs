@@ -221,6 +221,7 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
                 query: "bread".into(),
                 filter: Some(MetadataFilter {
                     equals: HashMap::from([(key.to_string(), "x".to_string())]),
+                    ..Default::default()
                 }),
                 ..Default::default()
             },
@@ -239,12 +240,14 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
         top_k: 5,
         filter: Some(MetadataFilter {
             equals: HashMap::from([("a\0b".to_string(), "x".to_string())]),
+            ..Default::default()
         }),
         query: "bread".into(),
         embedding: vec![0.05; 384],
         model: String::new(),
         access: Some(braid_core::auth::Access::unrestricted().to_filter()),
         detail_top_k: 0,
+        min_score: None,
     };
     let mut vector = stack.vector_client();
     let status = vector.search(leg_request()).await.unwrap_err();
@@ -496,7 +499,10 @@ async fn fuzz_corpus_replayed_through_the_gateway() {
                 &stack,
                 SearchRequest {
                     query: "sourdough bread".into(),
-                    filter: Some(MetadataFilter { equals: filter }),
+                    filter: Some(MetadataFilter {
+                        equals: filter,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             )
@@ -539,6 +545,7 @@ async fn fuzz_corpus_replayed_through_the_gateway() {
             top_k: 20,
             filter: Some(MetadataFilter {
                 equals: HashMap::from([("topic".to_string(), "good".to_string())]),
+                ..Default::default()
             }),
             ..Default::default()
         },

@@ -6,6 +6,7 @@
 mod audit;
 mod bench;
 mod files;
+mod filter;
 mod recovery;
 mod token;
 
@@ -18,8 +19,8 @@ use braid_proto::tonic::transport::{Channel, Endpoint};
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{
     DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, FusionParams, GetDocumentRequest,
-    IngestStreamRequest, JobState, ListJobsRequest, MetadataFilter, ReembedRequest,
-    RetryJobsRequest, SearchMode, SearchRequest, StatsRequest, WaitIndexedRequest,
+    IngestStreamRequest, JobState, ListJobsRequest, ReembedRequest, RetryJobsRequest, SearchMode,
+    SearchRequest, StatsRequest, WaitIndexedRequest,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,9 +84,25 @@ enum Command {
         /// Reciprocal rank fusion k (0: server default).
         #[arg(long, default_value_t = 0)]
         rrf_k: u32,
-        /// Exact metadata filter, as key=value (repeatable).
-        #[arg(long = "filter", value_parser = parse_kv)]
-        filter: Vec<(String, String)>,
+        /// Metadata condition (repeatable, all must hold): key=v, key!=v, key>=v, key<v
+        /// (numbers or dates), "key in a,b", "key not in a,b", key (has it), !key (lacks it).
+        #[arg(long = "filter")]
+        filter: Vec<String>,
+        /// Hits per page (0: all top_k at once); prints the token of the next page.
+        #[arg(long, default_value_t = 0)]
+        page_size: u32,
+        /// The token a previous page printed (same query and flags).
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Leave out hits whose (fused) score is below this.
+        #[arg(long)]
+        min_score: Option<f32>,
+        /// Leave out vector-leg hits with cosine similarity below this.
+        #[arg(long)]
+        min_vector_score: Option<f32>,
+        /// Leave out text-leg hits with BM25 score below this.
+        #[arg(long)]
+        min_text_score: Option<f32>,
         /// Return every matching chunk instead of the best chunk per document.
         #[arg(long)]
         chunks: bool,
@@ -444,6 +461,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top_k,
             rrf_k,
             filter,
+            page_size,
+            page_token,
+            min_score,
+            min_vector_score,
+            min_text_score,
             chunks,
             json,
         } => {
@@ -460,11 +482,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     rrf_k,
                     ..Default::default()
                 }),
-                filter: (!filter.is_empty()).then(|| MetadataFilter {
-                    equals: filter.into_iter().collect(),
-                }),
+                filter: filter::filter(&filter).map_err(anyhow::Error::msg)?,
                 chunk_level: chunks,
                 bypass_cache: false,
+                page_size,
+                page_token,
+                min_score,
+                min_vector_score,
+                min_text_score,
             };
             let response = gateway(gateway_addr, cli.token.as_deref())
                 .await?
@@ -655,6 +680,7 @@ fn search_json(r: &braid_proto::v1::SearchResponse) -> serde_json::Value {
         "degraded": r.degraded,
         "degraded_reasons": r.degraded_reasons,
         "took_ms": r.took_ms,
+        "next_page_token": r.next_page_token,
     })
 }
 
@@ -694,6 +720,9 @@ fn print_hits(r: &braid_proto::v1::SearchResponse) {
         println!("       {excerpt}");
     }
     println!("{} hits in {} ms", r.hits.len(), r.took_ms);
+    if !r.next_page_token.is_empty() {
+        println!("next page: --page-token {}", r.next_page_token);
+    }
 }
 
 async fn jobs(

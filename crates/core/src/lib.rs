@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod entry;
+pub mod filter;
 pub mod metrics;
 pub mod resilience;
 pub mod server;

@@ -30,7 +30,6 @@ impl fmt::Display for FieldError {
 }
 
 pub const MAX_TENANT_BYTES: usize = 128;
-pub const MAX_FILTER_ENTRIES: usize = 16;
 pub const MAX_METADATA_KEY_BYTES: usize = 128;
 pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
 
@@ -74,23 +73,9 @@ pub fn document_id(value: &str) -> Result<uuid_like::Uuid, FieldError> {
         .ok_or_else(|| FieldError::new("document_id", format!("`{value}` is not a UUID")))
 }
 
-/// Filter entries: bounded count; keys and values follow the metadata rules
-/// ([`metadata_key`], [`metadata_value`]).
+/// A metadata filter must parse: see [`crate::filter::parse`] for the rules.
 pub fn filter(filter: Option<&MetadataFilter>) -> Result<(), FieldError> {
-    let Some(filter) = filter else { return Ok(()) };
-    if filter.equals.len() > MAX_FILTER_ENTRIES {
-        return Err(FieldError::new(
-            "filter.equals",
-            format!(
-                "{} entries, at most {MAX_FILTER_ENTRIES}",
-                filter.equals.len()
-            ),
-        ));
-    }
-    for (k, v) in &filter.equals {
-        metadata_entry("filter.equals", k, v)?;
-    }
-    Ok(())
+    crate::filter::parse(filter).map(|_| ())
 }
 
 /// One metadata key/value pair: the key by [`metadata_key`], the value by [`metadata_value`].
@@ -237,6 +222,14 @@ pub fn delete_request(r: &DeleteDocumentChunksRequest) -> Result<(), FieldError>
 pub fn leg_search_request(r: &LegSearchRequest, max_top_k: u32) -> Result<(), FieldError> {
     tenant(&r.tenant)?;
     top_k(r.top_k, max_top_k)?;
+    if let Some(min) = r.min_score
+        && !min.is_finite()
+    {
+        return Err(FieldError::new(
+            "min_score",
+            format!("{min} is not a finite number"),
+        ));
+    }
     filter(r.filter.as_ref())
 }
 

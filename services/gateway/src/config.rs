@@ -3,6 +3,7 @@ use braid_core::auth::jwt::AuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
 };
+use braid_core::filter::MetadataTypes;
 use serde::{Deserialize, Serialize};
 
 pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
@@ -32,6 +33,9 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// This service's credential towards the internal services.
     pub internal_auth: InternalAuthConfig,
+    /// Declared metadata types (the same as the ingest service's): range filters are
+    /// accepted on `number` / `date` keys only.
+    pub metadata_types: MetadataTypes,
 }
 
 /// `query_cache.*`: whole search answers, keyed on everything that can change them (see
@@ -118,6 +122,9 @@ pub struct SearchConfig {
     /// deadline) and the leg timeouts count from when a call leaves it, so a queued leg is
     /// not mistaken for a failing one.
     pub leg_concurrency: usize,
+    /// Deepest ranking a paged search may walk (`top_k` with `page_size`); without paging
+    /// `top_k` is at most `max_top_k`.
+    pub max_page_depth: u32,
 }
 
 impl Default for GatewayConfig {
@@ -136,6 +143,7 @@ impl Default for GatewayConfig {
             query_cache: QueryCacheConfig::default(),
             auth: AuthConfig::default(),
             internal_auth: InternalAuthConfig::default(),
+            metadata_types: MetadataTypes::default(),
         }
     }
 }
@@ -152,6 +160,7 @@ impl Default for SearchConfig {
             vector_timeout_ms: 2_000,
             text_timeout_ms: 2_000,
             leg_concurrency: 32,
+            max_page_depth: 500,
         }
     }
 }
@@ -177,6 +186,10 @@ impl Validate for GatewayConfig {
         positive(errors, "search.vector_timeout_ms", s.vector_timeout_ms);
         positive(errors, "search.text_timeout_ms", s.text_timeout_ms);
         positive(errors, "search.leg_concurrency", s.leg_concurrency as u64);
+        if s.max_page_depth < s.max_top_k {
+            errors.push("search.max_page_depth must be at least search.max_top_k".into());
+        }
+        self.metadata_types.validate("metadata_types", errors);
         self.breaker.validate(errors);
         self.limits.validate(errors);
         self.audit.validate(errors);

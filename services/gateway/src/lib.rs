@@ -13,6 +13,7 @@ mod config;
 mod error;
 pub mod fusion;
 mod limits;
+mod paging;
 mod search;
 mod service;
 
@@ -113,12 +114,22 @@ pub async fn run(
             },
         )
     };
+    // Page tokens are signed with a key derived from the internal service key, so every
+    // replica accepts every other's tokens; without one, a random key per process.
+    let page_key = match config.internal_auth.mode {
+        braid_core::auth::internal::InternalAuthMode::ServiceJwt => {
+            config.internal_auth.key.load().ok()
+        }
+        braid_core::auth::internal::InternalAuthMode::Disabled => None,
+    };
     let searcher = Arc::new(search::Searcher {
         clients,
         limits: search::LegLimits::new(&config.search),
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
         cache: cache::QueryCache::new(&config.query_cache, &metrics)?,
+        pages: paging::PageTokens::new(page_key.as_deref()),
+        metadata_types: config.metadata_types.clone(),
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
     let api = GatewayServer::new(service::GatewayApi {

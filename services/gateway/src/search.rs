@@ -26,6 +26,7 @@ use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
 use crate::fusion::{self, Granularity, RrfParams};
+use crate::paging::{self, PageTokens};
 
 pub struct SearchMetrics {
     leg_latency: HistogramVec,
@@ -84,6 +85,10 @@ pub struct Searcher {
     pub metrics: SearchMetrics,
     /// `None` when `query_cache.enabled` is false.
     pub cache: Option<QueryCache>,
+    /// Signs and checks `page_token`s.
+    pub pages: PageTokens,
+    /// Declared metadata types: range filters only on `number` / `date` keys.
+    pub metadata_types: braid_core::filter::MetadataTypes,
 }
 
 /// What happened to one leg.
@@ -102,6 +107,29 @@ struct Validated {
     top_k: u32,
     mode: SearchMode,
     params: RrfParams,
+    /// The filter, parsed and checked against the declared metadata types.
+    filter: braid_core::filter::Filter,
+    /// Score thresholds: fused, vector leg, text leg.
+    min_score: Option<f32>,
+    min_vector_score: Option<f32>,
+    min_text_score: Option<f32>,
+    /// 0 = no paging.
+    page_size: u32,
+    /// Where the page starts in the ranking (from `page_token`).
+    offset: u32,
+}
+
+impl Validated {
+    /// The search controls in canonical text (part of the query cache key).
+    fn controls(&self) -> String {
+        format!(
+            "filter={}|min={:?}|vmin={:?}|tmin={:?}",
+            self.filter.canonical(),
+            self.min_score.map(f32::to_bits),
+            self.min_vector_score.map(f32::to_bits),
+            self.min_text_score.map(f32::to_bits),
+        )
+    }
 }
 
 /// A leg's error in words an operator can act on. Only validation messages (written by our
@@ -168,8 +196,16 @@ impl Searcher {
         } else {
             r.top_k
         };
-        validate::top_k(top_k, self.config.max_top_k)?;
-        validate::filter(r.filter.as_ref())?;
+        // With paging, top_k is the depth of the ranking the pages are cut from.
+        let depth_limit = if r.page_size > 0 {
+            self.config.max_page_depth
+        } else {
+            self.config.max_top_k
+        };
+        validate::top_k(top_k, depth_limit)?;
+        paging::check_page_size(r, self.config.max_top_k)?;
+        let filter = braid_core::filter::parse(r.filter.as_ref())?;
+        filter.check_types(&tenant, &self.metadata_types)?;
         let mode = match SearchMode::try_from(r.mode) {
             Ok(SearchMode::Unspecified) => SearchMode::Hybrid,
             Ok(mode) => mode,
@@ -207,14 +243,49 @@ impl Searcher {
             vector_weight: weight("fusion.vector_weight", fusion.vector_weight)?,
             text_weight: weight("fusion.text_weight", fusion.text_weight)?,
         };
-        Ok(Validated {
+        let mut v = Validated {
             tenant,
             query: query.trim().to_string(),
             access: caller.access.clone(),
             top_k,
             mode,
             params,
-        })
+            filter,
+            min_score: paging::threshold("min_score", r.min_score)?,
+            min_vector_score: paging::threshold("min_vector_score", r.min_vector_score)?,
+            min_text_score: paging::threshold("min_text_score", r.min_text_score)?,
+            page_size: r.page_size,
+            offset: 0,
+        };
+        if !r.page_token.is_empty() {
+            v.offset = self
+                .pages
+                .decode(&r.page_token, self.fingerprint(&v, r, caller))?;
+        }
+        Ok(v)
+    }
+
+    /// Everything a page token is bound to ([`paging`]).
+    fn fingerprint(
+        &self,
+        v: &Validated,
+        r: &SearchRequest,
+        caller: &Principal,
+    ) -> paging::Fingerprint {
+        let mut f = paging::Fingerprint::new();
+        f.add(v.tenant.as_bytes())
+            .add(caller.subject.as_bytes())
+            .add(v.access.fingerprint().as_bytes())
+            .add(cache::normalise_query(&v.query).as_bytes())
+            .add(&(v.mode as i32).to_le_bytes())
+            .add(&v.top_k.to_le_bytes())
+            .add(&v.params.k.to_bits().to_le_bytes())
+            .add(&v.params.vector_weight.to_bits().to_le_bytes())
+            .add(&v.params.text_weight.to_bits().to_le_bytes())
+            .add(&[u8::from(r.chunk_level)])
+            .add(v.controls().as_bytes())
+            .add(&v.page_size.to_le_bytes());
+        f
     }
 
     fn leg_request(&self, v: &Validated, r: &SearchRequest, access: &Access) -> LegSearchRequest {
@@ -230,6 +301,7 @@ impl Searcher {
             embedding: Vec::new(),
             model: String::new(),
             detail_top_k: 0,
+            min_score: None,
         }
     }
 
@@ -463,22 +535,34 @@ impl Searcher {
         r: SearchRequest,
         caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
-        let started = Instant::now();
         let v = self.validate(&r, caller)?;
+        let full = self.full_answer(&v, &r).await?;
+        Ok(paging::cut(full, v.offset, v.page_size, |end| {
+            self.pages.encode(self.fingerprint(&v, &r, caller), end)
+        }))
+    }
+
+    /// The whole ranking (`top_k` deep), from the cache or the legs.
+    async fn full_answer(
+        &self,
+        v: &Validated,
+        r: &SearchRequest,
+    ) -> Result<SearchResponse, GatewayError> {
+        let started = Instant::now();
         let access = &v.access;
         let Some(cache) = &self.cache else {
-            return self.compute(&v, &r, access).await;
+            return self.compute(v, r, access).await;
         };
         if r.bypass_cache {
             cache.count("bypass");
-            return self.compute(&v, &r, access).await;
+            return self.compute(v, r, access).await;
         }
-        let Some(key) = self.cache_key(cache, &v, &r, access).await else {
+        let Some(key) = self.cache_key(cache, v, r, access).await else {
             cache.count("unavailable");
-            return self.compute(&v, &r, access).await;
+            return self.compute(v, r, access).await;
         };
         let mut response = cache
-            .get_or_compute(key, self.compute(&v, &r, access))
+            .get_or_compute(key, self.compute(v, r, access))
             .await?;
         if response.cached {
             response.took_ms = started.elapsed().as_millis() as u32;
@@ -549,6 +633,7 @@ impl Searcher {
             text_weight: v.params.text_weight,
             filter: r.filter.as_ref(),
             chunk_level: r.chunk_level,
+            controls: &v.controls(),
             model: &model,
             generation,
         }))
@@ -563,13 +648,17 @@ impl Searcher {
     ) -> Result<SearchResponse, GatewayError> {
         let started = Instant::now();
         let base = self.leg_request(v, r, access);
+        let vector_request = LegSearchRequest {
+            min_score: v.min_vector_score,
+            ..base.clone()
+        };
         let use_vector = matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector);
         let use_text = matches!(v.mode, SearchMode::Hybrid | SearchMode::Text);
         let (vector, text) = tokio::join!(
             self.timed(
                 "vector",
                 use_vector,
-                self.vector_leg(base.clone(), v.query.clone())
+                self.vector_leg(vector_request, v.query.clone())
             ),
             self.timed(
                 "text",
@@ -579,6 +668,7 @@ impl Searcher {
                         // Text and snippets only for as many hits as the page holds; the
                         // fetch step gets them for deeper hits that survive fusion.
                         detail_top_k: v.top_k,
+                        min_score: v.min_text_score,
                         ..base
                     },
                     v.query.clone()
@@ -622,6 +712,9 @@ impl Searcher {
             granularity,
         );
         fused.truncate(v.top_k as usize);
+        if let Some(min) = v.min_score {
+            fused.retain(|f| f.score >= min);
+        }
         if let Some(text_hits) = &text_hits
             && let Err(reason) = self
                 .fetch_details(&mut fused, text_hits, granularity, &v.tenant, &v.query)
@@ -653,6 +746,7 @@ impl Searcher {
             degraded_reasons: reasons,
             took_ms: started.elapsed().as_millis() as u32,
             cached: false,
+            next_page_token: String::new(),
         })
     }
 }

@@ -5,6 +5,7 @@ use braid_core::config::{
     BreakerSettings, ClientConfig, DatabaseConfig, ServerConfig, TelemetryConfig, Validate,
     positive,
 };
+use braid_core::filter::MetadataTypes;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the ingest service (`BRAID_INGEST__*`).
@@ -28,6 +29,9 @@ pub struct IngestConfig {
     pub internal_auth: InternalAuthConfig,
     /// Rebuilding and checking the search legs.
     pub recovery: RecoveryConfig,
+    /// Declared metadata types: a document whose value does not fit its key's type is
+    /// rejected (the gateway's `metadata_types` should say the same).
+    pub metadata_types: MetadataTypes,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -123,6 +127,7 @@ impl Default for IngestConfig {
             redaction: crate::redact::RedactionConfig::default(),
             internal_auth: InternalAuthConfig::default(),
             recovery: RecoveryConfig::default(),
+            metadata_types: MetadataTypes::default(),
         }
     }
 }
@@ -179,6 +184,7 @@ impl Validate for IngestConfig {
         self.server.validate(errors);
         self.telemetry.validate(errors);
         self.internal_auth.validate(errors);
+        self.metadata_types.validate("metadata_types", errors);
         self.database.validate(errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);

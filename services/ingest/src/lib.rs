@@ -134,6 +134,7 @@ pub async fn run(
                 redact::Redactor::new(&config.redaction).map_err(anyhow::Error::msg)?,
             ),
             tokenizer,
+            metadata_types: Arc::new(config.metadata_types.clone()),
         },
         wake,
         progress,

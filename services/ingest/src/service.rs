@@ -46,6 +46,8 @@ pub struct Rules {
     pub chunking: ChunkingConfig,
     pub redaction: Arc<Redactor>,
     pub tokenizer: Arc<dyn Tokenize>,
+    /// Declared metadata types, enforced per document.
+    pub metadata_types: Arc<braid_core::filter::MetadataTypes>,
 }
 
 #[derive(Clone)]
@@ -168,6 +170,7 @@ pub fn prepare(
             })?;
         }
     }
+    rules.metadata_types.check_document(tenant, &metadata)?;
     let chunks = chunk::chunk(
         &extracted.text,
         rules.tokenizer.as_ref(),
@@ -1123,6 +1126,7 @@ mod tests {
             chunking: ChunkingConfig::default(),
             redaction: Arc::new(Redactor::new(&redaction).unwrap()),
             tokenizer: Arc::new(BasicTokenizer),
+            metadata_types: Arc::default(),
         }
     }
 

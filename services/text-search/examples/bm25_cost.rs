@@ -124,7 +124,8 @@ async fn main() -> anyhow::Result<()> {
                         tenant: "default".into(),
                         query: q.clone(),
                         top_k: 50,
-                        filter: HashMap::new(),
+                        filter: braid_core::filter::Filter::default(),
+                        min_score: None,
                         access: braid_core::auth::Access::unrestricted(),
                         detail,
                     })

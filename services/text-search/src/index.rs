@@ -1,9 +1,8 @@
 //! The BM25 backend trait the service is written against. Tantivy implements it today; an
 //! Elasticsearch implementation plugs in behind the same trait.
 
-use std::collections::HashMap;
-
 use braid_core::auth::Access;
+use braid_core::filter::Filter;
 use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 
@@ -16,8 +15,10 @@ pub struct TextQuery {
     pub tenant: String,
     pub query: String,
     pub top_k: u32,
-    /// Exact metadata matches required of every hit.
-    pub filter: HashMap<String, String>,
+    /// Metadata conditions required of every hit (inside the query, see `filter.rs`).
+    pub filter: Filter,
+    /// Hits below this BM25 score are left out.
+    pub min_score: Option<f32>,
     /// The caller's clearance and groups, applied inside the query (never after it).
     pub access: Access,
     /// Text and snippet only for the best `detail` hits; 0 = all.

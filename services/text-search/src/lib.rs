@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+mod filter;
 mod index;
 mod managed;
 mod recovery;

@@ -77,7 +77,8 @@ impl TextSearchService for TextApi {
                 tenant: r.tenant,
                 query: r.query,
                 top_k: r.top_k,
-                filter: r.filter.map(|f| f.equals).unwrap_or_default(),
+                filter: braid_core::filter::parse(r.filter.as_ref()).map_err(TextError::from)?,
+                min_score: r.min_score,
                 // Unset = public documents only (fail closed).
                 access: access_from_filter(r.access.as_ref()),
                 detail: r.detail_top_k,

@@ -26,6 +26,7 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searche
 
 use crate::config::IndexConfig;
 use crate::error::TextError;
+use crate::filter;
 use crate::index::{TextIndex, TextQuery};
 
 const SEP: char = '\u{1f}';
@@ -223,8 +224,8 @@ impl Inner {
                 f.body => c.text.as_str(),
                 f.ordinal => c.ordinal as u64,
             );
-            for (k, v) in &c.metadata {
-                d.add_text(f.meta, format!("{k}{SEP}{v}"));
+            for term in filter::meta_terms(&c.metadata) {
+                d.add_text(f.meta, term);
             }
             d.add_u64(f.acl_clearance, u64::from(acl.clearance));
             if acl.groups.is_empty() {
@@ -294,17 +295,17 @@ impl Inner {
             (Occur::Must, text_query.box_clone()),
             filter(f.tenant, &q.tenant),
         ];
-        let mut filters: Vec<_> = q.filter.iter().collect();
-        filters.sort();
-        for (k, v) in filters {
-            clauses.push(filter(f.meta, &format!("{k}{SEP}{v}")));
-        }
+        clauses.extend(filter::filter_clauses(f.meta, &q.filter));
         clauses.extend(access_clauses(&f, &q.access));
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher
+        let mut top = searcher
             .search(&query, &TopDocs::with_limit(q.top_k as usize))
             .map_err(index_err)?;
+        // Best first: the threshold cuts the tail.
+        if let Some(min) = q.min_score {
+            top.retain(|(score, _)| *score >= min);
+        }
         self.hits(&searcher, &*text_query, &top, q.detail as usize)
     }
 
@@ -561,7 +562,8 @@ mod tests {
             tenant: tenant.into(),
             query: q.into(),
             top_k: 10,
-            filter: HashMap::new(),
+            filter: braid_core::filter::Filter::default(),
+            min_score: None,
             access: Access::unrestricted(),
             detail: 0,
         }
@@ -623,7 +625,11 @@ mod tests {
         assert!(hits[0].snippet.contains("<b>"), "{}", hits[0].snippet);
 
         let mut q = query("t1", "tomatoes");
-        q.filter.insert("lang".into(), "de".into());
+        q.filter = braid_core::filter::parse(Some(&braid_proto::v1::MetadataFilter {
+            equals: HashMap::from([("lang".into(), "de".into())]),
+            ..Default::default()
+        }))
+        .unwrap();
         assert!(
             idx.search(q).await.unwrap().is_empty(),
             "metadata filter applies"

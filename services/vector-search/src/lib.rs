@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod filter;
 mod service;
 mod store;
 

@@ -106,8 +106,7 @@ impl VectorSearchService for VectorApi {
         let r = request.into_inner();
         validate::leg_search_request(&r, self.max_top_k).map_err(VectorError::from)?;
         self.check_vector("embedding", &r.embedding)?;
-        let filter = serde_json::to_value(r.filter.map(|f| f.equals).unwrap_or_default())
-            .unwrap_or_else(|_| serde_json::json!({}));
+        let filter = braid_core::filter::parse(r.filter.as_ref()).map_err(VectorError::from)?;
         // Unset = public documents only (fail closed).
         let access = access_from_filter(r.access.as_ref());
         let hits = self
@@ -116,7 +115,8 @@ impl VectorSearchService for VectorApi {
                 tenant: &r.tenant,
                 embedding: &r.embedding,
                 top_k: r.top_k,
-                filter,
+                filter: &filter,
+                min_score: r.min_score,
                 model: &r.model,
                 access: &access,
             })

@@ -3,6 +3,7 @@
 //! would parse per query; every value is a bind parameter.
 
 use braid_core::auth::{Access, chunks_acl};
+use braid_core::filter::Filter;
 use braid_proto::v1::{Chunk, ChunkHit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -11,6 +12,7 @@ use braid_core::config::DatabaseConfig;
 
 use crate::config::SearchConfig;
 use crate::error::VectorError;
+use crate::filter::{Param, filter_sql, typed_metadata};
 
 #[derive(Clone)]
 pub struct Store {
@@ -23,8 +25,10 @@ pub struct Query<'a> {
     pub tenant: &'a str,
     pub embedding: &'a [f32],
     pub top_k: u32,
-    /// JSON object that every hit's metadata must contain (`@>`).
-    pub filter: serde_json::Value,
+    /// Metadata conditions, part of the WHERE clause ([`crate::filter`]).
+    pub filter: &'a Filter,
+    /// Hits below this cosine similarity are left out.
+    pub min_score: Option<f32>,
     /// Only vectors of this model; empty = any.
     pub model: &'a str,
     /// The caller's clearance and groups, applied in the WHERE clause.
@@ -129,6 +133,7 @@ impl Store {
                 .iter()
                 .map(|c| serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
                 .collect();
+            let typed: Vec<String> = chunks.iter().map(|c| typed_metadata(&c.metadata)).collect();
             let vectors: Vec<pgvector::Vector> = embeddings
                 .iter()
                 .map(|v| pgvector::Vector::from(v.clone()))
@@ -136,11 +141,11 @@ impl Store {
             sqlx::query(
                 "INSERT INTO vectors.chunks \
                    (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
-                    acl_clearance, acl_groups) \
+                    acl_clearance, acl_groups, metadata_typed) \
                  SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
-                        u.metadata::jsonb, $3, u.embedding, $11, $12::text[] \
-                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::vector[]) \
-                   AS u(chunk_id, external_id, title, ordinal, body, metadata, embedding)",
+                        u.metadata::jsonb, $3, u.embedding, $11, $12::text[], u.typed::jsonb \
+                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::vector[], $13::text[]) \
+                   AS u(chunk_id, external_id, title, ordinal, body, metadata, embedding, typed)",
             )
             .bind(tenant)
             .bind(document_id)
@@ -154,6 +159,7 @@ impl Store {
             .bind(&vectors)
             .bind(acl.clearance as i32) // chunks_acl checked it fits
             .bind(&acl.groups)
+            .bind(&typed)
             .execute(&mut *tx)
             .await?;
         }
@@ -212,35 +218,44 @@ impl Store {
     /// them. Access: unrestricted, or clearance at most the caller's and no groups or a shared
     /// one ([`Access::admits`]).
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
-        let rows: Vec<(String, String, String, String, String, i32, f64)> = sqlx::query_as(
+        let filter = filter_sql(q.filter, 8);
+        let sql = format!(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> $1) AS score \
              FROM vectors.chunks \
-             WHERE tenant = $2 AND metadata @> $3::jsonb AND ($5 = '' OR model = $5) \
-               AND ($6 OR (acl_clearance <= $7::int8 \
-                           AND (acl_groups = '{}' OR acl_groups && $8::text[]))) \
+             WHERE tenant = $2 AND ($4 = '' OR model = $4) \
+               AND ($5 OR (acl_clearance <= $6::int8 \
+                           AND (acl_groups = '{{}}' OR acl_groups && $7::text[]))){} \
              ORDER BY embedding <=> $1 \
-             LIMIT $4",
-        )
-        .bind(pgvector::Vector::from(q.embedding.to_vec()))
-        .bind(q.tenant)
-        .bind(q.filter.to_string())
-        .bind(q.top_k as i64)
-        .bind(q.model)
-        .bind(q.access.unrestricted)
-        .bind(i64::from(q.access.clearance))
-        .bind(
-            q.access
-                .groups
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        )
-        // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
-        // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await?;
+             LIMIT $3",
+            filter.sql
+        );
+        let query = sqlx::query_as::<_, (String, String, String, String, String, i32, f64)>(&sql)
+            .bind(pgvector::Vector::from(q.embedding.to_vec()))
+            .bind(q.tenant)
+            .bind(q.top_k as i64)
+            .bind(q.model)
+            .bind(q.access.unrestricted)
+            .bind(i64::from(q.access.clearance))
+            .bind(
+                q.access
+                    .groups
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            );
+        let query = filter.params.into_iter().fold(query, |query, p| match p {
+            Param::Text(v) | Param::Json(v) => query.bind(v),
+            Param::TextArray(v) => query.bind(v),
+            Param::Float(v) => query.bind(v),
+            Param::Int(v) => query.bind(v),
+        });
+        let rows = query
+            // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
+            // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await?;
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
             .into_iter()
@@ -258,6 +273,10 @@ impl Store {
             )
             .collect();
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        // Rows come by distance: the threshold cuts the tail, as it would in the WHERE clause.
+        if let Some(min) = q.min_score {
+            hits.retain(|h| h.score >= min);
+        }
         Ok(hits)
     }
 }
@@ -363,7 +382,8 @@ mod tests {
                 tenant: "t",
                 embedding: &vector(0.0),
                 top_k,
-                filter: serde_json::json!({}),
+                filter: &Filter::default(),
+                min_score: None,
                 model: "",
                 access,
             })

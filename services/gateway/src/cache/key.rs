@@ -22,6 +22,9 @@ pub struct KeyParts<'a> {
     pub text_weight: f32,
     pub filter: Option<&'a MetadataFilter>,
     pub chunk_level: bool,
+    /// The search controls in canonical text: the parsed filter's clauses and the score
+    /// thresholds (see `search.rs`).
+    pub controls: &'a str,
     /// name@revision of the query model ("-" when the answer does not use vectors).
     pub model: &'a str,
     /// The tenant's index generation (see the module doc of `cache`).
@@ -67,6 +70,7 @@ pub fn key(p: &KeyParts<'_>) -> String {
         field(v.as_bytes());
     }
     field(&[u8::from(p.chunk_level)]);
+    field(p.controls.as_bytes());
     field(p.model.as_bytes());
     field(&p.generation.to_le_bytes());
     hex::encode(h.finalize())
@@ -102,6 +106,7 @@ mod tests {
             text_weight: 1.0,
             filter,
             chunk_level: false,
+            controls: "",
             model: "minilm@1",
             generation: 7,
         }
@@ -138,6 +143,7 @@ mod tests {
             Box::new(|p| p.vector_weight = 0.5),
             Box::new(|p| p.text_weight = 0.5),
             Box::new(|p| p.chunk_level = true),
+            Box::new(|p| p.controls = "min_score=0.5"),
             Box::new(|p| p.model = "other@2"),
             Box::new(|p| p.generation = 8),
         ];
@@ -148,6 +154,7 @@ mod tests {
         }
         let filter = MetadataFilter {
             equals: HashMap::from([("topic".to_string(), "tech".to_string())]),
+            ..Default::default()
         };
         assert_ne!(key(&parts(&a, Some(&filter))), base);
     }
@@ -166,20 +173,24 @@ mod tests {
                 ("a".to_string(), "1".to_string()),
                 ("b".to_string(), "2".to_string()),
             ]),
+            ..Default::default()
         };
         let f2 = MetadataFilter {
             equals: HashMap::from([
                 ("b".to_string(), "2".to_string()),
                 ("a".to_string(), "1".to_string()),
             ]),
+            ..Default::default()
         };
         assert_eq!(key(&parts(&a, Some(&f1))), key(&parts(&a, Some(&f2))));
         // No concatenation collisions between filter keys and values.
         let f3 = MetadataFilter {
             equals: HashMap::from([("ab".to_string(), "".to_string())]),
+            ..Default::default()
         };
         let f4 = MetadataFilter {
             equals: HashMap::from([("a".to_string(), "b".to_string())]),
+            ..Default::default()
         };
         assert_ne!(key(&parts(&a, Some(&f3))), key(&parts(&a, Some(&f4))));
     }

@@ -37,7 +37,7 @@ use std::time::Duration;
 use braid_proto::v1::SearchResponse;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
-pub use key::{KeyParts, key};
+pub use key::{KeyParts, key, normalise_query};
 
 use crate::config::QueryCacheConfig;
 use crate::error::GatewayError;
