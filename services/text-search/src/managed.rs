@@ -517,7 +517,8 @@ mod tests {
             tenant: "t".into(),
             query: q.into(),
             top_k: 10,
-            filter: HashMap::new(),
+            filter: Default::default(),
+            min_score: None,
             access: Access::unrestricted(),
             detail: 0,
         }
