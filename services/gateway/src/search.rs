@@ -25,7 +25,8 @@ use crate::cache::{self, QueryCache};
 use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
-use crate::fusion::{self, Granularity, RrfParams};
+use crate::explain;
+use crate::fusion::{self, Choices, Granularity};
 
 pub struct SearchMetrics {
     leg_latency: HistogramVec,
@@ -101,7 +102,8 @@ struct Validated {
     access: Access,
     top_k: u32,
     mode: SearchMode,
-    params: RrfParams,
+    fusion: Choices,
+    explain: bool,
 }
 
 /// A leg's error in words an operator can act on. Only validation messages (written by our
@@ -180,56 +182,33 @@ impl Searcher {
                 ));
             }
         };
-        let fusion = r.fusion.unwrap_or_default();
-        let k = if fusion.rrf_k == 0 {
-            self.config.rrf_k
-        } else {
-            fusion.rrf_k
-        };
-        if k > 10_000 {
-            return Err(GatewayError::invalid(
-                "fusion.rrf_k",
-                format!("{k}, at most 10000"),
-            ));
-        }
-        let weight = |field: &str, w: Option<f32>| -> Result<f32, GatewayError> {
-            match w {
-                None => Ok(1.0),
-                Some(w) if w.is_finite() && (0.0..=100.0).contains(&w) => Ok(w),
-                Some(w) => Err(GatewayError::invalid(
-                    field,
-                    format!("{w} is out of range 0..=100"),
-                )),
-            }
-        };
-        let params = RrfParams {
-            k: k as f32,
-            vector_weight: weight("fusion.vector_weight", fusion.vector_weight)?,
-            text_weight: weight("fusion.text_weight", fusion.text_weight)?,
-        };
+        let fusion = fusion::choices(
+            &r.fusion.unwrap_or_default(),
+            top_k,
+            &self.config.fusion_defaults(),
+        )?;
         Ok(Validated {
             tenant,
             query: query.trim().to_string(),
             access: caller.access.clone(),
             top_k,
             mode,
-            params,
+            fusion,
+            explain: r.explain,
         })
     }
 
     fn leg_request(&self, v: &Validated, r: &SearchRequest, access: &Access) -> LegSearchRequest {
-        let candidates = (v.top_k.saturating_mul(3))
-            .max(self.config.min_candidates)
-            .min(self.config.max_candidates);
         LegSearchRequest {
             access: Some(access.to_filter()),
             tenant: v.tenant.clone(),
-            top_k: candidates,
+            top_k: v.fusion.text_candidates,
             filter: r.filter.clone(),
             query: String::new(),
             embedding: Vec::new(),
             model: String::new(),
             detail_top_k: 0,
+            ef_search: 0,
         }
     }
 
@@ -544,9 +523,11 @@ impl Searcher {
             query: &r.query,
             mode: v.mode as i32,
             top_k: v.top_k,
-            rrf_k: v.params.k,
-            vector_weight: v.params.vector_weight,
-            text_weight: v.params.text_weight,
+            rrf_k: v.fusion.params.k,
+            vector_weight: v.fusion.params.vector_weight,
+            text_weight: v.fusion.params.text_weight,
+            fusion: &v.fusion.cache_part(),
+            explain: v.explain,
             filter: r.filter.as_ref(),
             chunk_level: r.chunk_level,
             model: &model,
@@ -569,7 +550,14 @@ impl Searcher {
             self.timed(
                 "vector",
                 use_vector,
-                self.vector_leg(base.clone(), v.query.clone())
+                self.vector_leg(
+                    LegSearchRequest {
+                        top_k: v.fusion.vector_candidates,
+                        ef_search: v.fusion.ef_search,
+                        ..base.clone()
+                    },
+                    v.query.clone()
+                )
             ),
             self.timed(
                 "text",
@@ -615,10 +603,11 @@ impl Searcher {
         } else {
             Granularity::Document
         };
+        let single_leg = vector_hits.is_none() || text_hits.is_none();
         let mut fused = fusion::fuse(
             vector_hits.as_deref(),
             text_hits.as_deref(),
-            v.params,
+            &v.fusion.params,
             granularity,
         );
         fused.truncate(v.top_k as usize);
@@ -634,6 +623,13 @@ impl Searcher {
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
+                explanation: v
+                    .explain
+                    .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
+                vector_score: f.vector.as_ref().map(|l| l.score),
+                vector_rank: f.vector.as_ref().map(|l| l.rank),
+                text_score: f.text.as_ref().map(|l| l.score),
+                text_rank: f.text.as_ref().map(|l| l.rank),
                 document_id: f.hit.document_id,
                 external_id: f.hit.external_id,
                 title: f.hit.title,
@@ -641,10 +637,6 @@ impl Searcher {
                 text: f.hit.text,
                 snippet: f.snippet,
                 score: f.score,
-                vector_score: f.vector.map(|l| l.score),
-                vector_rank: f.vector.map(|l| l.rank),
-                text_score: f.text.map(|l| l.score),
-                text_rank: f.text.map(|l| l.rank),
             })
             .collect();
         Ok(SearchResponse {

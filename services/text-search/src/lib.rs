@@ -1,10 +1,15 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
 //! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
-//! backend implements the same trait), `service` is the gRPC surface.
+//! backend implements the same trait) with the English analysis of `analysis`, the
+//! configurable BM25 of `bm25` and document entries built by `document_text`; `service` is
+//! the gRPC surface.
 
 #![forbid(unsafe_code)]
 
+mod analysis;
+mod bm25;
 mod config;
+mod document_text;
 mod error;
 mod index;
 mod service;
@@ -37,16 +42,14 @@ pub async fn run(
         Backend::Tantivy => {
             let c = config.clone();
             Arc::new(
-                tokio::task::spawn_blocking(move || {
-                    TantivyIndex::open(&c.index, c.search.snippet_chars, c.search.title_boost)
-                })
-                .await?
-                .with_context(|| {
-                    format!(
-                        "opening the Tantivy index in {}",
-                        config.index.dir.display()
-                    )
-                })?,
+                tokio::task::spawn_blocking(move || TantivyIndex::open(&c.index, &c.search))
+                    .await?
+                    .with_context(|| {
+                        format!(
+                            "opening the Tantivy index in {}",
+                            config.index.dir.display()
+                        )
+                    })?,
             )
         }
     };

@@ -10,7 +10,7 @@ use braid_proto::v1::{
 };
 
 use crate::error::VectorError;
-use crate::store::{Query, Store};
+use crate::store::{self, Query, Store};
 
 pub struct VectorApi {
     pub(crate) store: Store,
@@ -102,6 +102,13 @@ impl VectorSearchService for VectorApi {
         let r = request.into_inner();
         validate::leg_search_request(&r, self.max_top_k).map_err(VectorError::from)?;
         self.check_vector("embedding", &r.embedding)?;
+        if r.ef_search > store::MAX_EF_SEARCH {
+            return Err(VectorError::invalid(
+                "ef_search",
+                format!("is {}, at most {}", r.ef_search, store::MAX_EF_SEARCH),
+            )
+            .into());
+        }
         let filter = serde_json::to_value(r.filter.map(|f| f.equals).unwrap_or_default())
             .unwrap_or_else(|_| serde_json::json!({}));
         // Unset = public documents only (fail closed).
@@ -115,6 +122,7 @@ impl VectorSearchService for VectorApi {
                 filter,
                 model: &r.model,
                 access: &access,
+                ef_search: (r.ef_search > 0).then_some(r.ef_search),
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))

@@ -29,7 +29,13 @@ pub struct Query<'a> {
     pub model: &'a str,
     /// The caller's clearance and groups, applied in the WHERE clause.
     pub access: &'a Access,
+    /// `hnsw.ef_search` for this query only (`SET LOCAL` in its transaction); `None` = the
+    /// pool's setting.
+    pub ef_search: Option<u32>,
 }
+
+/// The largest `hnsw.ef_search` pgvector accepts.
+pub const MAX_EF_SEARCH: u32 = 1000;
 
 /// `hnsw.iterative_scan` for every search: filtered searches keep scanning until enough rows
 /// pass; the caller restores exact order.
@@ -189,6 +195,14 @@ impl Store {
     /// them. Access: unrestricted, or clearance at most the caller's and no groups or a shared
     /// one ([`Access::admits`]).
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(ef) = q.ef_search {
+            // `SET LOCAL` takes no parameters; set_config(.., true) is its bindable form.
+            sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
+                .bind(ef.min(MAX_EF_SEARCH).to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let rows: Vec<(String, String, String, String, String, i32, f64)> = sqlx::query_as(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> $1) AS score \
@@ -216,8 +230,9 @@ impl Store {
         // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
         // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
         .persistent(false)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
             .into_iter()
@@ -343,6 +358,7 @@ mod tests {
                 filter: serde_json::json!({}),
                 model: "",
                 access,
+                ef_search: None,
             })
             .await
             .unwrap();
