@@ -209,6 +209,7 @@ impl Searcher {
             model: String::new(),
             detail_top_k: 0,
             ef_search: 0,
+            chunk_level: false,
         }
     }
 
@@ -567,6 +568,7 @@ impl Searcher {
                         // Text and snippets only for as many hits as the page holds; the
                         // fetch step gets them for deeper hits that survive fusion.
                         detail_top_k: v.top_k,
+                        chunk_level: r.chunk_level,
                         ..base
                     },
                     v.query.clone()

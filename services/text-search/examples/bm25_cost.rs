@@ -133,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
                         filter: HashMap::new(),
                         access: braid_core::auth::Access::unrestricted(),
                         detail,
+                        chunk_level: false,
                     })
                     .await?;
                 bytes += LegSearchResponse { hits }.encoded_len();

@@ -143,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 filter: HashMap::new(),
                 access: braid_core::auth::Access::unrestricted(),
                 detail: 10,
+                chunk_level: false,
             })
             .await?;
         let mut seen = HashSet::new();

@@ -334,10 +334,26 @@ impl Inner {
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
-    /// Documents ranked by [`Self::document_query`], each represented by its best chunk.
+    /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
+    /// with `chunk_level`, chunks ranked by their own BM25.
     fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
         let searcher = self.reader.searcher();
+        if q.chunk_level {
+            let text_query = self.text_query(&q.query)?;
+            let mut clauses = vec![
+                (Occur::Must, text_query.box_clone()),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ];
+            clauses.extend(filter_clauses(&f, q));
+            let top = searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(q.top_k as usize),
+                )
+                .map_err(index_err)?;
+            return self.hits(&searcher, &*text_query, &top, q.detail as usize);
+        }
         let mut clauses = vec![
             (Occur::Must, self.document_query(&q.query)?),
             zero_score_term(f.kind, KIND_DOCUMENT),
@@ -355,8 +371,8 @@ impl Inner {
             .collect::<Result<Vec<_>, _>>()?;
         let text_query = self.text_query(&q.query)?;
         let best = self.best_chunks(&searcher, &*text_query, q, &ids)?;
-        // A document whose chunks vanished between the two queries (a concurrent replace
-        // committed in between is not possible: one searcher) has no chunk: left out.
+        // Both queries run on one searcher (one commit), where a document entry exists
+        // exactly when its chunks do; a document without a chunk is left out all the same.
         let top: Vec<(f32, DocAddress)> = documents
             .iter()
             .zip(&ids)
@@ -677,6 +693,7 @@ mod tests {
             filter: HashMap::new(),
             access: Access::unrestricted(),
             detail: 0,
+            chunk_level: false,
         }
     }
 
@@ -1059,6 +1076,56 @@ mod tests {
         assert_eq!(fetched[0].snippet, full[2].snippet);
         assert_eq!(fetched[1].text, full[1].text);
         assert!(fetched[1].snippet.contains("<b>comet</b>"));
+    }
+
+    #[tokio::test]
+    async fn documents_rank_on_their_whole_text_and_show_their_best_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+        // `long`: the two query words in different chunks; `short`: one word, in a tiny
+        // chunk that outscores either chunk of `long` on its own.
+        let long = vec![
+            chunk(
+                "t",
+                "long",
+                0,
+                "",
+                "quasar jets seen from far away in the survey",
+            ),
+            chunk(
+                "t",
+                "long",
+                1,
+                "",
+                "away in the survey a bright magnetar flared",
+            ),
+        ];
+        idx.replace_document("t", "long", long).await.unwrap();
+        idx.replace_document("t", "short", vec![chunk("t", "short", 0, "", "quasar")])
+            .await
+            .unwrap();
+        let hits = idx.search(query("t", "quasar magnetar")).await.unwrap();
+        let docs: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+        assert_eq!(docs, ["long", "short"], "{hits:?}");
+        assert_eq!(hits.len(), 2, "one hit per document");
+        assert!(hits[0].snippet.contains("<b>"), "{hits:?}");
+
+        // Chunk level: each matching chunk on its own; the tiny chunk ranks first.
+        let mut q = query("t", "quasar magnetar");
+        q.chunk_level = true;
+        let chunks = idx.search(q).await.unwrap();
+        let ids: Vec<&str> = chunks.iter().map(|h| h.chunk_id.as_str()).collect();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!(ids[0], "short:0", "{chunks:?}");
+
+        // The document entry follows replaces and deletes like its chunks.
+        idx.replace_document("t", "long", vec![chunk("t", "long", 0, "", "nothing")])
+            .await
+            .unwrap();
+        let hits = idx.search(query("t", "magnetar")).await.unwrap();
+        assert!(hits.is_empty(), "{hits:?}");
+        assert_eq!(idx.delete_document("t", "short").await.unwrap(), 1);
+        assert!(idx.search(query("t", "quasar")).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
