@@ -928,10 +928,11 @@ mod tests {
         // As query syntax these would be a field query, a prohibited term, a range, a
         // phrase prefix, a boost or a syntax error; as text they are words.
         for (q, hits) in [
-            // Field syntax: the words are a phrase in any field, not a field query (as one,
-            // `title:rust` finds nothing and `body:nothing` finds d2).
+            // Field syntax: the words are words in any field, not a field query (as one,
+            // `title:rust` would find nothing; `body:nothing` finds d2 by the word
+            // "nothing", not by a field query on `body`).
             ("title:rust", 1),
-            ("body:nothing", 0),
+            ("body:nothing", 1),
             ("-rust", 1),
             ("policy^", 1),
             ("[a TO z]", 0),

@@ -6,22 +6,17 @@
 //! the pipeline stored (batches of 64, sorted by length: the model's best case), and breaks the
 //! pipeline's time down with the services' own Prometheus metrics.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use braid_embedding::Engine;
-use braid_tests::v1::{
-    DocumentInput, DocumentStatus, IngestStreamRequest, SearchMode, SearchRequest,
-    WaitIndexedRequest,
-};
+use braid_tests::v1::{DocumentInput, DocumentStatus, IngestStreamRequest, WaitIndexedRequest};
 use braid_tests::{Stack, StackOptions, http_get, metric_sum, model_dir};
 use clap::{Parser, Subcommand};
 
+#[path = "braid-bench/eval.rs"]
 mod eval;
 
 #[derive(Parser)]
