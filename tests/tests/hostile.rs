@@ -248,6 +248,8 @@ async fn odd_filter_keys_are_invalid_argument_at_the_gateway_and_in_the_legs() {
         access: Some(braid_core::auth::Access::unrestricted().to_filter()),
         detail_top_k: 0,
         min_score: None,
+        ef_search: 0,
+        chunk_level: false,
     };
     let mut vector = stack.vector_client();
     let status = vector.search(leg_request()).await.unwrap_err();

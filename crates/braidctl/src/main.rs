@@ -8,6 +8,7 @@ mod bench;
 mod files;
 mod filter;
 mod recovery;
+mod search;
 mod token;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use anyhow::Context;
 use braid_proto::tonic::transport::{Channel, Endpoint};
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{
-    DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, FusionParams, GetDocumentRequest,
+    DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, GetDocumentRequest,
     IngestStreamRequest, JobState, ListJobsRequest, ReembedRequest, RetryJobsRequest, SearchMode,
     SearchRequest, StatsRequest, WaitIndexedRequest,
 };
@@ -84,6 +85,12 @@ enum Command {
         /// Reciprocal rank fusion k (0: server default).
         #[arg(long, default_value_t = 0)]
         rrf_k: u32,
+        #[command(flatten)]
+        fusion: search::FusionArgs,
+        /// Show how each hit's score was computed (per leg: raw and normalised score, rank,
+        /// weight, contribution, matched chunk).
+        #[arg(long)]
+        explain: bool,
         /// Metadata condition (repeatable, all must hold): key=v, key!=v, key>=v, key<v
         /// (numbers or dates), "key in a,b", "key not in a,b", key (has it), !key (lacks it).
         #[arg(long = "filter")]
@@ -460,6 +467,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             top_k,
             rrf_k,
+            fusion,
+            explain,
             filter,
             page_size,
             page_token,
@@ -478,13 +487,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Mode::Vector => SearchMode::Vector,
                     Mode::Text => SearchMode::Text,
                 } as i32,
-                fusion: Some(FusionParams {
-                    rrf_k,
-                    ..Default::default()
-                }),
+                fusion: Some(fusion.to_proto(rrf_k)),
                 filter: filter::filter(&filter).map_err(anyhow::Error::msg)?,
                 chunk_level: chunks,
                 bypass_cache: false,
+                explain,
                 page_size,
                 page_token,
                 min_score,
@@ -497,9 +504,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?
                 .into_inner();
             if json {
-                println!("{}", serde_json::to_string_pretty(&search_json(&response))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&search::json(&response))?
+                );
             } else {
-                print_hits(&response);
+                search::print(&response);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -660,68 +670,6 @@ async fn check(address: &str, service: &str) -> String {
             Err(_) => "UNKNOWN".into(),
         },
         Err(s) => format!("ERROR ({:?})", s.code()),
-    }
-}
-
-fn search_json(r: &braid_proto::v1::SearchResponse) -> serde_json::Value {
-    serde_json::json!({
-        "hits": r.hits.iter().map(|h| serde_json::json!({
-            "document_id": h.document_id,
-            "external_id": h.external_id,
-            "title": h.title,
-            "chunk_id": h.chunk_id,
-            "score": h.score,
-            "vector_score": h.vector_score,
-            "vector_rank": h.vector_rank,
-            "text_score": h.text_score,
-            "text_rank": h.text_rank,
-            "snippet": h.snippet,
-        })).collect::<Vec<_>>(),
-        "degraded": r.degraded,
-        "degraded_reasons": r.degraded_reasons,
-        "took_ms": r.took_ms,
-        "next_page_token": r.next_page_token,
-    })
-}
-
-fn print_hits(r: &braid_proto::v1::SearchResponse) {
-    if r.degraded {
-        println!("DEGRADED: {}", r.degraded_reasons.join("; "));
-    }
-    if r.hits.is_empty() {
-        println!("no hits ({} ms)", r.took_ms);
-        return;
-    }
-    for (i, h) in r.hits.iter().enumerate() {
-        let leg = |score: Option<f32>, rank: Option<u32>| match (score, rank) {
-            (Some(s), Some(r)) => format!("{s:.3} (#{r})"),
-            _ => "-".to_string(),
-        };
-        println!(
-            "{:>3}. {:.4}  {}  [{}]   vector {}  text {}",
-            i + 1,
-            h.score,
-            if h.title.is_empty() {
-                "(untitled)"
-            } else {
-                &h.title
-            },
-            h.external_id,
-            leg(h.vector_score, h.vector_rank),
-            leg(h.text_score, h.text_rank),
-        );
-        let excerpt = if h.snippet.is_empty() {
-            &h.text
-        } else {
-            &h.snippet
-        };
-        let excerpt: String = excerpt.split_whitespace().collect::<Vec<_>>().join(" ");
-        let excerpt: String = excerpt.chars().take(160).collect();
-        println!("       {excerpt}");
-    }
-    println!("{} hits in {} ms", r.hits.len(), r.took_ms);
-    if !r.next_page_token.is_empty() {
-        println!("next page: --page-token {}", r.next_page_token);
     }
 }
 

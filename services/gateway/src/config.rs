@@ -6,6 +6,8 @@ use braid_core::config::{
 use braid_core::filter::MetadataTypes;
 use serde::{Deserialize, Serialize};
 
+use crate::fusion::{Defaults, Method, Normalization};
+
 pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
 pub use crate::limits::config::{
     Budget, ClassBudget, LimitsConfig, LongCallLimits, RequestLimits, StreamLimits,
@@ -111,6 +113,13 @@ pub struct SearchConfig {
     pub max_query_bytes: usize,
     /// RRF constant k used when the request does not set one.
     pub rrf_k: u32,
+    /// Fusion method when the request does not choose one: `rrf` or `linear`.
+    pub fusion_method: Method,
+    /// Score normalisation of LINEAR fusion when the request does not choose one:
+    /// `min_max`, `z_score` or `rank`.
+    pub normalization: Normalization,
+    /// Largest `fusion.ef_search` a request may ask of the vector leg (pgvector allows 1000).
+    pub max_ef_search: u32,
     /// Each leg returns max(top_k * 3, min_candidates) hits, capped at max_candidates.
     pub min_candidates: u32,
     pub max_candidates: u32,
@@ -155,12 +164,29 @@ impl Default for SearchConfig {
             max_top_k: 100,
             max_query_bytes: 2048,
             rrf_k: 60,
+            fusion_method: Method::Rrf,
+            normalization: Normalization::MinMax,
+            max_ef_search: 1000,
             min_candidates: 50,
             max_candidates: 1000,
             vector_timeout_ms: 2_000,
             text_timeout_ms: 2_000,
             leg_concurrency: 32,
             max_page_depth: 500,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// What fusion falls back to and is bounded by.
+    pub fn fusion_defaults(&self) -> Defaults {
+        Defaults {
+            rrf_k: self.rrf_k,
+            method: self.fusion_method,
+            normalization: self.normalization,
+            min_candidates: self.min_candidates,
+            max_candidates: self.max_candidates,
+            max_ef_search: self.max_ef_search,
         }
     }
 }
@@ -180,6 +206,12 @@ impl Validate for GatewayConfig {
         }
         positive(errors, "search.max_query_bytes", s.max_query_bytes as u64);
         positive(errors, "search.rrf_k", s.rrf_k as u64);
+        if !(1..=1000).contains(&s.max_ef_search) {
+            errors.push(format!(
+                "search.max_ef_search is {}, must be 1..=1000 (pgvector's limit)",
+                s.max_ef_search
+            ));
+        }
         if s.min_candidates > s.max_candidates {
             errors.push("search.min_candidates must not exceed search.max_candidates".into());
         }

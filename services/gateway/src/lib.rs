@@ -11,6 +11,7 @@ mod cache;
 mod clients;
 mod config;
 mod error;
+mod explain;
 pub mod fusion;
 mod limits;
 mod paging;

@@ -25,7 +25,8 @@ use crate::cache::{self, QueryCache};
 use crate::clients::Clients;
 use crate::config::SearchConfig;
 use crate::error::GatewayError;
-use crate::fusion::{self, Granularity, RrfParams};
+use crate::explain;
+use crate::fusion::{self, Choices, Granularity};
 use crate::paging::{self, PageTokens};
 
 pub struct SearchMetrics {
@@ -106,7 +107,8 @@ struct Validated {
     access: Access,
     top_k: u32,
     mode: SearchMode,
-    params: RrfParams,
+    fusion: Choices,
+    explain: bool,
     /// The filter, parsed and checked against the declared metadata types.
     filter: braid_core::filter::Filter,
     /// Score thresholds: fused, vector leg, text leg.
@@ -216,40 +218,19 @@ impl Searcher {
                 ));
             }
         };
-        let fusion = r.fusion.unwrap_or_default();
-        let k = if fusion.rrf_k == 0 {
-            self.config.rrf_k
-        } else {
-            fusion.rrf_k
-        };
-        if k > 10_000 {
-            return Err(GatewayError::invalid(
-                "fusion.rrf_k",
-                format!("{k}, at most 10000"),
-            ));
-        }
-        let weight = |field: &str, w: Option<f32>| -> Result<f32, GatewayError> {
-            match w {
-                None => Ok(1.0),
-                Some(w) if w.is_finite() && (0.0..=100.0).contains(&w) => Ok(w),
-                Some(w) => Err(GatewayError::invalid(
-                    field,
-                    format!("{w} is out of range 0..=100"),
-                )),
-            }
-        };
-        let params = RrfParams {
-            k: k as f32,
-            vector_weight: weight("fusion.vector_weight", fusion.vector_weight)?,
-            text_weight: weight("fusion.text_weight", fusion.text_weight)?,
-        };
+        let fusion = fusion::choices(
+            &r.fusion.unwrap_or_default(),
+            top_k,
+            &self.config.fusion_defaults(),
+        )?;
         let mut v = Validated {
             tenant,
             query: query.trim().to_string(),
             access: caller.access.clone(),
             top_k,
             mode,
-            params,
+            fusion,
+            explain: r.explain,
             filter,
             min_score: paging::threshold("min_score", r.min_score)?,
             min_vector_score: paging::threshold("min_vector_score", r.min_vector_score)?,
@@ -279,9 +260,7 @@ impl Searcher {
             .add(cache::normalise_query(&v.query).as_bytes())
             .add(&(v.mode as i32).to_le_bytes())
             .add(&v.top_k.to_le_bytes())
-            .add(&v.params.k.to_bits().to_le_bytes())
-            .add(&v.params.vector_weight.to_bits().to_le_bytes())
-            .add(&v.params.text_weight.to_bits().to_le_bytes())
+            .add(v.fusion.cache_part().as_bytes())
             .add(&[u8::from(r.chunk_level)])
             .add(v.controls().as_bytes())
             .add(&v.page_size.to_le_bytes());
@@ -289,19 +268,18 @@ impl Searcher {
     }
 
     fn leg_request(&self, v: &Validated, r: &SearchRequest, access: &Access) -> LegSearchRequest {
-        let candidates = (v.top_k.saturating_mul(3))
-            .max(self.config.min_candidates)
-            .min(self.config.max_candidates);
         LegSearchRequest {
             access: Some(access.to_filter()),
             tenant: v.tenant.clone(),
-            top_k: candidates,
+            top_k: v.fusion.text_candidates,
             filter: r.filter.clone(),
             query: String::new(),
             embedding: Vec::new(),
             model: String::new(),
             detail_top_k: 0,
             min_score: None,
+            ef_search: 0,
+            chunk_level: false,
         }
     }
 
@@ -628,9 +606,11 @@ impl Searcher {
             query: &r.query,
             mode: v.mode as i32,
             top_k: v.top_k,
-            rrf_k: v.params.k,
-            vector_weight: v.params.vector_weight,
-            text_weight: v.params.text_weight,
+            rrf_k: v.fusion.params.k,
+            vector_weight: v.fusion.params.vector_weight,
+            text_weight: v.fusion.params.text_weight,
+            fusion: &v.fusion.cache_part(),
+            explain: v.explain,
             filter: r.filter.as_ref(),
             chunk_level: r.chunk_level,
             controls: &v.controls(),
@@ -658,7 +638,14 @@ impl Searcher {
             self.timed(
                 "vector",
                 use_vector,
-                self.vector_leg(vector_request, v.query.clone())
+                self.vector_leg(
+                    LegSearchRequest {
+                        top_k: v.fusion.vector_candidates,
+                        ef_search: v.fusion.ef_search,
+                        ..vector_request
+                    },
+                    v.query.clone()
+                )
             ),
             self.timed(
                 "text",
@@ -669,6 +656,7 @@ impl Searcher {
                         // fetch step gets them for deeper hits that survive fusion.
                         detail_top_k: v.top_k,
                         min_score: v.min_text_score,
+                        chunk_level: r.chunk_level,
                         ..base
                     },
                     v.query.clone()
@@ -705,10 +693,11 @@ impl Searcher {
         } else {
             Granularity::Document
         };
+        let single_leg = vector_hits.is_none() || text_hits.is_none();
         let mut fused = fusion::fuse(
             vector_hits.as_deref(),
             text_hits.as_deref(),
-            v.params,
+            &v.fusion.params,
             granularity,
         );
         fused.truncate(v.top_k as usize);
@@ -727,6 +716,13 @@ impl Searcher {
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
+                explanation: v
+                    .explain
+                    .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
+                vector_score: f.vector.as_ref().map(|l| l.score),
+                vector_rank: f.vector.as_ref().map(|l| l.rank),
+                text_score: f.text.as_ref().map(|l| l.score),
+                text_rank: f.text.as_ref().map(|l| l.rank),
                 document_id: f.hit.document_id,
                 external_id: f.hit.external_id,
                 title: f.hit.title,
@@ -734,10 +730,6 @@ impl Searcher {
                 text: f.hit.text,
                 snippet: f.snippet,
                 score: f.score,
-                vector_score: f.vector.map(|l| l.score),
-                vector_rank: f.vector.map(|l| l.rank),
-                text_score: f.text.map(|l| l.score),
-                text_rank: f.text.map(|l| l.rank),
             })
             .collect();
         Ok(SearchResponse {

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use braid_proto::prost::Message;
 use braid_proto::v1::{Chunk, LegSearchResponse};
-use braid_text_search::{IndexConfig, TantivyIndex, TextIndex, TextQuery};
+use braid_text_search::{IndexConfig, SearchConfig, TantivyIndex, TextIndex, TextQuery};
 
 fn cpu_ns() -> u64 {
     let mut total = 0;
@@ -54,7 +54,13 @@ async fn main() -> anyhow::Result<()> {
         writer_memory_mb: 64,
         writer_threads: 1,
     };
-    let index = TantivyIndex::open(&config, 160, 1.5)?;
+    let index = TantivyIndex::open(
+        &config,
+        &SearchConfig {
+            snippet_chars: 160,
+            ..SearchConfig::default()
+        },
+    )?;
     let mut chunks_total = 0;
     let corpus = lines(&dir.join("corpus.jsonl"))?;
     // Documents go in 256 at a time: concurrent writes share one commit (group commit).
@@ -128,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
                         min_score: None,
                         access: braid_core::auth::Access::unrestricted(),
                         detail,
+                        chunk_level: false,
                     })
                     .await?;
                 bytes += LegSearchResponse { hits }.encoded_len();

@@ -43,8 +43,13 @@ pub struct SearchConfig {
     pub max_query_bytes: usize,
     /// Characters of highlighted context per hit.
     pub snippet_chars: usize,
-    /// Title matches weigh this much more than body matches.
+    /// Weight of title matches relative to body matches (the title's BM25 is multiplied by
+    /// it before the two are added).
     pub title_boost: f32,
+    /// BM25 term-frequency saturation.
+    pub bm25_k1: f32,
+    /// BM25 length normalisation, 0..=1.
+    pub bm25_b: f32,
 }
 
 impl Default for TextSearchConfig {
@@ -76,7 +81,12 @@ impl Default for SearchConfig {
             max_top_k: 1000,
             max_query_bytes: 4096,
             snippet_chars: 200,
-            title_boost: 1.5,
+            // Chosen on the dev half of SciFact's test queries (the first 150 of
+            // qrels/test.tsv; `examples/bm25_eval.rs`): title boost in {0.01, 0.25, 0.5,
+            // 0.75, 1, 1.5, 2} x (k1, b) in {(0.9, 0.4) Anserini, (1.2, 0.75) Lucene}.
+            title_boost: 0.5,
+            bm25_k1: 1.2,
+            bm25_b: 0.75,
         }
     }
 }
@@ -103,6 +113,14 @@ impl Validate for TextSearchConfig {
         );
         if !(self.search.title_boost.is_finite() && self.search.title_boost > 0.0) {
             errors.push("search.title_boost must be a positive number".into());
+        }
+        let k1 = self.search.bm25_k1;
+        if !(k1.is_finite() && (0.0..=10.0).contains(&k1)) {
+            errors.push(format!("search.bm25_k1 is {k1}, must be 0..=10"));
+        }
+        let b = self.search.bm25_b;
+        if !(b.is_finite() && (0.0..=1.0).contains(&b)) {
+            errors.push(format!("search.bm25_b is {b}, must be 0..=1"));
         }
     }
 }

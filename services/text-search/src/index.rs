@@ -23,6 +23,8 @@ pub struct TextQuery {
     pub access: Access,
     /// Text and snippet only for the best `detail` hits; 0 = all.
     pub detail: u32,
+    /// Rank chunks instead of documents.
+    pub chunk_level: bool,
 }
 
 #[tonic::async_trait]

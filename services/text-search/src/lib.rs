@@ -1,12 +1,16 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
 //! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
-//! backend implements the same trait), `managed` keeps the index directory recoverable (which index serves, faults
-//! for a lost or corrupt one, rebuilding into a new one and switching), `service` and
-//! `recovery` are the gRPC surface.
+//! backend implements the same trait) with the English analysis of `analysis`, the
+//! configurable BM25 of `bm25` and document entries built by `document_text`; `managed` keeps
+//! the index directory recoverable (which index serves, faults for a lost or corrupt one,
+//! rebuilding into a new one and switching); `service` and `recovery` are the gRPC surface.
 
 #![forbid(unsafe_code)]
 
+mod analysis;
+mod bm25;
 mod config;
+mod document_text;
 mod error;
 mod filter;
 mod index;
@@ -43,11 +47,7 @@ pub async fn run(
             let c = config.clone();
             Arc::new(
                 tokio::task::spawn_blocking(move || {
-                    managed::ManagedIndex::open(
-                        &c.index,
-                        c.search.snippet_chars,
-                        c.search.title_boost,
-                    )
+                    managed::ManagedIndex::open(&c.index, &c.search)
                 })
                 .await?
                 .with_context(|| {

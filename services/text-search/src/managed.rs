@@ -26,7 +26,7 @@ use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 use serde::{Deserialize, Serialize};
 
-use crate::config::IndexConfig;
+use crate::config::{IndexConfig, SearchConfig};
 use crate::error::TextError;
 use crate::index::{TextIndex, TextQuery};
 use crate::tantivy_index::TantivyIndex;
@@ -76,8 +76,7 @@ pub struct Status {
 
 pub struct ManagedIndex {
     config: IndexConfig,
-    snippet_chars: usize,
-    title_boost: f32,
+    search: SearchConfig,
     state: RwLock<State>,
     /// Held by rebuild writes and by live writes into the rebuild, so a rebuild never writes
     /// an older version of a document over a live write.
@@ -96,17 +95,12 @@ impl ManagedIndex {
     /// Opens the serving index under `config.dir` (blocking). Never fails for a missing or
     /// corrupt index: that is a fault the service reports; only an unusable root directory
     /// (cannot be created) is an error.
-    pub fn open(
-        config: &IndexConfig,
-        snippet_chars: usize,
-        title_boost: f32,
-    ) -> Result<Self, TextError> {
+    pub fn open(config: &IndexConfig, search: &SearchConfig) -> Result<Self, TextError> {
         let root = config.dir.clone();
         std::fs::create_dir_all(&root).map_err(|e| io_err("creating the index directory", e))?;
         let this = Self {
             config: config.clone(),
-            snippet_chars,
-            title_boost,
+            search: search.clone(),
             state: RwLock::new(State::default()),
             rebuild: tokio::sync::Mutex::new(None),
         };
@@ -188,7 +182,7 @@ impl ManagedIndex {
             dir: dir.to_path_buf(),
             ..self.config.clone()
         };
-        TantivyIndex::open(&config, self.snippet_chars, self.title_boost)
+        TantivyIndex::open(&config, &self.search)
     }
 
     fn snapshot(&self) -> (Option<Active>, Option<String>) {
@@ -254,12 +248,10 @@ impl ManagedIndex {
             dir: dir.clone(),
             ..self.config.clone()
         };
-        let (snippet_chars, title_boost) = (self.snippet_chars, self.title_boost);
-        let index = tokio::task::spawn_blocking(move || {
-            TantivyIndex::open(&config, snippet_chars, title_boost)
-        })
-        .await
-        .map_err(|e| TextError::Task(e.to_string()))??;
+        let search = self.search.clone();
+        let index = tokio::task::spawn_blocking(move || TantivyIndex::open(&config, &search))
+            .await
+            .map_err(|e| TextError::Task(e.to_string()))??;
         let (active, _) = self.snapshot();
         let mut supersedes: Vec<String> = Vec::new();
         if let Some(active) = &active {
@@ -521,13 +513,14 @@ mod tests {
             min_score: None,
             access: Access::unrestricted(),
             detail: 0,
+            chunk_level: false,
         }
     }
 
     #[tokio::test]
     async fn a_missing_or_corrupt_index_is_a_fault_not_an_empty_index() {
         let root = tempfile::tempdir().unwrap();
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         let first = idx.status("").index_id;
         idx.replace_document("t", "d", vec![chunk("d", "comet tail")])
             .await
@@ -536,14 +529,14 @@ mod tests {
         drop(idx);
 
         // Reopened: the same index serves.
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         assert_eq!(idx.status(&first).index_id, first);
         assert_eq!(idx.search(query("comet")).await.unwrap().len(), 1);
         drop(idx);
 
         // The index directory is gone but the pointer is there: a fault at start-up.
         std::fs::remove_dir_all(root.path().join(&first)).unwrap();
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         let err = idx.search(query("comet")).await.unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
         assert!(idx.check().await.is_err());
@@ -552,7 +545,7 @@ mod tests {
         // Corrupt meta.json: a fault, not a panic.
         std::fs::create_dir_all(root.path().join(&first)).unwrap();
         std::fs::write(root.path().join(&first).join("meta.json"), b"{not json").unwrap();
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         let err = idx.search(query("comet")).await.unwrap_err().to_string();
         assert!(err.contains("unreadable"), "{err}");
     }
@@ -560,7 +553,7 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_index_is_lost_when_ingest_expected_another() {
         let root = tempfile::tempdir().unwrap();
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         let id = idx.status("").index_id;
         assert!(idx.status(&id).fault.is_none());
         let status = idx.status("idx-someotherindex");
@@ -571,7 +564,7 @@ mod tests {
     #[tokio::test]
     async fn rebuild_switches_keeps_live_writes_and_clears_the_fault() {
         let root = tempfile::tempdir().unwrap();
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         let old = idx.status("").index_id;
         idx.replace_document("t", "a", vec![chunk("a", "old text alpha")])
             .await
@@ -604,7 +597,7 @@ mod tests {
         assert!(idx.status(&old).fault.is_none());
         assert!(idx.status("idx-recorded").fault.is_none());
         drop(idx);
-        let idx = ManagedIndex::open(&config(root.path()), 100, 1.5).unwrap();
+        let idx = ManagedIndex::open(&config(root.path()), &SearchConfig::default()).unwrap();
         assert_eq!(idx.status("").index_id, new);
         assert_eq!(idx.search(query("gamma")).await.unwrap().len(), 1);
     }

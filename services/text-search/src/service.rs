@@ -82,6 +82,7 @@ impl TextSearchService for TextApi {
                 // Unset = public documents only (fail closed).
                 access: access_from_filter(r.access.as_ref()),
                 detail: r.detail_top_k,
+                chunk_level: r.chunk_level,
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))

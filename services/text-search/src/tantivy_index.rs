@@ -1,10 +1,13 @@
-//! Tantivy implementation of [`TextIndex`]: one index directory, chunks as documents with
-//! English-stemmed `title` and `body` fields scored by BM25, exact-match `tenant` and `meta`
-//! (`key\x1fvalue`) fields used as zero-score filters inside the query. Each chunk also carries
-//! its document's ACL (`acl_clearance`, `acl_group`), and every search adds the caller's access
-//! as zero-score clauses of the same query ([`access_clauses`]), so `top_k` counts only visible
-//! chunks. Writes take the single writer, commit, and reload the reader, all on the blocking
-//! pool.
+//! Tantivy implementation of [`TextIndex`]: one index directory holding two kinds of entries
+//! (`kind`): every chunk (`title`, `body`), and one entry per document (`doc_title`,
+//! `doc_body` = the whole text, see [`document_text`]), all with English analysis
+//! ([`crate::analysis`]). A search ranks documents by BM25 over the document entries, summed
+//! over title (boosted) and body with k1/b from config ([`crate::bm25`]), then picks each
+//! document's best chunk for the snippet and text with a chunk-level query restricted to those
+//! documents. Exact-match `tenant` and `meta` (`key\x1fvalue`) fields and the document's ACL
+//! (`acl_clearance`, `acl_group`) are on both kinds, and both queries add the same zero-score
+//! filter clauses ([`filter_clauses`]), so `top_k` counts only visible documents. Writes take
+//! the single writer, commit, and reload the reader, all on the blocking pool.
 
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,10 @@ use tantivy::schema::{
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, doc};
 
-use crate::config::IndexConfig;
+use crate::analysis;
+use crate::bm25::{Bm25Params, Bm25TermQuery};
+use crate::config::{IndexConfig, SearchConfig};
+use crate::document_text::document_text;
 use crate::error::TextError;
 use crate::filter;
 use crate::index::{TextIndex, TextQuery};
@@ -33,6 +39,12 @@ const SEP: char = '\u{1f}';
 /// The `acl_group` term of a chunk whose document has no groups (visible to every group).
 /// Group names cannot contain control characters, so no real group collides with it.
 const NO_GROUPS: &str = "\u{1f}none";
+/// `kind` of a chunk entry and of a document entry.
+const KIND_CHUNK: &str = "chunk";
+const KIND_DOCUMENT: &str = "document";
+/// The chunk query that picks each ranked document's best chunk first asks for this many
+/// chunks per document; documents left without one are then looked up one by one.
+const CHUNKS_PER_DOCUMENT: usize = 4;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -47,6 +59,9 @@ struct Fields {
     meta: Field,
     acl_clearance: Field,
     acl_group: Field,
+    kind: Field,
+    doc_title: Field,
+    doc_body: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -54,10 +69,16 @@ fn schema() -> (Schema, Fields) {
     let text = TextOptions::default()
         .set_indexing_options(
             TextFieldIndexing::default()
-                .set_tokenizer("en_stem")
+                .set_tokenizer(analysis::ENGLISH)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         )
         .set_stored();
+    // Document entries are only scored (bag of words): frequencies, no positions, not stored.
+    let doc_text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(analysis::ENGLISH)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let fields = Fields {
         chunk_id: b.add_text_field("chunk_id", STRING | STORED),
         document_id: b.add_text_field("document_id", STRING | STORED),
@@ -70,6 +91,9 @@ fn schema() -> (Schema, Fields) {
         meta: b.add_text_field("meta", STRING),
         acl_clearance: b.add_u64_field("acl_clearance", INDEXED | FAST),
         acl_group: b.add_text_field("acl_group", STRING),
+        kind: b.add_text_field("kind", STRING),
+        doc_title: b.add_text_field("doc_title", doc_text.clone()),
+        doc_body: b.add_text_field("doc_body", doc_text),
     };
     (b.build(), fields)
 }
@@ -89,6 +113,7 @@ struct Inner {
     fields: Fields,
     snippet_chars: usize,
     title_boost: f32,
+    bm25: Bm25Params,
 }
 
 /// Cheap to clone; clones share the index.
@@ -103,23 +128,21 @@ fn index_err(e: impl std::fmt::Display) -> TextError {
 
 impl TantivyIndex {
     /// Opens the index in `config.dir`, creating it on first use.
-    pub fn open(
-        config: &IndexConfig,
-        snippet_chars: usize,
-        title_boost: f32,
-    ) -> Result<Self, TextError> {
+    pub fn open(config: &IndexConfig, search: &SearchConfig) -> Result<Self, TextError> {
         let dir = config.dir.as_path();
         let (schema, fields) = schema();
         std::fs::create_dir_all(dir).map_err(index_err)?;
         let index = if dir.join("meta.json").exists() {
             let index = Index::open_in_dir(dir).map_err(index_err)?;
             if index.schema() != schema {
-                // Most likely an index written before document ACLs existed: its chunks have
-                // no ACL, and guessing one would show restricted text to the wrong callers.
+                // An index written before document ACLs (guessing an ACL would show restricted
+                // text to the wrong callers) or before document entries and English analysis
+                // (its documents could not be ranked): rebuilding is the only correct way.
                 return Err(TextError::Index(format!(
                     "the text index in {} was written by another Braid version (its schema \
-                     differs, e.g. no document ACL fields): stop the service, remove that \
-                     directory and re-ingest the documents to rebuild it",
+                     differs, e.g. no document ACL fields or no document-level entries): stop \
+                     the service, remove that directory and re-ingest the documents to rebuild \
+                     it",
                     dir.display()
                 )));
             }
@@ -127,6 +150,7 @@ impl TantivyIndex {
         } else {
             Index::create_in_dir(dir, schema).map_err(index_err)?
         };
+        analysis::register(&index);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -145,8 +169,12 @@ impl TantivyIndex {
                 added: std::sync::atomic::AtomicU64::new(0),
                 committed: Mutex::new(0),
                 fields,
-                snippet_chars,
-                title_boost,
+                snippet_chars: search.snippet_chars,
+                title_boost: search.title_boost,
+                bm25: Bm25Params {
+                    k1: search.bm25_k1,
+                    b: search.bm25_b,
+                },
             }),
         })
     }
@@ -164,12 +192,18 @@ impl TantivyIndex {
 }
 
 impl Inner {
+    /// Chunks of document `key`.
     fn count_document(&self, key: &str) -> Result<u32, TextError> {
+        let f = self.fields;
         let searcher = self.reader.searcher();
-        let q = TermQuery::new(
-            Term::from_field_text(self.fields.doc_key, key),
-            IndexRecordOption::Basic,
-        );
+        let term = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
+            let t = Term::from_field_text(field, value);
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(t, IndexRecordOption::Basic)),
+            )
+        };
+        let q = BooleanQuery::new(vec![term(f.doc_key, key), term(f.kind, KIND_CHUNK)]);
         Ok(searcher.search(&q, &Count).map_err(index_err)? as u32)
     }
 
@@ -223,17 +257,22 @@ impl Inner {
                 f.title => c.title.as_str(),
                 f.body => c.text.as_str(),
                 f.ordinal => c.ordinal as u64,
+                f.kind => KIND_CHUNK,
             );
-            for term in filter::meta_terms(&c.metadata) {
-                d.add_text(f.meta, term);
-            }
-            d.add_u64(f.acl_clearance, u64::from(acl.clearance));
-            if acl.groups.is_empty() {
-                d.add_text(f.acl_group, NO_GROUPS);
-            }
-            for g in &acl.groups {
-                d.add_text(f.acl_group, g);
-            }
+            add_filter_fields(&f, &mut d, &c.metadata, &acl);
+            writer.add_document(d).map_err(index_err)?;
+        }
+        if let Some(first) = chunks.iter().min_by_key(|c| c.ordinal) {
+            let mut d = doc!(
+                f.document_id => first.document_id.as_str(),
+                f.doc_key => key,
+                f.tenant => first.tenant.as_str(),
+                f.external_id => first.external_id.as_str(),
+                f.doc_title => first.title.as_str(),
+                f.doc_body => document_text(chunks),
+                f.kind => KIND_DOCUMENT,
+            );
+            add_filter_fields(&f, &mut d, &first.metadata, &acl);
             writer.add_document(d).map_err(index_err)?;
         }
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
@@ -278,35 +317,143 @@ impl Inner {
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
+    /// The document-level BM25 query: the analyzed query terms (bag of words, a repeated
+    /// term counts once per occurrence, as Anserini's bag-of-words query does) scored in
+    /// `doc_title` (boosted) and `doc_body`, summed.
+    fn document_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+        let f = self.fields;
+        let population = Term::from_field_text(f.kind, KIND_DOCUMENT);
+        let mut counts: Vec<(String, f32)> = Vec::new();
+        let mut analyzer = self
+            .index
+            .tokenizer_for_field(f.doc_body)
+            .map_err(index_err)?;
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            match counts.iter_mut().find(|(t, _)| *t == token.text) {
+                Some((_, n)) => *n += 1.0,
+                None => counts.push((token.text.clone(), 1.0)),
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
+            for (text, n) in &counts {
+                let term = Term::from_field_text(field, text);
+                let q = Bm25TermQuery::new(term, population.clone(), self.bm25, boost * n);
+                clauses.push((Occur::Should, Box::new(q)));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
+    /// with `chunk_level`, chunks ranked by their own BM25.
     fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
-        let text_query = self.text_query(&q.query)?;
-        let filter = |field: Field, value: &str| -> (Occur, Box<dyn Query>) {
-            let term = TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            );
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
-            )
-        };
-        let mut clauses = vec![
-            (Occur::Must, text_query.box_clone()),
-            filter(f.tenant, &q.tenant),
-        ];
-        clauses.extend(filter::filter_clauses(f.meta, &q.filter));
-        clauses.extend(access_clauses(&f, &q.access));
-        let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let mut top = searcher
-            .search(&query, &TopDocs::with_limit(q.top_k as usize))
-            .map_err(index_err)?;
-        // Best first: the threshold cuts the tail.
-        if let Some(min) = q.min_score {
-            top.retain(|(score, _)| *score >= min);
+        if q.chunk_level {
+            let text_query = self.text_query(&q.query)?;
+            let mut clauses = vec![
+                (Occur::Must, text_query.box_clone()),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ];
+            clauses.extend(filter_clauses(&f, q));
+            let mut top = searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(q.top_k as usize),
+                )
+                .map_err(index_err)?;
+            // Best first: the threshold cuts the tail.
+            if let Some(min) = q.min_score {
+                top.retain(|(score, _)| *score >= min);
+            }
+            return self.hits(&searcher, &*text_query, &top, q.detail as usize);
         }
+        let mut clauses = vec![
+            (Occur::Must, self.document_query(&q.query)?),
+            zero_score_term(f.kind, KIND_DOCUMENT),
+        ];
+        clauses.extend(filter_clauses(&f, q));
+        let mut documents = searcher
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(q.top_k as usize),
+            )
+            .map_err(index_err)?;
+        // Best first: the threshold (on the document's BM25) cuts the tail.
+        if let Some(min) = q.min_score {
+            documents.retain(|(score, _)| *score >= min);
+        }
+        let ids = documents
+            .iter()
+            .map(|&(_, address)| stored_str(&searcher, address, f.document_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let text_query = self.text_query(&q.query)?;
+        let best = self.best_chunks(&searcher, &*text_query, q, &ids)?;
+        // Both queries run on one searcher (one commit), where a document entry exists
+        // exactly when its chunks do; a document without a chunk is left out all the same.
+        let top: Vec<(f32, DocAddress)> = documents
+            .iter()
+            .zip(&ids)
+            .filter_map(|(&(score, _), id)| best.get(id).map(|&a| (score, a)))
+            .collect();
         self.hits(&searcher, &*text_query, &top, q.detail as usize)
+    }
+
+    /// The best-scoring chunk (chunk-level BM25 of `text_query`, ties to the lower address)
+    /// of each document in `ids`, under the same filters as the document query.
+    fn best_chunks(
+        &self,
+        searcher: &Searcher,
+        text_query: &dyn Query,
+        q: &TextQuery,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, DocAddress>, TextError> {
+        let f = self.fields;
+        let mut best = std::collections::HashMap::new();
+        let query_for = |ids: &[&String]| {
+            let keys = ids
+                .iter()
+                .map(|id| Term::from_field_text(f.doc_key, &doc_key(&q.tenant, id)));
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(keys)), 0.0)),
+                ),
+                (Occur::Should, text_query.box_clone()),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ];
+            clauses.extend(filter_clauses(&f, q));
+            BooleanQuery::new(clauses)
+        };
+        let all: Vec<&String> = ids.iter().collect();
+        let limit = (ids.len() * CHUNKS_PER_DOCUMENT).max(1);
+        let mut collect = |top: Vec<(f32, DocAddress)>| -> Result<(), TextError> {
+            for (_, address) in top {
+                let id = stored_str(searcher, address, f.document_id)?;
+                best.entry(id).or_insert(address);
+            }
+            Ok(())
+        };
+        collect(
+            searcher
+                .search(&query_for(&all), &TopDocs::with_limit(limit))
+                .map_err(index_err)?,
+        )?;
+        let missing: Vec<&String> = ids.iter().filter(|id| !best.contains_key(*id)).collect();
+        for id in missing {
+            let top = searcher
+                .search(&query_for(&[id]), &TopDocs::with_limit(1))
+                .map_err(index_err)?;
+            if let Some(&(_, address)) = top.first() {
+                best.insert(id.clone(), address);
+            }
+        }
+        Ok(best)
     }
 
     /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
@@ -415,6 +562,55 @@ impl Inner {
     }
 }
 
+/// A stored string field of one entry.
+fn stored_str(searcher: &Searcher, address: DocAddress, field: Field) -> Result<String, TextError> {
+    let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+    Ok(d.get_first(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The filterable fields every entry (chunk or document) carries: metadata and ACL.
+fn add_filter_fields(
+    f: &Fields,
+    d: &mut TantivyDocument,
+    metadata: &std::collections::HashMap<String, String>,
+    acl: &braid_proto::v1::DocumentAcl,
+) {
+    for term in filter::meta_terms(metadata) {
+        d.add_text(f.meta, term);
+    }
+    d.add_u64(f.acl_clearance, u64::from(acl.clearance));
+    if acl.groups.is_empty() {
+        d.add_text(f.acl_group, NO_GROUPS);
+    }
+    for g in &acl.groups {
+        d.add_text(f.acl_group, g);
+    }
+}
+
+/// A zero-score Must clause: the entry has `value` in `field`.
+fn zero_score_term(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
+    let term = TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    );
+    (
+        Occur::Must,
+        Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
+    )
+}
+
+/// Every filter of `q` as zero-score Must clauses: tenant, metadata, the caller's access.
+/// Both the document and the chunk query take exactly these.
+fn filter_clauses(f: &Fields, q: &TextQuery) -> Vec<(Occur, Box<dyn Query>)> {
+    let mut clauses = vec![zero_score_term(f.tenant, &q.tenant)];
+    clauses.extend(filter::filter_clauses(f.meta, &q.filter));
+    clauses.extend(access_clauses(f, &q.access));
+    clauses
+}
+
 /// Zero-score Must clauses admitting only chunks `access` may see: clearance at most the
 /// caller's, and no groups or one of the caller's. Nothing for unrestricted access.
 fn access_clauses(f: &Fields, access: &Access) -> Vec<(Occur, Box<dyn Query>)> {
@@ -463,10 +659,11 @@ impl TantivyIndex {
         self.blocking(move |inner| {
             let f = inner.fields;
             let searcher = inner.reader.searcher();
-            let q = TermQuery::new(
-                Term::from_field_text(f.doc_key, &key),
-                IndexRecordOption::Basic,
-            );
+            // Chunk entries only: the document-level entry shares the key.
+            let q = BooleanQuery::new(vec![
+                zero_score_term(f.doc_key, &key),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ]);
             let found = searcher
                 .search(&q, &tantivy::collector::DocSetCollector)
                 .map_err(index_err)?;
@@ -566,6 +763,15 @@ mod tests {
             min_score: None,
             access: Access::unrestricted(),
             detail: 0,
+            chunk_level: false,
+        }
+    }
+
+    fn test_search() -> SearchConfig {
+        SearchConfig {
+            snippet_chars: 120,
+            title_boost: 1.5,
+            ..SearchConfig::default()
         }
     }
 
@@ -580,7 +786,7 @@ mod tests {
     #[tokio::test]
     async fn bm25_filters_replace_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         idx.replace_document(
             "t1",
             "d1",
@@ -691,7 +897,7 @@ mod tests {
     #[tokio::test]
     async fn access_applies_clearance_and_groups_inside_the_query() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         let docs = [
             ("public", None),
             ("c2", acl(2, &[])),
@@ -735,7 +941,7 @@ mod tests {
     #[tokio::test]
     async fn top_k_is_filled_with_visible_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         // 20 restricted documents match the query far better than the 5 public ones.
         for i in 0..20 {
             let id = format!("secret{i:02}");
@@ -772,7 +978,7 @@ mod tests {
     #[tokio::test]
     async fn query_syntax_typed_by_a_user_is_just_text() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         idx.replace_document(
             "t",
             "d1",
@@ -796,17 +1002,19 @@ mod tests {
         // As query syntax these would be a field query, a prohibited term, a range, a
         // phrase prefix, a boost or a syntax error; as text they are words.
         for (q, hits) in [
-            // Field syntax: the words are a phrase in any field, not a field query (as one,
-            // `title:rust` finds nothing and `body:nothing` finds d2).
+            // Field syntax: the words are words in any field, not a field query (as one,
+            // `title:rust` would find nothing; `body:nothing` finds d2 by the word
+            // "nothing", not by a field query on `body`).
             ("title:rust", 1),
-            ("body:nothing", 0),
+            ("body:nothing", 1),
             ("-rust", 1),
             ("policy^", 1),
             ("[a TO z]", 0),
             ("\"e-mail", 1),
             ("(((", 0),
             ("*", 0),
-            ("AND OR NOT", 1),
+            // English stop words only: nothing left to match.
+            ("AND OR NOT", 0),
             ("日本語 🦀", 0),
         ] {
             let found = idx.search(query("t", q)).await.unwrap();
@@ -822,7 +1030,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_of_one_document_must_share_its_acl() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         let a = chunk("t", "d", 0, "", "one");
         let mut b = chunk("t", "d", 1, "", "two");
         b.acl = acl(1, &[]);
@@ -839,7 +1047,7 @@ mod tests {
         let mut old = Schema::builder();
         old.add_text_field("chunk_id", STRING | STORED);
         Index::create_in_dir(dir.path(), old.build()).unwrap();
-        let err = TantivyIndex::open(&test_config(dir.path()), 120, 1.5)
+        let err = TantivyIndex::open(&test_config(dir.path()), &test_search())
             .err()
             .expect("an index with another schema must not open")
             .to_string();
@@ -852,7 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn plain_queries_score_as_the_query_parser_did() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         let texts = [
             (
                 "Rust ownership",
@@ -903,7 +1111,7 @@ mod tests {
     #[tokio::test]
     async fn text_only_for_the_detail_hits_and_fetch_fills_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         for (i, words) in ["comet comet comet tail", "comet comet orbit", "comet dust"]
             .iter()
             .enumerate()
@@ -945,10 +1153,60 @@ mod tests {
         assert!(fetched[1].snippet.contains("<b>comet</b>"));
     }
 
+    #[tokio::test]
+    async fn documents_rank_on_their_whole_text_and_show_their_best_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+        // `long`: the two query words in different chunks; `short`: one word, in a tiny
+        // chunk that outscores either chunk of `long` on its own.
+        let long = vec![
+            chunk(
+                "t",
+                "long",
+                0,
+                "",
+                "quasar jets seen from far away in the survey",
+            ),
+            chunk(
+                "t",
+                "long",
+                1,
+                "",
+                "away in the survey a bright magnetar flared",
+            ),
+        ];
+        idx.replace_document("t", "long", long).await.unwrap();
+        idx.replace_document("t", "short", vec![chunk("t", "short", 0, "", "quasar")])
+            .await
+            .unwrap();
+        let hits = idx.search(query("t", "quasar magnetar")).await.unwrap();
+        let docs: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+        assert_eq!(docs, ["long", "short"], "{hits:?}");
+        assert_eq!(hits.len(), 2, "one hit per document");
+        assert!(hits[0].snippet.contains("<b>"), "{hits:?}");
+
+        // Chunk level: each matching chunk on its own; the tiny chunk ranks first.
+        let mut q = query("t", "quasar magnetar");
+        q.chunk_level = true;
+        let chunks = idx.search(q).await.unwrap();
+        let ids: Vec<&str> = chunks.iter().map(|h| h.chunk_id.as_str()).collect();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!(ids[0], "short:0", "{chunks:?}");
+
+        // The document entry follows replaces and deletes like its chunks.
+        idx.replace_document("t", "long", vec![chunk("t", "long", 0, "", "nothing")])
+            .await
+            .unwrap();
+        let hits = idx.search(query("t", "magnetar")).await.unwrap();
+        assert!(hits.is_empty(), "{hits:?}");
+        assert_eq!(idx.delete_document("t", "short").await.unwrap(), 1);
+        assert!(idx.search(query("t", "quasar")).await.unwrap().is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_every_one_is_visible_on_return() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TantivyIndex::open(&test_config(dir.path()), 120, 1.5).unwrap();
+        let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
         let writes = (0..24).map(|i| {
             let idx = idx.clone();
             async move {

@@ -14,7 +14,7 @@ use braid_proto::v1::{
 const MAX_VERIFY_DOCUMENTS: usize = 500;
 
 use crate::error::VectorError;
-use crate::store::{Query, Store};
+use crate::store::{self, Query, Store};
 
 pub struct VectorApi {
     pub(crate) store: Store,
@@ -106,6 +106,13 @@ impl VectorSearchService for VectorApi {
         let r = request.into_inner();
         validate::leg_search_request(&r, self.max_top_k).map_err(VectorError::from)?;
         self.check_vector("embedding", &r.embedding)?;
+        if r.ef_search > store::MAX_EF_SEARCH {
+            return Err(VectorError::invalid(
+                "ef_search",
+                format!("is {}, at most {}", r.ef_search, store::MAX_EF_SEARCH),
+            )
+            .into());
+        }
         let filter = braid_core::filter::parse(r.filter.as_ref()).map_err(VectorError::from)?;
         // Unset = public documents only (fail closed).
         let access = access_from_filter(r.access.as_ref());
@@ -119,6 +126,7 @@ impl VectorSearchService for VectorApi {
                 min_score: r.min_score,
                 model: &r.model,
                 access: &access,
+                ef_search: (r.ef_search > 0).then_some(r.ef_search),
             })
             .await?;
         Ok(Response::new(LegSearchResponse { hits }))

@@ -33,7 +33,13 @@ pub struct Query<'a> {
     pub model: &'a str,
     /// The caller's clearance and groups, applied in the WHERE clause.
     pub access: &'a Access,
+    /// `hnsw.ef_search` for this query only (`SET LOCAL` in its transaction); `None` = the
+    /// pool's setting.
+    pub ef_search: Option<u32>,
 }
+
+/// The largest `hnsw.ef_search` pgvector accepts.
+pub const MAX_EF_SEARCH: u32 = 1000;
 
 /// `hnsw.iterative_scan` for every search: filtered searches keep scanning until enough rows
 /// pass; the caller restores exact order.
@@ -250,12 +256,25 @@ impl Store {
             Param::Float(v) => query.bind(v),
             Param::Int(v) => query.bind(v),
         });
-        let rows = query
-            // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
-            // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await?;
+        // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
+        // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
+        let query = query.persistent(false);
+        let rows = match q.ef_search {
+            // A per-query ef_search needs a transaction for `SET LOCAL`; the default path
+            // saves the BEGIN/COMMIT round trips.
+            Some(ef) => {
+                let mut tx = self.pool.begin().await?;
+                // `SET LOCAL` takes no parameters; set_config(.., true) is its bindable form.
+                sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
+                    .bind(ef.min(MAX_EF_SEARCH).to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            None => query.fetch_all(&self.pool).await?,
+        };
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
             .into_iter()
@@ -386,6 +405,7 @@ mod tests {
                 min_score: None,
                 model: "",
                 access,
+                ef_search: None,
             })
             .await
             .unwrap();

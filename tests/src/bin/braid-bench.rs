@@ -8,21 +8,18 @@
 //! the pipeline stored (batches of 64, sorted by length: the model's best case), and breaks the
 //! pipeline's time down with the services' own Prometheus metrics.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use braid_embedding::Engine;
-use braid_tests::v1::{
-    DocumentInput, DocumentStatus, IngestStreamRequest, SearchMode, SearchRequest,
-    WaitIndexedRequest,
-};
+use braid_tests::v1::{DocumentInput, DocumentStatus, IngestStreamRequest, WaitIndexedRequest};
 use braid_tests::{Stack, StackOptions, http_get, metric_sum, model_dir};
 use clap::{Parser, Subcommand};
+
+#[path = "braid-bench/eval.rs"]
+mod eval;
 
 #[derive(Parser)]
 struct Cli {
@@ -143,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
             dataset,
             limit,
             out,
-        } => eval(&dataset, limit, out.as_deref()).await,
+        } => eval::eval(&dataset, limit, out.as_deref()).await,
         Command::Reindex { corpus, limit, out } => reindex(&corpus, limit, out.as_deref()).await,
         Command::Passages {
             corpus,
@@ -554,182 +551,6 @@ Single query through gRPC (embedding service alone, {} SciFact queries one after
     println!("{report}");
     if let Some(out) = out {
         write_section(out, "embed", &report)?;
-    }
-    Ok(())
-}
-
-/// nDCG@k of `ranked` (document ids, best first) against graded judgements.
-fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, id)| judged.get(id).copied().unwrap_or(0.0) / ((i + 2) as f64).log2())
-        .sum();
-    let mut ideal: Vec<f64> = judged.values().copied().collect();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, g)| g / ((i + 2) as f64).log2())
-        .sum();
-    if idcg > 0.0 { dcg / idcg } else { 0.0 }
-}
-
-/// One evaluation query: top 10 documents of the eval tenant, never from the query cache
-/// (warm-up queries repeat measured ones).
-fn eval_search(mode: SearchMode, text: &str) -> SearchRequest {
-    SearchRequest {
-        tenant: "eval".into(),
-        query: text.to_string(),
-        top_k: 10,
-        mode: mode as i32,
-        bypass_cache: true,
-        ..Default::default()
-    }
-}
-
-async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyhow::Result<()> {
-    // Judgements: query id -> (corpus id -> gain).
-    let mut qrels: HashMap<String, HashMap<String, f64>> = HashMap::new();
-    let tsv = std::fs::read_to_string(dataset.join("qrels/test.tsv"))?;
-    for line in tsv.lines().skip(1) {
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() == 3 {
-            qrels
-                .entry(f[0].to_string())
-                .or_default()
-                .insert(f[1].to_string(), f[2].parse()?);
-        }
-    }
-    let mut queries = Vec::new();
-    for line in std::io::BufReader::new(std::fs::File::open(dataset.join("queries.jsonl"))?).lines()
-    {
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
-        let id = v["_id"].as_str().unwrap_or_default().to_string();
-        if qrels.contains_key(&id) {
-            queries.push((id, v["text"].as_str().unwrap_or_default().to_string()));
-        }
-    }
-    let docs = read_corpus(&dataset.join("corpus.jsonl"), limit.unwrap_or(usize::MAX))?;
-    let n_docs = docs.len();
-    eprintln!(
-        "braid-bench: eval: {n_docs} documents, {} judged queries",
-        queries.len()
-    );
-    // No embedding cache: the modes run the same queries, and each must pay for its own
-    // query embedding to be timed fairly.
-    let mut options = StackOptions::default();
-    options.embedding.cache.l1_entries = 0;
-    let stack = Stack::start_with(options).await?;
-    let mut gw = stack.gateway_client().await?;
-    // Searches keep coming while the corpus is ingested: one hybrid query every 250 ms.
-    let ingesting = Arc::new(AtomicBool::new(true));
-    let probe = tokio::spawn({
-        let (mut gw, ingesting) = (gw.clone(), ingesting.clone());
-        let texts: Vec<String> = queries.iter().map(|(_, t)| t.clone()).collect();
-        async move {
-            let (mut latencies, mut degraded) = (Vec::new(), 0usize);
-            for text in texts.iter().cycle() {
-                if !ingesting.load(Ordering::Relaxed) {
-                    break;
-                }
-                let started = Instant::now();
-                let r = gw
-                    .search(eval_search(SearchMode::Hybrid, text))
-                    .await?
-                    .into_inner();
-                latencies.push(started.elapsed());
-                degraded += usize::from(r.degraded);
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            anyhow::Ok((latencies, degraded))
-        }
-    });
-    let (_, ingested, failed) = ingest_all(&mut gw, docs, "eval").await?;
-    ingesting.store(false, Ordering::Relaxed);
-    let (mut during, during_degraded) = probe.await??;
-    during.sort();
-    eprintln!("braid-bench: eval: corpus indexed in {ingested:.1?} ({failed} not READY)");
-
-    let modes = [
-        ("hybrid (RRF, k = 60)", SearchMode::Hybrid),
-        ("vector only (all-MiniLM-L6-v2)", SearchMode::Vector),
-        ("text only (BM25)", SearchMode::Text),
-    ];
-    // Warm-up (not measured): the first queries after a bulk load pay for cold caches.
-    for (_, text) in queries.iter().take(20) {
-        for (_, mode) in modes {
-            gw.search(eval_search(mode, text)).await?;
-        }
-    }
-    // Modes interleaved query by query, so background work (index merges, autovacuum)
-    // weighs on all three alike.
-    struct Tally {
-        ndcg: f64,
-        recall: f64,
-        degraded: usize,
-        latencies: Vec<Duration>,
-    }
-    let mut tallies: Vec<Tally> = modes
-        .iter()
-        .map(|_| Tally {
-            ndcg: 0.0,
-            recall: 0.0,
-            degraded: 0,
-            latencies: Vec::with_capacity(queries.len()),
-        })
-        .collect();
-    for (id, text) in &queries {
-        let judged = &qrels[id];
-        for ((_, mode), tally) in modes.iter().zip(tallies.iter_mut()) {
-            let started = Instant::now();
-            let r = gw.search(eval_search(*mode, text)).await?.into_inner();
-            tally.latencies.push(started.elapsed());
-            tally.degraded += usize::from(r.degraded);
-            let ranked: Vec<String> = r.hits.into_iter().map(|h| h.external_id).collect();
-            tally.ndcg += ndcg_at(&ranked, judged, 10);
-            let found = ranked.iter().filter(|d| judged.contains_key(*d)).count();
-            tally.recall += found as f64 / judged.len() as f64;
-        }
-    }
-    let mut rows = String::new();
-    let n = queries.len() as f64;
-    for ((name, _), mut tally) in modes.into_iter().zip(tallies) {
-        tally.latencies.sort();
-        let p50 = percentile(&tally.latencies, 0.5);
-        let p99 = percentile(&tally.latencies, 0.99);
-        eprintln!("braid-bench: eval: {name}: nDCG@10 {:.3}", tally.ndcg / n);
-        rows.push_str(&format!(
-            "| {name} | **{:.3}** | {:.3} | {:.1} ms | {:.1} ms | {} |\n",
-            tally.ndcg / n,
-            tally.recall / n,
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3,
-            tally.degraded,
-        ));
-    }
-    stack.shutdown().await?;
-    let report = format!(
-        "<!-- bench:eval -->\n\
-## Retrieval quality (SciFact test split, BEIR)\n\n\
-Command: `make eval` (`braid-bench eval --dataset ../shared/eval/scifact`): the whole corpus ({n_docs} abstracts, title + text, chunked as in production) ingested through the gateway in {:.0} s ({:.1} documents/s, {failed} not READY), then (after 20 unmeasured warm-up queries) the {} judged test queries, one after another with the three modes interleaved, top 10 per document (best chunk per document).\n\n\
-| mode | nDCG@10 | Recall@10 | latency p50 | latency p99 | degraded answers |\n| --- | --- | --- | --- | --- | --- |\n\
-{rows}\n\
-Hybrid searches while the corpus was being ingested (one every 250 ms, {} queries): p50 {:.1} ms, p99 {:.1} ms, {during_degraded} degraded.\n\n\
-Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 dense 0.645 (MTEB). Latency is through the gateway (query embedding included, embedding cache off), all five services in one process on 2 cores, release build.\n\
-<!-- /bench:eval -->\n",
-        ingested.as_secs_f64(),
-        n_docs as f64 / ingested.as_secs_f64(),
-        queries.len(),
-        during.len(),
-        percentile(&during, 0.5).as_secs_f64() * 1e3,
-        percentile(&during, 0.99).as_secs_f64() * 1e3,
-    );
-    println!("{report}");
-    if let Some(out) = out {
-        write_section(out, "eval", &report)?;
     }
     Ok(())
 }

@@ -20,6 +20,11 @@ pub struct KeyParts<'a> {
     pub rrf_k: f32,
     pub vector_weight: f32,
     pub text_weight: f32,
+    /// The other fusion choices (method, normalisation, candidate depths, ef_search),
+    /// canonical (`fusion::Choices::cache_part`).
+    pub fusion: &'a str,
+    /// Whether hits carry their score explanation.
+    pub explain: bool,
     pub filter: Option<&'a MetadataFilter>,
     pub chunk_level: bool,
     /// The search controls in canonical text: the parsed filter's clauses and the score
@@ -54,6 +59,8 @@ pub fn key(p: &KeyParts<'_>) -> String {
     field(&p.rrf_k.to_bits().to_le_bytes());
     field(&p.vector_weight.to_bits().to_le_bytes());
     field(&p.text_weight.to_bits().to_le_bytes());
+    field(p.fusion.as_bytes());
+    field(&[u8::from(p.explain)]);
     // Sorted: map order on the wire is arbitrary. `None` and an empty filter mean the same.
     let sorted: BTreeMap<&str, &str> = p
         .filter
@@ -104,6 +111,8 @@ mod tests {
             rrf_k: 60.0,
             vector_weight: 1.0,
             text_weight: 1.0,
+            fusion: "Rrf/MinMax",
+            explain: false,
             filter,
             chunk_level: false,
             controls: "",

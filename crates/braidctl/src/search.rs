@@ -1,0 +1,229 @@
+//! `braidctl search`: the fusion options and the output (a table of hits, with `--explain`
+//! each hit's per-leg score breakdown; or JSON).
+
+use braid_proto::v1::{
+    FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchResponse,
+};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Method {
+    Rrf,
+    Linear,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Normalization {
+    MinMax,
+    ZScore,
+    Rank,
+}
+
+/// Fusion options of `braidctl search` (unset: the gateway's defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FusionArgs {
+    /// Fusion method.
+    #[arg(long)]
+    fusion: Option<Method>,
+    /// Score normalisation of linear fusion.
+    #[arg(long)]
+    normalization: Option<Normalization>,
+    /// Weight of the vector leg (0..=100, default 1).
+    #[arg(long)]
+    vector_weight: Option<f32>,
+    /// Weight of the text leg (0..=100, default 1).
+    #[arg(long)]
+    text_weight: Option<f32>,
+    /// Hits the vector leg returns to fusion (0: server default).
+    #[arg(long, default_value_t = 0)]
+    vector_candidates: u32,
+    /// Hits the text leg returns to fusion (0: server default).
+    #[arg(long, default_value_t = 0)]
+    text_candidates: u32,
+    /// HNSW ef_search of the vector leg for this query (0: server default, at most 1000).
+    #[arg(long, default_value_t = 0)]
+    ef_search: u32,
+}
+
+impl FusionArgs {
+    pub fn to_proto(&self, rrf_k: u32) -> FusionParams {
+        FusionParams {
+            rrf_k,
+            vector_weight: self.vector_weight,
+            text_weight: self.text_weight,
+            method: match self.fusion {
+                None => FusionMethod::Unspecified,
+                Some(Method::Rrf) => FusionMethod::Rrf,
+                Some(Method::Linear) => FusionMethod::Linear,
+            } as i32,
+            normalization: match self.normalization {
+                None => ScoreNormalization::Unspecified,
+                Some(Normalization::MinMax) => ScoreNormalization::MinMax,
+                Some(Normalization::ZScore) => ScoreNormalization::ZScore,
+                Some(Normalization::Rank) => ScoreNormalization::Rank,
+            } as i32,
+            vector_candidates: self.vector_candidates,
+            text_candidates: self.text_candidates,
+            ef_search: self.ef_search,
+        }
+    }
+}
+
+fn explanation_json(e: &HitExplanation) -> serde_json::Value {
+    serde_json::json!({
+        "method": method_name(e),
+        "legs": e.legs.iter().map(|l| serde_json::json!({
+            "leg": l.leg,
+            "raw_score": l.raw_score,
+            "normalized_score": l.normalized_score,
+            "rank": l.rank,
+            "weight": l.weight,
+            "contribution": l.contribution,
+            "chunk_id": l.chunk_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// "RRF", "LINEAR (MIN_MAX)", or "single leg".
+fn method_name(e: &HitExplanation) -> String {
+    let normalization = ScoreNormalization::try_from(e.normalization)
+        .map(|n| n.as_str_name().trim_start_matches("SCORE_NORMALIZATION_"))
+        .unwrap_or("?");
+    match FusionMethod::try_from(e.method) {
+        Ok(FusionMethod::Rrf) => "RRF".into(),
+        Ok(FusionMethod::Linear) => format!("LINEAR ({normalization})"),
+        Ok(FusionMethod::Unspecified) => "single leg (raw score)".into(),
+        Err(_) => format!("unknown method {}", e.method),
+    }
+}
+
+pub fn json(r: &SearchResponse) -> serde_json::Value {
+    serde_json::json!({
+        "hits": r.hits.iter().map(|h| {
+            let mut hit = serde_json::json!({
+                "document_id": h.document_id,
+                "external_id": h.external_id,
+                "title": h.title,
+                "chunk_id": h.chunk_id,
+                "score": h.score,
+                "vector_score": h.vector_score,
+                "vector_rank": h.vector_rank,
+                "text_score": h.text_score,
+                "text_rank": h.text_rank,
+                "snippet": h.snippet,
+            });
+            if let Some(e) = &h.explanation {
+                hit["explanation"] = explanation_json(e);
+            }
+            hit
+        }).collect::<Vec<_>>(),
+        "degraded": r.degraded,
+        "degraded_reasons": r.degraded_reasons,
+        "took_ms": r.took_ms,
+        "next_page_token": r.next_page_token,
+    })
+}
+
+/// The per-leg table of one hit's explanation.
+pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
+    let mut out = format!(
+        "       {}: score {score:.6} = sum of contributions\n       {:<6}  {:>5}  {:>10}  {:>10}  {:>6}  {:>12}  chunk\n",
+        method_name(e),
+        "leg",
+        "rank",
+        "raw",
+        "normalised",
+        "weight",
+        "contribution"
+    );
+    for l in &e.legs {
+        out.push_str(&format!(
+            "       {:<6}  {:>5}  {:>10.4}  {:>10.6}  {:>6.2}  {:>12.6}  {}\n",
+            l.leg, l.rank, l.raw_score, l.normalized_score, l.weight, l.contribution, l.chunk_id
+        ));
+    }
+    out
+}
+
+pub fn print(r: &SearchResponse) {
+    if r.degraded {
+        println!("DEGRADED: {}", r.degraded_reasons.join("; "));
+    }
+    if r.hits.is_empty() {
+        println!("no hits ({} ms)", r.took_ms);
+        return;
+    }
+    for (i, h) in r.hits.iter().enumerate() {
+        let leg = |score: Option<f32>, rank: Option<u32>| match (score, rank) {
+            (Some(s), Some(r)) => format!("{s:.3} (#{r})"),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:>3}. {:.4}  {}  [{}]   vector {}  text {}",
+            i + 1,
+            h.score,
+            if h.title.is_empty() {
+                "(untitled)"
+            } else {
+                &h.title
+            },
+            h.external_id,
+            leg(h.vector_score, h.vector_rank),
+            leg(h.text_score, h.text_rank),
+        );
+        let excerpt = if h.snippet.is_empty() {
+            &h.text
+        } else {
+            &h.snippet
+        };
+        let excerpt: String = excerpt.split_whitespace().collect::<Vec<_>>().join(" ");
+        let excerpt: String = excerpt.chars().take(160).collect();
+        println!("       {excerpt}");
+        if let Some(e) = &h.explanation {
+            print!("{}", explanation_table(e, h.score));
+        }
+    }
+    println!("{} hits in {} ms", r.hits.len(), r.took_ms);
+    if !r.next_page_token.is_empty() {
+        println!("next page: --page-token {}", r.next_page_token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use braid_proto::v1::LegExplanation;
+
+    use super::*;
+
+    #[test]
+    fn explanation_table_lists_every_leg() {
+        let e = HitExplanation {
+            method: FusionMethod::Linear as i32,
+            normalization: ScoreNormalization::ZScore as i32,
+            legs: vec![
+                LegExplanation {
+                    leg: "vector".into(),
+                    raw_score: 0.81,
+                    normalized_score: 1.2,
+                    rank: 1,
+                    weight: 0.5,
+                    contribution: 0.6,
+                    chunk_id: "d:0".into(),
+                },
+                LegExplanation {
+                    leg: "text".into(),
+                    raw_score: 12.5,
+                    normalized_score: 0.4,
+                    rank: 3,
+                    weight: 1.0,
+                    contribution: 0.4,
+                    chunk_id: "d:2".into(),
+                },
+            ],
+        };
+        let table = explanation_table(&e, 1.0);
+        assert!(table.contains("LINEAR (Z_SCORE)"), "{table}");
+        assert!(table.contains("vector") && table.contains("d:0"), "{table}");
+        assert!(table.contains("text") && table.contains("12.5000") && table.contains("d:2"));
+        assert_eq!(table.lines().count(), 4, "{table}");
+    }
+}

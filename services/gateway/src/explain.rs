@@ -1,0 +1,118 @@
+//! The `explain` output of a hit: per leg, what went into its fused score (raw score,
+//! normalised score, rank, weight, contribution, matched chunk). The contributions are the
+//! very terms fusion added, so they add up to the hit's score (to float rounding).
+
+use braid_proto::v1::{FusionMethod, HitExplanation, LegExplanation, ScoreNormalization};
+
+use crate::fusion::{FusedHit, LegScore, Method, Params};
+
+/// How `hit`'s score came about. With one leg only (`single_leg`: VECTOR or TEXT mode, or
+/// the other leg failed), no method applies: the method is UNSPECIFIED and the score is that
+/// leg's raw score (weight 1).
+pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExplanation {
+    let (method, normalization) = if single_leg {
+        (FusionMethod::Unspecified, ScoreNormalization::Unspecified)
+    } else {
+        match params.method {
+            Method::Rrf => (FusionMethod::Rrf, ScoreNormalization::Unspecified),
+            Method::Linear => (FusionMethod::Linear, params.normalization.to_proto()),
+        }
+    };
+    let leg = |name: &str, l: &LegScore| LegExplanation {
+        leg: name.to_string(),
+        raw_score: l.score,
+        normalized_score: l.normalized,
+        rank: l.rank,
+        weight: l.weight,
+        contribution: l.contribution,
+        chunk_id: l.chunk_id.clone(),
+    };
+    let legs = [("vector", &hit.vector), ("text", &hit.text)]
+        .into_iter()
+        .filter_map(|(name, l)| l.as_ref().map(|l| leg(name, l)))
+        .collect();
+    HitExplanation {
+        method: method as i32,
+        normalization: normalization as i32,
+        legs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use braid_proto::v1::ChunkHit;
+
+    use super::*;
+    use crate::fusion::{Granularity, Normalization, fuse};
+
+    fn hit(doc: &str, chunk: u32, score: f32) -> ChunkHit {
+        ChunkHit {
+            chunk_id: format!("{doc}:{chunk}"),
+            document_id: doc.into(),
+            score,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn legs_add_up_to_the_score_and_name_their_chunk() {
+        let vector = [hit("a", 2, 0.9), hit("b", 0, 0.7)];
+        let text = [hit("b", 1, 8.0), hit("a", 0, 2.0)];
+        for (method, normalization) in [
+            (Method::Rrf, Normalization::MinMax),
+            (Method::Linear, Normalization::MinMax),
+            (Method::Linear, Normalization::ZScore),
+            (Method::Linear, Normalization::Rank),
+        ] {
+            let params = Params {
+                method,
+                normalization,
+                k: 60.0,
+                vector_weight: 0.6,
+                text_weight: 1.4,
+            };
+            for f in fuse(Some(&vector), Some(&text), &params, Granularity::Document) {
+                let e = explanation(&f, &params, false);
+                assert_eq!(e.legs.len(), 2);
+                let sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
+                assert!((sum - f.score).abs() < 1e-6, "{method:?}: {e:?}");
+                let a_or_b = &f.hit.document_id;
+                let vector_chunk = if a_or_b == "a" { "a:2" } else { "b:0" };
+                assert_eq!(e.legs[0].chunk_id, vector_chunk);
+                assert_eq!(e.legs[1].leg, "text");
+                assert_eq!(e.legs[1].weight, 1.4);
+                let want = if method == Method::Rrf {
+                    FusionMethod::Rrf
+                } else {
+                    FusionMethod::Linear
+                };
+                assert_eq!(e.method, want as i32);
+            }
+        }
+        let single = fuse(
+            None,
+            Some(&text),
+            &Params {
+                method: Method::Linear,
+                normalization: Normalization::MinMax,
+                k: 60.0,
+                vector_weight: 1.0,
+                text_weight: 1.0,
+            },
+            Granularity::Document,
+        );
+        let e = explanation(
+            &single[0],
+            &Params {
+                method: Method::Linear,
+                normalization: Normalization::MinMax,
+                k: 60.0,
+                vector_weight: 1.0,
+                text_weight: 1.0,
+            },
+            true,
+        );
+        assert_eq!(e.method, FusionMethod::Unspecified as i32);
+        assert_eq!(e.legs[0].contribution, 8.0);
+    }
+}

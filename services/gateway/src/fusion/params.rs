@@ -1,0 +1,274 @@
+//! The fusion choices of one search: the request's `FusionParams` over the gateway's
+//! defaults, validated (every bad value is INVALID_ARGUMENT naming the field and its limit).
+
+use braid_proto::v1::{self, FusionMethod, ScoreNormalization};
+
+use super::Normalization;
+use crate::error::GatewayError;
+
+/// The gateway's defaults and limits for fusion (from its `search` config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Defaults {
+    pub rrf_k: u32,
+    pub method: Method,
+    pub normalization: Normalization,
+    /// Default depth: max(top_k * 3, min_candidates), at most max_candidates.
+    pub min_candidates: u32,
+    pub max_candidates: u32,
+    pub max_ef_search: u32,
+}
+
+/// How the legs' rankings combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Reciprocal rank fusion.
+    Rrf,
+    /// Weighted sum of per-leg normalised scores.
+    Linear,
+}
+
+impl Method {
+    pub fn to_proto(self) -> FusionMethod {
+        match self {
+            Method::Rrf => FusionMethod::Rrf,
+            Method::Linear => FusionMethod::Linear,
+        }
+    }
+}
+
+impl Normalization {
+    pub fn to_proto(self) -> ScoreNormalization {
+        match self {
+            Normalization::MinMax => ScoreNormalization::MinMax,
+            Normalization::ZScore => ScoreNormalization::ZScore,
+            Normalization::Rank => ScoreNormalization::Rank,
+        }
+    }
+}
+
+/// Validated fusion parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub method: Method,
+    /// LINEAR only.
+    pub normalization: Normalization,
+    /// RRF constant.
+    pub k: f32,
+    pub vector_weight: f32,
+    pub text_weight: f32,
+}
+
+/// Everything the request's `fusion` sets, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choices {
+    pub params: Params,
+    /// Hits asked of each leg.
+    pub vector_candidates: u32,
+    pub text_candidates: u32,
+    /// `hnsw.ef_search` for this query; 0 = the vector-search default.
+    pub ef_search: u32,
+}
+
+impl Choices {
+    /// Canonical text of every choice, for the query-cache key.
+    pub fn cache_part(&self) -> String {
+        let p = &self.params;
+        format!(
+            "{:?}/{:?}/{}/{}/{}/{}/{}/{}",
+            p.method,
+            p.normalization,
+            p.k.to_bits(),
+            p.vector_weight.to_bits(),
+            p.text_weight.to_bits(),
+            self.vector_candidates,
+            self.text_candidates,
+            self.ef_search
+        )
+    }
+}
+
+/// `fusion` of a request for `top_k` hits, over `config`.
+pub fn choices(
+    fusion: &v1::FusionParams,
+    top_k: u32,
+    config: &Defaults,
+) -> Result<Choices, GatewayError> {
+    let k = if fusion.rrf_k == 0 {
+        config.rrf_k
+    } else {
+        fusion.rrf_k
+    };
+    if k > 10_000 {
+        return Err(GatewayError::invalid(
+            "fusion.rrf_k",
+            format!("{k}, at most 10000"),
+        ));
+    }
+    let weight = |field: &str, w: Option<f32>| -> Result<f32, GatewayError> {
+        match w {
+            None => Ok(1.0),
+            Some(w) if w.is_finite() && (0.0..=100.0).contains(&w) => Ok(w),
+            Some(w) => Err(GatewayError::invalid(
+                field,
+                format!("{w} is out of range 0..=100"),
+            )),
+        }
+    };
+    let method = match FusionMethod::try_from(fusion.method) {
+        Ok(FusionMethod::Unspecified) => config.method,
+        Ok(FusionMethod::Rrf) => Method::Rrf,
+        Ok(FusionMethod::Linear) => Method::Linear,
+        Err(_) => {
+            return Err(GatewayError::invalid(
+                "fusion.method",
+                format!("unknown method {} (RRF or LINEAR)", fusion.method),
+            ));
+        }
+    };
+    let normalization = match ScoreNormalization::try_from(fusion.normalization) {
+        Ok(ScoreNormalization::Unspecified) => config.normalization,
+        Ok(ScoreNormalization::MinMax) => Normalization::MinMax,
+        Ok(ScoreNormalization::ZScore) => Normalization::ZScore,
+        Ok(ScoreNormalization::Rank) => Normalization::Rank,
+        Err(_) => {
+            return Err(GatewayError::invalid(
+                "fusion.normalization",
+                format!(
+                    "unknown normalization {} (MIN_MAX, Z_SCORE or RANK)",
+                    fusion.normalization
+                ),
+            ));
+        }
+    };
+    let default_candidates = top_k
+        .saturating_mul(3)
+        .max(config.min_candidates)
+        .min(config.max_candidates);
+    let candidates = |field: &str, n: u32| -> Result<u32, GatewayError> {
+        match n {
+            0 => Ok(default_candidates),
+            n if n <= config.max_candidates => Ok(n),
+            n => Err(GatewayError::invalid(
+                field,
+                format!("{n}, at most {}", config.max_candidates),
+            )),
+        }
+    };
+    if fusion.ef_search > config.max_ef_search {
+        return Err(GatewayError::invalid(
+            "fusion.ef_search",
+            format!("{}, at most {}", fusion.ef_search, config.max_ef_search),
+        ));
+    }
+    Ok(Choices {
+        params: Params {
+            method,
+            normalization,
+            k: k as f32,
+            vector_weight: weight("fusion.vector_weight", fusion.vector_weight)?,
+            text_weight: weight("fusion.text_weight", fusion.text_weight)?,
+        },
+        vector_candidates: candidates("fusion.vector_candidates", fusion.vector_candidates)?,
+        text_candidates: candidates("fusion.text_candidates", fusion.text_candidates)?,
+        ef_search: fusion.ef_search,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: Defaults = Defaults {
+        rrf_k: 60,
+        method: Method::Rrf,
+        normalization: Normalization::MinMax,
+        min_candidates: 50,
+        max_candidates: 1000,
+        max_ef_search: 1000,
+    };
+
+    fn field_of(e: GatewayError) -> String {
+        braid_proto::tonic::Status::from(e).message().to_string()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let config = DEFAULTS;
+        let c = choices(&v1::FusionParams::default(), 10, &config).unwrap();
+        assert_eq!(c.params.method, config.method);
+        assert_eq!(c.params.normalization, config.normalization);
+        assert_eq!((c.vector_candidates, c.text_candidates), (50, 50));
+        assert_eq!(c.ef_search, 0);
+        let c = choices(
+            &v1::FusionParams {
+                method: FusionMethod::Linear as i32,
+                normalization: ScoreNormalization::ZScore as i32,
+                vector_candidates: 7,
+                text_candidates: 300,
+                ef_search: 200,
+                ..Default::default()
+            },
+            10,
+            &config,
+        )
+        .unwrap();
+        assert_eq!(c.params.method, Method::Linear);
+        assert_eq!(c.params.normalization, Normalization::ZScore);
+        assert_eq!((c.vector_candidates, c.text_candidates), (7, 300));
+        assert_eq!(c.ef_search, 200);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field_and_limit() {
+        let config = DEFAULTS;
+        for (fusion, field, limit) in [
+            (
+                v1::FusionParams {
+                    text_candidates: 1001,
+                    ..Default::default()
+                },
+                "fusion.text_candidates",
+                "1000",
+            ),
+            (
+                v1::FusionParams {
+                    vector_candidates: u32::MAX,
+                    ..Default::default()
+                },
+                "fusion.vector_candidates",
+                "1000",
+            ),
+            (
+                v1::FusionParams {
+                    ef_search: 1001,
+                    ..Default::default()
+                },
+                "fusion.ef_search",
+                "1000",
+            ),
+            (
+                v1::FusionParams {
+                    method: 9,
+                    ..Default::default()
+                },
+                "fusion.method",
+                "LINEAR",
+            ),
+            (
+                v1::FusionParams {
+                    normalization: -1,
+                    ..Default::default()
+                },
+                "fusion.normalization",
+                "Z_SCORE",
+            ),
+        ] {
+            let message = field_of(choices(&fusion, 10, &config).unwrap_err());
+            assert!(
+                message.contains(field) && message.contains(limit),
+                "{message}"
+            );
+        }
+    }
+}
