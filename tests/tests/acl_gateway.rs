@@ -186,5 +186,60 @@ async fn clearance_and_groups_filter_every_mode_with_top_k_filled() {
     );
     let seen = gw.get_document(get(&insider)).await.unwrap().into_inner();
     assert_eq!(seen.acl, restricted);
+
+    // Changing the ACL (group physics → chemistry, same content) re-indexes the documents:
+    // the physics insider no longer finds them in any mode, a chemistry reader now does.
+    let moved = Some(DocumentAcl {
+        clearance: 3,
+        groups: vec!["chemistry".into()],
+    });
+    let secrets: Vec<DocumentInput> = (0..6)
+        .map(|i| {
+            doc(
+                &format!("secret-{i}"),
+                &format!(
+                    "Magnetar {i}: a neutron star with an extreme magnetic field; magnetar \
+                     neutron star magnetic field measurements and magnetar bursts."
+                ),
+                moved.clone(),
+            )
+        })
+        .collect();
+    let changed = gw
+        .ingest(as_user(
+            IngestRequest {
+                documents: secrets,
+                wait_until_indexed: true,
+                ..Default::default()
+            },
+            &writer,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        changed
+            .results
+            .iter()
+            .all(|r| r.error.is_empty() && !r.unchanged),
+        "an ACL change is a change: {changed:?}"
+    );
+    let chemist = token("cora", "reader", 3, &["chemistry"]);
+    for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Text] {
+        let mut ids = visible_ids(&mut gw, &insider, mode, 3).await;
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["public-0", "public-1", "public-2"],
+            "{mode:?}: the physics group lost access to the moved documents"
+        );
+        let ids = visible_ids(&mut gw, &chemist, mode, 3).await;
+        assert!(
+            ids.len() == 3 && ids.iter().all(|id| id.starts_with("secret-")),
+            "{mode:?}: the chemistry group gained access: {ids:?}"
+        );
+    }
+    let hidden_now = gw.get_document(get(&insider)).await.unwrap_err();
+    assert_eq!(hidden_now.code(), Code::NotFound);
     stack.shutdown().await.unwrap();
 }

@@ -11,6 +11,7 @@ use braid_tests::v1::{DocumentInput, IngestRequest, ListAuditRequest, SearchRequ
 use braid_tests::{Stack, StackOptions, eventually, http_get, metric_sum};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use tokio_stream::StreamExt;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -261,5 +262,298 @@ async fn fail_closed_refuses_calls_it_cannot_record() {
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("audit"));
     drop(silent);
+    stack.shutdown().await.unwrap();
+}
+
+const SECRET: &str = "audit-test-secret-0123456789abcdef";
+
+fn token(sub: &str, tenant: &str, role: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": sub, "tenant": tenant, "role": role,
+        "iss": "braid", "aud": "braid", "iat": now, "exp": now + 600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn as_user<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn jwt_stack() -> StackOptions {
+    StackOptions::with_jwt(braid_core::auth::jwt::AuthConfig {
+        hs256: braid_core::auth::secret::KeySource::from_value(SECRET),
+        ..Default::default()
+    })
+}
+
+/// One stored record, as the assertions read it.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    rpc: String,
+    code: String,
+    subject: String,
+    tenant: String,
+    role: String,
+    result_count: i64,
+    document_ids: Vec<String>,
+}
+
+/// Waits until `audit.records` holds at least `n` rows; returns them oldest first.
+async fn rows(db: &sqlx::PgPool, n: usize) -> Vec<Stored> {
+    eventually(&format!("{n} audit rows"), PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let rows = sqlx::query(
+                "SELECT rpc, code, subject, tenant, role, result_count, document_ids \
+                 FROM audit.records ORDER BY id",
+            )
+            .fetch_all(&db)
+            .await
+            .ok()?;
+            (rows.len() >= n).then(|| {
+                rows.iter()
+                    .map(|r| Stored {
+                        rpc: r.get("rpc"),
+                        code: r.get("code"),
+                        subject: r.get("subject"),
+                        tenant: r.get("tenant"),
+                        role: r.get("role"),
+                        result_count: r.get("result_count"),
+                        document_ids: r.get("document_ids"),
+                    })
+                    .collect()
+            })
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn row(
+    rpc: &str,
+    code: &str,
+    subject: &str,
+    tenant: &str,
+    role: &str,
+) -> (String, String, String, String, String) {
+    (
+        rpc.into(),
+        code.into(),
+        subject.into(),
+        tenant.into(),
+        role.into(),
+    )
+}
+
+/// ListAudit is for admins only; refused calls — a bad token (UNAUTHENTICATED, no subject
+/// known) and a role that may not call the RPC (PERMISSION_DENIED, subject known) — are
+/// recorded with their code, and an admin reads them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn denied_calls_are_recorded_and_only_admins_read_the_trail() {
+    let stack = Stack::start_with(jwt_stack()).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    let reader = token("rita", "acme", "reader");
+    let writer = token("walt", "acme", "writer");
+    let admin = token("ada", "acme", "admin");
+
+    for (who, t) in [("reader", &reader), ("writer", &writer)] {
+        let refused = gw
+            .list_audit(as_user(ListAuditRequest::default(), t))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{who}: {refused:?}");
+        assert!(refused.message().contains("admin"), "{who}: {refused:?}");
+    }
+    let forged = token("mallory", "acme", "admin") + "x";
+    let unauthenticated = gw
+        .search(as_user(
+            SearchRequest {
+                query: "anything".into(),
+                ..Default::default()
+            },
+            &forged,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unauthenticated.code(), Code::Unauthenticated);
+    let denied = gw
+        .ingest(as_user(
+            IngestRequest {
+                documents: vec![doc("r1", "A reader may not write this.")],
+                ..Default::default()
+            },
+            &reader,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let db = stack.db().await.unwrap();
+    let stored: Vec<_> = rows(&db, 4)
+        .await
+        .into_iter()
+        .map(|r| (r.rpc, r.code, r.subject, r.tenant, r.role))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            row("ListAudit", "PermissionDenied", "rita", "acme", "reader"),
+            row("ListAudit", "PermissionDenied", "walt", "acme", "writer"),
+            row("Search", "Unauthenticated", "", "", ""),
+            row("Ingest", "PermissionDenied", "rita", "acme", "reader"),
+        ]
+    );
+
+    // The admin reads the trail (its own call is recorded after it answers).
+    let listed = gw
+        .list_audit(as_user(ListAuditRequest::default(), &admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    let codes: Vec<(&str, &str, &str)> = listed
+        .iter()
+        .map(|r| (r.rpc.as_str(), r.code.as_str(), r.subject.as_str()))
+        .collect();
+    // A tenant-bound admin sees its own tenant's records; the refused token named none.
+    assert_eq!(
+        codes,
+        [
+            ("Ingest", "PermissionDenied", "rita"),
+            ("ListAudit", "PermissionDenied", "walt"),
+            ("ListAudit", "PermissionDenied", "rita"),
+        ]
+    );
+    stack.shutdown().await.unwrap();
+}
+
+/// IngestStream's record is written when the stream ends: with the stream's real outcome,
+/// the number of results the caller received and their document ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_stream_records_its_outcome_and_counts() {
+    use braid_tests::v1::IngestStreamRequest;
+    let stack = Stack::start_with(jwt_stack()).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    let writer = token("walt", "acme", "writer");
+    let message = |tenant: &str, id: &str| IngestStreamRequest {
+        tenant: tenant.into(),
+        document: Some(doc(id, &format!("Streamed document {id} about glaciers."))),
+    };
+
+    // Three documents, all accepted: OK, 3 results.
+    let ok: Vec<_> = ["s1", "s2", "s3"].map(|id| message("", id)).into();
+    let results: Vec<_> = gw
+        .ingest_stream(as_user(tokio_stream::iter(ok), &writer))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().document_id)
+        .collect();
+    assert_eq!(results.len(), 3);
+
+    // One document, then one naming another tenant: the stream ends PERMISSION_DENIED after
+    // the first document's result.
+    let cut = vec![message("", "s4"), message("beta", "planted")];
+    let mut stream = gw
+        .ingest_stream(as_user(tokio_stream::iter(cut), &writer))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    let end = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(end.code(), Code::PermissionDenied, "{end:?}");
+
+    let db = stack.db().await.unwrap();
+    let stored = rows(&db, 2).await;
+    let expected = |code: &str, ids: Vec<String>| Stored {
+        rpc: "IngestStream".into(),
+        code: code.into(),
+        subject: "walt".into(),
+        tenant: "acme".into(),
+        role: "writer".into(),
+        result_count: ids.len() as i64,
+        document_ids: ids,
+    };
+    assert_eq!(
+        stored,
+        [
+            expected("Ok", results),
+            expected("PermissionDenied", vec![first.document_id]),
+        ]
+    );
+    stack.shutdown().await.unwrap();
+}
+
+/// The purge job removes records older than `audit.retention_days` and keeps the rest.
+#[tokio::test]
+async fn records_past_retention_are_purged() {
+    let mut options = StackOptions::default();
+    options.gateway.audit.retention_days = 7;
+    options.gateway.audit.purge_interval_ms = 100;
+    let stack = Stack::start_with(options).await.unwrap();
+    let db = stack.db().await.unwrap();
+    // The purge job creates the schema before its first purge.
+    eventually("audit.records exists", PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT to_regclass('audit.records')::text")
+                    .fetch_one(&db)
+                    .await
+                    .ok()?;
+            exists.map(|_| ())
+        }
+    })
+    .await
+    .unwrap();
+    let insert = |age: &'static str, subject: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query(&format!(
+                "INSERT INTO audit.records (at, subject, tenant, role, client_addr, rpc, code, \
+                 latency_ms, result_count, document_ids, trace_id, query) \
+                 VALUES (now() - interval '{age}', $1, 'default', 'admin', '', 'Search', 'Ok', \
+                 1, 0, '{{}}', '', '')"
+            ))
+            .bind(subject)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+    };
+    insert("30 days", "old-30d").await;
+    insert("8 days", "old-8d").await;
+    insert("6 days", "recent-6d").await;
+    insert("1 minute", "recent-1m").await;
+    let left = eventually("records past retention purged", PATIENCE, || {
+        let db = db.clone();
+        async move {
+            let subjects: Vec<String> =
+                sqlx::query_scalar("SELECT subject FROM audit.records ORDER BY id")
+                    .fetch_all(&db)
+                    .await
+                    .ok()?;
+            (!subjects.iter().any(|s| s.starts_with("old"))).then_some(subjects)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(left, ["recent-6d", "recent-1m"]);
     stack.shutdown().await.unwrap();
 }

@@ -10,9 +10,9 @@ use braid_core::auth::jwt::AuthConfig;
 use braid_core::auth::secret::KeySource;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
-    DeleteDocumentRequest, DocumentInput, DocumentStatus, EmbedRequest, GetDocumentRequest,
-    IngestRequest, JobState, ListJobsRequest, PurgeModelsRequest, ReplaceDocumentRequest,
-    SearchMode, SearchRequest, WaitIndexedRequest,
+    DeleteDocumentRequest, DiscardJobsRequest, DocumentInput, DocumentStatus, EmbedRequest,
+    GetDocumentRequest, IngestRequest, JobState, ListJobsRequest, PurgeModelsRequest,
+    ReplaceDocumentRequest, RetryJobsRequest, SearchMode, SearchRequest, WaitIndexedRequest,
 };
 use braid_tests::{Service, Stack, StackOptions, eventually};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -395,6 +395,76 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
     )
     .await;
     assert_eq!(code, Code::PermissionDenied);
+    // A dead job of A's: B's admin retrying or discarding it by id gets what a random id
+    // gets (nothing done), never learns it exists, and does not touch it; A's admin can.
+    let db = stack.db().await.unwrap();
+    let a_job: i64 = sqlx::query_scalar(
+        "UPDATE ingest.jobs SET state = 'dead' \
+         WHERE id = (SELECT min(id) FROM ingest.jobs WHERE tenant = 'acme') RETURNING id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let random_job = a_job + 1_000_000;
+    for ids in [vec![a_job], vec![random_job]] {
+        let retried = gw
+            .retry_jobs(with_token(
+                RetryJobsRequest {
+                    job_ids: ids.clone(),
+                    ..Default::default()
+                },
+                &admin_b,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(retried.retried, 0, "{ids:?}");
+        let discarded = gw
+            .discard_jobs(with_token(
+                DiscardJobsRequest {
+                    job_ids: ids.clone(),
+                    ..Default::default()
+                },
+                &admin_b,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(discarded.discarded, 0, "{ids:?}");
+    }
+    let dead_jobs = gw
+        .list_jobs(with_token(ListJobsRequest::default(), &admin_b))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(dead_jobs.iter().all(|j| j.job_id != a_job), "{dead_jobs:?}");
+    let state: String = sqlx::query_scalar("SELECT state::text FROM ingest.jobs WHERE id = $1")
+        .bind(a_job)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(state, "dead", "B's calls left A's job alone");
+    let admin_a = hs256(&claims("ann", "acme", "admin"), secret);
+    let listed = gw
+        .list_jobs(with_token(ListJobsRequest::default(), &admin_a))
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(listed.iter().any(|j| j.job_id == a_job), "{listed:?}");
+    let retried = gw
+        .retry_jobs(with_token(
+            RetryJobsRequest {
+                job_ids: vec![a_job],
+                ..Default::default()
+            },
+            &admin_a,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried.retried, 1, "A's admin retries A's job");
     // A's document survived B's attempts.
     gw.get_document(with_token(get(&a.document_id), &writer_a))
         .await

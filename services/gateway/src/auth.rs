@@ -14,6 +14,8 @@ use braid_proto::tonic::Status;
 use braid_proto::tonic::server::NamedService;
 use tower::{Layer, Service};
 
+use crate::audit::AuditSlot;
+
 /// What each Gateway RPC needs. Any method not listed is denied.
 pub fn permission(path: &str) -> Option<(&'static str, Permission)> {
     let method = path.strip_prefix("/braid.v1.Gateway/")?;
@@ -77,25 +79,29 @@ impl Authenticator {
         AuthLayer { auth: self.clone() }.layer(inner)
     }
 
+    /// The caller of `path`, or why it is refused (with the caller when the token was good
+    /// but the role is not, so the audit record names who was refused).
     async fn authorize(
         &self,
         path: &str,
         authorization: Option<&http::HeaderValue>,
-    ) -> Result<Principal, Status> {
+    ) -> Result<Principal, (Status, Option<Principal>)> {
         let verifier = match self {
             Authenticator::Disabled => return Ok(Principal::anonymous()),
             Authenticator::Jwt(v) => v,
         };
-        let principal = verifier.verify(bearer(authorization)?).await?;
+        let token = bearer(authorization).map_err(|e| (e.into(), None))?;
+        let principal = verifier.verify(token).await.map_err(|e| (e.into(), None))?;
         let Some((method, needs)) = permission(path) else {
-            return Err(Status::permission_denied("unknown method"));
+            return Err((Status::permission_denied("unknown method"), Some(principal)));
         };
         if !principal.allows(needs) {
-            return Err(Status::permission_denied(format!(
+            let status = Status::permission_denied(format!(
                 "role {} may not call {method} (needs {})",
                 principal.role.as_str(),
                 needed_role(needs)
-            )));
+            ));
+            return Err((status, Some(principal)));
         }
         Ok(principal)
     }
@@ -160,7 +166,11 @@ where
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(status) => {
+                Err((status, principal)) => {
+                    if let (Some(p), Some(slot)) = (principal, AuditSlot::of_http(&request)) {
+                        let tenant = p.access.tenant.as_deref().unwrap_or_default();
+                        slot.caller(&p, tenant);
+                    }
                     tracing::debug!(%path, code = ?status.code(), reason = status.message(), "call refused");
                     Ok(status.into_http::<R>())
                 }

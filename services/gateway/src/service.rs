@@ -154,6 +154,7 @@ impl Gateway for GatewayApi {
         let caller = caller(&request)?;
         self.admit(&request, &caller, Class::Ingest, "").await?;
         let long_call = self.limits.long_call(&caller)?;
+        let slot = AuditSlot::of(&request);
         // Documents flow through as they arrive (a client error, an idle client or a stream
         // over its budget ends the upload); results flow back the same way, so back-pressure
         // reaches from ingest to the client. A cut stream ends with the limit it hit. Every
@@ -181,7 +182,13 @@ impl Gateway for GatewayApi {
             .await
             .map_err(GatewayError::Downstream)?
             .into_inner()
-            .map(|r| r.map_err(|s| Status::from(GatewayError::Downstream(s))));
+            .map(move |r| {
+                // The audit record counts the results the caller actually received.
+                if let (Ok(result), Some(slot)) = (&r, &slot) {
+                    slot.add_result(&result.document_id);
+                }
+                r.map_err(|s| Status::from(GatewayError::Downstream(s)))
+            });
         let ends = futures::stream::once(async move {
             // The long-call slot is held until the response stream ends.
             drop(long_call);

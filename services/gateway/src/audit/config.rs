@@ -20,6 +20,8 @@ pub struct AuditConfig {
     pub queue_capacity: usize,
     /// Records per INSERT.
     pub batch_size: usize,
+    /// Longest a record waits for others to share its INSERT (0: written at once).
+    pub flush_interval_ms: u64,
 }
 
 /// How the search query text is stored.
@@ -58,6 +60,7 @@ impl Default for AuditConfig {
             purge_interval_ms: 3_600_000,
             queue_capacity: 10_000,
             batch_size: 256,
+            flush_interval_ms: 500,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The audit layer around the Gateway service: it reserves a place in the audit queue, puts
 //! an [`AuditSlot`] into the request for the handler to fill, and queues the record when the
-//! response is ready, with the status from its `grpc-status` header (errors are trailers-only
-//! responses; a response without one is OK).
+//! response body ends — with the `grpc-status` of its trailers (or of its headers, for a
+//! trailers-only error), so a stream's record carries the stream's real outcome, its counts
+//! and its whole duration. A response dropped unfinished (the client went away) is CANCELLED.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +14,7 @@ use braid_proto::tonic::body::Body;
 use braid_proto::tonic::server::NamedService;
 use braid_proto::tonic::{Code, Status};
 use futures::future::BoxFuture;
+use tokio::sync::mpsc::OwnedPermit;
 use tower::Service;
 
 use super::Auditor;
@@ -122,32 +125,154 @@ where
         };
         let slot = AuditSlot::new(auditor.query_text);
         request.extensions_mut().insert(slot.clone());
+        let Some(place) = place else {
+            return Box::pin(inner.call(request));
+        };
+        // Sent when dropped: if this future is dropped before the response (the client went
+        // away), the record says CANCELLED.
+        let mut pending = Pending {
+            place: Some(place),
+            slot,
+            started,
+            at_ms,
+            rpc,
+            client_addr,
+            trace_id,
+            header_code: None,
+            trailer_code: None,
+            ended: false,
+        };
         Box::pin(async move {
             let response = inner.call(request).await?;
-            let code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map_or(Code::Ok, Code::from);
-            if let Some(place) = place {
-                let filled = slot.take();
-                place.send(Record {
-                    at_ms,
-                    subject: filled.subject,
-                    tenant: filled.tenant,
-                    role: filled.role,
-                    client_addr,
-                    rpc,
-                    code: format!("{code:?}"),
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    result_count: filled.result_count,
-                    document_ids: filled.document_ids,
-                    trace_id,
-                    query: filled.query,
-                });
-            }
-            Ok(response)
+            // A refused or failed call is a trailers-only response: its status is in the
+            // headers. Otherwise the status comes in the trailers after the last message —
+            // for a stream that is when it ends — so the record is sent when the body is done.
+            pending.header_code = grpc_status(response.headers());
+            Ok(response.map(|body| {
+                Body::new(AuditedBody {
+                    inner: body,
+                    pending,
+                })
+            }))
         })
+    }
+}
+
+/// The `grpc-status` of a header or trailer map.
+fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from)
+}
+
+/// A call's record waiting for the call's outcome.
+struct Pending {
+    /// Taken when the record is sent.
+    place: Option<OwnedPermit<Record>>,
+    slot: AuditSlot,
+    started: Instant,
+    at_ms: i64,
+    rpc: &'static str,
+    client_addr: String,
+    trace_id: String,
+    header_code: Option<Code>,
+    trailer_code: Option<Code>,
+    /// The body reached its end (rather than being dropped early).
+    ended: bool,
+}
+
+impl Pending {
+    /// The call's outcome: the status it ended with; CANCELLED when the client went away
+    /// before the end (the response was dropped unfinished).
+    fn code(&self) -> Code {
+        match (self.trailer_code.or(self.header_code), self.ended) {
+            (Some(code), _) => code,
+            (None, true) => Code::Unknown,
+            (None, false) => Code::Cancelled,
+        }
+    }
+
+    /// Queues the record (once).
+    fn send(&mut self) {
+        let Some(place) = self.place.take() else {
+            return;
+        };
+        let code = self.code();
+        let filled = self.slot.take();
+        place.send(Record {
+            at_ms: self.at_ms,
+            subject: filled.subject,
+            tenant: filled.tenant,
+            role: filled.role,
+            client_addr: std::mem::take(&mut self.client_addr),
+            rpc: self.rpc,
+            code: format!("{code:?}"),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            result_count: filled.result_count,
+            document_ids: filled.document_ids,
+            trace_id: std::mem::take(&mut self.trace_id),
+            query: filled.query,
+        });
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.send();
+    }
+}
+
+/// A response body that sends its call's audit record when it ends or is dropped.
+struct AuditedBody {
+    inner: Body,
+    pending: Pending,
+}
+
+impl http_body::Body for AuditedBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                // The trailers end the call: the record is queued before they are sent, so
+                // a client's next call is always recorded after this one.
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.pending.trailer_code = grpc_status(trailers);
+                    this.pending.ended = true;
+                    this.pending.send();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.pending.trailer_code.get_or_insert(Code::Internal);
+            }
+            Poll::Ready(None) => this.pending.ended = true,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        // An empty body (a trailers-only response) ends without being polled.
+        if http_body::Body::is_end_stream(&self.inner) {
+            self.pending.ended = true;
+        }
     }
 }

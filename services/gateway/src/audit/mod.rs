@@ -68,6 +68,7 @@ impl AuditTrail {
             store.clone(),
             rx,
             config.batch_size,
+            Duration::from_millis(config.flush_interval_ms),
             writer::WriterMetrics {
                 dropped: dropped.clone(),
                 written,

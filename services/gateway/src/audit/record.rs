@@ -62,6 +62,11 @@ impl AuditSlot {
         request.extensions().get::<AuditSlot>().cloned()
     }
 
+    /// The slot of an HTTP request (in a layer, before tonic decodes it).
+    pub fn of_http<B>(request: &http::Request<B>) -> Option<&Self> {
+        request.extensions().get::<AuditSlot>()
+    }
+
     fn with(&self, f: impl FnOnce(&mut Filled)) {
         f(&mut self.filled.lock().unwrap_or_else(|p| p.into_inner()));
     }
@@ -93,6 +98,16 @@ impl AuditSlot {
                 .take(MAX_RECORDED_IDS)
                 .map(str::to_string)
                 .collect();
+        });
+    }
+
+    /// One more result (a stream's results arrive one at a time).
+    pub fn add_result(&self, id: &str) {
+        self.with(|f| {
+            f.result_count += 1;
+            if f.document_ids.len() < MAX_RECORDED_IDS {
+                f.document_ids.push(id.to_string());
+            }
         });
     }
 
@@ -129,5 +144,12 @@ mod tests {
         assert_eq!(filled.result_count, 25);
         assert_eq!(filled.document_ids.len(), MAX_RECORDED_IDS);
         assert_eq!(filled.document_ids[0], "d0");
+        for id in &ids {
+            slot.add_result(id);
+        }
+        let filled = slot.take();
+        assert_eq!(filled.result_count, 25);
+        assert_eq!(filled.document_ids.len(), MAX_RECORDED_IDS);
+        assert_eq!(filled.document_ids[9], "d9");
     }
 }
