@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DeleteDocumentRequest, DocumentInput, DocumentStatus, GetDocumentRequest, IngestRequest,
-    SearchMode, SearchRequest, SearchResponse,
+    DeleteDocumentRequest, DocumentInput, DocumentStatus, FusionParams, GetDocumentRequest,
+    IngestRequest, SearchMode, SearchRequest, SearchResponse,
 };
 use braid_tests::{RedisServer, Stack, StackOptions, eventually, http_get, metric_sum};
 
@@ -285,24 +285,20 @@ async fn redis_mode_shares_answers_and_survives_redis_going_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deep_text_hits_on_the_page_get_text_and_snippets() {
-    // Small chunks: the long document fills the text leg's first ranks with its chunks, so
-    // the page's second document is a text hit deeper than the detailed ones.
-    let mut options = StackOptions::default();
-    options.ingest.chunking.max_tokens = 16;
-    options.ingest.chunking.overlap_tokens = 0;
-    let stack = Stack::start_with(options).await.unwrap();
-    let long = (0..6)
-        .map(|i| format!("Nebula nebula nebula, section {i}: the nebula glows."))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // The text leg sends text and snippets only for its first `top_k` documents. A page hit
+    // that the vector leg pulls up from deep in the text ranking gets them from one
+    // FetchChunks call. Three bakery notes repeat the query word (text ranks 1-3); the sky
+    // sentence says it once in a longer text (text rank 4) but is what the query means
+    // (vector rank 1). The text weight is tiny, so the fused page of one is the sky sentence.
+    let stack = Stack::start().await.unwrap();
+    let sky = "Among many quiet things in the night sky over the hills one faint nebula hides.";
     ingest(
         &stack,
         vec![
-            doc("long", &long),
-            doc(
-                "short",
-                "Among many quiet things in the night sky over the hills one faint nebula hides.",
-            ),
+            doc("bakery-1", "Nebula bakery: nebula bread and nebula buns."),
+            doc("bakery-2", "Nebula bakery: nebula cakes and nebula tarts."),
+            doc("bakery-3", "Nebula bakery: nebula coffee and nebula rolls."),
+            doc("sky", sky),
         ],
     )
     .await;
@@ -310,28 +306,28 @@ async fn deep_text_hits_on_the_page_get_text_and_snippets() {
     let r = search(
         &stack,
         SearchRequest {
-            query: "nebula".into(),
-            top_k: 2,
-            mode: SearchMode::Text as i32,
+            query: "nebula glowing in outer space".into(),
+            top_k: 1,
+            mode: SearchMode::Hybrid as i32,
             bypass_cache: true,
+            fusion: Some(FusionParams {
+                text_weight: Some(0.01),
+                ..Default::default()
+            }),
             ..Default::default()
         },
     )
     .await;
-    let ids: Vec<&str> = r.hits.iter().map(|h| h.external_id.as_str()).collect();
-    assert_eq!(ids, ["long", "short"], "{r:#?}");
-    for h in &r.hits {
-        assert!(h.text.contains("ebula"), "{h:?}");
-        assert!(h.snippet.contains("<b>"), "{h:?}");
-    }
-    assert_eq!(
-        r.hits[1].text,
-        "Among many quiet things in the night sky over the hills one faint nebula hides."
-    );
+    assert!(!r.degraded, "{r:#?}");
+    let hit = &r.hits[0];
+    assert_eq!(hit.external_id, "sky", "{r:#?}");
+    assert!(hit.text_rank.unwrap_or(0) > 1, "a deep text hit: {hit:?}");
+    assert_eq!(hit.text, sky);
+    assert!(hit.snippet.contains("<b>"), "{hit:?}");
     assert_eq!(
         text_fetches(&stack).await - fetches_before,
         1.0,
-        "the second hit's text came from one FetchChunks call"
+        "the deep hit's text came from one FetchChunks call"
     );
     stack.shutdown().await.unwrap();
 }

@@ -183,7 +183,10 @@ async fn a_crashed_workers_job_is_taken_over_only_after_its_lease_expires() {
 fn embedding_backlog(
     client: &EmbeddingServiceClient<ServiceChannel>,
 ) -> Vec<tokio::task::JoinHandle<usize>> {
-    (0..1)
+    // Six requests of 48 long texts, one text per forward pass on one model thread: seconds of
+    // work even on an idle machine, so the job's own embedding call waits behind it for well
+    // over three lease periods.
+    (0..6)
         .map(|r| {
             let mut client = client.clone();
             let texts: Vec<String> = (0..48)
