@@ -414,7 +414,19 @@ run_stack() {
     if "$TARGET_DIR/release/braidctl" health --quiet >/dev/null 2>&1; then ok=1; break; fi
     sleep 1
   done
-  [[ -n $ok ]] || { "$TARGET_DIR/release/braidctl" health || true; die "services did not become healthy within 120 s (logs in $LOG_DIR)"; }
+  if [[ -z $ok ]]; then
+    local report
+    report=$("$TARGET_DIR/release/braidctl" health 2>&1 || true)
+    echo "$report"
+    # A service that answers NOT_SERVING says why in its log (e.g. a lost or old text index):
+    # keep the stack up so the operator can repair it (README "Recovery"). One that does not
+    # answer at all is a failed start.
+    if grep -q UNREACHABLE <<<"$report"; then
+      die "services did not become healthy within 120 s (logs in $LOG_DIR)"
+    fi
+    say "some services are NOT_SERVING (reasons in $LOG_DIR); the others keep serving."
+    say "a text index that is lost or from another Braid version: braidctl reindex --leg text --wait"
+  fi
   "$TARGET_DIR/release/braidctl" health || true
   cat <<USAGE
 
