@@ -10,12 +10,12 @@
 //!
 //! CPU is the sum over the process's threads (`/proc/self/task/*/schedstat`, ns).
 
-use std::collections::HashMap;
-use std::io::BufRead;
 use std::time::Instant;
 
 use braid_proto::prost::Message;
-use braid_proto::v1::{Chunk, LegSearchResponse};
+use braid_proto::v1::LegSearchResponse;
+mod scifact;
+
 use braid_text_search::{IndexConfig, SearchConfig, TantivyIndex, TextIndex, TextQuery};
 
 fn cpu_ns() -> u64 {
@@ -32,13 +32,6 @@ fn cpu_ns() -> u64 {
         }
     }
     total
-}
-
-fn lines(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    file.lines()
-        .map(|l| Ok(serde_json::from_str(&l?)?))
-        .collect()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -62,33 +55,12 @@ async fn main() -> anyhow::Result<()> {
         },
     )?;
     let mut chunks_total = 0;
-    let corpus = lines(&dir.join("corpus.jsonl"))?;
+    let corpus = scifact::lines(&dir.join("corpus.jsonl"))?;
     // Documents go in 256 at a time: concurrent writes share one commit (group commit).
     let mut docs = 0;
     for batch in corpus.iter().take(max_docs).collect::<Vec<_>>().chunks(256) {
         let writes = batch.iter().map(|d| {
-            let id = d["_id"].as_str().unwrap_or_default().to_string();
-            let title = d["title"].as_str().unwrap_or_default();
-            let words: Vec<&str> = d["text"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect();
-            let chunks: Vec<Chunk> = words
-                .chunks(100)
-                .enumerate()
-                .map(|(i, w)| Chunk {
-                    chunk_id: format!("{id}:{i}"),
-                    document_id: id.clone(),
-                    tenant: "default".into(),
-                    external_id: id.clone(),
-                    title: title.to_string(),
-                    text: w.join(" "),
-                    ordinal: i as u32,
-                    metadata: HashMap::new(),
-                    acl: None,
-                })
-                .collect();
+            let (id, chunks) = scifact::chunks(d);
             chunks_total += chunks.len();
             let index = index.clone();
             async move { index.replace_document("default", &id, chunks).await }
@@ -98,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         }
         docs += batch.len();
     }
-    let queries: Vec<String> = lines(&dir.join("queries.jsonl"))?
+    let queries: Vec<String> = scifact::lines(&dir.join("queries.jsonl"))?
         .iter()
         .filter_map(|q| q["text"].as_str().map(str::to_string))
         .collect();

@@ -8,17 +8,10 @@
 //! `cargo run --release -p braid-text-search --example bm25_eval -- [scifact dir] [title_boost] [k1] [b]`
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufRead;
 
-use braid_proto::v1::Chunk;
+mod scifact;
+
 use braid_text_search::{IndexConfig, SearchConfig, TantivyIndex, TextIndex, TextQuery};
-
-fn lines(path: &std::path::Path) -> anyhow::Result<Vec<serde_json::Value>> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    file.lines()
-        .map(|l| Ok(serde_json::from_str(&l?)?))
-        .collect()
-}
 
 /// `(query id -> relevant doc ids with gains)`, and the query ids in file order.
 type Qrels = (HashMap<String, HashMap<String, f64>>, Vec<String>);
@@ -95,31 +88,10 @@ async fn main() -> anyhow::Result<()> {
         writer_threads: 1,
     };
     let index = TantivyIndex::open(&config, &search)?;
-    let corpus = lines(&dir.join("corpus.jsonl"))?;
+    let corpus = scifact::lines(&dir.join("corpus.jsonl"))?;
     for batch in corpus.chunks(256) {
         let writes = batch.iter().map(|d| {
-            let id = d["_id"].as_str().unwrap_or_default().to_string();
-            let title = d["title"].as_str().unwrap_or_default();
-            let words: Vec<&str> = d["text"]
-                .as_str()
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect();
-            let chunks: Vec<Chunk> = words
-                .chunks(100)
-                .enumerate()
-                .map(|(i, w)| Chunk {
-                    chunk_id: format!("{id}:{i}"),
-                    document_id: id.clone(),
-                    tenant: "default".into(),
-                    external_id: id.clone(),
-                    title: title.to_string(),
-                    text: w.join(" "),
-                    ordinal: i as u32,
-                    metadata: HashMap::new(),
-                    acl: None,
-                })
-                .collect();
+            let (id, chunks) = scifact::chunks(d);
             let index = index.clone();
             async move { index.replace_document("default", &id, chunks).await }
         });
@@ -127,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
             r?;
         }
     }
-    let texts: HashMap<String, String> = lines(&dir.join("queries.jsonl"))?
+    let texts: HashMap<String, String> = scifact::lines(&dir.join("queries.jsonl"))?
         .iter()
         .filter_map(|q| Some((q["_id"].as_str()?.into(), q["text"].as_str()?.into())))
         .collect();
