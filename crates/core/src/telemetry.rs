@@ -1,20 +1,32 @@
 //! Structured logs and OpenTelemetry traces.
 //!
 //! Logs are JSON (or text) on stdout through `tracing-subscriber`. When an OTLP endpoint is
-//! configured, spans are also exported over OTLP/gRPC. The W3C trace-context propagator is
-//! always installed, so `traceparent` flows across every gRPC hop even when this process does
-//! not export (a downstream that does will still join the trace).
+//! configured, spans are also exported over OTLP/gRPC, in batches from a bounded queue (spans
+//! beyond it are dropped and counted by the SDK, never block a request); [`Telemetry::shutdown`]
+//! flushes what is queued. The W3C trace-context propagator is always installed, so
+//! `traceparent` flows across every gRPC hop even when this process does not export (a
+//! downstream that does will still join the trace).
+//!
+//! The subscriber is process-global: a process running several services (the end-to-end tests)
+//! installs it once, and every service's spans go through it.
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetryConfig};
+
+/// Spans waiting for export at most; more are dropped (counted by the SDK, logged at shutdown).
+const EXPORT_QUEUE: usize = 2048;
+/// Spans per OTLP export request.
+const EXPORT_BATCH: usize = 512;
+/// How long a span waits at most before its batch is sent.
+const EXPORT_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Keeps the trace exporter alive; call [`Telemetry::shutdown`] to flush before exit.
 pub struct Telemetry {
@@ -36,9 +48,18 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<T
             let resource = opentelemetry_sdk::Resource::builder()
                 .with_service_name(service)
                 .build();
+            let batches = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(EXPORT_QUEUE)
+                        .with_max_export_batch_size(EXPORT_BATCH)
+                        .with_scheduled_delay(EXPORT_DELAY)
+                        .build(),
+                )
+                .build();
             Some(
                 SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
+                    .with_span_processor(batches)
                     .with_resource(resource)
                     .build(),
             )
@@ -67,7 +88,8 @@ pub fn init(service: &'static str, config: &TelemetryConfig) -> anyhow::Result<T
 }
 
 impl Telemetry {
-    /// Flushes pending spans.
+    /// Flushes pending spans (blocks until the export ends; call it off the async runtime's
+    /// worker threads, e.g. after `block_on` or in `spawn_blocking`).
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(e) = provider.shutdown()
@@ -110,12 +132,27 @@ pub fn inject_context(headers: &mut http::HeaderMap) {
     });
 }
 
-/// The server-side span of one gRPC request, parented on the caller's trace context.
+/// The server-side span of one gRPC request, parented on the caller's trace context. Named
+/// `package.Service/Method` with the OpenTelemetry RPC attributes; a path that names no known
+/// method is `unknown` (span names stay a closed set, like metric labels).
 pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     let parent = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&HeaderExtractor(request.headers()))
     });
-    let span = tracing::info_span!("grpc.request", rpc.method = %request.uri().path());
+    let (service, method) = crate::resilience::grpc_method(request.uri().path());
+    let name = if service == crate::resilience::UNKNOWN_METHOD {
+        service.to_string()
+    } else {
+        format!("{service}/{method}")
+    };
+    let span = tracing::info_span!(
+        "grpc.request",
+        otel.name = %name,
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+    );
     let _ = span.set_parent(parent);
     span
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use prometheus::{HistogramOpts, HistogramVec, IntGauge};
+use braid_core::metrics::{Family, Gauge, Histogram};
 use tokio::sync::oneshot;
 
 use crate::embedder::InputKind;
@@ -122,7 +122,7 @@ impl Shared {
             return Vec::new();
         }
         let jobs = Lanes::take(&mut lanes.queries, max_batch);
-        self.metrics.queue_depth.set(lanes.depth());
+        self.metrics.queue_depth.set(lanes.depth() as f64);
         jobs
     }
 }
@@ -147,33 +147,27 @@ pub struct Batcher {
 /// Metrics the batcher records.
 pub struct BatcherMetrics {
     /// Label `pool`: "document" or "query" model threads.
-    pub batch_size: HistogramVec,
-    pub batch_seconds: HistogramVec,
-    pub queue_depth: IntGauge,
+    pub batch_size: Family<Histogram>,
+    pub batch_seconds: Family<Histogram>,
+    pub queue_depth: Gauge,
 }
 
 impl BatcherMetrics {
     pub fn new(metrics: &braid_core::metrics::Metrics) -> Self {
-        let batch_size = HistogramVec::new(
-            HistogramOpts::new("embedding_batch_size", "texts per model forward pass")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
-            &["pool"],
-        )
-        .expect("static metric");
-        let batch_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "embedding_batch_duration_seconds",
-                "model forward pass latency",
-            )
-            .buckets(braid_core::metrics::latency_buckets()),
-            &["pool"],
-        )
-        .expect("static metric");
-        let queue_depth = IntGauge::new("embedding_queue_depth", "requests waiting for the model")
-            .expect("static metric");
-        metrics.register(Box::new(batch_size.clone()));
-        metrics.register(Box::new(batch_seconds.clone()));
-        metrics.register(Box::new(queue_depth.clone()));
+        const POOLS: &[(&str, &[&str])] = &[("pool", &["document", "query"])];
+        let batch_size = metrics.histogram_family(
+            "embedding_batch_size",
+            "texts per model forward pass",
+            POOLS,
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+        );
+        let batch_seconds = metrics.histogram_family(
+            "embedding_batch_duration_seconds",
+            "model forward pass latency",
+            POOLS,
+            &braid_core::metrics::latency_buckets(),
+        );
+        let queue_depth = metrics.gauge("embedding_queue_depth", "requests waiting for the model");
         Self {
             batch_size,
             batch_seconds,
@@ -260,7 +254,7 @@ impl Batcher {
                 });
             }
             queue.push_back(Job { texts, reply });
-            shared.metrics.queue_depth.set(lanes.depth());
+            shared.metrics.queue_depth.set(lanes.depth() as f64);
         }
         // A query goes to an idle query model thread (all cores) if there is one, else to
         // whichever document thread is free first.
@@ -326,7 +320,7 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                 lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
                 lanes.idle_query_threads -= idle_count;
             };
-            shared.metrics.queue_depth.set(lanes.depth());
+            shared.metrics.queue_depth.set(lanes.depth() as f64);
             taken
         };
         run_jobs(
@@ -383,14 +377,11 @@ fn run_jobs(
         match model.embed(&texts) {
             Ok(vectors) => {
                 let label = [pool.label()];
-                metrics
-                    .batch_size
-                    .with_label_values(&label)
-                    .observe(texts.len() as f64);
+                metrics.batch_size.get(&label).record(texts.len() as f64);
                 metrics
                     .batch_seconds
-                    .with_label_values(&label)
-                    .observe(started.elapsed().as_secs_f64());
+                    .get(&label)
+                    .record(started.elapsed().as_secs_f64());
                 for ((j, i, _), v) in batch.iter().zip(vectors) {
                     results[*j][*i] = v;
                 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::IntCounterVec;
+use braid_core::metrics::Counter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -66,7 +66,17 @@ pub struct EmbeddingCache {
     prefix: Arc<str>,
     ttl: Duration,
     redis_timeout: Duration,
-    lookups: IntCounterVec,
+    lookups: Arc<Lookups>,
+}
+
+/// `braid_embedding_cache_lookups_total{layer,result}`, one handle per combination that happens.
+struct Lookups {
+    l1_hit: Counter,
+    l1_miss: Counter,
+    redis_hit: Counter,
+    redis_miss: Counter,
+    redis_error: Counter,
+    redis_write_error: Counter,
 }
 
 impl EmbeddingCache {
@@ -97,14 +107,21 @@ impl EmbeddingCache {
             });
             Some(cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?)
         };
-        let lookups = IntCounterVec::new(
-            prometheus::Opts::new(
+        let lookup = |layer, result| {
+            metrics.counter_with(
                 "embedding_cache_lookups_total",
                 "cache lookups by layer (l1, redis) and result (hit, miss, error)",
-            ),
-            &["layer", "result"],
-        )?;
-        metrics.register(Box::new(lookups.clone()));
+                &[("layer", layer), ("result", result)],
+            )
+        };
+        let lookups = Arc::new(Lookups {
+            l1_hit: lookup("l1", "hit"),
+            l1_miss: lookup("l1", "miss"),
+            redis_hit: lookup("redis", "hit"),
+            redis_miss: lookup("redis", "miss"),
+            redis_error: lookup("redis", "error"),
+            redis_write_error: lookup("redis", "write_error"),
+        });
         Ok(Self {
             l1,
             redis,
@@ -123,11 +140,9 @@ impl EmbeddingCache {
         )
     }
 
-    fn count(&self, layer: &str, result: &str, n: usize) {
+    fn count(counter: &Counter, n: usize) {
         if n > 0 {
-            self.lookups
-                .with_label_values(&[layer, result])
-                .inc_by(n as u64);
+            counter.increment(n as u64);
         }
     }
 
@@ -139,8 +154,8 @@ impl EmbeddingCache {
                 *slot = l1.get(key).await;
             }
             let hits = found.iter().filter(|v| v.is_some()).count();
-            self.count("l1", "hit", hits);
-            self.count("l1", "miss", keys.len() - hits);
+            Self::count(&self.lookups.l1_hit, hits);
+            Self::count(&self.lookups.l1_miss, keys.len() - hits);
         }
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
         if missing.is_empty() || self.redis.is_none() {
@@ -159,16 +174,16 @@ impl EmbeddingCache {
                         found[i] = Some(vector);
                     }
                 }
-                self.count("redis", "hit", hits);
-                self.count("redis", "miss", missing.len() - hits);
+                Self::count(&self.lookups.redis_hit, hits);
+                Self::count(&self.lookups.redis_miss, missing.len() - hits);
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "embedding cache: redis read failed; embedding instead");
-                self.count("redis", "error", missing.len());
+                Self::count(&self.lookups.redis_error, missing.len());
             }
             Err(_) => {
                 tracing::warn!(timeout = ?self.redis_timeout, "embedding cache: redis read timed out; embedding instead");
-                self.count("redis", "error", missing.len());
+                Self::count(&self.lookups.redis_error, missing.len());
             }
         }
         found
@@ -214,10 +229,10 @@ impl EmbeddingCache {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "embedding cache: redis write failed");
-                    lookups.with_label_values(&["redis", "write_error"]).inc();
+                    lookups.redis_write_error.increment(1);
                 }
                 Err(_) => {
-                    lookups.with_label_values(&["redis", "write_error"]).inc();
+                    lookups.redis_write_error.increment(1);
                 }
             }
         });

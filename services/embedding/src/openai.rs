@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use backon::BackoffBuilder;
 use braid_core::auth::secret::{KeySource, constant_time_eq};
 use braid_core::config::{BreakerSettings, positive};
+use braid_core::metrics::{Counter, Family, Gauge};
 use braid_core::resilience::{BreakerState, CircuitBreaker};
-use prometheus::{IntCounterVec, IntGauge};
 use serde::{Deserialize, Serialize};
 
 /// `provider.openai.*`: where and how to call a remote embeddings API.
@@ -160,8 +160,11 @@ enum Attempt {
 /// Metrics of the provider client.
 #[derive(Clone)]
 struct ProviderMetrics {
-    breaker_state: IntGauge,
-    calls: IntCounterVec,
+    breaker_state: Gauge,
+    calls: Arc<Family<Counter>>,
+    /// Where the handles live, read back by the tests.
+    #[cfg(test)]
+    registry: braid_core::metrics::Metrics,
 }
 
 /// Client for a remote OpenAI-compatible embeddings endpoint.
@@ -187,19 +190,18 @@ impl OpenAiProvider {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(16)
             .build()?;
-        let breaker_state = IntGauge::new(
+        let breaker_state = metrics.gauge(
             "embedding_provider_breaker_state",
             "provider circuit breaker: 0 closed, 1 half-open, 2 open",
-        )?;
-        let calls = IntCounterVec::new(
-            prometheus::Opts::new(
-                "embedding_provider_requests_total",
-                "HTTP requests to the embeddings provider by outcome",
-            ),
-            &["outcome"],
-        )?;
-        metrics.register(Box::new(breaker_state.clone()));
-        metrics.register(Box::new(calls.clone()));
+        );
+        let calls = Arc::new(metrics.counter_family(
+            "embedding_provider_requests_total",
+            "HTTP requests to the embeddings provider by outcome",
+            &[(
+                "outcome",
+                &["ok", "rejected", "throttled", "failed", "breaker_open"],
+            )],
+        ));
         Ok(Self {
             config: Arc::new(config.clone()),
             http,
@@ -210,6 +212,8 @@ impl OpenAiProvider {
             metrics: ProviderMetrics {
                 breaker_state,
                 calls,
+                #[cfg(test)]
+                registry: metrics.clone(),
             },
         })
     }
@@ -225,7 +229,7 @@ impl OpenAiProvider {
 
     pub fn breaker_state(&self) -> BreakerState {
         let state = self.breaker.state();
-        self.metrics.breaker_state.set(state.as_gauge());
+        self.metrics.breaker_state.set(state.as_gauge() as f64);
         state
     }
 
@@ -263,10 +267,7 @@ impl OpenAiProvider {
         let est_tokens: f64 = texts.iter().map(|t| (t.len() / 4 + 1) as f64).sum();
         loop {
             if self.breaker_state() == BreakerState::Open {
-                self.metrics
-                    .calls
-                    .with_label_values(&["breaker_open"])
-                    .inc();
+                self.metrics.calls.get(&["breaker_open"]).increment(1);
                 return Err(EmbeddingError::ProviderUnavailable(format!(
                     "circuit breaker for {} is open after repeated failures",
                     self.config.base_url
@@ -278,11 +279,11 @@ impl OpenAiProvider {
                 Attempt::Done(vectors) => {
                     self.breaker.record_success();
                     self.breaker_state();
-                    self.metrics.calls.with_label_values(&["ok"]).inc();
+                    self.metrics.calls.get(&["ok"]).increment(1);
                     return Ok(vectors);
                 }
                 Attempt::Fatal(e) => {
-                    self.metrics.calls.with_label_values(&["rejected"]).inc();
+                    self.metrics.calls.get(&["rejected"]).increment(1);
                     return Err(e);
                 }
                 Attempt::Retry {
@@ -294,8 +295,8 @@ impl OpenAiProvider {
                     self.breaker_state();
                     self.metrics
                         .calls
-                        .with_label_values(&[if throttled { "throttled" } else { "failed" }])
-                        .inc();
+                        .get(&[if throttled { "throttled" } else { "failed" }])
+                        .increment(1);
                     let Some(delay) = backoff.next() else {
                         let message = format!(
                             "{} failed after {} attempts: {error}",

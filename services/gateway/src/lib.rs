@@ -26,7 +26,6 @@ use braid_core::server::{self, Listeners};
 use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
 use braid_proto::v1::gateway_server::GatewayServer;
-use prometheus::{IntGaugeVec, Opts};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -50,19 +49,28 @@ pub async fn run(
             .map_err(anyhow::Error::msg)?;
     let authenticator = auth::Authenticator::from_config(&config.auth).await?;
     let clients = clients::Clients::new(&config, internal.token_source())?;
-    let up = IntGaugeVec::new(
-        Opts::new(
-            "downstream_up",
-            "1 when the downstream service reports SERVING",
-        ),
-        &["downstream"],
-    )?;
-    let breaker_state = IntGaugeVec::new(
-        Opts::new("circuit_breaker_state", "0 closed, 1 half-open, 2 open"),
-        &["downstream"],
-    )?;
-    metrics.register(Box::new(up.clone()));
-    metrics.register(Box::new(breaker_state.clone()));
+    // (up, breaker state) per downstream, in the order of `clients.downstreams`.
+    let gauges: Arc<Vec<_>> = Arc::new(
+        clients
+            .downstreams
+            .iter()
+            .map(|d| {
+                let label = [("downstream", d.name)];
+                (
+                    metrics.gauge_with(
+                        "downstream_up",
+                        "1 when the downstream service reports SERVING",
+                        &label,
+                    ),
+                    metrics.gauge_with(
+                        "circuit_breaker_state",
+                        "0 closed, 1 half-open, 2 open",
+                        &label,
+                    ),
+                )
+            })
+            .collect(),
+    );
 
     // The gateway serves while at least one search leg can answer: text-search alone, or
     // embedding + vector-search together. Anything less is NOT_SERVING.
@@ -73,7 +81,7 @@ pub async fn run(
             config.server.health_probe_interval(),
             move || {
                 let downstreams = downstreams.clone();
-                let (up, breaker_state) = (up.clone(), breaker_state.clone());
+                let gauges = gauges.clone();
                 async move {
                     let checks = downstreams.iter().map(|d| {
                     let mut client = d.health.clone();
@@ -89,15 +97,13 @@ pub async fn run(
                     }
                 });
                     let results = futures::future::join_all(checks).await;
-                    for d in &downstreams {
-                        breaker_state
-                            .with_label_values(&[d.name])
-                            .set(d.breaker.state().as_gauge());
+                    for ((d, (up, breaker_state)), (_, serving)) in
+                        downstreams.iter().zip(gauges.iter()).zip(&results)
+                    {
+                        breaker_state.set(d.breaker.state().as_gauge() as f64);
+                        up.set(f64::from(u8::from(*serving)));
                     }
                     let is_up = |name: &str| results.iter().any(|(n, s)| *n == name && *s);
-                    for (name, serving) in &results {
-                        up.with_label_values(&[name]).set(i64::from(*serving));
-                    }
                     if is_up("text-search") || (is_up("embedding") && is_up("vector-search")) {
                         Ok(())
                     } else {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_core::auth::{Access, Principal};
+use braid_core::metrics::{Counter, Family, Gauge, Histogram};
 use braid_core::resilience::deadline;
 use tokio::sync::Semaphore;
 
@@ -19,7 +20,6 @@ use braid_proto::v1::{
     ChunkHit, EmbedRequest, FetchChunksRequest, IndexGenerationRequest, InputType,
     LegSearchRequest, ModelInfoRequest, SearchHit, SearchMode, SearchRequest, SearchResponse,
 };
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::cache::{self, QueryCache};
 use crate::clients::Clients;
@@ -30,10 +30,13 @@ use crate::fusion::{self, Choices, Granularity};
 use crate::paging::{self, PageTokens};
 
 pub struct SearchMetrics {
-    leg_latency: HistogramVec,
-    degraded: IntCounterVec,
-    leg_queued: IntGaugeVec,
+    leg_latency: Family<Histogram>,
+    degraded: Family<Counter>,
+    leg_queued: Family<Gauge>,
 }
+
+/// The `leg` label values.
+const LEGS: &[&str] = &["vector", "text"];
 
 /// The bounded concurrency of each leg (FIFO: tokio's semaphore is fair).
 pub struct LegLimits {
@@ -52,25 +55,22 @@ impl LegLimits {
 
 impl SearchMetrics {
     pub fn new(metrics: &braid_core::metrics::Metrics) -> anyhow::Result<Self> {
-        let leg_latency = HistogramVec::new(
-            HistogramOpts::new("search_leg_duration_seconds", "latency of each search leg")
-                .buckets(braid_core::metrics::latency_buckets()),
-            &["leg", "outcome"],
-        )?;
-        let degraded = IntCounterVec::new(
-            Opts::new("search_degraded_total", "searches answered without one leg"),
-            &["leg"],
-        )?;
-        let leg_queued = IntGaugeVec::new(
-            Opts::new(
-                "search_leg_queued",
-                "leg calls waiting for one of the leg's concurrency slots",
-            ),
-            &["leg"],
-        )?;
-        metrics.register(Box::new(leg_latency.clone()));
-        metrics.register(Box::new(degraded.clone()));
-        metrics.register(Box::new(leg_queued.clone()));
+        let leg_latency = metrics.histogram_family(
+            "search_leg_duration_seconds",
+            "latency of each search leg",
+            &[("leg", LEGS), ("outcome", &["ok", "error"])],
+            &braid_core::metrics::latency_buckets(),
+        );
+        let degraded = metrics.counter_family(
+            "search_degraded_total",
+            "searches answered without one leg",
+            &[("leg", LEGS)],
+        );
+        let leg_queued = metrics.gauge_family(
+            "search_leg_queued",
+            "leg calls waiting for one of the leg's concurrency slots",
+            &[("leg", LEGS)],
+        );
         Ok(Self {
             leg_latency,
             degraded,
@@ -366,13 +366,13 @@ impl Searcher {
         if let Ok(permit) = slots.try_acquire() {
             return Ok(permit);
         }
-        let queued = self.metrics.leg_queued.with_label_values(&[leg]);
-        queued.inc();
+        let queued = self.metrics.leg_queued.get(&[leg]);
+        queued.increment(1.0);
         let waited = match deadline::current() {
             Some(at) => tokio::time::timeout_at(at, slots.acquire()).await.ok(),
             None => Some(slots.acquire().await),
         };
-        queued.dec();
+        queued.decrement(1.0);
         match waited {
             Some(Ok(permit)) => Ok(permit),
             Some(Err(_)) | None => {
@@ -495,8 +495,8 @@ impl Searcher {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.metrics
             .leg_latency
-            .with_label_values(&[leg, outcome])
-            .observe(started.elapsed().as_secs_f64());
+            .get(&[leg, outcome])
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(hits) => Leg::Answered(hits),
             Err(reason) => {
@@ -685,7 +685,7 @@ impl Searcher {
         }
         for (name, failed) in [("vector", vector_failed), ("text", text_failed)] {
             if failed {
-                self.metrics.degraded.with_label_values(&[name]).inc();
+                self.metrics.degraded.get(&[name]).increment(1);
             }
         }
         let granularity = if r.chunk_level {
@@ -711,7 +711,7 @@ impl Searcher {
         {
             tracing::warn!(%reason, "text leg fetch failed");
             reasons.push(format!("text leg fetch failed: {reason}"));
-            self.metrics.degraded.with_label_values(&["text"]).inc();
+            self.metrics.degraded.get(&["text"]).increment(1);
         }
         let hits = fused
             .into_iter()

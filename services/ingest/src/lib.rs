@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use braid_core::metrics::Metrics;
+use braid_core::metrics::{Family, Gauge, Metrics};
 use braid_core::server::{self, Listeners};
 use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
@@ -29,7 +29,6 @@ use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::ingest_service_server::IngestServiceServer;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
 use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
-use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::Notify;
 
 pub use config::{ChunkingConfig, IngestConfig, LimitsConfig, RecoveryConfig, WorkerConfig};
@@ -72,14 +71,15 @@ pub async fn run(
         vector: VectorSearchServiceClient::new(vector).max_encoding_message_size(max),
         text: TextSearchServiceClient::new(text).max_encoding_message_size(max),
     };
-    let jobs_total = IntCounterVec::new(
-        Opts::new(
-            "ingest_jobs_total",
-            "indexing jobs processed, by leg, op and outcome",
-        ),
-        &["leg", "op", "outcome"],
-    )?;
-    metrics.register(Box::new(jobs_total.clone()));
+    let jobs_total = metrics.counter_family(
+        "ingest_jobs_total",
+        "indexing jobs processed, by leg, op and outcome",
+        &[
+            ("leg", &["vector", "text"]),
+            ("op", &["upsert", "delete"]),
+            ("outcome", &["done", "error", "retry", "dead"]),
+        ],
+    );
     let wake = Arc::new(Notify::new());
     let progress = Arc::new(Notify::new());
     let workers = Arc::new(worker::Workers {
@@ -176,34 +176,34 @@ pub async fn run(
 
 /// Queue and document gauges, refreshed by the housekeeping task.
 struct QueueGauges {
-    queue_depth: IntGauge,
-    dead_jobs: IntGauge,
+    queue_depth: Gauge,
+    dead_jobs: Gauge,
     oldest_pending: Gauge,
-    documents: IntGaugeVec,
-    chunks: IntGauge,
+    documents: Family<Gauge>,
+    chunks: Gauge,
 }
+
+/// The `status` label values of `braid_ingest_documents`.
+const DOCUMENT_STATUSES: &[&str] = &[
+    "pending", "indexing", "ready", "partial", "failed", "deleting",
+];
 
 impl QueueGauges {
     fn new(metrics: &Metrics) -> anyhow::Result<Self> {
-        let g = Self {
-            queue_depth: IntGauge::new("ingest_queue_depth", "pending + running indexing jobs")?,
-            dead_jobs: IntGauge::new("ingest_dead_jobs", "jobs in the dead-letter queue")?,
-            oldest_pending: Gauge::new(
+        Ok(Self {
+            queue_depth: metrics.gauge("ingest_queue_depth", "pending + running indexing jobs"),
+            dead_jobs: metrics.gauge("ingest_dead_jobs", "jobs in the dead-letter queue"),
+            oldest_pending: metrics.gauge(
                 "ingest_oldest_pending_job_age_seconds",
                 "age of the oldest pending indexing job",
-            )?,
-            documents: IntGaugeVec::new(
-                Opts::new("ingest_documents", "documents by status"),
-                &["status"],
-            )?,
-            chunks: IntGauge::new("ingest_chunks", "chunks of live documents")?,
-        };
-        metrics.register(Box::new(g.queue_depth.clone()));
-        metrics.register(Box::new(g.dead_jobs.clone()));
-        metrics.register(Box::new(g.oldest_pending.clone()));
-        metrics.register(Box::new(g.documents.clone()));
-        metrics.register(Box::new(g.chunks.clone()));
-        Ok(g)
+            ),
+            documents: metrics.gauge_family(
+                "ingest_documents",
+                "documents by status",
+                &[("status", DOCUMENT_STATUSES)],
+            ),
+            chunks: metrics.gauge("ingest_chunks", "chunks of live documents"),
+        })
     }
 }
 
@@ -217,17 +217,15 @@ async fn housekeeping(store: store::Store, gauges: QueueGauges, keep_done: Durat
         tick.tick().await;
         match store.stats(None).await {
             Ok(s) => {
-                gauges.queue_depth.set(s.queue_depth);
-                gauges.dead_jobs.set(s.dead);
+                gauges.queue_depth.set(s.queue_depth as f64);
+                gauges.dead_jobs.set(s.dead as f64);
                 gauges.oldest_pending.set(s.oldest_pending_seconds);
-                gauges.chunks.set(s.chunks);
-                for status in [
-                    "pending", "indexing", "ready", "partial", "failed", "deleting",
-                ] {
+                gauges.chunks.set(s.chunks as f64);
+                for status in DOCUMENT_STATUSES {
                     gauges
                         .documents
-                        .with_label_values(&[status])
-                        .set(s.by_status.get(status).copied().unwrap_or(0));
+                        .get(&[status])
+                        .set(s.by_status.get(*status).copied().unwrap_or(0) as f64);
                 }
             }
             Err(e) => tracing::debug!(error = %e, "refreshing queue gauges failed"),

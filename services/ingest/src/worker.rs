@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid_core::client::Channel;
+use braid_core::metrics::{Counter, Family};
 use braid_core::shutdown::Stopping;
 use braid_proto::tonic::{Code, Status};
 use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
@@ -15,7 +16,6 @@ use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use braid_proto::v1::{
     Chunk, DeleteDocumentChunksRequest, EmbedRequest, InputType, ReplaceDocumentRequest,
 };
-use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -131,7 +131,7 @@ pub struct Workers {
     pub wake: Arc<Notify>,
     /// Notified whenever a job finished (for callers waiting on READY).
     pub progress: Arc<Notify>,
-    pub jobs_total: IntCounterVec,
+    pub jobs_total: Family<Counter>,
 }
 
 impl Workers {
@@ -223,8 +223,8 @@ impl Workers {
             Op::Delete => "delete",
         };
         self.jobs_total
-            .with_label_values(&[job.leg.as_str(), op, outcome])
-            .inc();
+            .get(&[job.leg.as_str(), op, outcome])
+            .increment(1);
         self.progress.notify_waiters();
     }
 

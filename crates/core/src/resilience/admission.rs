@@ -11,13 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::deadline;
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Gauge, Metrics};
 
 /// Admission settings (from [`crate::config::ServerConfig`]).
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +30,9 @@ struct State {
     permits: Arc<Semaphore>,
     queued: AtomicUsize,
     config: AdmissionConfig,
-    queue_depth: IntGauge,
-    shed: IntCounterVec,
+    queue_depth: Gauge,
+    shed_queue_full: Counter,
+    shed_deadline: Counter,
 }
 
 #[derive(Clone)]
@@ -42,28 +42,25 @@ pub struct AdmissionLayer {
 
 impl AdmissionLayer {
     pub fn new(config: AdmissionConfig, metrics: &Metrics) -> Self {
-        let queue_depth = IntGauge::new(
+        let queue_depth = metrics.gauge(
             "admission_queue_depth",
             "requests waiting for a concurrency slot",
-        )
-        .expect("valid metric");
-        let shed = IntCounterVec::new(
-            Opts::new(
+        );
+        let shed = |reason| {
+            metrics.counter_with(
                 "admission_shed_total",
                 "requests shed with RESOURCE_EXHAUSTED, by reason",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        metrics.register(Box::new(queue_depth.clone()));
-        metrics.register(Box::new(shed.clone()));
+                &[("reason", reason)],
+            )
+        };
         Self {
             state: Arc::new(State {
                 permits: Arc::new(Semaphore::new(config.concurrency_limit)),
                 queued: AtomicUsize::new(0),
                 config,
                 queue_depth,
-                shed,
+                shed_queue_full: shed("queue_full"),
+                shed_deadline: shed("deadline"),
             }),
         }
     }
@@ -99,7 +96,7 @@ impl<'a> Queued<'a> {
             })
             .is_ok();
         admitted.then(|| {
-            state.queue_depth.inc();
+            state.queue_depth.increment(1.0);
             Queued(state)
         })
     }
@@ -108,7 +105,7 @@ impl<'a> Queued<'a> {
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.queued.fetch_sub(1, Ordering::AcqRel);
-        self.0.queue_depth.dec();
+        self.0.queue_depth.decrement(1.0);
     }
 }
 
@@ -152,7 +149,7 @@ where
                 Ok(permit) => permit,
                 Err(_) => {
                     let Some(queued) = Queued::enter(&state) else {
-                        state.shed.with_label_values(&["queue_full"]).inc();
+                        state.shed_queue_full.increment(1);
                         return Ok(tonic::Status::resource_exhausted(format!(
                             "server overloaded: {} requests running and {} queued",
                             state.config.concurrency_limit, state.config.queue_limit
@@ -167,7 +164,7 @@ where
                         Ok(Ok(permit)) => permit,
                         // The semaphore is never closed; treat it like an expired wait.
                         Ok(Err(_)) | Err(_) => {
-                            state.shed.with_label_values(&["deadline"]).inc();
+                            state.shed_deadline.increment(1);
                             return Ok(tonic::Status::resource_exhausted(format!(
                                 "server overloaded: no capacity within the request's {} ms deadline",
                                 budget.as_millis()

@@ -3,17 +3,17 @@
 //! methods Braid's servers can serve (every method of the `braid.v1` services, health and
 //! reflection); any other path, however many a client invents, is counted as `unknown`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tower::{Layer, Service};
 
 use super::header_grpc_status;
-use crate::metrics::Metrics;
+use crate::metrics::{Counter, Histogram, Metrics, latency_buckets};
 
 /// The label for any path that is not a known method.
 pub const UNKNOWN_METHOD: &str = "unknown";
@@ -31,10 +31,11 @@ const STANDARD_SERVICES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Every `/package.Service/Method` path of the route table, read once from the descriptor set.
-static KNOWN_METHODS: LazyLock<Arc<HashSet<String>>> = LazyLock::new(|| {
+/// Every `/package.Service/Method` path of the route table, read once from the descriptor set,
+/// with its index in the per-method handle tables.
+static KNOWN_METHODS: LazyLock<KnownMethods> = LazyLock::new(|| {
     use braid_proto::prost::Message;
-    let mut known = HashSet::new();
+    let mut paths = Vec::new();
     if let Ok(set) =
         braid_proto::prost_types::FileDescriptorSet::decode(braid_proto::FILE_DESCRIPTOR_SET)
     {
@@ -42,37 +43,142 @@ static KNOWN_METHODS: LazyLock<Arc<HashSet<String>>> = LazyLock::new(|| {
             let package = file.package();
             for service in &file.service {
                 for method in &service.method {
-                    known.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                    paths.push(format!("/{package}.{}/{}", service.name(), method.name()));
                 }
             }
         }
     }
     for (service, methods) in STANDARD_SERVICES {
         for method in *methods {
-            known.insert(format!("/{service}/{method}"));
+            paths.push(format!("/{service}/{method}"));
         }
     }
-    Arc::new(known)
+    paths.sort();
+    paths.dedup();
+    let index = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.clone(), i))
+        .collect();
+    KnownMethods { paths, index }
 });
 
+struct KnownMethods {
+    /// Label values; [`UNKNOWN_METHOD`] is index `paths.len()`.
+    paths: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl KnownMethods {
+    fn slot(&self, path: &str) -> usize {
+        self.index.get(path).copied().unwrap_or(self.paths.len())
+    }
+
+    fn label(&self, slot: usize) -> &str {
+        self.paths.get(slot).map_or(UNKNOWN_METHOD, String::as_str)
+    }
+}
+
+#[cfg(test)]
 /// The `method` label for a request path: the path itself when it names a known method,
 /// otherwise [`UNKNOWN_METHOD`].
-pub fn method_label(path: &str) -> String {
-    if KNOWN_METHODS.contains(path) {
-        path.to_string()
-    } else {
-        UNKNOWN_METHOD.to_string()
+pub fn method_label(path: &str) -> &'static str {
+    let known = &*KNOWN_METHODS;
+    known.label(known.slot(path))
+}
+
+/// `(package.Service, Method)` of a request path that names a known method, otherwise
+/// `(UNKNOWN_METHOD, UNKNOWN_METHOD)`: for span names and attributes, a closed set too.
+pub fn grpc_method(path: &str) -> (&'static str, &'static str) {
+    let known: &'static KnownMethods = &KNOWN_METHODS;
+    known
+        .paths
+        .get(known.slot(path))
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.rsplit_once('/'))
+        .unwrap_or((UNKNOWN_METHOD, UNKNOWN_METHOD))
+}
+
+/// The label of a status code, as tonic's `Debug` spells it (`Ok`, `InvalidArgument`, ...).
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Number of gRPC status codes (0..=16).
+const CODES: usize = 17;
+
+/// `braid_grpc_requests_total{method,code}` and `braid_grpc_request_duration_seconds{method}`:
+/// a handle slot per known method (plus `unknown`) and code, registered on first use so only
+/// the series that happened are exported; after that, recording is an index and an atomic add.
+pub struct GrpcRequestMetrics {
+    metrics: Metrics,
+    requests: Box<[[OnceLock<Counter>; CODES]]>,
+    latency: Box<[OnceLock<Histogram>]>,
+}
+
+impl GrpcRequestMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let slots = KNOWN_METHODS.paths.len() + 1;
+        Self {
+            metrics: metrics.clone(),
+            requests: (0..slots)
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
+            latency: (0..slots).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn record(&self, slot: usize, code: tonic::Code, seconds: f64) {
+        let method = KNOWN_METHODS.label(slot);
+        let counter = self.requests[slot][code as usize % CODES].get_or_init(|| {
+            self.metrics.counter_with(
+                "grpc_requests_total",
+                "gRPC requests handled, by method and status code",
+                &[("method", method), ("code", code_label(code))],
+            )
+        });
+        counter.increment(1);
+        let histogram = self.latency[slot].get_or_init(|| {
+            self.metrics.histogram_with(
+                "grpc_request_duration_seconds",
+                "gRPC request latency",
+                &[("method", method)],
+                &latency_buckets(),
+            )
+        });
+        histogram.record(seconds);
     }
 }
 
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
-    metrics: Metrics,
+    metrics: Arc<GrpcRequestMetrics>,
 }
 
 impl GrpcMetricsLayer {
     pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+        Self {
+            metrics: Arc::new(GrpcRequestMetrics::new(&metrics)),
+        }
     }
 }
 
@@ -90,7 +196,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 #[derive(Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Arc<GrpcRequestMetrics>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcMetrics<S>
@@ -107,7 +213,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        let slot = KNOWN_METHODS.slot(request.uri().path());
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let future = self.inner.call(request);
@@ -118,14 +224,7 @@ where
                 // Errors from inner layers (load shedding, timeouts) become statuses in tonic.
                 Err(_) => tonic::Code::ResourceExhausted,
             };
-            metrics
-                .grpc_requests
-                .with_label_values(&[method.as_str(), &format!("{code:?}")])
-                .inc();
-            metrics
-                .grpc_latency
-                .with_label_values(&[method.as_str()])
-                .observe(started.elapsed().as_secs_f64());
+            metrics.record(slot, code, started.elapsed().as_secs_f64());
             result
         })
     }
@@ -146,6 +245,11 @@ mod tests {
         ] {
             assert_eq!(method_label(path), path);
         }
+        assert_eq!(
+            grpc_method("/braid.v1.Gateway/Search"),
+            ("braid.v1.Gateway", "Search")
+        );
+        assert_eq!(grpc_method("/x/y"), (UNKNOWN_METHOD, UNKNOWN_METHOD));
         for path in [
             "/braid.v1.Gateway/Nope",
             "/random/123",
@@ -155,5 +259,57 @@ mod tests {
         ] {
             assert_eq!(method_label(path), UNKNOWN_METHOD, "{path}");
         }
+    }
+
+    /// Calls `path` through the layer; the inner service answers UNIMPLEMENTED.
+    async fn call(layer: &GrpcMetricsLayer, path: &str) {
+        use tower::ServiceExt;
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .header("grpc-status", "12")
+                    .body(())
+                    .expect("static response"),
+            )
+        });
+        let request = http::Request::builder()
+            .uri(path)
+            .body(())
+            .expect("valid path");
+        layer.layer(inner).oneshot(request).await.expect("answered");
+    }
+
+    #[tokio::test]
+    async fn invented_paths_add_no_series() {
+        let metrics = Metrics::new("test");
+        let layer = GrpcMetricsLayer::new(metrics.clone());
+        call(&layer, "/braid.v1.Gateway/Search").await;
+        call(&layer, "/first.Invented/Path").await;
+        let series = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("braid_grpc_") && !l.starts_with('#'))
+                .count()
+        };
+        let before = series(&metrics.render());
+        for i in 0..50 {
+            call(&layer, &format!("/random.Service{i}/Method{i}")).await;
+            call(&layer, &format!("/braid.v1.Gateway/NoSuchMethod{i}")).await;
+        }
+        let after = metrics.render();
+        assert_eq!(series(&after), before, "{after}");
+        assert!(!after.contains("random.Service"), "{after}");
+        assert!(!after.contains("NoSuchMethod"), "{after}");
+        let unknown = [("method", UNKNOWN_METHOD), ("code", "Unimplemented")];
+        assert_eq!(
+            metrics.value("braid_grpc_requests_total", &unknown),
+            Some(101.0)
+        );
+        assert_eq!(
+            metrics.value(
+                "braid_grpc_request_duration_seconds_count",
+                &[("method", "/braid.v1.Gateway/Search")]
+            ),
+            Some(1.0)
+        );
     }
 }

@@ -24,7 +24,7 @@ mod trace_context;
 
 pub use admission::{AdmissionConfig, AdmissionLayer};
 pub use circuit_breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
-pub use grpc_metrics::GrpcMetricsLayer;
+pub use grpc_metrics::{GrpcMetricsLayer, UNKNOWN_METHOD, grpc_method};
 pub use retry::RetryLayer;
 pub use trace_context::TraceContextLayer;
 

@@ -97,7 +97,11 @@ fn provider(config: &OpenAiConfig) -> OpenAiProvider {
 }
 
 fn calls(provider: &OpenAiProvider, outcome: &str) -> u64 {
-    provider.metrics.calls.with_label_values(&[outcome]).get()
+    let value = provider.metrics.registry.value(
+        "braid_embedding_provider_requests_total",
+        &[("outcome", outcome)],
+    );
+    value.unwrap_or_default() as u64
 }
 
 fn texts(n: usize, bytes: usize) -> Vec<String> {

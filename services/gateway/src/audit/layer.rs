@@ -111,14 +111,14 @@ where
             Ok(place) => Some(place),
             Err(_) => match auditor.on_failure {
                 OnFailure::FailClosed => {
-                    auditor.dropped.inc();
+                    auditor.dropped.increment(1);
                     let status = Status::unavailable(
                         "the audit trail cannot record this call; it was not run",
                     );
                     return Box::pin(async move { Ok(status.into_http()) });
                 }
                 OnFailure::BestEffort => {
-                    auditor.dropped.inc();
+                    auditor.dropped.increment(1);
                     None
                 }
             },

@@ -13,7 +13,7 @@ mod writer;
 
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntGauge};
+use braid_core::metrics::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -29,7 +29,7 @@ pub struct Auditor {
     tx: mpsc::Sender<Record>,
     on_failure: OnFailure,
     query_text: QueryText,
-    dropped: IntCounter,
+    dropped: Counter,
 }
 
 /// A running audit trail: the auditor for the layer, the store for `ListAudit`, and the
@@ -50,18 +50,15 @@ impl AuditTrail {
         if !config.active() {
             return Ok(None);
         }
-        let dropped = IntCounter::new(
+        let dropped = metrics.counter(
             "gateway_audit_dropped_total",
             "audit records lost: queue full (best_effort) or not stored",
-        )?;
-        let written = IntCounter::new("gateway_audit_written_total", "audit records stored")?;
-        let queue_depth = IntGauge::new(
+        );
+        let written = metrics.counter("gateway_audit_written_total", "audit records stored");
+        let queue_depth = metrics.gauge(
             "gateway_audit_queue_depth",
             "audit records waiting to be written",
-        )?;
-        metrics.register(Box::new(dropped.clone()));
-        metrics.register(Box::new(written.clone()));
-        metrics.register(Box::new(queue_depth.clone()));
+        );
         let store = AuditStore::connect(&config.database)?;
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let writer = writer::spawn_writer(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use prometheus::{IntCounter, IntGauge};
+use braid_core::metrics::{Counter, Gauge};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -12,9 +12,9 @@ use super::record::Record;
 use super::store::AuditStore;
 
 pub struct WriterMetrics {
-    pub dropped: IntCounter,
-    pub written: IntCounter,
-    pub queue_depth: IntGauge,
+    pub dropped: Counter,
+    pub written: Counter,
+    pub queue_depth: Gauge,
 }
 
 /// Drains `rx` until every sender is gone, then returns. A batch is written when it holds
@@ -39,7 +39,7 @@ pub fn spawn_writer(
                     Ok(_) => {}
                 }
             }
-            metrics.queue_depth.set(rx.len() as i64);
+            metrics.queue_depth.set(rx.len() as f64);
             if tracing::enabled!(target: "audit", tracing::Level::INFO) {
                 for record in &batch {
                     match serde_json::to_string(record) {
@@ -60,9 +60,9 @@ pub fn spawn_writer(
                 Err("the audit schema is not migrated".to_string())
             };
             match written {
-                Ok(()) => metrics.written.inc_by(batch.len() as u64),
+                Ok(()) => metrics.written.increment(batch.len() as u64),
                 Err(e) => {
-                    metrics.dropped.inc_by(batch.len() as u64);
+                    metrics.dropped.increment(batch.len() as u64);
                     tracing::warn!(error = %e, records = batch.len(), "audit records not stored");
                 }
             }

@@ -34,8 +34,8 @@ mod redis;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use braid_core::metrics::{Counter, Family, Gauge};
 use braid_proto::v1::SearchResponse;
-use prometheus::{IntCounterVec, IntGauge, Opts};
 
 pub use key::{KeyParts, key, normalise_query};
 
@@ -63,9 +63,18 @@ pub struct QueryCache {
     /// name@revision of the query model, as the embedding service last reported it.
     model: RwLock<Option<Arc<str>>>,
     pub generation_timeout: Duration,
-    requests: IntCounterVec,
-    redis_ops: IntCounterVec,
-    entries: IntGauge,
+    requests: Family<Counter>,
+    redis_ops: RedisOps,
+    entries: Gauge,
+}
+
+/// `braid_query_cache_redis_total{op,result}`, one handle per combination that happens.
+struct RedisOps {
+    get_hit: Counter,
+    get_miss: Counter,
+    get_error: Counter,
+    set_ok: Counter,
+    set_error: Counter,
 }
 
 impl QueryCache {
@@ -77,25 +86,37 @@ impl QueryCache {
         if !config.enabled {
             return Ok(None);
         }
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "query_cache_requests_total",
-                "searches by cache result: hit, redis_hit, miss, uncacheable (degraded or \
-                 failed), bypass (asked by the client), unavailable (generation unknown)",
-            ),
-            &["result"],
-        )?;
-        let redis_ops = IntCounterVec::new(
-            Opts::new(
+        let requests = metrics.counter_family(
+            "query_cache_requests_total",
+            "searches by cache result: hit, redis_hit, miss, uncacheable (degraded or \
+             failed), bypass (asked by the client), unavailable (generation unknown)",
+            &[(
+                "result",
+                &[
+                    "hit",
+                    "redis_hit",
+                    "miss",
+                    "uncacheable",
+                    "bypass",
+                    "unavailable",
+                ],
+            )],
+        );
+        let redis_op = |op, result| {
+            metrics.counter_with(
                 "query_cache_redis_total",
                 "query cache Redis operations by op (get, set) and result (hit, miss, ok, error)",
-            ),
-            &["op", "result"],
-        )?;
-        let entries = IntGauge::new("query_cache_entries", "answers held in process")?;
-        metrics.register(Box::new(requests.clone()));
-        metrics.register(Box::new(redis_ops.clone()));
-        metrics.register(Box::new(entries.clone()));
+                &[("op", op), ("result", result)],
+            )
+        };
+        let redis_ops = RedisOps {
+            get_hit: redis_op("get", "hit"),
+            get_miss: redis_op("get", "miss"),
+            get_error: redis_op("get", "error"),
+            set_ok: redis_op("set", "ok"),
+            set_error: redis_op("set", "error"),
+        };
+        let entries = metrics.gauge("query_cache_entries", "answers held in process");
         let redis = if config.redis_url.is_empty() {
             None
         } else {
@@ -116,7 +137,7 @@ impl QueryCache {
     }
 
     pub fn count(&self, result: &str) {
-        self.requests.with_label_values(&[result]).inc();
+        self.requests.get(&[result]).increment(1);
     }
 
     pub fn model(&self) -> Option<Arc<str>> {
@@ -148,14 +169,14 @@ impl QueryCache {
             if let Some(redis) = &self.redis {
                 match redis.get(&key).await {
                     Ok(Some(found)) => {
-                        self.redis_ops.with_label_values(&["get", "hit"]).inc();
+                        self.redis_ops.get_hit.increment(1);
                         source = Source::Redis;
                         return Ok(Arc::new(found));
                     }
-                    Ok(None) => self.redis_ops.with_label_values(&["get", "miss"]).inc(),
+                    Ok(None) => self.redis_ops.get_miss.increment(1),
                     Err(e) => {
                         tracing::warn!(error = %e, "query cache: redis read failed; computing");
-                        self.redis_ops.with_label_values(&["get", "error"]).inc();
+                        self.redis_ops.get_error.increment(1);
                     }
                 }
             }
@@ -166,18 +187,18 @@ impl QueryCache {
             }
             if let Some(redis) = &self.redis {
                 let result = match redis.put(&key, &response).await {
-                    Ok(()) => "ok",
+                    Ok(()) => &self.redis_ops.set_ok,
                     Err(e) => {
                         tracing::warn!(error = %e, "query cache: redis write failed");
-                        "error"
+                        &self.redis_ops.set_error
                     }
                 };
-                self.redis_ops.with_label_values(&["set", result]).inc();
+                result.increment(1);
             }
             Ok(Arc::new(response))
         };
         let outcome = self.local.entry(key.clone()).or_try_insert_with(init).await;
-        self.entries.set(self.local.entry_count() as i64);
+        self.entries.set(self.local.entry_count() as f64);
         match outcome {
             Ok(entry) => {
                 let mut response = SearchResponse::clone(entry.value());

@@ -5,19 +5,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use prometheus::IntGauge;
+use braid_core::metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A held long-call slot; the slot frees when this drops.
 #[derive(Debug)]
 pub struct LongCallPermit {
     _permit: OwnedSemaphorePermit,
-    gauge: IntGauge,
+    gauge: Gauge,
 }
 
 impl Drop for LongCallPermit {
     fn drop(&mut self) {
-        self.gauge.dec();
+        self.gauge.decrement(1.0);
     }
 }
 
@@ -35,11 +35,11 @@ pub struct LongCalls {
     max_subjects: usize,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Long calls in flight (all subjects).
-    in_flight: IntGauge,
+    in_flight: Gauge,
 }
 
 impl LongCalls {
-    pub fn new(per_subject: u32, max_subjects: usize, in_flight: IntGauge) -> Self {
+    pub fn new(per_subject: u32, max_subjects: usize, in_flight: Gauge) -> Self {
         Self {
             per_subject,
             max_subjects,
@@ -66,7 +66,7 @@ impl LongCalls {
         let permit = semaphore
             .try_acquire_owned()
             .map_err(|_| LongCallRefused::PerSubject(self.per_subject))?;
-        self.in_flight.inc();
+        self.in_flight.increment(1.0);
         Ok(LongCallPermit {
             _permit: permit,
             gauge: self.in_flight.clone(),
@@ -78,13 +78,14 @@ impl LongCalls {
 mod tests {
     use super::*;
 
-    fn gauge() -> IntGauge {
-        IntGauge::new("long_calls_test", "test").expect("static gauge")
+    fn gauge(metrics: &braid_core::metrics::Metrics) -> Gauge {
+        metrics.gauge("long_calls_test", "test")
     }
 
     #[test]
     fn each_subject_has_its_own_cap() {
-        let calls = LongCalls::new(2, 100, gauge());
+        let metrics = braid_core::metrics::Metrics::new("test");
+        let calls = LongCalls::new(2, 100, gauge(&metrics));
         let a1 = calls.acquire("alice").unwrap();
         let _a2 = calls.acquire("alice").unwrap();
         assert_eq!(
@@ -95,12 +96,13 @@ mod tests {
         let _b1 = calls.acquire("bob").unwrap();
         drop(a1);
         let _a3 = calls.acquire("alice").unwrap();
-        assert_eq!(calls.in_flight.get(), 3);
+        assert_eq!(metrics.value("braid_long_calls_test", &[]), Some(3.0));
     }
 
     #[test]
     fn tracked_subjects_are_bounded() {
-        let calls = LongCalls::new(1, 2, gauge());
+        let metrics = braid_core::metrics::Metrics::new("test");
+        let calls = LongCalls::new(1, 2, gauge(&metrics));
         let a = calls.acquire("a").unwrap();
         let _b = calls.acquire("b").unwrap();
         assert_eq!(

@@ -12,7 +12,6 @@ pub mod stream;
 use std::time::Duration;
 
 use braid_core::auth::Principal;
-use prometheus::IntGauge;
 
 pub use long_calls::LongCallPermit;
 pub use rate::Class;
@@ -42,11 +41,10 @@ impl Limits {
             )?)
         };
         let rate = RateLimits::new(config, redis, &RateMetrics::new(metrics)?);
-        let in_flight = IntGauge::new(
+        let in_flight = metrics.gauge(
             "gateway_long_calls_in_flight",
             "long calls (WaitIndexed, IngestStream, waiting Ingest) in flight",
-        )?;
-        metrics.register(Box::new(in_flight.clone()));
+        );
         Ok(Self {
             config: config.clone(),
             rate,

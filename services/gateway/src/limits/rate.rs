@@ -3,14 +3,15 @@
 //! the local limiter deciding whenever Redis does not answer in time.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
+use braid_core::metrics::{Counter, Family};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
-use prometheus::IntCounterVec;
 
 use super::config::{Budget, ClassBudget, LimitsConfig};
 use super::redis_gcra::RedisGcra;
@@ -141,10 +142,10 @@ pub struct RateLimits {
     budgets: [[Budget; 2]; 3],
     redis: Option<RedisGcra>,
     /// Redis checks the local limiter answered instead, by reason (closed set).
-    fallback: IntCounterVec,
+    fallback: Arc<Family<Counter>>,
     /// Calls refused, by class and scope.
-    refused: IntCounterVec,
-    overflow: IntCounterVec,
+    refused: [[Counter; 2]; 3],
+    overflow: [Counter; 3],
 }
 
 impl RateLimits {
@@ -179,9 +180,7 @@ impl RateLimits {
     pub async fn check(&self, class: Class, subject: &str, tenant: &str) -> Result<(), OverBudget> {
         for (scope, key) in [(Scope::Subject, subject), (Scope::Tenant, tenant)] {
             if let Err(retry_after) = self.check_one(class, scope, key).await {
-                self.refused
-                    .with_label_values(&[class.as_str(), scope.as_str()])
-                    .inc();
+                self.refused[class as usize][scope as usize].increment(1);
                 return Err(OverBudget {
                     class,
                     scope,
@@ -198,12 +197,12 @@ impl RateLimits {
             let redis_key = format!("{}:{}:{key}", class.as_str(), scope.as_str());
             match redis.check(&redis_key, self.budgets[c][s]).await {
                 Ok(outcome) => return outcome,
-                Err(reason) => self.fallback.with_label_values(&[reason]).inc(),
+                Err(reason) => self.fallback.get(&[reason]).increment(1),
             }
         }
         let (outcome, overflowed) = self.local[c][s].check(key);
         if overflowed {
-            self.overflow.with_label_values(&[class.as_str()]).inc();
+            self.overflow[class as usize].increment(1);
         }
         outcome
     }
@@ -211,40 +210,37 @@ impl RateLimits {
 
 /// The rate limiter's metrics, registered once per gateway.
 pub struct RateMetrics {
-    fallback: IntCounterVec,
-    refused: IntCounterVec,
-    overflow: IntCounterVec,
+    fallback: Arc<Family<Counter>>,
+    refused: [[Counter; 2]; 3],
+    overflow: [Counter; 3],
 }
 
 impl RateMetrics {
     pub fn new(metrics: &braid_core::metrics::Metrics) -> anyhow::Result<Self> {
-        use prometheus::Opts;
-        let fallback = IntCounterVec::new(
-            Opts::new(
-                "gateway_rate_limit_local_fallback_total",
-                "rate checks decided locally because Redis did not answer (timeout, error)",
-            ),
-            &["reason"],
-        )?;
-        let refused = IntCounterVec::new(
-            Opts::new(
-                "gateway_rate_limited_total",
-                "calls refused by a rate budget, by class and scope",
-            ),
-            &["class", "scope"],
-        )?;
-        let overflow = IntCounterVec::new(
-            Opts::new(
+        const CLASSES: [Class; 3] = [Class::Search, Class::Ingest, Class::Admin];
+        let fallback = metrics.counter_family(
+            "gateway_rate_limit_local_fallback_total",
+            "rate checks decided locally because Redis did not answer (timeout, error)",
+            &[("reason", &["timeout", "error"])],
+        );
+        let refused = CLASSES.map(|class| {
+            [Scope::Subject, Scope::Tenant].map(|scope| {
+                metrics.counter_with(
+                    "gateway_rate_limited_total",
+                    "calls refused by a rate budget, by class and scope",
+                    &[("class", class.as_str()), ("scope", scope.as_str())],
+                )
+            })
+        });
+        let overflow = CLASSES.map(|class| {
+            metrics.counter_with(
                 "gateway_rate_limit_key_overflow_total",
                 "rate checks put on the shared overflow key because max_tracked_keys was reached",
-            ),
-            &["class"],
-        )?;
-        metrics.register(Box::new(fallback.clone()));
-        metrics.register(Box::new(refused.clone()));
-        metrics.register(Box::new(overflow.clone()));
+                &[("class", class.as_str())],
+            )
+        });
         Ok(Self {
-            fallback,
+            fallback: Arc::new(fallback),
             refused,
             overflow,
         })
