@@ -68,7 +68,7 @@ impl Store {
         .bind(leg)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await
     }
 
@@ -97,12 +97,12 @@ impl Store {
     }
 
     async fn update_jobs(&self, sel: &JobSelection<'_>, sql: &str) -> DbResult<u32> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let documents: Vec<Uuid> = sqlx::query_scalar(sql)
             .bind(sel.ids)
             .bind(sel.all_dead)
             .bind(sel.tenant)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
         let mut unique = documents.clone();
         unique.sort();
@@ -121,7 +121,7 @@ impl Store {
              WHERE ($1::text IS NULL OR tenant = $1) GROUP BY status",
         )
         .bind(tenant)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         for (status, count, chunks) in rows {
             if status != "deleting" {
@@ -137,7 +137,7 @@ impl Store {
                AND ($1::text IS NULL OR tenant = $1)",
         )
         .bind(tenant)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         stats.queue_depth = queue;
         stats.dead = dead;
@@ -147,7 +147,7 @@ impl Store {
              FROM ingest.documents WHERE ($1::text IS NULL OR tenant = $1)",
         )
         .bind(tenant)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(stats)
     }
@@ -157,11 +157,11 @@ impl Store {
         sqlx::query(
             "DELETE FROM ingest.idempotency WHERE created_at <= now() - interval '24 hours'",
         )
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         sqlx::query("DELETE FROM ingest.jobs WHERE state = 'done' AND updated_at < now() - $1 * interval '1 millisecond'")
             .bind(keep_done.as_millis() as i64)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }

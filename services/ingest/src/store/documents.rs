@@ -71,14 +71,14 @@ impl Store {
     /// Inserts or updates a document, replaces its chunks and enqueues one upsert job per leg,
     /// in one transaction. Unchanged content (same hash) is a no-op.
     pub async fn upsert_document(&self, doc: &NewDocument) -> DbResult<Upserted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let existing: Option<(Uuid, String, bool, String, i32)> = sqlx::query_as(
             "SELECT id, content_sha256, deleted, status, chunk_count FROM ingest.documents \
              WHERE tenant = $1 AND external_id = $2 FOR UPDATE",
         )
         .bind(&doc.tenant)
         .bind(&doc.external_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let metadata = sqlx::types::Json(&doc.metadata);
         let chunk_count = doc.chunks.len() as i32;
@@ -110,11 +110,11 @@ impl Store {
                 .bind(chunk_count)
                 .bind(acl_clearance)
                 .bind(&doc.acl.groups)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
                 sqlx::query("DELETE FROM ingest.chunks WHERE document_id = $1")
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                 // Older versions' pending jobs are superseded by the new ones.
                 supersede_pending(&mut tx, id).await?;
@@ -138,7 +138,7 @@ impl Store {
                 .bind(chunk_count)
                 .bind(acl_clearance)
                 .bind(&doc.acl.groups)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
                 (id, 1)
             }
@@ -155,7 +155,7 @@ impl Store {
         .bind(&ordinals)
         .bind(&bodies)
         .bind(&tokens)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         enqueue(&mut tx, id, &doc.tenant, Op::Upsert, version).await?;
         tx.commit().await?;
@@ -174,7 +174,7 @@ impl Store {
         ))
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
     }
 
@@ -182,14 +182,14 @@ impl Store {
         sqlx::query_scalar("SELECT id FROM ingest.documents WHERE tenant = $1 AND external_id = $2")
             .bind(tenant)
             .bind(external_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
     }
 
     /// Marks a document deleted and enqueues delete jobs for both legs. The row disappears
     /// once both legs confirmed. Returns false when there is no such live document.
     pub async fn delete_document(&self, tenant: &str, id: Uuid) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let version: Option<i64> = sqlx::query_scalar(
             "UPDATE ingest.documents SET deleted = true, status = 'deleting', version = version + 1, \
                updated_at = now() \
@@ -197,7 +197,7 @@ impl Store {
         )
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some(version) = version else {
             return Ok(false);
@@ -214,7 +214,7 @@ impl Store {
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT id, status FROM ingest.documents WHERE id = ANY($1)")
                 .bind(ids)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         Ok(rows.into_iter().collect())
     }
@@ -230,7 +230,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows.into_iter().map(|(id, e, c)| (id, (e, c))).collect())
     }
@@ -247,7 +247,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
     }
 
@@ -268,7 +268,7 @@ impl Store {
         .bind(key)
         .bind(fingerprint)
         .bind(response)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map(|_| ())
     }
@@ -278,7 +278,7 @@ impl Store {
         let generation: Option<i64> =
             sqlx::query_scalar("SELECT generation FROM ingest.index_generations WHERE tenant = $1")
                 .bind(tenant)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         Ok(generation.unwrap_or(0))
     }

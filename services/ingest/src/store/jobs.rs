@@ -42,7 +42,7 @@ impl Store {
     /// Claims the next due job: pending and due, or running with an expired lease. A job
     /// waits while another job of the same document and leg holds a live lease.
     pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let row: Option<ClaimedRow> = sqlx::query_as(
             "UPDATE ingest.jobs j SET state = 'running', attempts = j.attempts + 1, \
                locked_until = now() + $1 * interval '1 millisecond', updated_at = now() \
@@ -59,7 +59,7 @@ impl Store {
              RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts, j.reembed",
         )
         .bind(lease.as_millis() as i64)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let job = row.map(
             |(id, document_id, tenant, leg, op, doc_version, attempts, reembed)| Job {
@@ -93,7 +93,7 @@ impl Store {
         .bind(job.id)
         .bind(lease.as_millis() as i64)
         .bind(job.attempts)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -101,13 +101,13 @@ impl Store {
     /// The document as it is now, for an upsert job; None when it was deleted or a newer
     /// version superseded the job.
     pub async fn payload(&self, job: &Job) -> DbResult<Option<IndexPayload>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let doc: Option<PayloadRow> = sqlx::query_as(
             "SELECT version, deleted, external_id, title, metadata, acl_clearance, acl_groups \
                  FROM ingest.documents WHERE id = $1",
         )
         .bind(job.document_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some((version, deleted, external_id, title, metadata, acl_clearance, acl_groups)) = doc
         else {
@@ -120,7 +120,7 @@ impl Store {
             "SELECT ordinal, body FROM ingest.chunks WHERE document_id = $1 ORDER BY ordinal",
         )
         .bind(job.document_id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(Some(IndexPayload {
@@ -141,7 +141,7 @@ impl Store {
             .bind(job.document_id)
             .bind(job.doc_version)
             .bind(model)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -156,7 +156,7 @@ impl Store {
         )
         .bind(tenant)
         .bind(model)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await
     }
 
@@ -174,20 +174,20 @@ impl Store {
         )
         .bind(tenant)
         .bind(model)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected())
     }
 
     /// Marks a job done; records the leg as synced at the job's version.
     pub async fn complete_job(&self, job: &Job, synced: bool) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "UPDATE ingest.jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = now() \
              WHERE id = $1",
         )
         .bind(job.id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if synced {
             let sql = match job.leg {
@@ -203,7 +203,7 @@ impl Store {
             let changed = sqlx::query(sql)
                 .bind(job.document_id)
                 .bind(job.doc_version)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             // A leg now serves this version (or no longer serves a deleted document): what
@@ -221,7 +221,7 @@ impl Store {
                      AND j.doc_version = d.version AND j.state <> 'done')",
             )
             .bind(job.document_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         refresh_status(&mut tx, job.document_id).await?;
@@ -235,7 +235,7 @@ impl Store {
         error: &str,
         retry_in: Option<Duration>,
     ) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         match retry_in {
             Some(delay) => {
                 sqlx::query(
@@ -245,7 +245,7 @@ impl Store {
                 .bind(job.id)
                 .bind(error)
                 .bind(delay.as_millis() as i64)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
             None => {
@@ -255,14 +255,14 @@ impl Store {
                 )
                 .bind(job.id)
                 .bind(error)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
         }
         sqlx::query("UPDATE ingest.documents SET last_error = $2 WHERE id = $1")
             .bind(job.document_id)
             .bind(format!("{} leg: {error}", job.leg.as_str()))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         refresh_status(&mut tx, job.document_id).await?;
         tx.commit().await

@@ -17,11 +17,9 @@ mod jobs;
 
 use std::collections::HashMap;
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use braid_core::config::DatabaseConfig;
+use braid_core::db::{DatabaseConfig, Db, DbTx};
 
 pub use admin::{JobRow, JobSelection};
 pub use documents::{DocumentRow, NewDocument};
@@ -66,31 +64,26 @@ pub enum Op {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    db: Db,
+    config: DatabaseConfig,
 }
 
 impl Store {
-    pub fn connect(db: &DatabaseConfig) -> DbResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(db.max_connections)
-            .acquire_timeout(db.acquire_timeout())
-            .connect_lazy(&db.url)?;
-        Ok(Self { pool })
+    pub fn connect(config: &DatabaseConfig) -> DbResult<Self> {
+        Ok(Self {
+            db: braid_core::db::primary(config, "braid-ingest")?,
+            config: config.clone(),
+        })
+    }
+
+    /// The database, for the recovery module's queries (`recovery::store`).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape).
-    /// The pool, for the recovery module's queries (`recovery::store`).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     pub fn pool_sample(&self) -> braid_core::metrics::PoolSample {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        braid_core::metrics::PoolSample {
-            in_use: self.pool.size().saturating_sub(idle),
-            idle,
-            max: self.pool.options().get_max_connections(),
-        }
+        self.db.pool_sample()
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -98,49 +91,39 @@ impl Store {
         // the same database are left alone.
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
-        Ok(())
+        braid_core::db::migrate(&self.config, "braid-ingest", &migrator).await
     }
 
     pub async fn ping(&self) -> DbResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.db).await.map(|_| ())
     }
 }
 
 /// Moves the tenant's index generation forward (see migration 2005).
-async fn bump_generation(tx: &mut Transaction<'_, Postgres>, tenant: &str) -> DbResult<()> {
+async fn bump_generation(tx: &mut DbTx, tenant: &str) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO ingest.index_generations (tenant, generation) VALUES ($1, 1) \
          ON CONFLICT (tenant) DO UPDATE SET generation = ingest.index_generations.generation + 1",
     )
     .bind(tenant)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map(|_| ())
 }
 
 /// A newer change of the document makes its pending jobs pointless.
-async fn supersede_pending(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResult<()> {
+async fn supersede_pending(tx: &mut DbTx, id: Uuid) -> DbResult<()> {
     sqlx::query(
         "UPDATE ingest.jobs SET state = 'done', last_error = 'superseded', updated_at = now() \
          WHERE document_id = $1 AND state = 'pending'",
     )
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map(|_| ())
 }
 
-async fn enqueue(
-    tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-    tenant: &str,
-    op: Op,
-    version: i64,
-) -> DbResult<()> {
+async fn enqueue(tx: &mut DbTx, id: Uuid, tenant: &str, op: Op, version: i64) -> DbResult<()> {
     let op = match op {
         Op::Upsert => "upsert",
         Op::Delete => "delete",
@@ -154,14 +137,14 @@ async fn enqueue(
         .bind(leg.as_str())
         .bind(op)
         .bind(version)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
 /// Derives a document's status from its leg versions and the jobs of its current version.
-async fn refresh_status(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResult<()> {
+async fn refresh_status(tx: &mut DbTx, id: Uuid) -> DbResult<()> {
     sqlx::query(
         "UPDATE ingest.documents d SET status = CASE \
            WHEN d.deleted THEN 'deleting' \
@@ -177,7 +160,7 @@ async fn refresh_status(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> DbResul
          WHERE d.id = $1",
     )
     .bind(id)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map(|_| ())
 }
