@@ -13,6 +13,11 @@
 #   stack.sh prometheus Prometheus on 127.0.0.1:9090 scraping the five admin ports, with the alert
 #                       rules (`run` starts it too when BRAID_PROMETHEUS=1)
 #   stack.sh deploy-check  static checks of deploy/, helm/ and docker-compose.yml (part of `test`)
+#   stack.sh replica-start  a streaming replica of the local PostgreSQL (pg_basebackup) on
+#                       127.0.0.1:54330 (`run` starts it when BRAID_PG_REPLICA=1)
+#   stack.sh replica-stop   stop it
+#   stack.sh pgbouncer  PgBouncer (transaction mode) on 127.0.0.1:6439 in front of PostgreSQL
+#                       (`run` starts it when BRAID_PGBOUNCER=1)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -267,6 +272,7 @@ export BRAID_TEST_DATABASE_URL=postgres://braid@127.0.0.1:$PG_PORT/postgres
 export BRAID_TEST_MODEL_DIR=$MODEL_DIR
 export BRAID_EMBEDDING__MODEL__ONNX_RUNTIME=$ORT_LIB
 export BRAID_TEST_ONNX_RUNTIME=$ORT_LIB
+export BRAID_TEST_PG_BIN=$PG_BIN
 ENV
 }
 
@@ -277,6 +283,123 @@ setup() {
   export_onnx_model
   fetch_grpcurl
   pg_start
+}
+
+# --- PostgreSQL at scale: a streaming replica and PgBouncer (README "PostgreSQL at scale") ---
+REPLICA_PORT=${BRAID_PG_REPLICA_PORT:-54330}
+PGBOUNCER_PORT=${BRAID_PGBOUNCER_PORT:-6439}
+replica_data() { echo "$PG_HOME/pgdata-replica"; }
+
+replica_running() {
+  local data; data=$(replica_data)
+  [[ -f $data/postmaster.pid ]] && as_pg "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1
+}
+
+# BRAID_PG_REPLICA=1: a hot standby of the local PostgreSQL, made once with pg_basebackup
+# (-R: standby.signal + primary_conninfo) into $PG_HOME/pgdata-replica, streaming from it.
+replica_start() {
+  pg_start
+  local data; data=$(replica_data)
+  if [[ ! -f $data/standby.signal ]]; then
+    rm -rf "$data"; mkdir -p "$data"
+    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$data"
+    chmod 700 "$data"
+    say "making a streaming replica of 127.0.0.1:$PG_PORT in $data (pg_basebackup)"
+    as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U braid -D "$data" -R -X stream \
+      || die "pg_basebackup failed (does the primary allow replication connections from 127.0.0.1?)"
+  fi
+  if replica_running; then
+    say "replica already running on port $REPLICA_PORT"
+    return 0
+  fi
+  touch "$PG_HOME/replica.log"
+  [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_HOME/replica.log"
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$PG_HOME/replica.log" -w -t 120 \
+    -o "-p $REPLICA_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c hot_standby=on -c max_connections=300" start >/dev/null \
+    || { tail -20 "$PG_HOME/replica.log" >&2; die "the replica did not start (port $REPLICA_PORT busy? set BRAID_PG_REPLICA_PORT)"; }
+  say "streaming replica on 127.0.0.1:$REPLICA_PORT (log $PG_HOME/replica.log)"
+}
+
+replica_stop() {
+  pg_home
+  if replica_running; then
+    as_pg "$PG_BIN/pg_ctl" -D "$(replica_data)" -m fast -w stop >/dev/null && say "replica stopped"
+  fi
+}
+
+# Debian's pgbouncer, installed with apt when root.
+ensure_pgbouncer() {
+  command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing pgbouncer (apt-get)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2; then
+      apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >&2 || true
+    fi
+    [[ -x /usr/sbin/pgbouncer ]] && return 0
+  fi
+  die "pgbouncer is missing: run 'apt-get install pgbouncer' as root, then re-run"
+}
+
+# PgBouncer in transaction mode in front of the local PostgreSQL, every database forwarded.
+# Sets PGBOUNCER_PID (called directly, not in a subshell).
+start_pgbouncer() {
+  ensure_pgbouncer
+  local dir=$BRAID_HOME/pgbouncer bin
+  bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+  mkdir -p "$dir" "$LOG_DIR"; chmod 755 "$dir"
+  echo '"braid" ""' >"$dir/userlist.txt"
+  cat >"$dir/pgbouncer.ini" <<CONFIG
+; Written by deploy/scripts/stack.sh. Transaction pooling: Braid's services run every
+; statement unnamed and inside a transaction (database.pooler = "transaction").
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+admin_users = braid
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 2000
+; sqlx sends extra_float_digits at start-up; PgBouncer tracks no such parameter.
+ignore_startup_parameters = extra_float_digits
+$([[ $(id -u) -eq 0 ]] && echo "user = $PG_OS_USER")
+CONFIG
+  chmod 644 "$dir/pgbouncer.ini" "$dir/userlist.txt"
+  "$bin" "$dir/pgbouncer.ini" >>"$LOG_DIR/pgbouncer.log" 2>&1 &
+  PGBOUNCER_PID=$!
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$PGBOUNCER_PORT") 2>/dev/null && break
+    kill -0 "$PGBOUNCER_PID" 2>/dev/null || { tail -5 "$LOG_DIR/pgbouncer.log" >&2; die "pgbouncer did not start (port $PGBOUNCER_PORT busy? set BRAID_PGBOUNCER_PORT)"; }
+    sleep 0.1
+  done
+  say "started PgBouncer (transaction mode) on 127.0.0.1:$PGBOUNCER_PORT in front of :$PG_PORT (log $LOG_DIR/pgbouncer.log)"
+}
+
+run_pgbouncer() {
+  pg_start
+  start_pgbouncer
+  trap 'kill -TERM "$PGBOUNCER_PID" 2>/dev/null || true' INT TERM EXIT
+  wait "$PGBOUNCER_PID"
+}
+
+# Points the services at PgBouncer (BRAID_PGBOUNCER=1) and vector-search's reads at the
+# replica (BRAID_PG_REPLICA=1); migrations always take the direct connection.
+export_pg_topology() {
+  local direct=postgres://braid@127.0.0.1:$PG_PORT/braid
+  if [[ ${BRAID_PGBOUNCER:-0} == 1 ]]; then
+    local pooled=postgres://braid@127.0.0.1:$PGBOUNCER_PORT/braid prefix
+    for prefix in BRAID_INGEST__DATABASE BRAID_VECTOR_SEARCH__DATABASE BRAID_GATEWAY__AUDIT__DATABASE; do
+      export "${prefix}__URL=$pooled" "${prefix}__POOLER=transaction" "${prefix}__MIGRATE_URL=$direct"
+    done
+  fi
+  if [[ ${BRAID_PG_REPLICA:-0} == 1 ]]; then
+    export BRAID_VECTOR_SEARCH__DATABASE__READ_URL=postgres://braid@127.0.0.1:$REPLICA_PORT/braid
+    say "vector-search reads from the replica (falls back to the primary when it is down or lags)"
+  fi
 }
 
 SERVICES=(embedding vector-search text-search ingest gateway)
@@ -394,6 +517,7 @@ run_stack() {
     say "stopping services"
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [[ -z ${STACK_REPLICA_STARTED:-} ]] || replica_stop
     [[ -n $STACK_PG_WAS_RUNNING ]] || pg_stop
     exit "${1:-0}"
   }
@@ -403,6 +527,16 @@ run_stack() {
     start_prometheus
     pids+=("$PROMETHEUS_PID")
   fi
+  STACK_REPLICA_STARTED=""
+  if [[ ${BRAID_PG_REPLICA:-0} == 1 ]]; then
+    replica_running || STACK_REPLICA_STARTED=1
+    replica_start
+  fi
+  if [[ ${BRAID_PGBOUNCER:-0} == 1 ]]; then
+    start_pgbouncer
+    pids+=("$PGBOUNCER_PID")
+  fi
+  export_pg_topology
   for svc in "${SERVICES[@]}"; do
     supervise "$svc" &
     pids+=($!)
@@ -456,6 +590,7 @@ run_tests() {
   pg_running 2>/dev/null && was_running=1
   setup
   ensure_redis required
+  ensure_pgbouncer
   eval "$(print_env)"
   # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
   [[ -n $was_running ]] || trap pg_stop EXIT
@@ -653,5 +788,8 @@ case ${1:-} in
   prometheus) run_prometheus ;;
   deploy-check) BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh" ;;
   loadtest) run_loadtest ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|prometheus|deploy-check" ;;
+  replica-start) replica_start ;;
+  replica-stop) replica_stop ;;
+  pgbouncer) run_pgbouncer ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|prometheus|deploy-check|replica-start|replica-stop|pgbouncer" ;;
 esac

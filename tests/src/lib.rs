@@ -35,6 +35,8 @@ use tower::Layer;
 
 pub use braid_proto::v1;
 
+pub mod pg_topology;
+
 /// The internal service key every test service shares (random per test process).
 pub fn internal_key() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
@@ -73,7 +75,7 @@ fn with_internal_key(config: &mut InternalAuthConfig) {
 
 const DEFAULT_ADMIN_URL: &str = "postgres://braid@127.0.0.1:54329/postgres";
 
-fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
 }
 
@@ -95,13 +97,19 @@ pub fn model_dir() -> PathBuf {
 /// A database of its own for one test.
 pub struct TestDb {
     pub url: String,
-    name: String,
+    pub name: String,
+    admin: String,
 }
 
 impl TestDb {
     pub async fn create() -> anyhow::Result<Self> {
+        Self::create_on(&admin_url()).await
+    }
+
+    /// A database on the cluster whose admin URL (database `postgres`) is `admin`.
+    pub async fn create_on(admin: &str) -> anyhow::Result<Self> {
         use sqlx::Connection;
-        let admin = admin_url();
+        let admin = admin.to_string();
         let mut conn = sqlx::PgConnection::connect(&admin).await.with_context(|| {
             format!("cannot reach PostgreSQL at {admin}: run the tests through `make test`, which starts it")
         })?;
@@ -113,12 +121,13 @@ impl TestDb {
         Ok(Self {
             url: format!("{base}/{name}"),
             name,
+            admin,
         })
     }
 
     async fn drop_db(&self) {
         use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
@@ -265,6 +274,8 @@ pub struct StackOptions {
     pub embedding: braid_embedding::EmbeddingConfig,
     pub vector_internal_auth: InternalAuthConfig,
     pub text_internal_auth: InternalAuthConfig,
+    /// Where the database is and how services reach it (default: the shared PostgreSQL).
+    pub topology: pg_topology::Topology,
 }
 
 impl Default for StackOptions {
@@ -300,6 +311,7 @@ impl Default for StackOptions {
             embedding,
             vector_internal_auth: internal_auth(),
             text_internal_auth: internal_auth(),
+            topology: pg_topology::Topology::default(),
         }
     }
 }
@@ -335,7 +347,8 @@ impl Stack {
 
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
         use braid_proto::service_names as n;
-        let db = TestDb::create().await?;
+        let topology = options.topology;
+        let db = TestDb::create_on(&topology.admin_url).await?;
         let tantivy = tempfile::tempdir()?;
 
         let mut vector_cfg = braid_vector_search::VectorSearchConfig {
@@ -343,7 +356,7 @@ impl Stack {
             ..Default::default()
         };
         with_internal_key(&mut vector_cfg.internal_auth);
-        vector_cfg.database.url = db.url.clone();
+        topology.apply(&db.name, &mut vector_cfg.database, true);
         vector_cfg.server.health_probe_interval_ms = 100;
         vector_cfg.server.shutdown_grace_ms = 2_000;
         let vector_config = vector_cfg.clone();
@@ -378,7 +391,7 @@ impl Stack {
         let client = |s: &Service, timeout_ms| ClientConfig::new(s.endpoint(), timeout_ms);
         let mut ingest_cfg = options.ingest;
         with_internal_key(&mut ingest_cfg.internal_auth);
-        ingest_cfg.database.url = db.url.clone();
+        topology.apply(&db.name, &mut ingest_cfg.database, false);
         ingest_cfg.embedding = client(&embedding, 60_000);
         ingest_cfg.vector_search = client(&vector, 30_000);
         ingest_cfg.text_search = client(&text, 30_000);
@@ -396,7 +409,7 @@ impl Stack {
         // Audit is on in every end-to-end test, in the test database, unless a test points it
         // elsewhere or turns it off.
         if gateway_cfg.audit.database.url.is_empty() {
-            gateway_cfg.audit.database.url = db.url.clone();
+            topology.apply(&db.name, &mut gateway_cfg.audit.database, false);
         }
         let gateway_config = gateway_cfg.clone();
         let gateway = Service::spawn("gateway", Listeners::ephemeral().await?, |l, s| {

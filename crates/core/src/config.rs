@@ -291,50 +291,7 @@ impl Default for ClientConfig {
     }
 }
 
-/// A PostgreSQL connection pool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// `postgres://user:password@host:port/database`; prefer the environment for secrets.
-    pub url: String,
-    pub max_connections: u32,
-    pub acquire_timeout_ms: u64,
-    /// Run the service's schema migrations at start-up.
-    pub migrate: bool,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "postgres://braid@127.0.0.1:54329/braid".into(),
-            max_connections: 16,
-            acquire_timeout_ms: 3_000,
-            migrate: true,
-        }
-    }
-}
-
-impl DatabaseConfig {
-    pub fn validate(&self, errors: &mut Vec<String>) {
-        if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {
-            errors.push("database.url must be a postgres:// URL".into());
-        }
-        positive(
-            errors,
-            "database.max_connections",
-            self.max_connections as u64,
-        );
-        positive(
-            errors,
-            "database.acquire_timeout_ms",
-            self.acquire_timeout_ms,
-        );
-    }
-
-    pub fn acquire_timeout(&self) -> Duration {
-        Duration::from_millis(self.acquire_timeout_ms)
-    }
-}
+pub use crate::db::DatabaseConfig;
 
 /// Circuit breaker of a downstream client (see `resilience::CircuitBreaker`).
 #[derive(Debug, Clone, Deserialize, Serialize)]

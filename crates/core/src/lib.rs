@@ -1,7 +1,8 @@
 //! Shared plumbing for every Braid service: typed configuration (`config`), telemetry
 //! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the gRPC server
 //! runner with health, reflection, an admin HTTP port and graceful shutdown (`server`), the
-//! client channel builder (`client`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
+//! client channel builder (`client`), PostgreSQL pools with TLS and PgBouncer support (`db`),
+//! Redis pools with TLS (`redis_pool`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
 //!
 //! A service crate builds its tonic routes, then hands them to [`server::serve`] together with
 //! the already-bound [`server::Listeners`] and a shutdown future.
@@ -11,9 +12,11 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod db;
 pub mod entry;
 pub mod filter;
 pub mod metrics;
+pub mod redis_pool;
 pub mod resilience;
 pub mod server;
 pub mod shutdown;

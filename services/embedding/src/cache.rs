@@ -20,8 +20,10 @@ pub struct CacheConfig {
     pub l1_entries: u64,
     /// Time to live of a cached vector in both layers.
     pub ttl_secs: u64,
-    /// `redis://host:port/db`; empty = no shared cache.
+    /// `redis://host:port/db` (`rediss://` for TLS); empty = no shared cache.
     pub redis_url: String,
+    /// TLS: PEM file of the CA that signs Redis' certificate; unset = the system trust store.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     pub redis_pool_size: usize,
     /// Longest a request waits for Redis before treating it as a miss.
     pub redis_timeout_ms: u64,
@@ -33,6 +35,7 @@ impl Default for CacheConfig {
             l1_entries: 50_000,
             ttl_secs: 3_600,
             redis_url: String::new(),
+            redis_ca_file: None,
             redis_pool_size: 8,
             redis_timeout_ms: 50,
         }
@@ -44,15 +47,13 @@ impl CacheConfig {
         braid_core::config::positive(errors, "cache.ttl_secs", self.ttl_secs);
         braid_core::config::positive(errors, "cache.redis_timeout_ms", self.redis_timeout_ms);
         braid_core::config::positive(errors, "cache.redis_pool_size", self.redis_pool_size as u64);
-        if !(self.redis_url.is_empty()
-            || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://"))
-        {
-            errors.push(format!(
-                "cache.redis_url must start with redis:// or rediss://, got {:?}",
-                self.redis_url
-            ));
-        }
+        braid_core::redis_pool::validate(
+            "cache.redis_url",
+            &self.redis_url,
+            "cache.redis_ca_file",
+            self.redis_ca_file.as_deref(),
+            errors,
+        );
     }
 }
 
@@ -95,17 +96,17 @@ impl EmbeddingCache {
         let redis = if config.redis_url.is_empty() {
             None
         } else {
-            let mut cfg = deadpool_redis::Config::from_url(&config.redis_url);
-            cfg.pool = Some(deadpool_redis::PoolConfig {
+            let settings = braid_core::redis_pool::PoolSettings {
                 max_size: config.redis_pool_size,
-                timeouts: deadpool_redis::Timeouts {
-                    wait: Some(Duration::from_millis(config.redis_timeout_ms)),
-                    create: Some(Duration::from_millis(config.redis_timeout_ms.max(500))),
-                    recycle: Some(Duration::from_millis(config.redis_timeout_ms)),
-                },
-                ..Default::default()
-            });
-            Some(cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?)
+                wait: Duration::from_millis(config.redis_timeout_ms),
+                create: Duration::from_millis(config.redis_timeout_ms.max(500)),
+                recycle: Duration::from_millis(config.redis_timeout_ms),
+            };
+            Some(braid_core::redis_pool::pool(
+                &config.redis_url,
+                config.redis_ca_file.as_deref(),
+                settings,
+            )?)
         };
         let lookup = |layer, result| {
             metrics.counter_with(

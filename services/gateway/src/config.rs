@@ -50,8 +50,11 @@ pub struct QueryCacheConfig {
     pub capacity: u64,
     /// Time to live of an answer in both layers.
     pub ttl_secs: u64,
-    /// `redis://host:port/db`: share answers between gateway replicas; empty = in process only.
+    /// `redis://host:port/db` (`rediss://` for TLS): share answers between gateway replicas;
+    /// empty = in process only.
     pub redis_url: String,
+    /// TLS: PEM file of the CA that signs Redis' certificate; unset = the system trust store.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     pub redis_pool_size: usize,
     /// Longest a search waits for Redis before treating it as a miss (or skipping the store).
     pub redis_timeout_ms: u64,
@@ -67,6 +70,7 @@ impl Default for QueryCacheConfig {
             capacity: 10_000,
             ttl_secs: 60,
             redis_url: String::new(),
+            redis_ca_file: None,
             redis_pool_size: 16,
             redis_timeout_ms: 50,
             generation_timeout_ms: 250,
@@ -93,15 +97,13 @@ impl QueryCacheConfig {
             "query_cache.generation_timeout_ms",
             self.generation_timeout_ms,
         );
-        if !(self.redis_url.is_empty()
-            || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://"))
-        {
-            errors.push(format!(
-                "query_cache.redis_url must start with redis:// or rediss://, got {:?}",
-                self.redis_url
-            ));
-        }
+        braid_core::redis_pool::validate(
+            "query_cache.redis_url",
+            &self.redis_url,
+            "query_cache.redis_ca_file",
+            self.redis_ca_file.as_deref(),
+            errors,
+        );
     }
 }
 

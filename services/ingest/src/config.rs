@@ -186,6 +186,7 @@ impl Validate for IngestConfig {
         self.internal_auth.validate(errors);
         self.metadata_types.validate("metadata_types", errors);
         self.database.validate(errors);
+        self.database.reject_replica("database", errors);
         self.embedding.validate("embedding", errors);
         self.vector_search.validate("vector_search", errors);
         self.text_search.validate("text_search", errors);

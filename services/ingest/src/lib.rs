@@ -110,7 +110,7 @@ pub async fn run(
         Duration::from_millis(config.worker.keep_done_ms),
     ));
     let recovery = recovery::Recovery {
-        store: recovery::store::RecoveryStore::new(store.pool().clone()),
+        store: recovery::store::RecoveryStore::new(store.db().clone()),
         downstream: downstream.clone(),
         config: config.recovery.clone(),
         wake: wake.clone(),

@@ -1,12 +1,14 @@
 //! The vector-search service: the dense leg of hybrid search. Chunk vectors live in
 //! PostgreSQL (`vectors` schema) with a pgvector HNSW cosine index; `store` holds the SQL,
-//! `service` the gRPC surface with validation, `config` its settings.
+//! `replica` decides whether searches read from the streaming replica or the primary,
+//! `service` is the gRPC surface with validation, `config` its settings.
 
 #![forbid(unsafe_code)]
 
 mod config;
 mod error;
 mod filter;
+mod replica;
 mod service;
 mod store;
 
@@ -30,7 +32,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("vector_search");
     let (health, health_service) = server::health(service_names::VECTOR_SEARCH);
-    let store = store::Store::connect(&config.database, &config.search).await?;
+    let store = store::Store::connect(&config.database, &config.search, &metrics)?;
     {
         let store = store.clone();
         metrics.register_pool(move || store.pool_sample());
@@ -53,6 +55,7 @@ pub async fn run(
         "the database did not take the HNSW settings: hnsw.ef_search = {ef_search}, \
          hnsw.iterative_scan = {iterative_scan}"
     );
+    let replica_watch = store.spawn_replica_watch();
     let probe = {
         let store = store.clone();
         server::spawn_probe(
@@ -89,5 +92,8 @@ pub async fn run(
     )
     .await;
     probe.abort();
+    if let Some(watch) = replica_watch {
+        watch.abort();
+    }
     result
 }

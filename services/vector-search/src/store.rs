@@ -1,22 +1,37 @@
-//! SQL for the `vectors` schema. Vectors travel in pgvector's binary form (the `pgvector`
-//! crate's sqlx types: a length and the raw floats), not as `[1,2,3]` text that PostgreSQL
-//! would parse per query; every value is a bind parameter.
+//! SQL for the `vectors` schema. Vectors travel as binary `real[]` parameters cast to
+//! `vector` in SQL, not as `[1,2,3]` text that PostgreSQL would parse per query, and not as
+//! pgvector's own type either: binding an extension type makes sqlx look up its OID with a
+//! named prepared statement, which a transaction-mode pooler cannot keep. Every value is a
+//! bind parameter.
+//!
+//! Writes go to the primary; searches to the pool [`ReadRoute`] names (the replica while it
+//! is healthy, see `replica`). Each search runs in a transaction of its own that sets the HNSW
+//! settings with `SET LOCAL` (`set_config(.., true)`), so they hold through PgBouncer in
+//! transaction mode and never leak into another client's session.
 
 use braid_core::auth::{Access, chunks_acl};
 use braid_core::filter::Filter;
-use braid_proto::v1::{Chunk, ChunkHit};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::sync::Arc;
 
-use braid_core::config::DatabaseConfig;
+use braid_core::db::{DatabaseConfig, Db};
+use braid_proto::v1::{Chunk, ChunkHit};
 
 use crate::config::SearchConfig;
 use crate::error::VectorError;
 use crate::filter::{Param, filter_sql, typed_metadata};
+use crate::replica::{ReadRoute, Reason, Route};
+
+const APPLICATION_NAME: &str = "braid-vector-search";
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    /// Writes, migrations and searches when the replica does not serve.
+    primary: Db,
+    replica: Option<Db>,
+    route: Arc<ReadRoute>,
+    config: DatabaseConfig,
+    /// `hnsw.ef_search` of a search that does not ask for its own.
+    ef_search: u32,
 }
 
 /// A search against the store. No `Default`: every search states whose access it runs with,
@@ -33,8 +48,8 @@ pub struct Query<'a> {
     pub model: &'a str,
     /// The caller's clearance and groups, applied in the WHERE clause.
     pub access: &'a Access,
-    /// `hnsw.ef_search` for this query only (`SET LOCAL` in its transaction); `None` = the
-    /// pool's setting.
+    /// `hnsw.ef_search` for this query only (`SET LOCAL` in its transaction); `None` =
+    /// `search.ef_search`.
     pub ef_search: Option<u32>,
 }
 
@@ -46,29 +61,43 @@ pub const MAX_EF_SEARCH: u32 = 1000;
 pub const ITERATIVE_SCAN: &str = "relaxed_order";
 
 impl Store {
-    pub async fn connect(db: &DatabaseConfig, search: &SearchConfig) -> Result<Self, VectorError> {
-        // The HNSW search settings are session settings of every pooled connection (startup
-        // options), so a search is one statement: no transaction, no extra round trips.
-        let options: PgConnectOptions = db.url.parse()?;
-        let options = options.options([
-            ("hnsw.ef_search", search.ef_search.to_string()),
-            ("hnsw.iterative_scan", ITERATIVE_SCAN.to_string()),
-        ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(db.max_connections)
-            .acquire_timeout(db.acquire_timeout())
-            .connect_lazy_with(options);
-        Ok(Self { pool })
+    pub fn connect(
+        db: &DatabaseConfig,
+        search: &SearchConfig,
+        metrics: &braid_core::metrics::Metrics,
+    ) -> Result<Self, VectorError> {
+        let replica = braid_core::db::replica(db, APPLICATION_NAME)?;
+        let initial = if replica.is_some() {
+            Route::Primary(Reason::Starting)
+        } else {
+            Route::Primary(Reason::NoReplica)
+        };
+        Ok(Self {
+            primary: braid_core::db::primary(db, APPLICATION_NAME)?,
+            replica,
+            route: ReadRoute::new(initial, metrics)
+                .map_err(|e| VectorError::invalid("metrics", e.to_string()))?,
+            config: db.clone(),
+            ef_search: search.ef_search,
+        })
     }
 
-    /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape).
+    /// Watches the replica in the background (see `replica`); None without one.
+    pub fn spawn_replica_watch(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let replica = self.replica.clone()?;
+        Some(tokio::spawn(crate::replica::watch(
+            self.primary.clone(),
+            replica,
+            self.route.clone(),
+            self.config.replica_check_interval(),
+            self.config.max_replica_lag(),
+            self.config.acquire_timeout(),
+        )))
+    }
+
+    /// Pool usage for `braid_db_pool_*` (sampled on every `/metrics` scrape): the primary's.
     pub fn pool_sample(&self) -> braid_core::metrics::PoolSample {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        braid_core::metrics::PoolSample {
-            in_use: self.pool.size().saturating_sub(idle),
-            idle,
-            max: self.pool.options().get_max_connections(),
-        }
+        self.primary.pool_sample()
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -76,8 +105,7 @@ impl Store {
         // the same database are left alone.
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
-        Ok(())
+        braid_core::db::migrate(&self.config, APPLICATION_NAME, &migrator).await
     }
 
     /// Dimensions of the `embedding` column.
@@ -86,24 +114,27 @@ impl Store {
             "SELECT atttypmod FROM pg_attribute \
              WHERE attrelid = 'vectors.chunks'::regclass AND attname = 'embedding'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.primary)
         .await?;
         Ok(typmod.max(0) as usize)
     }
 
-    /// The HNSW settings a search runs with: (`hnsw.ef_search`, `hnsw.iterative_scan`).
+    /// The HNSW settings a search runs with, read back inside a search transaction:
+    /// (`hnsw.ef_search`, `hnsw.iterative_scan`). Fails when pgvector rejects them.
     pub async fn search_settings(&self) -> Result<(String, String), VectorError> {
-        // Loading the extension first makes PostgreSQL validate the startup values.
-        Ok(sqlx::query_as(
-            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan') \
-             FROM (SELECT '[1]'::vector) AS loaded",
+        let mut tx = self.primary.begin().await?;
+        set_local_hnsw(&mut tx, self.ef_search).await?;
+        let settings = sqlx::query_as(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(settings)
     }
 
     pub async fn ping(&self) -> Result<(), VectorError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.primary).await?;
         Ok(())
     }
 
@@ -119,7 +150,7 @@ impl Store {
         embeddings: &[Vec<f32>],
     ) -> Result<u32, VectorError> {
         let acl = chunks_acl(chunks).map_err(|e| VectorError::invalid(e.field, e.message))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.primary.begin().await?;
         sqlx::query(
             "DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid              AND (NOT $3 OR model = $4)",
         )
@@ -127,7 +158,7 @@ impl Store {
         .bind(document_id)
         .bind(keep_other_models)
         .bind(model)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if !chunks.is_empty() {
             let ids: Vec<&str> = chunks.iter().map(|c| c.chunk_id.as_str()).collect();
@@ -140,18 +171,24 @@ impl Store {
                 .map(|c| serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
                 .collect();
             let typed: Vec<String> = chunks.iter().map(|c| typed_metadata(&c.metadata)).collect();
-            let vectors: Vec<pgvector::Vector> = embeddings
-                .iter()
-                .map(|v| pgvector::Vector::from(v.clone()))
-                .collect();
+            // All vectors in one flat real[]: row n is elements (n-1)*d+1 ..= n*d.
+            let dims = embeddings.first().map_or(0, Vec::len);
+            if let Some(i) = embeddings.iter().position(|v| v.len() != dims) {
+                return Err(VectorError::invalid(
+                    format!("embeddings[{i}]"),
+                    format!("{} dimensions, the others have {dims}", embeddings[i].len()),
+                ));
+            }
+            let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
             sqlx::query(
                 "INSERT INTO vectors.chunks \
                    (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
                     acl_clearance, acl_groups, metadata_typed) \
                  SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
-                        u.metadata::jsonb, $3, u.embedding, $11, $12::text[], u.typed::jsonb \
-                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $10::vector[], $13::text[]) \
-                   AS u(chunk_id, external_id, title, ordinal, body, metadata, embedding, typed)",
+                        u.metadata::jsonb, $3, ($10::real[])[(u.n - 1) * $14 + 1 : u.n * $14]::vector, \
+                        $11, $12::text[], u.typed::jsonb \
+                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $13::text[]) \
+                   WITH ORDINALITY AS u(chunk_id, external_id, title, ordinal, body, metadata, typed, n)",
             )
             .bind(tenant)
             .bind(document_id)
@@ -162,11 +199,12 @@ impl Store {
             .bind(&ordinals)
             .bind(&bodies)
             .bind(&metadata)
-            .bind(&vectors)
+            .bind(&flat)
             .bind(acl.clearance as i32) // chunks_acl checked it fits
             .bind(&acl.groups)
             .bind(&typed)
-            .execute(&mut *tx)
+            .bind(dims as i64)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -177,7 +215,7 @@ impl Store {
     pub async fn purge_models(&self, keep_model: &str) -> Result<u64, VectorError> {
         let done = sqlx::query("DELETE FROM vectors.chunks WHERE model <> $1")
             .bind(keep_model)
-            .execute(&self.pool)
+            .execute(&self.primary)
             .await?;
         Ok(done.rows_affected())
     }
@@ -200,7 +238,7 @@ impl Store {
         )
         .bind(tenants)
         .bind(document_ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.primary)
         .await?;
         Ok(rows)
     }
@@ -214,7 +252,7 @@ impl Store {
             sqlx::query("DELETE FROM vectors.chunks WHERE tenant = $1 AND document_id = $2::uuid")
                 .bind(tenant)
                 .bind(document_id)
-                .execute(&self.pool)
+                .execute(&self.primary)
                 .await?;
         Ok(done.rows_affected() as u32)
     }
@@ -227,17 +265,17 @@ impl Store {
         let filter = filter_sql(q.filter, 8);
         let sql = format!(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
-                    1 - (embedding <=> $1) AS score \
+                    1 - (embedding <=> $1::real[]::vector) AS score \
              FROM vectors.chunks \
              WHERE tenant = $2 AND ($4 = '' OR model = $4) \
                AND ($5 OR (acl_clearance <= $6::int8 \
                            AND (acl_groups = '{{}}' OR acl_groups && $7::text[]))){} \
-             ORDER BY embedding <=> $1 \
+             ORDER BY embedding <=> $1::real[]::vector \
              LIMIT $3",
             filter.sql
         );
-        let query = sqlx::query_as::<_, (String, String, String, String, String, i32, f64)>(&sql)
-            .bind(pgvector::Vector::from(q.embedding.to_vec()))
+        let query = sqlx::query_as::<_, HitRow>(&sql)
+            .bind(q.embedding)
             .bind(q.tenant)
             .bind(q.top_k as i64)
             .bind(q.model)
@@ -259,21 +297,27 @@ impl Store {
         // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
         // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
         let query = query.persistent(false);
-        let rows = match q.ef_search {
-            // A per-query ef_search needs a transaction for `SET LOCAL`; the default path
-            // saves the BEGIN/COMMIT round trips.
-            Some(ef) => {
-                let mut tx = self.pool.begin().await?;
-                // `SET LOCAL` takes no parameters; set_config(.., true) is its bindable form.
-                sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
-                    .bind(ef.min(MAX_EF_SEARCH).to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = query.fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                rows
+        let ef_search = q.ef_search.unwrap_or(self.ef_search).min(MAX_EF_SEARCH);
+        let rows = match self.route.get() {
+            Route::Replica => {
+                let replica = self.replica.as_ref().unwrap_or(&self.primary);
+                match run_search(replica, ef_search, query).await {
+                    Ok(rows) => rows,
+                    // The replica went away under us: the primary answers this search, and
+                    // the following ones until the background check finds the replica back.
+                    Err(
+                        e @ (sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed),
+                    ) => {
+                        self.route
+                            .set(Route::Primary(Reason::ReplicaDown), &e.to_string());
+                        return Box::pin(self.search(q)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            None => query.fetch_all(&self.pool).await?,
+            Route::Primary(_) => run_search(&self.primary, ef_search, query).await?,
         };
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
@@ -298,6 +342,35 @@ impl Store {
         }
         Ok(hits)
     }
+}
+
+/// `SET LOCAL` of both HNSW settings, in the caller's transaction. Loading `vector` first
+/// makes pgvector define (and so validate) the settings.
+async fn set_local_hnsw(tx: &mut braid_core::db::DbTx, ef_search: u32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', $2, true) \
+         FROM (SELECT '[1]'::vector) AS loaded",
+    )
+    .bind(ef_search.to_string())
+    .bind(ITERATIVE_SCAN)
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
+}
+
+type HitRow = (String, String, String, String, String, i32, f64);
+
+/// One search on `db`: its own transaction, HNSW settings with `SET LOCAL`, the query.
+async fn run_search<'q>(
+    db: &Db,
+    ef_search: u32,
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, HitRow, sqlx::postgres::PgArguments>,
+) -> Result<Vec<HitRow>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    set_local_hnsw(&mut tx, ef_search).await?;
+    let rows = query.fetch_all(&mut tx).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -336,13 +409,14 @@ mod tests {
                 ef_search: 10,
                 ..SearchConfig::default()
             };
-            let store = Store::connect(&db, &search).await.unwrap();
+            let metrics = braid_core::metrics::Metrics::new("vector_search");
+            let store = Store::connect(&db, &search, &metrics).unwrap();
             store.migrate().await.unwrap();
             (store, TestDb { admin, name })
         }
 
         async fn drop(self, store: Store) {
-            store.pool.close().await;
+            store.primary.close().await;
             let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
             sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",

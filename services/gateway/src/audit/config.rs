@@ -74,6 +74,7 @@ impl AuditConfig {
         if !self.database.url.is_empty() {
             let mut db = Vec::new();
             self.database.validate(&mut db);
+            self.database.reject_replica("database", &mut db);
             errors.extend(db.into_iter().map(|e| format!("audit.{e}")));
         }
         positive(errors, "audit.retention_days", self.retention_days as u64);

@@ -1,15 +1,17 @@
 //! `audit.records` in PostgreSQL: schema migrations (versions 3000-3999), batched inserts,
 //! the retention purge and keyset-paginated reads for `ListAudit`.
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{QueryBuilder, Row};
 
 use super::record::Record;
-use braid_core::config::DatabaseConfig;
+use braid_core::db::{DatabaseConfig, Db};
+
+const APPLICATION_NAME: &str = "braid-gateway-audit";
 
 #[derive(Clone)]
 pub struct AuditStore {
-    pool: PgPool,
+    db: Db,
+    config: DatabaseConfig,
 }
 
 /// Filters of one `ListAudit` page, newest first.
@@ -32,20 +34,21 @@ pub struct StoredRecord {
 
 impl AuditStore {
     /// A lazily connecting pool: an unreachable database does not stop the gateway.
+    /// Through a transaction-mode pooler too (`pooler = "transaction"`, see `braid_core::db`).
     pub fn connect(db: &DatabaseConfig) -> Result<Self, sqlx::Error> {
-        let pool = PgPoolOptions::new()
-            .max_connections(db.max_connections)
-            .acquire_timeout(db.acquire_timeout())
-            .connect_lazy(&db.url)?;
-        Ok(Self { pool })
+        Ok(Self {
+            db: braid_core::db::primary(db, APPLICATION_NAME)?,
+            config: db.clone(),
+        })
     }
 
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+    /// Over a direct connection (`migrate_url`, else `url`).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
         // Version numbers 3000-3999 belong to the gateway; other services' migrations in the
         // same database are left alone.
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await
+        braid_core::db::migrate(&self.config, APPLICATION_NAME, &migrator).await
     }
 
     pub async fn insert(&self, records: &[Record]) -> Result<(), sqlx::Error> {
@@ -69,7 +72,7 @@ impl AuditStore {
                 .push_bind(&r.trace_id)
                 .push_bind(&r.query);
         });
-        q.build().execute(&self.pool).await.map(|_| ())
+        q.build().execute(&self.db).await.map(|_| ())
     }
 
     /// Deletes records older than `days`; returns how many.
@@ -77,7 +80,7 @@ impl AuditStore {
         let done =
             sqlx::query("DELETE FROM audit.records WHERE at < now() - make_interval(days => $1)")
                 .bind(days as i32)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?;
         Ok(done.rows_affected())
     }
@@ -106,7 +109,7 @@ impl AuditStore {
             q.push(" AND id < ").push_bind(before);
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(query.limit);
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.db).await?;
         rows.into_iter()
             .map(|row| {
                 let rpc: String = row.try_get("rpc")?;

@@ -20,18 +20,18 @@ const PREFIX: &str = "braid:q:";
 impl RedisLayer {
     pub fn new(config: &QueryCacheConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(config.redis_timeout_ms);
-        let mut cfg = deadpool_redis::Config::from_url(&config.redis_url);
-        cfg.pool = Some(deadpool_redis::PoolConfig {
+        let settings = braid_core::redis_pool::PoolSettings {
             max_size: config.redis_pool_size,
-            timeouts: deadpool_redis::Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            },
-            ..Default::default()
-        });
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        };
         Ok(Self {
-            pool: cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?,
+            pool: braid_core::redis_pool::pool(
+                &config.redis_url,
+                config.redis_ca_file.as_deref(),
+                settings,
+            )?,
             timeout,
             ttl_secs: config.ttl_secs,
         })

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Shares the rate budgets between gateway replicas (`redis://host:port/db`); empty keeps
-    /// them in this process. When Redis does not answer, the local limiter decides.
+    /// them in this process (`rediss://` for TLS). When Redis does not answer, the local
+    /// limiter decides.
     pub redis_url: String,
+    /// TLS: PEM file of the CA that signs Redis' certificate; unset = the system trust store.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// How long one Redis rate check may take before the local limiter decides instead.
     pub redis_timeout_ms: u64,
     /// Keys (subjects, tenants) tracked per budget; past it, idle keys are evicted and new keys
@@ -117,6 +120,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_ca_file: None,
             redis_timeout_ms: 50,
             max_tracked_keys: 100_000,
             search: ClassBudget::new(Budget::new(200.0, 400), Budget::new(2000.0, 4000)),
@@ -161,12 +165,13 @@ impl Default for RequestLimits {
 
 impl LimitsConfig {
     pub fn validate(&self, errors: &mut Vec<String>) {
-        let redis_ok = self.redis_url.is_empty()
-            || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://");
-        if !redis_ok {
-            errors.push("limits.redis_url must be a redis:// URL or empty".into());
-        }
+        braid_core::redis_pool::validate(
+            "limits.redis_url",
+            &self.redis_url,
+            "limits.redis_ca_file",
+            self.redis_ca_file.as_deref(),
+            errors,
+        );
         positive(errors, "limits.redis_timeout_ms", self.redis_timeout_ms);
         positive(
             errors,

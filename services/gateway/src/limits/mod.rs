@@ -37,6 +37,7 @@ impl Limits {
         } else {
             Some(redis_gcra::RedisGcra::new(
                 &config.redis_url,
+                config.redis_ca_file.as_deref(),
                 Duration::from_millis(config.redis_timeout_ms),
             )?)
         };

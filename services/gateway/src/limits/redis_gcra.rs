@@ -31,19 +31,19 @@ pub struct RedisGcra {
 
 impl RedisGcra {
     /// A lazily connecting pool: a Redis that is down at start-up only means local decisions.
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let mut cfg = deadpool_redis::Config::from_url(url);
-        cfg.pool = Some(deadpool_redis::PoolConfig {
+    pub fn new(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let settings = braid_core::redis_pool::PoolSettings {
             max_size: 16,
-            timeouts: deadpool_redis::Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout.max(Duration::from_millis(500))),
-                recycle: Some(timeout),
-            },
-            ..Default::default()
-        });
+            wait: timeout,
+            create: timeout.max(Duration::from_millis(500)),
+            recycle: timeout,
+        };
         Ok(Self {
-            pool: cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?,
+            pool: braid_core::redis_pool::pool(url, ca_file, settings)?,
             script: Script::new(GCRA_LUA),
             timeout,
         })

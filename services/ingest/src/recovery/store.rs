@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
+use braid_core::db::Db;
 use braid_proto::v1::DocumentAcl;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::store::{DbResult, IndexPayload, Leg};
@@ -83,12 +83,12 @@ pub enum Started {
 
 #[derive(Clone)]
 pub struct RecoveryStore {
-    pool: PgPool,
+    db: Db,
 }
 
 impl RecoveryStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// Runs left `running` by a process that died can never finish: mark them failed.
@@ -98,7 +98,7 @@ impl RecoveryStore {
              error = 'interrupted (the ingest service restarted); run the reindex again' \
              WHERE state = 'running'",
         )
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected())
     }
@@ -118,7 +118,7 @@ impl RecoveryStore {
         .bind(tenant)
         .bind(mode.as_str())
         .bind(total)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         if let Some(id) = inserted {
             return Ok(Started::Run(id));
@@ -127,7 +127,7 @@ impl RecoveryStore {
             "SELECT id FROM ingest.reindex_runs WHERE leg = $1 AND state = 'running'",
         )
         .bind(leg.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(Started::Busy(running.unwrap_or(0)))
     }
@@ -137,7 +137,7 @@ impl RecoveryStore {
             .bind(run)
             .bind(done)
             .bind(enqueued)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await
             .map(|_| ())
     }
@@ -155,7 +155,7 @@ impl RecoveryStore {
         .bind(run)
         .bind(error)
         .bind(index_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map(|_| ())
     }
@@ -169,13 +169,13 @@ impl RecoveryStore {
         ))
         .bind(id)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await
     }
 
     pub async fn recorded_text_index(&self) -> DbResult<Option<String>> {
         sqlx::query_scalar("SELECT index_id FROM ingest.text_index")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
     }
 
@@ -185,7 +185,7 @@ impl RecoveryStore {
              DO UPDATE SET index_id = EXCLUDED.index_id, updated_at = now()",
         )
         .bind(index_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map(|_| ())
     }
@@ -196,7 +196,7 @@ impl RecoveryStore {
              AND ($1::text IS NULL OR tenant = $1)",
         )
         .bind(tenant)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await
     }
 
@@ -226,7 +226,7 @@ impl RecoveryStore {
         .bind(after_tenant)
         .bind(after_id)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
         let chunk_rows: Vec<(Uuid, i32, String)> = sqlx::query_as(
@@ -234,7 +234,7 @@ impl RecoveryStore {
              WHERE document_id = ANY($1) ORDER BY document_id, ordinal",
         )
         .bind(&ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let mut chunks: HashMap<Uuid, Vec<(i32, String)>> = HashMap::new();
         for (id, ordinal, body) in chunk_rows {
@@ -290,7 +290,7 @@ impl RecoveryStore {
         .bind(&doc.tenant)
         .bind(leg.as_str())
         .bind(doc.version)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -1,0 +1,12 @@
+//! PostgreSQL plumbing shared by the services that own a schema: the `[database]` config
+//! (`config`: URLs, pool, TLS, pooler mode, read replica), pools built from it (`connect`:
+//! rustls TLS, direct connections for migrations) and [`Db`] (`exec`), the executor that
+//! keeps sqlx working through a transaction-mode PgBouncer.
+
+mod config;
+mod connect;
+mod exec;
+
+pub use config::{DatabaseConfig, Pooler, SslMode};
+pub use connect::{connect_options, migrate, primary, replica};
+pub use exec::{Db, DbTx};

@@ -1,0 +1,285 @@
+//! Documents: upsert with chunks and outbox jobs in one transaction, lookups, delete,
+//! statuses, idempotency keys and the tenant's index generation.
+
+use std::collections::HashMap;
+
+use braid_proto::v1::DocumentAcl;
+use uuid::Uuid;
+
+use super::{DbResult, Metadata, Op, Store, bump_generation, enqueue, supersede_pending};
+
+/// A validated, extracted and chunked document ready to be stored.
+#[derive(Debug)]
+pub struct NewDocument {
+    pub tenant: String,
+    pub external_id: String,
+    pub title: String,
+    pub mime_type: &'static str,
+    pub metadata: HashMap<String, String>,
+    /// Validated and normalised (see `acl::validate`); part of `content_sha256`.
+    pub acl: DocumentAcl,
+    pub content_sha256: String,
+    pub chunks: Vec<(String, i32)>,
+}
+
+pub struct Upserted {
+    pub document_id: Uuid,
+    pub status: String,
+    pub unchanged: bool,
+    pub chunk_count: i32,
+}
+
+/// A document row as returned to callers.
+#[derive(Debug, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub external_id: String,
+    pub title: String,
+    pub mime_type: String,
+    pub metadata: Metadata,
+    pub status: String,
+    pub chunk_count: i32,
+    pub content_sha256: String,
+    pub version: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub vector_synced_ms: Option<i64>,
+    pub text_synced_ms: Option<i64>,
+    pub acl_clearance: i32,
+    pub acl_groups: Vec<String>,
+}
+
+impl DocumentRow {
+    pub fn acl(&self) -> DocumentAcl {
+        DocumentAcl {
+            clearance: self.acl_clearance.max(0) as u32,
+            groups: self.acl_groups.clone(),
+        }
+    }
+}
+
+const DOCUMENT_COLUMNS: &str = "id, tenant, external_id, title, mime_type, metadata, status, chunk_count, \
+    content_sha256, version, last_error, acl_clearance, acl_groups, \
+    (extract(epoch FROM created_at) * 1000)::bigint AS created_ms, \
+    (extract(epoch FROM updated_at) * 1000)::bigint AS updated_ms, \
+    (extract(epoch FROM vector_synced_at) * 1000)::bigint AS vector_synced_ms, \
+    (extract(epoch FROM text_synced_at) * 1000)::bigint AS text_synced_ms";
+
+impl Store {
+    /// Inserts or updates a document, replaces its chunks and enqueues one upsert job per leg,
+    /// in one transaction. Unchanged content (same hash) is a no-op.
+    pub async fn upsert_document(&self, doc: &NewDocument) -> DbResult<Upserted> {
+        let mut tx = self.db.begin().await?;
+        let existing: Option<(Uuid, String, bool, String, i32)> = sqlx::query_as(
+            "SELECT id, content_sha256, deleted, status, chunk_count FROM ingest.documents \
+             WHERE tenant = $1 AND external_id = $2 FOR UPDATE",
+        )
+        .bind(&doc.tenant)
+        .bind(&doc.external_id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let metadata = sqlx::types::Json(&doc.metadata);
+        let chunk_count = doc.chunks.len() as i32;
+        // Validated against `limits.max_acl_clearance`, which is at most i32::MAX.
+        let acl_clearance = i32::try_from(doc.acl.clearance).unwrap_or(i32::MAX);
+        let (id, version) = match existing {
+            Some((id, sha, deleted, status, count)) if sha == doc.content_sha256 && !deleted => {
+                tx.commit().await?;
+                return Ok(Upserted {
+                    document_id: id,
+                    status,
+                    unchanged: true,
+                    chunk_count: count,
+                });
+            }
+            Some((id, ..)) => {
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE ingest.documents SET title = $2, mime_type = $3, metadata = $4, \
+                       content_sha256 = $5, chunk_count = $6, acl_clearance = $7, acl_groups = $8, \
+                       version = version + 1, deleted = false, \
+                       status = 'pending', last_error = NULL, updated_at = now() \
+                     WHERE id = $1 RETURNING version",
+                )
+                .bind(id)
+                .bind(&doc.title)
+                .bind(doc.mime_type)
+                .bind(metadata)
+                .bind(&doc.content_sha256)
+                .bind(chunk_count)
+                .bind(acl_clearance)
+                .bind(&doc.acl.groups)
+                .fetch_one(&mut tx)
+                .await?;
+                sqlx::query("DELETE FROM ingest.chunks WHERE document_id = $1")
+                    .bind(id)
+                    .execute(&mut tx)
+                    .await?;
+                // Older versions' pending jobs are superseded by the new ones.
+                supersede_pending(&mut tx, id).await?;
+                (id, version)
+            }
+            None => {
+                let id = Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO ingest.documents \
+                       (id, tenant, external_id, title, mime_type, metadata, content_sha256, chunk_count, \
+                        acl_clearance, acl_groups) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(id)
+                .bind(&doc.tenant)
+                .bind(&doc.external_id)
+                .bind(&doc.title)
+                .bind(doc.mime_type)
+                .bind(metadata)
+                .bind(&doc.content_sha256)
+                .bind(chunk_count)
+                .bind(acl_clearance)
+                .bind(&doc.acl.groups)
+                .execute(&mut tx)
+                .await?;
+                (id, 1)
+            }
+        };
+        let ordinals: Vec<i32> = (0..chunk_count).collect();
+        let bodies: Vec<&str> = doc.chunks.iter().map(|(t, _)| t.as_str()).collect();
+        let tokens: Vec<i32> = doc.chunks.iter().map(|(_, n)| *n).collect();
+        sqlx::query(
+            "INSERT INTO ingest.chunks (document_id, ordinal, body, token_count) \
+             SELECT $1, u.ordinal, u.body, u.tokens FROM UNNEST($2::int4[], $3::text[], $4::int4[]) \
+               AS u(ordinal, body, tokens)",
+        )
+        .bind(id)
+        .bind(&ordinals)
+        .bind(&bodies)
+        .bind(&tokens)
+        .execute(&mut tx)
+        .await?;
+        enqueue(&mut tx, id, &doc.tenant, Op::Upsert, version).await?;
+        tx.commit().await?;
+        Ok(Upserted {
+            document_id: id,
+            status: "pending".into(),
+            unchanged: false,
+            chunk_count,
+        })
+    }
+
+    /// The document `id` of `tenant` (another tenant's document is absent).
+    pub async fn get_document(&self, tenant: &str, id: Uuid) -> DbResult<Option<DocumentRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE id = $1 AND tenant = $2"
+        ))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&self.db)
+        .await
+    }
+
+    pub async fn find_document(&self, tenant: &str, external_id: &str) -> DbResult<Option<Uuid>> {
+        sqlx::query_scalar("SELECT id FROM ingest.documents WHERE tenant = $1 AND external_id = $2")
+            .bind(tenant)
+            .bind(external_id)
+            .fetch_optional(&self.db)
+            .await
+    }
+
+    /// Marks a document deleted and enqueues delete jobs for both legs. The row disappears
+    /// once both legs confirmed. Returns false when there is no such live document.
+    pub async fn delete_document(&self, tenant: &str, id: Uuid) -> DbResult<bool> {
+        let mut tx = self.db.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE ingest.documents SET deleted = true, status = 'deleting', version = version + 1, \
+               updated_at = now() \
+             WHERE id = $1 AND tenant = $2 AND NOT deleted RETURNING version",
+        )
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(version) = version else {
+            return Ok(false);
+        };
+        supersede_pending(&mut tx, id).await?;
+        enqueue(&mut tx, id, tenant, Op::Delete, version).await?;
+        bump_generation(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Current status of each id (missing ids: deleted and gone).
+    pub async fn statuses(&self, ids: &[Uuid]) -> DbResult<HashMap<Uuid, String>> {
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, status FROM ingest.documents WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.db)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// External id and chunk count of those of `ids` that belong to `tenant`.
+    pub async fn tenant_documents(
+        &self,
+        tenant: &str,
+        ids: &[Uuid],
+    ) -> DbResult<HashMap<Uuid, (String, i32)>> {
+        let rows: Vec<(Uuid, String, i32)> = sqlx::query_as(
+            "SELECT id, external_id, chunk_count FROM ingest.documents WHERE tenant = $1 AND id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(ids)
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows.into_iter().map(|(id, e, c)| (id, (e, c))).collect())
+    }
+
+    /// The stored answer for an idempotency key: (request fingerprint, encoded response).
+    pub async fn idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> DbResult<Option<(String, Vec<u8>)>> {
+        sqlx::query_as(
+            "SELECT request_hash, response FROM ingest.idempotency \
+             WHERE tenant = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+        )
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(&self.db)
+        .await
+    }
+
+    pub async fn remember_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        response: &[u8],
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO ingest.idempotency (tenant, key, request_hash, response) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
+               response = EXCLUDED.response, created_at = now() \
+             WHERE ingest.idempotency.created_at <= now() - interval '24 hours'",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(response)
+        .execute(&self.db)
+        .await
+        .map(|_| ())
+    }
+
+    /// The tenant's index generation (0 before its first indexed change).
+    pub async fn index_generation(&self, tenant: &str) -> DbResult<i64> {
+        let generation: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM ingest.index_generations WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_optional(&self.db)
+                .await?;
+        Ok(generation.unwrap_or(0))
+    }
+}
