@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use braid_core::db::Db;
-use prometheus::{Gauge, IntGaugeVec, Opts};
+use braid_core::metrics::{Family, Gauge};
 use tokio::time::Instant;
 
 /// Why the primary serves searches.
@@ -52,6 +52,17 @@ impl Reason {
         }
     }
 }
+
+/// The label values of the route gauge (closed sets; not every pair occurs).
+const TARGETS: &[&str] = &["replica", "primary"];
+const REASONS: &[&str] = &[
+    "ok",
+    "no_replica",
+    "starting",
+    "replica_down",
+    "replica_lagging",
+    "replica_not_in_recovery",
+];
 
 /// The pool searches read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +102,7 @@ impl Route {
 /// The current route, shared by the searches and the checker, mirrored in the metrics.
 pub struct ReadRoute {
     current: AtomicU8,
-    gauge: IntGaugeVec,
+    gauge: Family<Gauge>,
     lag: Gauge,
 }
 
@@ -100,19 +111,15 @@ impl ReadRoute {
         initial: Route,
         metrics: &braid_core::metrics::Metrics,
     ) -> anyhow::Result<Arc<Self>> {
-        let gauge = IntGaugeVec::new(
-            Opts::new(
-                "vector_search_read_route",
-                "1 for where searches read (target replica|primary) and why (reason)",
-            ),
-            &["target", "reason"],
-        )?;
-        let lag = Gauge::new(
+        let gauge = metrics.gauge_family(
+            "vector_search_read_route",
+            "1 for where searches read (target replica|primary) and why (reason)",
+            &[("target", TARGETS), ("reason", REASONS)],
+        );
+        let lag = metrics.gauge(
             "vector_search_replica_lag_seconds",
             "replica lag at the last check (age of the oldest primary write not yet replayed)",
-        )?;
-        metrics.register(Box::new(gauge.clone()));
-        metrics.register(Box::new(lag.clone()));
+        );
         let route = Arc::new(Self {
             current: AtomicU8::new(initial.encode()),
             gauge,
@@ -145,8 +152,7 @@ impl ReadRoute {
 
     fn publish(&self, route: Route) {
         for r in std::iter::once(Route::Replica).chain(Reason::ALL.map(Route::Primary)) {
-            let value = i64::from(r == route);
-            self.gauge.with_label_values(&r.labels()).set(value);
+            self.gauge.get(&r.labels()).set(f64::from(u8::from(r == route)));
         }
     }
 }
