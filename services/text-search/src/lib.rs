@@ -1,5 +1,5 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
-//! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
+//! `tantivy` implements it on an embedded Tantivy index (the default; an Elasticsearch
 //! backend implements the same trait) with the English analysis of `analysis`, the
 //! configurable BM25 of `bm25` and document entries built by `document_text`; `managed` keeps
 //! the index directory recoverable (which index serves, faults for a lost or corrupt one,
@@ -17,7 +17,7 @@ mod index;
 mod managed;
 mod recovery;
 mod service;
-mod tantivy_index;
+mod tantivy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,10 +29,10 @@ use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
 use braid_proto::v1::text_search_service_server::TextSearchServiceServer;
 
+pub use self::tantivy::TantivyIndex;
 pub use config::{Backend, IndexConfig, SearchConfig, TextSearchConfig};
 pub use error::TextError;
 pub use index::{TextIndex, TextQuery};
-pub use tantivy_index::TantivyIndex;
 
 /// Runs the text-search service on `listeners` until `shutdown` resolves.
 pub async fn run(

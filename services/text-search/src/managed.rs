@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{IndexConfig, SearchConfig};
 use crate::error::TextError;
 use crate::index::{TextIndex, TextQuery};
-use crate::tantivy_index::TantivyIndex;
+use crate::tantivy::TantivyIndex;
 
 const POINTER: &str = "braid-index.json";
 const LEGACY_ID: &str = "legacy";
