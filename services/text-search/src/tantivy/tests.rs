@@ -50,6 +50,7 @@ fn test_config(dir: &std::path::Path) -> IndexConfig {
         dir: dir.to_path_buf(),
         writer_memory_mb: 20,
         writer_threads: 1,
+        ..IndexConfig::default()
     }
 }
 
