@@ -601,6 +601,12 @@ run_tests() {
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo test"
   cargo test --workspace --locked
+  # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
+  # and test that crate with it (golden requests, wire contract; the live contract suite
+  # also runs when BRAID_TEST_ELASTICSEARCH_URL is set).
+  say "text-search with --features elasticsearch: clippy -D warnings and tests"
+  cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
+  cargo test -p braid-text-search --features elasticsearch --locked
   say "deploy checks (rules, dashboard, chart, image, compose)"
   BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh"
 }

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         dir: tmp.path().to_path_buf(),
         writer_memory_mb: 64,
         writer_threads: 1,
+        ..IndexConfig::default()
     };
     let index = TantivyIndex::open(&config, &search)?;
     let corpus = scifact::lines(&dir.join("corpus.jsonl"))?;

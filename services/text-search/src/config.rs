@@ -12,8 +12,6 @@ pub struct TextSearchConfig {
     pub telemetry: TelemetryConfig,
     /// Service credentials: required from callers, sent to downstream services.
     pub internal_auth: InternalAuthConfig,
-    /// Which BM25 engine backs the leg.
-    pub backend: Backend,
     pub index: IndexConfig,
     pub search: SearchConfig,
 }
@@ -23,17 +21,61 @@ pub struct TextSearchConfig {
 pub enum Backend {
     /// Embedded Tantivy index on local disk (default).
     Tantivy,
+    /// An Elasticsearch cluster (`index.elasticsearch`); needs a build with the
+    /// `elasticsearch` cargo feature of braid-text-search.
+    Elasticsearch,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
+    /// Which BM25 engine backs the leg.
+    pub backend: Backend,
     /// Tantivy index directory; created on first start.
     pub dir: PathBuf,
     /// Indexing memory budget of the Tantivy writer (shared by its threads).
     pub writer_memory_mb: usize,
     /// Tantivy indexing threads; each needs at least 15 MB of the budget.
     pub writer_threads: usize,
+    /// The cluster when `backend = "elasticsearch"`.
+    pub elasticsearch: ElasticsearchConfig,
+}
+
+/// An Elasticsearch cluster as the BM25 engine. Searches and writes go to the alias
+/// `index_prefix`, which points at one concrete index `<index_prefix>-<id>`; a rebuild fills a
+/// new concrete index (alias `<index_prefix>-rebuild`) and switches the alias. Every index
+/// `<index_prefix>-*` takes its settings and mappings from the index template `index_prefix`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// Node URLs (`http://` or `https://`), used round robin (no sniffing).
+    pub urls: Vec<String>,
+    /// Alias, template and index-name prefix: lowercase letters, digits, `-`, `_`.
+    pub index_prefix: String,
+    pub shards: u32,
+    pub replicas: u32,
+    /// `index.refresh_interval` while serving (`1s`; `-1` = never).
+    pub refresh_interval: String,
+    /// `index.refresh_interval` of an index being bulk-loaded by a rebuild (restored to
+    /// `refresh_interval` before the switch).
+    pub bulk_refresh_interval: String,
+    /// Deadline of one HTTP request (each attempt).
+    pub request_timeout_ms: u64,
+    /// Extra attempts after a retryable failure (connection error, 429, 502-504, per-item
+    /// 429/5xx in a bulk response), with exponential backoff from `retry_backoff_ms`.
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    /// PEM CA certificate(s) trusted for `https://` nodes (rustls); unset = the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// A file holding the base64 `id:api_key` (the `encoded` value Elasticsearch returns).
+    pub api_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the encoded API key.
+    pub api_key_env: String,
+    /// Basic authentication user (with `password_file` or `password_env`).
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the password.
+    pub password_env: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,7 +100,6 @@ impl Default for TextSearchConfig {
             server: ServerConfig::with_ports(50055, 9105),
             telemetry: TelemetryConfig::default(),
             internal_auth: InternalAuthConfig::default(),
-            backend: Backend::Tantivy,
             index: IndexConfig::default(),
             search: SearchConfig::default(),
         }
@@ -71,8 +112,122 @@ impl Default for IndexConfig {
             dir: PathBuf::from(".braid/tantivy"),
             writer_memory_mb: 64,
             writer_threads: 1,
+            backend: Backend::Tantivy,
+            elasticsearch: ElasticsearchConfig::default(),
         }
     }
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        Self {
+            urls: vec!["http://127.0.0.1:9200".into()],
+            index_prefix: "braid-text".into(),
+            shards: 1,
+            replicas: 1,
+            refresh_interval: "1s".into(),
+            bulk_refresh_interval: "-1".into(),
+            request_timeout_ms: 10_000,
+            retries: 3,
+            retry_backoff_ms: 100,
+            ca_file: None,
+            api_key_file: None,
+            api_key_env: String::new(),
+            username: String::new(),
+            password_file: None,
+            password_env: String::new(),
+        }
+    }
+}
+
+impl ElasticsearchConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        let at = "index.elasticsearch";
+        if self.urls.is_empty() {
+            errors.push(format!("{at}.urls must name at least one node"));
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                errors.push(format!(
+                    "{at}.urls[{i}] is `{url}`, must be http://host[:port] or https://host[:port]"
+                ));
+            }
+        }
+        let p = &self.index_prefix;
+        let ok = !p.is_empty()
+            && p.len() <= 100
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && !p.starts_with(['-', '_']);
+        if !ok {
+            errors.push(format!(
+                "{at}.index_prefix is `{p}`: 1..=100 lowercase letters, digits, '-' or '_', not \
+                 starting with '-' or '_'"
+            ));
+        }
+        if !(1..=1024).contains(&self.shards) {
+            errors.push(format!("{at}.shards is {}, must be 1..=1024", self.shards));
+        }
+        if self.replicas > 32 {
+            errors.push(format!(
+                "{at}.replicas is {}, must be 0..=32",
+                self.replicas
+            ));
+        }
+        for (name, v) in [
+            ("refresh_interval", &self.refresh_interval),
+            ("bulk_refresh_interval", &self.bulk_refresh_interval),
+        ] {
+            if !is_interval(v) {
+                errors.push(format!(
+                    "{at}.{name} is `{v}`, must be -1 or a number with ms, s, m or h (1s)"
+                ));
+            }
+        }
+        positive(
+            errors,
+            &format!("{at}.request_timeout_ms"),
+            self.request_timeout_ms,
+        );
+        if self.retries > 10 {
+            errors.push(format!("{at}.retries is {}, must be 0..=10", self.retries));
+        }
+        let api_key = self.api_key_file.is_some() || !self.api_key_env.is_empty();
+        let password = self.password_file.is_some() || !self.password_env.is_empty();
+        if self.api_key_file.is_some() && !self.api_key_env.is_empty() {
+            errors.push(format!("{at}: set api_key_file or api_key_env, not both"));
+        }
+        if self.password_file.is_some() && !self.password_env.is_empty() {
+            errors.push(format!("{at}: set password_file or password_env, not both"));
+        }
+        if api_key && !self.username.is_empty() {
+            errors.push(format!(
+                "{at}: set an API key or a username (basic authentication), not both"
+            ));
+        }
+        match (self.username.is_empty(), password) {
+            (false, false) => {
+                errors.push(format!("{at}.username needs password_file or password_env"))
+            }
+            (true, true) => errors.push(format!("{at}: a password needs username")),
+            _ => {}
+        }
+    }
+}
+
+/// An Elasticsearch time value for `refresh_interval`: `-1` or digits with a unit.
+fn is_interval(v: &str) -> bool {
+    if v == "-1" {
+        return true;
+    }
+    let unit = ["ms", "s", "m", "h"].into_iter().find(|u| v.ends_with(u));
+    unit.is_some_and(|u| {
+        let digits = &v[..v.len() - u.len()];
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 impl Default for SearchConfig {
@@ -104,6 +259,18 @@ impl Validate for TextSearchConfig {
                 "index.writer_memory_mb must be at least 15 per writer thread ({} for {threads})",
                 15 * threads
             ));
+        }
+        match self.index.backend {
+            Backend::Tantivy => {}
+            Backend::Elasticsearch if cfg!(feature = "elasticsearch") => {
+                self.index.elasticsearch.validate(errors)
+            }
+            Backend::Elasticsearch => errors.push(
+                "index.backend = \"elasticsearch\" needs a text-search built with the \
+                 `elasticsearch` feature (cargo build -p braid-text-search --features \
+                 elasticsearch)"
+                    .into(),
+            ),
         }
         positive(errors, "search.max_top_k", self.search.max_top_k as u64);
         positive(

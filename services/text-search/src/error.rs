@@ -9,6 +9,10 @@ pub enum TextError {
     Index(String),
     #[error("index task failed: {0}")]
     Task(String),
+    /// The index backend (an Elasticsearch cluster) did not answer, or asked to slow down,
+    /// through every retry; worth trying again later.
+    #[error("text index backend unavailable: {0}")]
+    Unavailable(String),
     /// The index is lost, corrupt or missing; the reason says what to do.
     #[error("text index not serving: {0}")]
     NotServing(String),
@@ -38,6 +42,10 @@ impl From<TextError> for Status {
                 tracing::error!(%detail, "text index task failed");
                 Status::unavailable("text index busy or shutting down")
             }
+            TextError::Unavailable(detail) => {
+                tracing::warn!(%detail, "text index backend unavailable");
+                Status::unavailable("text index backend unavailable")
+            }
             TextError::NotServing(_) => Status::unavailable(e.to_string()),
             TextError::RebuildGone(_) => Status::failed_precondition(e.to_string()),
         }
@@ -61,6 +69,7 @@ mod tests {
             ),
             (TextError::Index("secret".into()), Code::Internal),
             (TextError::Task("secret".into()), Code::Unavailable),
+            (TextError::Unavailable("secret".into()), Code::Unavailable),
             (TextError::NotServing("lost".into()), Code::Unavailable),
             (
                 TextError::RebuildGone("idx-1".into()),

@@ -1,5 +1,7 @@
-//! The BM25 backend trait the service is written against. Tantivy implements it today; an
-//! Elasticsearch implementation plugs in behind the same trait.
+//! The BM25 backend traits the service is written against: [`TextIndex`] (writes, searches,
+//! health) and [`IndexAdmin`] (which index serves, listing a document's chunks, rebuilding a
+//! new index and switching to it). Tantivy implements both (`tantivy` + `managed`), and so
+//! does Elasticsearch (`es`, behind the `elasticsearch` cargo feature).
 
 use braid_core::auth::Access;
 use braid_core::filter::Filter;
@@ -53,4 +55,44 @@ pub trait TextIndex: Send + Sync + 'static {
 
     /// Whether the backend can serve (health probe).
     async fn check(&self) -> Result<(), TextError>;
+}
+
+/// What [`IndexAdmin::status`] reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexStatus {
+    /// The index that serves (its id survives restarts; a rebuild gives a new one).
+    pub index_id: String,
+    /// Why searches are refused, if they are.
+    pub fault: Option<String>,
+    /// The rebuild under way: its id and the documents written into it so far.
+    pub rebuild: Option<(String, u64)>,
+}
+
+/// The recovery side of a backend (the `Verify*` and `Rebuild*` RPCs).
+#[tonic::async_trait]
+pub trait IndexAdmin: Send + Sync + 'static {
+    /// The serving state; with `expected` (the index ingest last wrote to), an index that is
+    /// neither it nor a successor of it is a fault.
+    async fn status(&self, expected: &str) -> Result<IndexStatus, TextError>;
+
+    /// (chunk id, chunk text) of every chunk the serving index holds for one document.
+    async fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Vec<(String, String)>, TextError>;
+
+    /// Starts a new empty index next to the serving one; returns its id.
+    async fn rebuild_start(&self, supersedes_index_id: &str) -> Result<String, TextError>;
+
+    /// Writes documents (tenant, document id, chunks) into rebuild `id`, skipping those
+    /// written live since it started; returns (written, skipped).
+    async fn rebuild_write(
+        &self,
+        id: &str,
+        documents: Vec<(String, String, Vec<Chunk>)>,
+    ) -> Result<(u32, u32), TextError>;
+
+    /// Switches searches to the rebuilt index; returns its id.
+    async fn rebuild_finish(&self, id: &str) -> Result<String, TextError>;
 }

@@ -1,9 +1,10 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
-//! `tantivy_index` implements it on an embedded Tantivy index (the default; an Elasticsearch
+//! `tantivy` implements it on an embedded Tantivy index (the default; an Elasticsearch
 //! backend implements the same trait) with the English analysis of `analysis`, the
 //! configurable BM25 of `bm25` and document entries built by `document_text`; `managed` keeps
 //! the index directory recoverable (which index serves, faults for a lost or corrupt one,
-//! rebuilding into a new one and switching); `service` and `recovery` are the gRPC surface.
+//! rebuilding into a new one and switching); `es` (cargo feature `elasticsearch`) implements
+//! both traits on an Elasticsearch cluster; `service` and `recovery` are the gRPC surface.
 
 #![forbid(unsafe_code)]
 
@@ -12,12 +13,14 @@ mod bm25;
 mod config;
 mod document_text;
 mod error;
+#[cfg(feature = "elasticsearch")]
+mod es;
 mod filter;
 mod index;
 mod managed;
 mod recovery;
 mod service;
-mod tantivy_index;
+mod tantivy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,10 +32,13 @@ use braid_proto::service_names;
 use braid_proto::tonic::service::Routes;
 use braid_proto::v1::text_search_service_server::TextSearchServiceServer;
 
-pub use config::{Backend, IndexConfig, SearchConfig, TextSearchConfig};
+pub use self::tantivy::TantivyIndex;
+pub use config::{Backend, ElasticsearchConfig, IndexConfig, SearchConfig, TextSearchConfig};
 pub use error::TextError;
-pub use index::{TextIndex, TextQuery};
-pub use tantivy_index::TantivyIndex;
+#[cfg(feature = "elasticsearch")]
+pub use es::EsIndex;
+pub use index::{IndexAdmin, IndexStatus, TextIndex, TextQuery};
+pub use managed::ManagedIndex;
 
 /// Runs the text-search service on `listeners` until `shutdown` resolves.
 pub async fn run(
@@ -42,10 +48,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new("text_search");
     let (health, health_service) = server::health(service_names::TEXT_SEARCH);
-    let index = match config.backend {
+    let (index, admin): (Arc<dyn TextIndex>, Arc<dyn IndexAdmin>) = match config.index.backend {
         Backend::Tantivy => {
             let c = config.clone();
-            Arc::new(
+            let managed = Arc::new(
                 tokio::task::spawn_blocking(move || {
                     managed::ManagedIndex::open(&c.index, &c.search)
                 })
@@ -56,8 +62,24 @@ pub async fn run(
                         config.index.dir.display()
                     )
                 })?,
-            )
+            );
+            (managed.clone(), managed)
         }
+        #[cfg(feature = "elasticsearch")]
+        Backend::Elasticsearch => {
+            // Unreachable nodes are not an error here: the health probe reports NOT_SERVING
+            // and sets the index up once the cluster answers.
+            let es = Arc::new(
+                EsIndex::new(&config.index.elasticsearch, &config.search)
+                    .context("configuring the Elasticsearch client")?,
+            );
+            (es.clone(), es)
+        }
+        #[cfg(not(feature = "elasticsearch"))]
+        Backend::Elasticsearch => anyhow::bail!(
+            "index.backend = \"elasticsearch\" needs a text-search built with the \
+             `elasticsearch` feature"
+        ),
     };
     let probe = {
         let index = index.clone();
@@ -71,7 +93,7 @@ pub async fn run(
         )
     };
     let api = service::TextApi {
-        managed: index.clone(),
+        admin,
         index,
         max_top_k: config.search.max_top_k,
         max_query_bytes: config.search.max_query_bytes,

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{IndexConfig, SearchConfig};
 use crate::error::TextError;
-use crate::index::{TextIndex, TextQuery};
-use crate::tantivy_index::TantivyIndex;
+use crate::index::{IndexAdmin, IndexStatus, TextIndex, TextQuery};
+use crate::tantivy::TantivyIndex;
 
 const POINTER: &str = "braid-index.json";
 const LEGACY_ID: &str = "legacy";
@@ -65,13 +65,6 @@ struct Rebuild {
     /// Documents (tenant, document id) written live since the rebuild started.
     live: HashSet<(String, String)>,
     documents: u64,
-}
-
-/// What [`ManagedIndex::status`] reports.
-pub struct Status {
-    pub index_id: String,
-    pub fault: Option<String>,
-    pub rebuild: Option<(String, u64)>,
 }
 
 pub struct ManagedIndex {
@@ -209,7 +202,7 @@ impl ManagedIndex {
 
     /// The serving state; with `expected` (the index ingest last wrote to), an index that is
     /// neither it nor a successor of it becomes a fault.
-    pub fn status(&self, expected: &str) -> Status {
+    pub fn status(&self, expected: &str) -> IndexStatus {
         let (active, _) = self.snapshot();
         if let Some(active) = &active
             && !expected.is_empty()
@@ -229,7 +222,7 @@ impl ManagedIndex {
             .try_lock()
             .ok()
             .and_then(|r| r.as_ref().map(|r| (r.id.clone(), r.documents)));
-        Status {
+        IndexStatus {
             index_id: active.map(|a| a.id).unwrap_or_default(),
             fault,
             rebuild,
@@ -476,6 +469,37 @@ impl TextIndex for ManagedIndex {
     }
 }
 
+#[tonic::async_trait]
+impl IndexAdmin for ManagedIndex {
+    async fn status(&self, expected: &str) -> Result<IndexStatus, TextError> {
+        Ok(ManagedIndex::status(self, expected))
+    }
+
+    async fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Vec<(String, String)>, TextError> {
+        ManagedIndex::document_chunks(self, tenant, document_id).await
+    }
+
+    async fn rebuild_start(&self, supersedes_index_id: &str) -> Result<String, TextError> {
+        ManagedIndex::rebuild_start(self, supersedes_index_id).await
+    }
+
+    async fn rebuild_write(
+        &self,
+        id: &str,
+        documents: Vec<(String, String, Vec<Chunk>)>,
+    ) -> Result<(u32, u32), TextError> {
+        ManagedIndex::rebuild_write(self, id, documents).await
+    }
+
+    async fn rebuild_finish(&self, id: &str) -> Result<String, TextError> {
+        ManagedIndex::rebuild_finish(self, id).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,6 +511,7 @@ mod tests {
             dir: dir.to_path_buf(),
             writer_memory_mb: 20,
             writer_threads: 1,
+            ..IndexConfig::default()
         }
     }
 

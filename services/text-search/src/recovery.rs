@@ -1,5 +1,6 @@
 //! The recovery RPCs' request handling: listing the chunks held per document (for `verify`),
-//! the serving state, and rebuild writes. The index mechanics live in `managed`.
+//! the serving state, and rebuild writes. The index mechanics live behind [`IndexAdmin`]
+//! (`managed` for Tantivy, `es` for Elasticsearch).
 
 use braid_core::validate;
 use braid_proto::v1::{
@@ -9,7 +10,7 @@ use braid_proto::v1::{
 use sha2::{Digest, Sha256};
 
 use crate::error::TextError;
-use crate::managed::ManagedIndex;
+use crate::index::IndexAdmin;
 
 /// Documents per `VerifyListChunks` call.
 pub const MAX_VERIFY_DOCUMENTS: usize = 500;
@@ -21,7 +22,7 @@ pub fn text_sha256(text: &str) -> String {
 }
 
 pub async fn list_chunks(
-    index: &ManagedIndex,
+    index: &dyn IndexAdmin,
     r: VerifyListChunksRequest,
 ) -> Result<VerifyListChunksResponse, TextError> {
     if r.documents.len() > MAX_VERIFY_DOCUMENTS {
@@ -55,20 +56,23 @@ fn at(i: usize, e: validate::FieldError) -> TextError {
     validate::FieldError::new(format!("documents[{i}].{}", e.field), e.message).into()
 }
 
-pub fn status(index: &ManagedIndex, r: RebuildStatusRequest) -> RebuildStatusResponse {
-    let status = index.status(&r.expected_index_id);
+pub async fn status(
+    index: &dyn IndexAdmin,
+    r: RebuildStatusRequest,
+) -> Result<RebuildStatusResponse, TextError> {
+    let status = index.status(&r.expected_index_id).await?;
     let (rebuild_id, rebuild_documents) = status.rebuild.unwrap_or_default();
-    RebuildStatusResponse {
+    Ok(RebuildStatusResponse {
         index_id: status.index_id,
         serving: status.fault.is_none(),
         reason: status.fault.unwrap_or_default(),
         rebuild_id,
         rebuild_documents,
-    }
+    })
 }
 
 pub async fn write(
-    index: &ManagedIndex,
+    index: &dyn IndexAdmin,
     r: RebuildWriteRequest,
 ) -> Result<RebuildWriteResponse, TextError> {
     if r.documents.len() > MAX_REBUILD_DOCUMENTS {

@@ -15,12 +15,12 @@ use braid_proto::v1::{
 };
 
 use crate::error::TextError;
-use crate::index::{TextIndex, TextQuery};
+use crate::index::{IndexAdmin, TextIndex, TextQuery};
 
 pub struct TextApi {
     pub(crate) index: Arc<dyn TextIndex>,
     /// The same index, for the recovery RPCs (see `recovery`).
-    pub(crate) managed: Arc<crate::managed::ManagedIndex>,
+    pub(crate) admin: Arc<dyn IndexAdmin>,
     pub(crate) max_top_k: u32,
     pub(crate) max_query_bytes: usize,
 }
@@ -117,7 +117,7 @@ impl TextSearchService for TextApi {
         request: Request<VerifyListChunksRequest>,
     ) -> Result<Response<VerifyListChunksResponse>, Status> {
         Ok(Response::new(
-            crate::recovery::list_chunks(&self.managed, request.into_inner()).await?,
+            crate::recovery::list_chunks(&*self.admin, request.into_inner()).await?,
         ))
     }
 
@@ -125,10 +125,9 @@ impl TextSearchService for TextApi {
         &self,
         request: Request<RebuildStatusRequest>,
     ) -> Result<Response<RebuildStatusResponse>, Status> {
-        Ok(Response::new(crate::recovery::status(
-            &self.managed,
-            request.into_inner(),
-        )))
+        Ok(Response::new(
+            crate::recovery::status(&*self.admin, request.into_inner()).await?,
+        ))
     }
 
     async fn rebuild_start(
@@ -136,7 +135,7 @@ impl TextSearchService for TextApi {
         request: Request<RebuildStartRequest>,
     ) -> Result<Response<RebuildStartResponse>, Status> {
         let r = request.into_inner();
-        let rebuild_id = self.managed.rebuild_start(&r.supersedes_index_id).await?;
+        let rebuild_id = self.admin.rebuild_start(&r.supersedes_index_id).await?;
         Ok(Response::new(RebuildStartResponse { rebuild_id }))
     }
 
@@ -145,7 +144,7 @@ impl TextSearchService for TextApi {
         request: Request<RebuildWriteRequest>,
     ) -> Result<Response<RebuildWriteResponse>, Status> {
         Ok(Response::new(
-            crate::recovery::write(&self.managed, request.into_inner()).await?,
+            crate::recovery::write(&*self.admin, request.into_inner()).await?,
         ))
     }
 
@@ -154,7 +153,7 @@ impl TextSearchService for TextApi {
         request: Request<RebuildFinishRequest>,
     ) -> Result<Response<RebuildFinishResponse>, Status> {
         let index_id = self
-            .managed
+            .admin
             .rebuild_finish(&request.into_inner().rebuild_id)
             .await?;
         Ok(Response::new(RebuildFinishResponse { index_id }))

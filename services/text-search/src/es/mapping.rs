@@ -1,0 +1,218 @@
+//! The index template: settings (shards, replicas, refresh interval, the BM25 similarity of
+//! the document fields, the English analyzer) and mappings of every concrete index, and the
+//! fields one chunk entry or document entry holds.
+//!
+//! Like the Tantivy index, one index holds two kinds of entries (`kind`): every chunk
+//! (`title`, `body`: ranked with Elasticsearch's default BM25, as Tantivy's chunk fields are)
+//! and one entry per document (`doc_title`, `doc_body` = the whole text, see
+//! [`crate::document_text`]) ranked with BM25 using `search.bm25_k1` / `search.bm25_b`
+//! (the `braid_bm25` similarity). Lucene keeps BM25 statistics per field (document count =
+//! entries holding the field, average field length over them), so the two kinds never mix
+//! statistics, which is what `bm25.rs` computes by hand on the Tantivy side. (A separate
+//! document index would give the same scores; one index keeps a document's entries on one
+//! shard via routing, so a replace or delete touches one shard.)
+//!
+//! Exact-match fields: `tenant`, `document_id`, `chunk_id`, `doc_key` (tenant + document, the
+//! routing value), `write_id` (which write an entry came from). ACL: `acl_clearance`
+//! (integer) and `acl_groups` (keyword; absent = visible to every group). Metadata, typed as
+//! the Tantivy side stores it: `meta` (`key\x1fvalue` keywords: equality and `in`),
+//! `meta_keys` (`exists`), and `meta_typed` (nested `{key, number}` / `{key, date}` for
+//! values that read as a number or a date: ranges). Nested keeps arbitrary metadata keys out
+//! of the mapping (no mapping explosion, no key that is an invalid field name).
+//!
+//! Analysis mirrors `analysis.rs`: a char filter drops the possessive `'s`, the pattern
+//! tokenizer splits on non-alphanumeric characters (Tantivy's `SimpleTokenizer`), tokens over
+//! 40 characters are dropped, then lowercase, Lucene's English stop words (`_english_`, the
+//! same 33) and the Snowball English stemmer (`porter2`, what Tantivy's English stemmer is).
+
+use std::collections::HashMap;
+
+use braid_core::filter::typed;
+use braid_proto::v1::{Chunk, DocumentAcl};
+use serde_json::{Value, json};
+
+use super::request::{EsRequest, Method, Names};
+use crate::config::{ElasticsearchConfig, SearchConfig};
+
+pub const KIND_CHUNK: &str = "chunk";
+pub const KIND_DOCUMENT: &str = "document";
+/// Between a metadata key and its value in `meta`, and between tenant and document in
+/// `doc_key` (neither may contain control characters).
+pub const SEP: char = '\u{1f}';
+
+/// `doc_key` and routing value of a document.
+pub fn doc_key(tenant: &str, document_id: &str) -> String {
+    format!("{tenant}{SEP}{document_id}")
+}
+
+/// The `_id` of a chunk entry / of a document entry: deterministic, so a rewrite replaces.
+pub fn chunk_entry_id(tenant: &str, chunk_id: &str) -> String {
+    format!("c{SEP}{tenant}{SEP}{chunk_id}")
+}
+
+pub fn document_entry_id(tenant: &str, document_id: &str) -> String {
+    format!("d{SEP}{tenant}{SEP}{document_id}")
+}
+
+/// PUT the index template every concrete index `<prefix>-*` is created from. See
+/// <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/indices-put-template.html>,
+/// <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/index-modules-similarity.html> and
+/// <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/analysis-stemmer-tokenfilter.html>.
+pub fn template(names: &Names, es: &ElasticsearchConfig, search: &SearchConfig) -> EsRequest {
+    let text = |similarity: &str| json!({ "type": "text", "analyzer": "braid_english", "similarity": similarity });
+    // Document fields are only scored (bag of words): frequencies, no positions.
+    let scored = || {
+        json!({
+            "type": "text",
+            "analyzer": "braid_english",
+            "similarity": "braid_bm25",
+            "index_options": "freqs",
+        })
+    };
+    let keyword = || json!({ "type": "keyword" });
+    EsRequest::new(Method::Put, format!("/_index_template/{}", names.alias)).json(json!({
+        "index_patterns": [names.pattern()],
+        "priority": 500,
+        "_meta": { "managed_by": "braid-text-search" },
+        "template": {
+            "settings": {
+                "index": {
+                    "number_of_shards": es.shards,
+                    "number_of_replicas": es.replicas,
+                    "refresh_interval": es.refresh_interval,
+                    "similarity": {
+                        "braid_bm25": { "type": "BM25", "k1": search.bm25_k1, "b": search.bm25_b }
+                    },
+                },
+                "analysis": {
+                    "char_filter": {
+                        "braid_possessive": {
+                            "type": "pattern_replace",
+                            "pattern": "([\\p{L}\\p{N}])['\u{2019}][sS](?![\\p{L}\\p{N}])",
+                            "replacement": "$1",
+                        }
+                    },
+                    "tokenizer": {
+                        "braid_alphanumeric": {
+                            "type": "pattern",
+                            "pattern": "[^\\p{L}\\p{N}]+",
+                        }
+                    },
+                    "filter": {
+                        "braid_long": { "type": "length", "max": 40 },
+                        "braid_english_stop": { "type": "stop", "stopwords": "_english_" },
+                        "braid_english_stemmer": { "type": "stemmer", "language": "porter2" },
+                    },
+                    "analyzer": {
+                        "braid_english": {
+                            "type": "custom",
+                            "char_filter": ["braid_possessive"],
+                            "tokenizer": "braid_alphanumeric",
+                            "filter": [
+                                "braid_long",
+                                "lowercase",
+                                "braid_english_stop",
+                                "braid_english_stemmer",
+                            ],
+                        }
+                    },
+                },
+            },
+            "mappings": {
+                "dynamic": "strict",
+                // The whole document text is only scored, never returned.
+                "_source": { "excludes": ["doc_title", "doc_body"] },
+                "properties": {
+                    "kind": keyword(),
+                    "tenant": keyword(),
+                    "document_id": keyword(),
+                    "chunk_id": keyword(),
+                    "doc_key": keyword(),
+                    "write_id": keyword(),
+                    "external_id": { "type": "keyword", "index": false },
+                    "ordinal": { "type": "integer" },
+                    "title": text("BM25"),
+                    "body": text("BM25"),
+                    "doc_title": scored(),
+                    "doc_body": scored(),
+                    "acl_clearance": { "type": "integer" },
+                    "acl_groups": keyword(),
+                    "meta": keyword(),
+                    "meta_keys": keyword(),
+                    "meta_typed": {
+                        "type": "nested",
+                        "properties": {
+                            "key": keyword(),
+                            "number": { "type": "double" },
+                            "date": { "type": "date", "format": "epoch_millis" },
+                        },
+                    },
+                },
+            },
+        },
+    }))
+}
+
+/// The source of a chunk entry.
+pub fn chunk_source(c: &Chunk, key: &str, write_id: &str, acl: &DocumentAcl) -> Value {
+    let mut source = json!({
+        "kind": KIND_CHUNK,
+        "tenant": c.tenant,
+        "document_id": c.document_id,
+        "chunk_id": c.chunk_id,
+        "doc_key": key,
+        "write_id": write_id,
+        "external_id": c.external_id,
+        "ordinal": c.ordinal,
+        "title": c.title,
+        "body": c.text,
+    });
+    add_filter_fields(&mut source, &c.metadata, acl);
+    source
+}
+
+/// The source of a document entry (`first` = the chunk with the lowest ordinal).
+pub fn document_source(
+    first: &Chunk,
+    key: &str,
+    write_id: &str,
+    acl: &DocumentAcl,
+    text: &str,
+) -> Value {
+    let mut source = json!({
+        "kind": KIND_DOCUMENT,
+        "tenant": first.tenant,
+        "document_id": first.document_id,
+        "doc_key": key,
+        "write_id": write_id,
+        "external_id": first.external_id,
+        "doc_title": first.title,
+        "doc_body": text,
+    });
+    add_filter_fields(&mut source, &first.metadata, acl);
+    source
+}
+
+/// Metadata and ACL fields, the same on both kinds. Metadata keys are sorted so a document
+/// always has the same source.
+fn add_filter_fields(source: &mut Value, metadata: &HashMap<String, String>, acl: &DocumentAcl) {
+    let mut entries: Vec<(&String, &String)> = metadata.iter().collect();
+    entries.sort();
+    let mut meta = Vec::new();
+    let mut keys = Vec::new();
+    let mut typed_values = Vec::new();
+    for (k, v) in entries {
+        meta.push(Value::String(format!("{k}{SEP}{v}")));
+        keys.push(Value::String(k.clone()));
+        if let Some(n) = typed::number(v) {
+            typed_values.push(json!({ "key": k, "number": n }));
+        } else if let Some(ms) = typed::date_millis(v) {
+            typed_values.push(json!({ "key": k, "date": ms }));
+        }
+    }
+    source["meta"] = Value::Array(meta);
+    source["meta_keys"] = Value::Array(keys);
+    source["meta_typed"] = Value::Array(typed_values);
+    source["acl_clearance"] = json!(acl.clearance);
+    source["acl_groups"] = json!(acl.groups);
+}

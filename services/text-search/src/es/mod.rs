@@ -1,0 +1,586 @@
+//! Elasticsearch implementation of [`TextIndex`] and [`IndexAdmin`] (cargo feature
+//! `elasticsearch`).
+//!
+//! Layout in the cluster (all names from `index.elasticsearch.index_prefix`, see
+//! [`request::Names`]): an index template `<prefix>` ([`mapping::template`]) for every
+//! concrete index `<prefix>-<id>`; the alias `<prefix>` names the one that serves, and its id
+//! is what `RebuildStatus` reports (ingest records it, so a lost and recreated index is a
+//! fault, as with Tantivy). A rebuild fills a new index under the alias `<prefix>-rebuild`
+//! with `bulk_refresh_interval` (no refreshes while loading), then restores
+//! `refresh_interval`, refreshes, and switches the alias atomically. The rebuild's state
+//! lives in the cluster (the rebuild alias), so any replica of text-search can serve the
+//! rebuild RPCs and every replica's live writes also go into the rebuild.
+//!
+//! Ranking is the Tantivy leg's (see [`mapping`]): documents by BM25 over their whole text,
+//! each shown by its best chunk ([`query::best_chunks`], one `collapse`d search), or chunks
+//! on their own with `chunk_level`.
+//!
+//! A replace indexes the document's entries (deterministic ids, all carrying a new
+//! `write_id`, refresh `wait_for`), then deletes the entries of the document from other
+//! writes (its stale chunks). Unlike a Tantivy commit this is two steps: a search between
+//! them may see a shrunk document's stale chunks (never a missing document or a mix of two
+//! document entries). Every operation sets the template and alias up first if they are not
+//! (so the service starts while the cluster is down, NOT_SERVING until it answers).
+
+mod bulk;
+mod client;
+#[cfg(test)]
+mod golden_tests;
+mod mapping;
+mod query;
+mod request;
+mod response;
+#[cfg(test)]
+mod wire_tests;
+
+use std::collections::HashMap;
+
+use braid_proto::tonic;
+use braid_proto::v1::{Chunk, ChunkHit};
+
+use self::bulk::{Item, Op, Outcome};
+use self::client::Client;
+use self::query::Scoring;
+use self::request::Names;
+use crate::config::{ElasticsearchConfig, SearchConfig};
+use crate::error::TextError;
+use crate::index::{IndexAdmin, IndexStatus, TextIndex, TextQuery};
+
+/// How many predecessor ids an index remembers.
+const MAX_SUPERSEDED: usize = 16;
+
+pub struct EsIndex {
+    client: Client,
+    names: Names,
+    config: ElasticsearchConfig,
+    search: SearchConfig,
+    scoring: Scoring,
+    /// Set once the template is in place and the alias names an index.
+    ready: tokio::sync::OnceCell<()>,
+    /// Why searches are refused (the serving index is not the one ingest wrote to).
+    fault: std::sync::Mutex<Option<String>>,
+}
+
+impl EsIndex {
+    /// The backend for `config`; sends nothing yet (the first operation or health check sets
+    /// the index up). Fails for unusable settings: credentials, CA file, URLs.
+    pub fn new(config: &ElasticsearchConfig, search: &SearchConfig) -> Result<Self, TextError> {
+        Ok(Self {
+            client: Client::new(config).map_err(TextError::Index)?,
+            names: Names::new(&config.index_prefix),
+            config: config.clone(),
+            search: search.clone(),
+            scoring: Scoring {
+                title_boost: search.title_boost,
+                snippet_chars: search.snippet_chars,
+            },
+            ready: tokio::sync::OnceCell::new(),
+            fault: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Deletes every index of this prefix (serving and rebuild) and the template: for tests
+    /// and decommissioning.
+    pub async fn remove_from_cluster(&self) -> Result<(), TextError> {
+        let mut indices = Vec::new();
+        for alias in [&self.names.alias, &self.names.rebuild_alias] {
+            let reply = self.client.send(&request::get_alias(alias)).await?;
+            if reply.is_success() {
+                indices.extend(response::alias_indices(&reply.body));
+            }
+        }
+        for index in indices.iter().filter(|i| self.names.is_index(i)) {
+            self.client
+                .ok(&request::delete_index(index), "deleting an index")
+                .await?;
+        }
+        let reply = self
+            .client
+            .send(&request::delete_template(&self.names))
+            .await?;
+        if !(reply.is_success() || reply.status == 404) {
+            return Err(reply.into_error("deleting the index template"));
+        }
+        Ok(())
+    }
+
+    /// Puts the index template and, when the alias names no index, creates the first one.
+    async fn ready(&self) -> Result<(), TextError> {
+        self.ready
+            .get_or_try_init(|| async {
+                let template = mapping::template(&self.names, &self.config, &self.search);
+                self.client
+                    .ok(&template, "putting the index template")
+                    .await?;
+                let reply = self
+                    .client
+                    .send(&request::get_mapping(&self.names.alias))
+                    .await?;
+                match reply.status {
+                    200 => Ok(()),
+                    404 => {
+                        let index = self.names.new_index();
+                        let create = request::create_index(
+                            &index,
+                            &self.names.alias,
+                            &self.config.refresh_interval,
+                            &[],
+                        );
+                        self.client.ok(&create, "creating the text index").await?;
+                        tracing::info!(%index, "created a new empty Elasticsearch text index");
+                        Ok(())
+                    }
+                    _ => Err(reply.into_error("reading the text index alias")),
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The serving index and the ids it supersedes.
+    async fn active(&self) -> Result<(String, Vec<String>), TextError> {
+        let reply = self
+            .client
+            .send(&request::get_mapping(&self.names.alias))
+            .await?;
+        match reply.status {
+            200 => response::active_index(&reply.body),
+            404 => Err(TextError::NotServing(format!(
+                "the Elasticsearch alias {} names no index (deleted?); rebuild it with \
+                 `braidctl reindex --leg text`",
+                self.names.alias
+            ))),
+            _ => Err(reply.into_error("reading the text index alias")),
+        }
+    }
+
+    /// The index a rebuild is filling, if any.
+    async fn rebuilding(&self) -> Result<Option<String>, TextError> {
+        let reply = self
+            .client
+            .send(&request::get_alias(&self.names.rebuild_alias))
+            .await?;
+        match reply.status {
+            200 => Ok(response::alias_indices(&reply.body).into_iter().next()),
+            404 => Ok(None),
+            _ => Err(reply.into_error("reading the rebuild alias")),
+        }
+    }
+
+    /// Where a live write goes: the alias, and the index a rebuild is filling (no periodic
+    /// refresh there, so writes to it refresh themselves).
+    async fn write_targets(&self) -> Result<Vec<(String, &'static str)>, TextError> {
+        self.ready().await?;
+        let mut targets = vec![(self.names.alias.clone(), "wait_for")];
+        if let Some(rebuild) = self.rebuilding().await? {
+            targets.push((rebuild, "true"));
+        }
+        Ok(targets)
+    }
+
+    fn serving(&self) -> Result<(), TextError> {
+        match &*self.fault.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(fault) => Err(TextError::NotServing(fault.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `items`, sending again only the retryable failures; the final outcome of each.
+    async fn bulk(
+        &self,
+        target: &str,
+        refresh: &str,
+        items: &[Item],
+    ) -> Result<Vec<Outcome>, TextError> {
+        let mut outcomes = vec![Outcome::Retryable("not sent".into()); items.len()];
+        let mut pending: Vec<usize> = (0..items.len()).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let batch: Vec<Item> = pending.iter().map(|&i| items[i].clone()).collect();
+            let body = self
+                .client
+                .ok(&bulk::request(target, refresh, &batch), "bulk indexing")
+                .await?;
+            for (&i, outcome) in pending.iter().zip(bulk::outcomes(&body, &batch)?) {
+                outcomes[i] = outcome;
+            }
+            pending.retain(|&i| matches!(outcomes[i], Outcome::Retryable(_)));
+            if pending.is_empty() || attempt >= self.client.retries() {
+                break;
+            }
+            tokio::time::sleep(self.client.backoff(attempt)).await;
+            attempt += 1;
+        }
+        Ok(outcomes)
+    }
+
+    /// Replaces one document's entries in `target`.
+    async fn write_document(
+        &self,
+        target: &str,
+        refresh: &str,
+        tenant: &str,
+        document_id: &str,
+        chunks: &[Chunk],
+    ) -> Result<(), TextError> {
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        let (entry, mut items) =
+            bulk::document_items(tenant, document_id, chunks, &write_id, Op::Index)?;
+        items.extend(entry);
+        let key = mapping::doc_key(tenant, document_id);
+        if !items.is_empty() {
+            let outcomes = self.bulk(target, refresh, &items).await?;
+            if let Some(err) = failure(&items, &outcomes) {
+                // The old entries stay: the document is unchanged, and the write is retried.
+                return Err(err);
+            }
+        }
+        let keep = (!items.is_empty()).then_some(write_id.as_str());
+        let delete = request::delete_document(target, &key, keep);
+        let body = self.client.ok(&delete, "deleting stale entries").await?;
+        check_delete(&body)?;
+        Ok(())
+    }
+
+    /// Hits of a chunk search, text and snippet only for the first `detail` (0 = all).
+    fn chunk_hits(body: &serde_json::Value, detail: u32) -> Result<Vec<ChunkHit>, TextError> {
+        let hits = response::hits(body)?;
+        Ok(hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let mut hit = response::chunk_hit(h);
+                if detail != 0 && i >= detail as usize {
+                    hit.text.clear();
+                    hit.snippet.clear();
+                }
+                hit
+            })
+            .collect())
+    }
+}
+
+/// The first failed item as an error: retryable failures (out of retries) as
+/// [`TextError::Unavailable`], permanent ones as [`TextError::Index`], naming the document.
+fn failure(items: &[Item], outcomes: &[Outcome]) -> Option<TextError> {
+    items.iter().zip(outcomes).find_map(|(item, o)| {
+        let (tenant, document) = &item.document;
+        match o {
+            Outcome::Written | Outcome::Exists => None,
+            Outcome::Retryable(d) => Some(TextError::Unavailable(format!(
+                "indexing {tenant}/{document}: {d}"
+            ))),
+            Outcome::Permanent(d) => Some(TextError::Index(format!(
+                "Elasticsearch rejected {tenant}/{document}: {d}"
+            ))),
+        }
+    })
+}
+
+/// A delete-by-query answer with failures (other than skipped conflicts) is an error.
+fn check_delete(body: &serde_json::Value) -> Result<u64, TextError> {
+    let failures = body
+        .get("failures")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    if failures > 0 {
+        return Err(TextError::Unavailable(format!(
+            "delete by query left {failures} entries undeleted"
+        )));
+    }
+    Ok(body
+        .get("deleted")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0))
+}
+
+#[tonic::async_trait]
+impl TextIndex for EsIndex {
+    async fn replace_document(
+        &self,
+        tenant: &str,
+        document_id: &str,
+        chunks: Vec<Chunk>,
+    ) -> Result<u32, TextError> {
+        for (target, refresh) in self.write_targets().await? {
+            self.write_document(&target, refresh, tenant, document_id, &chunks)
+                .await?;
+        }
+        Ok(chunks.len() as u32)
+    }
+
+    async fn delete_document(&self, tenant: &str, document_id: &str) -> Result<u32, TextError> {
+        let key = mapping::doc_key(tenant, document_id);
+        let mut removed = None;
+        for (target, _) in self.write_targets().await? {
+            let delete = request::delete_document(&target, &key, None);
+            let deleted = check_delete(&self.client.ok(&delete, "deleting a document").await?)?;
+            // The document entry exists exactly when chunks do: count chunks only.
+            removed.get_or_insert(deleted.saturating_sub(1) as u32);
+        }
+        Ok(removed.unwrap_or(0))
+    }
+
+    async fn search(&self, q: TextQuery) -> Result<Vec<ChunkHit>, TextError> {
+        self.ready().await?;
+        self.serving()?;
+        let alias = &self.names.alias;
+        if q.chunk_level {
+            let body = self
+                .client
+                .ok(&query::chunks(alias, &q, self.scoring), "searching chunks")
+                .await?;
+            return Self::chunk_hits(&body, q.detail);
+        }
+        let body = self
+            .client
+            .ok(
+                &query::documents(alias, &q, self.scoring),
+                "searching documents",
+            )
+            .await?;
+        let documents: Vec<(String, f32)> = response::hits(&body)?
+            .iter()
+            .map(response::document_hit)
+            .collect();
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = documents.iter().map(|(id, _)| id.clone()).collect();
+        let body = self
+            .client
+            .ok(
+                &query::best_chunks(alias, &q, self.scoring, &ids),
+                "choosing chunks",
+            )
+            .await?;
+        let mut best: HashMap<String, ChunkHit> = response::hits(&body)?
+            .iter()
+            .map(response::chunk_hit)
+            .map(|h| (h.document_id.clone(), h))
+            .collect();
+        // A document without a visible chunk (deleted meanwhile) is left out.
+        Ok(documents
+            .into_iter()
+            .filter_map(|(id, score)| best.remove(&id).map(|h| ChunkHit { score, ..h }))
+            .enumerate()
+            .map(|(i, mut h)| {
+                if q.detail != 0 && i >= q.detail as usize {
+                    h.text.clear();
+                    h.snippet.clear();
+                }
+                h
+            })
+            .collect())
+    }
+
+    async fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: Vec<String>,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        if chunk_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ready().await?;
+        self.serving()?;
+        let r = query::fetch(&self.names.alias, tenant, query, &chunk_ids, self.scoring);
+        let body = self.client.ok(&r, "fetching chunks").await?;
+        let mut by_id: HashMap<String, ChunkHit> = response::hits(&body)?
+            .iter()
+            .map(response::chunk_hit)
+            .map(|h| (h.chunk_id.clone(), ChunkHit { score: 0.0, ..h }))
+            .collect();
+        Ok(chunk_ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    async fn check(&self) -> Result<(), TextError> {
+        self.ready().await?;
+        let reply = self
+            .client
+            .send(&request::health(&self.names.alias))
+            .await?;
+        // A health check that timed out waiting answers 408 with the same body.
+        if !(reply.is_success() || reply.status == 408) {
+            return Err(reply.into_error("checking cluster health"));
+        }
+        response::health(&reply.body).map_err(TextError::NotServing)?;
+        self.serving()
+    }
+}
+
+#[tonic::async_trait]
+impl IndexAdmin for EsIndex {
+    async fn status(&self, expected: &str) -> Result<IndexStatus, TextError> {
+        self.ready().await?;
+        let (active, supersedes) = match self.active().await {
+            Ok(active) => active,
+            Err(TextError::NotServing(reason)) => {
+                return Ok(IndexStatus {
+                    index_id: String::new(),
+                    fault: Some(reason),
+                    rebuild: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let fault = (!expected.is_empty()
+            && active != expected
+            && !supersedes.iter().any(|s| s == expected))
+        .then(|| {
+            format!(
+                "the text index was lost or replaced: ingest indexed documents into \
+                 {expected}, but the Elasticsearch alias {} names {active} (a new, incomplete \
+                 index); rebuild it with `braidctl reindex --leg text`",
+                self.names.alias
+            )
+        });
+        {
+            let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+            if fault.is_some() && slot.is_none() {
+                tracing::error!(fault = ?fault, "text index not serving");
+            }
+            // Not sticky: the alias is shared by every replica, and another replica's
+            // finished rebuild clears the fault here too.
+            *slot = fault.clone();
+        }
+        let rebuild = match self.rebuilding().await? {
+            Some(index) => {
+                let body = self
+                    .client
+                    .ok(&request::count_documents(&index), "counting the rebuild")
+                    .await?;
+                let n = body.get("count").and_then(serde_json::Value::as_u64);
+                Some((index, n.unwrap_or(0)))
+            }
+            None => None,
+        };
+        Ok(IndexStatus {
+            index_id: active,
+            fault,
+            rebuild,
+        })
+    }
+
+    async fn document_chunks(
+        &self,
+        tenant: &str,
+        document_id: &str,
+    ) -> Result<Vec<(String, String)>, TextError> {
+        self.ready().await?;
+        self.serving()?;
+        let r = query::document_chunks(&self.names.alias, tenant, document_id);
+        let body = self.client.ok(&r, "listing a document's chunks").await?;
+        Ok(response::hits(&body)?
+            .iter()
+            .map(response::chunk_hit)
+            .map(|h| (h.chunk_id, h.text))
+            .collect())
+    }
+
+    async fn rebuild_start(&self, supersedes_index_id: &str) -> Result<String, TextError> {
+        self.ready().await?;
+        if let Some(old) = self.rebuilding().await? {
+            self.client
+                .ok(
+                    &request::delete_index(&old),
+                    "dropping an unfinished rebuild",
+                )
+                .await?;
+        }
+        let mut supersedes: Vec<String> = Vec::new();
+        if !supersedes_index_id.is_empty() {
+            supersedes.push(supersedes_index_id.to_string());
+        }
+        if let Ok((active, older)) = self.active().await {
+            supersedes.push(active);
+            supersedes.extend(older);
+        }
+        supersedes.dedup();
+        supersedes.truncate(MAX_SUPERSEDED);
+        let index = self.names.new_index();
+        let create = request::create_index(
+            &index,
+            &self.names.rebuild_alias,
+            &self.config.bulk_refresh_interval,
+            &supersedes,
+        );
+        self.client
+            .ok(&create, "creating the rebuild index")
+            .await?;
+        tracing::info!(rebuild = %index, "text index rebuild started (Elasticsearch)");
+        Ok(index)
+    }
+
+    async fn rebuild_write(
+        &self,
+        id: &str,
+        documents: Vec<(String, String, Vec<Chunk>)>,
+    ) -> Result<(u32, u32), TextError> {
+        if self.rebuilding().await?.as_deref() != Some(id) || !self.names.is_index(id) {
+            return Err(TextError::RebuildGone(id.to_string()));
+        }
+        // Document entries first, `create` only: one that exists was written live since the
+        // rebuild started, and that document is skipped (its chunks too).
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut entries = Vec::new();
+        let mut chunk_items = Vec::new();
+        for (tenant, document_id, chunks) in &documents {
+            let (entry, items) =
+                bulk::document_items(tenant, document_id, chunks, &write_id, Op::Create)?;
+            entries.extend(entry);
+            chunk_items.push(items);
+        }
+        let outcomes = self.bulk(id, "false", &entries).await?;
+        let mut skipped = 0u32;
+        let mut fresh = std::collections::HashSet::new();
+        for (entry, outcome) in entries.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Written => {
+                    fresh.insert(entry.document.clone());
+                }
+                Outcome::Exists => skipped += 1,
+                _ => {}
+            }
+        }
+        let items: Vec<Item> = chunk_items
+            .into_iter()
+            .flatten()
+            .filter(|i| fresh.contains(&i.document))
+            .collect();
+        let chunk_outcomes = self.bulk(id, "false", &items).await?;
+        if let Some(err) = failure(&entries, &outcomes).or_else(|| failure(&items, &chunk_outcomes))
+        {
+            return Err(err);
+        }
+        Ok((documents.len() as u32 - skipped, skipped))
+    }
+
+    async fn rebuild_finish(&self, id: &str) -> Result<String, TextError> {
+        if self.rebuilding().await?.as_deref() != Some(id) || !self.names.is_index(id) {
+            return Err(TextError::RebuildGone(id.to_string()));
+        }
+        let restore = request::put_refresh_interval(id, &self.config.refresh_interval);
+        self.client
+            .ok(&restore, "restoring refresh_interval")
+            .await?;
+        self.client
+            .ok(&request::refresh(id), "refreshing the rebuilt index")
+            .await?;
+        let old = self.active().await.ok().map(|(name, _)| name);
+        let switch = request::switch_alias(&self.names, old.as_deref(), id);
+        self.client.ok(&switch, "switching the alias").await?;
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        tracing::info!(index = %id, "text index rebuilt and switched (Elasticsearch)");
+        if let Some(old) = old
+            && let Err(e) = self
+                .client
+                .ok(&request::delete_index(&old), "deleting the old index")
+                .await
+        {
+            tracing::warn!(error = %e, index = %old, "deleting the old text index failed");
+        }
+        Ok(id.to_string())
+    }
+}

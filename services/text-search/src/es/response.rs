@@ -1,0 +1,148 @@
+//! Reading Elasticsearch answers: search hits as [`ChunkHit`]s, the index behind an alias,
+//! and cluster health.
+
+use braid_proto::v1::ChunkHit;
+use serde_json::Value;
+
+use crate::error::TextError;
+
+/// The hits of a search answer, in order.
+pub fn hits(body: &Value) -> Result<&Vec<Value>, TextError> {
+    body.pointer("/hits/hits")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TextError::Index("Elasticsearch search answer without hits.hits".into()))
+}
+
+fn text(hit: &Value, field: &str) -> String {
+    hit.pointer(&format!("/_source/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `_source.document_id` and `_score` of a hit.
+pub fn document_hit(hit: &Value) -> (String, f32) {
+    (text(hit, "document_id"), score(hit))
+}
+
+fn score(hit: &Value) -> f32 {
+    hit.get("_score").and_then(Value::as_f64).unwrap_or(0.0) as f32
+}
+
+/// A chunk hit with its text and highlighted snippet (empty when no word of the body
+/// matched, as on the Tantivy side).
+pub fn chunk_hit(hit: &Value) -> ChunkHit {
+    let snippet = hit
+        .pointer("/highlight/body/0")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    ChunkHit {
+        chunk_id: text(hit, "chunk_id"),
+        document_id: text(hit, "document_id"),
+        external_id: text(hit, "external_id"),
+        title: text(hit, "title"),
+        snippet,
+        text: text(hit, "body"),
+        ordinal: hit
+            .pointer("/_source/ordinal")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32,
+        score: score(hit),
+    }
+}
+
+/// The concrete index behind an alias and the ids it supersedes, from a `GET
+/// <alias>/_mapping` answer (`{"<index>": {"mappings": {"_meta": {...}}}}`).
+pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
+    let indices = body
+        .as_object()
+        .ok_or_else(|| TextError::Index("unexpected answer to GET _mapping".into()))?;
+    let mut names = indices.keys();
+    let (Some(name), None) = (names.next(), names.next()) else {
+        return Err(TextError::NotServing(format!(
+            "the Elasticsearch alias points at {} indices, not one; fix the alias (POST \
+             _aliases) or rebuild with `braidctl reindex --leg text`",
+            indices.len()
+        )));
+    };
+    let supersedes = indices[name]
+        .pointer("/mappings/_meta/braid_supersedes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((name.clone(), supersedes))
+}
+
+/// The indices named in a `GET _alias/<alias>` answer.
+pub fn alias_indices(body: &Value) -> Vec<String> {
+    body.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `status` of a cluster health answer: `Ok` for green or yellow, the reason for red (or
+/// anything else).
+pub fn health(body: &Value) -> Result<(), String> {
+    match body.get("status").and_then(Value::as_str) {
+        Some("green" | "yellow") => Ok(()),
+        Some("red") => Err(format!(
+            "Elasticsearch reports the text index red ({} unassigned shards): a primary shard is \
+             unavailable",
+            body.get("unassigned_shards")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        )),
+        other => Err(format!(
+            "Elasticsearch cluster health without a usable status ({other:?})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn health_red_is_not_serving() {
+        // The documented cluster health answer's fields.
+        let green = json!({ "cluster_name": "c", "status": "green", "timed_out": false,
+            "number_of_nodes": 1, "unassigned_shards": 0 });
+        assert!(health(&green).is_ok());
+        assert!(health(&json!({ "status": "yellow" })).is_ok());
+        let red = json!({ "status": "red", "timed_out": true, "unassigned_shards": 2 });
+        assert!(health(&red).unwrap_err().contains("red (2 unassigned"));
+        assert!(health(&json!({})).is_err());
+    }
+
+    #[test]
+    fn hits_and_the_active_index_are_read() {
+        let body = json!({ "hits": { "hits": [ {
+            "_id": "x", "_score": 1.5,
+            "_source": { "chunk_id": "d:0", "document_id": "d", "external_id": "e",
+                         "title": "T", "body": "a comet", "ordinal": 3 },
+            "highlight": { "body": ["a <b>comet</b>"] } } ] } });
+        let h = chunk_hit(&hits(&body).unwrap()[0]);
+        assert_eq!(
+            (h.chunk_id.as_str(), h.ordinal, h.score, h.snippet.as_str()),
+            ("d:0", 3, 1.5, "a <b>comet</b>")
+        );
+        let mapping = json!({ "braid-text-abc": { "mappings": {
+            "_meta": { "braid_supersedes": ["braid-text-old"] } } } });
+        assert_eq!(
+            active_index(&mapping).unwrap(),
+            (
+                "braid-text-abc".to_string(),
+                vec!["braid-text-old".to_string()]
+            )
+        );
+        let two = json!({ "a": {}, "b": {} });
+        assert!(matches!(active_index(&two), Err(TextError::NotServing(_))));
+    }
+}

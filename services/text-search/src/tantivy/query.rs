@@ -1,0 +1,125 @@
+//! Query building: the scoring part of chunk and document queries from the user's text
+//! (never parsed as query syntax), and the zero-score filter clauses every query adds.
+
+use std::ops::Bound;
+
+use braid_core::auth::Access;
+use tantivy::Term;
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery,
+    TermQuery, TermSetQuery,
+};
+use tantivy::schema::IndexRecordOption;
+
+use super::schema::{Fields, KIND_DOCUMENT, NO_GROUPS, zero_score_term};
+use super::{Inner, index_err};
+use crate::bm25::Bm25TermQuery;
+use crate::error::TextError;
+use crate::filter;
+use crate::index::TextQuery;
+
+impl Inner {
+    /// The scoring part of a search, built from the analyzed terms of the user's text, which
+    /// is never parsed as query syntax (`title:x`, `"`, `(`, `AND`, `*` are just text). Each
+    /// whitespace-separated word is run through the field's own tokenizer: one token gives a
+    /// `TermQuery`, several (`e-mail`, `COVID-19`) a `PhraseQuery` over them; every word is a
+    /// `Should` clause in both `title` (boosted) and `body`. That is what Tantivy's query
+    /// parser builds for plain words, so BM25 scores of plain queries are unchanged.
+    pub(super) fn text_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (field, boost) in [(f.title, self.title_boost), (f.body, 1.0)] {
+            let mut analyzer = self.index.tokenizer_for_field(field).map_err(index_err)?;
+            for word in text.split_whitespace() {
+                let mut terms: Vec<(usize, Term)> = Vec::new();
+                let mut stream = analyzer.token_stream(word);
+                while let Some(token) = stream.next() {
+                    terms.push((token.position, Term::from_field_text(field, &token.text)));
+                }
+                let query: Box<dyn Query> = match terms.len() {
+                    0 => continue,
+                    1 => Box::new(TermQuery::new(
+                        terms.remove(0).1,
+                        IndexRecordOption::WithFreqs,
+                    )),
+                    _ => Box::new(PhraseQuery::new_with_offset(terms)),
+                };
+                let query: Box<dyn Query> = if boost == 1.0 {
+                    query
+                } else {
+                    Box::new(BoostQuery::new(query, boost))
+                };
+                clauses.push((Occur::Should, query));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// The document-level BM25 query: the analyzed query terms (bag of words, a repeated
+    /// term counts once per occurrence, as Anserini's bag-of-words query does) scored in
+    /// `doc_title` (boosted) and `doc_body`, summed.
+    pub(super) fn document_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+        let f = self.fields;
+        let population = Term::from_field_text(f.kind, KIND_DOCUMENT);
+        let mut counts: Vec<(String, f32)> = Vec::new();
+        let mut analyzer = self
+            .index
+            .tokenizer_for_field(f.doc_body)
+            .map_err(index_err)?;
+        let mut stream = analyzer.token_stream(text);
+        while let Some(token) = stream.next() {
+            match counts.iter_mut().find(|(t, _)| *t == token.text) {
+                Some((_, n)) => *n += 1.0,
+                None => counts.push((token.text.clone(), 1.0)),
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
+            for (text, n) in &counts {
+                let term = Term::from_field_text(field, text);
+                let q = Bm25TermQuery::new(term, population.clone(), self.bm25, boost * n);
+                clauses.push((Occur::Should, Box::new(q)));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(Box::new(EmptyQuery));
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+}
+
+/// Every filter of `q` as zero-score Must clauses: tenant, metadata, the caller's access.
+/// Both the document and the chunk query take exactly these.
+pub(super) fn filter_clauses(f: &Fields, q: &TextQuery) -> Vec<(Occur, Box<dyn Query>)> {
+    let mut clauses = vec![zero_score_term(f.tenant, &q.tenant)];
+    clauses.extend(filter::filter_clauses(f.meta, &q.filter));
+    clauses.extend(access_clauses(f, &q.access));
+    clauses
+}
+
+/// Zero-score Must clauses admitting only chunks `access` may see: clearance at most the
+/// caller's, and no groups or one of the caller's. Nothing for unrestricted access.
+pub(super) fn access_clauses(f: &Fields, access: &Access) -> Vec<(Occur, Box<dyn Query>)> {
+    if access.unrestricted {
+        return Vec::new();
+    }
+    let clearance = RangeQuery::new(
+        Bound::Unbounded,
+        Bound::Included(Term::from_field_u64(
+            f.acl_clearance,
+            u64::from(access.clearance),
+        )),
+    );
+    let groups = TermSetQuery::new(
+        std::iter::once(NO_GROUPS)
+            .chain(access.groups.iter().map(String::as_str))
+            .map(|g| Term::from_field_text(f.acl_group, g)),
+    );
+    let zero = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
+        (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
+    };
+    vec![zero(Box::new(clearance)), zero(Box::new(groups))]
+}

@@ -1,0 +1,244 @@
+//! Searches: documents ranked on their whole text and shown by their best chunk, chunk-level
+//! ranking, hits with snippets, and fetching chunks by id.
+
+use std::collections::HashMap;
+
+use braid_proto::v1::ChunkHit;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
+use tantivy::schema::{Field, IndexRecordOption, TantivyDocument, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Searcher, Term};
+
+use super::query::filter_clauses;
+use super::schema::{KIND_CHUNK, KIND_DOCUMENT, doc_key, zero_score_term};
+use super::{Inner, index_err};
+use crate::error::TextError;
+use crate::index::TextQuery;
+
+/// The chunk query that picks each ranked document's best chunk first asks for this many
+/// chunks per document; documents left without one are then looked up one by one.
+const CHUNKS_PER_DOCUMENT: usize = 4;
+
+impl Inner {
+    /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
+    /// with `chunk_level`, chunks ranked by their own BM25.
+    pub(super) fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
+        let f = self.fields;
+        let searcher = self.reader.searcher();
+        if q.chunk_level {
+            let text_query = self.text_query(&q.query)?;
+            let mut clauses = vec![
+                (Occur::Must, text_query.box_clone()),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ];
+            clauses.extend(filter_clauses(&f, q));
+            let mut top = searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &TopDocs::with_limit(q.top_k as usize),
+                )
+                .map_err(index_err)?;
+            // Best first: the threshold cuts the tail.
+            if let Some(min) = q.min_score {
+                top.retain(|(score, _)| *score >= min);
+            }
+            return self.hits(&searcher, &*text_query, &top, q.detail as usize);
+        }
+        let mut clauses = vec![
+            (Occur::Must, self.document_query(&q.query)?),
+            zero_score_term(f.kind, KIND_DOCUMENT),
+        ];
+        clauses.extend(filter_clauses(&f, q));
+        let mut documents = searcher
+            .search(
+                &BooleanQuery::new(clauses),
+                &TopDocs::with_limit(q.top_k as usize),
+            )
+            .map_err(index_err)?;
+        // Best first: the threshold (on the document's BM25) cuts the tail.
+        if let Some(min) = q.min_score {
+            documents.retain(|(score, _)| *score >= min);
+        }
+        let ids = documents
+            .iter()
+            .map(|&(_, address)| stored_str(&searcher, address, f.document_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let text_query = self.text_query(&q.query)?;
+        let best = self.best_chunks(&searcher, &*text_query, q, &ids)?;
+        // Both queries run on one searcher (one commit), where a document entry exists
+        // exactly when its chunks do; a document without a chunk is left out all the same.
+        let top: Vec<(f32, DocAddress)> = documents
+            .iter()
+            .zip(&ids)
+            .filter_map(|(&(score, _), id)| best.get(id).map(|&a| (score, a)))
+            .collect();
+        self.hits(&searcher, &*text_query, &top, q.detail as usize)
+    }
+
+    /// The best-scoring chunk (chunk-level BM25 of `text_query`, ties to the lower address)
+    /// of each document in `ids`, under the same filters as the document query.
+    pub(super) fn best_chunks(
+        &self,
+        searcher: &Searcher,
+        text_query: &dyn Query,
+        q: &TextQuery,
+        ids: &[String],
+    ) -> Result<HashMap<String, DocAddress>, TextError> {
+        let f = self.fields;
+        let mut best = HashMap::new();
+        let query_for = |ids: &[&String]| {
+            let keys = ids
+                .iter()
+                .map(|id| Term::from_field_text(f.doc_key, &doc_key(&q.tenant, id)));
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(keys)), 0.0)),
+                ),
+                (Occur::Should, text_query.box_clone()),
+                zero_score_term(f.kind, KIND_CHUNK),
+            ];
+            clauses.extend(filter_clauses(&f, q));
+            BooleanQuery::new(clauses)
+        };
+        let all: Vec<&String> = ids.iter().collect();
+        let limit = (ids.len() * CHUNKS_PER_DOCUMENT).max(1);
+        let mut collect = |top: Vec<(f32, DocAddress)>| -> Result<(), TextError> {
+            for (_, address) in top {
+                let id = stored_str(searcher, address, f.document_id)?;
+                best.entry(id).or_insert(address);
+            }
+            Ok(())
+        };
+        collect(
+            searcher
+                .search(&query_for(&all), &TopDocs::with_limit(limit))
+                .map_err(index_err)?,
+        )?;
+        let missing: Vec<&String> = ids.iter().filter(|id| !best.contains_key(*id)).collect();
+        for id in missing {
+            let top = searcher
+                .search(&query_for(&[id]), &TopDocs::with_limit(1))
+                .map_err(index_err)?;
+            if let Some(&(_, address)) = top.first() {
+                best.insert(id.clone(), address);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
+    /// snippet only for the first `detail` (0 = all): the rest rarely survive fusion, and the
+    /// gateway fetches those that do (`fetch`).
+    pub(super) fn hits(
+        &self,
+        searcher: &Searcher,
+        text_query: &dyn Query,
+        top: &[(f32, DocAddress)],
+        detail: usize,
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let detail = if detail == 0 { top.len() } else { detail };
+        let snippets = if detail > 0 && !top.is_empty() {
+            let mut g = SnippetGenerator::create(searcher, text_query, self.fields.body)
+                .map_err(index_err)?;
+            g.set_max_num_chars(self.snippet_chars);
+            Some(g)
+        } else {
+            None
+        };
+        top.iter()
+            .enumerate()
+            .map(|(i, &(score, address))| {
+                let with_text = if i < detail { snippets.as_ref() } else { None };
+                self.hit(searcher, address, score, with_text)
+            })
+            .collect()
+    }
+
+    /// One stored chunk as a hit; text and snippet when `snippets` is given.
+    pub(super) fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        snippets: Option<&SnippetGenerator>,
+    ) -> Result<ChunkHit, TextError> {
+        let f = self.fields;
+        let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+        let text = |field| {
+            d.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (body, snippet) = match snippets {
+            Some(g) => {
+                let body = text(f.body);
+                let snippet = g.snippet(&body).to_html();
+                (body, snippet)
+            }
+            None => (String::new(), String::new()),
+        };
+        Ok(ChunkHit {
+            chunk_id: text(f.chunk_id),
+            document_id: text(f.document_id),
+            external_id: text(f.external_id),
+            title: text(f.title),
+            snippet,
+            text: body,
+            ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
+            score,
+        })
+    }
+
+    /// Text and snippet of `chunk_ids` (of `tenant` only), in the order given; unknown ids are
+    /// left out. Scores are 0: the caller has them from the search.
+    pub(super) fn fetch(
+        &self,
+        tenant: &str,
+        query: &str,
+        chunk_ids: &[String],
+    ) -> Result<Vec<ChunkHit>, TextError> {
+        let f = self.fields;
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let ids: Vec<(Occur, Box<dyn Query>)> = chunk_ids
+            .iter()
+            .map(|id| (Occur::Should, term(f.chunk_id, id)))
+            .collect();
+        let wanted = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(ids)) as Box<dyn Query>,
+            ),
+            (Occur::Must, term(f.tenant, tenant)),
+        ]);
+        let searcher = self.reader.searcher();
+        let found = searcher
+            .search(&wanted, &TopDocs::with_limit(chunk_ids.len().max(1)))
+            .map_err(index_err)?;
+        let text_query = self.text_query(query)?;
+        let mut g = SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
+        g.set_max_num_chars(self.snippet_chars);
+        let mut by_id: HashMap<String, ChunkHit> = found
+            .into_iter()
+            .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))
+            .map(|h| h.map(|h| (h.chunk_id.clone(), h)))
+            .collect::<Result<_, _>>()?;
+        Ok(chunk_ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+}
+
+/// A stored string field of one entry.
+fn stored_str(searcher: &Searcher, address: DocAddress, field: Field) -> Result<String, TextError> {
+    let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
+    Ok(d.get_first(field)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string())
+}

@@ -1,0 +1,503 @@
+//! Unit tests of the Tantivy backend.
+
+use std::collections::HashMap;
+
+use braid_core::auth::Access;
+use braid_proto::v1::DocumentAcl;
+use tantivy::collector::TopDocs;
+use tantivy::query::Query;
+use tantivy::schema::{STORED, STRING, Schema};
+
+use super::*;
+
+fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
+    Chunk {
+        acl: None,
+        chunk_id: format!("{doc}:{ordinal}"),
+        document_id: doc.into(),
+        tenant: tenant.into(),
+        external_id: format!("ext-{doc}"),
+        title: title.into(),
+        text: text.into(),
+        ordinal,
+        metadata: HashMap::from([("lang".to_string(), "en".to_string())]),
+    }
+}
+
+fn query(tenant: &str, q: &str) -> TextQuery {
+    TextQuery {
+        tenant: tenant.into(),
+        query: q.into(),
+        top_k: 10,
+        filter: braid_core::filter::Filter::default(),
+        min_score: None,
+        access: Access::unrestricted(),
+        detail: 0,
+        chunk_level: false,
+    }
+}
+
+fn test_search() -> SearchConfig {
+    SearchConfig {
+        snippet_chars: 120,
+        title_boost: 1.5,
+        ..SearchConfig::default()
+    }
+}
+
+fn test_config(dir: &std::path::Path) -> IndexConfig {
+    IndexConfig {
+        dir: dir.to_path_buf(),
+        writer_memory_mb: 20,
+        writer_threads: 1,
+        ..IndexConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn bm25_filters_replace_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    idx.replace_document(
+        "t1",
+        "d1",
+        vec![chunk(
+            "t1",
+            "d1",
+            0,
+            "Rust",
+            "ownership and borrowing in Rust programs",
+        )],
+    )
+    .await
+    .unwrap();
+    idx.replace_document(
+        "t1",
+        "d2",
+        vec![chunk(
+            "t1",
+            "d2",
+            0,
+            "Gardening",
+            "tomatoes need sun and water",
+        )],
+    )
+    .await
+    .unwrap();
+    idx.replace_document(
+        "t2",
+        "d3",
+        vec![chunk("t2", "d3", 0, "Rust", "borrowing rules")],
+    )
+    .await
+    .unwrap();
+
+    let hits = idx.search(query("t1", "borrowed")).await.unwrap();
+    assert_eq!(
+        hits.len(),
+        1,
+        "stemming matches borrowed ~ borrowing; tenant t2 excluded"
+    );
+    assert_eq!(hits[0].document_id, "d1");
+    assert!(hits[0].snippet.contains("<b>"), "{}", hits[0].snippet);
+
+    let mut q = query("t1", "tomatoes");
+    q.filter = braid_core::filter::parse(Some(&braid_proto::v1::MetadataFilter {
+        equals: HashMap::from([("lang".into(), "de".into())]),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(
+        idx.search(q).await.unwrap().is_empty(),
+        "metadata filter applies"
+    );
+
+    // Replacing swaps the chunks; nothing of the old text remains.
+    idx.replace_document("t1", "d1", vec![chunk("t1", "d1", 0, "Rust", "lifetimes")])
+        .await
+        .unwrap();
+    assert!(
+        idx.search(query("t1", "borrowing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(idx.search(query("t1", "lifetimes")).await.unwrap().len(), 1);
+
+    assert_eq!(idx.delete_document("t1", "d1").await.unwrap(), 1);
+    assert!(
+        idx.search(query("t1", "lifetimes"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Odd query syntax is not an error.
+    assert!(idx.search(query("t1", "\"unbalanced AND (")).await.is_ok());
+}
+
+fn acl(clearance: u32, groups: &[&str]) -> Option<DocumentAcl> {
+    Some(DocumentAcl {
+        clearance,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    })
+}
+
+fn access(clearance: u32, groups: &[&str]) -> Access {
+    Access {
+        tenant: None,
+        clearance,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        unrestricted: false,
+    }
+}
+
+async fn ids(idx: &TantivyIndex, text: &str, access: Access) -> Vec<String> {
+    let mut q = query("t", text);
+    q.access = access;
+    let mut ids: Vec<String> = idx
+        .search(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.document_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn access_applies_clearance_and_groups_inside_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    let docs = [
+        ("public", None),
+        ("c2", acl(2, &[])),
+        ("c3", acl(3, &[])),
+        ("physics", acl(0, &["physics"])),
+        ("physics-or-chem-c2", acl(2, &["physics", "chem"])),
+    ];
+    for (id, a) in docs {
+        let mut c = chunk("t", id, 0, "", "neutron stars");
+        c.acl = a;
+        idx.replace_document("t", id, vec![c]).await.unwrap();
+    }
+    // Clearance below, at and above the documents' levels; no groups.
+    assert_eq!(ids(&idx, "neutron", access(1, &[])).await, ["public"]);
+    assert_eq!(ids(&idx, "neutron", access(2, &[])).await, ["c2", "public"]);
+    assert_eq!(
+        ids(&idx, "neutron", access(3, &[])).await,
+        ["c2", "c3", "public"]
+    );
+    // A shared group admits; another group does not; both rules must hold.
+    assert_eq!(
+        ids(&idx, "neutron", access(0, &["physics"])).await,
+        ["physics", "public"]
+    );
+    assert_eq!(
+        ids(&idx, "neutron", access(5, &["biology"])).await,
+        ["c2", "c3", "public"]
+    );
+    assert_eq!(
+        ids(&idx, "neutron", access(2, &["chem"])).await,
+        ["c2", "physics-or-chem-c2", "public"]
+    );
+    // Unrestricted sees everything; an unset AccessFilter is public documents only.
+    assert_eq!(ids(&idx, "neutron", Access::unrestricted()).await.len(), 5);
+    assert_eq!(
+        ids(&idx, "neutron", braid_core::auth::access_from_filter(None)).await,
+        ["public"]
+    );
+}
+
+#[tokio::test]
+async fn top_k_is_filled_with_visible_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    // 20 restricted documents match the query far better than the 5 public ones.
+    for i in 0..20 {
+        let id = format!("secret{i:02}");
+        let mut c = chunk("t", &id, 0, "quasar", "quasar quasar quasar jets");
+        c.acl = acl(3, &["astro"]);
+        idx.replace_document("t", &id, vec![c]).await.unwrap();
+    }
+    for i in 0..5 {
+        let id = format!("public{i}");
+        let c = chunk(
+            "t",
+            &id,
+            0,
+            "",
+            &format!("a long note {i} that mentions a quasar once among many other words"),
+        );
+        idx.replace_document("t", &id, vec![c]).await.unwrap();
+    }
+    let mut q = query("t", "quasar");
+    q.top_k = 5;
+    q.access = access(1, &["physics"]);
+    let hits = idx.search(q.clone()).await.unwrap();
+    let mut got: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["public0", "public1", "public2", "public3", "public4"]);
+    q.access = Access::unrestricted();
+    let hits = idx.search(q).await.unwrap();
+    assert!(
+        hits.iter().all(|h| h.document_id.starts_with("secret")),
+        "the restricted documents do rank first for a caller who may see them"
+    );
+}
+
+#[tokio::test]
+async fn query_syntax_typed_by_a_user_is_just_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    idx.replace_document(
+        "t",
+        "d1",
+        vec![chunk(
+            "t",
+            "d1",
+            0,
+            "Notes",
+            "notes on title rust and the e-mail policy",
+        )],
+    )
+    .await
+    .unwrap();
+    idx.replace_document(
+        "t",
+        "d2",
+        vec![chunk("t", "d2", 0, "Other", "nothing relevant here")],
+    )
+    .await
+    .unwrap();
+    // As query syntax these would be a field query, a prohibited term, a range, a
+    // phrase prefix, a boost or a syntax error; as text they are words.
+    for (q, hits) in [
+        // Field syntax: the words are words in any field, not a field query (as one,
+        // `title:rust` would find nothing; `body:nothing` finds d2 by the word
+        // "nothing", not by a field query on `body`).
+        ("title:rust", 1),
+        ("body:nothing", 1),
+        ("-rust", 1),
+        ("policy^", 1),
+        ("[a TO z]", 0),
+        ("\"e-mail", 1),
+        ("(((", 0),
+        ("*", 0),
+        // English stop words only: nothing left to match.
+        ("AND OR NOT", 0),
+        ("日本語 🦀", 0),
+    ] {
+        let found = idx.search(query("t", q)).await.unwrap();
+        assert_eq!(found.len(), hits, "{q}: {found:?}");
+    }
+    // `-rust` excludes nothing: as text it finds the document about rust.
+    assert_eq!(
+        idx.search(query("t", "-rust")).await.unwrap()[0].document_id,
+        "d1"
+    );
+}
+
+#[tokio::test]
+async fn chunks_of_one_document_must_share_its_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    let a = chunk("t", "d", 0, "", "one");
+    let mut b = chunk("t", "d", 1, "", "two");
+    b.acl = acl(1, &[]);
+    let err = idx
+        .replace_document("t", "d", vec![a, b])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("chunks[1].acl"), "{err}");
+}
+
+#[test]
+fn an_index_without_acl_fields_is_refused_with_a_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Schema::builder();
+    old.add_text_field("chunk_id", STRING | STORED);
+    Index::create_in_dir(dir.path(), old.build()).unwrap();
+    let err = TantivyIndex::open(&test_config(dir.path()), &test_search())
+        .err()
+        .expect("an index with another schema must not open")
+        .to_string();
+    assert!(
+        err.contains("remove that directory") && err.contains("re-ingest"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn plain_queries_score_as_the_query_parser_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    let texts = [
+        (
+            "Rust ownership",
+            "ownership and borrowing in rust programs, e-mail rust",
+        ),
+        ("Gardening", "tomatoes need sun and water; rust on leaves"),
+        ("Mail", "the e-mail server sends mail about borrowing"),
+    ];
+    for (i, (title, body)) in texts.iter().enumerate() {
+        let d = format!("d{i}");
+        idx.replace_document("t", &d, vec![chunk("t", &d, 0, title, body)])
+            .await
+            .unwrap();
+    }
+    let inner = &idx.inner;
+    let mut parser = tantivy::query::QueryParser::for_index(
+        &inner.index,
+        vec![inner.fields.title, inner.fields.body],
+    );
+    parser.set_field_boost(inner.fields.title, inner.title_boost);
+    let searcher = inner.reader.searcher();
+    for q in [
+        "rust borrowing",
+        "e-mail rust",
+        "tomatoes water sun",
+        "Rust, ownership.",
+    ] {
+        let (parsed, errors) = parser.parse_query_lenient(q);
+        assert!(errors.is_empty(), "{q}");
+        let ours = inner.text_query(q).unwrap();
+        let top = |query: &dyn Query| {
+            searcher
+                .search(query, &TopDocs::with_limit(10))
+                .unwrap()
+                .into_iter()
+                .map(|(score, a)| (a, score))
+                .collect::<Vec<_>>()
+        };
+        let (want, got) = (top(&*parsed), top(&*ours));
+        assert_eq!(want.len(), got.len(), "{q}");
+        for ((wa, ws), (ga, gs)) in want.iter().zip(&got) {
+            assert_eq!(wa, ga, "{q}");
+            assert!((ws - gs).abs() < 1e-5, "{q}: {ws} vs {gs}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn text_only_for_the_detail_hits_and_fetch_fills_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    for (i, words) in ["comet comet comet tail", "comet comet orbit", "comet dust"]
+        .iter()
+        .enumerate()
+    {
+        let d = format!("d{i}");
+        idx.replace_document("t", &d, vec![chunk("t", &d, 0, "", words)])
+            .await
+            .unwrap();
+    }
+    idx.replace_document("u", "x", vec![chunk("u", "x", 0, "", "comet")])
+        .await
+        .unwrap();
+    let mut q = query("t", "comet");
+    q.detail = 1;
+    let hits = idx.search(q.clone()).await.unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits[0].snippet.contains("<b>comet</b>"), "{hits:?}");
+    assert_eq!(hits[0].text, "comet comet comet tail");
+    for h in &hits[1..] {
+        assert!(h.text.is_empty() && h.snippet.is_empty(), "{h:?}");
+        assert!(!h.chunk_id.is_empty() && !h.document_id.is_empty() && h.score > 0.0);
+    }
+    q.detail = 0;
+    let full = idx.search(q).await.unwrap();
+    let ids: Vec<_> = full.iter().map(|h| h.chunk_id.clone()).collect();
+    assert_eq!(
+        ids,
+        hits.iter().map(|h| h.chunk_id.clone()).collect::<Vec<_>>()
+    );
+
+    // Fetch: in the order asked, other tenants' and unknown ids left out.
+    let wanted = vec![ids[2].clone(), "nope".into(), "x:0".into(), ids[1].clone()];
+    let fetched = idx.fetch("t", "comet", wanted).await.unwrap();
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    assert_eq!(fetched[0].chunk_id, ids[2]);
+    assert_eq!(fetched[0].text, full[2].text);
+    assert_eq!(fetched[0].snippet, full[2].snippet);
+    assert_eq!(fetched[1].text, full[1].text);
+    assert!(fetched[1].snippet.contains("<b>comet</b>"));
+}
+
+#[tokio::test]
+async fn documents_rank_on_their_whole_text_and_show_their_best_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    // `long`: the two query words in different chunks; `short`: one word, in a tiny
+    // chunk that outscores either chunk of `long` on its own.
+    let long = vec![
+        chunk(
+            "t",
+            "long",
+            0,
+            "",
+            "quasar jets seen from far away in the survey",
+        ),
+        chunk(
+            "t",
+            "long",
+            1,
+            "",
+            "away in the survey a bright magnetar flared",
+        ),
+    ];
+    idx.replace_document("t", "long", long).await.unwrap();
+    idx.replace_document("t", "short", vec![chunk("t", "short", 0, "", "quasar")])
+        .await
+        .unwrap();
+    let hits = idx.search(query("t", "quasar magnetar")).await.unwrap();
+    let docs: Vec<&str> = hits.iter().map(|h| h.document_id.as_str()).collect();
+    assert_eq!(docs, ["long", "short"], "{hits:?}");
+    assert_eq!(hits.len(), 2, "one hit per document");
+    assert!(hits[0].snippet.contains("<b>"), "{hits:?}");
+
+    // Chunk level: each matching chunk on its own; the tiny chunk ranks first.
+    let mut q = query("t", "quasar magnetar");
+    q.chunk_level = true;
+    let chunks = idx.search(q).await.unwrap();
+    let ids: Vec<&str> = chunks.iter().map(|h| h.chunk_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], "short:0", "{chunks:?}");
+
+    // The document entry follows replaces and deletes like its chunks.
+    idx.replace_document("t", "long", vec![chunk("t", "long", 0, "", "nothing")])
+        .await
+        .unwrap();
+    let hits = idx.search(query("t", "magnetar")).await.unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+    assert_eq!(idx.delete_document("t", "short").await.unwrap(), 1);
+    assert!(idx.search(query("t", "quasar")).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits_and_every_one_is_visible_on_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    let writes = (0..24).map(|i| {
+        let idx = idx.clone();
+        async move {
+            let doc = format!("d{i}");
+            idx.replace_document(
+                "t",
+                &doc,
+                vec![chunk("t", &doc, 0, "", &format!("word{i} shared"))],
+            )
+            .await
+            .unwrap();
+            // Visible as soon as the call returns, whoever committed it.
+            let hits = idx.search(query("t", &format!("word{i}"))).await.unwrap();
+            assert_eq!(hits.len(), 1, "d{i} not visible after its write returned");
+        }
+    });
+    futures::future::join_all(writes).await;
+    let mut q = query("t", "shared");
+    q.top_k = 100;
+    assert_eq!(idx.search(q).await.unwrap().len(), 24);
+    let committed = *idx.inner.committed.lock().unwrap();
+    assert_eq!(committed, 24, "every write was covered by a commit");
+}
