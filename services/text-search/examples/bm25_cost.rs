@@ -1,12 +1,14 @@
-//! CPU per BM25 query of the Tantivy leg, before and after the fast-path changes, on a SciFact
-//! index built the way the service builds it (chunks of ~100 words, title + body).
+//! CPU per BM25 query of the Tantivy leg, on a SciFact index built the way the service builds
+//! it (chunks of ~100 words, title + body, document entries), as the gateway asks: 50
+//! candidates, text and snippet for the first 10 (`detail`).
 //!
-//! `cargo run --release -p braid-text-search --example bm25_cost -- <scifact dir> [docs] [queries]`
+//! `cargo run --release -p braid-text-search --example bm25_cost -- <scifact dir> [docs] [queries] [rounds]`
 //! (figures in BENCHMARKS.md, fastpath section)
 //!
-//! * before: a query parser built per query (what the leg did) and text + snippet for every
-//!   candidate (`detail = 0`), as the gateway asked for 50 candidates;
-//! * after: the parser built once, text + snippet only for the page (`detail = 10`).
+//! Two callers alternate, round after round: `open` (unrestricted: auth disabled) and `acl` (a
+//! reader with clearance 2 and two groups, so the query carries the ACL clauses). Each round
+//! prints both; the last line gives the median over the rounds. Compare two builds by running
+//! them one after the other, or interleaved, on the same machine.
 //!
 //! CPU is the sum over the process's threads (`/proc/self/task/*/schedstat`, ns).
 
@@ -81,23 +83,25 @@ async fn main() -> anyhow::Result<()> {
         queries.len()
     );
 
-    // The per-query parser of the old code: the same construction, on an index opened the
-    // same way.
-    let reopened = tantivy::Index::open_in_dir(tmp.path())?;
-    let schema = reopened.schema();
-    let (title, body) = (schema.get_field("title")?, schema.get_field("body")?);
-
-    for round in 0..2 {
-        for (name, per_query_parser, detail) in [("before", true, 0u32), ("after", false, 10)] {
+    let rounds: usize = args.get(4).map_or(Ok(5), |s| s.parse())?;
+    let reader = braid_core::auth::Access {
+        unrestricted: false,
+        clearance: 2,
+        groups: ["chem".to_string(), "physics".to_string()].into_iter().collect(),
+        ..braid_core::auth::Access::unrestricted()
+    };
+    let mut cpu_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // Round 0 warms up and is not counted.
+    for round in 0..=rounds {
+        for (arm, name) in ["open", "acl"].iter().enumerate() {
+            let access = if arm == 0 {
+                braid_core::auth::Access::unrestricted()
+            } else {
+                reader.clone()
+            };
             let mut bytes = 0usize;
             let (cpu0, wall0) = (cpu_ns(), Instant::now());
             for q in queries.iter().cycle().take(n_queries) {
-                if per_query_parser {
-                    let mut parser =
-                        tantivy::query::QueryParser::for_index(&reopened, vec![title, body]);
-                    parser.set_field_boost(title, 1.5);
-                    std::hint::black_box(&parser);
-                }
                 let hits = index
                     .search(TextQuery {
                         tenant: "default".into(),
@@ -105,24 +109,34 @@ async fn main() -> anyhow::Result<()> {
                         top_k: 50,
                         filter: braid_core::filter::Filter::default(),
                         min_score: None,
-                        access: braid_core::auth::Access::unrestricted(),
-                        detail,
+                        access: access.clone(),
+                        detail: 10,
                         chunk_level: false,
                     })
                     .await?;
                 bytes += LegSearchResponse { hits }.encoded_len();
             }
             let (cpu, wall) = (cpu_ns() - cpu0, wall0.elapsed());
-            if round == 1 {
+            let per_query = cpu as f64 / n_queries as f64 / 1e6;
+            if round > 0 {
+                cpu_ms[arm].push(per_query);
                 println!(
-                    "{name:>6}: {:.3} ms CPU/query, {:.3} ms wall/query, {:.0} QPS on one core, {} B/response",
-                    cpu as f64 / n_queries as f64 / 1e6,
+                    "round {round} {name:>4}: {per_query:.3} ms CPU/query, {:.3} ms wall/query, {} B/response",
                     wall.as_secs_f64() * 1e3 / n_queries as f64,
-                    n_queries as f64 / (cpu as f64 / 1e9),
                     bytes / n_queries
                 );
             }
         }
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (open, acl) = (median(&mut cpu_ms[0]), median(&mut cpu_ms[1]));
+    println!(
+        "median over {rounds} rounds: open {open:.3} ms CPU/query ({:.0} QPS per core), acl {acl:.3} ms (+{:.3})",
+        1e3 / open,
+        acl - open
+    );
     Ok(())
 }
