@@ -87,7 +87,9 @@ async fn main() -> anyhow::Result<()> {
     let reader = braid_core::auth::Access {
         unrestricted: false,
         clearance: 2,
-        groups: ["chem".to_string(), "physics".to_string()].into_iter().collect(),
+        groups: ["chem".to_string(), "physics".to_string()]
+            .into_iter()
+            .collect(),
         ..braid_core::auth::Access::unrestricted()
     };
     let mut cpu_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];

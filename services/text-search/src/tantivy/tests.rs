@@ -312,6 +312,20 @@ async fn chunks_of_one_document_must_share_its_acl() {
     assert!(err.to_string().contains("chunks[1].acl"), "{err}");
 }
 
+#[tokio::test]
+async fn chunks_of_one_document_must_share_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    let a = chunk("t", "d", 0, "", "one");
+    let mut b = chunk("t", "d", 1, "", "two");
+    b.metadata.insert("lang".into(), "de".into());
+    let err = idx
+        .replace_document("t", "d", vec![a, b])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("chunks[1].metadata"), "{err}");
+}
+
 #[test]
 fn an_index_without_acl_fields_is_refused_with_a_way_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -66,6 +66,22 @@ impl Inner {
     pub(super) fn add(&self, key: &str, chunks: &[Chunk]) -> Result<u64, TextError> {
         let f = self.fields;
         let acl = chunks_acl(chunks).map_err(TextError::from)?;
+        // Like the ACL, the metadata is the document's: the document entry carries it for the
+        // filters, and a search picks the chunk to show among a visible document's chunks
+        // without filtering them again.
+        if let Some((i, _)) = chunks
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, c)| c.metadata != chunks[0].metadata)
+        {
+            return Err(TextError::InvalidArgument {
+                field: format!("chunks[{i}].metadata"),
+                message: "differs from chunks[0].metadata: the chunks of a document share its \
+                          metadata"
+                    .into(),
+            });
+        }
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
         for c in chunks {
