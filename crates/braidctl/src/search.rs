@@ -2,8 +2,86 @@
 //! each hit's per-leg score breakdown; or JSON).
 
 use braid_proto::v1::{
-    FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchResponse,
+    FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode, SearchRequest,
+    SearchResponse,
 };
+
+use crate::cli::Mode;
+
+/// `braidctl search` and its flags.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    pub query: String,
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+    #[arg(long, default_value_t = 10)]
+    pub top_k: u32,
+    /// Reciprocal rank fusion k (0: server default).
+    #[arg(long, default_value_t = 0)]
+    pub rrf_k: u32,
+    #[command(flatten)]
+    pub fusion: FusionArgs,
+    /// Show how each hit's score was computed (per leg: raw and normalised score, rank,
+    /// weight, contribution, matched chunk).
+    #[arg(long)]
+    pub explain: bool,
+    /// Metadata condition (repeatable, all must hold): key=v, key!=v, key>=v, key<v
+    /// (numbers or dates), "key in a,b", "key not in a,b", key (has it), !key (lacks it).
+    #[arg(long = "filter")]
+    pub filter: Vec<String>,
+    /// Hits per page (0: all top_k at once); prints the token of the next page.
+    #[arg(long, default_value_t = 0)]
+    pub page_size: u32,
+    /// The token a previous page printed (same query and flags).
+    #[arg(long, default_value = "")]
+    pub page_token: String,
+    /// Leave out hits whose (fused) score is below this.
+    #[arg(long)]
+    pub min_score: Option<f32>,
+    /// Leave out vector-leg hits with cosine similarity below this.
+    #[arg(long)]
+    pub min_vector_score: Option<f32>,
+    /// Leave out text-leg hits with BM25 score below this.
+    #[arg(long)]
+    pub min_text_score: Option<f32>,
+    /// Return every matching chunk instead of the best chunk per document.
+    #[arg(long)]
+    pub chunks: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one search and prints the answer (a table, or JSON with `--json`).
+pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyhow::Result<()> {
+    let request = SearchRequest {
+        tenant,
+        query: a.query,
+        top_k: a.top_k,
+        mode: match a.mode {
+            Mode::Hybrid => SearchMode::Hybrid,
+            Mode::Vector => SearchMode::Vector,
+            Mode::Text => SearchMode::Text,
+        } as i32,
+        fusion: Some(a.fusion.to_proto(a.rrf_k)),
+        filter: crate::filter::filter(&a.filter).map_err(anyhow::Error::msg)?,
+        chunk_level: a.chunks,
+        bypass_cache: false,
+        explain: a.explain,
+        page_size: a.page_size,
+        page_token: a.page_token,
+        min_score: a.min_score,
+        min_vector_score: a.min_vector_score,
+        min_text_score: a.min_text_score,
+    };
+    let response = gw.search(request).await?.into_inner();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json(&response))?);
+    } else {
+        print(&response);
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Method {

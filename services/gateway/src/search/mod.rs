@@ -1,0 +1,216 @@
+//! Hybrid search: validate, embed the query, query both legs concurrently (each under its
+//! own deadline, behind its client's circuit breaker), fuse, and report what degraded.
+//!
+//! Deadlines: each leg gets what is left of the request's deadline (the caller's
+//! `grpc-timeout` capped by the server's request timeout), at most its own leg timeout. Under
+//! overload a leg waits for one of `leg_concurrency` slots within the request's deadline; its
+//! own timeout starts when it leaves the queue, so being queued does not degrade an answer.
+//!
+//! `validate` turns a request into a [`validate::Validated`] search; `legs` calls the two
+//! legs; `cache_key` builds the query-cache key; `details` fetches text and snippets of deep
+//! text hits; this module puts them together.
+
+mod cache_key;
+mod details;
+mod legs;
+mod metrics;
+mod validate;
+
+use std::time::Instant;
+
+use braid_core::auth::{Access, Principal};
+use braid_proto::v1::{
+    ChunkHit, LegSearchRequest, SearchHit, SearchMode, SearchRequest, SearchResponse,
+};
+
+use crate::cache::QueryCache;
+use crate::clients::Clients;
+use crate::config::SearchConfig;
+use crate::error::GatewayError;
+use crate::explain;
+use crate::fusion::{self, Granularity};
+use crate::paging::{self, PageTokens};
+
+use legs::Leg;
+pub use metrics::{LegLimits, SearchMetrics};
+use validate::Validated;
+
+pub struct Searcher {
+    pub clients: Clients,
+    pub limits: LegLimits,
+    pub config: SearchConfig,
+    pub metrics: SearchMetrics,
+    /// `None` when `query_cache.enabled` is false.
+    pub cache: Option<QueryCache>,
+    /// Signs and checks `page_token`s.
+    pub pages: PageTokens,
+    /// Declared metadata types: range filters only on `number` / `date` keys.
+    pub metadata_types: braid_core::filter::MetadataTypes,
+}
+
+impl Searcher {
+    /// Searches as `caller`: in the caller's tenant, both legs filter on the caller's access,
+    /// and cached answers are shared only between callers with the same access fingerprint.
+    pub async fn search(
+        &self,
+        r: SearchRequest,
+        caller: &Principal,
+    ) -> Result<SearchResponse, GatewayError> {
+        let v = self.validate(&r, caller)?;
+        let full = self.full_answer(&v, &r).await?;
+        Ok(paging::cut(full, v.offset, v.page_size, |end| {
+            self.pages.encode(self.fingerprint(&v, &r, caller), end)
+        }))
+    }
+
+    /// The whole ranking (`top_k` deep), from the cache or the legs.
+    async fn full_answer(
+        &self,
+        v: &Validated,
+        r: &SearchRequest,
+    ) -> Result<SearchResponse, GatewayError> {
+        let started = Instant::now();
+        let access = &v.access;
+        let Some(cache) = &self.cache else {
+            return self.compute(v, r, access).await;
+        };
+        if r.bypass_cache {
+            cache.count("bypass");
+            return self.compute(v, r, access).await;
+        }
+        let Some(key) = self.cache_key(cache, v, r, access).await else {
+            cache.count("unavailable");
+            return self.compute(v, r, access).await;
+        };
+        let mut response = cache
+            .get_or_compute(key, self.compute(v, r, access))
+            .await?;
+        if response.cached {
+            response.took_ms = started.elapsed().as_millis() as u32;
+        }
+        Ok(response)
+    }
+
+    /// Answers a validated search from the legs (no cache).
+    async fn compute(
+        &self,
+        v: &Validated,
+        r: &SearchRequest,
+        access: &Access,
+    ) -> Result<SearchResponse, GatewayError> {
+        let started = Instant::now();
+        let base = self.leg_request(v, r, access);
+        let vector_request = LegSearchRequest {
+            min_score: v.min_vector_score,
+            ..base.clone()
+        };
+        let use_vector = matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector);
+        let use_text = matches!(v.mode, SearchMode::Hybrid | SearchMode::Text);
+        let (vector, text) = tokio::join!(
+            self.timed(
+                "vector",
+                use_vector,
+                self.vector_leg(
+                    LegSearchRequest {
+                        top_k: v.fusion.vector_candidates,
+                        ef_search: v.fusion.ef_search,
+                        ..vector_request
+                    },
+                    v.query.clone()
+                )
+            ),
+            self.timed(
+                "text",
+                use_text,
+                self.text_leg(
+                    LegSearchRequest {
+                        // Text and snippets only for as many hits as the page holds; the
+                        // fetch step gets them for deeper hits that survive fusion.
+                        detail_top_k: v.top_k,
+                        min_score: v.min_text_score,
+                        chunk_level: r.chunk_level,
+                        ..base
+                    },
+                    v.query.clone()
+                )
+            ),
+        );
+        let mut reasons = Vec::new();
+        let mut answered = |name: &str, leg: Leg| -> Option<Vec<ChunkHit>> {
+            match leg {
+                Leg::Answered(hits) => Some(hits),
+                Leg::Failed(reason) => {
+                    reasons.push(format!("{name} leg failed: {reason}"));
+                    None
+                }
+                Leg::Skipped => None,
+            }
+        };
+        let (vector_failed, text_failed) = (
+            matches!(vector, Leg::Failed(_)),
+            matches!(text, Leg::Failed(_)),
+        );
+        let vector_hits = answered("vector", vector);
+        let text_hits = answered("text", text);
+        if vector_hits.is_none() && text_hits.is_none() {
+            return Err(GatewayError::Unavailable(reasons.join("; ")));
+        }
+        for (name, failed) in [("vector", vector_failed), ("text", text_failed)] {
+            if failed {
+                self.metrics.degraded.get(&[name]).increment(1);
+            }
+        }
+        let granularity = if r.chunk_level {
+            Granularity::Chunk
+        } else {
+            Granularity::Document
+        };
+        let single_leg = vector_hits.is_none() || text_hits.is_none();
+        let mut fused = fusion::fuse(
+            vector_hits.as_deref(),
+            text_hits.as_deref(),
+            &v.fusion.params,
+            granularity,
+        );
+        fused.truncate(v.top_k as usize);
+        if let Some(min) = v.min_score {
+            fused.retain(|f| f.score >= min);
+        }
+        if let Some(text_hits) = &text_hits
+            && let Err(reason) = self
+                .fetch_details(&mut fused, text_hits, granularity, &v.tenant, &v.query)
+                .await
+        {
+            tracing::warn!(%reason, "text leg fetch failed");
+            reasons.push(format!("text leg fetch failed: {reason}"));
+            self.metrics.degraded.get(&["text"]).increment(1);
+        }
+        let hits = fused
+            .into_iter()
+            .map(|f| SearchHit {
+                explanation: v
+                    .explain
+                    .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
+                vector_score: f.vector.as_ref().map(|l| l.score),
+                vector_rank: f.vector.as_ref().map(|l| l.rank),
+                text_score: f.text.as_ref().map(|l| l.score),
+                text_rank: f.text.as_ref().map(|l| l.rank),
+                document_id: f.hit.document_id,
+                external_id: f.hit.external_id,
+                title: f.hit.title,
+                chunk_id: f.hit.chunk_id,
+                text: f.hit.text,
+                snippet: f.snippet,
+                score: f.score,
+            })
+            .collect();
+        Ok(SearchResponse {
+            hits,
+            degraded: !reasons.is_empty(),
+            degraded_reasons: reasons,
+            took_ms: started.elapsed().as_millis() as u32,
+            cached: false,
+            next_page_token: String::new(),
+        })
+    }
+}
