@@ -28,6 +28,7 @@ MODEL_PKG_VERSION=0.1.0
 GRPCURL_PKG_VERSION=1.8.6.post2
 ORT_VERSION=1.32.0
 ONNX_PKG_VERSION=1.23.2
+PACKAGING_PKG_VERSION=26.3
 PG_OS_USER=${BRAID_PG_USER:-braid-pg}
 DL=$BRAID_HOME/downloads
 # PostgreSQL's binaries and data; moved by pg_home() when its OS user cannot reach BRAID_HOME.
@@ -136,6 +137,29 @@ export_onnx_model() {
     rm -rf "$tools"; mv "$tools.tmp" "$tools"
   fi
   PYTHONPATH=$tools python3 "$script" "$MODEL_DIR" >&2 || die "exporting the model to ONNX failed"
+  echo "$want" >"$stamp"
+}
+
+# The int8 model (model.int8.onnx, for `model.quantized = true`), written from model.onnx by
+# deploy/scripts/quantize_onnx.py with ONNX Runtime's Python package: unpacked from the same
+# onnxruntime wheel as the runtime library (plus `packaging`) into $BRAID_HOME/pytools-ort.
+quantize_onnx_model() {
+  local script=$ROOT/deploy/scripts/quantize_onnx.py stamp=$MODEL_DIR/model.int8.onnx.sha256
+  local want; want=$(cat "$script" "$MODEL_DIR/model.onnx.sha256" | sha256sum | cut -d' ' -f1)
+  [[ -f $MODEL_DIR/model.int8.onnx && $(cat "$stamp" 2>/dev/null) == "$want" ]] && return
+  need_python
+  local tools=$BRAID_HOME/pytools-ort
+  if [[ ! -d $tools/onnxruntime ]]; then
+    local ort_whl packaging_whl
+    ort_whl=$(pip_fetch "onnxruntime==$ORT_VERSION")
+    packaging_whl=$(pip_fetch "packaging==$PACKAGING_PKG_VERSION")
+    rm -rf "$tools.tmp"
+    unpack "$ort_whl" "$tools.tmp"; unpack "$packaging_whl" "$tools.tmp"
+    rm -rf "$tools"; mv "$tools.tmp" "$tools"
+  fi
+  say "quantising the model to int8 (once)"
+  PYTHONPATH=$tools:$BRAID_HOME/pytools python3 "$script" "$MODEL_DIR" >&2 \
+    || die "quantising the model failed"
   echo "$want" >"$stamp"
 }
 
@@ -281,6 +305,7 @@ setup() {
   fetch_model
   fetch_onnxruntime
   export_onnx_model
+  quantize_onnx_model
   fetch_grpcurl
   pg_start
 }
@@ -619,25 +644,24 @@ run_bench() {
   [[ -f $corpus ]] || die "SciFact corpus not found at $corpus (set BRAID_EVAL_DIR to the eval directory)"
   cd "$ROOT"
   cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
-  local bench=$TARGET_DIR/release/braid-bench out=$BRAID_HOME/bench
-  mkdir -p "$out"
-  "$bench" passages --corpus "$corpus" --out "$out/passages.txt"
+  local bench=$TARGET_DIR/release/braid-bench
   local venv=$BRAID_HOME/venv-bench reference=()
   if [[ ${BENCH_REFERENCE:-0} == 1 && ! -x $venv/bin/python ]]; then
     say "installing torch + sentence-transformers into $venv (several GB, once)"
     python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check \
       torch sentence-transformers || die "could not install the reference implementation"
   fi
-  if [[ -x $venv/bin/python ]]; then
-    say "reference: sentence-transformers on the same passages"
-    "$venv/bin/python" "$ROOT/deploy/scripts/bench_sentence_transformers.py" \
-      --model-dir "$MODEL_DIR" --inputs "$out/passages.txt" --out "$out/reference.json" \
-      && reference=(--reference "$out/reference.json")
+  if [[ ${BENCH_REFERENCE:-0} == 1 ]]; then
+    reference=(--reference-python "$venv/bin/python")
   else
     say "no reference run (BENCH_REFERENCE=1 make bench installs torch + sentence-transformers)"
   fi
-  "$bench" embed --corpus "$corpus" --queries "$queries" "${reference[@]}" --out "$ROOT/BENCHMARKS.md"
-  "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --out "$ROOT/BENCHMARKS.md"
+  say "ONNX Runtime session options: CPU per token under each candidate setting"
+  PYTHONPATH=$BRAID_HOME/pytools-ort:$BRAID_HOME/pytools python3 "$ROOT/deploy/scripts/bench_onnx_options.py" \
+    "$MODEL_DIR" "$ROOT/BENCHMARKS.md" || die "bench_onnx_options.py failed"
+  say "embedding speed, interleaved with the reference in every round (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$bench" embed --corpus "$corpus" --queries "$queries" --rounds "${BENCH_ROUNDS:-5}" "${reference[@]}" --out "$ROOT/BENCHMARKS.md"
+  "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --rounds "${BENCH_INGEST_ROUNDS:-3}" --out "$ROOT/BENCHMARKS.md"
 }
 
 run_eval() {
@@ -648,6 +672,7 @@ run_eval() {
   cd "$ROOT"
   cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
   "$TARGET_DIR/release/braid-bench" eval --dataset "$dataset" --out "$ROOT/BENCHMARKS.md"
+  "$TARGET_DIR/release/braid-bench" eval-int8 --dataset "$dataset" --out "$ROOT/BENCHMARKS.md"
 }
 
 # CPU seconds (user + system) used so far by the process in pid file $1, or by braid-$2.

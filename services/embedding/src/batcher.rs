@@ -5,7 +5,10 @@
 //! thousand. A model thread takes whatever is queued in one lane (queries first) up to
 //! `max_batch` texts, sorts the texts by length so each forward pass pads as little as
 //! possible, runs them in batches bounded by `max_batch` and `max_batch_tokens`, and hands every
-//! caller its own vectors in its own order. Between two forward passes over documents it runs
+//! caller its own vectors in its own order. Queued queries are merged into one forward pass
+//! (no waiting for more to arrive: a query thread takes what queued while it was busy). A large
+//! document request is cut into shares, one per document model thread, so it runs on every
+//! core instead of one. Between two forward passes over documents it runs
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
 //! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
 //! so a query need not wait at all. Inference never runs on the async runtime.
@@ -60,9 +63,75 @@ impl BatchLimits {
     }
 }
 
+/// Vectors for one request, or why there are none.
+type Reply = Result<Vec<Vec<f32>>, String>;
+
+/// One queued request. Model threads take its texts from the front, possibly in several
+/// shares ([`Piece`]s) run by different threads.
 struct Job {
+    /// Texts not handed out yet.
     texts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+    /// Position in the request of `texts[0]`.
+    offset: usize,
+    state: Arc<JobState>,
+}
+
+/// What the shares of one request have in common: the vectors so far and the reply.
+struct JobState(Mutex<Progress>);
+
+struct Progress {
+    vectors: Vec<Vec<f32>>,
+    /// Texts still without a vector.
+    left: usize,
+    /// Taken when the answer goes out (all vectors, or the first error).
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+impl JobState {
+    fn new(texts: usize, reply: oneshot::Sender<Reply>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Progress {
+            vectors: vec![Vec::new(); texts],
+            left: texts,
+            reply: Some(reply),
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the request already failed (its other shares need not run).
+    fn failed(&self) -> bool {
+        self.lock().reply.is_none()
+    }
+
+    /// Stores one share's vectors; the last share sends the answer.
+    fn finish(&self, offset: usize, vectors: Vec<Vec<f32>>) {
+        let mut progress = self.lock();
+        let n = vectors.len();
+        for (slot, v) in progress.vectors[offset..offset + n].iter_mut().zip(vectors) {
+            *slot = v;
+        }
+        progress.left -= n;
+        if progress.left == 0
+            && let Some(reply) = progress.reply.take()
+        {
+            let _ = reply.send(Ok(std::mem::take(&mut progress.vectors)));
+        }
+    }
+
+    fn fail(&self, error: String) {
+        if let Some(reply) = self.lock().reply.take() {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+/// The texts one model thread took from one request.
+struct Piece {
+    state: Arc<JobState>,
+    offset: usize,
+    texts: Vec<String>,
 }
 
 #[derive(Default)]
@@ -80,18 +149,46 @@ impl Lanes {
         (self.queries.len() + self.documents.len()) as i64
     }
 
-    /// Up to `max_batch` texts' worth of jobs from the front of `lane` (at least one job).
-    fn take(lane: &mut VecDeque<Job>, max_batch: usize) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        let mut pending = 0;
-        while let Some(job) = lane.front() {
-            if !jobs.is_empty() && pending + job.texts.len() > max_batch {
+    /// Up to `limit` texts from the front of `lane` (at least one). Requests are taken whole
+    /// while they fit; only the first may be cut, when it alone is over `limit`.
+    fn take(lane: &mut VecDeque<Job>, limit: usize) -> Vec<Piece> {
+        let limit = limit.max(1);
+        let mut pieces = Vec::new();
+        let mut taken = 0;
+        while let Some(job) = lane.front_mut() {
+            let left = job.texts.len();
+            let n = if taken == 0 {
+                left.min(limit)
+            } else if taken + left <= limit {
+                left
+            } else {
+                break;
+            };
+            let texts: Vec<String> = job.texts.drain(..n).collect();
+            pieces.push(Piece {
+                state: job.state.clone(),
+                offset: job.offset,
+                texts,
+            });
+            job.offset += n;
+            taken += n;
+            if job.texts.is_empty() {
+                lane.pop_front();
+            }
+            if taken >= limit {
                 break;
             }
-            pending += job.texts.len();
-            jobs.extend(lane.pop_front());
         }
-        jobs
+        pieces
+    }
+
+    /// A document model thread's share of the document lane: all of it up to `max_batch`
+    /// texts, but with several threads and less than a full batch each, an even share, so a
+    /// large request is spread over every thread rather than run by one.
+    fn take_documents(&mut self, max_batch: usize, threads: usize) -> Vec<Piece> {
+        let queued: usize = self.documents.iter().map(|j| j.texts.len()).sum();
+        let share = queued.div_ceil(threads.max(1));
+        Self::take(&mut self.documents, share.min(max_batch))
     }
 }
 
@@ -104,6 +201,8 @@ struct Shared {
     query_work: Condvar,
     /// Requests each lane may hold.
     capacity: usize,
+    /// Document model threads (they share a large request evenly).
+    document_threads: usize,
     /// Model threads still running.
     alive: AtomicUsize,
     metrics: BatcherMetrics,
@@ -116,7 +215,7 @@ impl Shared {
 
     /// Queries waiting now, if any and no query model thread is free to take them (called
     /// between forward passes over documents).
-    fn take_queries(&self, max_batch: usize) -> Vec<Job> {
+    fn take_queries(&self, max_batch: usize) -> Vec<Piece> {
         let mut lanes = self.lock();
         if lanes.idle_query_threads > 0 {
             return Vec::new();
@@ -201,6 +300,7 @@ impl Batcher {
             work: Condvar::new(),
             query_work: Condvar::new(),
             capacity,
+            document_threads: models.len(),
             alive: AtomicUsize::new(models.len()),
             metrics,
         });
@@ -253,7 +353,11 @@ impl Batcher {
                     capacity: shared.capacity,
                 });
             }
-            queue.push_back(Job { texts, reply });
+            queue.push_back(Job {
+                state: JobState::new(texts.len(), reply),
+                texts,
+                offset: 0,
+            });
             shared.metrics.queue_depth.set(lanes.depth() as f64);
         }
         // A query goes to an idle query model thread (all cores) if there is one, else to
@@ -308,7 +412,7 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                 }
                 if pool == Pool::Document && !lanes.documents.is_empty() {
                     break (
-                        Lanes::take(&mut lanes.documents, limits.max_batch),
+                        lanes.take_documents(limits.max_batch, shared.document_threads),
                         InputKind::Document,
                     );
                 }
@@ -321,6 +425,11 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                 lanes.idle_query_threads -= idle_count;
             };
             shared.metrics.queue_depth.set(lanes.depth() as f64);
+            // More documents than this thread's share: wake another thread for the rest (a
+            // request wakes one thread; each passes the work on, so all of them share it).
+            if !lanes.documents.is_empty() {
+                shared.work.notify_one();
+            }
             taken
         };
         run_jobs(
@@ -334,32 +443,35 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
     }
 }
 
-/// Runs `jobs` in length-sorted forward passes and replies to each. With `yield_to_queries`,
-/// queries that arrive meanwhile run between two passes.
+/// Runs `pieces` in length-sorted forward passes and hands out their vectors. With
+/// `yield_to_queries`, queries that arrive meanwhile run between two passes.
 fn run_jobs(
     model: &mut Model,
     pool: Pool,
-    jobs: Vec<Job>,
+    mut pieces: Vec<Piece>,
     limits: BatchLimits,
     shared: &Shared,
     yield_to_queries: bool,
 ) {
     let metrics = &shared.metrics;
-    // (job, position in job, text) sorted by length to minimise padding.
-    let mut items: Vec<(usize, usize, &str)> = jobs
+    // A request that failed in another share is not worth a forward pass.
+    pieces.retain(|p| !p.state.failed());
+    // (piece, position in piece, text) sorted by length to minimise padding.
+    let mut items: Vec<(usize, usize, &str)> = pieces
         .iter()
         .enumerate()
-        .flat_map(|(j, job)| {
-            job.texts
+        .flat_map(|(p, piece)| {
+            piece
+                .texts
                 .iter()
                 .enumerate()
-                .map(move |(i, t)| (j, i, t.as_str()))
+                .map(move |(i, t)| (p, i, t.as_str()))
         })
         .collect();
     items.sort_by_key(|(_, _, t)| t.len());
-    let mut results: Vec<Vec<Vec<f32>>> = jobs
+    let mut results: Vec<Vec<Vec<f32>>> = pieces
         .iter()
-        .map(|j| vec![Vec::new(); j.texts.len()])
+        .map(|p| vec![Vec::new(); p.texts.len()])
         .collect();
     let mut failure: Option<String> = None;
     for batch in limits.split(&items, |(_, _, t)| t) {
@@ -382,8 +494,8 @@ fn run_jobs(
                     .batch_seconds
                     .get(&label)
                     .record(started.elapsed().as_secs_f64());
-                for ((j, i, _), v) in batch.iter().zip(vectors) {
-                    results[*j][*i] = v;
+                for ((p, i, _), v) in batch.iter().zip(vectors) {
+                    results[*p][*i] = v;
                 }
             }
             Err(e) => {
@@ -393,18 +505,117 @@ fn run_jobs(
             }
         }
     }
-    for (job, vectors) in jobs.into_iter().zip(results) {
-        let reply = match &failure {
-            Some(e) => Err(e.clone()),
-            None => Ok(vectors),
-        };
-        let _ = job.reply.send(reply);
+    for (piece, vectors) in pieces.into_iter().zip(results) {
+        match &failure {
+            Some(e) => piece.state.fail(e.clone()),
+            None => piece.state.finish(piece.offset, vectors),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::BatchLimits;
+    use super::*;
+
+    fn job(texts: usize, tag: &str) -> (Job, oneshot::Receiver<Reply>) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            state: JobState::new(texts, reply),
+            texts: (0..texts).map(|i| format!("{tag}{i}")).collect(),
+            offset: 0,
+        };
+        (job, rx)
+    }
+
+    fn sizes(pieces: &[Piece]) -> Vec<usize> {
+        pieces.iter().map(|p| p.texts.len()).collect()
+    }
+
+    #[test]
+    fn a_large_document_request_is_shared_by_every_document_thread() {
+        let mut lanes = Lanes::default();
+        let (big, _rx) = job(128, "d");
+        lanes.documents.push_back(big);
+        // Two threads, batches of up to 32: each takes a full batch in turn.
+        assert_eq!(sizes(&lanes.take_documents(32, 2)), vec![32]);
+        assert_eq!(sizes(&lanes.take_documents(32, 2)), vec![32]);
+        // 64 left: still a full batch each.
+        let third = lanes.take_documents(32, 2);
+        assert_eq!((sizes(&third), third[0].offset), (vec![32], 64));
+        assert_eq!(
+            lanes.documents.len(),
+            1,
+            "the request stays queued until all is taken"
+        );
+        lanes.take_documents(32, 2);
+        assert!(lanes.documents.is_empty());
+
+        // Less than a batch per thread: halves, not one thread taking everything.
+        let (small, _rx) = job(20, "s");
+        lanes.documents.push_back(small);
+        let first = lanes.take_documents(32, 2);
+        let second = lanes.take_documents(32, 2);
+        assert_eq!((sizes(&first), sizes(&second)), (vec![10], vec![10]));
+        assert_eq!((first[0].offset, second[0].offset), (0, 10));
+        assert_eq!(second[0].texts[0], "s10");
+
+        // One thread: the whole request up to the batch size, as before.
+        let (one, _rx) = job(20, "o");
+        lanes.documents.push_back(one);
+        assert_eq!(sizes(&lanes.take_documents(32, 1)), vec![20]);
+    }
+
+    #[test]
+    fn queued_requests_are_taken_whole_while_they_fit() {
+        let mut lane = VecDeque::new();
+        let mut receivers = Vec::new();
+        for i in 0..5 {
+            let (j, rx) = job(3, &format!("q{i}-"));
+            lane.push_back(j);
+            receivers.push(rx);
+        }
+        // Four whole requests of 3 fill a batch of 12; the fifth is not cut to fit.
+        assert_eq!(sizes(&Lanes::take(&mut lane, 12)), vec![3, 3, 3, 3]);
+        assert_eq!(lane.len(), 1);
+        let (j, _rx) = job(5, "x");
+        lane.push_back(j);
+        // 3 + 5 > 7: the second request waits for the next batch, uncut.
+        assert_eq!(sizes(&Lanes::take(&mut lane, 7)), vec![3]);
+        assert_eq!(sizes(&Lanes::take(&mut lane, 7)), vec![5]);
+    }
+
+    #[test]
+    fn shares_finishing_out_of_order_answer_once_in_request_order() {
+        let (mut j, mut rx) = job(4, "t");
+        let first = Piece {
+            state: j.state.clone(),
+            offset: 0,
+            texts: j.texts.drain(..2).collect(),
+        };
+        let second = Piece {
+            state: j.state.clone(),
+            offset: 2,
+            texts: std::mem::take(&mut j.texts),
+        };
+        second
+            .state
+            .finish(second.offset, vec![vec![2.0], vec![3.0]]);
+        assert!(
+            rx.try_recv().is_err(),
+            "no answer before every share is done"
+        );
+        first.state.finish(first.offset, vec![vec![0.0], vec![1.0]]);
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap(),
+            vec![vec![0.0], vec![1.0], vec![2.0], vec![3.0]]
+        );
+
+        // A failed share answers at once; the other share is then skipped.
+        let (j, mut rx) = job(2, "f");
+        j.state.fail("boom".into());
+        assert!(j.state.failed());
+        assert_eq!(rx.try_recv().unwrap().unwrap_err(), "boom");
+    }
 
     #[test]
     fn batches_respect_count_and_token_budget() {

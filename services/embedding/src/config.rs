@@ -69,6 +69,11 @@ pub struct ModelConfig {
     pub max_batch_tokens: usize,
     /// `onnx` (ONNX Runtime, default) or `candle` (pure Rust, slower).
     pub engine: Engine,
+    /// ONNX Runtime only: the int8 dynamically-quantised graph (`model.int8.onnx`, written by
+    /// `deploy/scripts/quantize_onnx.py` at set-up) instead of fp32. Its vectors differ
+    /// slightly, so it is another model identity (`…@<revision>-int8`): switching re-embeds.
+    /// Speed and retrieval quality against fp32: BENCHMARKS.md.
+    pub quantized: bool,
     /// candle only: `tanh` (default, faster) or `exact` GELU; both match the reference at
     /// cosine > 0.999.
     pub gelu: Gelu,
@@ -79,15 +84,18 @@ pub struct ModelConfig {
     /// Prepended to document texts (e5: "passage: "); empty for MiniLM.
     pub document_prefix: String,
     /// Model threads, each with its own copy of the model (~90 MB), taking batches from one
-    /// queue (0 = one per core, at most 4). Independent single-threaded forward passes use a
-    /// small machine's cores better than one pass split across threads (BENCHMARKS.md).
+    /// queue (0 = one per core, at most 4). Independent single-threaded forward passes cost
+    /// less CPU per token than one pass split across threads (BENCHMARKS.md, "Embedding engine
+    /// settings"); a large request is cut into one share per thread, so it still uses every core.
     pub workers: usize,
     /// Threads per forward pass (0 = cores / workers).
     pub threads: usize,
     /// Model copies that embed only search queries (0 = none): a query then never waits for
-    /// a document forward pass, and runs on `query_threads` threads (0 = one per core), which
-    /// halves its latency on an idle machine. Each copy costs ~90 MB.
+    /// a document forward pass. Each copy costs ~90 MB.
     pub query_workers: usize,
+    /// Threads per query forward pass (default 1; 0 = one per core). More threads lower one
+    /// query's latency on an idle machine but cost more CPU per query (thread hand-offs), which
+    /// is what bounds query throughput under load (BENCHMARKS.md).
     pub query_threads: usize,
 }
 
@@ -130,6 +138,7 @@ impl Default for ModelConfig {
             max_batch: 32,
             max_batch_tokens: 256,
             engine: Engine::default(),
+            quantized: false,
             gelu: Gelu::default(),
             onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
             query_prefix: String::new(),
@@ -137,7 +146,7 @@ impl Default for ModelConfig {
             workers: 0,
             threads: 0,
             query_workers: 1,
-            query_threads: 0,
+            query_threads: 1,
         }
     }
 }
@@ -174,6 +183,9 @@ impl Validate for EmbeddingConfig {
         }
         self.cache.validate(errors);
         positive(errors, "model.max_tokens", self.model.max_tokens as u64);
+        if self.model.quantized && self.model.engine != Engine::Onnx {
+            errors.push("model.quantized needs model.engine = \"onnx\" (the int8 graph runs on ONNX Runtime)".into());
+        }
         if self.model.max_tokens > 512 {
             errors.push("model.max_tokens must be at most 512 (position embeddings)".into());
         }

@@ -32,7 +32,7 @@ pub use config::{
     EmbeddingConfig, LimitsConfig, ModelConfig, Oversize, ProviderConfig, ProviderKind,
 };
 pub use error::EmbeddingError;
-pub use model::{Engine, Gelu, Model, ModelError, ModelOptions};
+pub use model::{Engine, Gelu, Model, ModelError, ModelOptions, TokenBatch};
 pub use openai::{Fault, OpenAiConfig, OpenAiServerConfig};
 
 use embedder::{Embedder, Provider};
@@ -54,7 +54,9 @@ pub async fn run(
             let query_threads = model_config.query_threads;
             let query_workers = model_config.query_workers;
             let (models, query_models) = tokio::task::spawn_blocking(move || {
-                let load = |threads: usize, spin: bool| {
+                // No spinning: on a shared 2-core machine, threads spinning for work doubled
+                // the CPU per query and slowed batches (BENCHMARKS.md, engine settings).
+                let load = |threads: usize| {
                     Model::load(
                         &model_config.dir,
                         ModelOptions {
@@ -63,21 +65,23 @@ pub async fn run(
                             gelu: model_config.gelu,
                             onnx_runtime: model_config.onnx_runtime.clone(),
                             threads,
-                            spin,
+                            spin: false,
+                            quantized: model_config.quantized,
                         },
                     )
                 };
                 let models = (0..workers)
-                    .map(|_| load(threads, true))
+                    .map(|_| load(threads))
                     .collect::<Result<Vec<_>, _>>()?;
                 let query_models = (0..query_workers)
-                    .map(|_| load(query_threads, false))
+                    .map(|_| load(query_threads))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok::<_, model::ModelError>((models, query_models))
             })
             .await?
             .with_context(|| format!("loading the model from {}", config.model.dir.display()))?;
             let model = &models[0];
+            // The revision names the weights and, for the int8 graph, the quantisation.
             let model_id = format!("{}@{}", config.model.name, model.revision());
             let dimensions = model.dimensions();
             tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, query_workers, query_threads, "model loaded");

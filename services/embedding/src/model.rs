@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
 use sha2::{Digest, Sha256};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -73,9 +73,13 @@ pub struct ModelOptions {
     pub onnx_runtime: PathBuf,
     /// Threads ONNX Runtime uses inside one forward pass (0 = one per core).
     pub threads: usize,
-    /// Whether ONNX Runtime's threads spin while waiting for work (faster back-to-back
-    /// passes; off for copies that sit idle between queries, so they leave the cores free).
+    /// Whether ONNX Runtime's threads spin while waiting for work (with `threads` > 1). Off by
+    /// default: measured on the shared 2-core machine, spinning doubled the CPU per query and
+    /// slowed batches (BENCHMARKS.md, "Embedding engine settings").
     pub spin: bool,
+    /// ONNX Runtime only: run `model.int8.onnx`, the graph with int8 dynamically quantised
+    /// weights (`deploy/scripts/quantize_onnx.py`), instead of the fp32 `model.onnx`.
+    pub quantized: bool,
 }
 
 impl Default for ModelOptions {
@@ -86,7 +90,8 @@ impl Default for ModelOptions {
             gelu: Gelu::default(),
             onnx_runtime: PathBuf::from(".braid/lib/libonnxruntime.so"),
             threads: 0,
-            spin: true,
+            spin: false,
+            quantized: false,
         }
     }
 }
@@ -126,6 +131,37 @@ fn ort_environment(library: &Path) -> Result<ort::environment::Environment, Mode
     }
 }
 
+/// An ONNX Runtime session with the options chosen by measurement (BENCHMARKS.md, "Embedding
+/// engine settings").
+fn onnx_session(graph: &Path, options: &ModelOptions) -> Result<ort::session::Session, ModelError> {
+    use ort::session::builder::GraphOptimizationLevel;
+    let env = ort_environment(&options.onnx_runtime)?;
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let session = ort::session::Session::builder(&env)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort::Error::from)?
+        .with_intra_threads(threads)
+        .map_err(ort::Error::from)?
+        .with_inter_threads(1)
+        .map_err(ort::Error::from)?
+        .with_intra_op_spinning(options.spin)
+        .map_err(ort::Error::from)?
+        .commit_from_file(graph)?;
+    Ok(session)
+}
+
+/// A batch of tokenised texts, row-major `rows x cols`.
+pub struct TokenBatch {
+    pub rows: usize,
+    /// The longest text's length in tokens (with [CLS] and [SEP]).
+    pub cols: usize,
+    pub ids: Vec<i64>,
+    pub mask: Vec<i64>,
+}
+
 /// A loaded model. Not `Sync`-shared on purpose: one thread owns it (see `batcher`).
 pub struct Model {
     encoder: Encoder,
@@ -158,14 +194,18 @@ impl Model {
                 ..Default::default()
             }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        // tokenizer.json pads every text to 128 tokens: `tokenize` pads per batch instead.
+        tokenizer.with_padding(None);
         let weights = read(&dir.join("model.safetensors"))?;
-        let revision = hex::encode(&Sha256::digest(&weights)[..6]);
+        let mut revision = hex::encode(&Sha256::digest(&weights)[..6]);
         let encoder = match options.engine {
             Engine::Candle => {
+                if options.quantized {
+                    return Err(ModelError::Config(
+                        "the quantised model runs on ONNX Runtime only (model.engine = \"onnx\")"
+                            .into(),
+                    ));
+                }
                 let device = Device::Cpu;
                 let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
                 Encoder::Candle {
@@ -174,27 +214,21 @@ impl Model {
                 }
             }
             Engine::Onnx => {
-                let graph = dir.join("model.onnx");
+                let (file, script) = if options.quantized {
+                    // Other vectors than fp32's: another model identity.
+                    revision.push_str("-int8");
+                    ("model.int8.onnx", "quantize_onnx.py")
+                } else {
+                    ("model.onnx", "export_onnx.py")
+                };
+                let graph = dir.join(file);
                 if !graph.is_file() {
                     return Err(ModelError::Onnx(format!(
-                        "{} is missing (deploy/scripts/export_onnx.py writes it; run `make setup`)",
+                        "{} is missing (deploy/scripts/{script} writes it; run `make setup`)",
                         graph.display()
                     )));
                 }
-                let env = ort_environment(&options.onnx_runtime)?;
-                let threads = match options.threads {
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
-                };
-                let session = ort::session::Session::builder(&env)?
-                    .with_intra_threads(threads)
-                    .map_err(ort::Error::from)?
-                    .with_inter_threads(1)
-                    .map_err(ort::Error::from)?
-                    .with_intra_op_spinning(options.spin)
-                    .map_err(ort::Error::from)?
-                    .commit_from_file(&graph)?;
-                Encoder::Onnx(session)
+                Encoder::Onnx(onnx_session(&graph, &options)?)
             }
         };
         Ok(Self {
@@ -213,23 +247,55 @@ impl Model {
         &self.revision
     }
 
+    /// Token ids and attention mask of `texts` (truncated to the window), padded to the
+    /// longest text of this batch only ([PAD] = 0, masked out).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<TokenBatch, ModelError> {
+        // One text at a time on this thread: `encode_batch` would hand the texts to rayon's
+        // pool (a thread per core, spinning between batches) for microseconds of work each.
+        let encodings = texts
+            .iter()
+            .map(|t| self.tokenizer.encode_fast(*t, true))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let rows = encodings.len();
+        let cols = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0);
+        let mut ids = vec![0i64; rows * cols];
+        let mut mask = vec![0i64; rows * cols];
+        for (row, enc) in encodings.iter().enumerate() {
+            let at = row * cols;
+            for (i, (&id, &m)) in enc
+                .get_ids()
+                .iter()
+                .zip(enc.get_attention_mask())
+                .enumerate()
+            {
+                ids[at + i] = i64::from(id);
+                mask[at + i] = i64::from(m);
+            }
+        }
+        Ok(TokenBatch {
+            rows,
+            cols,
+            ids,
+            mask,
+        })
+    }
+
     /// L2-normalised sentence embeddings, one per text, in order.
     pub fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch_fast(texts.to_vec(), true)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let rows = encodings.len();
-        let cols = encodings[0].get_ids().len();
-        let mut ids = Vec::with_capacity(rows * cols);
-        let mut mask = Vec::with_capacity(rows * cols);
-        for enc in &encodings {
-            ids.extend(enc.get_ids().iter().map(|&i| i as i64));
-            mask.extend(enc.get_attention_mask().iter().map(|&m| m as i64));
-        }
+        let TokenBatch {
+            rows,
+            cols,
+            ids,
+            mask,
+        } = self.tokenize(texts)?;
         match &mut self.encoder {
             Encoder::Candle { bert, device } => candle_forward(bert, device, ids, mask, rows, cols),
             Encoder::Onnx(session) => {

@@ -50,6 +50,10 @@ fn onnx_runtime() -> PathBuf {
 }
 
 fn load(engine: Engine, gelu: Gelu) -> Model {
+    load_with(engine, gelu, false)
+}
+
+fn load_with(engine: Engine, gelu: Gelu, quantized: bool) -> Model {
     let dir = model_dir();
     Model::load(
         &dir,
@@ -60,6 +64,7 @@ fn load(engine: Engine, gelu: Gelu) -> Model {
             onnx_runtime: onnx_runtime(),
             threads: 0,
             spin: true,
+            quantized,
         },
     )
     .unwrap_or_else(|e| {
@@ -76,10 +81,48 @@ const ONNX_MIN_COSINE: f32 = 0.99999;
 const CANDLE_EXACT_MIN_COSINE: f32 = 0.9999;
 /// candle with the tanh approximation of GELU.
 const CANDLE_TANH_MIN_COSINE: f32 = 0.999;
+/// ONNX Runtime on the int8 graph: weights rounded to 256 levels per channel, activations
+/// quantised on the fly. Its retrieval quality is measured by `make eval` (BENCHMARKS.md).
+const ONNX_INT8_MIN_COSINE: f32 = 0.97;
 
 #[test]
 fn onnx_runtime_matches_sentence_transformers_reference() {
     check_against_reference(&mut load(Engine::Onnx, Gelu::Exact), ONNX_MIN_COSINE);
+}
+
+#[test]
+fn batches_are_padded_to_their_longest_text_not_a_fixed_length() {
+    // tokenizer.json asks for padding to 128 tokens; a short batch must not pay for that.
+    let model = load(Engine::Onnx, Gelu::Exact);
+    let short = model
+        .tokenize(&["short", "a somewhat longer sentence"])
+        .unwrap();
+    assert_eq!(short.rows, 2);
+    assert_eq!(short.cols, 6, "[CLS] a somewhat longer sentence [SEP]");
+    assert_eq!(
+        &short.mask[..6],
+        &[1, 1, 1, 0, 0, 0],
+        "[CLS] short [SEP] + padding"
+    );
+    // Past the window, truncated to it.
+    let long = "word ".repeat(1000);
+    assert_eq!(model.tokenize(&[long.as_str()]).unwrap().cols, 256);
+}
+
+#[test]
+fn onnx_runtime_int8_stays_close_to_sentence_transformers_reference() {
+    let mut int8 = load_with(Engine::Onnx, Gelu::Exact, true);
+    assert!(
+        int8.revision().ends_with("-int8"),
+        "the int8 graph is its own model identity, got {}",
+        int8.revision()
+    );
+    let worst = check_against_reference(&mut int8, ONNX_INT8_MIN_COSINE);
+    // Quantisation really happened: int8 vectors are not fp32's (or the graph is not int8).
+    assert!(
+        worst < 0.9999,
+        "int8 vectors equal fp32's (lowest cosine {worst})"
+    );
 }
 
 #[test]
@@ -98,7 +141,8 @@ fn candle_tanh_gelu_matches_sentence_transformers_reference() {
     );
 }
 
-fn check_against_reference(model: &mut Model, min_cosine: f32) {
+/// Returns the lowest cosine to the reference.
+fn check_against_reference(model: &mut Model, min_cosine: f32) -> f32 {
     let fixture: Fixture =
         serde_json::from_str(include_str!("fixtures/reference.json")).expect("fixture parses");
     assert!(fixture.cases.len() >= 5);
@@ -127,6 +171,7 @@ fn check_against_reference(model: &mut Model, min_cosine: f32) {
     }
     // Unrelated sentences are not near-duplicates (guards against a constant output).
     assert!(cosine(&batch[0], &batch[1]) < 0.5);
+    worst
 }
 
 #[test]

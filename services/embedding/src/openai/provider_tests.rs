@@ -4,9 +4,11 @@
 //! limits are measured in exact virtual time, never by the wall clock.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
 use tokio::time::Instant;
 
 use super::*;

@@ -20,7 +20,7 @@ use super::{ingest_all, percentile, read_corpus, write_section};
 const DEPTH: u32 = 100;
 
 /// nDCG@k of `ranked` (document ids, best first) against graded judgements.
-fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
+pub fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
     let dcg: f64 = ranked
         .iter()
         .take(k)
@@ -39,7 +39,7 @@ fn ndcg_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
 }
 
 /// Share of the relevant documents among the first `k` of `ranked`.
-fn recall_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
+pub fn recall_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> f64 {
     let relevant = judged.values().filter(|g| **g > 0.0).count();
     if relevant == 0 {
         return 0.0;
@@ -138,9 +138,12 @@ impl Tally {
     }
 }
 
-pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyhow::Result<()> {
-    // Judgements: query id -> (corpus id -> gain), and the query ids in file order.
-    let mut qrels: HashMap<String, HashMap<String, f64>> = HashMap::new();
+/// Graded judgements: query id -> (corpus id -> gain).
+pub type Qrels = HashMap<String, HashMap<String, f64>>;
+
+/// The judged test queries of a BEIR dataset, as (id, text) in `qrels/test.tsv` order.
+pub fn judged_queries(dataset: &Path) -> anyhow::Result<(Qrels, Vec<(String, String)>)> {
+    let mut qrels: Qrels = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let tsv = std::fs::read_to_string(dataset.join("qrels/test.tsv"))?;
     for line in tsv.lines().skip(1) {
@@ -168,6 +171,11 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
         .into_iter()
         .filter_map(|id| texts.remove(&id).map(|t| (id, t)))
         .collect();
+    Ok((qrels, queries))
+}
+
+pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> anyhow::Result<()> {
+    let (qrels, queries) = judged_queries(dataset)?;
     let docs = read_corpus(&dataset.join("corpus.jsonl"), limit.unwrap_or(usize::MAX))?;
     let n_docs = docs.len();
     eprintln!(
