@@ -35,6 +35,8 @@ use tower::Layer;
 
 pub use braid_proto::v1;
 
+pub mod pg_cluster;
+
 /// The internal service key every test service shares (random per test process).
 pub fn internal_key() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
@@ -96,12 +98,18 @@ pub fn model_dir() -> PathBuf {
 pub struct TestDb {
     pub url: String,
     name: String,
+    admin: String,
 }
 
 impl TestDb {
     pub async fn create() -> anyhow::Result<Self> {
+        Self::create_on(&admin_url()).await
+    }
+
+    /// A fresh database on the server whose maintenance database is `admin`.
+    pub async fn create_on(admin: &str) -> anyhow::Result<Self> {
         use sqlx::Connection;
-        let admin = admin_url();
+        let admin = admin.to_string();
         let mut conn = sqlx::PgConnection::connect(&admin).await.with_context(|| {
             format!("cannot reach PostgreSQL at {admin}: run the tests through `make test`, which starts it")
         })?;
@@ -113,12 +121,13 @@ impl TestDb {
         Ok(Self {
             url: format!("{base}/{name}"),
             name,
+            admin,
         })
     }
 
     async fn drop_db(&self) {
         use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
@@ -265,6 +274,9 @@ pub struct StackOptions {
     pub embedding: braid_embedding::EmbeddingConfig,
     pub vector_internal_auth: InternalAuthConfig,
     pub text_internal_auth: InternalAuthConfig,
+    /// The PostgreSQL server the test database is created on (its maintenance database);
+    /// `None`: the shared one from `BRAID_TEST_DATABASE_URL`.
+    pub admin_database_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -300,6 +312,7 @@ impl Default for StackOptions {
             embedding,
             vector_internal_auth: internal_auth(),
             text_internal_auth: internal_auth(),
+            admin_database_url: None,
         }
     }
 }
@@ -335,7 +348,10 @@ impl Stack {
 
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
         use braid_proto::service_names as n;
-        let db = TestDb::create().await?;
+        let db = match &options.admin_database_url {
+            Some(admin) => TestDb::create_on(admin).await?,
+            None => TestDb::create().await?,
+        };
         let tantivy = tempfile::tempdir()?;
 
         let mut vector_cfg = braid_vector_search::VectorSearchConfig {
