@@ -95,11 +95,7 @@ impl IngestApi {
                     Ok(up) => up,
                     // The store is down: the whole request can be retried (ingest is
                     // idempotent).
-                    Err(
-                        e @ (sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Io(_)),
-                    ) => {
+                    Err(e) if crate::error::is_unavailable(&e) => {
                         return Err(e.into());
                     }
                     // Anything else concerns this document only: the others go on.
