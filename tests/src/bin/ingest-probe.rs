@@ -151,7 +151,6 @@ async fn probe(
             .embed(EmbedRequest {
                 texts: vec![query.clone()],
                 input_type: InputType::Query as i32,
-                ..Default::default()
             })
             .await?
             .into_inner();
