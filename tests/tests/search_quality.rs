@@ -283,3 +283,123 @@ async fn candidate_depth_and_ef_search_are_applied_and_bounded() {
     }
     stack.shutdown().await.unwrap();
 }
+
+/// The vector leg's passage comes from the chunk the vector leg matched, even when the hit is
+/// shown with another chunk (the text leg's), and marks the query terms it contains.
+#[tokio::test]
+async fn vector_passage_is_from_the_vector_legs_matched_chunk() {
+    let mut options = StackOptions::default();
+    options.ingest.chunking.max_tokens = 30;
+    options.ingest.chunking.overlap_tokens = 0;
+    let stack = Stack::start_with(options).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    let query = "how do plants turn sunlight into energy";
+    let docs = vec![
+        // Two chunks (a paragraph each): the first stuffed with the query's words in another
+        // sense (the text leg's chunk), the second about photosynthesis with one query word
+        // (the vector leg's chunk).
+        doc(
+            "bulletin",
+            "Company bulletin",
+            "Plants Energy Ltd news: Plants Energy shares turn higher; Plants Energy \
+             sunlight brand; turn to Plants Energy.\n\n\
+             Photosynthesis: leaves capture sunlight and convert carbon dioxide and water \
+             into glucose and oxygen.",
+        ),
+        // The query's own words with accents: the model's tokenizer strips accents (so this
+        // embeds like the query and is the vector leg's first document), the text leg's
+        // analysis does not fold them (no text match). `bulletin` is then second in the
+        // vector leg and first in the text leg, so the hit shows the text leg's chunk.
+        doc("twin", "Plánts", "Hów dó plánts túrn súnlight íntó énergy?"),
+        doc(
+            "garden",
+            "Gardening",
+            "tomatoes need water; prune in spring",
+        ),
+    ];
+    let results = gw
+        .ingest(IngestRequest {
+            documents: docs,
+            wait_until_indexed: true,
+            wait_timeout_ms: 120_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    for r in &results {
+        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
+    }
+    let search = |mode: SearchMode, chunk_level: bool| SearchRequest {
+        chunk_level,
+        ..request(query, mode, FusionParams::default())
+    };
+    // The vector leg's own best chunk of `bulletin`: its first chunk in a chunk-level answer.
+    let chunks = gw
+        .search(search(SearchMode::Vector, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let vector_best = chunks
+        .hits
+        .iter()
+        .find(|h| h.external_id == "bulletin")
+        .expect("the vector leg finds bulletin")
+        .clone();
+    assert!(
+        vector_best.text.contains("Photosynthesis"),
+        "{vector_best:?}"
+    );
+
+    let hybrid = gw
+        .search(search(SearchMode::Hybrid, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!hybrid.degraded, "{:?}", hybrid.degraded_reasons);
+    let hit = hybrid
+        .hits
+        .iter()
+        .find(|h| h.external_id == "bulletin")
+        .expect("bulletin in the hybrid answer");
+    assert_ne!(
+        hit.chunk_id, vector_best.chunk_id,
+        "the corpus must make the hit show the text leg's chunk: {hit:?}"
+    );
+    let p = hit.vector_passage.as_ref().expect("a vector passage");
+    let explained = hit.explanation.as_ref().unwrap();
+    let vector_leg = explained.legs.iter().find(|l| l.leg == "vector").unwrap();
+    assert_eq!(p.chunk_id, vector_best.chunk_id, "{p:?}");
+    assert_eq!(p.chunk_id, vector_leg.chunk_id);
+    assert_eq!(p.chunk_text, vector_best.text);
+    assert_eq!(Some(p.score), hit.vector_score);
+    let passage = &p.chunk_text[p.start as usize..p.end as usize];
+    assert!(
+        passage.starts_with("Photosynthesis") && passage.contains("sunlight"),
+        "{p:?}"
+    );
+    assert_eq!(p.matched_terms, 1, "{p:?}");
+    assert!(p.highlighted.contains("<b>sunlight</b>"), "{p:?}");
+
+    // VECTOR mode: the same passage; TEXT mode: none (no vector leg).
+    let vector = gw
+        .search(search(SearchMode::Vector, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let v = vector
+        .hits
+        .iter()
+        .find(|h| h.external_id == "bulletin")
+        .unwrap();
+    assert_eq!(v.vector_passage.as_ref(), Some(p));
+    let text = gw
+        .search(search(SearchMode::Text, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!text.hits.is_empty());
+    assert!(text.hits.iter().all(|h| h.vector_passage.is_none()));
+    stack.shutdown().await.unwrap();
+}

@@ -3,7 +3,7 @@
 
 use braid_proto::v1::{
     FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode, SearchRequest,
-    SearchResponse,
+    SearchResponse, VectorPassage,
 };
 
 use crate::cli::Mode;
@@ -47,6 +47,9 @@ pub struct SearchArgs {
     /// Return every matching chunk instead of the best chunk per document.
     #[arg(long)]
     pub chunks: bool,
+    /// Neither read nor fill the gateway's query cache (`bypass_cache`).
+    #[arg(long)]
+    pub bypass_cache: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -66,7 +69,7 @@ pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyho
         fusion: Some(a.fusion.to_proto(a.rrf_k)),
         filter: crate::filter::filter(&a.filter).map_err(anyhow::Error::msg)?,
         chunk_level: a.chunks,
-        bypass_cache: false,
+        bypass_cache: a.bypass_cache,
         explain: a.explain,
         page_size: a.page_size,
         page_token: a.page_token,
@@ -174,6 +177,41 @@ fn method_name(e: &HitExplanation) -> String {
     }
 }
 
+fn passage_json(p: &VectorPassage) -> serde_json::Value {
+    serde_json::json!({
+        "chunk_id": p.chunk_id,
+        "ordinal": p.ordinal,
+        "chunk_text": p.chunk_text,
+        "start": p.start,
+        "end": p.end,
+        "passage": p.chunk_text.get(p.start as usize..p.end as usize).unwrap_or_default(),
+        "highlighted": p.highlighted,
+        "matched_terms": p.matched_terms,
+        "score": p.score,
+    })
+}
+
+/// One line: the vector leg's matched chunk and its best passage (query terms in `*…*`).
+pub fn passage_line(p: &VectorPassage) -> String {
+    let marked = p.highlighted.replace("<b>", "*").replace("</b>", "*");
+    let marked = marked
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let marked: String = marked.split_whitespace().collect::<Vec<_>>().join(" ");
+    let marked: String = marked.chars().take(200).collect();
+    let note = if p.matched_terms == 0 {
+        " (no query term; first sentence)"
+    } else {
+        ""
+    };
+    format!(
+        "       vector passage [{} #{}, {:.3}]{note}: {marked}",
+        p.chunk_id, p.ordinal, p.score
+    )
+}
+
 pub fn json(r: &SearchResponse) -> serde_json::Value {
     serde_json::json!({
         "hits": r.hits.iter().map(|h| {
@@ -191,6 +229,9 @@ pub fn json(r: &SearchResponse) -> serde_json::Value {
             });
             if let Some(e) = &h.explanation {
                 hit["explanation"] = explanation_json(e);
+            }
+            if let Some(p) = &h.vector_passage {
+                hit["vector_passage"] = passage_json(p);
             }
             hit
         }).collect::<Vec<_>>(),
@@ -256,6 +297,9 @@ pub fn print(r: &SearchResponse) {
         let excerpt: String = excerpt.split_whitespace().collect::<Vec<_>>().join(" ");
         let excerpt: String = excerpt.chars().take(160).collect();
         println!("       {excerpt}");
+        if let Some(p) = &h.vector_passage {
+            println!("{}", passage_line(p));
+        }
         if let Some(e) = &h.explanation {
             print!("{}", explanation_table(e, h.score));
         }
@@ -303,5 +347,28 @@ mod tests {
         assert!(table.contains("vector") && table.contains("d:0"), "{table}");
         assert!(table.contains("text") && table.contains("12.5000") && table.contains("d:2"));
         assert_eq!(table.lines().count(), 4, "{table}");
+    }
+
+    #[test]
+    fn passage_line_marks_terms_and_flags_a_fallback() {
+        let mut p = VectorPassage {
+            chunk_id: "d:1".into(),
+            ordinal: 1,
+            chunk_text: "Bees make honey. Fish &amp; chips.".into(),
+            start: 0,
+            end: 16,
+            highlighted: "<b>Bees</b> make <b>honey</b> &amp; more.".into(),
+            matched_terms: 2,
+            score: 0.8123,
+        };
+        let line = passage_line(&p);
+        assert!(
+            line.contains("[d:1 #1, 0.812]: *Bees* make *honey* & more."),
+            "{line}"
+        );
+        p.matched_terms = 0;
+        assert!(passage_line(&p).contains("no query term"));
+        let json = passage_json(&p);
+        assert_eq!(json["passage"], "Bees make honey.");
     }
 }

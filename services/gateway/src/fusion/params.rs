@@ -12,6 +12,9 @@ pub struct Defaults {
     pub rrf_k: u32,
     pub method: Method,
     pub normalization: Normalization,
+    /// Leg weights when the request sets none.
+    pub vector_weight: f32,
+    pub text_weight: f32,
     /// Default depth: max(top_k * 3, min_candidates), at most max_candidates.
     pub min_candidates: u32,
     pub max_candidates: u32,
@@ -105,9 +108,9 @@ pub fn choices(
             format!("{k}, at most 10000"),
         ));
     }
-    let weight = |field: &str, w: Option<f32>| -> Result<f32, GatewayError> {
+    let weight = |field: &str, w: Option<f32>, default: f32| -> Result<f32, GatewayError> {
         match w {
-            None => Ok(1.0),
+            None => Ok(default),
             Some(w) if w.is_finite() && (0.0..=100.0).contains(&w) => Ok(w),
             Some(w) => Err(GatewayError::invalid(
                 field,
@@ -166,8 +169,12 @@ pub fn choices(
             method,
             normalization,
             k: k as f32,
-            vector_weight: weight("fusion.vector_weight", fusion.vector_weight)?,
-            text_weight: weight("fusion.text_weight", fusion.text_weight)?,
+            vector_weight: weight(
+                "fusion.vector_weight",
+                fusion.vector_weight,
+                config.vector_weight,
+            )?,
+            text_weight: weight("fusion.text_weight", fusion.text_weight, config.text_weight)?,
         },
         vector_candidates: candidates("fusion.vector_candidates", fusion.vector_candidates)?,
         text_candidates: candidates("fusion.text_candidates", fusion.text_candidates)?,
@@ -183,6 +190,8 @@ mod tests {
         rrf_k: 60,
         method: Method::Rrf,
         normalization: Normalization::MinMax,
+        vector_weight: 1.0,
+        text_weight: 1.0,
         min_candidates: 50,
         max_candidates: 1000,
         max_ef_search: 1000,
@@ -200,6 +209,23 @@ mod tests {
         assert_eq!(c.params.normalization, config.normalization);
         assert_eq!((c.vector_candidates, c.text_candidates), (50, 50));
         assert_eq!(c.ef_search, 0);
+        assert_eq!((c.params.vector_weight, c.params.text_weight), (1.0, 1.0));
+        let weighted = Defaults {
+            text_weight: 0.75,
+            ..config
+        };
+        let c = choices(&v1::FusionParams::default(), 10, &weighted).unwrap();
+        assert_eq!((c.params.vector_weight, c.params.text_weight), (1.0, 0.75));
+        let c = choices(
+            &v1::FusionParams {
+                text_weight: Some(2.0),
+                ..Default::default()
+            },
+            10,
+            &weighted,
+        )
+        .unwrap();
+        assert_eq!(c.params.text_weight, 2.0, "the request's weight wins");
         let c = choices(
             &v1::FusionParams {
                 method: FusionMethod::Linear as i32,

@@ -14,13 +14,15 @@ mod cache_key;
 mod details;
 mod legs;
 mod metrics;
+mod passage;
 mod validate;
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use braid_core::auth::{Access, Principal};
 use braid_proto::v1::{
-    ChunkHit, LegSearchRequest, SearchHit, SearchMode, SearchRequest, SearchResponse,
+    ChunkHit, LegSearchRequest, SearchHit, SearchMode, SearchRequest, SearchResponse, VectorPassage,
 };
 
 use crate::cache::QueryCache;
@@ -185,9 +187,21 @@ impl Searcher {
             reasons.push(format!("text leg fetch failed: {reason}"));
             self.metrics.degraded.get(&["text"]).increment(1);
         }
+        // The vector leg's chunks by id: each hit's vector passage comes from the chunk the
+        // vector leg matched, which need not be the hit's representative chunk.
+        let vector_chunks: HashMap<&str, &ChunkHit> = vector_hits
+            .iter()
+            .flatten()
+            .map(|h| (h.chunk_id.as_str(), h))
+            .collect();
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
+                vector_passage: f
+                    .vector
+                    .as_ref()
+                    .and_then(|l| vector_chunks.get(l.chunk_id.as_str()))
+                    .map(|chunk| vector_passage(chunk, &v.query)),
                 explanation: v
                     .explain
                     .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
@@ -212,5 +226,20 @@ impl Searcher {
             cached: false,
             next_page_token: String::new(),
         })
+    }
+}
+
+/// The best passage of the chunk the vector leg matched ([`passage`]).
+fn vector_passage(chunk: &ChunkHit, query: &str) -> VectorPassage {
+    let p = passage::best(&chunk.text, query);
+    VectorPassage {
+        chunk_id: chunk.chunk_id.clone(),
+        ordinal: chunk.ordinal,
+        chunk_text: chunk.text.clone(),
+        start: p.start as u32,
+        end: p.end as u32,
+        highlighted: p.highlighted,
+        matched_terms: p.matched_terms,
+        score: chunk.score,
     }
 }

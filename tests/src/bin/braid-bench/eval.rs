@@ -3,6 +3,11 @@
 //! nDCG@10, Recall@10 and Recall@100 over the judged test queries, plus the same nDCG@10 on
 //! the two halves of the queries (`dev`: the first half in `qrels/test.tsv` order, used to
 //! choose the gateway's defaults; `held-out`: the second, never used to choose anything).
+//!
+//! Before the table, a sweep on the dev half only: every fusion method and normalisation
+//! with several text-leg weights (vector weight 1). Its best configuration is the "dev-half
+//! winner" row of the table; the report says whether the gateway's configured defaults are
+//! that winner, so the default is always the one the dev half chose.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -53,13 +58,26 @@ pub fn recall_at(ranked: &[String], judged: &HashMap<String, f64>, k: usize) -> 
 }
 
 /// One configuration the eval runs.
+#[derive(Clone)]
 struct Variant {
-    name: &'static str,
+    name: String,
     mode: SearchMode,
     fusion: Option<FusionParams>,
 }
 
-fn variants() -> Vec<Variant> {
+/// `search`'s fusion defaults in words, e.g. "RRF, text weight 1".
+fn describe_defaults(search: &braid_gateway::SearchConfig) -> String {
+    let method = match search.fusion_method {
+        braid_gateway::fusion::Method::Rrf => "RRF".to_string(),
+        braid_gateway::fusion::Method::Linear => format!("LINEAR, {:?}", search.normalization),
+    };
+    format!(
+        "{method}, vector weight {}, text weight {}",
+        search.vector_weight, search.text_weight
+    )
+}
+
+fn variants(defaults: &braid_gateway::SearchConfig) -> Vec<Variant> {
     let linear = |normalization: ScoreNormalization| {
         Some(FusionParams {
             method: FusionMethod::Linear as i32,
@@ -69,7 +87,7 @@ fn variants() -> Vec<Variant> {
     };
     vec![
         Variant {
-            name: "hybrid, RRF (k = 60)",
+            name: "hybrid, RRF (k = 60)".into(),
             mode: SearchMode::Hybrid,
             fusion: Some(FusionParams {
                 method: FusionMethod::Rrf as i32,
@@ -77,36 +95,99 @@ fn variants() -> Vec<Variant> {
             }),
         },
         Variant {
-            name: "hybrid, LINEAR, min-max",
+            name: "hybrid, LINEAR, min-max".into(),
             mode: SearchMode::Hybrid,
             fusion: linear(ScoreNormalization::MinMax),
         },
         Variant {
-            name: "hybrid, LINEAR, z-score",
+            name: "hybrid, LINEAR, z-score".into(),
             mode: SearchMode::Hybrid,
             fusion: linear(ScoreNormalization::ZScore),
         },
         Variant {
-            name: "hybrid, LINEAR, rank",
+            name: "hybrid, LINEAR, rank".into(),
             mode: SearchMode::Hybrid,
             fusion: linear(ScoreNormalization::Rank),
         },
         Variant {
-            name: "hybrid, gateway defaults",
+            name: format!("hybrid, gateway defaults ({})", describe_defaults(defaults)),
             mode: SearchMode::Hybrid,
             fusion: None,
         },
         Variant {
-            name: "vector only (all-MiniLM-L6-v2)",
+            name: "vector only (all-MiniLM-L6-v2)".into(),
             mode: SearchMode::Vector,
             fusion: None,
         },
         Variant {
-            name: "text only (BM25)",
+            name: "text only (BM25)".into(),
             mode: SearchMode::Text,
             fusion: None,
         },
     ]
+}
+
+/// Text-leg weights the dev sweep tries (the vector leg's weight is 1).
+const SWEEP_TEXT_WEIGHTS: [f32; 5] = [0.5, 0.75, 1.0, 1.5, 2.0];
+
+/// The dev-half sweep: each method and normalisation with each text weight.
+fn sweep() -> Vec<Variant> {
+    let methods = [
+        (
+            "RRF (k = 60)",
+            FusionMethod::Rrf,
+            ScoreNormalization::Unspecified,
+        ),
+        (
+            "LINEAR, min-max",
+            FusionMethod::Linear,
+            ScoreNormalization::MinMax,
+        ),
+        (
+            "LINEAR, z-score",
+            FusionMethod::Linear,
+            ScoreNormalization::ZScore,
+        ),
+        (
+            "LINEAR, rank",
+            FusionMethod::Linear,
+            ScoreNormalization::Rank,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (label, method, normalization) in methods {
+        for w in SWEEP_TEXT_WEIGHTS {
+            out.push(Variant {
+                name: format!("hybrid, {label}, text weight {w}"),
+                mode: SearchMode::Hybrid,
+                fusion: Some(FusionParams {
+                    method: method as i32,
+                    normalization: normalization as i32,
+                    vector_weight: Some(1.0),
+                    text_weight: Some(w),
+                    ..Default::default()
+                }),
+            });
+        }
+    }
+    out
+}
+
+/// Whether the gateway's configured fusion defaults are `fusion` (the dev-half winner).
+fn defaults_are(search: &braid_gateway::SearchConfig, fusion: &FusionParams) -> bool {
+    let method = match search.fusion_method {
+        braid_gateway::fusion::Method::Rrf => FusionMethod::Rrf,
+        braid_gateway::fusion::Method::Linear => FusionMethod::Linear,
+    };
+    let normalization = match search.normalization {
+        braid_gateway::fusion::Normalization::MinMax => ScoreNormalization::MinMax,
+        braid_gateway::fusion::Normalization::ZScore => ScoreNormalization::ZScore,
+        braid_gateway::fusion::Normalization::Rank => ScoreNormalization::Rank,
+    };
+    fusion.method == method as i32
+        && (method == FusionMethod::Rrf || fusion.normalization == normalization as i32)
+        && fusion.vector_weight == Some(search.vector_weight)
+        && fusion.text_weight == Some(search.text_weight)
 }
 
 /// One evaluation query: top `DEPTH` documents of the eval tenant, never from the query
@@ -188,7 +269,7 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     options.embedding.cache.l1_entries = 0;
     let stack = Stack::start_with(options).await?;
     let mut gw = stack.gateway_client().await?;
-    let variants = variants();
+    let variants = variants(&stack.gateway_config.search);
     // Searches keep coming while the corpus is ingested: one hybrid query every 250 ms.
     let ingesting = Arc::new(AtomicBool::new(true));
     let probe = tokio::spawn({
@@ -229,6 +310,41 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
             gw.search(eval_search(variant, text)).await?;
         }
     }
+    let n = queries.len();
+    let half = n / 2;
+    // The sweep, on the dev half only: the held-out half never influences a choice.
+    let sweep = sweep();
+    let mut dev_scores = vec![0.0f64; sweep.len()];
+    for (id, text) in &queries[..half] {
+        let judged = &qrels[id];
+        for (variant, score) in sweep.iter().zip(dev_scores.iter_mut()) {
+            let r = gw.search(eval_search(variant, text)).await?.into_inner();
+            let ranked: Vec<String> = r.hits.into_iter().map(|h| h.external_id).collect();
+            *score += ndcg_at(&ranked, judged, 10) / half.max(1) as f64;
+        }
+    }
+    let mut sweep_rows = String::new();
+    for (variant, score) in sweep.iter().zip(&dev_scores) {
+        eprintln!(
+            "braid-bench: eval: dev sweep: {}: nDCG@10 {score:.4}",
+            variant.name
+        );
+        sweep_rows.push_str(&format!("| {} | {score:.4} |\n", variant.name));
+    }
+    // Ties go to the first in sweep order.
+    let best = (0..sweep.len()).fold(0, |b, i| if dev_scores[i] > dev_scores[b] { i } else { b });
+    let winner = Variant {
+        name: format!(
+            "dev-half winner: {}",
+            sweep[best].name.trim_start_matches("hybrid, ")
+        ),
+        ..sweep[best].clone()
+    };
+    let winner_fusion = winner.fusion.unwrap_or_default();
+    let defaults_match = defaults_are(&stack.gateway_config.search, &winner_fusion);
+    let mut variants = variants;
+    variants.insert(4, winner);
+
     // Variants interleaved query by query, so background work (index merges, autovacuum)
     // weighs on all alike.
     let mut tallies: Vec<Tally> = variants.iter().map(|_| Tally::default()).collect();
@@ -247,16 +363,15 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
             ]);
         }
     }
+    let stack_search = stack.gateway_config.search.clone();
     stack.shutdown().await?;
-    let n = queries.len();
-    let half = n / 2;
     let mut rows = String::new();
     let mut halves = String::new();
     for (variant, mut tally) in variants.iter().zip(tallies) {
         tally.latencies.sort();
         let p50 = percentile(&tally.latencies, 0.5);
         let p99 = percentile(&tally.latencies, 0.99);
-        let name = variant.name;
+        let name = &variant.name;
         eprintln!(
             "braid-bench: eval: {name}: nDCG@10 {:.3}",
             tally.mean(0..n, 0)
@@ -279,14 +394,17 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     let report = format!(
         "<!-- bench:eval -->\n\
 ## Retrieval quality (SciFact test split, BEIR)\n\n\
-Command: `make eval` (`braid-bench eval --dataset ../shared/eval/scifact`): the whole corpus ({n_docs} abstracts, title + text, chunked as in production) ingested through the gateway in {:.0} s ({:.1} documents/s, {failed} not READY), then (after 20 unmeasured warm-up queries) the {n} judged test queries, one after another with the variants interleaved, top {DEPTH} documents per query (best chunk per document). Hybrid variants differ only in `fusion.method` / `fusion.normalization` (weights 1, default candidate depth); the text leg is document-level BM25 (k1 0.9, b 0.4) over title and body with English analysis.\n\n\
+Command: `make eval` (`braid-bench eval --dataset ../shared/eval/scifact`): the whole corpus ({n_docs} abstracts, title + text, chunked as in production) ingested through the gateway in {:.0} s ({:.1} documents/s, {failed} not READY), then (after 20 unmeasured warm-up queries) the {n} judged test queries, one after another with the variants interleaved, top {DEPTH} documents per query (best chunk per document). Hybrid variants differ only in `fusion.method` / `fusion.normalization` and the legs' weights (default candidate depth); the text leg is document-level BM25 (k1 0.9, b 0.4) over title and body with English analysis. `{build}` build.\n\n\
+Choosing the defaults: first a sweep on the dev half only (the first {half} queries in `qrels/test.tsv` order): each method with text-leg weight {weights} (vector weight 1). Its best, {winner}, is the dev-half winner row below; the gateway's defaults (`search.fusion_method` {method:?}, `search.normalization` {norm:?}, `search.vector_weight` {vw}, `search.text_weight` {tw}) {verdict}.\n\n\
+| dev sweep (hybrid) | dev nDCG@10 |\n| --- | --- |\n\
+{sweep_rows}\n\
 | mode | nDCG@10 | Recall@10 | Recall@100 | latency p50 | latency p99 | degraded answers |\n| --- | --- | --- | --- | --- | --- | --- |\n\
 {rows}\n\
-nDCG@10 on the two halves of the queries (`dev`: the first {half} in `qrels/test.tsv` order, the half the defaults were chosen on; `held-out`: the other {}):\n\n\
+nDCG@10 on the two halves of the queries (`dev`: the first {half} in `qrels/test.tsv` order, the half the defaults were chosen on; `held-out`: the other {}, reported once, never used to choose):\n\n\
 | mode | dev | held-out |\n| --- | --- | --- |\n\
 {halves}\n\
 Hybrid searches (top 10) while the corpus was being ingested (one every 250 ms, {} queries): p50 {:.1} ms, p99 {:.1} ms, {during_degraded} degraded.\n\n\
-Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 dense 0.645 (MTEB). Latency is through the gateway (query embedding included, embedding cache off, {DEPTH} hits per answer), all five services in one process on 2 cores, release build.\n\
+Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 dense 0.645 (MTEB). Latency is through the gateway (query embedding included, embedding cache off, {DEPTH} hits per answer), all five services in one process on 2 cores.\n\
 <!-- /bench:eval -->\n",
         ingested.as_secs_f64(),
         n_docs as f64 / ingested.as_secs_f64(),
@@ -294,6 +412,22 @@ Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 den
         during.len(),
         percentile(&during, 0.5).as_secs_f64() * 1e3,
         percentile(&during, 0.99).as_secs_f64() * 1e3,
+        build = if cfg!(debug_assertions) {
+            "dev (debug)"
+        } else {
+            "release"
+        },
+        weights = SWEEP_TEXT_WEIGHTS.map(|w| w.to_string()).join(", "),
+        winner = sweep[best].name,
+        method = stack_search.fusion_method,
+        norm = stack_search.normalization,
+        vw = stack_search.vector_weight,
+        tw = stack_search.text_weight,
+        verdict = if defaults_match {
+            "are this winner"
+        } else {
+            "are NOT this winner: set them to it"
+        },
     );
     println!("{report}");
     if let Some(out) = out {
