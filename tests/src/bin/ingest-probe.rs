@@ -146,14 +146,15 @@ async fn probe(
     while !stop.load(Ordering::SeqCst) {
         let query = &queries[i % queries.len()];
         i += step;
+        // Fields embedding.proto may gain (3-4) keep their defaults.
+        #[allow(clippy::needless_update)]
+        let request = EmbedRequest {
+            texts: vec![query.clone()],
+            input_type: InputType::Query as i32,
+            ..Default::default()
+        };
         let started = Instant::now();
-        let embedded = embedding
-            .embed(EmbedRequest {
-                texts: vec![query.clone()],
-                input_type: InputType::Query as i32,
-            })
-            .await?
-            .into_inner();
+        let embedded = embedding.embed(request).await?.into_inner();
         samples.0[0].push(started.elapsed());
         let vector_query = embedded
             .embeddings
