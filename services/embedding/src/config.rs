@@ -231,3 +231,32 @@ impl braid_core::entry::ServiceConfig for EmbeddingConfig {
         &self.telemetry
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(config: &EmbeddingConfig) -> Vec<String> {
+        let mut errors = Vec::new();
+        config.validate(&mut errors);
+        errors
+    }
+
+    #[test]
+    fn the_quantised_model_needs_the_onnx_engine() {
+        let mut config = EmbeddingConfig::default();
+        config.model.quantized = true;
+        assert!(
+            !errors(&config)
+                .iter()
+                .any(|e| e.contains("model.quantized")),
+            "int8 on ONNX Runtime is valid"
+        );
+        config.model.engine = Engine::Candle;
+        let found = errors(&config);
+        assert!(
+            found.iter().any(|e| e.contains("model.quantized")),
+            "{found:?}"
+        );
+    }
+}

@@ -341,20 +341,37 @@ fn render(
     format!(
         "<!-- bench:embed -->\n\
 ## Embedding speed (all-MiniLM-L6-v2, CPU)\n\n\
-Command: `BENCH_REFERENCE=1 make bench` (`braid-bench embed --rounds {rounds}`): {n} SciFact passages of 60 words (≈ 80–100 tokens), sent as gRPC `Embed` requests of `batch` document texts one after another to the embedding service (in process, embedding cache off, default `model.*` settings); sentences/s, **median (min–max) of {rounds} rounds**, every round running each engine and the reference at each batch size back to back. Release build; {cores} cores ({cpu}); {load} (shared machine).\n\
+Command: `{make}` (`braid-bench embed --sentences {n} --rounds {rounds} --rate {rate} --query-count {count}{reference_arg}`): {n} SciFact passages of 60 words (≈ 80–100 tokens), sent as gRPC `Embed` requests of `batch` document texts one after another to the embedding service (in process, embedding cache off, default `model.*` settings); sentences/s, **median (min–max) of {rounds} rounds**, every round running each engine and the reference at each batch size back to back. Release build; {cores} cores ({cpu}); {load} (shared machine).\n\
 {reference_note}\n\n\
 {header}\n{rule}\n{rows}\n\
-Run-to-run spread of this run: up to {spread:.0}% (max − min over median) for one figure.{ratio_note}\n\n\
+{spread_note}{ratio_note}\n\n\
 Cost of one query embedding (SciFact queries, `input_type = QUERY`, each distinct): {count} queries sent at a steady {rate:.0}/s (open loop, latency from the intended send time), then 200 one at a time. CPU is the embedding service's (this process minus the load client's thread, from `/proc`); \"idle after\" is its CPU in the second after the load (threads spinning for work).\n\n\
 | engine | CPU per query | rate | texts per forward pass | p50 / p99 at that rate | CPU idle after | p50 / p99 one at a time |\n| --- | --- | --- | --- | --- | --- | --- |\n\
 {cost_rows}\
 <!-- /bench:embed -->\n",
+        make = if has_reference {
+            "BENCH_REFERENCE=1 make bench"
+        } else {
+            "make bench"
+        },
+        reference_arg = if has_reference {
+            " --reference-python .braid/venv-bench/bin/python"
+        } else {
+            ""
+        },
         rounds = args.rounds,
         n = inputs.len(),
         cores = cores(),
         cpu = cpu_model(),
         load = load.show(),
-        spread = widest * 100.0,
+        spread_note = if args.rounds > 1 {
+            format!(
+                "Run-to-run spread of this run: up to {:.0}% (max − min over median) for one figure.",
+                widest * 100.0
+            )
+        } else {
+            "One round only: no run-to-run spread measured.".to_string()
+        },
         count = args.query_count,
         rate = args.rate,
     )
