@@ -207,15 +207,17 @@ async fn ingest_one(stack: &Stack, id: &str, text: &str) {
 async fn searches_read_from_the_replica_and_fall_back_to_the_primary() -> anyhow::Result<()> {
     let primary = Cluster::primary().await?;
     let replica = Cluster::replica_of(&primary).await?;
-    let mut options = StackOptions::default();
-    options.topology = Topology {
-        admin_url: primary.admin_url(),
-        primary_base: primary.base_url(),
-        pooler: Pooler::None,
-        replica_base: Some(replica.base_url()),
-        // First no lag bound to speak of: a paused replica keeps serving, visibly stale.
-        max_replica_lag_ms: 600_000,
-        replica_check_interval_ms: 100,
+    let options = StackOptions {
+        topology: Topology {
+            admin_url: primary.admin_url(),
+            primary_base: primary.base_url(),
+            pooler: Pooler::None,
+            replica_base: Some(replica.base_url()),
+            // First no lag bound to speak of: a paused replica keeps serving, visibly stale.
+            max_replica_lag_ms: 600_000,
+            replica_check_interval_ms: 100,
+        },
+        ..StackOptions::default()
     };
     let mut stack = Stack::start_with(options).await?;
     let mut gw = stack.gateway_client().await?;
