@@ -73,6 +73,8 @@ struct Job {
     texts: Vec<String>,
     /// Position in the request of `texts[0]`.
     offset: usize,
+    /// Most texts one model thread takes from it at once: an even share per document thread.
+    share: usize,
     state: Arc<JobState>,
 }
 
@@ -185,10 +187,12 @@ impl Lanes {
     /// A document model thread's share of the document lane: all of it up to `max_batch`
     /// texts, but with several threads and less than a full batch each, an even share, so a
     /// large request is spread over every thread rather than run by one.
-    fn take_documents(&mut self, max_batch: usize, threads: usize) -> Vec<Piece> {
-        let queued: usize = self.documents.iter().map(|j| j.texts.len()).sum();
-        let share = queued.div_ceil(threads.max(1));
-        Self::take(&mut self.documents, share.min(max_batch))
+    fn take_documents(&mut self, max_batch: usize) -> Vec<Piece> {
+        let limit = match self.documents.front() {
+            Some(job) if job.texts.len() > job.share => job.share,
+            _ => max_batch,
+        };
+        Self::take(&mut self.documents, limit.min(max_batch))
     }
 }
 
@@ -353,10 +357,15 @@ impl Batcher {
                     capacity: shared.capacity,
                 });
             }
+            let share = match kind {
+                InputKind::Query => usize::MAX,
+                InputKind::Document => texts.len().div_ceil(shared.document_threads.max(1)),
+            };
             queue.push_back(Job {
                 state: JobState::new(texts.len(), reply),
                 texts,
                 offset: 0,
+                share: share.max(1),
             });
             shared.metrics.queue_depth.set(lanes.depth() as f64);
         }
@@ -411,10 +420,7 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                     );
                 }
                 if pool == Pool::Document && !lanes.documents.is_empty() {
-                    break (
-                        lanes.take_documents(limits.max_batch, shared.document_threads),
-                        InputKind::Document,
-                    );
+                    break (lanes.take_documents(limits.max_batch), InputKind::Document);
                 }
                 if lanes.closed {
                     tracing::info!("model thread stopped");

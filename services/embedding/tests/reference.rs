@@ -117,7 +117,8 @@ fn onnx_runtime_int8_stays_close_to_sentence_transformers_reference() {
         "the int8 graph is its own model identity, got {}",
         int8.revision()
     );
-    let worst = check_against_reference(&mut int8, ONNX_INT8_MIN_COSINE);
+    let worst =
+        check_against_reference_with(&mut int8, ONNX_INT8_MIN_COSINE, INT8_BATCH_CONSISTENCY);
     // Quantisation really happened: int8 vectors are not fp32's (or the graph is not int8).
     assert!(
         worst < 0.9999,
@@ -143,6 +144,16 @@ fn candle_tanh_gelu_matches_sentence_transformers_reference() {
 
 /// Returns the lowest cosine to the reference.
 fn check_against_reference(model: &mut Model, min_cosine: f32) -> f32 {
+    check_against_reference_with(model, min_cosine, BATCH_CONSISTENCY)
+}
+
+/// A text alone and the same text inside a padded batch: the same vector, to float rounding.
+const BATCH_CONSISTENCY: f32 = 0.9999;
+/// int8: activations are quantised with one scale per tensor, i.e. per batch, so a text's
+/// vector moves a little with its batch-mates (measured: lowest 0.9899 on the fixture).
+const INT8_BATCH_CONSISTENCY: f32 = 0.98;
+
+fn check_against_reference_with(model: &mut Model, min_cosine: f32, consistency: f32) -> f32 {
     let fixture: Fixture =
         serde_json::from_str(include_str!("fixtures/reference.json")).expect("fixture parses");
     assert!(fixture.cases.len() >= 5);
@@ -167,7 +178,11 @@ fn check_against_reference(model: &mut Model, min_cosine: f32) -> f32 {
     // Each text alone gives the same vector as inside the padded batch.
     for (case, in_batch) in fixture.cases.iter().zip(&batch) {
         let alone = model.embed(&[case.text.as_str()]).unwrap();
-        assert!(cosine(&alone[0], in_batch) > 0.9999);
+        let sim = cosine(&alone[0], in_batch);
+        assert!(
+            sim > consistency,
+            "alone vs in batch: {sim} <= {consistency}"
+        );
     }
     // Unrelated sentences are not near-duplicates (guards against a constant output).
     assert!(cosine(&batch[0], &batch[1]) < 0.5);

@@ -3,11 +3,21 @@
 use super::*;
 
 fn job(texts: usize, tag: &str) -> (Job, oneshot::Receiver<Reply>) {
+    shared_job(texts, usize::MAX, tag)
+}
+
+/// A document request as two document threads see it: shares of half.
+fn document(texts: usize, tag: &str) -> (Job, oneshot::Receiver<Reply>) {
+    shared_job(texts, texts.div_ceil(2), tag)
+}
+
+fn shared_job(texts: usize, share: usize, tag: &str) -> (Job, oneshot::Receiver<Reply>) {
     let (reply, rx) = oneshot::channel();
     let job = Job {
         state: JobState::new(texts, reply),
         texts: (0..texts).map(|i| format!("{tag}{i}")).collect(),
         offset: 0,
+        share,
     };
     (job, rx)
 }
@@ -19,35 +29,35 @@ fn sizes(pieces: &[Piece]) -> Vec<usize> {
 #[test]
 fn a_large_document_request_is_shared_by_every_document_thread() {
     let mut lanes = Lanes::default();
-    let (big, _rx) = job(128, "d");
+    let (big, _rx) = document(128, "d");
     lanes.documents.push_back(big);
     // Two threads, batches of up to 32: each takes a full batch in turn.
-    assert_eq!(sizes(&lanes.take_documents(32, 2)), vec![32]);
-    assert_eq!(sizes(&lanes.take_documents(32, 2)), vec![32]);
+    assert_eq!(sizes(&lanes.take_documents(32)), vec![32]);
+    assert_eq!(sizes(&lanes.take_documents(32)), vec![32]);
     // 64 left: still a full batch each.
-    let third = lanes.take_documents(32, 2);
+    let third = lanes.take_documents(32);
     assert_eq!((sizes(&third), third[0].offset), (vec![32], 64));
     assert_eq!(
         lanes.documents.len(),
         1,
         "the request stays queued until all is taken"
     );
-    lanes.take_documents(32, 2);
+    assert_eq!(sizes(&lanes.take_documents(32)), vec![32]);
     assert!(lanes.documents.is_empty());
 
     // Less than a batch per thread: halves, not one thread taking everything.
-    let (small, _rx) = job(20, "s");
+    let (small, _rx) = document(20, "s");
     lanes.documents.push_back(small);
-    let first = lanes.take_documents(32, 2);
-    let second = lanes.take_documents(32, 2);
+    let first = lanes.take_documents(32);
+    let second = lanes.take_documents(32);
     assert_eq!((sizes(&first), sizes(&second)), (vec![10], vec![10]));
     assert_eq!((first[0].offset, second[0].offset), (0, 10));
     assert_eq!(second[0].texts[0], "s10");
 
     // One thread: the whole request up to the batch size, as before.
-    let (one, _rx) = job(20, "o");
+    let (one, _rx) = shared_job(20, 20, "o");
     lanes.documents.push_back(one);
-    assert_eq!(sizes(&lanes.take_documents(32, 1)), vec![20]);
+    assert_eq!(sizes(&lanes.take_documents(32)), vec![20]);
 }
 
 #[test]

@@ -280,8 +280,8 @@ fn render(
     let mut lowest_ratio = f64::INFINITY;
     for (b, batch) in BATCHES.iter().enumerate() {
         rows.push_str(&format!("| {batch} |"));
-        for per_batch in &rates[..labels.len()] {
-            let s = Spread::of(&per_batch[b]);
+        for engine in &rates[..labels.len()] {
+            let s = Spread::of(&engine[b]);
             widest = widest.max(s.relative());
             rows.push_str(&format!(" {} |", s.show(1)));
         }
