@@ -152,7 +152,9 @@ impl ReadRoute {
 
     fn publish(&self, route: Route) {
         for r in std::iter::once(Route::Replica).chain(Reason::ALL.map(Route::Primary)) {
-            self.gauge.get(&r.labels()).set(f64::from(u8::from(r == route)));
+            self.gauge
+                .get(&r.labels())
+                .set(f64::from(u8::from(r == route)));
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use backon::BackoffBuilder;
 use braid_core::config::{BreakerSettings, positive};
-use braid_core::resilience::{BreakerState, CircuitBreaker};
 use braid_core::metrics::{Counter, Family, Gauge};
+use braid_core::resilience::{BreakerState, CircuitBreaker};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EmbeddingError;
