@@ -6,7 +6,9 @@
 mod config;
 mod connect;
 mod exec;
+mod unavailable;
 
 pub use config::{DatabaseConfig, Pooler, SslMode};
 pub use connect::{connect_options, migrate, primary, replica};
 pub use exec::{Db, DbTx};
+pub use unavailable::is_unavailable;

@@ -95,7 +95,7 @@ impl IngestApi {
                     Ok(up) => up,
                     // The store is down: the whole request can be retried (ingest is
                     // idempotent).
-                    Err(e) if crate::error::is_unavailable(&e) => {
+                    Err(e) if braid_core::db::is_unavailable(&e) => {
                         return Err(e.into());
                     }
                     // Anything else concerns this document only: the others go on.
