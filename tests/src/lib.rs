@@ -248,6 +248,28 @@ impl Service {
     }
 }
 
+/// A free TCP port on 127.0.0.1 (for a server a test starts itself).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port` (`what` names it).
+pub async fn accepting(what: &str, port: u16, patience: Duration) -> anyhow::Result<()> {
+    eventually(
+        &format!("{what} accepting connections"),
+        patience,
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await
+}
+
 /// Polls `check` every 50 ms until it returns Some, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
@@ -558,9 +580,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -570,17 +590,7 @@ impl RedisServer {
                 "starting redis-server (`make setup` installs it: apt-get install redis-server)",
             )?;
         let server = Self { port, child };
-        eventually(
-            "redis-server accepting connections",
-            Duration::from_secs(10),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await?;
+        accepting("redis-server", port, Duration::from_secs(10)).await?;
         Ok(server)
     }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use braid_core::db::{DatabaseConfig, Pooler};
 use tokio::process::Command;
 
-use crate::eventually;
+use crate::{accepting, free_port};
 
 /// Where the stack's database is created and how each service reaches it.
 #[derive(Clone, Debug)]
@@ -65,12 +65,6 @@ impl Topology {
 /// `postgres://user@host:port` of `postgres://user@host:port/db`.
 pub fn base_of(url: &str) -> &str {
     url.rsplit_once('/').map_or(url, |(base, _)| base)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The embedded PostgreSQL's `bin` directory (`BRAID_TEST_PG_BIN`, else under `BRAID_HOME`).
@@ -355,17 +349,7 @@ impl PgBouncer {
             child,
             _dir: dir,
         };
-        eventually(
-            "pgbouncer accepting connections",
-            Duration::from_secs(20),
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await?;
+        accepting("pgbouncer", port, Duration::from_secs(20)).await?;
         Ok(bouncer)
     }
 
