@@ -110,6 +110,9 @@ enum Command {
         reference_python: Option<PathBuf>,
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/scripts/bench_sentence_transformers.py"))]
         reference_script: PathBuf,
+        /// Also measure one document model whose passes use every core (`model.workers = 1`).
+        #[arg(long)]
+        layouts: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -186,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
             query_count,
             reference_python,
             reference_script,
+            layouts,
             out,
         } => {
             embed::run(&embed::EmbedArgs {
@@ -197,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
                 query_count,
                 reference_python,
                 reference_script,
+                layouts,
                 out,
             })
             .await

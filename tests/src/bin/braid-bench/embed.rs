@@ -35,6 +35,9 @@ pub struct EmbedArgs {
     /// The venv's python with torch + sentence-transformers (no reference without it).
     pub reference_python: Option<PathBuf>,
     pub reference_script: PathBuf,
+    /// Also measure one document model thread running each pass on every core (`model.workers
+    /// = 1`, `model.threads = 0`) next to the default (one single-threaded model per core).
+    pub layouts: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -110,10 +113,15 @@ struct Engine {
 }
 
 impl Engine {
-    async fn start(label: &'static str, quantized: bool) -> anyhow::Result<Self> {
+    /// `shared`: one model whose passes use every core, instead of one per core.
+    async fn start(label: &'static str, quantized: bool, shared: bool) -> anyhow::Result<Self> {
         let service = start_embedding(|c| {
             c.cache.l1_entries = 0;
             c.model.quantized = quantized;
+            if shared {
+                c.model.workers = 1;
+                c.model.threads = 0;
+            }
         })
         .await?;
         let client = EmbeddingServiceClient::new(service_channel(&service));
@@ -172,9 +180,15 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut engines = vec![Engine::start("fp32", false).await?];
+    let mut engines = vec![Engine::start("fp32", false, false).await?];
+    if args.layouts {
+        engines.push(Engine::start("fp32 one model, all cores", false, true).await?);
+    }
     if model_dir().join("model.int8.onnx").is_file() {
-        engines.push(Engine::start("int8", true).await?);
+        engines.push(Engine::start("int8", true, false).await?);
+        if args.layouts {
+            engines.push(Engine::start("int8 one model, all cores", true, true).await?);
+        }
     } else {
         eprintln!("braid-bench: no model.int8.onnx (run `make setup`): int8 not measured");
     }
