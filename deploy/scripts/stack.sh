@@ -821,6 +821,13 @@ loadtest_stack() { # embedding cache: on|off
   export BRAID_TOKEN
 }
 
+# A writer token for tenant $1 (the load's own token is a reader of the default tenant, which
+# may not ingest: a bulk ingest run with it is refused).
+writer_token() { # tenant
+  "$TARGET_DIR/release/braidctl" --tenant "$1" token mint --sub loadtest-ingest --role writer --ttl 2h \
+    || die "could not mint a writer token for tenant $1"
+}
+
 # Rate sweep: runs `<prefix>-<rate>` for each rate until one misses p99 <= 100 ms (or has an
 # error); sets LOADTEST_BEST to the highest rate that met it (0: none).
 loadtest_sweep() { # slug prefix, label, bench args...
@@ -870,9 +877,15 @@ run_loadtest() {
   mkdir -p "$ingest_dir"
   # The same corpus under other ids: real indexing work for every document.
   head -n 2000 "$dataset/corpus.jsonl" | sed 's/"_id": *"/"_id": "reingest-/' >"$ingest_dir/corpus.jsonl"
-  BRAID_TENANT=loadtest "$ctl" ingest "$ingest_dir/corpus.jsonl" >"$LOG_DIR/loadtest-ingest.log" 2>&1 &
+  local ingest_token
+  ingest_token=$(writer_token loadtest)
+  BRAID_TENANT=loadtest BRAID_TOKEN=$ingest_token "$ctl" ingest "$ingest_dir/corpus.jsonl" >"$LOG_DIR/loadtest-ingest.log" 2>&1 &
   local ingest_pid=$!
   loadtest_scenario d "d: 500 clients + ingest" "${q[@]}" --clients 500
+  # The ingest must have run for the whole scenario: one that ended early (refused, failed)
+  # would make (d) a copy of (a).
+  kill -0 "$ingest_pid" 2>/dev/null \
+    || die "the bulk ingest of (d) ended before the scenario did (log $LOG_DIR/loadtest-ingest.log)"
   kill -TERM "$ingest_pid" 2>/dev/null || true
   wait "$ingest_pid" 2>/dev/null || true
 
@@ -965,7 +978,7 @@ run_loadtest_scale() { # dataset
     t=scale-$i
     say "ingesting SciFact as tenant $t ($i of $tenants)"
     start=$(date +%s.%N)
-    BRAID_TENANT=$t "$ctl" ingest "$dataset/corpus.jsonl" --wait >"$LOG_DIR/loadtest-scale-$t.log" 2>&1 \
+    BRAID_TENANT=$t BRAID_TOKEN=$(writer_token "$t") "$ctl" ingest "$dataset/corpus.jsonl" --wait >"$LOG_DIR/loadtest-scale-$t.log" 2>&1 \
       || die "ingest of tenant $t failed (log $LOG_DIR/loadtest-scale-$t.log)"
     chunks=$("${psql[@]}" -c "SELECT count(*) FROM vectors.chunks")
     awk -v s="$start" -v e="$(date +%s.%N)" -v t="$t" -v c="$chunks" -v l="$(uptime | sed 's/.*load average: //')" \
