@@ -171,6 +171,60 @@ async fn concurrent_callers_are_merged_into_shared_batches_each_getting_its_own_
     service.stop().await
 }
 
+/// A lone one-text request runs on the multi-threaded copy (`model.lone_pass_threads`) while the
+/// other document thread idles, and its vector is the single-threaded model's; with the copy
+/// off (`lone_pass_threads = 1`) nothing runs there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lone_document_runs_on_every_core_with_the_same_vector() -> anyhow::Result<()> {
+    let start = |lone_threads: usize| {
+        start_embedding(move |c| {
+            c.cache.l1_entries = 0;
+            c.model.workers = 2;
+            c.model.threads = 1;
+            c.model.lone_pass_threads = lone_threads;
+        })
+    };
+    let lone = |m: &str| metric_sum(m, "braid_embedding_batch_size_count", &["pool=\"lone\""]);
+    let text = TEXTS[0];
+
+    let mut wide = start(2).await?;
+    let wide_client = client(&wide).await;
+    // Eventually: right after start-up the other model thread may not be waiting yet.
+    let wide_vector = eventually(
+        "a lone pass on the multi-threaded copy",
+        Duration::from_secs(20),
+        || {
+            let mut c = wide_client.clone();
+            let service = &wide;
+            async move {
+                let before = lone(&metrics(service).await);
+                let v = embed(&mut c, &[text]).await.ok()?.pop()?;
+                (lone(&metrics(service).await) > before).then_some(v)
+            }
+        },
+    )
+    .await?;
+    wide.stop().await?;
+
+    let mut narrow = start(1).await?;
+    let narrow_vector = embed(&mut client(&narrow).await, &[text]).await?.remove(0);
+    let m = metrics(&narrow).await;
+    assert_eq!(lone(&m), 0.0, "lone passes with the copy off");
+    assert!(
+        metric_sum(
+            &m,
+            "braid_embedding_batch_size_count",
+            &["pool=\"document\""]
+        ) >= 1.0
+    );
+    let similarity = cosine(&wide_vector, &narrow_vector);
+    assert!(
+        similarity > 0.9999,
+        "lone pass vector differs: cosine {similarity}"
+    );
+    narrow.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_overtakes_a_document_backlog() -> anyhow::Result<()> {
     // Without query model threads the document thread runs the query between two passes;

@@ -11,7 +11,10 @@
 //! core instead of one. Between two forward passes over documents it runs
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
 //! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
-//! so a query need not wait at all. Inference never runs on the async runtime.
+//! so a query need not wait at all. A document pass that runs while every other document
+//! thread is idle (a lone request too small to share) runs on a multi-threaded model copy
+//! (`model.lone_pass_threads`) when it is free, so it uses every core instead of one.
+//! Inference never runs on the async runtime.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,6 +147,8 @@ struct Lanes {
     closed: bool,
     /// Query model threads waiting for work: while one is, queries are theirs alone.
     idle_query_threads: usize,
+    /// Document model threads waiting for work.
+    idle_document_threads: usize,
 }
 
 impl Lanes {
@@ -194,6 +199,14 @@ impl Lanes {
         };
         Self::take(&mut self.documents, limit.min(max_batch))
     }
+
+    /// Whether documents just taken by one of `document_threads` threads are all the work
+    /// there is, with every other document thread idle: their pass may use every core.
+    fn lone(&self, document_threads: usize) -> bool {
+        self.documents.is_empty()
+            && self.queries.is_empty()
+            && self.idle_document_threads + 1 >= document_threads
+    }
 }
 
 /// What the model threads and the handles share.
@@ -209,6 +222,8 @@ struct Shared {
     document_threads: usize,
     /// Model threads still running.
     alive: AtomicUsize,
+    /// The multi-threaded copy for lone document passes (whoever takes it first).
+    lone_model: Option<Mutex<Model>>,
     metrics: BatcherMetrics,
 }
 
@@ -249,7 +264,8 @@ pub struct Batcher {
 
 /// Metrics the batcher records.
 pub struct BatcherMetrics {
-    /// Label `pool`: "document" or "query" model threads.
+    /// Label `pool`: "document" or "query" model threads, or "lone" (a lone document pass on
+    /// the multi-threaded copy).
     pub batch_size: Family<Histogram>,
     pub batch_seconds: Family<Histogram>,
     pub queue_depth: Gauge,
@@ -257,7 +273,7 @@ pub struct BatcherMetrics {
 
 impl BatcherMetrics {
     pub fn new(metrics: &braid_core::metrics::Metrics) -> Self {
-        const POOLS: &[(&str, &[&str])] = &[("pool", &["document", "query"])];
+        const POOLS: &[(&str, &[&str])] = &[("pool", &["document", "query", "lone"])];
         let batch_size = metrics.histogram_family(
             "embedding_batch_size",
             "texts per model forward pass",
@@ -290,11 +306,13 @@ impl Drop for Alive<'_> {
 
 impl Batcher {
     /// One model thread per model in `models` (each its own copy of the weights) taking work
-    /// from both lanes, and one per model in `query_models` taking queries only. `capacity`
+    /// from both lanes, and one per model in `query_models` taking queries only; `lone_model`
+    /// (multi-threaded) runs document passes no other thread competes with. `capacity`
     /// bounds each lane (requests, not texts).
     pub fn start(
         models: Vec<Model>,
         query_models: Vec<Model>,
+        lone_model: Option<Model>,
         limits: BatchLimits,
         capacity: usize,
         metrics: BatcherMetrics,
@@ -306,6 +324,7 @@ impl Batcher {
             capacity,
             document_threads: models.len(),
             alive: AtomicUsize::new(models.len()),
+            lone_model: lone_model.map(Mutex::new),
             metrics,
         });
         let pools = [(Pool::Document, models), (Pool::Query, query_models)];
@@ -405,10 +424,11 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
         Pool::Document => &shared.work,
         Pool::Query => &shared.query_work,
     };
-    // Query threads count themselves idle while they wait (see `Lanes::idle_query_threads`).
-    let idle_count = usize::from(pool == Pool::Query);
+    // Threads count themselves idle while they wait (see `Lanes::idle_query_threads`).
+    let idle_queries = usize::from(pool == Pool::Query);
+    let idle_documents = usize::from(pool == Pool::Document);
     loop {
-        let (jobs, kind) = {
+        let (jobs, kind, lone) = {
             let mut lanes = shared.lock();
             let taken = loop {
                 // A free query model thread (already woken) runs queries faster than we do.
@@ -426,9 +446,11 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
                     tracing::info!("model thread stopped");
                     return;
                 }
-                lanes.idle_query_threads += idle_count;
+                lanes.idle_query_threads += idle_queries;
+                lanes.idle_document_threads += idle_documents;
                 lanes = wake.wait(lanes).unwrap_or_else(|p| p.into_inner());
-                lanes.idle_query_threads -= idle_count;
+                lanes.idle_query_threads -= idle_queries;
+                lanes.idle_document_threads -= idle_documents;
             };
             shared.metrics.queue_depth.set(lanes.depth() as f64);
             // More documents than this thread's share: wake another thread for the rest (a
@@ -436,7 +458,8 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
             if !lanes.documents.is_empty() {
                 shared.work.notify_one();
             }
-            taken
+            let lone = taken.1 == InputKind::Document && lanes.lone(shared.document_threads);
+            (taken.0, taken.1, lone)
         };
         run_jobs(
             &mut model,
@@ -445,12 +468,14 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
             limits,
             shared,
             kind == InputKind::Document,
+            lone,
         );
     }
 }
 
 /// Runs `pieces` in length-sorted forward passes and hands out their vectors. With
-/// `yield_to_queries`, queries that arrive meanwhile run between two passes.
+/// `yield_to_queries`, queries that arrive meanwhile run between two passes. With `lone`, the
+/// passes run on the multi-threaded copy if there is one and no other thread holds it.
 fn run_jobs(
     model: &mut Model,
     pool: Pool,
@@ -458,6 +483,7 @@ fn run_jobs(
     limits: BatchLimits,
     shared: &Shared,
     yield_to_queries: bool,
+    lone: bool,
 ) {
     let metrics = &shared.metrics;
     // A request that failed in another share is not worth a forward pass.
@@ -487,14 +513,22 @@ fn run_jobs(
                 if queries.is_empty() {
                     break;
                 }
-                run_jobs(model, pool, queries, limits, shared, false);
+                run_jobs(model, pool, queries, limits, shared, false, false);
             }
         }
         let texts: Vec<&str> = batch.iter().map(|(_, _, t)| *t).collect();
         let started = Instant::now();
-        match model.embed(&texts) {
+        let mut lone_model = lone
+            .then(|| shared.lone_model.as_ref()?.try_lock().ok())
+            .flatten();
+        let (embedded, label) = match lone_model.as_deref_mut() {
+            Some(wide) => (wide.embed(&texts), "lone"),
+            None => (model.embed(&texts), pool.label()),
+        };
+        drop(lone_model);
+        match embedded {
             Ok(vectors) => {
-                let label = [pool.label()];
+                let label = [label];
                 metrics.batch_size.get(&label).record(texts.len() as f64);
                 metrics
                     .batch_seconds

@@ -97,6 +97,11 @@ pub struct ModelConfig {
     /// query's latency on an idle machine but cost more CPU per query (thread hand-offs), which
     /// is what bounds query throughput under load (BENCHMARKS.md).
     pub query_threads: usize,
+    /// Threads for a document forward pass run while every other document model thread is
+    /// idle (0 = one per core, 1 = off): a lone small request (one text) then uses every core
+    /// instead of one. Costs one more model copy (~90 MB fp32), shared by the document threads
+    /// and used only when it is free. BENCHMARKS.md, "Embedding speed".
+    pub lone_pass_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -147,6 +152,7 @@ impl Default for ModelConfig {
             threads: 0,
             query_workers: 1,
             query_threads: 1,
+            lone_pass_threads: 0,
         }
     }
 }
@@ -220,6 +226,18 @@ impl ModelConfig {
             n => n,
         };
         (workers, threads)
+    }
+
+    /// Threads of the model for lone document passes, if one is worth loading (ONNX Runtime
+    /// only, and more threads than a document pass has anyway).
+    pub fn lone_pass_threads(&self) -> Option<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (_, threads) = self.parallelism();
+        let lone = match self.lone_pass_threads {
+            0 => cores,
+            n => n,
+        };
+        (self.engine == Engine::Onnx && lone > threads).then_some(lone)
     }
 }
 

@@ -53,7 +53,8 @@ pub async fn run(
             // 0 stays 0: the model then uses one thread per core.
             let query_threads = model_config.query_threads;
             let query_workers = model_config.query_workers;
-            let (models, query_models) = tokio::task::spawn_blocking(move || {
+            let lone_threads = model_config.lone_pass_threads();
+            let (models, query_models, lone_model) = tokio::task::spawn_blocking(move || {
                 // No spinning: on a shared 2-core machine, threads spinning for work doubled
                 // the CPU per query and slowed batches (BENCHMARKS.md, engine settings).
                 let load = |threads: usize| {
@@ -76,7 +77,8 @@ pub async fn run(
                 let query_models = (0..query_workers)
                     .map(|_| load(query_threads))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, model::ModelError>((models, query_models))
+                let lone_model = lone_threads.map(load).transpose()?;
+                Ok::<_, model::ModelError>((models, query_models, lone_model))
             })
             .await?
             .with_context(|| format!("loading the model from {}", config.model.dir.display()))?;
@@ -84,10 +86,11 @@ pub async fn run(
             // The revision names the weights and, for the int8 graph, the quantisation.
             let model_id = format!("{}@{}", config.model.name, model.revision());
             let dimensions = model.dimensions();
-            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, query_workers, query_threads, "model loaded");
+            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, query_workers, query_threads, ?lone_threads, "model loaded");
             let batcher = batcher::Batcher::start(
                 models,
                 query_models,
+                lone_model,
                 batcher::BatchLimits {
                     max_batch: config.model.max_batch,
                     max_batch_tokens: config.model.max_batch_tokens,

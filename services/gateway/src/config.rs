@@ -172,9 +172,10 @@ impl Default for SearchConfig {
             // The dev half of SciFact's test queries chose LINEAR with min-max normalisation
             // (BENCHMARKS.md, bench:eval); the held-out half was not used to choose.
             fusion_method: Method::Linear,
-            normalization: Normalization::MinMax,
+            // The dev-half winner of `make eval`'s sweep (BENCHMARKS.md, "Retrieval quality").
+            normalization: Normalization::ZScore,
             vector_weight: 1.0,
-            text_weight: 1.0,
+            text_weight: 0.75,
             max_ef_search: 1000,
             min_candidates: 50,
             max_candidates: 1000,

@@ -135,3 +135,28 @@ fn batches_respect_count_and_token_budget() {
     assert_eq!(sizes.iter().sum::<usize>(), items.len());
     assert!(limits.split(&Vec::<&str>::new(), |t: &&str| *t).is_empty());
 }
+
+#[test]
+fn a_pass_is_lone_only_when_nothing_else_waits_and_the_other_threads_idle() {
+    let mut lanes = Lanes {
+        idle_document_threads: 1,
+        ..Lanes::default()
+    };
+    // Two document threads: this one took the work, the other waits.
+    assert!(lanes.lone(2));
+    // Three threads, one of the others busy: not lone.
+    assert!(!lanes.lone(3));
+    // More documents queued (a share of a large request): the other thread will take them.
+    lanes.documents.push_back(document(4, "d").0);
+    assert!(!lanes.lone(2));
+    lanes.documents.clear();
+    // A query waiting: the cores are not ours alone.
+    lanes.queries.push_back(job(1, "q").0);
+    assert!(!lanes.lone(2));
+    lanes.queries.clear();
+    // The other thread busy.
+    lanes.idle_document_threads = 0;
+    assert!(!lanes.lone(2));
+    // One document thread only: always lone.
+    assert!(lanes.lone(1));
+}
