@@ -2,25 +2,117 @@
 sets and write every rendered manifest to OUT_DIR/<value set>/ for kubernetes-validate.
 
 usage: check_chart.py CHART_DIR OUT_DIR
+
+OUT_DIR/expect.json says, per value set, whether the services must accept the configuration
+the chart gives them (check_config.py runs their real config parser on it) and which Secrets
+and ConfigMaps the operator is assumed to have created.
 """
 
+import json
 import pathlib
 import sys
 
 import helm_python as helm
 
-DB = {"database": {"url": "postgres://braid@postgres:5432/braid"}}
+# Every installation names the key signing calls between the services and how the gateway
+# verifies end users (the Secret `braid-jwt` is created by the operator: see EXTERNAL).
+AUTH = {
+    "internalAuth": {"key": "check-internal-key"},
+    "gatewayAuth": {"hs256": {"existingSecret": "braid-jwt"}},
+}
+DB = {"database": {"url": "postgres://braid@postgres:5432/braid"}, **AUTH}
+ES = {
+    "backend": "elasticsearch",
+    "elasticsearch": {
+        "urls": ["https://es-0.es:9200", "https://es-1.es:9200"],
+        "shards": 3,
+        "replicas": 1,
+        "refreshInterval": "5s",
+        "auth": {"existingSecret": "braid-es", "apiKeyKey": "api-key"},
+        "tls": {"caConfigMap": "braid-es-ca"},
+    },
+}
+
+# Secrets and ConfigMaps the operator creates outside the chart, as check_config.py gives them
+# to the services (values the services' config parser must accept).
+EXTERNAL = {
+    "secrets": {
+        "braid-jwt": {"hs256": "check-jwt-key"},
+        "braid-internal": {"key": "check-internal-key"},
+        "braid-database": {
+            "url": "postgres://braid:pw@pgbouncer:6432/braid",
+            "direct": "postgres://braid:pw@postgres:5432/braid",
+            "replica": "postgres://braid:pw@postgres-replica:5432/braid",
+        },
+        "braid-redis": {"url": "redis://:pw@redis:6379/0"},
+        "braid-es": {"api-key": "aWQ6a2V5", "password": "pw"},
+        "braid-pg-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
+        "braid-redis-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
+        "braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
+    },
+    "configMaps": {"braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"}},
+}
 
 # name -> values (merged over the chart defaults).
 VALUE_SETS = {
     "defaults": DB,
     "elasticsearch": {
         **DB,
-        "textSearch": {"backend": "elasticsearch", "elasticsearch": {"url": "http://es:9200"}},
+        "textSearch": ES,
         "services": {"textSearch": {"replicas": 3, "autoscaling": {"enabled": True}}},
+    },
+    "elasticsearch-basic-auth": {
+        **DB,
+        "textSearch": {
+            "backend": "elasticsearch",
+            "elasticsearch": {
+                "urls": ["http://elasticsearch:9200"],
+                "replicas": 0,
+                "bulkRefreshInterval": "30s",
+                "auth": {
+                    "existingSecret": "braid-es",
+                    "username": "braid",
+                    "passwordKey": "password",
+                },
+                "tls": {"caSecret": "braid-es-ca"},
+            },
+        },
+        "services": {"textSearch": {"replicas": 2}},
+    },
+    # PgBouncer in transaction mode with a direct URL for migrations, a read replica, TLS to
+    # PostgreSQL and Redis, the audit trail, JWKS at the gateway.
+    "postgres-at-scale": {
+        "database": {
+            "url": "postgres://braid:pw@pgbouncer:6432/braid",
+            "pooler": "transaction",
+            "migrateUrl": "postgres://braid:pw@postgres:5432/braid",
+            "readUrl": "postgres://braid:pw@postgres-replica:5432/braid",
+            "maxReplicaLagMs": 2000,
+            "tls": {"sslMode": "verify-full", "rootCertSecret": "braid-pg-ca"},
+        },
+        "audit": {"enabled": True, "queryText": "redact"},
+        "redis": {
+            "url": "rediss://:pw@redis:6380/0",
+            "tls": {"caSecret": "braid-redis-ca"},
+        },
+        "internalAuth": {"existingSecret": "braid-internal"},
+        "gatewayAuth": {"jwksUrl": "https://idp.example/.well-known/jwks.json"},
+        "migrations": {"enabled": False},
+    },
+    "postgres-existing-secret": {
+        "database": {
+            "existingSecret": "braid-database",
+            "pooler": "transaction",
+            "migrateUrlSecretKey": "direct",
+            "readUrlSecretKey": "replica",
+        },
+        **{k: v for k, v in AUTH.items() if k != "internalAuth"},
+        "internalAuth": {"existingSecret": "braid-internal"},
+        "audit": {"enabled": True},
     },
     "headless": {**DB, "balancing": "headless", "redis": {"existingSecret": "braid-redis"}},
     "prometheus-operator": {
+        **AUTH,
         "database": {"existingSecret": "braid-database"},
         "serviceMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
@@ -36,11 +128,28 @@ VALUE_SETS = {
     },
     "backup": {**DB, "backup": {"enabled": True, "schedule": "0 */6 * * *", "keep": 14}},
     "backup-existing-claim": {
+        **AUTH,
         "database": {"existingSecret": "braid-database"},
         "backup": {
             "enabled": True,
             "timeZone": "Europe/Berlin",
             "persistence": {"existingClaim": "braid-backups-bucket"},
+        },
+    },
+}
+
+# Value sets that render, but that a service must refuse at start-up (check_config.py runs the
+# real config parser on them): proof that the config check can fail.
+REFUSED_BY_SERVICES = {
+    "config-unknown-key": {
+        **DB,
+        "services": {"gateway": {"config": "[search]\nrrf_kk = 60\n"}},
+    },
+    "config-root-cert-without-verify": {
+        **DB,
+        "database": {
+            "url": "postgres://braid@postgres:5432/braid",
+            "tls": {"sslMode": "require", "rootCertSecret": "braid-pg-ca"},
         },
     },
 }
@@ -52,6 +161,21 @@ MUST_FAIL = {
     "unknown-key": {**DB, "servics": {}},
     "backup-keep-zero": {**DB, "backup": {"enabled": True, "keep": 0}},
     "backup-unknown-key": {**DB, "backup": {"enabled": True, "retention": 7}},
+    "elasticsearch-without-urls": {**DB, "textSearch": {"backend": "elasticsearch"}},
+    "elasticsearch-password-in-values": {
+        **DB,
+        "textSearch": {**ES, "elasticsearch": {**ES["elasticsearch"], "password": "pw"}},
+    },
+    "elasticsearch-bad-refresh": {
+        **DB,
+        "textSearch": {**ES, "elasticsearch": {**ES["elasticsearch"], "refreshInterval": "1"}},
+    },
+    "transaction-pooler-without-migrate-url": {
+        **DB,
+        "database": {"url": "postgres://braid@pgbouncer:6432/braid", "pooler": "transaction"},
+    },
+    "no-internal-key": {"database": DB["database"], "gatewayAuth": AUTH["gatewayAuth"]},
+    "no-gateway-key": {"database": DB["database"], "internalAuth": AUTH["internalAuth"]},
 }
 
 
@@ -59,7 +183,9 @@ def main() -> int:
     chart_dir, out_dir = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     failed = False
     chart = helm.Chart.load(chart_dir)
-    for name, values in VALUE_SETS.items():
+    expect = {"external": EXTERNAL, "sets": {}}
+    for name, values in [*VALUE_SETS.items(), *REFUSED_BY_SERVICES.items()]:
+        expect["sets"][name] = "refused" if name in REFUSED_BY_SERVICES else "accepted"
         report = helm.lint(str(chart_dir), values, strict=True, kube_version="v1.31.0")
         problems = [m for m in report.get("messages") or [] if m.get("severity", 0) >= 2]
         problems += report.get("errors") or []
@@ -77,6 +203,7 @@ def main() -> int:
             (target / path.replace("/", "__")).write_text(text)
             count += 1
         print(f"rendered {name}: {count} templates")
+    (out_dir / "expect.json").write_text(json.dumps(expect, indent=1))
     for name, values in MUST_FAIL.items():
         try:
             chart.validate_schema(values)

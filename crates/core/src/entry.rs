@@ -1,6 +1,8 @@
 //! The shared `main` of every service binary: parse `--config FILE`, load the typed config from
 //! that file and the process environment, start telemetry, bind the listeners, run until
-//! SIGINT/SIGTERM, flush telemetry.
+//! SIGINT/SIGTERM, flush telemetry. With `--check-config` it stops after loading the config:
+//! exit 0 when the service would accept it, 2 with every problem listed when not (used by
+//! deployment checks on the environment a Helm chart or compose file gives each service).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,15 +32,19 @@ where
     F: FnOnce(C, Listeners, ShutdownSignal) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let file = config_file_arg(std::env::args().skip(1))?;
+    let args = parse_args(std::env::args().skip(1))?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    let config: C = match crate::config::load(section, file.as_deref(), &env) {
+    let config: C = match crate::config::load(section, args.config.as_deref(), &env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{name}: {e}");
             std::process::exit(2);
         }
     };
+    if args.check_config {
+        println!("{name}: configuration ok");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -60,13 +66,67 @@ where
     })
 }
 
-fn config_file_arg(mut args: impl Iterator<Item = String>) -> anyhow::Result<Option<PathBuf>> {
-    match args.next().as_deref() {
-        None => Ok(None),
-        Some("--config") => match args.next() {
-            Some(path) => Ok(Some(PathBuf::from(path))),
-            None => anyhow::bail!("--config needs a file path"),
-        },
-        Some(other) => anyhow::bail!("unknown argument `{other}` (usage: [--config FILE])"),
+/// The command line of a service binary.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    config: Option<PathBuf>,
+    /// Load and validate the configuration, then exit.
+    check_config: bool,
+}
+
+const USAGE: &str = "usage: [--config FILE] [--check-config]";
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut parsed = Args::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(path) if parsed.config.is_none() => parsed.config = Some(PathBuf::from(path)),
+                Some(_) => anyhow::bail!("--config given twice ({USAGE})"),
+                None => anyhow::bail!("--config needs a file path ({USAGE})"),
+            },
+            "--check-config" => parsed.check_config = true,
+            other => anyhow::bail!("unknown argument `{other}` ({USAGE})"),
+        }
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Args> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn config_file_and_check_flag_in_any_order() {
+        assert_eq!(parse(&[]).unwrap(), Args::default());
+        let both = Args {
+            config: Some(PathBuf::from("/etc/braid/gateway.toml")),
+            check_config: true,
+        };
+        assert_eq!(
+            parse(&["--config", "/etc/braid/gateway.toml", "--check-config"]).unwrap(),
+            both
+        );
+        assert_eq!(
+            parse(&["--check-config", "--config", "/etc/braid/gateway.toml"]).unwrap(),
+            both
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        for bad in [
+            &["--config"][..],
+            &["--config", "a", "--config", "b"],
+            &["--check"],
+            &["serve"],
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(USAGE), "{bad:?}: {err}");
+        }
     }
 }

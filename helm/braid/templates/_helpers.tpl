@@ -66,6 +66,201 @@ textSearch:   { name: text-search,   section: TEXT_SEARCH,   grpc: braid.v1.Text
 {{- default (printf "%s-redis" (include "braid.fullname" .)) .Values.redis.existingSecret -}}
 {{- end -}}
 
+{{- define "braid.internalSecret" -}}
+{{- default (printf "%s-internal" (include "braid.fullname" .)) .Values.internalAuth.existingSecret -}}
+{{- end -}}
+
+{{/* The key of database Secret holding `.which` (migrateUrl or readUrl); empty when unset. */}}
+{{- define "braid.databaseKey" -}}
+{{- $db := .root.Values.database -}}
+{{- if $db.existingSecret -}}
+{{- get $db (printf "%sSecretKey" .which) -}}
+{{- else if get $db .which -}}
+{{- kebabcase .which -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "braid.redisEnabled" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the pod of .key (a service, or "migrate") connects to PostgreSQL. */}}
+{{- define "braid.usesDatabase" -}}
+{{- if or (has .key (list "ingest" "vectorSearch" "migrate")) (and (eq .key "gateway") .root.Values.audit.enabled) }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the pod of .key connects to Redis. */}}
+{{- define "braid.usesRedis" -}}
+{{- if and (has .key (list "embedding" "gateway")) (include "braid.redisEnabled" .root) }}true{{ end -}}
+{{- end -}}
+
+{{- define "braid.secretsDir" -}}/run/secrets/braid{{- end -}}
+
+{{/* Sources of the projected `secrets` volume of .key: keys and CA files, never env values. */}}
+{{- define "braid.secretSources" -}}
+{{- $root := .root -}}
+{{- $V := $root.Values -}}
+- secret:
+    name: {{ include "braid.internalSecret" $root }}
+    items: [{ key: {{ $V.internalAuth.secretKey }}, path: internal-key }]
+{{- if and (eq .key "gateway") (eq $V.gatewayAuth.mode "jwt") $V.gatewayAuth.hs256.existingSecret }}
+- secret:
+    name: {{ $V.gatewayAuth.hs256.existingSecret }}
+    items: [{ key: {{ $V.gatewayAuth.hs256.secretKey }}, path: jwt-hs256 }]
+{{- end }}
+{{- if and (include "braid.usesDatabase" .) $V.database.tls.rootCertSecret }}
+- secret:
+    name: {{ $V.database.tls.rootCertSecret }}
+    items: [{ key: {{ $V.database.tls.rootCertKey }}, path: postgres-ca.crt }]
+{{- end }}
+{{- if and (include "braid.usesRedis" .) $V.redis.tls.caSecret }}
+- secret:
+    name: {{ $V.redis.tls.caSecret }}
+    items: [{ key: {{ $V.redis.tls.caKey }}, path: redis-ca.crt }]
+{{- end }}
+{{- if and (eq .key "textSearch") (not (include "braid.textSearchStateful" $root)) }}
+{{- $es := $V.textSearch.elasticsearch }}
+{{- if $es.auth.existingSecret }}
+- secret:
+    name: {{ $es.auth.existingSecret }}
+    items:
+      {{- if $es.auth.apiKeyKey }}
+      - { key: {{ $es.auth.apiKeyKey }}, path: elasticsearch-api-key }
+      {{- end }}
+      {{- if $es.auth.username }}
+      - { key: {{ required "textSearch.elasticsearch.auth.passwordKey is required with a username" $es.auth.passwordKey }}, path: elasticsearch-password }
+      {{- end }}
+{{- end }}
+{{- if $es.tls.caSecret }}
+- secret:
+    name: {{ $es.tls.caSecret }}
+    items: [{ key: {{ $es.tls.caKey }}, path: elasticsearch-ca.crt }]
+{{- else if $es.tls.caConfigMap }}
+- configMap:
+    name: {{ $es.tls.caConfigMap }}
+    items: [{ key: {{ $es.tls.caKey }}, path: elasticsearch-ca.crt }]
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* `[database]` env of prefix .prefix (BRAID_<SERVICE>__) under section .section. */}}
+{{- define "braid.databaseEnv" -}}
+{{- $root := .root -}}
+{{- $db := $root.Values.database -}}
+{{- $p := printf "%s%s__" .prefix .section -}}
+{{- $secret := include "braid.databaseSecret" $root -}}
+- name: {{ $p }}URL
+  valueFrom:
+    secretKeyRef: { name: {{ $secret }}, key: {{ $db.secretKey }} }
+- { name: {{ $p }}MAX_CONNECTIONS, value: {{ $db.maxConnections | quote }} }
+- { name: {{ $p }}POOLER, value: {{ $db.pooler | quote }} }
+{{- with include "braid.databaseKey" (dict "root" $root "which" "migrateUrl") }}
+- name: {{ $p }}MIGRATE_URL
+  valueFrom:
+    secretKeyRef: { name: {{ $secret }}, key: {{ . }} }
+{{- end }}
+{{- with $db.tls.sslMode }}
+- { name: {{ $p }}SSL_MODE, value: {{ . | quote }} }
+{{- end }}
+{{- if $db.tls.rootCertSecret }}
+- { name: {{ $p }}SSL_ROOT_CERT, value: {{ include "braid.secretsDir" $root }}/postgres-ca.crt }
+{{- end }}
+{{- if .replica }}
+{{- with include "braid.databaseKey" (dict "root" $root "which" "readUrl") }}
+- name: {{ $p }}READ_URL
+  valueFrom:
+    secretKeyRef: { name: {{ $secret }}, key: {{ . }} }
+- { name: {{ $p }}MAX_REPLICA_LAG_MS, value: {{ $db.maxReplicaLagMs | quote }} }
+{{- end }}
+{{- end }}
+{{- with .migrate }}
+- { name: {{ $p }}MIGRATE, value: {{ . | quote }} }
+{{- end }}
+{{- end -}}
+
+{{/* Redis URL (and CA) env of one setting, e.g. .setting = CACHE__REDIS (from BRAID_X__). */}}
+{{- define "braid.redisEnv" -}}
+{{- $V := .root.Values -}}
+- name: {{ .prefix }}{{ .setting }}_URL
+  valueFrom:
+    secretKeyRef: { name: {{ include "braid.redisSecret" .root }}, key: {{ $V.redis.secretKey }} }
+{{- if $V.redis.tls.caSecret }}
+- { name: {{ .prefix }}{{ .setting }}_CA_FILE, value: {{ include "braid.secretsDir" .root }}/redis-ca.crt }
+{{- end }}
+{{- end -}}
+
+{{/* Backend settings of service .key: credentials (files from the `secrets` volume), database,
+     Redis, the text index. String values are TOML-quoted so "-1" or "true" stay strings. */}}
+{{- define "braid.settingsEnv" -}}
+{{- $root := .root -}}
+{{- $V := $root.Values -}}
+{{- $key := .key -}}
+{{- $p := .prefix -}}
+{{- $dir := include "braid.secretsDir" $root -}}
+- { name: {{ $p }}INTERNAL_AUTH__KEY__FILE, value: {{ $dir }}/internal-key }
+{{- if has $key (list "ingest" "vectorSearch") }}
+{{ include "braid.databaseEnv" (dict "root" $root "prefix" $p "section" "DATABASE" "replica" (eq $key "vectorSearch") "migrate" (toString (not $V.migrations.enabled))) }}
+{{- end }}
+{{- if eq $key "gateway" }}
+{{- if eq $V.gatewayAuth.mode "disabled" }}
+- { name: {{ $p }}AUTH__MODE, value: disabled }
+{{- else }}
+{{- if and (not $V.gatewayAuth.hs256.existingSecret) (not $V.gatewayAuth.jwksUrl) }}
+{{- fail "gatewayAuth: set gatewayAuth.hs256.existingSecret or gatewayAuth.jwksUrl (or mode: disabled)" }}
+{{- end }}
+{{- if $V.gatewayAuth.hs256.existingSecret }}
+- { name: {{ $p }}AUTH__HS256__FILE, value: {{ $dir }}/jwt-hs256 }
+{{- end }}
+{{- with $V.gatewayAuth.jwksUrl }}
+- { name: {{ $p }}AUTH__JWKS_URL, value: {{ toJson . | quote }} }
+{{- end }}
+- { name: {{ $p }}AUTH__ISSUER, value: {{ toJson $V.gatewayAuth.issuer | quote }} }
+- { name: {{ $p }}AUTH__AUDIENCE, value: {{ toJson $V.gatewayAuth.audience | quote }} }
+{{- end }}
+{{- if $V.audit.enabled }}
+{{ include "braid.databaseEnv" (dict "root" $root "prefix" $p "section" "AUDIT__DATABASE" "replica" false "migrate" "") }}
+- { name: {{ $p }}AUDIT__QUERY_TEXT, value: {{ toJson $V.audit.queryText | quote }} }
+- { name: {{ $p }}AUDIT__RETENTION_DAYS, value: {{ $V.audit.retentionDays | quote }} }
+{{- end }}
+{{- if include "braid.redisEnabled" $root }}
+{{ include "braid.redisEnv" (dict "root" $root "prefix" $p "setting" "QUERY_CACHE__REDIS") }}
+{{ include "braid.redisEnv" (dict "root" $root "prefix" $p "setting" "LIMITS__REDIS") }}
+{{- end }}
+{{- end }}
+{{- if and (eq $key "embedding") (include "braid.redisEnabled" $root) }}
+{{ include "braid.redisEnv" (dict "root" $root "prefix" $p "setting" "CACHE__REDIS") }}
+{{- end }}
+{{- if eq $key "textSearch" }}
+{{- if include "braid.textSearchStateful" $root }}
+- { name: {{ $p }}INDEX__DIR, value: /data/tantivy }
+{{- else }}
+{{- $es := $V.textSearch.elasticsearch }}
+{{- $e := printf "%sINDEX__ELASTICSEARCH__" $p }}
+{{- if not $es.urls }}
+{{- fail "textSearch.elasticsearch.urls is required with textSearch.backend=elasticsearch" }}
+{{- end }}
+- { name: {{ $p }}INDEX__BACKEND, value: elasticsearch }
+- { name: {{ $e }}URLS, value: {{ toJson $es.urls | quote }} }
+- { name: {{ $e }}INDEX_PREFIX, value: {{ toJson $es.indexPrefix | quote }} }
+- { name: {{ $e }}SHARDS, value: {{ $es.shards | quote }} }
+- { name: {{ $e }}REPLICAS, value: {{ $es.replicas | quote }} }
+- { name: {{ $e }}REFRESH_INTERVAL, value: {{ toJson $es.refreshInterval | quote }} }
+- { name: {{ $e }}BULK_REFRESH_INTERVAL, value: {{ toJson $es.bulkRefreshInterval | quote }} }
+- { name: {{ $e }}REQUEST_TIMEOUT_MS, value: {{ $es.requestTimeoutMs | quote }} }
+{{- if and $es.auth.existingSecret $es.auth.apiKeyKey }}
+- { name: {{ $e }}API_KEY_FILE, value: {{ $dir }}/elasticsearch-api-key }
+{{- end }}
+{{- if and $es.auth.existingSecret $es.auth.username }}
+- { name: {{ $e }}USERNAME, value: {{ toJson $es.auth.username | quote }} }
+- { name: {{ $e }}PASSWORD_FILE, value: {{ $dir }}/elasticsearch-password }
+{{- end }}
+{{- if or $es.tls.caSecret $es.tls.caConfigMap }}
+- { name: {{ $e }}CA_FILE, value: {{ $dir }}/elasticsearch-ca.crt }
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "braid.terminationGrace" -}}
 {{- add .Values.shutdown.preStopSeconds .Values.shutdown.drainSeconds 10 -}}
 {{- end -}}
@@ -145,26 +340,7 @@ spec:
         - name: {{ $prefix }}{{ $down.section }}__ENDPOINT
           value: "http://{{ include "braid.host" (dict "root" $root "key" .) }}:{{ (get $root.Values.services .).grpcPort }}"
         {{- end }}
-        {{- if has $key (list "ingest" "vectorSearch") }}
-        - name: {{ $prefix }}DATABASE__URL
-          valueFrom:
-            secretKeyRef: { name: {{ include "braid.databaseSecret" $root }}, key: {{ $root.Values.database.secretKey }} }
-        - { name: {{ $prefix }}DATABASE__MAX_CONNECTIONS, value: {{ $root.Values.database.maxConnections | quote }} }
-        - { name: {{ $prefix }}DATABASE__MIGRATE, value: {{ not $root.Values.migrations.enabled | quote }} }
-        {{- end }}
-        {{- if and (eq $key "embedding") (or $root.Values.redis.url $root.Values.redis.existingSecret) }}
-        - name: {{ $prefix }}CACHE__REDIS_URL
-          valueFrom:
-            secretKeyRef: { name: {{ include "braid.redisSecret" $root }}, key: {{ $root.Values.redis.secretKey }} }
-        {{- end }}
-        {{- if eq $key "textSearch" }}
-        {{- if include "braid.textSearchStateful" $root }}
-        - { name: {{ $prefix }}INDEX__DIR, value: /data/tantivy }
-        {{- else }}
-        - { name: {{ $prefix }}INDEX__BACKEND, value: elasticsearch }
-        - { name: {{ $prefix }}INDEX__ELASTICSEARCH__URL, value: {{ required "textSearch.elasticsearch.url is required with the elasticsearch backend" $root.Values.textSearch.elasticsearch.url | quote }} }
-        {{- end }}
-        {{- end }}
+        {{- include "braid.settingsEnv" (dict "root" $root "key" $key "prefix" $prefix) | nindent 8 }}
         {{- with $root.Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -197,6 +373,7 @@ spec:
         {{- toYaml $root.Values.securityContext | nindent 8 }}
       volumeMounts:
         - { name: tmp, mountPath: /tmp }
+        - { name: secrets, mountPath: {{ include "braid.secretsDir" $root }}, readOnly: true }
         {{- if $v.config }}
         - { name: config, mountPath: /etc/braid, readOnly: true }
         {{- end }}
@@ -206,6 +383,11 @@ spec:
   volumes:
     - name: tmp
       emptyDir: { sizeLimit: 256Mi }
+    - name: secrets
+      projected:
+        defaultMode: 0440
+        sources:
+          {{- include "braid.secretSources" (dict "root" $root "key" $key) | nindent 10 }}
     {{- if $v.config }}
     - name: config
       configMap:
