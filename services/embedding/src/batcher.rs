@@ -11,10 +11,13 @@
 //! core instead of one. Between two forward passes over documents it runs
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
 //! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
-//! so a query need not wait at all. A document pass that runs while every other document
-//! thread is idle (a lone request too small to share) runs on a multi-threaded model copy
-//! (`model.lone_pass_threads`) when it is free, so it uses every core instead of one.
-//! Inference never runs on the async runtime.
+//! so a query need not wait at all. With query model threads, document model threads may run
+//! at a lower OS priority (`DocumentThreads::nice`, see `priority`) or another graph than the
+//! query threads (int8 queries): they then leave every query to the query threads, so a
+//! query never runs at the documents' priority or on the wrong graph. A document pass that runs while every
+//! other document thread is idle (a lone request too small to share) runs on a multi-threaded
+//! model copy (`model.lone_pass_threads`) when it is free, so it uses every core instead of
+//! one. Inference never runs on the async runtime.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +67,15 @@ impl BatchLimits {
         }
         batches
     }
+}
+
+/// How the document model threads run.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentThreads {
+    /// Added to each document model thread's nice value when it starts (0 = unchanged).
+    pub nice: u8,
+    /// Whether they also run queries (queued behind a busy query thread, or with none).
+    pub take_queries: bool,
 }
 
 /// Vectors for one request, or why there are none.
@@ -220,6 +232,11 @@ struct Shared {
     capacity: usize,
     /// Document model threads (they share a large request evenly).
     document_threads: usize,
+    /// Whether document model threads run queries too (`DocumentThreads::take_queries`).
+    documents_take_queries: bool,
+    /// Kernel thread id of every model thread, by pool (tests read their priority).
+    #[cfg(all(test, target_os = "linux"))]
+    tids: Mutex<Vec<(Pool, i32)>>,
     /// Model threads still running.
     alive: AtomicUsize,
     /// The multi-threaded copy for lone document passes (whoever takes it first).
@@ -313,16 +330,22 @@ impl Batcher {
         models: Vec<Model>,
         query_models: Vec<Model>,
         lone_model: Option<Model>,
+        documents: DocumentThreads,
         limits: BatchLimits,
         capacity: usize,
         metrics: BatcherMetrics,
     ) -> Self {
+        // Without query threads someone has to run the queries.
+        let documents_take_queries = documents.take_queries || query_models.is_empty();
         let shared = Arc::new(Shared {
             lanes: Mutex::new(Lanes::default()),
             work: Condvar::new(),
             query_work: Condvar::new(),
             capacity,
             document_threads: models.len(),
+            documents_take_queries,
+            #[cfg(all(test, target_os = "linux"))]
+            tids: Mutex::new(Vec::new()),
             alive: AtomicUsize::new(models.len()),
             lone_model: lone_model.map(Mutex::new),
             metrics,
@@ -331,12 +354,22 @@ impl Batcher {
         for (pool, models) in pools {
             for (i, model) in models.into_iter().enumerate() {
                 let shared = shared.clone();
+                let name = format!("braid-embed-{}-{i}", pool.label());
                 std::thread::Builder::new()
-                    .name(format!("braid-embed-{}-{i}", pool.label()))
+                    .name(name.clone())
                     .spawn(move || {
                         // Liveness counts the document threads: without them nothing embeds
                         // documents, whatever the query threads do.
                         let _alive = (pool == Pool::Document).then(|| Alive(&shared));
+                        if pool == Pool::Document {
+                            crate::priority::lower_or_warn(documents.nice, &name);
+                        }
+                        #[cfg(all(test, target_os = "linux"))]
+                        shared
+                            .tids
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((pool, crate::priority::current_tid()));
                         model_thread(model, pool, &shared, limits);
                     })
                     .expect("spawning a model thread");
@@ -345,6 +378,17 @@ impl Batcher {
         Self {
             owner: Arc::new(Owner(shared)),
         }
+    }
+
+    /// Kernel thread ids of the model threads started so far, by pool.
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn thread_ids(&self) -> Vec<(Pool, i32)> {
+        self.owner
+            .0
+            .tids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether any model thread is still running.
@@ -388,9 +432,10 @@ impl Batcher {
             });
             shared.metrics.queue_depth.set(lanes.depth() as f64);
         }
-        // A query goes to an idle query model thread (all cores) if there is one, else to
-        // whichever document thread is free first.
-        if kind == InputKind::Query && query_thread_idle {
+        // A query goes to an idle query model thread if there is one, else to whichever
+        // document thread is free first (or, when those leave queries alone, to the query
+        // thread that finishes first: it takes what queued while it was busy).
+        if kind == InputKind::Query && (query_thread_idle || !shared.documents_take_queries) {
             shared.query_work.notify_one();
         } else {
             shared.work.notify_one();
@@ -403,7 +448,7 @@ impl Batcher {
 
 /// Which model threads a thread belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Pool {
+pub(crate) enum Pool {
     /// Both lanes, queries first.
     Document,
     /// Queries only.
@@ -432,7 +477,8 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
             let mut lanes = shared.lock();
             let taken = loop {
                 // A free query model thread (already woken) runs queries faster than we do.
-                let ours = pool == Pool::Query || lanes.idle_query_threads == 0;
+                let ours = pool == Pool::Query
+                    || (shared.documents_take_queries && lanes.idle_query_threads == 0);
                 if ours && !lanes.queries.is_empty() {
                     break (
                         Lanes::take(&mut lanes.queries, limits.max_batch),
@@ -467,7 +513,7 @@ fn model_thread(mut model: Model, pool: Pool, shared: &Shared, limits: BatchLimi
             jobs,
             limits,
             shared,
-            kind == InputKind::Document,
+            kind == InputKind::Document && shared.documents_take_queries,
             lone,
         );
     }

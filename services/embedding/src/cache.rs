@@ -141,6 +141,17 @@ impl EmbeddingCache {
         )
     }
 
+    /// A key in a namespace of its own under the same model: `int8q` holds query vectors
+    /// from the int8 graph (`model.query_quantized`), which must never answer for a document
+    /// with the same text.
+    pub fn variant_key(&self, variant: &str, text: &str) -> String {
+        format!(
+            "{}{variant}:{}",
+            self.prefix,
+            hex::encode(Sha256::digest(text.as_bytes()))
+        )
+    }
+
     fn count(counter: &Counter, n: usize) {
         if n > 0 {
             counter.increment(n as u64);
@@ -298,5 +309,8 @@ mod tests {
         assert_ne!(a.key("x"), a.key("y"));
         assert_ne!(a.key("x"), b.key("x"));
         assert!(a.key("x").starts_with("braid:emb:m@1:"));
+        let q = a.variant_key("int8q", "x");
+        assert_ne!(q, a.key("x"));
+        assert!(q.starts_with("braid:emb:m@1:int8q:"), "{q}");
     }
 }

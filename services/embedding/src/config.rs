@@ -102,6 +102,20 @@ pub struct ModelConfig {
     /// instead of one. Costs one more model copy (~90 MB fp32), shared by the document threads
     /// and used only when it is free. BENCHMARKS.md, "Embedding speed".
     pub lone_pass_threads: usize,
+    /// ONNX Runtime only: the query model threads run the int8 graph (`model.int8.onnx`)
+    /// while documents keep fp32 and the fp32 model identity, so nothing is re-embedded:
+    /// about half the CPU per query. Needs `model.query_workers` >= 1 (document threads then
+    /// leave queries to them, so every query vector comes from the int8 graph). Retrieval
+    /// quality against fp32 queries: BENCHMARKS.md ("Retrieval quality of the int8 model").
+    pub query_quantized: bool,
+    /// How much lower the OS priority (nice value, Linux) of the document model threads is
+    /// than the service's own: under CPU contention a bulk ingest yields the cores to search
+    /// queries and still uses every idle cycle (0 = same priority, 1-19). Applies with
+    /// query model threads (`model.query_workers` >= 1), which then run every query at the
+    /// service's priority, and with ONNX Runtime (candle's matrix kernels share one
+    /// process-wide pool, so the option is ignored there). BENCHMARKS.md, "Search during
+    /// bulk ingest".
+    pub document_nice: u8,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -153,6 +167,8 @@ impl Default for ModelConfig {
             query_workers: 1,
             query_threads: 1,
             lone_pass_threads: 0,
+            query_quantized: false,
+            document_nice: 10,
         }
     }
 }
@@ -192,6 +208,18 @@ impl Validate for EmbeddingConfig {
         if self.model.quantized && self.model.engine != Engine::Onnx {
             errors.push("model.quantized needs model.engine = \"onnx\" (the int8 graph runs on ONNX Runtime)".into());
         }
+        if self.model.query_quantized && self.model.engine != Engine::Onnx {
+            errors.push("model.query_quantized needs model.engine = \"onnx\" (the int8 graph runs on ONNX Runtime)".into());
+        }
+        if self.model.query_quantized && self.model.query_workers == 0 {
+            errors.push("model.query_quantized needs model.query_workers >= 1 (the int8 graph runs on the query model threads)".into());
+        }
+        if self.model.document_nice > 19 {
+            errors.push(format!(
+                "model.document_nice is {}, at most 19 (the lowest OS priority)",
+                self.model.document_nice
+            ));
+        }
         if self.model.max_tokens > 512 {
             errors.push("model.max_tokens must be at most 512 (position embeddings)".into());
         }
@@ -214,6 +242,35 @@ impl Validate for EmbeddingConfig {
 }
 
 impl ModelConfig {
+    /// The nice increment the document model threads really get: none without query model
+    /// threads (queries would then run on the lowered threads) or on candle (its kernels run
+    /// on a pool shared with the query model).
+    pub fn effective_document_nice(&self) -> u8 {
+        if self.query_workers == 0 || self.engine != Engine::Onnx {
+            0
+        } else {
+            self.document_nice
+        }
+    }
+
+    /// The embedding cache's namespace for query vectors when they come from another graph
+    /// than the documents' (int8 queries against fp32 documents).
+    pub fn query_cache_variant(&self) -> Option<&'static str> {
+        (self.query_quantized
+            && !self.quantized
+            && self.query_workers > 0
+            && self.engine == Engine::Onnx)
+            .then_some("int8q")
+    }
+
+    /// Whether document model threads also run queries (between two document passes, and
+    /// when idle): only when every model thread runs the same graph at the same priority.
+    pub fn document_threads_take_queries(&self) -> bool {
+        // With `quantized`, every thread runs the int8 graph already.
+        let same_graph = !self.query_quantized || self.quantized;
+        self.query_workers == 0 || (self.effective_document_nice() == 0 && same_graph)
+    }
+
     /// (model threads, threads per forward pass) after resolving the 0 = automatic values.
     pub fn parallelism(&self) -> (usize, usize) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -276,5 +333,57 @@ mod tests {
             found.iter().any(|e| e.contains("model.quantized")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn int8_queries_need_onnx_and_query_threads_and_nice_is_bounded() {
+        let mut config = EmbeddingConfig::default();
+        config.model.query_quantized = true;
+        let found = errors(&config);
+        assert!(!found.iter().any(|e| e.contains("model.")), "{found:?}");
+        config.model.query_workers = 0;
+        config.model.engine = Engine::Candle;
+        config.model.document_nice = 20;
+        let found = errors(&config);
+        for wanted in [
+            "model.query_quantized needs model.engine",
+            "model.query_quantized needs model.query_workers",
+            "model.document_nice is 20, at most 19",
+        ] {
+            assert!(
+                found.iter().any(|e| e.contains(wanted)),
+                "{wanted}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn document_threads_keep_queries_only_at_equal_priority_and_graph() {
+        let mut m = ModelConfig::default();
+        assert_eq!(m.effective_document_nice(), 10);
+        assert!(
+            !m.document_threads_take_queries(),
+            "lowered threads leave queries"
+        );
+        m.document_nice = 0;
+        assert!(m.document_threads_take_queries());
+        m.query_quantized = true;
+        assert!(
+            !m.document_threads_take_queries(),
+            "fp32 threads never answer int8 queries"
+        );
+        m.query_workers = 0;
+        m.document_nice = 10;
+        assert_eq!(
+            m.effective_document_nice(),
+            0,
+            "no query threads: nothing lowered"
+        );
+        assert!(m.document_threads_take_queries());
+        let candle = ModelConfig {
+            engine: Engine::Candle,
+            ..ModelConfig::default()
+        };
+        assert_eq!(candle.effective_document_nice(), 0);
     }
 }

@@ -54,6 +54,9 @@ pub struct Embedder {
     /// Prepended to queries / documents (e5: "query: " / "passage: "; empty for MiniLM).
     pub query_prefix: Arc<str>,
     pub document_prefix: Arc<str>,
+    /// Cache namespace of query vectors when they come from another graph than documents'
+    /// (`int8q` with `model.query_quantized`); `None` = queries and documents share entries.
+    pub query_cache_variant: Option<Arc<str>>,
 }
 
 fn invalid(field: String, message: String) -> EmbeddingError {
@@ -126,7 +129,13 @@ impl Embedder {
                 t.insert_str(0, prefix);
             }
         }
-        let keys: Vec<String> = texts.iter().map(|t| self.cache.key(t)).collect();
+        let keys: Vec<String> = match (kind, &self.query_cache_variant) {
+            (InputKind::Query, Some(variant)) => texts
+                .iter()
+                .map(|t| self.cache.variant_key(variant, t))
+                .collect(),
+            _ => texts.iter().map(|t| self.cache.key(t)).collect(),
+        };
         let cached = self.cache.get_many(&keys).await;
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| cached[i].is_none()).collect();
         let mut fresh = Vec::new();

@@ -2,7 +2,8 @@
 //! provider is all-MiniLM-L6-v2 in-process on CPU (`model`: ONNX Runtime or candle;
 //! `batcher`: a dedicated model thread merging concurrent requests into length-sorted
 //! batches); `openai` calls any OpenAI-compatible `/v1/embeddings` instead, and serves that
-//! endpoint itself on the admin port. `cache` keeps vectors in memory and Redis, `embedder`
+//! endpoint itself on the admin port. `local` loads the model copies (document threads at a
+//! lower OS priority, `priority`; optionally int8 query copies) and starts the batcher. `cache` keeps vectors in memory and Redis, `embedder`
 //! ties limits, cache and provider together for both the gRPC surface (`service`) and HTTP.
 
 #![forbid(unsafe_code)]
@@ -12,15 +13,16 @@ mod cache;
 mod config;
 mod embedder;
 mod error;
+mod local;
 mod model;
 mod openai;
+mod priority;
 mod service;
 mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use anyhow::Context;
 use braid_core::metrics::Metrics;
 use braid_core::server::{self, Listeners};
 use braid_proto::service_names;
@@ -48,58 +50,17 @@ pub async fn run(
 
     let (provider, model_id, dimensions) = match config.provider.kind {
         ProviderKind::Local => {
-            let model_config = config.model.clone();
-            let (workers, threads) = model_config.parallelism();
-            // 0 stays 0: the model then uses one thread per core.
-            let query_threads = model_config.query_threads;
-            let query_workers = model_config.query_workers;
-            let lone_threads = model_config.lone_pass_threads();
-            let (models, query_models, lone_model) = tokio::task::spawn_blocking(move || {
-                // No spinning: on a shared 2-core machine, threads spinning for work doubled
-                // the CPU per query and slowed batches (BENCHMARKS.md, engine settings).
-                let load = |threads: usize| {
-                    Model::load(
-                        &model_config.dir,
-                        ModelOptions {
-                            max_tokens: model_config.max_tokens,
-                            engine: model_config.engine,
-                            gelu: model_config.gelu,
-                            onnx_runtime: model_config.onnx_runtime.clone(),
-                            threads,
-                            spin: false,
-                            quantized: model_config.quantized,
-                        },
-                    )
-                };
-                let models = (0..workers)
-                    .map(|_| load(threads))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let query_models = (0..query_workers)
-                    .map(|_| load(query_threads))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let lone_model = lone_threads.map(load).transpose()?;
-                Ok::<_, model::ModelError>((models, query_models, lone_model))
-            })
-            .await?
-            .with_context(|| format!("loading the model from {}", config.model.dir.display()))?;
-            let model = &models[0];
-            // The revision names the weights and, for the int8 graph, the quantisation.
-            let model_id = format!("{}@{}", config.model.name, model.revision());
-            let dimensions = model.dimensions();
-            tracing::info!(model = %model_id, dimensions, engine = ?config.model.engine, workers, threads, query_workers, query_threads, ?lone_threads, "model loaded");
-            let batcher = batcher::Batcher::start(
-                models,
-                query_models,
-                lone_model,
-                batcher::BatchLimits {
-                    max_batch: config.model.max_batch,
-                    max_batch_tokens: config.model.max_batch_tokens,
-                    max_tokens: config.model.max_tokens,
-                },
+            let local = local::start(
+                &config.model,
                 config.limits.queue_capacity,
                 batcher::BatcherMetrics::new(&metrics),
-            );
-            (Provider::Local(batcher), model_id, dimensions)
+            )
+            .await?;
+            (
+                Provider::Local(local.batcher),
+                local.model_id,
+                local.dimensions,
+            )
         }
         ProviderKind::Openai => {
             let client = openai::OpenAiProvider::new(&config.provider.openai, &metrics)?;
@@ -123,6 +84,7 @@ pub async fn run(
         dimensions,
         query_prefix: config.model.query_prefix.as_str().into(),
         document_prefix: config.model.document_prefix.as_str().into(),
+        query_cache_variant: config.model.query_cache_variant().map(Into::into),
     };
     let probe = {
         let embedder = embedder.clone();

@@ -123,6 +123,9 @@ enum Command {
         dataset: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Embed a sample: every judged document plus the first N others (default: all).
+        #[arg(long)]
+        docs: Option<usize>,
     },
 }
 
@@ -206,7 +209,9 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::EvalInt8 { dataset, out } => quality::run(&dataset, out.as_deref()).await,
+        Command::EvalInt8 { dataset, out, docs } => {
+            quality::run(&dataset, out.as_deref(), docs).await
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! (VectorSearch.Search with that vector), the text leg alone (TextSearch.Search), and the
 //! whole hybrid search through the gateway (query cache bypassed). Prints p50/p90/p99 per part
 //! for both phases, so the part whose tail grows is the one to fix; ingest knobs are flags,
-//! so the same run before and after a change compares them.
+//! so the same run before and after a change compares them (`--document-nice 0` is the
+//! behaviour before document threads ran at a lower priority).
 //!
 //! ```sh
 //! ingest-probe --dataset ../shared/eval/scifact --base 500 --ingest 1500 --idle-seconds 20
@@ -52,6 +53,13 @@ struct Cli {
     /// Chunks per embedding call of the ingest workers (`worker.embed_batch`).
     #[arg(long)]
     embed_batch: Option<usize>,
+    /// How much lower the document model threads' OS priority is (`model.document_nice`;
+    /// 0 = the same as queries).
+    #[arg(long)]
+    document_nice: Option<u8>,
+    /// Queries on the int8 graph, documents on fp32 (`model.query_quantized`).
+    #[arg(long)]
+    query_quantized: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -262,9 +270,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = cli.embed_batch {
         options.ingest.worker.embed_batch = n;
     }
+    if let Some(n) = cli.document_nice {
+        options.embedding.model.document_nice = n;
+    }
+    options.embedding.model.query_quantized = cli.query_quantized;
     let knobs = format!(
-        "worker.concurrency {}, worker.embed_batch {}",
-        options.ingest.worker.concurrency, options.ingest.worker.embed_batch
+        "worker.concurrency {}, worker.embed_batch {}, model.document_nice {}, model.query_quantized {}",
+        options.ingest.worker.concurrency,
+        options.ingest.worker.embed_batch,
+        options.embedding.model.document_nice,
+        options.embedding.model.query_quantized
     );
     let stack = Arc::new(Stack::start_with(options).await?);
     eprintln!(
