@@ -6,7 +6,8 @@
 //! Internal auth is on: every service gets the same per-process service key
 //! ([`internal_key`]), so every test exercises service credentials; [`service_channel`] and
 //! the `Stack::*_client` helpers carry a valid one. The gateway's user auth is off unless a
-//! test opts in with [`StackOptions::with_jwt`].
+//! test opts in with [`StackOptions::with_jwt`], or with [`Users::stack_options`], which also
+//! signs a token per subject, tenant and role.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +36,14 @@ use tower::Layer;
 
 pub use braid_proto::v1;
 
+mod documents;
 pub mod pg_topology;
+mod servers;
+pub mod users;
+
+pub use documents::{ingest_ready, ingest_texts};
+pub use servers::{HungServer, RedisServer};
+pub use users::{Users, as_user};
 
 /// The internal service key every test service shares (random per test process).
 pub fn internal_key() -> &'static str {
@@ -572,40 +580,6 @@ pub fn metric_sum(text: &str, name: &str, filters: &[&str]) -> f64 {
         .sum()
 }
 
-/// A throwaway `redis-server` on a free port, without persistence; killed on drop.
-pub struct RedisServer {
-    pub port: u16,
-    child: std::process::Child,
-}
-
-impl RedisServer {
-    pub async fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context(
-                "starting redis-server (`make setup` installs it: apt-get install redis-server)",
-            )?;
-        let server = Self { port, child };
-        accepting("redis-server", port, Duration::from_secs(10)).await?;
-        Ok(server)
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// GET `path` from an admin HTTP listener; returns (status line, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -620,77 +594,4 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(String, S
         head.lines().next().unwrap_or_default().to_string(),
         body.to_string(),
     ))
-}
-
-/// Ingests `texts` through the gateway as documents `doc-0`, `doc-1`, … (title `Topic i`) and
-/// waits until every one is READY; panics on any rejected document.
-pub async fn ingest_texts(gw: &mut GatewayClient<Channel>, texts: &[&str]) {
-    let documents = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| v1::DocumentInput {
-            external_id: format!("doc-{i}"),
-            title: format!("Topic {i}"),
-            content: (*text).into(),
-            mime_type: "text/plain".into(),
-            ..Default::default()
-        })
-        .collect();
-    let results = gw
-        .ingest(v1::IngestRequest {
-            documents,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .expect("ingest")
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
-}
-
-/// A hung service: its socket accepts connections (and reads what is sent) but nothing ever
-/// answers, as when a process is wedged. Bind it on a stopped service's address to hang that
-/// leg for its clients. Stops on drop.
-pub struct HungServer {
-    pub addr: SocketAddr,
-    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl HungServer {
-    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut readers = tokio::task::JoinSet::new();
-            while let Ok((mut socket, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                readers.spawn(async move {
-                    let mut sink = [0u8; 4096];
-                    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
-                });
-            }
-        });
-        Ok(Self {
-            addr,
-            accepted,
-            task,
-        })
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for HungServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

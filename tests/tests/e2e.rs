@@ -9,7 +9,7 @@ use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, DocumentStatus, GetDocumentRequest, IngestRequest,
     MetadataFilter, SearchMode, SearchRequest, SearchResponse,
 };
-use braid_tests::{Stack, eventually, http_get};
+use braid_tests::{Stack, eventually, http_get, ingest_ready};
 
 fn doc(id: &str, title: &str, topic: &str, mime: &str, content: &str) -> DocumentInput {
     DocumentInput {
@@ -71,27 +71,7 @@ fn corpus() -> Vec<DocumentInput> {
 }
 
 async fn ingest_all(stack: &Stack, tenant: &str, docs: Vec<DocumentInput>) -> Vec<String> {
-    let mut gw = stack.gateway_client().await.unwrap();
-    let response = gw
-        .ingest(IngestRequest {
-            tenant: tenant.into(),
-            documents: docs,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    response
-        .results
-        .iter()
-        .map(|r| {
-            assert_eq!(r.error, "", "{r:?}");
-            assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
-            r.document_id.clone()
-        })
-        .collect()
+    ingest_ready(&mut stack.gateway_client().await.unwrap(), tenant, docs).await
 }
 
 async fn search(stack: &Stack, query: &str, mode: SearchMode) -> SearchResponse {
