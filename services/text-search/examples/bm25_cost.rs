@@ -2,8 +2,14 @@
 //! it (chunks of ~100 words, title + body, document entries), as the gateway asks: 50
 //! candidates, text and snippet for the first 10 (`detail`).
 //!
-//! `cargo run --release -p braid-text-search --example bm25_cost -- <scifact dir> [docs] [queries] [rounds]`
+//! `cargo run --release -p braid-text-search --example bm25_cost -- <scifact dir> [docs] [queries] [rounds] [rankings file]`
 //! (figures in BENCHMARKS.md, fastpath section)
+//!
+//! Rankings: the warm-up round's answers (every hit's chunk, document, external id, ordinal and
+//! exact score, and a digest of its title, text and snippet), one line per query and caller,
+//! are summed up in a printed digest; with a rankings file, the first build writes them there
+//! and every later build compares its own with them and fails at the first query that differs,
+//! so a speed-up that changes a ranking, a score or a snippet cannot go unnoticed.
 //!
 //! Two callers alternate, round after round: `open` (unrestricted: auth disabled) and `acl` (a
 //! reader with clearance 2 and two groups, so the query carries the ACL clauses). Each round
@@ -15,7 +21,8 @@
 use std::time::Instant;
 
 use braid_proto::prost::Message;
-use braid_proto::v1::LegSearchResponse;
+use braid_proto::v1::{ChunkHit, LegSearchResponse};
+use sha2::{Digest, Sha256};
 mod scifact;
 
 use braid_text_search::{IndexConfig, SearchConfig, TantivyIndex, TextIndex, TextQuery};
@@ -34,6 +41,51 @@ fn cpu_ns() -> u64 {
         }
     }
     total
+}
+
+/// One line describing a query's answer exactly (see the module docs).
+fn ranking_line(arm: &str, query: &str, hits: &[ChunkHit]) -> String {
+    let mut line = format!("{arm}\t{query}");
+    for h in hits {
+        let shown = Sha256::digest(format!("{}\u{0}{}\u{0}{}", h.title, h.text, h.snippet));
+        line.push_str(&format!(
+            "\t{}|{}|{}|{}|{:08x}|{}",
+            h.chunk_id,
+            h.document_id,
+            h.external_id,
+            h.ordinal,
+            h.score.to_bits(),
+            &hex::encode(shown)[..16]
+        ));
+    }
+    line.push('\n');
+    line
+}
+
+/// Writes `rankings` to `path` if it does not exist, else fails at the first line that differs.
+fn check_rankings(path: &std::path::Path, rankings: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        std::fs::write(path, rankings)?;
+        println!("rankings written to {}", path.display());
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(path)?;
+    for (i, (want, got)) in expected.lines().zip(rankings.lines()).enumerate() {
+        anyhow::ensure!(
+            want == got,
+            "ranking {i} differs from {}:\n  expected {want}\n  got      {got}",
+            path.display()
+        );
+    }
+    anyhow::ensure!(
+        expected.lines().count() == rankings.lines().count(),
+        "{} holds {} rankings, this run made {}",
+        path.display(),
+        expected.lines().count(),
+        rankings.lines().count()
+    );
+    println!("rankings identical to {}", path.display());
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -92,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         ..braid_core::auth::Access::unrestricted()
     };
+    let rankings_file = args.get(5).map(std::path::PathBuf::from);
+    let mut rankings = String::new();
     let mut cpu_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     // Round 0 warms up and is not counted.
     for round in 0..=rounds {
@@ -116,6 +170,9 @@ async fn main() -> anyhow::Result<()> {
                         chunk_level: false,
                     })
                     .await?;
+                if round == 0 {
+                    rankings.push_str(&ranking_line(name, q, &hits));
+                }
                 bytes += LegSearchResponse { hits }.encoded_len();
             }
             let (cpu, wall) = (cpu_ns() - cpu0, wall0.elapsed());
@@ -129,6 +186,13 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    println!(
+        "rankings digest: {}",
+        &hex::encode(Sha256::digest(&rankings))[..16]
+    );
+    if let Some(path) = &rankings_file {
+        check_rankings(path, &rankings)?;
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);

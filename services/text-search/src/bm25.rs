@@ -8,10 +8,12 @@
 //! Lucene's BM25 (`idf * tf / (tf + k1 * (1 - b + b * len / avg_len))`, idf =
 //! `ln(1 + (N - n + 0.5) / (n + 0.5))`), times the query-side weight (boost).
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, Term};
 
 /// BM25 free parameters.
@@ -28,33 +30,65 @@ pub struct Bm25TermQuery {
     population: Term,
     params: Bm25Params,
     boost: f32,
+    fields: Arc<FieldStatistics>,
 }
 
 impl Bm25TermQuery {
-    pub fn new(term: Term, population: Term, params: Bm25Params, boost: f32) -> Self {
+    /// The clauses of one query should share `fields`, so the population's statistics are
+    /// looked up once per field instead of once per clause.
+    pub fn new(
+        term: Term,
+        population: Term,
+        params: Bm25Params,
+        boost: f32,
+        fields: Arc<FieldStatistics>,
+    ) -> Self {
         Self {
             term,
             population,
             params,
             boost,
+            fields,
         }
+    }
+}
+
+/// The population size and a field's average length within it, per (searcher generation,
+/// field): what every term of that field needs, computed by the first of them.
+#[derive(Debug, Default)]
+pub struct FieldStatistics {
+    computed: Mutex<Vec<(u64, Field, u64, f32)>>,
+}
+
+impl FieldStatistics {
+    fn get(&self, searcher: &Searcher, q: &Bm25TermQuery) -> tantivy::Result<(u64, f32)> {
+        let (generation, field) = (searcher.generation().generation_id(), q.term.field());
+        let mut computed = self.computed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(_, _, population, avg_len)) = computed
+            .iter()
+            .find(|(g, f, _, _)| *g == generation && *f == field)
+        {
+            return Ok((population, avg_len));
+        }
+        let population = searcher.doc_freq(&q.population)?;
+        let mut tokens = 0u64;
+        for reader in searcher.segment_readers() {
+            tokens += reader.inverted_index(field)?.total_num_tokens();
+        }
+        let avg_len = if population == 0 {
+            1.0
+        } else {
+            (tokens as f32 / population as f32).max(1.0)
+        };
+        computed.push((generation, field, population, avg_len));
+        Ok((population, avg_len))
     }
 }
 
 /// Collection statistics of a field within the population.
 fn statistics(searcher: &Searcher, q: &Bm25TermQuery) -> tantivy::Result<(u64, u64, f32)> {
-    let field = q.term.field();
-    let population = searcher.doc_freq(&q.population)?;
-    let mut tokens = 0u64;
-    for reader in searcher.segment_readers() {
-        tokens += reader.inverted_index(field)?.total_num_tokens();
-    }
+    let (population, avg_len) = q.fields.get(searcher, q)?;
     let doc_freq = searcher.doc_freq(&q.term)?.min(population);
-    let avg_len = if population == 0 {
-        1.0
-    } else {
-        (tokens as f32 / population as f32).max(1.0)
-    };
     Ok((population, doc_freq, avg_len))
 }
 

@@ -19,7 +19,9 @@ use std::ops::Bound;
 
 use braid_core::filter::{Filter, Op, typed};
 use tantivy::Term;
-use tantivy::query::{ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::query::{
+    BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{Field, IndexRecordOption};
 
 /// Between a key and its value in an equality term.
@@ -55,9 +57,12 @@ pub fn filter_clauses(meta: Field, filter: &Filter) -> Vec<(Occur, Box<dyn Query
                     term(format!("{key}{SEP}{v}")),
                     IndexRecordOption::Basic,
                 )),
-                Op::In(values) => Box::new(TermSetQuery::new(
-                    values.iter().map(|v| term(format!("{key}{SEP}{v}"))),
-                )),
+                Op::In(values) => any_term(
+                    values
+                        .iter()
+                        .map(|v| term(format!("{key}{SEP}{v}")))
+                        .collect(),
+                ),
                 Op::Exists => Box::new(RangeQuery::new(
                     Bound::Included(term(format!("{key}{SEP}"))),
                     // The character after SEP: every `key\x1f…` term sorts below it.
@@ -87,6 +92,28 @@ pub fn filter_clauses(meta: Field, filter: &Filter) -> Vec<(Occur, Box<dyn Query
             )
         })
         .collect()
+}
+
+/// Up to this many terms, [`any_term`] is a union of term queries.
+const FEW_TERMS: usize = 16;
+
+/// Entries holding any of `terms`. A few terms are a union of term queries: a `TermSetQuery`
+/// builds an automaton of its terms per search and runs it over the term dictionary of every
+/// segment, which costs more than looking a few terms up (bm25_cost example, `acl` caller);
+/// more terms are a `TermSetQuery`, which scales with the dictionary, not with the terms.
+pub fn any_term(terms: Vec<Term>) -> Box<dyn Query> {
+    if terms.len() > FEW_TERMS {
+        return Box::new(TermSetQuery::new(terms));
+    }
+    Box::new(BooleanQuery::new(
+        terms
+            .into_iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::Basic));
+                (Occur::Should, q)
+            })
+            .collect(),
+    ))
 }
 
 fn map<T>(bound: Bound<T>, encode: impl Fn(T) -> String) -> Bound<String> {

@@ -63,6 +63,17 @@ pub async fn run(
                     )
                 })?,
             );
+            let cached = metrics.gauge(
+                "text_index_id_column_segments",
+                "segments of the serving Tantivy index whose id columns are cached (one per \
+                 live segment)",
+            );
+            let serving = Arc::downgrade(&managed);
+            metrics.on_scrape(move || {
+                if let Some(m) = serving.upgrade() {
+                    cached.set(m.id_column_segments() as f64);
+                }
+            });
             (managed.clone(), managed)
         }
         #[cfg(feature = "elasticsearch")]

@@ -200,6 +200,11 @@ impl ManagedIndex {
         }
     }
 
+    /// Segments of the serving index whose id columns are cached (0 when none serves).
+    pub fn id_column_segments(&self) -> usize {
+        self.serving().map_or(0, |i| i.id_column_segments())
+    }
+
     /// The serving state; with `expected` (the index ingest last wrote to), an index that is
     /// neither it nor a successor of it becomes a fault.
     pub fn status(&self, expected: &str) -> IndexStatus {

@@ -7,8 +7,11 @@
 //! documents. Exact-match `tenant` and `meta` (`key\x1fvalue`) fields and the document's ACL
 //! (`acl_clearance`, `acl_group`) are on both kinds, and both queries add the same zero-score
 //! filter clauses ([`query::filter_clauses`]), so `top_k` counts only visible documents. Writes take
-//! the single writer, commit, and reload the reader, all on the blocking pool.
+//! the single writer, commit, and reload the reader, all on the blocking pool; each reload
+//! builds the id columns ([`columns`]) of the new segments, from which searches learn their
+//! candidates' documents and chunks without reading stored documents.
 
+mod columns;
 mod query;
 mod schema;
 mod search;
@@ -31,6 +34,7 @@ use crate::config::{IndexConfig, SearchConfig};
 use crate::error::TextError;
 use crate::index::{TextIndex, TextQuery};
 
+use self::columns::ColumnsCache;
 use self::schema::{Fields, KIND_CHUNK, doc_key, schema, zero_score_term};
 
 struct Inner {
@@ -42,6 +46,8 @@ struct Inner {
     /// Writes made durable and visible by a commit (group commit, see `Inner::write`).
     committed: Mutex<u64>,
     fields: Fields,
+    /// Per-segment document keys and chunks, rebuilt for new segments at each reload.
+    columns: ColumnsCache,
     snippet_chars: usize,
     title_boost: f32,
     bm25: Bm25Params,
@@ -92,6 +98,10 @@ impl TantivyIndex {
         let writer = index
             .writer_with_num_threads(config.writer_threads, config.writer_memory_mb * 1024 * 1024)
             .map_err(index_err)?;
+        let columns = ColumnsCache::default();
+        columns
+            .warm(&fields, &reader.searcher())
+            .map_err(index_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 index,
@@ -100,6 +110,7 @@ impl TantivyIndex {
                 added: std::sync::atomic::AtomicU64::new(0),
                 committed: Mutex::new(0),
                 fields,
+                columns,
                 snippet_chars: search.snippet_chars,
                 title_boost: search.title_boost,
                 bm25: Bm25Params {
@@ -108,6 +119,11 @@ impl TantivyIndex {
                 },
             }),
         })
+    }
+
+    /// Segments whose id columns are cached (one per live segment, see [`columns`]).
+    pub fn id_column_segments(&self) -> usize {
+        self.inner.columns.segments()
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, TextError>

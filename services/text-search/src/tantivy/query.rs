@@ -2,18 +2,19 @@
 //! (never parsed as query syntax), and the zero-score filter clauses every query adds.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use braid_core::auth::Access;
 use tantivy::Term;
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery,
-    TermQuery, TermSetQuery,
+    TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
 
 use super::schema::{Fields, KIND_DOCUMENT, NO_GROUPS, zero_score_term};
 use super::{Inner, index_err};
-use crate::bm25::Bm25TermQuery;
+use crate::bm25::{Bm25TermQuery, FieldStatistics};
 use crate::error::TextError;
 use crate::filter;
 use crate::index::TextQuery;
@@ -77,10 +78,17 @@ impl Inner {
             }
         }
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let statistics = Arc::new(FieldStatistics::default());
         for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
             for (text, n) in &counts {
                 let term = Term::from_field_text(field, text);
-                let q = Bm25TermQuery::new(term, population.clone(), self.bm25, boost * n);
+                let q = Bm25TermQuery::new(
+                    term,
+                    population.clone(),
+                    self.bm25,
+                    boost * n,
+                    statistics.clone(),
+                );
                 clauses.push((Occur::Should, Box::new(q)));
             }
         }
@@ -113,13 +121,14 @@ pub(super) fn access_clauses(f: &Fields, access: &Access) -> Vec<(Occur, Box<dyn
             u64::from(access.clearance),
         )),
     );
-    let groups = TermSetQuery::new(
+    let groups = filter::any_term(
         std::iter::once(NO_GROUPS)
             .chain(access.groups.iter().map(String::as_str))
-            .map(|g| Term::from_field_text(f.acl_group, g)),
+            .map(|g| Term::from_field_text(f.acl_group, g))
+            .collect(),
     );
     let zero = |q: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
         (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
     };
-    vec![zero(Box::new(clearance)), zero(Box::new(groups))]
+    vec![zero(Box::new(clearance)), zero(groups)]
 }

@@ -2,23 +2,21 @@
 //! ranking, hits with snippets, and fetching chunks by id.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use braid_proto::v1::ChunkHit;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, TantivyDocument, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, Searcher, Term};
+use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, Term};
 
+use super::columns::SegmentColumns;
 use super::query::filter_clauses;
-use super::schema::{KIND_CHUNK, KIND_DOCUMENT, doc_key, zero_score_term};
+use super::schema::{KIND_CHUNK, KIND_DOCUMENT, zero_score_term};
 use super::{Inner, index_err};
 use crate::error::TextError;
 use crate::index::TextQuery;
-
-/// The chunk query that picks each ranked document's best chunk first asks for this many
-/// chunks per document; documents left without one are then looked up one by one.
-const CHUNKS_PER_DOCUMENT: usize = 4;
 
 impl Inner {
     /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
@@ -60,75 +58,25 @@ impl Inner {
         if let Some(min) = q.min_score {
             documents.retain(|(score, _)| *score >= min);
         }
-        let ids = documents
+        let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
+        let keys: Vec<Option<&str>> = documents
             .iter()
-            .map(|&(_, address)| stored_str(&searcher, address, f.document_id))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|&(_, a)| {
+                columns
+                    .get(a.segment_ord as usize)
+                    .and_then(|c| c.key(a.doc_id))
+            })
+            .collect();
         let text_query = self.text_query(&q.query)?;
-        let best = self.best_chunks(&searcher, &*text_query, q, &ids)?;
+        let best = best_chunks(&searcher, &columns, &*text_query, &keys)?;
         // Both queries run on one searcher (one commit), where a document entry exists
         // exactly when its chunks do; a document without a chunk is left out all the same.
         let top: Vec<(f32, DocAddress)> = documents
             .iter()
-            .zip(&ids)
-            .filter_map(|(&(score, _), id)| best.get(id).map(|&a| (score, a)))
+            .zip(&best)
+            .filter_map(|(&(score, _), best)| best.map(|a| (score, a)))
             .collect();
         self.hits(&searcher, &*text_query, &top, q.detail as usize)
-    }
-
-    /// The best-scoring chunk (chunk-level BM25 of `text_query`, ties to the lower address)
-    /// of each document in `ids`. The documents passed the tenant, metadata and ACL filters in
-    /// the document query, and their chunks carry the same tenant (in the document key), ACL
-    /// (one per document, [`chunks_acl`](braid_core::auth::chunks_acl)) and metadata (the
-    /// document's, as ingest writes them), so the chunk query needs only the document keys:
-    /// repeating the filters cost a third more CPU per search with an ACL (bm25_cost example).
-    pub(super) fn best_chunks(
-        &self,
-        searcher: &Searcher,
-        text_query: &dyn Query,
-        q: &TextQuery,
-        ids: &[String],
-    ) -> Result<HashMap<String, DocAddress>, TextError> {
-        let f = self.fields;
-        let mut best = HashMap::new();
-        let query_for = |ids: &[&String]| {
-            let keys = ids
-                .iter()
-                .map(|id| Term::from_field_text(f.doc_key, &doc_key(&q.tenant, id)));
-            let clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-                (
-                    Occur::Must,
-                    Box::new(ConstScoreQuery::new(Box::new(TermSetQuery::new(keys)), 0.0)),
-                ),
-                (Occur::Should, text_query.box_clone()),
-                zero_score_term(f.kind, KIND_CHUNK),
-            ];
-            BooleanQuery::new(clauses)
-        };
-        let all: Vec<&String> = ids.iter().collect();
-        let limit = (ids.len() * CHUNKS_PER_DOCUMENT).max(1);
-        let mut collect = |top: Vec<(f32, DocAddress)>| -> Result<(), TextError> {
-            for (_, address) in top {
-                let id = stored_str(searcher, address, f.document_id)?;
-                best.entry(id).or_insert(address);
-            }
-            Ok(())
-        };
-        collect(
-            searcher
-                .search(&query_for(&all), &TopDocs::with_limit(limit))
-                .map_err(index_err)?,
-        )?;
-        let missing: Vec<&String> = ids.iter().filter(|id| !best.contains_key(*id)).collect();
-        for id in missing {
-            let top = searcher
-                .search(&query_for(&[id]), &TopDocs::with_limit(1))
-                .map_err(index_err)?;
-            if let Some(&(_, address)) = top.first() {
-                best.insert(id.clone(), address);
-            }
-        }
-        Ok(best)
     }
 
     /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
@@ -237,11 +185,59 @@ impl Inner {
     }
 }
 
-/// A stored string field of one entry.
-fn stored_str(searcher: &Searcher, address: DocAddress, field: Field) -> Result<String, TextError> {
-    let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
-    Ok(d.get_first(field)
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string())
+/// The best chunk of each document key in `keys` (by chunk-level BM25 of `text_query`, a chunk
+/// without a query term scoring 0; ties to the lower address, as `TopDocs` orders them), or
+/// `None` for a document without a live chunk. The documents passed the tenant, metadata and
+/// ACL filters in the document query, and their chunks carry the same tenant (in the key), ACL
+/// (one per document, [`chunks_acl`](braid_core::auth::chunks_acl)) and metadata (the
+/// document's, as ingest writes them), so only the keys' chunks are scored: their doc ids come
+/// from the id columns, and the text query's scorer is moved to each of them, ascending,
+/// instead of running a query that restricts the text query to the keys (a `TermSetQuery`
+/// whose automaton was built per search, and a stored-document read per candidate chunk to
+/// learn its document).
+fn best_chunks(
+    searcher: &Searcher,
+    columns: &[Arc<SegmentColumns>],
+    text_query: &dyn Query,
+    keys: &[Option<&str>],
+) -> Result<Vec<Option<DocAddress>>, TextError> {
+    let weight = text_query
+        .weight(EnableScoring::enabled_from_searcher(searcher))
+        .map_err(index_err)?;
+    let mut best: Vec<Option<(Score, DocAddress)>> = vec![None; keys.len()];
+    let mut candidates: Vec<(DocId, usize)> = Vec::new();
+    for (ordinal, (segment, columns)) in searcher.segment_readers().iter().zip(columns).enumerate()
+    {
+        candidates.clear();
+        let alive = segment.alive_bitset();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            candidates.extend(
+                columns
+                    .chunks(key)
+                    .iter()
+                    .filter(|&&doc| alive.is_none_or(|a| a.is_alive(doc)))
+                    .map(|&doc| (doc, i)),
+            );
+        }
+        if candidates.is_empty() {
+            continue;
+        }
+        candidates.sort_unstable();
+        let mut scorer = weight.scorer(segment, 1.0).map_err(index_err)?;
+        for &(doc, i) in &candidates {
+            let at = if scorer.doc() < doc {
+                scorer.seek(doc)
+            } else {
+                scorer.doc()
+            };
+            let score = if at == doc { scorer.score() } else { 0.0 };
+            let address = DocAddress::new(ordinal as u32, doc);
+            // Addresses come in ascending order, so a tie keeps the lower one.
+            if best[i].is_none_or(|(s, _)| score > s) {
+                best[i] = Some((score, address));
+            }
+        }
+    }
+    Ok(best.into_iter().map(|b| b.map(|(_, a)| a)).collect())
 }

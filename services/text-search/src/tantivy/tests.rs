@@ -210,6 +210,30 @@ async fn access_applies_clearance_and_groups_inside_the_query() {
 }
 
 #[tokio::test]
+async fn a_caller_with_many_groups_is_filtered_like_one_with_few() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    for (id, a) in [
+        ("physics", acl(0, &["physics"])),
+        ("chem", acl(0, &["chem"])),
+    ] {
+        let mut c = chunk("t", id, 0, "", "neutron stars");
+        c.acl = a;
+        idx.replace_document("t", id, vec![c]).await.unwrap();
+    }
+    // Past `filter::FEW_TERMS` the groups are a term set instead of a union of terms.
+    let mut many: Vec<String> = (0..40).map(|i| format!("g{i}")).collect();
+    many.push("physics".into());
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(ids(&idx, "neutron", access(0, &many)).await, ["physics"]);
+    assert!(ids(&idx, "neutron", access(0, &many[..3])).await.is_empty());
+    assert_eq!(
+        ids(&idx, "neutron", access(0, &["g1", "chem"])).await,
+        ["chem"]
+    );
+}
+
+#[tokio::test]
 async fn top_k_is_filled_with_visible_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();

@@ -59,6 +59,12 @@ impl Inner {
         drop(writer);
         self.reader.reload().map_err(index_err)?;
         *committed = upto;
+        // Under the commit lock, so reloads warm in order (a later one never sees an earlier
+        // one forget its segments). The write is durable and visible by now: a failed build
+        // only leaves the build to the searches.
+        if let Err(e) = self.columns.warm(&self.fields, &self.reader.searcher()) {
+            tracing::warn!(error = %e, "building the id columns of new segments failed");
+        }
         Ok(())
     }
 
