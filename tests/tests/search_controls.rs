@@ -1,15 +1,17 @@
 //! Search controls end to end (real PostgreSQL + pgvector, Tantivy and model): pagination of
-//! the fused ranking, score thresholds, and metadata filters applied inside each leg.
+//! the fused ranking, score thresholds, metadata filters applied inside each leg, and the
+//! metadata types declared once (in the ingest service) and enforced at both ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use braid_core::filter::{MetaType, MetadataTypes};
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DateRange, DocumentInput, FilterClause, IngestRequest, MetadataFilter, NumberRange, SearchMode,
-    SearchRequest, SearchResponse, StringList, filter_clause,
+    DateRange, DocumentInput, FilterClause, FusionParams, IngestRequest, MetadataFilter,
+    NumberRange, SearchMode, SearchRequest, SearchResponse, StringList, filter_clause,
 };
-use braid_tests::{Stack, StackOptions};
+use braid_tests::{Stack, StackOptions, eventually};
 use tonic::transport::Channel;
 
 type Gateway = braid_tests::v1::gateway_client::GatewayClient<Channel>;
@@ -71,10 +73,11 @@ fn types() -> MetadataTypes {
     }
 }
 
+/// A stack whose types are declared in the ingest service's config only: the gateway learns
+/// them from it.
 async fn start() -> Stack {
     let mut options = StackOptions::default();
     options.ingest.metadata_types = types();
-    options.gateway.metadata_types = types();
     Stack::start_with(options).await.expect("stack")
 }
 
@@ -82,7 +85,16 @@ async fn ingest(
     gw: &mut Gateway,
     docs: Vec<DocumentInput>,
 ) -> Vec<braid_tests::v1::DocumentResult> {
+    ingest_into(gw, "", docs).await
+}
+
+async fn ingest_into(
+    gw: &mut Gateway,
+    tenant: &str,
+    docs: Vec<DocumentInput>,
+) -> Vec<braid_tests::v1::DocumentResult> {
     gw.ingest(IngestRequest {
+        tenant: tenant.into(),
         documents: docs,
         wait_until_indexed: true,
         wait_timeout_ms: 120_000,
@@ -425,6 +437,47 @@ async fn filters_apply_inside_each_leg() {
             Box::new(|d| meta(d, "draft").is_none()),
         ),
         (
+            "not in",
+            MetadataFilter {
+                clauses: vec![negated(clause(
+                    "lang",
+                    filter_clause::Op::In(StringList {
+                        values: vec!["en".into(), "fr".into()],
+                    }),
+                ))],
+                ..Default::default()
+            },
+            Box::new(|d| meta(d, "lang").as_deref() == Some("de")),
+        ),
+        (
+            "not number range",
+            MetadataFilter {
+                clauses: vec![negated(clause(
+                    "year",
+                    filter_clause::Op::NumberRange(NumberRange {
+                        gte: Some(2020.0),
+                        ..Default::default()
+                    }),
+                ))],
+                ..Default::default()
+            },
+            Box::new(|d| year(d) < 2020),
+        ),
+        (
+            "not date range",
+            MetadataFilter {
+                clauses: vec![negated(clause(
+                    "published",
+                    filter_clause::Op::DateRange(DateRange {
+                        lte: "2024-06-01".into(),
+                        ..Default::default()
+                    }),
+                ))],
+                ..Default::default()
+            },
+            Box::new(|d| published(d).as_str() > "2024-06-01"),
+        ),
+        (
             "not eq, and a range (AND)",
             MetadataFilter {
                 clauses: vec![
@@ -466,21 +519,46 @@ async fn filters_apply_inside_each_leg() {
             .unwrap();
             let got: HashSet<String> = ids(&all).into_iter().collect();
             assert_eq!(got, expected, "{name} in {mode:?}");
-            // Fewer than the matches: top_k is still filled, with matching documents only.
-            let few = search(
-                &mut gw,
-                SearchRequest {
-                    filter: Some(filter.clone()),
-                    ..request("solar energy report", mode, 3)
-                },
-            )
-            .await
-            .unwrap();
-            assert_eq!(few.hits.len(), 3, "{name} in {mode:?}: top_k filled");
+            // Inside the leg's query, not after it: the leg is asked for 3 hits only, for a
+            // query whose unfiltered top 3 holds a document the filter excludes. A leg that
+            // ranked first and filtered its 3 hits afterwards would come back short.
+            let three = FusionParams {
+                vector_candidates: 3,
+                text_candidates: 3,
+                ..Default::default()
+            };
+            let mut proved = false;
+            for topic in TOPICS {
+                // Every report holds "energy report": the text leg has matches for all.
+                let query = format!("energy report on {topic}");
+                let top3 = |filter: Option<MetadataFilter>| SearchRequest {
+                    filter,
+                    fusion: Some(three.clone()),
+                    ..request(&query, mode, 3)
+                };
+                let unfiltered = search(&mut gw, top3(None)).await.unwrap();
+                if ids(&unfiltered).iter().all(|id| expected.contains(id)) {
+                    continue;
+                }
+                let few = search(&mut gw, top3(Some(filter.clone()))).await.unwrap();
+                assert_eq!(
+                    few.hits.len(),
+                    3,
+                    "{name} in {mode:?} for `{topic}`: top_k filled ({:?}, unfiltered {:?})",
+                    ids(&few),
+                    ids(&unfiltered)
+                );
+                assert!(
+                    ids(&few).iter().all(|id| expected.contains(id)),
+                    "{name} in {mode:?}: {:?}",
+                    ids(&few)
+                );
+                proved = true;
+                break;
+            }
             assert!(
-                ids(&few).iter().all(|id| expected.contains(id)),
-                "{name} in {mode:?}: {:?}",
-                ids(&few)
+                proved,
+                "{name} in {mode:?}: no topic's top 3 holds an excluded document"
             );
         }
     }
@@ -641,4 +719,157 @@ async fn types_and_validation() {
             e.message()
         );
     }
+}
+
+/// Metadata types are declared once, in the ingest service's config: ingest enforces them per
+/// document, the gateway checks filters against the same declaration (per tenant), follows a
+/// change of it without a restart, and answers filtered searches while ingest is down.
+#[tokio::test]
+async fn metadata_types_are_declared_once_in_ingest() {
+    let mut options = StackOptions::default();
+    options.ingest.metadata_types = MetadataTypes {
+        default: BTreeMap::from([("year".into(), MetaType::Number)]),
+        tenants: BTreeMap::from([(
+            "acme".into(),
+            BTreeMap::from([("rating".into(), MetaType::Number)]),
+        )]),
+    };
+    options.gateway.search.metadata_types_refresh_ms = 200;
+    let mut stack = Stack::start_with(options).await.expect("stack");
+    let mut gw = stack.gateway_client().await.unwrap();
+    let rated = |i: usize, rating: &str| {
+        let mut d = report(i);
+        d.metadata.insert("rating".into(), rating.into());
+        d
+    };
+
+    // `rating` is a number in acme only: there a wrong-typed value costs its document alone;
+    // in the default tenant any text is a fine value.
+    let acme = ingest_into(
+        &mut gw,
+        "acme",
+        vec![
+            rated(0, "4.5"),
+            rated(1, "great"),
+            rated(2, "2"),
+            rated(3, "3.5"),
+        ],
+    )
+    .await;
+    assert_eq!(acme[1].error_code, Code::InvalidArgument as i32, "{acme:?}");
+    assert!(
+        acme[1].error.contains("metadata[rating]") && acme[1].error.contains("not a number"),
+        "{}",
+        acme[1].error
+    );
+    assert!(
+        [0, 2, 3].iter().all(|&i| acme[i].error.is_empty()),
+        "{acme:?}"
+    );
+    let default = ingest(&mut gw, vec![rated(4, "great"), rated(5, "4")]).await;
+    assert!(default.iter().all(|r| r.error.is_empty()), "{default:?}");
+
+    let rating_at_least = |tenant: &str, gte: f64| SearchRequest {
+        tenant: tenant.into(),
+        filter: Some(MetadataFilter {
+            clauses: vec![clause(
+                "rating",
+                filter_clause::Op::NumberRange(NumberRange {
+                    gte: Some(gte),
+                    ..Default::default()
+                }),
+            )],
+            ..Default::default()
+        }),
+        ..request("energy report", SearchMode::Text, 10)
+    };
+    let mut found = ids(&search(&mut gw, rating_at_least("acme", 3.0)).await.unwrap());
+    found.sort();
+    assert_eq!(
+        found,
+        ["r00", "r03"],
+        "acme: a number range on its number key"
+    );
+    let e = search(&mut gw, rating_at_least("", 3.0)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().starts_with("filter.clauses[0].number_range:")
+            && e.message().contains("`rating` is declared string"),
+        "{}",
+        e.message()
+    );
+    let e = search(
+        &mut gw,
+        SearchRequest {
+            tenant: "acme".into(),
+            filter: Some(MetadataFilter {
+                clauses: vec![clause("rating", filter_clause::Op::Eq("best".into()))],
+                ..Default::default()
+            }),
+            ..request("energy report", SearchMode::Text, 10)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().starts_with("filter.clauses[0]:") && e.message().contains("not a number"),
+        "{}",
+        e.message()
+    );
+
+    // Declared for every tenant in the ingest config alone: after ingest restarts with it,
+    // the gateway (not restarted) accepts the range in the default tenant within its refresh.
+    stack
+        .ingest_config
+        .metadata_types
+        .default
+        .insert("rating".into(), MetaType::Number);
+    stack.restart_ingest().await.unwrap();
+    let accepted = eventually(
+        "the gateway follows the ingest service's types",
+        Duration::from_secs(30),
+        || {
+            let mut gw = gw.clone();
+            async move { search(&mut gw, rating_at_least("", 3.0)).await.ok() }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ids(&accepted),
+        ["r05"],
+        "only the value that reads as a number"
+    );
+
+    // Ingest down: once the held types expire, a filtered search is still answered (the
+    // legs apply the filter), unchecked, and counted as such.
+    stack.ingest.stop().await.unwrap();
+    let unchecked = || async {
+        let (_, body) = braid_tests::http_get(stack.gateway.admin, "/metrics")
+            .await
+            .unwrap();
+        braid_tests::metric_sum(
+            &body,
+            "braid_metadata_types_lookups_total",
+            &["result=\"unavailable\""],
+        )
+    };
+    assert_eq!(unchecked().await, 0.0);
+    let answered = eventually(
+        "a filtered search answered without the ingest service",
+        Duration::from_secs(30),
+        || {
+            let mut gw = gw.clone();
+            async move {
+                let r = search(&mut gw, rating_at_least("acme", 3.0)).await.unwrap();
+                (unchecked().await > 0.0).then_some(r)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let mut found = ids(&answered);
+    found.sort();
+    assert_eq!(found, ["r00", "r03"]);
 }

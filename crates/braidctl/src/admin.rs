@@ -6,16 +6,12 @@ use braid_proto::v1::{
     DiscardJobsRequest, JobState, ListJobsRequest, ReembedRequest, RetryJobsRequest, StatsRequest,
 };
 
+use crate::Gateway;
 use crate::cli::JobsCommand;
-use crate::client::gateway;
 use crate::documents::ts;
 
-pub async fn stats(address: &str, token: Option<&str>, tenant: String) -> anyhow::Result<ExitCode> {
-    let s = gateway(address, token)
-        .await?
-        .stats(StatsRequest { tenant })
-        .await?
-        .into_inner();
+pub async fn stats(mut gw: Gateway, tenant: String) -> anyhow::Result<ExitCode> {
+    let s = gw.stats(StatsRequest { tenant }).await?.into_inner();
     println!("documents:            {}", s.documents_total);
     let mut by: Vec<_> = s.documents_by_status.iter().collect();
     by.sort();
@@ -34,14 +30,12 @@ pub async fn stats(address: &str, token: Option<&str>, tenant: String) -> anyhow
 }
 
 pub async fn reembed(
-    address: &str,
-    token: Option<&str>,
+    mut gw: Gateway,
     tenant: String,
     dry_run: bool,
     wait: bool,
     purge: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut gw = gateway(address, token).await?;
     let r = gw
         .reembed(ReembedRequest {
             tenant: tenant.clone(),
@@ -79,12 +73,10 @@ pub async fn reembed(
 }
 
 pub async fn jobs(
-    address: &str,
-    token: Option<&str>,
+    mut client: Gateway,
     tenant: &str,
     command: JobsCommand,
 ) -> anyhow::Result<ExitCode> {
-    let mut client = gateway(address, token).await?;
     match command {
         JobsCommand::List { states, leg, limit } => {
             let mut page_token = String::new();

@@ -11,7 +11,8 @@ use braid_proto::v1::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::{gateway, id_fields};
+use crate::Gateway;
+use crate::client::id_fields;
 use crate::files;
 
 pub fn status_name(code: i32) -> &'static str {
@@ -31,15 +32,9 @@ pub fn ts(t: &Option<braid_proto::prost_types::Timestamp>) -> String {
     t.as_ref().map_or("-".to_string(), |t| t.to_string())
 }
 
-pub async fn get(
-    address: &str,
-    token: Option<&str>,
-    tenant: String,
-    id: String,
-) -> anyhow::Result<ExitCode> {
+pub async fn get(mut gw: Gateway, tenant: String, id: String) -> anyhow::Result<ExitCode> {
     let (document_id, external_id) = id_fields(&id);
-    let doc = gateway(address, token)
-        .await?
+    let doc = gw
         .get_document(GetDocumentRequest {
             tenant,
             document_id,
@@ -71,15 +66,9 @@ pub async fn get(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn delete(
-    address: &str,
-    token: Option<&str>,
-    tenant: String,
-    id: String,
-) -> anyhow::Result<ExitCode> {
+pub async fn delete(mut gw: Gateway, tenant: String, id: String) -> anyhow::Result<ExitCode> {
     let (document_id, external_id) = id_fields(&id);
-    let r = gateway(address, token)
-        .await?
+    let r = gw
         .delete_document(DeleteDocumentRequest {
             tenant,
             document_id,
@@ -106,8 +95,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 pub async fn ingest(
-    address: &str,
-    token: Option<&str>,
+    mut client: Gateway,
     tenant: &str,
     paths: &[PathBuf],
     wait: Option<Duration>,
@@ -118,7 +106,6 @@ pub async fn ingest(
     if total == 0 {
         anyhow::bail!("no ingestible files found (.md, .markdown, .txt, .html, .htm, .jsonl)");
     }
-    let mut client = gateway(address, token).await?;
 
     // Files are read on a blocking thread into a small bounded channel: the upload stream
     // pulls from it only as fast as the server accepts documents.

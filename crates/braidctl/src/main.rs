@@ -48,6 +48,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let gateway_addr = cli.gateway.last().cloned().unwrap_or_default();
     let gateway_addr = gateway_addr.as_str();
     let token = cli.token.as_deref();
+    // Every command but `bench`, `token` and `health` talks to one gateway.
+    let gw = || gateway(gateway_addr, token);
     match cli.command {
         Command::Bench(args) => bench::run(cli.gateway, tenant, *args).await,
         Command::Ingest {
@@ -58,8 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let wait = wait.then(|| Duration::from_secs(wait_timeout_secs));
             documents::ingest(
-                gateway_addr,
-                token,
+                gw().await?,
                 &tenant,
                 &paths,
                 wait,
@@ -68,27 +69,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Search(args) => {
-            search::run(gateway(gateway_addr, token).await?, tenant, *args).await?;
+            search::run(gw().await?, tenant, *args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Get { id } => documents::get(gateway_addr, token, tenant, id).await,
-        Command::Delete { id } => documents::delete(gateway_addr, token, tenant, id).await,
-        Command::Jobs { command } => admin::jobs(gateway_addr, token, &tenant, command).await,
-        Command::Stats => admin::stats(gateway_addr, token, tenant).await,
+        Command::Get { id } => documents::get(gw().await?, tenant, id).await,
+        Command::Delete { id } => documents::delete(gw().await?, tenant, id).await,
+        Command::Jobs { command } => admin::jobs(gw().await?, &tenant, command).await,
+        Command::Stats => admin::stats(gw().await?, tenant).await,
         Command::Reembed {
             dry_run,
             wait,
             purge,
-        } => admin::reembed(gateway_addr, token, tenant, dry_run, wait, purge).await,
-        Command::Audit(args) => {
-            audit::run(gateway(gateway_addr, token).await?, &tenant, args).await
-        }
-        Command::Reindex(args) => {
-            recovery::reindex(gateway(gateway_addr, token).await?, &tenant, args).await
-        }
-        Command::Verify(args) => {
-            recovery::verify(gateway(gateway_addr, token).await?, &tenant, args).await
-        }
+        } => admin::reembed(gw().await?, tenant, dry_run, wait, purge).await,
+        Command::Audit(args) => audit::run(gw().await?, &tenant, args).await,
+        Command::Reindex(args) => recovery::reindex(gw().await?, &tenant, args).await,
+        Command::Verify(args) => recovery::verify(gw().await?, &tenant, args).await,
         Command::Token {
             command:
                 TokenCommand::Mint {

@@ -3,7 +3,6 @@ use braid_core::auth::jwt::AuthConfig;
 use braid_core::config::{
     BreakerSettings, ClientConfig, ServerConfig, TelemetryConfig, Validate, positive,
 };
-use braid_core::filter::MetadataTypes;
 use serde::{Deserialize, Serialize};
 
 use crate::fusion::{Defaults, Method, Normalization};
@@ -35,9 +34,10 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// This service's credential towards the internal services.
     pub internal_auth: InternalAuthConfig,
-    /// Declared metadata types (the same as the ingest service's): range filters are
-    /// accepted on `number` / `date` keys only.
-    pub metadata_types: MetadataTypes,
+    /// Not a gateway setting: metadata types are declared once, in the ingest service's
+    /// config, and the gateway reads them from it. Set here, start-up fails saying so.
+    #[serde(skip_serializing)]
+    pub metadata_types: Option<serde::de::IgnoredAny>,
 }
 
 /// `query_cache.*`: whole search answers, keyed on everything that can change them (see
@@ -139,6 +139,12 @@ pub struct SearchConfig {
     /// Deepest ranking a paged search may walk (`top_k` with `page_size`); without paging
     /// `top_k` is at most `max_top_k`.
     pub max_page_depth: u32,
+    /// How long a tenant's metadata types, read from the ingest service (where they are
+    /// declared), are kept before they are read again.
+    pub metadata_types_refresh_ms: u64,
+    /// Longest a filtered search waits for the ingest service's answer; without one the
+    /// filter goes to the legs unchecked (they still apply it).
+    pub metadata_types_timeout_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -157,7 +163,7 @@ impl Default for GatewayConfig {
             query_cache: QueryCacheConfig::default(),
             auth: AuthConfig::default(),
             internal_auth: InternalAuthConfig::default(),
-            metadata_types: MetadataTypes::default(),
+            metadata_types: None,
         }
     }
 }
@@ -183,6 +189,8 @@ impl Default for SearchConfig {
             text_timeout_ms: 2_000,
             leg_concurrency: 32,
             max_page_depth: 500,
+            metadata_types_refresh_ms: 30_000,
+            metadata_types_timeout_ms: 250,
         }
     }
 }
@@ -244,7 +252,23 @@ impl Validate for GatewayConfig {
         if s.max_page_depth < s.max_top_k {
             errors.push("search.max_page_depth must be at least search.max_top_k".into());
         }
-        self.metadata_types.validate("metadata_types", errors);
+        positive(
+            errors,
+            "search.metadata_types_refresh_ms",
+            s.metadata_types_refresh_ms,
+        );
+        positive(
+            errors,
+            "search.metadata_types_timeout_ms",
+            s.metadata_types_timeout_ms,
+        );
+        if self.metadata_types.is_some() {
+            errors.push(
+                "metadata_types: declare metadata types in the ingest service's config only; \
+                 the gateway reads them from the ingest service (remove them here)"
+                    .into(),
+            );
+        }
         self.breaker.validate(errors);
         self.limits.validate(errors);
         self.audit.validate(errors);
@@ -260,5 +284,32 @@ impl braid_core::entry::ServiceConfig for GatewayConfig {
     }
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn metadata_types_are_refused_with_where_they_belong() {
+        let env = HashMap::from([(
+            "BRAID_GATEWAY__METADATA_TYPES__DEFAULT__YEAR".to_string(),
+            "number".to_string(),
+        )]);
+        let err = braid_core::config::load::<GatewayConfig>("gateway", None, &env).unwrap_err();
+        assert!(
+            err.errors
+                .iter()
+                .any(|e| e.starts_with("metadata_types:") && e.contains("ingest service's config")),
+            "{err}"
+        );
+        let err = braid_core::config::load::<GatewayConfig>("gateway", None, &HashMap::new())
+            .err()
+            .map(|e| e.errors)
+            .unwrap_or_default();
+        assert!(err.iter().all(|e| !e.contains("metadata_types")), "{err:?}");
     }
 }

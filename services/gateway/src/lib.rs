@@ -136,7 +136,7 @@ pub async fn run(
         metrics: search::SearchMetrics::new(&metrics)?,
         cache: cache::QueryCache::new(&config.query_cache, &metrics)?,
         pages: paging::PageTokens::new(page_key.as_deref()),
-        metadata_types: config.metadata_types.clone(),
+        types: search::TypeSource::new(&config.search, &metrics),
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
     let api = GatewayServer::new(service::GatewayApi {

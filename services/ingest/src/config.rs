@@ -29,8 +29,9 @@ pub struct IngestConfig {
     pub internal_auth: InternalAuthConfig,
     /// Rebuilding and checking the search legs.
     pub recovery: RecoveryConfig,
-    /// Declared metadata types: a document whose value does not fit its key's type is
-    /// rejected (the gateway's `metadata_types` should say the same).
+    /// Declared metadata types, the one place they are declared: a document whose value does
+    /// not fit its key's type is rejected, and the gateway checks typed filters against them
+    /// (`IngestService.MetadataTypes`).
     pub metadata_types: MetadataTypes,
 }
 

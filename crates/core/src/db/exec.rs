@@ -91,24 +91,29 @@ impl DbTx {
     }
 }
 
-/// A statement PostgreSQL parses for this execution only (the unnamed prepared statement).
-struct Unnamed<E>(E);
+/// A statement as `pooler` needs it: behind a transaction-mode pooler, one PostgreSQL parses
+/// for this execution only (the unnamed prepared statement); without one, as the caller made
+/// it.
+struct ForPooler<E> {
+    query: E,
+    pooler: Pooler,
+}
 
-impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for Unnamed<E> {
+impl<'q, E: Execute<'q, Postgres>> Execute<'q, Postgres> for ForPooler<E> {
     fn sql(&self) -> &'q str {
-        self.0.sql()
+        self.query.sql()
     }
 
     fn statement(&self) -> Option<&PgStatement<'q>> {
-        self.0.statement()
+        self.query.statement()
     }
 
     fn take_arguments(&mut self) -> Result<Option<PgArguments>, BoxDynError> {
-        self.0.take_arguments()
+        self.query.take_arguments()
     }
 
     fn persistent(&self) -> bool {
-        false
+        self.pooler == Pooler::None && self.query.persistent()
     }
 }
 
@@ -128,8 +133,11 @@ impl<'c> Executor<'c> for &'c Db {
                 let pool = self.pool.clone();
                 futures::stream::once(async move {
                     let mut tx = pool.begin().await?;
-                    let steps: Vec<Step> =
-                        (&mut *tx).fetch_many(Unnamed(query)).try_collect().await?;
+                    let query = ForPooler {
+                        query,
+                        pooler: Pooler::Transaction,
+                    };
+                    let steps: Vec<Step> = (&mut *tx).fetch_many(query).try_collect().await?;
                     tx.commit().await?;
                     Ok::<_, sqlx::Error>(futures::stream::iter(steps.into_iter().map(Ok)))
                 })
@@ -153,7 +161,11 @@ impl<'c> Executor<'c> for &'c Db {
                 let pool = self.pool.clone();
                 Box::pin(async move {
                     let mut tx = pool.begin().await?;
-                    let row = (&mut *tx).fetch_optional(Unnamed(query)).await?;
+                    let query = ForPooler {
+                        query,
+                        pooler: Pooler::Transaction,
+                    };
+                    let row = (&mut *tx).fetch_optional(query).await?;
                     tx.commit().await?;
                     Ok(row)
                 })
@@ -191,10 +203,8 @@ impl<'c> Executor<'c> for &'c mut DbTx {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        match self.pooler {
-            Pooler::None => (&mut *self.tx).fetch_many(query),
-            Pooler::Transaction => (&mut *self.tx).fetch_many(Unnamed(query)),
-        }
+        let pooler = self.pooler;
+        (&mut *self.tx).fetch_many(ForPooler { query, pooler })
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -205,10 +215,8 @@ impl<'c> Executor<'c> for &'c mut DbTx {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        match self.pooler {
-            Pooler::None => (&mut *self.tx).fetch_optional(query),
-            Pooler::Transaction => (&mut *self.tx).fetch_optional(Unnamed(query)),
-        }
+        let pooler = self.pooler;
+        (&mut *self.tx).fetch_optional(ForPooler { query, pooler })
     }
 
     fn prepare_with<'e, 'q: 'e>(

@@ -12,7 +12,7 @@ use braid_proto::v1::{MetadataFilter, filter_clause};
 
 use crate::validate::{FieldError, metadata_key, metadata_value};
 
-pub use types::{MetaType, MetadataTypes};
+pub use types::{MetaType, MetadataTypes, TenantTypes};
 
 /// Most clauses in one filter (`equals` entries and `clauses` together).
 pub const MAX_CLAUSES: usize = 16;
@@ -74,9 +74,9 @@ impl Filter {
     /// Rejects clauses that cannot fit the tenant's declared types: a number range on a key
     /// not declared `number`, a date range on one not declared `date`, and `eq`/`in` values
     /// that are not of the key's type.
-    pub fn check_types(&self, tenant: &str, types: &MetadataTypes) -> Result<(), FieldError> {
+    pub fn check_types(&self, types: &TenantTypes) -> Result<(), FieldError> {
         for c in &self.clauses {
-            let t = types.type_of(tenant, &c.key);
+            let t = types.type_of(&c.key);
             let wants = match &c.op {
                 Op::Number { .. } => Some((MetaType::Number, "number_range")),
                 Op::Date { .. } => Some((MetaType::Date, "date_range")),
@@ -88,7 +88,8 @@ impl Filter {
                 return Err(FieldError::new(
                     format!("{}.{op}", c.field),
                     format!(
-                        "key `{}` is declared {} (metadata_types), a {op} needs a {} key",
+                        "key `{}` is declared {} (the ingest service's metadata_types), a {op} \
+                         needs a {} key",
                         c.key,
                         t.as_str(),
                         wanted.as_str()
@@ -104,7 +105,8 @@ impl Filter {
                 return Err(FieldError::new(
                     c.field.clone(),
                     format!(
-                        "`{}` is not a {} (key `{}` is declared {} in metadata_types)",
+                        "`{}` is not a {} (key `{}` is declared {} in the ingest service's \
+                         metadata_types)",
                         v.escape_debug(),
                         t.as_str(),
                         c.key,

@@ -171,7 +171,8 @@ fn types_are_enforced_on_ranges_and_values() {
             ("published".into(), MetaType::Date),
         ]),
         tenants: BTreeMap::new(),
-    };
+    }
+    .for_tenant("t");
     let range = |key: &str| {
         parse(Some(&filter(vec![clause(
             key,
@@ -182,18 +183,18 @@ fn types_are_enforced_on_ranges_and_values() {
         )])))
         .unwrap()
     };
-    assert!(range("year").check_types("t", &types).is_ok());
-    let e = range("lang").check_types("t", &types).unwrap_err();
+    assert!(range("year").check_types(&types).is_ok());
+    let e = range("lang").check_types(&types).unwrap_err();
     assert_eq!(e.field, "filter.clauses[0].number_range");
     assert!(e.message.contains("declared string"), "{e}");
-    let e = range("published").check_types("t", &types).unwrap_err();
+    let e = range("published").check_types(&types).unwrap_err();
     assert!(e.message.contains("declared date"), "{e}");
     let eq = parse(Some(&filter(vec![clause(
         "year",
         filter_clause::Op::Eq("new".into()),
     )])))
     .unwrap();
-    let e = eq.check_types("t", &types).unwrap_err();
+    let e = eq.check_types(&types).unwrap_err();
     assert!(e.message.contains("not a number"), "{e}");
 }
 

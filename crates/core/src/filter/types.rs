@@ -1,10 +1,12 @@
-//! Declared metadata types (`metadata_types` in the ingest and gateway configs): which keys
-//! hold numbers, dates or booleans, for every tenant or per tenant. Undeclared keys are
-//! strings. Ingest rejects a document whose value contradicts its key's type; the gateway
-//! rejects a range filter on a key that is not declared `number` / `date`.
+//! Declared metadata types (`metadata_types` in the ingest config, the one place they are
+//! declared): which keys hold numbers, dates or booleans, for every tenant or per tenant.
+//! Undeclared keys are strings. Ingest rejects a document whose value contradicts its key's
+//! type; the gateway learns a tenant's types from ingest ([`TenantTypes`], over
+//! `IngestService.MetadataTypes`) and rejects a filter that cannot fit them.
 
 use std::collections::{BTreeMap, HashMap};
 
+use braid_proto::v1::{MetadataType, MetadataTypesResponse};
 use serde::{Deserialize, Serialize};
 
 use super::typed;
@@ -39,6 +41,25 @@ impl MetaType {
         }
     }
 
+    fn to_proto(self) -> MetadataType {
+        match self {
+            Self::String => MetadataType::String,
+            Self::Number => MetadataType::Number,
+            Self::Date => MetadataType::Date,
+            Self::Bool => MetadataType::Bool,
+        }
+    }
+
+    fn from_proto(t: MetadataType) -> Option<Self> {
+        match t {
+            MetadataType::Unspecified => None,
+            MetadataType::String => Some(Self::String),
+            MetadataType::Number => Some(Self::Number),
+            MetadataType::Date => Some(Self::Date),
+            MetadataType::Bool => Some(Self::Bool),
+        }
+    }
+
     fn expected(self) -> &'static str {
         match self {
             Self::String => "any text",
@@ -67,6 +88,15 @@ impl MetadataTypes {
             .or_else(|| self.default.get(key))
             .copied()
             .unwrap_or(MetaType::String)
+    }
+
+    /// The types that hold in `tenant`: the defaults with the tenant's own entries over them.
+    pub fn for_tenant(&self, tenant: &str) -> TenantTypes {
+        let mut keys = self.default.clone();
+        if let Some(own) = self.tenants.get(tenant) {
+            keys.extend(own.iter().map(|(k, t)| (k.clone(), *t)));
+        }
+        TenantTypes { keys }
     }
 
     /// Every value of a document's metadata must fit its key's declared type.
@@ -114,6 +144,47 @@ impl MetadataTypes {
     }
 }
 
+/// One tenant's declared types, as ingest enforces them ([`MetadataTypes::for_tenant`]) and
+/// as the gateway receives them (`IngestService.MetadataTypes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantTypes {
+    keys: BTreeMap<String, MetaType>,
+}
+
+impl TenantTypes {
+    /// The declared type of `key` (`String` when undeclared).
+    pub fn type_of(&self, key: &str) -> MetaType {
+        self.keys.get(key).copied().unwrap_or(MetaType::String)
+    }
+
+    pub fn to_proto(&self) -> MetadataTypesResponse {
+        MetadataTypesResponse {
+            types: self
+                .keys
+                .iter()
+                .map(|(k, t)| (k.clone(), t.to_proto() as i32))
+                .collect(),
+        }
+    }
+
+    /// The types in an ingest service's answer; an unknown type (from a newer ingest) is an
+    /// error naming its key.
+    pub fn from_proto(r: &MetadataTypesResponse) -> Result<Self, String> {
+        let keys = r
+            .types
+            .iter()
+            .map(|(key, &t)| {
+                MetadataType::try_from(t)
+                    .ok()
+                    .and_then(MetaType::from_proto)
+                    .map(|t| (key.clone(), t))
+                    .ok_or_else(|| format!("key `{key}` has unknown metadata type {t}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { keys })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +208,23 @@ mod tests {
         assert_eq!(t.type_of("x", "year"), MetaType::Number);
         assert_eq!(t.type_of("acme", "year"), MetaType::String);
         assert_eq!(t.type_of("x", "lang"), MetaType::String);
+    }
+
+    #[test]
+    fn tenant_types_resolve_and_travel_over_the_wire() {
+        let t = types();
+        let acme = t.for_tenant("acme");
+        assert_eq!(acme.type_of("year"), MetaType::String);
+        assert_eq!(acme.type_of("published"), MetaType::Date);
+        let other = t.for_tenant("other");
+        assert_eq!(other.type_of("year"), MetaType::Number);
+        assert_eq!(other.type_of("lang"), MetaType::String);
+        let wire = other.to_proto();
+        assert_eq!(TenantTypes::from_proto(&wire), Ok(other));
+        let mut unknown = wire;
+        unknown.types.insert("rating".into(), 99);
+        let e = TenantTypes::from_proto(&unknown).unwrap_err();
+        assert!(e.contains("`rating`"), "{e}");
     }
 
     #[test]

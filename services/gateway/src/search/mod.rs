@@ -8,13 +8,15 @@
 //!
 //! `validate` turns a request into a [`validate::Validated`] search; `legs` calls the two
 //! legs; `cache_key` builds the query-cache key; `details` fetches text and snippets of deep
-//! text hits; this module puts them together.
+//! text hits; `types` checks a filter against the tenant's metadata types (learnt from the
+//! ingest service); this module puts them together.
 
 mod cache_key;
 mod details;
 mod legs;
 mod metrics;
 mod passage;
+mod types;
 mod validate;
 
 use std::collections::HashMap;
@@ -35,6 +37,7 @@ use crate::paging::{self, PageTokens};
 
 use legs::Leg;
 pub use metrics::{LegLimits, SearchMetrics};
+pub use types::TypeSource;
 use validate::Validated;
 
 pub struct Searcher {
@@ -46,8 +49,8 @@ pub struct Searcher {
     pub cache: Option<QueryCache>,
     /// Signs and checks `page_token`s.
     pub pages: PageTokens,
-    /// Declared metadata types: range filters only on `number` / `date` keys.
-    pub metadata_types: braid_core::filter::MetadataTypes,
+    /// Each tenant's metadata types, from the ingest service (filters must fit them).
+    pub types: TypeSource,
 }
 
 impl Searcher {
@@ -59,6 +62,7 @@ impl Searcher {
         caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
         let v = self.validate(&r, caller)?;
+        self.check_filter_types(&v).await?;
         let full = self.full_answer(&v, &r).await?;
         Ok(paging::cut(full, v.offset, v.page_size, |end| {
             self.pages.encode(self.fingerprint(&v, &r, caller), end)

@@ -20,7 +20,8 @@ pub(super) struct Validated {
     pub(super) mode: SearchMode,
     pub(super) fusion: Choices,
     pub(super) explain: bool,
-    /// The filter, parsed and checked against the declared metadata types.
+    /// The filter, parsed (checked against the tenant's metadata types by
+    /// `Searcher::check_filter_types`).
     pub(super) filter: braid_core::filter::Filter,
     /// Score thresholds: fused, vector leg, text leg.
     pub(super) min_score: Option<f32>,
@@ -87,7 +88,6 @@ impl Searcher {
         validate::top_k(top_k, depth_limit)?;
         paging::check_page_size(r, self.config.max_top_k)?;
         let filter = braid_core::filter::parse(r.filter.as_ref())?;
-        filter.check_types(&tenant, &self.metadata_types)?;
         let mode = match SearchMode::try_from(r.mode) {
             Ok(SearchMode::Unspecified) => SearchMode::Hybrid,
             Ok(mode) => mode,

@@ -17,9 +17,10 @@ use braid_proto::v1::{
     DeleteDocumentRequest, DeleteDocumentResponse, DiscardJobsRequest, DiscardJobsResponse,
     Document, DocumentResult, DocumentStatus, GetDocumentRequest, IndexGenerationRequest,
     IndexGenerationResponse, IngestRequest, IngestResponse, IngestStreamRequest, ListJobsRequest,
-    ListJobsResponse, ReembedRequest, ReembedResponse, ReindexRequest, ReindexResponse,
-    ReindexStatusRequest, RetryJobsRequest, RetryJobsResponse, StatsRequest, StatsResponse,
-    VerifyRequest, VerifyResponse, WaitIndexedRequest, WaitIndexedResponse,
+    ListJobsResponse, MetadataTypesRequest, MetadataTypesResponse, ReembedRequest, ReembedResponse,
+    ReindexRequest, ReindexResponse, ReindexStatusRequest, RetryJobsRequest, RetryJobsResponse,
+    StatsRequest, StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest,
+    WaitIndexedResponse,
 };
 use tokio::sync::Notify;
 use tokio_stream::wrappers::ReceiverStream;
@@ -198,6 +199,16 @@ impl IngestService for IngestApi {
     ) -> Result<Response<IndexGenerationResponse>, Status> {
         let caller = caller(&request, Permission::Read)?;
         self.generation(&caller, request.into_inner()).await
+    }
+
+    async fn metadata_types(
+        &self,
+        request: Request<MetadataTypesRequest>,
+    ) -> Result<Response<MetadataTypesResponse>, Status> {
+        let caller = caller(&request, Permission::Read)?;
+        let tenant = document_tenant(&caller, &request.get_ref().tenant)?;
+        let types = self.rules.metadata_types.for_tenant(&tenant);
+        Ok(Response::new(types.to_proto()))
     }
 
     async fn stats(
