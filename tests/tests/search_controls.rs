@@ -533,7 +533,7 @@ async fn filters_apply_inside_each_leg() {
                 let query = format!("energy report on {topic}");
                 let top3 = |filter: Option<MetadataFilter>| SearchRequest {
                     filter,
-                    fusion: Some(three.clone()),
+                    fusion: Some(three),
                     ..request(&query, mode, 3)
                 };
                 let unfiltered = search(&mut gw, top3(None)).await.unwrap();
