@@ -2,36 +2,17 @@
 //! mints from `$BRAID_HOME/secrets/dev-jwt.key`) reads the trail filtered by subject; a reader
 //! is refused with PERMISSION_DENIED and a non-zero exit code.
 
-use std::process::Command;
+mod common;
+
 use std::time::Duration;
 
 use braid_core::auth::jwt::AuthConfig;
 use braid_core::auth::secret::KeySource;
+use common::{braidctl, stdout};
+
 use braid_tests::{Stack, StackOptions, eventually};
 
 const KEY: &str = "braidctl-audit-test-key-0123456789abcdef";
-
-/// Runs braidctl with `home` as `BRAID_HOME`, off the runtime's threads.
-async fn braidctl(home: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let home = home.to_path_buf();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_braidctl"))
-            .args(&args)
-            .env("BRAID_HOME", &home)
-            .env_remove("BRAID_TOKEN")
-            .env_remove("BRAID_TENANT")
-            .env_remove("BRAID_GATEWAY")
-            .output()
-            .expect("braidctl runs")
-    })
-    .await
-    .expect("join")
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_lists_for_admins_and_refuses_readers() {

@@ -3,10 +3,13 @@
 //! does not declare numeric is refused naming the field), and `--page-size` /
 //! `--page-token` (the pages make up the one-request answer).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::process::Command;
 
 use braid_core::filter::{MetaType, MetadataTypes};
+use common::stdout;
+
 use braid_tests::v1::{DocumentInput, IngestRequest};
 use braid_tests::{Stack, StackOptions};
 
@@ -14,24 +17,9 @@ use braid_tests::{Stack, StackOptions};
 /// test stack's gateway has user auth off), off the runtime's threads.
 async fn braidctl(gateway: &str, args: &[&str]) -> std::process::Output {
     let home = tempfile::tempdir().unwrap();
-    let mut all = vec!["--gateway".to_string(), gateway.to_string()];
-    all.extend(args.iter().map(|a| a.to_string()));
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_braidctl"))
-            .args(&all)
-            .env("BRAID_HOME", home.path())
-            .env_remove("BRAID_TOKEN")
-            .env_remove("BRAID_TENANT")
-            .env_remove("BRAID_GATEWAY")
-            .output()
-            .expect("braidctl runs")
-    })
-    .await
-    .expect("join")
-}
-
-fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let mut all = vec!["--gateway", gateway];
+    all.extend_from_slice(args);
+    common::braidctl(home.path(), &all).await
 }
 
 /// One hit of the table: external id, printed score, and the explanation's leg rows
