@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use braid_core::filter::{MetaType, MetadataTypes};
 use common::stdout;
 
-use braid_tests::v1::{DocumentInput, IngestRequest};
+use braid_tests::v1::DocumentInput;
 use braid_tests::{Stack, StackOptions};
 
 /// Runs braidctl against `gateway` with an empty `BRAID_HOME` (no dev key: no token; the
@@ -103,18 +103,7 @@ async fn search_explains_filters_and_pages_in_braidctl() {
             acl: None,
         })
         .collect();
-    let results = gw
-        .ingest(IngestRequest {
-            documents,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+    braid_tests::ingest_ready(&mut gw, "", documents).await;
     let gateway = stack.gateway.endpoint();
     let query = [
         "search",

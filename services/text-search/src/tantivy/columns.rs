@@ -160,11 +160,10 @@ impl ColumnsCache {
 mod tests {
     use std::collections::HashMap;
 
-    use braid_core::auth::Access;
     use braid_proto::v1::Chunk;
 
     use crate::config::{IndexConfig, SearchConfig};
-    use crate::index::{TextIndex, TextQuery};
+    use crate::index::TextIndex;
     use crate::tantivy::TantivyIndex;
 
     fn chunk(doc: &str, ordinal: u32, text: &str) -> Chunk {
@@ -192,17 +191,10 @@ mod tests {
     }
 
     async fn best(idx: &TantivyIndex, text: &str) -> Vec<(String, String)> {
-        let q = TextQuery {
-            tenant: "t".into(),
-            query: text.into(),
-            top_k: 10,
-            filter: braid_core::filter::Filter::default(),
-            min_score: None,
-            access: Access::unrestricted(),
-            detail: 0,
-            chunk_level: false,
-        };
-        let hits = idx.search(q).await.unwrap();
+        let hits = idx
+            .search(super::super::tests::query("t", text))
+            .await
+            .unwrap();
         hits.into_iter().map(|h| (h.chunk_id, h.text)).collect()
     }
 

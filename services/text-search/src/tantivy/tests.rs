@@ -24,7 +24,7 @@ fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chun
     }
 }
 
-fn query(tenant: &str, q: &str) -> TextQuery {
+pub(super) fn query(tenant: &str, q: &str) -> TextQuery {
     TextQuery {
         tenant: tenant.into(),
         query: q.into(),
