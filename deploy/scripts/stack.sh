@@ -829,17 +829,31 @@ writer_token() { # tenant
 }
 
 # Rate sweep: runs `<prefix>-<rate>` for each rate until one misses p99 <= 100 ms (or has an
-# error); sets LOADTEST_BEST to the highest rate that met it (0: none).
+# error), then bisects between the last rate that met it and the first that did not, to within
+# 10 req/s (or 10%); sets LOADTEST_BEST to the highest rate that met it (0: none).
 loadtest_sweep() { # slug prefix, label, bench args...
   local prefix=$1 label=$2; shift 2
-  local rate p99
+  local rate failed=0
   LOADTEST_BEST=0
-  for rate in 50 100 150 200 250 300 400 500; do
-    loadtest_scenario "$prefix-$rate" "$label ${rate} req/s" "$@" --rate "$rate"
-    p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["latency_ms"]["p99"] if r["errors"] == 0 else 1e9)' \
-      "$LOG_DIR/loadtest-$prefix-$rate.json")
-    if awk -v p="$p99" 'BEGIN { exit !(p <= 100) }'; then LOADTEST_BEST=$rate; else break; fi
+  for rate in 25 50 100 150 200 250 300 400 500; do
+    if loadtest_sweep_step "$prefix" "$label" "$rate" "$@"; then LOADTEST_BEST=$rate; else failed=$rate; break; fi
   done
+  [[ $failed -gt 0 ]] || return 0
+  while (( failed - LOADTEST_BEST > 10 && (failed - LOADTEST_BEST) * 10 > LOADTEST_BEST )); do
+    rate=$(( (LOADTEST_BEST + failed) / 2 / 5 * 5 ))
+    (( rate > LOADTEST_BEST )) || break
+    if loadtest_sweep_step "$prefix" "$label" "$rate" "$@"; then LOADTEST_BEST=$rate; else failed=$rate; fi
+  done
+}
+
+# One sweep step at $3 req/s; succeeds when its p99 <= 100 ms with no error.
+loadtest_sweep_step() { # slug prefix, label, rate, bench args...
+  local prefix=$1 label=$2 rate=$3; shift 3
+  loadtest_scenario "$prefix-$rate" "$label ${rate} req/s" "$@" --rate "$rate"
+  local p99
+  p99=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["latency_ms"]["p99"] if r["errors"] == 0 else 1e9)' \
+    "$LOG_DIR/loadtest-$prefix-$rate.json")
+  awk -v p="$p99" 'BEGIN { exit !(p <= 100) }'
 }
 
 run_loadtest() {
