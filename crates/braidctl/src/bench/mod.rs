@@ -232,11 +232,12 @@ impl Bench {
         record(&mut self.recorder.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    fn record(&self, outcome: Outcome, latency: Duration) {
+    /// Records a request sent `sent` into the measured window.
+    fn record(&self, outcome: Outcome, sent: Duration, latency: Duration) {
         let mut r = self.recorder.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
-            Outcome::Answered { degraded } => r.ok(latency, degraded),
-            Outcome::Failed(code) => r.error(latency, code),
+            Outcome::Answered { degraded } => r.ok(sent, latency, degraded),
+            Outcome::Failed(code) => r.error(sent, latency, code),
         }
     }
 }
@@ -386,7 +387,7 @@ async fn closed_loop(
                     })
                     .await;
                 if measured {
-                    bench.record(outcome, sent.elapsed());
+                    bench.record(outcome, sent - measure_from, sent.elapsed());
                 }
             }
         });
@@ -426,12 +427,16 @@ async fn open_loop(
                     let done = Instant::now();
                     if measured {
                         let latency = schedule::latency_from_due(due - start, done - start);
-                        bench.record(outcome, latency);
+                        bench.record(outcome, due - measure_from, latency);
                     }
                     drop(permit);
                 });
             }
-            Err(_) if measured => bench.record(Outcome::Failed("CLIENT_SATURATED"), Duration::ZERO),
+            Err(_) if measured => bench.record(
+                Outcome::Failed("CLIENT_SATURATED"),
+                due - measure_from,
+                Duration::ZERO,
+            ),
             Err(_) => {}
         }
         i += 1;

@@ -18,7 +18,20 @@ pub struct Recorder {
     degraded: u64,
     errors: BTreeMap<&'static str, u64>,
     failovers: u64,
+    /// Outcomes by the second of the measured window the request was sent in.
+    timeline: Vec<Second>,
 }
+
+/// What the requests sent within one second of the measured window came to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Second {
+    pub answered: u64,
+    pub degraded: u64,
+    pub errors: u64,
+}
+
+/// Seconds of timeline kept at most (a longer run folds its tail into the last one).
+const MAX_TIMELINE_SECONDS: usize = 24 * 3600;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -35,7 +48,17 @@ impl Recorder {
             degraded: 0,
             errors: BTreeMap::new(),
             failovers: 0,
+            timeline: Vec::new(),
         }
+    }
+
+    /// The timeline's entry for a request sent `sent` into the measured window.
+    fn second(&mut self, sent: Duration) -> &mut Second {
+        let i = (sent.as_secs() as usize).min(MAX_TIMELINE_SECONDS - 1);
+        if self.timeline.len() <= i {
+            self.timeline.resize(i + 1, Second::default());
+        }
+        &mut self.timeline[i]
     }
 
     fn record_latency(&mut self, latency: Duration) {
@@ -44,19 +67,25 @@ impl Recorder {
         let _ = self.latency.record(micros);
     }
 
-    /// An answer; `degraded` when the gateway answered without one of the legs.
-    pub fn ok(&mut self, latency: Duration, degraded: bool) {
+    /// An answer to a request sent `sent` into the measured window; `degraded` when the
+    /// gateway answered without one of the legs.
+    pub fn ok(&mut self, sent: Duration, latency: Duration, degraded: bool) {
         self.record_latency(latency);
         self.ok += 1;
+        let second = self.second(sent);
+        second.answered += 1;
         if degraded {
+            second.degraded += 1;
             self.degraded += 1;
         }
     }
 
-    /// A failed request (its latency counts too: a client waited for it).
-    pub fn error(&mut self, latency: Duration, code: &'static str) {
+    /// A failed request sent `sent` into the measured window (its latency counts too: a
+    /// client waited for it).
+    pub fn error(&mut self, sent: Duration, latency: Duration, code: &'static str) {
         self.record_latency(latency);
         *self.errors.entry(code).or_default() += 1;
+        self.second(sent).errors += 1;
     }
 
     /// A request moved to another gateway after its target refused or was shutting down.
@@ -112,6 +141,9 @@ impl Recorder {
             },
             degraded: self.degraded,
             failovers: self.failovers,
+            error_window: window(&self.timeline, |s| s.errors),
+            degraded_window: window(&self.timeline, |s| s.degraded),
+            timeline: self.timeline.clone(),
         }
     }
 
@@ -134,6 +166,13 @@ impl Recorder {
             self.degraded,
         )
     }
+}
+
+/// The first and last second (of the measured window) with a non-zero `count`, if any.
+fn window(timeline: &[Second], count: impl Fn(&Second) -> u64) -> Option<[usize; 2]> {
+    let first = timeline.iter().position(|s| count(s) > 0)?;
+    let last = timeline.iter().rposition(|s| count(s) > 0)?;
+    Some([first, last])
 }
 
 fn round(x: f64) -> f64 {
@@ -175,6 +214,12 @@ pub struct Report {
     pub error_rate: f64,
     pub degraded: u64,
     pub failovers: u64,
+    /// First and last second of the measured window in which a request that failed was sent.
+    pub error_window: Option<[usize; 2]>,
+    /// The same for degraded answers.
+    pub degraded_window: Option<[usize; 2]>,
+    /// Per second of the measured window (by send time): answered, degraded, failed.
+    pub timeline: Vec<Second>,
 }
 
 impl Report {
@@ -221,6 +266,14 @@ impl Report {
         for (code, n) in &self.errors_by_code {
             let _ = writeln!(out, "    {code:<15} {n}");
         }
+        for (name, window) in [
+            ("errors sent", self.error_window),
+            ("degraded sent", self.degraded_window),
+        ] {
+            if let Some([first, last]) = window {
+                let _ = writeln!(out, "  {name:<17} from {first} s to {} s", last + 1);
+            }
+        }
         out
     }
 }
@@ -245,12 +298,15 @@ mod tests {
         let mut r = Recorder::new();
         // 1..=1000 ms once each, plus three 5 ms errors: the 50th percentile is the 502nd
         // value (499 ms), the 99th the 993rd (990 ms), max 1 s.
+        // Sent over 10 s, 100 per second; the errors in seconds 3 and 4.
         for ms in 1..=1000u64 {
-            r.ok(Duration::from_millis(ms), ms % 100 == 0);
+            let sent = Duration::from_millis((ms - 1) * 10);
+            r.ok(sent, Duration::from_millis(ms), ms % 100 == 0);
         }
-        r.error(Duration::from_millis(5), "RESOURCE_EXHAUSTED");
-        r.error(Duration::from_millis(5), "RESOURCE_EXHAUSTED");
-        r.error(Duration::from_millis(5), "UNAVAILABLE");
+        let (third, fourth) = (Duration::from_millis(3_200), Duration::from_millis(4_900));
+        r.error(third, Duration::from_millis(5), "RESOURCE_EXHAUSTED");
+        r.error(fourth, Duration::from_millis(5), "RESOURCE_EXHAUSTED");
+        r.error(third, Duration::from_millis(5), "UNAVAILABLE");
         r.failover();
         let report = r.report(setup(), Duration::from_secs(10));
         assert_eq!(report.requests, 1003);
@@ -261,6 +317,19 @@ mod tests {
         assert_eq!(report.errors_by_code["UNAVAILABLE"], 1);
         assert_eq!(report.degraded, 10);
         assert_eq!(report.failovers, 1);
+        assert_eq!(report.timeline.len(), 10);
+        assert_eq!(
+            report.timeline[3],
+            Second {
+                answered: 100,
+                degraded: 1,
+                errors: 2
+            }
+        );
+        assert_eq!(report.timeline[4].errors, 1);
+        assert_eq!(report.timeline[5].errors, 0);
+        assert_eq!(report.error_window, Some([3, 4]));
+        assert_eq!(report.degraded_window, Some([0, 9]));
         let l = &report.latency_ms;
         // 3 significant digits: within 0.1% of the exact value.
         assert!((l.p50 - 499.0).abs() < 1.0, "p50 {}", l.p50);
@@ -270,6 +339,7 @@ mod tests {
         let table = report.table();
         assert!(table.contains("RESOURCE_EXHAUSTED"), "{table}");
         assert!(table.contains("degraded answers  10"), "{table}");
+        assert!(table.contains("errors sent       from 3 s to 5 s"), "{table}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["errors_by_code"]["UNAVAILABLE"], 1);
         assert_eq!(json["latency_ms"]["p99_9"], l.p99_9);
@@ -281,5 +351,7 @@ mod tests {
         assert_eq!(report.requests, 0);
         assert_eq!(report.qps, 0.0);
         assert_eq!(report.latency_ms.p99, 0.0);
+        assert_eq!(report.error_window, None);
+        assert!(report.timeline.is_empty());
     }
 }
