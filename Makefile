@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest loadtest-scale backup restore basebackup
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest loadtest-restarts loadtest-scale backup restore basebackup
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -25,6 +25,9 @@ eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whol
 
 loadtest: ## on the `make run` stack (started if not running) + SciFact: 500 clients, 100 req/s, rate sweep, load during ingest → BENCHMARKS.md (LOADTEST_SECONDS=60)
 	@$(STACK) loadtest
+
+loadtest-restarts: ## only the restart scenarios of `make loadtest` (one of two gateways, text-search, PostgreSQL restarted under load) → BENCHMARKS.md
+	@$(STACK) loadtest-restarts
 
 loadtest-scale: ## >= 100,000 chunks (SciFact under 9 tenants): ingest and HNSW build time, memory per service, hybrid p50/p99 → BENCHMARKS.md
 	@LOADTEST_SCALE=1 $(STACK) loadtest
