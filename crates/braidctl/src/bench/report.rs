@@ -339,7 +339,10 @@ mod tests {
         let table = report.table();
         assert!(table.contains("RESOURCE_EXHAUSTED"), "{table}");
         assert!(table.contains("degraded answers  10"), "{table}");
-        assert!(table.contains("errors sent       from 3 s to 5 s"), "{table}");
+        assert!(
+            table.contains("errors sent       from 3 s to 5 s"),
+            "{table}"
+        );
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["errors_by_code"]["UNAVAILABLE"], 1);
         assert_eq!(json["latency_ms"]["p99_9"], l.p99_9);
