@@ -532,6 +532,9 @@ run_stack() {
   # Queries on the int8 graph against fp32 documents: ~40% less CPU per query for 0.003 nDCG@10
   # (BENCHMARKS.md, "Retrieval quality of the int8 model"); setup writes model.int8.onnx.
   export BRAID_EMBEDDING__MODEL__QUERY_QUANTIZED=${BRAID_EMBEDDING__MODEL__QUERY_QUANTIZED:-true}
+  # One query model thread per core: +23% hybrid answers/s with 500 clients on 2 cores
+  # (BENCHMARKS.md, "Load", notes); document passes stay at a lower priority.
+  export BRAID_EMBEDDING__MODEL__QUERY_WORKERS=${BRAID_EMBEDDING__MODEL__QUERY_WORKERS:-$(nproc)}
   local pids=()
   if [[ ${BRAID_EMBEDDING_CACHE:-on} == off ]]; then
     export BRAID_EMBEDDING__CACHE__L1_ENTRIES=0 BRAID_EMBEDDING__CACHE__REDIS_URL=""
