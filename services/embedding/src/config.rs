@@ -69,10 +69,11 @@ pub struct ModelConfig {
     pub max_batch_tokens: usize,
     /// `onnx` (ONNX Runtime, default) or `candle` (pure Rust, slower).
     pub engine: Engine,
-    /// ONNX Runtime only: the int8 dynamically-quantised graph (`model.int8.onnx`, written by
-    /// `deploy/scripts/quantize_onnx.py` at set-up) instead of fp32. Its vectors differ
-    /// slightly, so it is another model identity (`…@<revision>-int8`): switching re-embeds.
-    /// Speed and retrieval quality against fp32: BENCHMARKS.md.
+    /// ONNX Runtime only: the int8 graph (`model.int8.onnx`, written by
+    /// `deploy/scripts/quantize_onnx.py` at set-up: 7-bit weights, activations quantised per
+    /// token, so a vector depends on its text alone) instead of fp32. Its vectors differ
+    /// slightly, so it is another model identity (`…@<revision>-int8-per-token`): switching
+    /// re-embeds. Speed and retrieval quality against fp32: BENCHMARKS.md.
     pub quantized: bool,
     /// candle only: `tanh` (default, faster) or `exact` GELU; both match the reference at
     /// cosine > 0.999.

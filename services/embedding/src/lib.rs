@@ -34,7 +34,7 @@ pub use config::{
     EmbeddingConfig, LimitsConfig, ModelConfig, Oversize, ProviderConfig, ProviderKind,
 };
 pub use error::EmbeddingError;
-pub use model::{Engine, Gelu, Model, ModelError, ModelOptions, TokenBatch};
+pub use model::{Engine, Gelu, INT8_REVISION_SUFFIX, Model, ModelError, ModelOptions, TokenBatch};
 pub use openai::{Fault, OpenAiConfig, OpenAiServerConfig};
 
 use embedder::{Embedder, Provider};

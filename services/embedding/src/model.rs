@@ -38,6 +38,10 @@ impl From<ort::Error> for ModelError {
     }
 }
 
+/// Appended to the revision of the int8 graph: its vectors differ from fp32's, and from the
+/// per-batch (per-tensor) int8 scheme earlier versions wrote, so it is its own model identity.
+pub const INT8_REVISION_SUFFIX: &str = "-int8-per-token";
+
 /// Which engine runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,8 +81,9 @@ pub struct ModelOptions {
     /// default: measured on the shared 2-core machine, spinning doubled the CPU per query and
     /// slowed batches (BENCHMARKS.md, "Embedding engine settings").
     pub spin: bool,
-    /// ONNX Runtime only: run `model.int8.onnx`, the graph with int8 dynamically quantised
-    /// weights (`deploy/scripts/quantize_onnx.py`), instead of the fp32 `model.onnx`.
+    /// ONNX Runtime only: run `model.int8.onnx` (`deploy/scripts/quantize_onnx.py`: 7-bit
+    /// weights, activations quantised per token, so a text's vector depends on that text
+    /// alone and not on the CPU's int8 kernels) instead of the fp32 `model.onnx`.
     pub quantized: bool,
 }
 
@@ -216,7 +221,7 @@ impl Model {
             Engine::Onnx => {
                 let (file, script) = if options.quantized {
                     // Other vectors than fp32's: another model identity.
-                    revision.push_str("-int8");
+                    revision.push_str(INT8_REVISION_SUFFIX);
                     ("model.int8.onnx", "quantize_onnx.py")
                 } else {
                     ("model.onnx", "export_onnx.py")
