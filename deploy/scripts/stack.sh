@@ -140,27 +140,33 @@ export_onnx_model() {
   echo "$want" >"$stamp"
 }
 
-# The int8 model (model.int8.onnx, for `model.quantized = true`), written from model.onnx by
-# deploy/scripts/quantize_onnx.py with ONNX Runtime's Python package: unpacked from the same
-# onnxruntime wheel as the runtime library (plus `packaging`) into $BRAID_HOME/pytools-ort.
+# The int8 model (model.int8.onnx, for `model.quantized` / `model.query_quantized`), written
+# from model.onnx by deploy/scripts/quantize_onnx.py with the same `onnx` + numpy as the export
+# (per-token int8: a text's vector depends on that text alone; see the script). Rewritten when
+# the script or model.onnx changes.
 quantize_onnx_model() {
   local script=$ROOT/deploy/scripts/quantize_onnx.py stamp=$MODEL_DIR/model.int8.onnx.sha256
   local want; want=$(cat "$script" "$MODEL_DIR/model.onnx.sha256" | sha256sum | cut -d' ' -f1)
   [[ -f $MODEL_DIR/model.int8.onnx && $(cat "$stamp" 2>/dev/null) == "$want" ]] && return
   need_python
-  local tools=$BRAID_HOME/pytools-ort
-  if [[ ! -d $tools/onnxruntime ]]; then
-    local ort_whl packaging_whl
-    ort_whl=$(pip_fetch "onnxruntime==$ORT_VERSION")
-    packaging_whl=$(pip_fetch "packaging==$PACKAGING_PKG_VERSION")
-    rm -rf "$tools.tmp"
-    unpack "$ort_whl" "$tools.tmp"; unpack "$packaging_whl" "$tools.tmp"
-    rm -rf "$tools"; mv "$tools.tmp" "$tools"
-  fi
   say "quantising the model to int8 (once)"
-  PYTHONPATH=$tools:$BRAID_HOME/pytools python3 "$script" "$MODEL_DIR" >&2 \
+  PYTHONPATH=$BRAID_HOME/pytools python3 "$script" "$MODEL_DIR" >&2 \
     || die "quantising the model failed"
   echo "$want" >"$stamp"
+}
+
+# ONNX Runtime's Python package (from the same wheel as the runtime library, plus `packaging`)
+# in $BRAID_HOME/pytools-ort, for `make bench`'s session-option measurements only.
+ensure_pytools_ort() {
+  local tools=$BRAID_HOME/pytools-ort
+  [[ -d $tools/onnxruntime ]] && return
+  need_python
+  local ort_whl packaging_whl
+  ort_whl=$(pip_fetch "onnxruntime==$ORT_VERSION")
+  packaging_whl=$(pip_fetch "packaging==$PACKAGING_PKG_VERSION")
+  rm -rf "$tools.tmp"
+  unpack "$ort_whl" "$tools.tmp"; unpack "$packaging_whl" "$tools.tmp"
+  rm -rf "$tools"; mv "$tools.tmp" "$tools"
 }
 
 fetch_grpcurl() {
@@ -630,20 +636,65 @@ run_tests() {
   # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
   [[ -n $was_running ]] || trap pg_stop EXIT
   cd "$ROOT"
-  say "cargo fmt --check"
-  cargo fmt --all -- --check
-  say "cargo clippy -D warnings"
-  cargo clippy --workspace --all-targets --locked -- -D warnings
-  say "cargo test"
-  cargo test --workspace --locked
+  # Every step runs even after one fails (a failing test binary must not hide the others);
+  # the run ends with one summary of every failure and exits non-zero if there was any.
+  TEST_LOG_DIR=$BRAID_HOME/logs/test
+  rm -rf "$TEST_LOG_DIR"; mkdir -p "$TEST_LOG_DIR"
+  FAILED_STEPS=()
+  test_step "cargo fmt --check" cargo fmt --all -- --check
+  test_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+  test_step "cargo test" cargo test --workspace --locked --no-fail-fast
   # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
   # and test that crate with it (golden requests, wire contract; the live contract suite
   # also runs when BRAID_TEST_ELASTICSEARCH_URL is set).
-  say "text-search with --features elasticsearch: clippy -D warnings and tests"
-  cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
-  cargo test -p braid-text-search --features elasticsearch --locked
-  say "deploy checks (rules, dashboard, chart, image, compose)"
-  BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh"
+  test_step "text-search --features elasticsearch: clippy -D warnings" \
+    cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
+  test_step "text-search --features elasticsearch: tests" \
+    cargo test -p braid-text-search --features elasticsearch --locked --no-fail-fast
+  test_step "deploy checks (rules, dashboard, chart, image, compose)" \
+    env BRAID_HOME="$BRAID_HOME" "$ROOT/deploy/scripts/check_deploy.sh"
+  test_summary
+}
+
+# test_step NAME COMMAND...: runs the command with its output shown and kept in
+# $TEST_LOG_DIR; a failure is recorded in FAILED_STEPS, never ends the run.
+test_step() {
+  local name=$1 log
+  shift
+  log=$TEST_LOG_DIR/$(( ${#STEP_LOGS[@]} + 1 ))-$(tr -c 'a-zA-Z0-9\n' '-' <<<"$name" | tr -s '-' | cut -c1-50).log
+  STEP_LOGS+=("$log")
+  say "$name"
+  if "$@" 2>&1 | tee "$log"; then
+    return 0
+  fi
+  FAILED_STEPS+=("$name|$log")
+}
+STEP_LOGS=()
+
+# One summary of every failing step and test; exits non-zero when there is one.
+test_summary() {
+  if (( ${#FAILED_STEPS[@]} == 0 )); then
+    say "all ${#STEP_LOGS[@]} steps passed (logs in $TEST_LOG_DIR)"
+    return 0
+  fi
+  printf '\n\033[1;31m[braid] make test failed: %d of %d steps\033[0m\n' "${#FAILED_STEPS[@]}" "${#STEP_LOGS[@]}" >&2
+  local entry name log tests binaries
+  for entry in "${FAILED_STEPS[@]}"; do
+    name=${entry%%|*}; log=${entry#*|}
+    printf '\n  %s  (log: %s)\n' "$name" "$log" >&2
+    tests=$(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | sort -u)
+    binaries=$(sed -n 's/^ *`\(-p .*\)`$/\1/p; s/^error: test failed, to rerun pass `\(.*\)`$/\1/p' "$log" | sort -u)
+    if [[ -n $tests ]]; then
+      sed 's/^/    FAILED  /' <<<"$tests" >&2
+    fi
+    if [[ -n $binaries ]]; then
+      sed 's/^/    in      cargo test /' <<<"$binaries" >&2
+    fi
+    if [[ -z $tests && -z $binaries ]]; then
+      grep -m5 -E '^(error|Diff in|FAIL|.*: error)' "$log" | sed 's/^/    /' >&2 || true
+    fi
+  done
+  return 1
 }
 
 run_bench() {
@@ -667,6 +718,7 @@ run_bench() {
     say "no reference run (BENCH_REFERENCE=1 make bench installs torch + sentence-transformers)"
   fi
   say "ONNX Runtime session options: CPU per token under each candidate setting"
+  ensure_pytools_ort
   PYTHONPATH=$BRAID_HOME/pytools-ort:$BRAID_HOME/pytools python3 "$ROOT/deploy/scripts/bench_onnx_options.py" \
     "$MODEL_DIR" "$ROOT/BENCHMARKS.md" || die "bench_onnx_options.py failed"
   say "embedding speed, interleaved with the reference in every round (load: $(cut -d' ' -f1-3 /proc/loadavg))"
