@@ -14,7 +14,7 @@ run: ## fetch PostgreSQL+pgvector and the model, build, start all five services,
 test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 	@$(STACK) test
 
-deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, compose config
+deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, build contexts vs .dockerignore, compose config
 	@$(STACK) deploy-check
 
 bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
