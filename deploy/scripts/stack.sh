@@ -2,7 +2,8 @@
 # Braid's local stack on embedded defaults. Everything it fetches or creates lives under
 # $BRAID_HOME (default: <repo>/.braid, git-ignored) and is reused by later runs.
 #
-#   stack.sh setup      fetch PostgreSQL+pgvector, the model and grpcurl; start PostgreSQL
+#   stack.sh setup      fetch PostgreSQL+pgvector, the model, grpcurl, cargo-shear and cargo-deny;
+#                       start PostgreSQL
 #   stack.sh pg-start   start PostgreSQL (initialising the cluster on first use)
 #   stack.sh pg-stop    stop PostgreSQL
 #   stack.sh env        print the environment the services and tests use
@@ -13,6 +14,7 @@
 #   stack.sh prometheus Prometheus on 127.0.0.1:9090 scraping the five admin ports, with the alert
 #                       rules (`run` starts it too when BRAID_PROMETHEUS=1)
 #   stack.sh deploy-check  static checks of deploy/, helm/ and docker-compose.yml (part of `test`)
+#   stack.sh deps-check  unused dependencies (cargo shear) and cargo deny, offline (part of `test`)
 #   stack.sh replica-start  a streaming replica of the local PostgreSQL (pg_basebackup) on
 #                       127.0.0.1:54330 (`run` starts it when BRAID_PG_REPLICA=1)
 #   stack.sh replica-stop   stop it
@@ -302,6 +304,7 @@ ENV
 
 setup() {
   mkdir -p "$BRAID_HOME"
+  fetch_dependency_tools
   fetch_model
   fetch_onnxruntime
   export_onnx_model
@@ -632,6 +635,7 @@ run_tests() {
   cd "$ROOT"
   say "cargo fmt --check"
   cargo fmt --all -- --check
+  check_dependencies
   say "cargo clippy -D warnings"
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo test"
@@ -689,6 +693,9 @@ run_eval() {
 # The load tests (run_loadtest, run_loadtest_restarts).
 # shellcheck source=deploy/scripts/loadtest.sh
 source "$ROOT/deploy/scripts/loadtest.sh"
+# cargo-shear, cargo-deny and the advisory database (fetch_dependency_tools, check_dependencies).
+# shellcheck source=deploy/scripts/tools.sh
+source "$ROOT/deploy/scripts/tools.sh"
 
 case ${1:-} in
   setup) setup ;;
@@ -701,10 +708,11 @@ case ${1:-} in
   eval) run_eval ;;
   prometheus) run_prometheus ;;
   deploy-check) BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh" ;;
+  deps-check) check_dependencies ;;
   loadtest) run_loadtest ;;
   loadtest-restarts) run_loadtest_restarts ;;
   replica-start) replica_start ;;
   replica-stop) replica_stop ;;
   pgbouncer) run_pgbouncer ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|replica-start|replica-stop|pgbouncer" ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer" ;;
 esac
