@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check loadtest loadtest-restarts loadtest-scale backup restore basebackup
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -11,11 +11,14 @@ help: ## list targets
 run: ## fetch PostgreSQL+pgvector and the model, build, start all five services, serve until Ctrl-C (BRAID_PROMETHEUS=1 adds Prometheus)
 	@$(STACK) run
 
-test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
+test: ## same set-up, then cargo fmt --check, dependency checks (cargo shear, cargo deny), clippy -D warnings and every test
 	@$(STACK) test
 
-deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, compose config
+deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, build contexts vs .dockerignore, compose config
 	@$(STACK) deploy-check
+
+deps-check: ## unused dependencies (cargo shear) + cargo deny check (RustSec snapshot, licences, bans, sources), offline; part of `make test`
+	@$(STACK) deps-check
 
 bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
 	@$(STACK) bench

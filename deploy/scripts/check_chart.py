@@ -6,12 +6,17 @@ usage: check_chart.py CHART_DIR OUT_DIR
 OUT_DIR/expect.json says, per value set, whether the services must accept the configuration
 the chart gives them (check_config.py runs their real config parser on it) and which Secrets
 and ConfigMaps the operator is assumed to have created.
+
+Every rendering must also follow chart_rules.py (probes, Secrets that are not hooks, checksum
+annotations that roll pods, backups through a direct connection); some value sets must be
+refused, some with a given message.
 """
 
 import json
 import pathlib
 import sys
 
+import chart_rules
 import helm_python as helm
 
 # Every installation names the key signing calls between the services and how the gateway
@@ -127,6 +132,26 @@ VALUE_SETS = {
         "extraEnvFrom": [{"secretRef": {"name": "braid-extra"}}],
     },
     "backup": {**DB, "backup": {"enabled": True, "schedule": "0 */6 * * *", "keep": 14}},
+    # PgBouncer in transaction mode: pg_dump goes through the direct URL, with the TLS settings.
+    "backup-transaction-pooler": {
+        **AUTH,
+        "database": {
+            "url": "postgres://braid:pw@pgbouncer:6432/braid",
+            "pooler": "transaction",
+            "migrateUrl": "postgres://braid:pw@postgres:5432/braid",
+            "tls": {"sslMode": "verify-full", "rootCertSecret": "braid-pg-ca"},
+        },
+        "backup": {"enabled": True},
+    },
+    "backup-transaction-pooler-existing-secret": {
+        **AUTH,
+        "database": {
+            "existingSecret": "braid-database",
+            "pooler": "transaction",
+            "migrateUrlSecretKey": "direct",
+        },
+        "backup": {"enabled": True},
+    },
     "backup-existing-claim": {
         **AUTH,
         "database": {"existingSecret": "braid-database"},
@@ -174,8 +199,20 @@ MUST_FAIL = {
         **DB,
         "database": {"url": "postgres://braid@pgbouncer:6432/braid", "pooler": "transaction"},
     },
+    "backup-through-transaction-pooler": {
+        **DB,
+        "database": {"url": "postgres://braid@pgbouncer:6432/braid", "pooler": "transaction"},
+        "backup": {"enabled": True},
+    },
     "no-internal-key": {"database": DB["database"], "gatewayAuth": AUTH["gatewayAuth"]},
     "no-gateway-key": {"database": DB["database"], "internalAuth": AUTH["internalAuth"]},
+}
+
+
+# Refusals whose message must say why (a substring of the error).
+REFUSAL_MESSAGES = {
+    "backup-through-transaction-pooler": "backup",
+    "transaction-pooler-without-migrate-url": "direct",
 }
 
 
@@ -194,6 +231,9 @@ def main() -> int:
             failed = True
         chart.validate_schema(values)
         rendered = chart.render(values, name="braid", namespace="braid", is_install=True)
+        for problem in chart_rules.check(chart_rules.parse(rendered), values):
+            print(f"{name}: {problem}")
+            failed = True
         target = out_dir / name
         target.mkdir(parents=True, exist_ok=True)
         count = 0
@@ -204,12 +244,24 @@ def main() -> int:
             count += 1
         print(f"rendered {name}: {count} templates")
     (out_dir / "expect.json").write_text(json.dumps(expect, indent=1))
+
+    def render(values: dict) -> list[dict]:
+        out = chart.render(values, name="braid", namespace="braid", is_install=True)
+        return chart_rules.parse(out)
+
+    for problem in chart_rules.rolls_on_change(render, VALUE_SETS["defaults"]):
+        print(f"defaults: {problem}")
+        failed = True
     for name, values in MUST_FAIL.items():
         try:
             chart.validate_schema(values)
             chart.render(values, name="braid", namespace="braid", is_install=True)
         except helm.HelmError as e:
             print(f"refused {name}: {str(e).splitlines()[0][:160]}")
+            why = REFUSAL_MESSAGES.get(name)
+            if why and why not in str(e):
+                print(f"  the refusal of {name} should say {why!r}")
+                failed = True
             continue
         print(f"value set {name} should have been refused but rendered")
         failed = True

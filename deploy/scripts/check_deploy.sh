@@ -3,6 +3,8 @@
 #   promtool check rules + promtool test rules (and the dashboard's queries parse as PromQL),
 #   helm lint + render (real Helm engine, helm-python-sdk) for several value sets,
 #   kubernetes-validate --strict on every rendered manifest, hadolint on the Dockerfile,
+#   every Docker build's context as the builder sees it (each COPY/ADD source exists and
+#   survives .dockerignore: deploy/scripts/build_context.py, with its unit tests),
 #   docker compose config (compose-go) on docker-compose.yml with .env.example,
 #   and each service's own config parser (`braid-<service> --check-config`, built here with the
 #   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
@@ -128,6 +130,10 @@ config() {
 }
 
 image() {
+  step "unit tests of the .dockerignore matcher and the build-context check"
+  "$VENV/bin/python" -m unittest discover -s "$ROOT/deploy/scripts" -p 'test_*.py'
+  step "build contexts: every COPY/ADD source exists and survives .dockerignore"
+  "$VENV/bin/python" "$ROOT/deploy/scripts/build_context.py" "$ROOT"
   step "hadolint deploy/Dockerfile"
   "$VENV/bin/hadolint" "$ROOT/deploy/Dockerfile"
   echo "hadolint: ok"

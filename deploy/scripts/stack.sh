@@ -13,6 +13,7 @@
 #   stack.sh prometheus Prometheus on 127.0.0.1:9090 scraping the five admin ports, with the alert
 #                       rules (`run` starts it too when BRAID_PROMETHEUS=1)
 #   stack.sh deploy-check  static checks of deploy/, helm/ and docker-compose.yml (part of `test`)
+#   stack.sh deps-check  unused dependencies (cargo shear) and cargo deny, offline (part of `test`)
 #   stack.sh replica-start  a streaming replica of the local PostgreSQL (pg_basebackup) on
 #                       127.0.0.1:54330 (`run` starts it when BRAID_PG_REPLICA=1)
 #   stack.sh replica-stop   stop it
@@ -642,6 +643,7 @@ run_tests() {
   rm -rf "$TEST_LOG_DIR"; mkdir -p "$TEST_LOG_DIR"
   FAILED_STEPS=()
   test_step "cargo fmt --check" cargo fmt --all -- --check
+  test_step "dependencies: cargo shear, cargo deny (offline)" check_dependencies
   test_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
   test_step "cargo test" cargo test --workspace --locked --no-fail-fast
   # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
@@ -741,6 +743,9 @@ run_eval() {
 # The load tests (run_loadtest, run_loadtest_restarts).
 # shellcheck source=deploy/scripts/loadtest.sh
 source "$ROOT/deploy/scripts/loadtest.sh"
+# cargo-shear, cargo-deny and the advisory database (fetch_dependency_tools, check_dependencies).
+# shellcheck source=deploy/scripts/tools.sh
+source "$ROOT/deploy/scripts/tools.sh"
 
 case ${1:-} in
   setup) setup ;;
@@ -753,10 +758,11 @@ case ${1:-} in
   eval) run_eval ;;
   prometheus) run_prometheus ;;
   deploy-check) BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh" ;;
+  deps-check) check_dependencies ;;
   loadtest) run_loadtest ;;
   loadtest-restarts) run_loadtest_restarts ;;
   replica-start) replica_start ;;
   replica-stop) replica_stop ;;
   pgbouncer) run_pgbouncer ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|replica-start|replica-stop|pgbouncer" ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer" ;;
 esac

@@ -80,6 +80,35 @@ textSearch:   { name: text-search,   section: TEXT_SEARCH,   grpc: braid.v1.Text
 {{- end -}}
 {{- end -}}
 
+{{/* The key of the database Secret holding a direct (non-pooled) PostgreSQL URL: the migrate
+     URL when one is set; empty otherwise. PgBouncer in transaction mode keeps no session, so
+     with pooler=transaction one is required (migrations hold a session-level lock; pg_dump
+     needs one snapshot and its session settings). */}}
+{{- define "braid.directUrlKey" -}}
+{{- $key := include "braid.databaseKey" (dict "root" . "which" "migrateUrl") -}}
+{{- if and (eq .Values.database.pooler "transaction") (not $key) -}}
+{{- $users := ternary "migrations (a session-level lock) and the backup CronJob's pg_dump (one snapshot, session settings)" "migrations (a session-level lock)" (eq .Values.backup.enabled true) -}}
+{{- fail (printf "database.pooler=transaction: PgBouncer in transaction mode keeps no session, so %s need a direct (non-pooled) PostgreSQL URL: set database.migrateUrl (or database.migrateUrlSecretKey with existingSecret)" $users) -}}
+{{- end -}}
+{{- $key -}}
+{{- end -}}
+
+{{/* stringData of the Secrets the chart creates from inline values (the release's own, and the
+     migration hook's twins: one definition, so they never differ). */}}
+{{- define "braid.databaseSecretData" -}}
+{{ .Values.database.secretKey }}: {{ required "database.url or database.existingSecret is required" .Values.database.url | quote }}
+{{- with .Values.database.migrateUrl }}
+migrate-url: {{ . | quote }}
+{{- end }}
+{{- with .Values.database.readUrl }}
+read-url: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "braid.internalSecretData" -}}
+{{ .Values.internalAuth.secretKey }}: {{ required "internalAuth.key or internalAuth.existingSecret is required (the key signing calls between the services)" .Values.internalAuth.key | quote }}
+{{- end -}}
+
 {{- define "braid.redisEnabled" -}}
 {{- if or .Values.redis.url .Values.redis.existingSecret }}true{{ end -}}
 {{- end -}}
@@ -96,12 +125,13 @@ textSearch:   { name: text-search,   section: TEXT_SEARCH,   grpc: braid.v1.Text
 
 {{- define "braid.secretsDir" -}}/run/secrets/braid{{- end -}}
 
-{{/* Sources of the projected `secrets` volume of .key: keys and CA files, never env values. */}}
+{{/* Sources of the projected `secrets` volume of .key: keys and CA files, never env values.
+     .internalSecret overrides the internal key's Secret (the migration hook's twin). */}}
 {{- define "braid.secretSources" -}}
 {{- $root := .root -}}
 {{- $V := $root.Values -}}
 - secret:
-    name: {{ include "braid.internalSecret" $root }}
+    name: {{ .internalSecret | default (include "braid.internalSecret" $root) }}
     items: [{ key: {{ $V.internalAuth.secretKey }}, path: internal-key }]
 {{- if and (eq .key "gateway") (eq $V.gatewayAuth.mode "jwt") $V.gatewayAuth.hs256.existingSecret }}
 - secret:
@@ -143,12 +173,13 @@ textSearch:   { name: text-search,   section: TEXT_SEARCH,   grpc: braid.v1.Text
 {{- end }}
 {{- end -}}
 
-{{/* `[database]` env of prefix .prefix (BRAID_<SERVICE>__) under section .section. */}}
+{{/* `[database]` env of prefix .prefix (BRAID_<SERVICE>__) under section .section; .secret
+     overrides the database Secret (the migration hook's twin). */}}
 {{- define "braid.databaseEnv" -}}
 {{- $root := .root -}}
 {{- $db := $root.Values.database -}}
 {{- $p := printf "%s%s__" .prefix .section -}}
-{{- $secret := include "braid.databaseSecret" $root -}}
+{{- $secret := .secret | default (include "braid.databaseSecret" $root) -}}
 - name: {{ $p }}URL
   valueFrom:
     secretKeyRef: { name: {{ $secret }}, key: {{ $db.secretKey }} }
@@ -279,7 +310,10 @@ metadata:
     {{- include "braid.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ $svc.name }}
   annotations:
+    # A changed service config or chart-created Secret rolls the pods (they read both only at
+    # start). An existingSecret's content is not visible here: roll after rotating it.
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    checksum/secret: {{ include (print $root.Template.BasePath "/secret.yaml") $root | sha256sum }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -351,8 +385,11 @@ spec:
       envFrom:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      # Started = the process serves (model loaded, listeners up), whatever its dependencies: a
+      # pod that starts during a database outage waits unready instead of being killed in a
+      # loop. Ready = its own gRPC health status, NOT_SERVING while a hard dependency is down.
       startupProbe:
-        grpc: { port: {{ $v.grpcPort }}, service: {{ $svc.grpc }} }
+        httpGet: { path: /livez, port: admin }
         periodSeconds: {{ $root.Values.probes.startup.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.startup.failureThreshold }}
       readinessProbe:
