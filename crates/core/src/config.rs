@@ -153,6 +153,13 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How often hard dependencies are probed for the health status.
     pub health_probe_interval_ms: u64,
+    /// A client connection older than this is asked to go away (HTTP/2 GOAWAY; requests in
+    /// flight finish), so long-lived callers reconnect and spread over replicas added since,
+    /// even through a plain L4 Service. 0: connections live as long as the client wants.
+    pub max_connection_age_ms: u64,
+    /// How long an aged connection may still finish its requests before it is closed;
+    /// unset: `request_timeout_ms` (no request loses its connection before its deadline).
+    pub max_connection_age_grace_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -166,6 +173,8 @@ impl ServerConfig {
             shutdown_grace_ms: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
             health_probe_interval_ms: 2_000,
+            max_connection_age_ms: 300_000,
+            max_connection_age_grace_ms: None,
         }
     }
 
@@ -179,6 +188,19 @@ impl ServerConfig {
 
     pub fn health_probe_interval(&self) -> Duration {
         Duration::from_millis(self.health_probe_interval_ms)
+    }
+
+    /// The maximum connection age and its grace period; `None` when connections never age.
+    pub fn max_connection_age(&self) -> Option<(Duration, Duration)> {
+        (self.max_connection_age_ms > 0).then(|| {
+            (
+                Duration::from_millis(self.max_connection_age_ms),
+                Duration::from_millis(
+                    self.max_connection_age_grace_ms
+                        .unwrap_or(self.request_timeout_ms),
+                ),
+            )
+        })
     }
 }
 
