@@ -3,8 +3,8 @@
 //! A client's `endpoint` names the downstream: a URL whose host resolves to every replica (a
 //! headless Kubernetes Service: one address per ready pod), or a comma-separated list of URLs.
 //! [`Balanced`] is the innermost service of the client stack (see [`crate::client`]): each
-//! call goes to one ready endpoint picked by the [`pool`](self) (the less loaded of two taken
-//! in rotation), an endpoint that fails at the transport level leaves the rotation and is
+//! call goes to one ready endpoint picked in rotation (passing over one with a backlog of
+//! requests in flight), an endpoint that fails at the transport level leaves the rotation and is
 //! probed back, and names are re-resolved periodically and after a failure.
 //!
 //! Resolution is injectable ([`Resolve`]): production uses [`SystemResolver`], tests map one

@@ -1,11 +1,15 @@
 //! The endpoints of one downstream: one lazily connecting tonic channel per resolved address,
 //! each with its requests in flight and its state (ready or down).
 //!
-//! - **Pick**: the less loaded (fewer requests in flight) of two candidates taken in rotation
-//!   from the ready endpoints; on a tie the first. Under even load this is exact round robin
-//!   (random two choices would spread a sequential caller binomially); under uneven load a
-//!   replica with a backlog, a slow or a hung one, is passed over. The rotation starts at a
-//!   random place so that many callers do not all begin on the same replica.
+//! - **Pick**: round robin over the ready endpoints, except that an endpoint with a backlog
+//!   (at least [`BACKLOG`] more requests in flight than the next one in the rotation) is
+//!   passed over for that next one: two choices, but a difference of a few requests is not a
+//!   backlog. At low concurrency this is round robin, an even share per replica even while
+//!   their latencies wobble (least-in-flight at every difference follows each wobble of a
+//!   busy node's scheduler; random two choices spread even a sequential caller binomially);
+//!   a hung replica, or one slower than the others by a multiple, builds a backlog and is
+//!   passed over. The rotation starts at a random place so that many callers do not all begin
+//!   on one replica.
 //! - **Down**: a transport error (refused, reset, connection lost) takes the endpoint out of
 //!   the rotation at once, asks for a re-resolution and starts a probe: `grpc.health.v1` Check
 //!   on that endpoint with exponential backoff until it answers SERVING. A deadline is not a
@@ -34,6 +38,9 @@ use tonic_health::pb::health_client::HealthClient;
 use super::resolve::Resolve;
 use super::target::{Host, Target};
 use crate::metrics::{Counter, Gauge, Metrics};
+
+/// Requests in flight beyond the next endpoint's that make an endpoint's backlog.
+pub(crate) const BACKLOG: usize = 4;
 
 /// How a downstream's endpoints are found, dialled and watched.
 #[derive(Clone, Debug)]
@@ -211,7 +218,14 @@ impl Pool {
         }
         let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
         let (a, b) = (candidates[i], candidates[(i + 1) % n]);
-        Some(if b.in_flight() < a.in_flight() { b } else { a }.clone())
+        Some(
+            if a.in_flight() >= b.in_flight() + BACKLOG {
+                b
+            } else {
+                a
+            }
+            .clone(),
+        )
     }
 
     /// Why no endpoint is available.

@@ -2,6 +2,7 @@
 //! (127.0.0.2, 127.0.0.3, ... are all loopback on Linux) sharing one port, behind one name.
 
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ const COUNTED: &str = "x-counted";
 struct Replica {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// How long each counted call takes.
+    delay: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -31,16 +34,18 @@ impl Replica {
         Self::on(
             TcpListener::bind(addr).await?,
             Arc::new(AtomicUsize::new(0)),
+            Duration::ZERO,
         )
     }
 
-    fn on(listener: TcpListener, hits: Arc<AtomicUsize>) -> std::io::Result<Self> {
+    fn on(listener: TcpListener, hits: Arc<AtomicUsize>, delay: Duration) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (_, health) = tonic_health::server::health_reporter();
         let counter = hits.clone();
         let count = tower::layer::layer_fn(move |inner| Counting {
             inner,
             hits: counter.clone(),
+            delay,
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -58,6 +63,7 @@ impl Replica {
         Ok(Self {
             addr,
             hits,
+            delay,
             stop: Some(stop),
             task: Some(task),
         })
@@ -79,7 +85,11 @@ impl Replica {
 
     /// Serves again on the same address, keeping the count.
     async fn restart(&mut self) -> std::io::Result<()> {
-        *self = Self::on(TcpListener::bind(self.addr).await?, self.hits.clone())?;
+        *self = Self::on(
+            TcpListener::bind(self.addr).await?,
+            self.hits.clone(),
+            self.delay,
+        )?;
         Ok(())
     }
 }
@@ -88,25 +98,34 @@ impl Replica {
 struct Counting<S> {
     inner: S,
     hits: Arc<AtomicUsize>,
+    delay: Duration,
 }
 
 impl<S, B> Service<http::Request<B>> for Counting<S>
 where
     S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.headers().contains_key(COUNTED) {
+        let delay = if request.headers().contains_key(COUNTED) {
             self.hits.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.call(request)
+            self.delay
+        } else {
+            Duration::ZERO
+        };
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            response.await
+        })
     }
 }
 
@@ -195,6 +214,41 @@ async fn spreads_calls_evenly_over_every_address_of_a_name() {
     for h in &hits {
         assert!((180..=220).contains(h), "uneven spread: {hits:?}");
     }
+}
+
+#[tokio::test]
+async fn a_replica_with_a_backlog_is_passed_over() {
+    let mut replicas = replicas(3).await;
+    // The first replica answers in 50 ms, the others at once.
+    replicas[0].stop().await;
+    replicas[0].delay = Duration::from_millis(50);
+    replicas[0].restart().await.unwrap();
+    let resolver = FixedResolver::new();
+    resolver.set("svc.test", replicas.iter().map(|r| r.addr.ip()));
+    let balanced = Balanced::new(
+        "svc",
+        &config(replicas[0].addr.port()),
+        Arc::new(resolver),
+        &Metrics::new("t"),
+    )
+    .unwrap();
+    // Six callers, 100 calls each, back to back.
+    let callers = (0..6).map(|_| {
+        let mut client = HealthClient::new(balanced.clone());
+        async move {
+            for _ in 0..100 {
+                check(&mut client).await.unwrap();
+            }
+        }
+    });
+    futures::future::join_all(callers).await;
+    let hits: Vec<usize> = replicas.iter().map(Replica::hits).collect();
+    assert_eq!(hits.iter().sum::<usize>(), 600);
+    // Round robin alone would give it 200.
+    assert!(
+        hits[0] < 100,
+        "the slow replica got its full share: {hits:?}"
+    );
 }
 
 #[tokio::test]
