@@ -276,6 +276,7 @@ async fn replicas_behind_one_name_share_the_load_lose_none_and_gain_new_ones() {
     let added_ip: IpAddr = added.grpc.ip();
     assert_eq!(added_ip, loopback(3));
     resolver.set(EMBEDDING_NAME, (1..4).map(loopback));
+    let added_at = tokio::time::Instant::now();
     eventually(
         "the added replica serving searches",
         Duration::from_secs(30),
@@ -289,6 +290,10 @@ async fn replicas_behind_one_name_share_the_load_lose_none_and_gain_new_ones() {
     )
     .await
     .expect("traffic to the added replica");
+    eprintln!(
+        "(c) the added replica served after {:?}",
+        added_at.elapsed()
+    );
     let live: Vec<&Service> = embedding[1..].iter().chain([&added]).collect();
     let before = served(&live, EMBED).await.expect("scrape");
     let before_done = load.completed();
