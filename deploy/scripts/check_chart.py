@@ -115,7 +115,17 @@ VALUE_SETS = {
         "internalAuth": {"existingSecret": "braid-internal"},
         "audit": {"enabled": True},
     },
-    "headless": {**DB, "balancing": "headless", "redis": {"existingSecret": "braid-redis"}},
+    "headless": {
+        **DB,
+        "balancing": "headless",
+        "redis": {"existingSecret": "braid-redis"},
+        "services": {"embedding": {"autoscaling": {"enabled": True}}},
+    },
+    "cluster-ip": {
+        **DB,
+        "balancing": "clusterIP",
+        "services": {"ingest": {"autoscaling": {"enabled": True}}},
+    },
     "prometheus-operator": {
         **AUTH,
         "database": {"existingSecret": "braid-database"},
@@ -183,6 +193,11 @@ REFUSED_BY_SERVICES = {
 MUST_FAIL = {
     "tantivy-replicas": {**DB, "services": {"textSearch": {"replicas": 2}}},
     "bad-balancing": {**DB, "balancing": "roundrobin"},
+    "cluster-ip-autoscaled-embedding": {
+        **DB,
+        "balancing": "clusterIP",
+        "services": {"embedding": {"autoscaling": {"enabled": True}}},
+    },
     "unknown-key": {**DB, "servics": {}},
     "backup-keep-zero": {**DB, "backup": {"enabled": True, "keep": 0}},
     "backup-unknown-key": {**DB, "backup": {"enabled": True, "retention": 7}},

@@ -38,6 +38,7 @@ pub use braid_proto::v1;
 
 mod documents;
 pub mod pg_topology;
+pub mod replicas;
 mod servers;
 pub mod users;
 
@@ -133,7 +134,9 @@ impl TestDb {
         })
     }
 
-    async fn drop_db(&self) {
+    /// Drops the database (tests that assemble services themselves; `Stack::shutdown` does
+    /// it for a stack).
+    pub async fn drop_db(&self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
             let _ = sqlx::query(&format!(

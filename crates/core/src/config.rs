@@ -153,6 +153,13 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// How often hard dependencies are probed for the health status.
     pub health_probe_interval_ms: u64,
+    /// A client connection older than this is asked to go away (HTTP/2 GOAWAY; requests in
+    /// flight finish), so long-lived callers reconnect and spread over replicas added since,
+    /// even through a plain L4 Service. 0: connections live as long as the client wants.
+    pub max_connection_age_ms: u64,
+    /// How long an aged connection may still finish its requests before it is closed;
+    /// unset: `request_timeout_ms` (no request loses its connection before its deadline).
+    pub max_connection_age_grace_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -166,6 +173,8 @@ impl ServerConfig {
             shutdown_grace_ms: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
             health_probe_interval_ms: 2_000,
+            max_connection_age_ms: 300_000,
+            max_connection_age_grace_ms: None,
         }
     }
 
@@ -179,6 +188,19 @@ impl ServerConfig {
 
     pub fn health_probe_interval(&self) -> Duration {
         Duration::from_millis(self.health_probe_interval_ms)
+    }
+
+    /// The maximum connection age and its grace period; `None` when connections never age.
+    pub fn max_connection_age(&self) -> Option<(Duration, Duration)> {
+        (self.max_connection_age_ms > 0).then(|| {
+            (
+                Duration::from_millis(self.max_connection_age_ms),
+                Duration::from_millis(
+                    self.max_connection_age_grace_ms
+                        .unwrap_or(self.request_timeout_ms),
+                ),
+            )
+        })
     }
 }
 
@@ -250,14 +272,25 @@ impl Validate for TelemetryConfig {
     }
 }
 
-/// How to reach a downstream Braid service.
+/// How to reach a downstream Braid service, and how its replicas are balanced
+/// (see `balance`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientConfig {
+    /// `http://host:port`, or several such URLs separated by commas. A host that is a name
+    /// (e.g. a headless Kubernetes Service) stands for every address it resolves to; each
+    /// call goes to one ready address.
     pub endpoint: String,
     pub connect_timeout_ms: u64,
     /// Deadline of each call unless the caller sets a tighter one.
     pub timeout_ms: u64,
+    /// How often names in `endpoint` are resolved again (replicas added or removed are seen
+    /// within this); an endpoint that fails also triggers a resolution (at most once a second).
+    pub resolve_interval_ms: u64,
+    /// First wait before a failed endpoint is health-checked; doubles up to
+    /// `probe_backoff_max_ms` until it answers SERVING and rejoins the rotation.
+    pub probe_backoff_ms: u64,
+    pub probe_backoff_max_ms: u64,
 }
 
 impl ClientConfig {
@@ -266,15 +299,15 @@ impl ClientConfig {
             endpoint: endpoint.into(),
             connect_timeout_ms: 2_000,
             timeout_ms,
+            resolve_interval_ms: 10_000,
+            probe_backoff_ms: 100,
+            probe_backoff_max_ms: 5_000,
         }
     }
 
     pub fn validate(&self, name: &str, errors: &mut Vec<String>) {
-        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
-            errors.push(format!(
-                "{name}.endpoint must start with http:// or https://, got `{}`",
-                self.endpoint
-            ));
+        if let Err(e) = crate::balance::check_endpoint(&self.endpoint) {
+            errors.push(format!("{name}.endpoint: {e}"));
         }
         positive(errors, &format!("{name}.timeout_ms"), self.timeout_ms);
         positive(
@@ -282,6 +315,22 @@ impl ClientConfig {
             &format!("{name}.connect_timeout_ms"),
             self.connect_timeout_ms,
         );
+        positive(
+            errors,
+            &format!("{name}.resolve_interval_ms"),
+            self.resolve_interval_ms,
+        );
+        positive(
+            errors,
+            &format!("{name}.probe_backoff_ms"),
+            self.probe_backoff_ms,
+        );
+        if self.probe_backoff_max_ms < self.probe_backoff_ms {
+            errors.push(format!(
+                "{name}.probe_backoff_max_ms ({}) must be at least {name}.probe_backoff_ms ({})",
+                self.probe_backoff_max_ms, self.probe_backoff_ms
+            ));
+        }
     }
 }
 
@@ -435,6 +484,25 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.errors.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn client_endpoints_are_lists_of_urls() {
+        let mut errors = Vec::new();
+        ClientConfig::new("http://braid-embedding:50053, http://10.0.0.7:50053", 10)
+            .validate("embedding", &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        ClientConfig {
+            probe_backoff_max_ms: 1,
+            ..ClientConfig::new("http://a:1,braid-embedding:50053", 10)
+        }
+        .validate("embedding", &mut errors);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("embedding.endpoint: `braid-embedding:50053`"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("probe_backoff_max_ms"), "{errors:?}");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //!
 //! Shutdown: when the passed future resolves, health flips to NOT_SERVING, the listener stops
 //! accepting, in-flight requests get `shutdown_grace` to finish, then the server returns.
+//!
+//! Connections age: after `max_connection_age_ms` a connection gets GOAWAY (its requests
+//! finish within the grace period), so a caller that balances per connection, or holds one
+//! connection through a ClusterIP Service, reconnects and reaches replicas added since.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -295,8 +299,14 @@ where
             let _ = drain_tx.send(true);
         }
     };
-    let server = tonic::transport::Server::builder()
-        .timeout(config.request_timeout())
+    let mut builder = tonic::transport::Server::builder().timeout(config.request_timeout());
+    if let Some((age, grace)) = config.max_connection_age() {
+        // GOAWAY after `age`: callers reconnect and land on replicas added since.
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(grace);
+    }
+    let server = builder
         .trace_fn(crate::telemetry::server_span)
         .layer(stack)
         .add_routes(routes)
@@ -360,4 +370,96 @@ fn spawn_admin(
             tracing::warn!(error = %e, "admin listener failed");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+
+    /// Forwards connections on a new port to `target`, counting them.
+    async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn connections_older_than_the_maximum_age_are_recycled_without_failing_calls() {
+        let config = ServerConfig {
+            max_connection_age_ms: 200,
+            max_connection_age_grace_ms: Some(1_000),
+            ..ServerConfig::default()
+        };
+        let listeners = Listeners::ephemeral().await.unwrap();
+        let grpc = listeners.grpc_addr().unwrap();
+        let (health, health_service) = health("braid.test.Svc");
+        health.set_serving(true).await;
+        let routes = Guard::Public.over(Routes::new(health_service));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(
+                &config,
+                Metrics::new("t"),
+                health,
+                routes,
+                listeners,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+
+        let (proxy, connections) = counting_proxy(grpc).await;
+        let connector = crate::client::Connector::new(
+            crate::auth::internal::ServiceToken::none(),
+            crate::resilience::BreakerConfig::default(),
+            &Metrics::new("client"),
+            crate::balance::system(),
+        );
+        let (channel, _) = connector
+            .channel(
+                "svc",
+                &crate::config::ClientConfig::new(format!("http://{proxy}"), 5_000),
+            )
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut calls = 0;
+        // One long-lived Braid client calling steadily: after the age, the server sends
+        // GOAWAY and the client opens a new connection; no call fails on the way (a call
+        // that raced the close never reached the server and is resent by the retry layer).
+        while connections.load(Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still on one connection after {calls} calls"
+            );
+            client
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("no call fails while connections are recycled");
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.check(HealthCheckRequest::default()).await.unwrap();
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
 }

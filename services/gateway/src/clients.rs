@@ -1,8 +1,8 @@
 //! The gateway's downstream clients, built once with shared channels (each with its own
 //! circuit breaker) and cloned per request.
 
-use braid_core::client::{self, Channel};
-use braid_core::resilience::{BreakerConfig, CircuitBreaker};
+use braid_core::client::{Channel, ClientError, Connector};
+use braid_core::resilience::CircuitBreaker;
 use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::ingest_service_client::IngestServiceClient;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
@@ -30,27 +30,21 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(
-        config: &GatewayConfig,
-        token: braid_core::auth::internal::ServiceToken,
-    ) -> Result<Self, tonic::transport::Error> {
+    pub fn new(config: &GatewayConfig, connector: &Connector) -> Result<Self, ClientError> {
         use braid_proto::service_names as names;
-        let breaker: BreakerConfig = config.breaker.to_config();
         let max = config.server.max_message_bytes;
         let mut downstreams = Vec::new();
-        let mut connect = |name: &'static str,
-                           service: &'static str,
-                           c|
-         -> Result<Channel, tonic::transport::Error> {
-            let (channel, breaker) = client::channel(name, c, breaker, token.clone())?;
-            downstreams.push(Downstream {
-                name,
-                service,
-                health: HealthClient::new(channel.clone()),
-                breaker,
-            });
-            Ok(channel)
-        };
+        let mut connect =
+            |name: &'static str, service: &'static str, c| -> Result<Channel, ClientError> {
+                let (channel, breaker) = connector.channel(name, c)?;
+                downstreams.push(Downstream {
+                    name,
+                    service,
+                    health: HealthClient::new(channel.clone()),
+                    breaker,
+                });
+                Ok(channel)
+            };
         let ingest = connect("ingest", names::INGEST, &config.ingest)?;
         let embedding = connect("embedding", names::EMBEDDING, &config.embedding)?;
         let vector = connect("vector-search", names::VECTOR_SEARCH, &config.vector_search)?;

@@ -42,13 +42,29 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_resolver(config, listeners, braid_core::balance::system(), shutdown).await
+}
+
+/// [`run`], with downstream names resolved by `resolver` (tests map a name to replicas).
+pub async fn run_with_resolver(
+    config: GatewayConfig,
+    listeners: Listeners,
+    resolver: Arc<dyn braid_core::balance::Resolve>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new("gateway");
     let (health, health_service) = server::health(service_names::GATEWAY);
     let internal =
         braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "gateway")
             .map_err(anyhow::Error::msg)?;
     let authenticator = auth::Authenticator::from_config(&config.auth).await?;
-    let clients = clients::Clients::new(&config, internal.token_source())?;
+    let connector = braid_core::client::Connector::new(
+        internal.token_source(),
+        config.breaker.to_config(),
+        &metrics,
+        resolver,
+    );
+    let clients = clients::Clients::new(&config, &connector)?;
     // (up, breaker state) per downstream, in the order of `clients.downstreams`.
     let gauges: Arc<Vec<_>> = Arc::new(
         clients

@@ -58,8 +58,13 @@ pub async fn run(
     let internal =
         braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "ingest")
             .map_err(anyhow::Error::msg)?;
-    let breaker = config.breaker.to_config();
-    let channel = |name, c| braid_core::client::channel(name, c, breaker, internal.token_source());
+    let connector = braid_core::client::Connector::new(
+        internal.token_source(),
+        config.breaker.to_config(),
+        &metrics,
+        braid_core::balance::system(),
+    );
+    let channel = |name, c| connector.channel(name, c);
     let (embedding, _) = channel("embedding", &config.embedding)?;
     let (vector, _) = channel("vector-search", &config.vector_search)?;
     let (text, _) = channel("text-search", &config.text_search)?;

@@ -13,7 +13,8 @@
 //! 2. [`RetryLayer`] — `tower::retry` with a budget, for idempotent calls that failed before
 //!    reaching a working server;
 //! 3. [`TraceContextLayer`] — injects W3C `traceparent` into outgoing requests;
-//! 4. tonic `Channel` with connect timeout and per-call deadline.
+//! 4. the service token, then [`crate::balance::Balanced`] — one tonic channel per replica,
+//!    each with connect timeout and per-call deadline (why this order: [`crate::client`]).
 
 mod admission;
 mod circuit_breaker;
