@@ -18,6 +18,9 @@
 #   stack.sh replica-stop   stop it
 #   stack.sh pgbouncer  PgBouncer (transaction mode) on 127.0.0.1:6439 in front of PostgreSQL
 #                       (`run` starts it when BRAID_PGBOUNCER=1)
+#   stack.sh opensearch-start  a single-node OpenSearch on 127.0.0.1:19200 (deploy/scripts/
+#                       opensearch.sh; `test` starts it, `run` with BRAID_TEXT_BACKEND=opensearch)
+#   stack.sh opensearch-stop   stop it
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -523,8 +526,10 @@ run_stack() {
   pg_home
   pg_running 2>/dev/null && STACK_PG_WAS_RUNNING=1
   setup
+  local features; features=$(text_backend_features)
   say "building release binaries (first build takes several minutes)"
-  (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
+  # shellcheck disable=SC2086 # $features is empty or one --features flag
+  (cd "$ROOT" && cargo build --release --locked --bins $features) || die "cargo build failed"
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   ensure_secrets
@@ -553,6 +558,7 @@ run_stack() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     [[ -z ${STACK_REPLICA_STARTED:-} ]] || replica_stop
+    [[ -z ${STACK_OS_STARTED:-} ]] || opensearch_stop
     [[ -n $STACK_PG_WAS_RUNNING ]] || pg_stop
     exit "${1:-0}"
   }
@@ -572,6 +578,8 @@ run_stack() {
     pids+=("$PGBOUNCER_PID")
   fi
   export_pg_topology
+  STACK_OS_STARTED=""
+  export_text_backend
   for svc in "${SERVICES[@]}"; do
     supervise "$svc" &
     pids+=($!)
@@ -626,20 +634,28 @@ run_tests() {
   setup
   ensure_redis required
   ensure_pgbouncer
+  # Stop the PostgreSQL and OpenSearch this run started (leave ones already running).
+  local on_exit=""
+  [[ -n $was_running ]] || on_exit="pg_stop;"
+  [[ -z $on_exit ]] || trap "$on_exit" EXIT
+  # The text leg on a real engine: a run without it fails here (never a silent skip).
+  opensearch_start
+  [[ -z $OS_STARTED ]] || on_exit="opensearch_stop;$on_exit"
+  [[ -z $on_exit ]] || trap "$on_exit" EXIT
   eval "$(print_env)"
-  # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
-  [[ -n $was_running ]] || trap pg_stop EXIT
+  eval "$(print_opensearch_env)"
   cd "$ROOT"
   say "cargo fmt --check"
   cargo fmt --all -- --check
   say "cargo clippy -D warnings"
   cargo clippy --workspace --all-targets --locked -- -D warnings
   say "cargo test"
-  cargo test --workspace --locked
+  # Without the `elasticsearch` feature the contract suite refuses an engine URL.
+  env -u BRAID_TEST_ELASTICSEARCH_URL cargo test --workspace --locked
   # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
-  # and test that crate with it (golden requests, wire contract; the live contract suite
-  # also runs when BRAID_TEST_ELASTICSEARCH_URL is set).
-  say "text-search with --features elasticsearch: clippy -D warnings and tests"
+  # and test it, the contract suite against the OpenSearch node.
+  export BRAID_TEST_ELASTICSEARCH_URL=$OS_URL
+  say "--features elasticsearch: clippy -D warnings, text-search tests and the contract suite on $OS_URL"
   cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
   cargo test -p braid-text-search --features elasticsearch --locked
   say "deploy checks (rules, dashboard, chart, image, compose)"
@@ -689,6 +705,9 @@ run_eval() {
 # The load tests (run_loadtest, run_loadtest_restarts).
 # shellcheck source=deploy/scripts/loadtest.sh
 source "$ROOT/deploy/scripts/loadtest.sh"
+# OpenSearch for the text leg (opensearch_start, opensearch_stop).
+# shellcheck source=deploy/scripts/opensearch.sh
+source "$ROOT/deploy/scripts/opensearch.sh"
 
 case ${1:-} in
   setup) setup ;;
@@ -706,5 +725,7 @@ case ${1:-} in
   replica-start) replica_start ;;
   replica-stop) replica_stop ;;
   pgbouncer) run_pgbouncer ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|replica-start|replica-stop|pgbouncer" ;;
+  opensearch-start) opensearch_start ;;
+  opensearch-stop) opensearch_stop ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop" ;;
 esac
