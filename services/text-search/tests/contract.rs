@@ -485,6 +485,63 @@ async fn rebuild_switches_and_keeps_live_writes(b: Backend) {
     );
 }
 
+async fn a_live_delete_during_a_rebuild_is_not_undone(b: Backend) {
+    put(&b, "a", vec![chunk("a", 0, "", "zebra stripes")]).await;
+    put(&b, "b", vec![chunk("b", 0, "", "zebra crossing")]).await;
+    let rb = b.admin.rebuild_start("").await.unwrap();
+    assert_eq!(b.index.delete_document("t", "a").await.unwrap(), 1);
+    // The rebuild read both documents before the delete: its copy of `a` is older, skipped.
+    let (written, skipped) = b
+        .admin
+        .rebuild_write(
+            &rb,
+            vec![
+                (
+                    "t".into(),
+                    "a".into(),
+                    vec![chunk("a", 0, "", "zebra stripes")],
+                ),
+                (
+                    "t".into(),
+                    "b".into(),
+                    vec![chunk("b", 0, "", "zebra crossing")],
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!((written, skipped), (1, 1));
+    b.admin.rebuild_finish(&rb).await.unwrap();
+    assert_eq!(doc_ids(&b, query("zebra")).await, ["b"]);
+    assert!(b.admin.document_chunks("t", "a").await.unwrap().is_empty());
+    // Deleted, not barred: it can come back.
+    put(&b, "a", vec![chunk("a", 0, "", "zebra again")]).await;
+    assert_eq!(doc_ids(&b, query("zebra")).await, ["a", "b"]);
+}
+
+async fn concurrent_writes_are_each_searchable_on_return(b: Backend) {
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let (id, word) = (format!("w{i}"), format!("marker{i}q"));
+                put(&b, &id, vec![chunk(&id, 0, "", &format!("entry {word}"))]).await;
+                let hits = b.index.search(query(&word)).await.unwrap();
+                assert_eq!(hits.len(), 1, "{word} not searchable on return: {hits:?}");
+                assert_eq!(b.index.delete_document("t", &id).await.unwrap(), 1);
+                let hits = b.index.search(query(&word)).await.unwrap();
+                assert!(
+                    hits.is_empty(),
+                    "{word} still found after its delete: {hits:?}"
+                );
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 const CASES: &[Case] = &[
     ("replace_search_and_delete", |b| {
         Box::pin(replace_search_and_delete(b))
@@ -506,6 +563,12 @@ const CASES: &[Case] = &[
     }),
     ("rebuild_switches_and_keeps_live_writes", |b| {
         Box::pin(rebuild_switches_and_keeps_live_writes(b))
+    }),
+    ("a_live_delete_during_a_rebuild_is_not_undone", |b| {
+        Box::pin(a_live_delete_during_a_rebuild_is_not_undone(b))
+    }),
+    ("concurrent_writes_are_each_searchable_on_return", |b| {
+        Box::pin(concurrent_writes_are_each_searchable_on_return(b))
     }),
 ];
 

@@ -52,9 +52,19 @@ pub fn chunk_hit(hit: &Value) -> ChunkHit {
     }
 }
 
-/// The concrete index behind an alias and the ids it supersedes, from a `GET
-/// <alias>/_mapping` answer (`{"<index>": {"mappings": {"_meta": {...}}}}`).
-pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
+/// The concrete index behind the serving alias, from its mapping's `_meta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub index: String,
+    /// The index ids it supersedes (rebuilt from).
+    pub supersedes: Vec<String>,
+    /// Its entry format (`braid_format`; none before format 2).
+    pub format: Option<u64>,
+}
+
+/// The concrete index behind an alias, the ids it supersedes and its entry format, from a
+/// `GET <alias>/_mapping` answer (`{"<index>": {"mappings": {"_meta": {...}}}}`).
+pub fn active_index(body: &Value) -> Result<Active, TextError> {
     let indices = body
         .as_object()
         .ok_or_else(|| TextError::Index("unexpected answer to GET _mapping".into()))?;
@@ -66,8 +76,9 @@ pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
             indices.len()
         )));
     };
-    let supersedes = indices[name]
-        .pointer("/mappings/_meta/braid_supersedes")
+    let meta = indices[name].pointer("/mappings/_meta");
+    let supersedes = meta
+        .and_then(|m| m.get("braid_supersedes"))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -76,7 +87,13 @@ pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok((name.clone(), supersedes))
+    Ok(Active {
+        index: name.clone(),
+        supersedes,
+        format: meta
+            .and_then(|m| m.get("braid_format"))
+            .and_then(Value::as_u64),
+    })
 }
 
 /// The indices named in a `GET _alias/<alias>` answer.
@@ -134,14 +151,17 @@ mod tests {
             ("d:0", 3, 1.5, "a <b>comet</b>")
         );
         let mapping = json!({ "braid-text-abc": { "mappings": {
-            "_meta": { "braid_supersedes": ["braid-text-old"] } } } });
+            "_meta": { "braid_supersedes": ["braid-text-old"], "braid_format": 2 } } } });
         assert_eq!(
             active_index(&mapping).unwrap(),
-            (
-                "braid-text-abc".to_string(),
-                vec!["braid-text-old".to_string()]
-            )
+            Active {
+                index: "braid-text-abc".to_string(),
+                supersedes: vec!["braid-text-old".to_string()],
+                format: Some(2),
+            }
         );
+        let old = json!({ "braid-text-abc": { "mappings": { "_meta": {} } } });
+        assert_eq!(active_index(&old).unwrap().format, None);
         let two = json!({ "a": {}, "b": {} });
         assert!(matches!(active_index(&two), Err(TextError::NotServing(_))));
     }
