@@ -653,11 +653,15 @@ run_tests() {
   # Without the `elasticsearch` feature the contract suite refuses an engine URL.
   env -u BRAID_TEST_ELASTICSEARCH_URL cargo test --workspace --locked
   # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
-  # and test it, the contract suite against the OpenSearch node.
+  # and test it, the contract suite and the end-to-end tests (feature `elasticsearch` of
+  # braid-tests) against the OpenSearch node.
   export BRAID_TEST_ELASTICSEARCH_URL=$OS_URL
   say "--features elasticsearch: clippy -D warnings, text-search tests and the contract suite on $OS_URL"
-  cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
+  cargo clippy -p braid-text-search -p braid-tests --locked --all-targets \
+    --features braid-text-search/elasticsearch,braid-tests/elasticsearch -- -D warnings
   cargo test -p braid-text-search --features elasticsearch --locked
+  say "end-to-end tests with the text leg on OpenSearch ($OS_URL)"
+  cargo test -p braid-tests --features elasticsearch --locked --test opensearch
   say "deploy checks (rules, dashboard, chart, image, compose)"
   BRAID_HOME=$BRAID_HOME "$ROOT/deploy/scripts/check_deploy.sh"
 }

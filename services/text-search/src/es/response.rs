@@ -6,8 +6,22 @@ use serde_json::Value;
 
 use crate::error::TextError;
 
-/// The hits of a search answer, in order.
+/// The hits of a search answer, in order. An answer from only some shards (a shard failed,
+/// or its index was deleted under the search by a rebuild's switch) is an error, never a
+/// short list of hits: [`TextError::Unavailable`], which callers retry.
 pub fn hits(body: &Value) -> Result<&Vec<Value>, TextError> {
+    let failed = body.pointer("/_shards/failed").and_then(Value::as_u64);
+    if let Some(failed) = failed.filter(|n| *n > 0) {
+        let total = body.pointer("/_shards/total").and_then(Value::as_u64);
+        let reason = body
+            .pointer("/_shards/failures/0/reason/type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        return Err(TextError::Unavailable(format!(
+            "search answered by only some shards ({failed} of {} failed: {reason})",
+            total.unwrap_or(0)
+        )));
+    }
     body.pointer("/hits/hits")
         .and_then(Value::as_array)
         .ok_or_else(|| TextError::Index("Elasticsearch search answer without hits.hits".into()))
@@ -162,6 +176,14 @@ mod tests {
         );
         let old = json!({ "braid-text-abc": { "mappings": { "_meta": {} } } });
         assert_eq!(active_index(&old).unwrap().format, None);
+        let partial = json!({ "_shards": { "total": 2, "successful": 1, "failed": 1,
+            "failures": [ { "shard": 0, "reason": { "type": "node_not_connected_exception" } } ] },
+            "hits": { "hits": [] } });
+        assert!(
+            matches!(hits(&partial), Err(TextError::Unavailable(r)) if r.contains("1 of 2")),
+            "{:?}",
+            hits(&partial)
+        );
         let two = json!({ "a": {}, "b": {} });
         assert!(matches!(active_index(&two), Err(TextError::NotServing(_))));
     }
