@@ -17,7 +17,7 @@ test: ## same set-up, then cargo fmt --check, clippy -D warnings and every test
 deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, compose config
 	@$(STACK) deploy-check
 
-bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
+bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300), the text leg on OpenSearch vs Tantivy → BENCHMARKS.md
 	@$(STACK) bench
 
 eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whole corpus) → BENCHMARKS.md

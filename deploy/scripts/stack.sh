@@ -673,7 +673,9 @@ run_bench() {
   local corpus=$eval_dir/scifact/corpus.jsonl queries=$eval_dir/scifact/queries.jsonl
   [[ -f $corpus ]] || die "SciFact corpus not found at $corpus (set BRAID_EVAL_DIR to the eval directory)"
   cd "$ROOT"
-  cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
+  # With the `elasticsearch` feature: the text-engines comparison runs on an OpenSearch node.
+  cargo build --release --locked -p braid-tests --bin braid-bench --features elasticsearch \
+    || die "cargo build failed"
   local bench=$TARGET_DIR/release/braid-bench
   local venv=$BRAID_HOME/venv-bench reference=()
   if [[ ${BENCH_REFERENCE:-0} == 1 && ! -x $venv/bin/python ]]; then
@@ -692,6 +694,11 @@ run_bench() {
   say "embedding speed, interleaved with the reference in every round (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   "$bench" embed --corpus "$corpus" --queries "$queries" --rounds "${BENCH_ROUNDS:-5}" "${reference[@]}" --out "$ROOT/BENCHMARKS.md"
   "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --rounds "${BENCH_INGEST_ROUNDS:-3}" --out "$ROOT/BENCHMARKS.md"
+  say "the text leg on OpenSearch next to Tantivy: ingest and search, rounds interleaved"
+  opensearch_start
+  [[ -z $OS_STARTED ]] || trap opensearch_stop EXIT
+  "$bench" text-engines --corpus "$corpus" --queries "$queries" --engine-url "$OS_URL" \
+    --limit "${BENCH_DOCS:-300}" --rounds "${BENCH_INGEST_ROUNDS:-3}" --out "$ROOT/BENCHMARKS.md"
 }
 
 run_eval() {
