@@ -50,10 +50,17 @@ maven_fetch() {
 }
 
 os_java_home() {
-  local candidate
-  for candidate in "${OPENSEARCH_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/java-21-openjdk-* \
-    /usr/lib/jvm/temurin-17-* /usr/lib/jvm/temurin-21-*; do
-    [[ -n $candidate && -x $candidate/bin/java ]] && { echo "$candidate"; return 0; }
+  local candidate attempt
+  for attempt in 1 2; do
+    for candidate in "${OPENSEARCH_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-* /usr/lib/jvm/java-21-openjdk-* \
+      /usr/lib/jvm/temurin-17-* /usr/lib/jvm/temurin-21-*; do
+      [[ -n $candidate && -x $candidate/bin/java ]] && { echo "$candidate"; return 0; }
+    done
+    [[ $attempt == 1 && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null || break
+    say "installing Java 17 for OpenSearch (apt-get install openjdk-17-jre-headless)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >&2 \
+      || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >&2; } \
+      || break
   done
   die "OpenSearch $OS_VERSION needs Java 17 or 21: install it (apt-get install openjdk-17-jre-headless) or set OPENSEARCH_JAVA_HOME"
 }
