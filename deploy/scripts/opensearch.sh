@@ -186,11 +186,11 @@ ENV
 
 # `make run`'s text leg, from BRAID_TEXT_BACKEND: tantivy (default), opensearch (the local
 # node above) or elasticsearch (a cluster named by BRAID_TEXT_SEARCH__INDEX__ELASTICSEARCH__*).
-# The cargo flags the release build needs for it:
+# Sets TEXT_FEATURES to the cargo flags the release build needs for it.
 text_backend_features() {
   case ${BRAID_TEXT_BACKEND:-tantivy} in
-    tantivy) ;;
-    opensearch | elasticsearch) echo "--features braid-text-search/elasticsearch" ;;
+    tantivy) TEXT_FEATURES=() ;;
+    opensearch | elasticsearch) TEXT_FEATURES=(--features braid-text-search/elasticsearch) ;;
     *) die "BRAID_TEXT_BACKEND is '$BRAID_TEXT_BACKEND': tantivy, opensearch (a local node) or elasticsearch (a cluster named by BRAID_TEXT_SEARCH__INDEX__ELASTICSEARCH__URLS)" ;;
   esac
 }

@@ -526,10 +526,9 @@ run_stack() {
   pg_home
   pg_running 2>/dev/null && STACK_PG_WAS_RUNNING=1
   setup
-  local features; features=$(text_backend_features)
+  text_backend_features
   say "building release binaries (first build takes several minutes)"
-  # shellcheck disable=SC2086 # $features is empty or one --features flag
-  (cd "$ROOT" && cargo build --release --locked --bins $features) || die "cargo build failed"
+  (cd "$ROOT" && cargo build --release --locked --bins "${TEXT_FEATURES[@]}") || die "cargo build failed"
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   ensure_secrets
