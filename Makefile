@@ -20,7 +20,7 @@ deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate,
 deps-check: ## unused dependencies (cargo shear) + cargo deny check (RustSec snapshot, licences, bans, sources), offline; part of `make test`
 	@$(STACK) deps-check
 
-bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300) → BENCHMARKS.md
+bench: ## embedding speed (BENCH_REFERENCE=1 adds sentence-transformers) + SciFact ingest (BENCH_DOCS=300), the text leg on OpenSearch vs Tantivy → BENCHMARKS.md
 	@$(STACK) bench
 
 eval: ## SciFact nDCG@10 / Recall@10 / latency for hybrid, vector and text (whole corpus) → BENCHMARKS.md

@@ -19,6 +19,9 @@
 #   stack.sh replica-stop   stop it
 #   stack.sh pgbouncer  PgBouncer (transaction mode) on 127.0.0.1:6439 in front of PostgreSQL
 #                       (`run` starts it when BRAID_PGBOUNCER=1)
+#   stack.sh opensearch-start  a single-node OpenSearch on 127.0.0.1:19200 (deploy/scripts/
+#                       opensearch.sh; `test` starts it, `run` with BRAID_TEXT_BACKEND=opensearch)
+#   stack.sh opensearch-stop   stop it
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -530,8 +533,9 @@ run_stack() {
   pg_home
   pg_running 2>/dev/null && STACK_PG_WAS_RUNNING=1
   setup
+  text_backend_features
   say "building release binaries (first build takes several minutes)"
-  (cd "$ROOT" && cargo build --release --locked --bins) || die "cargo build failed"
+  (cd "$ROOT" && cargo build --release --locked --bins "${TEXT_FEATURES[@]}") || die "cargo build failed"
   eval "$(print_env)"
   mkdir -p "$LOG_DIR"
   ensure_secrets
@@ -560,6 +564,7 @@ run_stack() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     [[ -z ${STACK_REPLICA_STARTED:-} ]] || replica_stop
+    [[ -z ${STACK_OS_STARTED:-} ]] || opensearch_stop
     [[ -n $STACK_PG_WAS_RUNNING ]] || pg_stop
     exit "${1:-0}"
   }
@@ -579,6 +584,8 @@ run_stack() {
     pids+=("$PGBOUNCER_PID")
   fi
   export_pg_topology
+  STACK_OS_STARTED=""
+  export_text_backend
   for svc in "${SERVICES[@]}"; do
     supervise "$svc" &
     pids+=($!)
@@ -633,9 +640,16 @@ run_tests() {
   setup
   ensure_redis required
   ensure_pgbouncer
+  # Stop the PostgreSQL and OpenSearch this run started (leave ones already running).
+  local on_exit=""
+  [[ -n $was_running ]] || on_exit="pg_stop;"
+  [[ -z $on_exit ]] || trap "$on_exit" EXIT
+  # The text leg on a real engine: a run without it fails here (never a silent skip).
+  opensearch_start
+  [[ -z $OS_STARTED ]] || on_exit="opensearch_stop;$on_exit"
+  [[ -z $on_exit ]] || trap "$on_exit" EXIT
   eval "$(print_env)"
-  # Stop the PostgreSQL this run started (leave one a `make run` elsewhere is using).
-  [[ -n $was_running ]] || trap pg_stop EXIT
+  eval "$(print_opensearch_env)"
   cd "$ROOT"
   # Every step runs even after one fails (a failing test binary must not hide the others);
   # the run ends with one summary of every failure and exits non-zero if there was any.
@@ -645,14 +659,19 @@ run_tests() {
   test_step "cargo fmt --check" cargo fmt --all -- --check
   test_step "dependencies: cargo shear, cargo deny (offline)" check_dependencies
   test_step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
-  test_step "cargo test" cargo test --workspace --locked --no-fail-fast
+  # Without the `elasticsearch` feature the contract suite refuses an engine URL.
+  test_step "cargo test" env -u BRAID_TEST_ELASTICSEARCH_URL cargo test --workspace --locked --no-fail-fast
   # The Elasticsearch text backend is a cargo feature the workspace build leaves off: lint
-  # and test that crate with it (golden requests, wire contract; the live contract suite
-  # also runs when BRAID_TEST_ELASTICSEARCH_URL is set).
-  test_step "text-search --features elasticsearch: clippy -D warnings" \
-    cargo clippy -p braid-text-search --features elasticsearch --all-targets --locked -- -D warnings
-  test_step "text-search --features elasticsearch: tests" \
+  # and test it, the contract suite and the end-to-end tests (feature `elasticsearch` of
+  # braid-tests) against the OpenSearch node.
+  export BRAID_TEST_ELASTICSEARCH_URL=$OS_URL
+  test_step "--features elasticsearch: clippy -D warnings" \
+    cargo clippy -p braid-text-search -p braid-tests --locked --all-targets \
+    --features braid-text-search/elasticsearch,braid-tests/elasticsearch -- -D warnings
+  test_step "text-search --features elasticsearch: tests and the contract suite on $OS_URL" \
     cargo test -p braid-text-search --features elasticsearch --locked --no-fail-fast
+  test_step "end-to-end tests with the text leg on OpenSearch ($OS_URL)" \
+    cargo test -p braid-tests --features elasticsearch --locked --no-fail-fast --test opensearch
   test_step "deploy checks (rules, dashboard, chart, image, compose)" \
     env BRAID_HOME="$BRAID_HOME" "$ROOT/deploy/scripts/check_deploy.sh"
   test_summary
@@ -706,7 +725,9 @@ run_bench() {
   local corpus=$eval_dir/scifact/corpus.jsonl queries=$eval_dir/scifact/queries.jsonl
   [[ -f $corpus ]] || die "SciFact corpus not found at $corpus (set BRAID_EVAL_DIR to the eval directory)"
   cd "$ROOT"
-  cargo build --release --locked -p braid-tests --bin braid-bench || die "cargo build failed"
+  # With the `elasticsearch` feature: the text-engines comparison runs on an OpenSearch node.
+  cargo build --release --locked -p braid-tests --bin braid-bench --features elasticsearch \
+    || die "cargo build failed"
   local bench=$TARGET_DIR/release/braid-bench
   local venv=$BRAID_HOME/venv-bench reference=()
   if [[ ${BENCH_REFERENCE:-0} == 1 && ! -x $venv/bin/python ]]; then
@@ -726,6 +747,11 @@ run_bench() {
   say "embedding speed, interleaved with the reference in every round (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   "$bench" embed --corpus "$corpus" --queries "$queries" --rounds "${BENCH_ROUNDS:-5}" "${reference[@]}" --out "$ROOT/BENCHMARKS.md"
   "$bench" ingest --corpus "$corpus" --limit "${BENCH_DOCS:-300}" --rounds "${BENCH_INGEST_ROUNDS:-3}" --out "$ROOT/BENCHMARKS.md"
+  say "the text leg on OpenSearch next to Tantivy: ingest and search, rounds interleaved"
+  opensearch_start
+  [[ -z $OS_STARTED ]] || trap opensearch_stop EXIT
+  "$bench" text-engines --corpus "$corpus" --queries "$queries" --engine-url "$OS_URL" \
+    --limit "${BENCH_DOCS:-300}" --rounds "${BENCH_INGEST_ROUNDS:-3}" --out "$ROOT/BENCHMARKS.md"
 }
 
 run_eval() {
@@ -746,6 +772,9 @@ source "$ROOT/deploy/scripts/loadtest.sh"
 # cargo-shear, cargo-deny and the advisory database (fetch_dependency_tools, check_dependencies).
 # shellcheck source=deploy/scripts/tools.sh
 source "$ROOT/deploy/scripts/tools.sh"
+# OpenSearch for the text leg (opensearch_start, opensearch_stop).
+# shellcheck source=deploy/scripts/opensearch.sh
+source "$ROOT/deploy/scripts/opensearch.sh"
 
 case ${1:-} in
   setup) setup ;;
@@ -764,5 +793,7 @@ case ${1:-} in
   replica-start) replica_start ;;
   replica-stop) replica_stop ;;
   pgbouncer) run_pgbouncer ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer" ;;
+  opensearch-start) opensearch_start ;;
+  opensearch-stop) opensearch_stop ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop" ;;
 esac

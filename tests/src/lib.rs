@@ -37,6 +37,8 @@ use tower::Layer;
 pub use braid_proto::v1;
 
 mod documents;
+#[cfg(feature = "elasticsearch")]
+pub mod opensearch;
 pub mod pg_topology;
 pub mod replicas;
 mod servers;
@@ -309,6 +311,9 @@ pub struct StackOptions {
     pub text_internal_auth: InternalAuthConfig,
     /// Where the database is and how services reach it (default: the shared PostgreSQL).
     pub topology: pg_topology::Topology,
+    /// The text leg on this Elasticsearch-compatible engine instead of a temporary Tantivy
+    /// index (needs the `elasticsearch` feature; see `opensearch`).
+    pub text_engine: Option<braid_text_search::ElasticsearchConfig>,
 }
 
 impl Default for StackOptions {
@@ -345,6 +350,7 @@ impl Default for StackOptions {
             vector_internal_auth: internal_auth(),
             text_internal_auth: internal_auth(),
             topology: pg_topology::Topology::default(),
+            text_engine: None,
         }
     }
 }
@@ -406,6 +412,10 @@ impl Stack {
         with_internal_key(&mut text_cfg.internal_auth);
         text_cfg.index.dir = tantivy.path().to_path_buf();
         text_cfg.index.writer_memory_mb = 20;
+        if let Some(engine) = options.text_engine {
+            text_cfg.index.backend = braid_text_search::Backend::Elasticsearch;
+            text_cfg.index.elasticsearch = engine;
+        }
         text_cfg.server.health_probe_interval_ms = 100;
         text_cfg.server.shutdown_grace_ms = 2_000;
         let text_config = text_cfg.clone();

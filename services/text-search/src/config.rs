@@ -54,7 +54,9 @@ pub struct ElasticsearchConfig {
     pub index_prefix: String,
     pub shards: u32,
     pub replicas: u32,
-    /// `index.refresh_interval` while serving (`1s`; `-1` = never).
+    /// `index.refresh_interval` while serving (`1s`). Writes do not wait for it (each
+    /// waits for one coalesced refresh of its own); it makes what a failed refresh left
+    /// invisible searchable anyway, so `-1` (never) is refused here.
     pub refresh_interval: String,
     /// `index.refresh_interval` of an index being bulk-loaded by a rebuild (restored to
     /// `refresh_interval` before the switch).
@@ -177,15 +179,23 @@ impl ElasticsearchConfig {
                 self.replicas
             ));
         }
-        for (name, v) in [
-            ("refresh_interval", &self.refresh_interval),
-            ("bulk_refresh_interval", &self.bulk_refresh_interval),
-        ] {
-            if !is_interval(v) {
-                errors.push(format!(
-                    "{at}.{name} is `{v}`, must be -1 or a number with ms, s, m or h (1s)"
-                ));
-            }
+        if self.refresh_interval == "-1" {
+            errors.push(format!(
+                "{at}.refresh_interval is -1 (never): the serving index must refresh by itself \
+                 (1s is the default); -1 is for bulk loads, which use {at}.bulk_refresh_interval"
+            ));
+        } else if !is_interval(&self.refresh_interval) {
+            errors.push(format!(
+                "{at}.refresh_interval is `{}`, must be a number with ms, s, m or h (1s)",
+                self.refresh_interval
+            ));
+        }
+        if !is_interval(&self.bulk_refresh_interval) {
+            errors.push(format!(
+                "{at}.bulk_refresh_interval is `{}`, must be -1 or a number with ms, s, m or h \
+                 (-1)",
+                self.bulk_refresh_interval
+            ));
         }
         positive(
             errors,
@@ -298,5 +308,43 @@ impl braid_core::entry::ServiceConfig for TextSearchConfig {
     }
     fn telemetry(&self) -> &TelemetryConfig {
         &self.telemetry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(es: ElasticsearchConfig) -> Vec<String> {
+        let mut errors = Vec::new();
+        es.validate(&mut errors);
+        errors
+    }
+
+    #[test]
+    fn the_serving_index_must_refresh_by_itself() {
+        assert!(errors(ElasticsearchConfig::default()).is_empty());
+        let never = ElasticsearchConfig {
+            refresh_interval: "-1".into(),
+            ..ElasticsearchConfig::default()
+        };
+        let got = errors(never);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("index.elasticsearch.refresh_interval is -1")
+                && got[0].contains("bulk_refresh_interval"),
+            "{got:?}"
+        );
+        // A bulk load may turn refreshes off; nonsense is refused for both.
+        let odd = ElasticsearchConfig {
+            refresh_interval: "soon".into(),
+            bulk_refresh_interval: "1 s".into(),
+            ..ElasticsearchConfig::default()
+        };
+        let got = errors(odd);
+        assert!(
+            got.len() == 2 && got.iter().all(|e| e.contains("ms, s, m or h")),
+            "{got:?}"
+        );
     }
 }

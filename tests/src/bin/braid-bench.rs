@@ -4,6 +4,8 @@
 //! `reindex`: times rebuilding the text index from PostgreSQL (recovery time).
 //!
 //! `ingest`: the pipeline against the embedding model alone on the same chunks (`ingest.rs`).
+//! `text-engines` (feature `elasticsearch`): ingest and search with the text leg on Tantivy
+//! and on an Elasticsearch-compatible engine, interleaved (`engines.rs`).
 //! `embed`: the embedding service against sentence-transformers, and the cost of a query
 //! embedding (`embed.rs`, `query_cost.rs`). `eval-int8`: retrieval quality of the int8 graph
 //! against fp32 (`quality.rs`). Every speed figure is the median of several rounds with
@@ -21,6 +23,9 @@ use measure::percentile;
 
 #[path = "braid-bench/embed.rs"]
 mod embed;
+#[cfg(feature = "elasticsearch")]
+#[path = "braid-bench/engines.rs"]
+mod engines;
 #[path = "braid-bench/eval.rs"]
 mod eval;
 #[path = "braid-bench/ingest.rs"]
@@ -51,6 +56,31 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Markdown file to write the results into (section replaced in place).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Ingest throughput and search latency with the text leg on Tantivy and on an
+    /// Elasticsearch-compatible engine, one stack each per round, interleaved (needs
+    /// `--features elasticsearch`).
+    #[cfg(feature = "elasticsearch")]
+    TextEngines {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        /// The engine's URL (`make bench` starts an OpenSearch node).
+        #[arg(long)]
+        engine_url: String,
+        /// What to call it in the report.
+        #[arg(long, default_value = "OpenSearch 2.19.6")]
+        engine_name: String,
+        #[arg(long, default_value_t = 300)]
+        limit: usize,
+        /// Queries sent per mode (the first N of queries.jsonl).
+        #[arg(long, default_value_t = 200)]
+        query_count: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -175,6 +205,29 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => eval::eval(&dataset, limit, out.as_deref()).await,
         Command::Reindex { corpus, limit, out } => reindex(&corpus, limit, out.as_deref()).await,
+        #[cfg(feature = "elasticsearch")]
+        Command::TextEngines {
+            corpus,
+            queries,
+            engine_url,
+            engine_name,
+            limit,
+            query_count,
+            rounds,
+            out,
+        } => {
+            engines::run(engines::Args {
+                corpus: &corpus,
+                queries: &queries,
+                engine_url: &engine_url,
+                engine_name: &engine_name,
+                limit,
+                query_count,
+                rounds: rounds.max(1),
+                out: out.as_deref(),
+            })
+            .await
+        }
         Command::Passages {
             corpus,
             sentences,

@@ -2,13 +2,18 @@
 //! response, and which failures are worth retrying. See
 //! <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/docs-bulk.html>.
 //!
-//! Per item: 2xx is written; 429 (`es_rejected_execution_exception`, a full write queue) and
-//! 5xx (a shard unavailable, a node failing) are retryable, so only those items are sent
-//! again; 409 on a `create` means the entry already exists (a rebuild skips what was written
-//! live); 409 on an `index` (a concurrent write won) is retryable; any other 4xx
-//! (`document_parsing_exception`, `mapper_parsing_exception`, `illegal_argument_exception`,
-//! ...) is permanent: the item will never succeed as it is, and only that item's document
-//! fails.
+//! Every action names its target (`_index`, always an alias) and the request carries
+//! `require_alias=true`, so an alias that vanished meanwhile (a rebuild switched) fails that
+//! item instead of auto-creating an index of that name. No `refresh`: visibility is the
+//! caller's business (see `refresh.rs`).
+//!
+//! Per item: 2xx is written (and a `delete` answered 404 `not_found`: already gone); 429
+//! (`es_rejected_execution_exception`, a full write queue) and 5xx (a shard unavailable, a
+//! node failing) are retryable, so only those items are sent again; 409 on a `create` means
+//! the entry already exists (a rebuild skips what was written live); 409 on an `index` (a
+//! concurrent write won) is retryable; any other 4xx (`document_parsing_exception`,
+//! `mapper_parsing_exception`, `illegal_argument_exception`, ...) is permanent: the item
+//! will never succeed as it is, and only that item's document fails.
 
 use braid_core::auth::chunks_acl;
 use braid_proto::v1::Chunk;
@@ -26,6 +31,8 @@ pub enum Op {
     Index,
     /// Create only if absent (409 otherwise).
     Create,
+    /// Remove (absent is fine).
+    Delete,
 }
 
 impl Op {
@@ -33,40 +40,57 @@ impl Op {
         match self {
             Op::Index => "index",
             Op::Create => "create",
+            Op::Delete => "delete",
         }
     }
 }
 
-/// One entry to write: its action and source lines.
+/// One entry to write or delete: its action and (except for a delete) source lines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub op: Op,
+    /// The alias written through.
+    pub index: String,
     pub id: String,
     pub routing: String,
-    pub source: Value,
+    pub source: Option<Value>,
     /// Which document (tenant, document id) the entry belongs to.
     pub document: (String, String),
 }
 
 impl Item {
-    fn lines(&self) -> [Value; 2] {
+    /// Deletes entry `id` of `document` through `index`.
+    pub fn delete(index: &str, id: String, document: &(String, String)) -> Self {
+        Item {
+            op: Op::Delete,
+            index: index.to_string(),
+            id,
+            routing: doc_key(&document.0, &document.1),
+            source: None,
+            document: document.clone(),
+        }
+    }
+
+    fn lines(&self) -> impl Iterator<Item = Value> {
         let mut action = serde_json::Map::new();
         action.insert(
             self.op.name().into(),
-            json!({ "_id": self.id, "routing": self.routing }),
+            json!({ "_index": self.index, "_id": self.id, "routing": self.routing }),
         );
-        [Value::Object(action), self.source.clone()]
+        std::iter::once(Value::Object(action)).chain(self.source.clone())
     }
 }
 
-/// The entries of one document: its chunks and, when it has any, its document entry. Every
-/// entry carries `write_id`. The document's chunks must share one ACL.
+/// The entries of one document written through `index`: its chunks and, when it has any, its
+/// document entry (listing the chunk ids, and `stale_ids`: chunk ids of earlier writes this
+/// write deletes). Every entry carries `write_id`. The document's chunks must share one ACL.
 pub fn document_items(
-    tenant: &str,
-    document_id: &str,
+    index: &str,
+    (tenant, document_id): (&str, &str),
     chunks: &[Chunk],
     write_id: &str,
     op: Op,
+    stale_ids: &[String],
 ) -> Result<(Option<Item>, Vec<Item>), TextError> {
     let acl = chunks_acl(chunks).map_err(TextError::from)?;
     let key = doc_key(tenant, document_id);
@@ -75,26 +99,37 @@ pub fn document_items(
         .iter()
         .map(|c| Item {
             op,
+            index: index.to_string(),
             id: chunk_entry_id(tenant, &c.chunk_id),
             routing: key.clone(),
-            source: chunk_source(c, &key, write_id, &acl),
+            source: Some(chunk_source(c, &key, write_id, &acl)),
             document: document.clone(),
         })
         .collect();
+    let chunk_ids: Vec<&str> = chunks.iter().map(|c| c.chunk_id.as_str()).collect();
     let entry = chunks.iter().min_by_key(|c| c.ordinal).map(|first| Item {
         op,
+        index: index.to_string(),
         id: document_entry_id(tenant, document_id),
         routing: key.clone(),
-        source: document_source(first, &key, write_id, &acl, &document_text(chunks)),
+        source: Some(document_source(
+            first,
+            &chunk_ids,
+            &key,
+            write_id,
+            &acl,
+            &document_text(chunks),
+            stale_ids,
+        )),
         document: document.clone(),
     });
     Ok((entry, items))
 }
 
-/// `_bulk` into `target` with `refresh` (`wait_for`, `true` or `false`).
-pub fn request(target: &str, refresh: &str, items: &[Item]) -> EsRequest {
+/// `_bulk` of `items` (each naming its alias), `require_alias=true`, no refresh.
+pub fn request(items: &[Item]) -> EsRequest {
     let lines = items.iter().flat_map(Item::lines).collect();
-    let mut r = EsRequest::new(Method::Post, format!("/{target}/_bulk")).param("refresh", refresh);
+    let mut r = EsRequest::new(Method::Post, "/_bulk".into()).param("require_alias", "true");
     r.body = Body::NdJson(lines);
     r
 }
@@ -102,6 +137,7 @@ pub fn request(target: &str, refresh: &str, items: &[Item]) -> EsRequest {
 /// What became of one bulk item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Written, or (a delete) gone.
     Written,
     /// A `create` whose entry exists.
     Exists,
@@ -111,9 +147,10 @@ pub enum Outcome {
     Permanent(String),
 }
 
-/// The outcome of each item of a bulk response, in request order. A response that is not a
-/// bulk response (or has another number of items) is an error.
-pub fn outcomes(response: &Value, sent: &[Item]) -> Result<Vec<Outcome>, TextError> {
+/// The outcome of each item of a bulk response and the concrete index it went to (empty
+/// when none), in request order. A response that is not a bulk response (or has another
+/// number of items) is an error.
+pub fn outcomes(response: &Value, sent: &[Item]) -> Result<Vec<(Outcome, String)>, TextError> {
     let items = response
         .get("items")
         .and_then(Value::as_array)
@@ -131,12 +168,17 @@ pub fn outcomes(response: &Value, sent: &[Item]) -> Result<Vec<Outcome>, TextErr
         .collect())
 }
 
-fn outcome(item: &Value, op: Op) -> Outcome {
-    // Each item is `{"<op>": {"status": .., "error": {"type": .., "reason": ..}}}`.
+fn outcome(item: &Value, op: Op) -> (Outcome, String) {
+    // Each item is `{"<op>": {"_index": .., "status": .., "error": {"type": .., "reason": ..}}}`.
     let result = item
         .as_object()
         .and_then(|o| o.values().next())
         .unwrap_or(&Value::Null);
+    let index = result
+        .get("_index")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let status = result.get("status").and_then(Value::as_u64).unwrap_or(0);
     let error = result.get("error");
     let kind = error
@@ -148,13 +190,15 @@ fn outcome(item: &Value, op: Op) -> Outcome {
         .and_then(Value::as_str)
         .unwrap_or("");
     let detail = || format!("{status} {kind}: {reason}");
-    match status {
+    let outcome = match status {
         200..=299 if error.is_none() => Outcome::Written,
+        404 if op == Op::Delete && error.is_none() => Outcome::Written,
         409 if op == Op::Create => Outcome::Exists,
         409 | 429 | 500..=599 => Outcome::Retryable(detail()),
         // 0: no status at all; a malformed item is not worth retrying.
         _ => Outcome::Permanent(detail()),
-    }
+    };
+    (outcome, index)
 }
 
 #[cfg(test)]
@@ -164,9 +208,10 @@ mod tests {
     fn item(op: Op) -> Item {
         Item {
             op,
+            index: "braid-text".into(),
             id: "x".into(),
             routing: "r".into(),
-            source: json!({}),
+            source: (op != Op::Delete).then(|| json!({})),
             document: ("t".into(), "d".into()),
         }
     }
@@ -197,6 +242,9 @@ mod tests {
                     "type": "strict_dynamic_mapping_exception",
                     "reason": "[1:2] mapping set to strict, dynamic introduction of [x] within [_doc] is not allowed" } } },
                 { "index": { "_index": "i", "_id": "8", "result": "updated", "status": 200 } },
+                { "delete": { "_index": "i", "_id": "9", "result": "not_found", "status": 404 } },
+                { "delete": { "_index": "gone", "_id": "10", "status": 404, "error": {
+                    "type": "index_not_found_exception", "reason": "no such index [gone]" } } },
             ]
         });
         let sent = [
@@ -208,8 +256,14 @@ mod tests {
             item(Op::Index),
             item(Op::Index),
             item(Op::Index),
+            item(Op::Delete),
+            item(Op::Delete),
         ];
-        let got = outcomes(&response, &sent).unwrap();
+        let got: Vec<Outcome> = outcomes(&response, &sent)
+            .unwrap()
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect();
         assert_eq!(got[0], Outcome::Written);
         assert!(
             matches!(&got[1], Outcome::Retryable(d) if d.contains("es_rejected_execution_exception"))
@@ -222,6 +276,13 @@ mod tests {
         assert!(matches!(&got[5], Outcome::Retryable(_)));
         assert!(matches!(&got[6], Outcome::Permanent(d) if d.contains("strict_dynamic")));
         assert_eq!(got[7], Outcome::Written);
+        assert_eq!(
+            got[8],
+            Outcome::Written,
+            "a delete of an absent entry is done"
+        );
+        assert!(matches!(&got[9], Outcome::Permanent(d) if d.contains("index_not_found")));
+        assert_eq!(outcomes(&response, &sent).unwrap()[0].1, "i");
     }
 
     #[test]

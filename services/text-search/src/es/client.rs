@@ -3,13 +3,20 @@
 //! per attempt, and retries with exponential backoff for what is worth retrying (no answer,
 //! 429, 502, 503, 504). Every other answer, error statuses included, goes back to the caller
 //! with its status, which decides (a 404 for a missing alias is an answer, not a failure).
+//!
+//! Media types are set on every request, not left to the crate: `Content-Type:
+//! application/json` (`application/x-ndjson` for `_bulk`) and `Accept: application/json`.
+//! Elasticsearch 8 and 9 accept these as well as their versioned
+//! `application/vnd.elasticsearch+json; compatible-with=N` types, and OpenSearch answers 406
+//! to the versioned ones, so one code path serves both engines. (The pinned crate sends plain
+//! JSON by default today; setting them here keeps it so across crate upgrades.)
 
 use std::time::Duration;
 
 use elasticsearch::Elasticsearch;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use elasticsearch::http::headers::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use elasticsearch::http::transport::{
     MultiNodeConnectionPool, SingleNodeConnectionPool, TransportBuilder,
 };
@@ -158,12 +165,12 @@ impl Client {
             Method::Delete => HttpMethod::Delete,
         };
         let mut headers = HeaderMap::new();
-        if matches!(r.body, Body::NdJson(_)) {
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-ndjson"),
-            );
-        }
+        let content_type = match r.body {
+            Body::NdJson(_) => "application/x-ndjson",
+            Body::None | Body::Json(_) => "application/json",
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let body = r.body_bytes();
         let query = (!r.query.is_empty()).then_some(&r.query);
         let mut attempt = 0;

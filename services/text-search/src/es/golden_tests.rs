@@ -18,6 +18,7 @@ use super::bulk::{self, Op};
 use super::mapping;
 use super::query::{self, Scoring};
 use super::request::{self, EsRequest, Names};
+use super::write;
 use crate::config::{ElasticsearchConfig, SearchConfig};
 use crate::index::TextQuery;
 
@@ -150,46 +151,90 @@ fn golden_index_template() {
 }
 
 /// `_bulk` (<https://www.elastic.co/guide/en/elasticsearch/reference/8.17/docs-bulk.html>):
-/// action line `{"index": {"_id", "routing"}}` then the source line; `refresh=wait_for`.
+/// action lines `{"index" | "delete": {"_index", "_id", "routing"}}`, each `index` followed by
+/// its source line; `require_alias=true`, no `refresh`. A replace of a document whose entry
+/// listed three chunks with two: the chunks and the entry (listing them and the one it
+/// deletes), then the delete of the chunk the new version lacks.
 #[test]
 fn golden_bulk_replace() {
     let chunks = [
         chunk(0, "Heat pumps move heat."),
         chunk(1, "heat. They are efficient."),
     ];
-    let (entry, mut items) =
-        bulk::document_items("acme", "doc-1", &chunks, "w1", Op::Index).unwrap();
-    items.extend(entry);
+    let held = write::Held {
+        index: "braid-text-0123456789abcdef0123456789abcdef".into(),
+        present: true,
+        write_id: "w0".into(),
+        chunk_ids: vec!["doc-1:0".into(), "doc-1:1".into(), "doc-1:2".into()],
+        stale_ids: Vec::new(),
+    };
+    let items =
+        write::replace("braid-text", &held, ("acme", "doc-1"), &chunks, "w1", false).unwrap();
+    let (writes, deletes): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.op != Op::Delete);
     check(
         "bulk_replace",
-        &[bulk::request("braid-text", "wait_for", &items)],
+        &[bulk::request(&writes), bulk::request(&deletes)],
     );
 }
 
-/// A rebuild's bulk load: `create` actions (409 when the entry exists), `refresh=false`.
+/// A rebuild's bulk load: `create` actions (409 when the entry exists) through the rebuild
+/// alias.
 #[test]
 fn golden_bulk_rebuild() {
     let mut c = chunk(0, "Heat pumps move heat.");
     c.acl = None;
     c.metadata.clear();
-    let (entry, items) = bulk::document_items("acme", "doc-1", &[c], "w2", Op::Create).unwrap();
+    let (entry, items) = bulk::document_items(
+        &names().rebuild_alias,
+        ("acme", "doc-1"),
+        &[c],
+        "w2",
+        Op::Create,
+        &[],
+    )
+    .unwrap();
     let mut all: Vec<_> = entry.into_iter().collect();
     all.extend(items);
-    let index = "braid-text-0123456789abcdef0123456789abcdef";
-    check("bulk_rebuild", &[bulk::request(index, "false", &all)]);
+    check("bulk_rebuild", &[bulk::request(&all)]);
 }
 
-/// `_delete_by_query`
-/// (<https://www.elastic.co/guide/en/elasticsearch/reference/8.17/docs-delete-by-query.html>):
-/// `routing`, `refresh=true`, `conflicts=proceed`; body `{"query": ...}`.
+/// A live delete while a rebuild loads, in order: the realtime `_mget` of the document entry
+/// through both aliases
+/// (<https://www.elastic.co/guide/en/elasticsearch/reference/8.17/docs-multi-get.html>:
+/// `docs[]._index`, `_id`, `routing`, `_source`); the tombstone in the rebuild index; the
+/// chunk deletes in both; the document entry's delete; the `_refresh` of the serving alias.
 #[test]
-fn golden_delete_by_query() {
-    let key = mapping::doc_key("acme", "doc-1");
+fn golden_document_delete() {
+    let n = names();
+    let held = |chunk_ids: &[&str]| write::Held {
+        index: "braid-text-0123456789abcdef0123456789abcdef".into(),
+        present: true,
+        write_id: "w1".into(),
+        chunk_ids: chunk_ids.iter().map(|s| s.to_string()).collect(),
+        stale_ids: vec!["doc-1:5".into()],
+    };
+    let doc = ("acme", "doc-1");
+    let mut items = write::replace(
+        &n.alias,
+        &held(&["doc-1:0", "doc-1:1"]),
+        doc,
+        &[],
+        "w2",
+        false,
+    )
+    .unwrap();
+    items.extend(
+        write::replace(&n.rebuild_alias, &held(&["doc-1:0"]), doc, &[], "w2", true).unwrap(),
+    );
+    let (writes, deletes): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.op != Op::Delete);
     check(
-        "delete_by_query",
+        "document_delete",
         &[
-            request::delete_document("braid-text", &key, None),
-            request::delete_document("braid-text", &key, Some("w1")),
+            write::lookup(&[&n.alias, &n.rebuild_alias], "acme", "doc-1"),
+            bulk::request(&writes),
+            bulk::request(&deletes),
+            bulk::request(&[write::delete_entry(&n.alias, doc)]),
+            request::refresh(&n.alias),
         ],
     );
 }

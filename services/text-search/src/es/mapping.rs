@@ -13,7 +13,13 @@
 //! shard via routing, so a replace or delete touches one shard.)
 //!
 //! Exact-match fields: `tenant`, `document_id`, `chunk_id`, `doc_key` (tenant + document, the
-//! routing value), `write_id` (which write an entry came from). ACL: `acl_clearance`
+//! routing value), `write_id` (which write an entry came from). A document entry also lists
+//! its chunks (`chunk_ids`) and the chunk ids its write deleted (`stale_ids`, deleted once
+//! more by the next write in case a delete failed), kept in `_source` only: a replace reads
+//! them with a realtime get and deletes what the new version no longer has, by id, in the
+//! same `_bulk` (no refresh, no delete-by-query). A `tombstone` entry (same id as the
+//! document entry, a rebuild index only) marks a document deleted live during a rebuild, so
+//! the rebuild's older copy is skipped. ACL: `acl_clearance`
 //! (integer) and `acl_groups` (keyword; absent = visible to every group). Metadata, typed as
 //! the Tantivy side stores it: `meta` (`key\x1fvalue` keywords: equality and `in`),
 //! `meta_keys` (`exists`), and `meta_typed` (nested `{key, number}` / `{key, date}` for
@@ -36,6 +42,11 @@ use crate::config::{ElasticsearchConfig, SearchConfig};
 
 pub const KIND_CHUNK: &str = "chunk";
 pub const KIND_DOCUMENT: &str = "document";
+pub const KIND_TOMBSTONE: &str = "tombstone";
+/// The entry layout this version writes, in each concrete index's mapping `_meta`
+/// (`braid_format`); an index of another layout is a fault until rebuilt. 2: document
+/// entries list their chunks (`chunk_ids`, `stale_ids`) and tombstones exist.
+pub const FORMAT: u64 = 2;
 /// Between a metadata key and its value in `meta`, and between tenant and document in
 /// `doc_key` (neither may contain control characters).
 pub const SEP: char = '\u{1f}';
@@ -135,6 +146,8 @@ pub fn template(names: &Names, es: &ElasticsearchConfig, search: &SearchConfig) 
                     "body": text("BM25"),
                     "doc_title": scored(),
                     "doc_body": scored(),
+                    "chunk_ids": { "type": "keyword", "index": false, "doc_values": false },
+                    "stale_ids": { "type": "keyword", "index": false, "doc_values": false },
                     "acl_clearance": { "type": "integer" },
                     "acl_groups": keyword(),
                     "meta": keyword(),
@@ -171,13 +184,17 @@ pub fn chunk_source(c: &Chunk, key: &str, write_id: &str, acl: &DocumentAcl) -> 
     source
 }
 
-/// The source of a document entry (`first` = the chunk with the lowest ordinal).
+/// The source of a document entry: `first` = the chunk with the lowest ordinal, `chunk_ids`
+/// every chunk's id, `text` the whole text, `stale_ids` the chunk ids of earlier writes this
+/// write deletes.
 pub fn document_source(
     first: &Chunk,
+    chunk_ids: &[&str],
     key: &str,
     write_id: &str,
     acl: &DocumentAcl,
     text: &str,
+    stale_ids: &[String],
 ) -> Value {
     let mut source = json!({
         "kind": KIND_DOCUMENT,
@@ -188,9 +205,30 @@ pub fn document_source(
         "external_id": first.external_id,
         "doc_title": first.title,
         "doc_body": text,
+        "chunk_ids": chunk_ids,
+        "stale_ids": stale_ids,
     });
     add_filter_fields(&mut source, &first.metadata, acl);
     source
+}
+
+/// The source of a tombstone: the document was deleted live while a rebuild was loading, and
+/// `stale_ids` are its chunk ids the delete removed (deleted once more by a later write).
+pub fn tombstone_source(
+    tenant: &str,
+    document_id: &str,
+    write_id: &str,
+    stale_ids: &[String],
+) -> Value {
+    json!({
+        "kind": KIND_TOMBSTONE,
+        "tenant": tenant,
+        "document_id": document_id,
+        "doc_key": doc_key(tenant, document_id),
+        "write_id": write_id,
+        "chunk_ids": [],
+        "stale_ids": stale_ids,
+    })
 }
 
 /// Metadata and ACL fields, the same on both kinds. Metadata keys are sorted so a document

@@ -15,12 +15,15 @@
 //! each shown by its best chunk ([`query::best_chunks`], one `collapse`d search), or chunks
 //! on their own with `chunk_level`.
 //!
-//! A replace indexes the document's entries (deterministic ids, all carrying a new
-//! `write_id`, refresh `wait_for`), then deletes the entries of the document from other
-//! writes (its stale chunks). Unlike a Tantivy commit this is two steps: a search between
-//! them may see a shrunk document's stale chunks (never a missing document or a mix of two
-//! document entries). Every operation sets the template and alias up first if they are not
-//! (so the service starts while the cluster is down, NOT_SERVING until it answers).
+//! Writes (see [`write`]): a live replace or delete reads the document's entries by id
+//! (realtime `_mget` through the serving and the rebuild alias), writes the new entries,
+//! then deletes by id the chunks the new version lacks (`_bulk`, no refresh), then waits for
+//! a coalesced `_refresh` ([`refresh`]) so the document is searchable when the call returns
+//! (ingest then reports it READY). Unlike a Tantivy commit this is not atomic: a search
+//! during the bulk may see a shrunk document's stale chunks (never a missing document or a
+//! mix of two document entries). Every operation sets the template and alias up first if
+//! they are not (so the service starts while the cluster is down, NOT_SERVING until it
+//! answers).
 
 mod bulk;
 mod client;
@@ -28,17 +31,19 @@ mod client;
 mod golden_tests;
 mod mapping;
 mod query;
+mod refresh;
 mod request;
 mod response;
 #[cfg(test)]
 mod wire_tests;
+mod write;
 
 use std::collections::HashMap;
 
 use braid_proto::tonic;
 use braid_proto::v1::{Chunk, ChunkHit};
 
-use self::bulk::{Item, Op, Outcome};
+use self::bulk::{Item, Outcome};
 use self::client::Client;
 use self::query::Scoring;
 use self::request::Names;
@@ -57,8 +62,11 @@ pub struct EsIndex {
     scoring: Scoring,
     /// Set once the template is in place and the alias names an index.
     ready: tokio::sync::OnceCell<()>,
-    /// Why searches are refused (the serving index is not the one ingest wrote to).
+    /// Why searches are refused (the serving index is not the one ingest wrote to, or has
+    /// another entry format).
     fault: std::sync::Mutex<Option<String>>,
+    /// Refreshes of the serving index after live writes, at most one in flight.
+    refresher: refresh::Coalescer,
 }
 
 impl EsIndex {
@@ -76,6 +84,7 @@ impl EsIndex {
             },
             ready: tokio::sync::OnceCell::new(),
             fault: std::sync::Mutex::new(None),
+            refresher: refresh::Coalescer::default(),
         })
     }
 
@@ -137,8 +146,8 @@ impl EsIndex {
             .map(|_| ())
     }
 
-    /// The serving index and the ids it supersedes.
-    async fn active(&self) -> Result<(String, Vec<String>), TextError> {
+    /// The serving index, the ids it supersedes and its entry format.
+    async fn active(&self) -> Result<response::Active, TextError> {
         let reply = self
             .client
             .send(&request::get_mapping(&self.names.alias))
@@ -154,6 +163,19 @@ impl EsIndex {
         }
     }
 
+    /// Why `active` cannot serve this version, if its entries have another format.
+    fn format_fault(&self, active: &response::Active) -> Option<String> {
+        (active.format != Some(mapping::FORMAT)).then(|| {
+            format!(
+                "the Elasticsearch index {} holds entries of another Braid version (format \
+                 {}, this version writes {}); rebuild it with `braidctl reindex --leg text`",
+                active.index,
+                active.format.map_or("none".into(), |f| f.to_string()),
+                mapping::FORMAT
+            )
+        })
+    }
+
     /// The index a rebuild is filling, if any.
     async fn rebuilding(&self) -> Result<Option<String>, TextError> {
         let reply = self
@@ -167,15 +189,12 @@ impl EsIndex {
         }
     }
 
-    /// Where a live write goes: the alias, and the index a rebuild is filling (no periodic
-    /// refresh there, so writes to it refresh themselves).
-    async fn write_targets(&self) -> Result<Vec<(String, &'static str)>, TextError> {
-        self.ready().await?;
-        let mut targets = vec![(self.names.alias.clone(), "wait_for")];
-        if let Some(rebuild) = self.rebuilding().await? {
-            targets.push((rebuild, "true"));
+    fn set_fault(&self, fault: Option<String>) {
+        let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        if fault.is_some() && slot.is_none() {
+            tracing::error!(fault = ?fault, "text index not serving");
         }
-        Ok(targets)
+        *slot = fault;
     }
 
     fn serving(&self) -> Result<(), TextError> {
@@ -185,26 +204,23 @@ impl EsIndex {
         }
     }
 
-    /// Writes `items`, sending again only the retryable failures; the final outcome of each.
-    async fn bulk(
-        &self,
-        target: &str,
-        refresh: &str,
-        items: &[Item],
-    ) -> Result<Vec<Outcome>, TextError> {
-        let mut outcomes = vec![Outcome::Retryable("not sent".into()); items.len()];
+    /// Writes `items`, sending again only the retryable failures; the final outcome of each
+    /// and the concrete index it went to.
+    async fn bulk(&self, items: &[Item]) -> Result<Vec<(Outcome, String)>, TextError> {
+        let mut outcomes =
+            vec![(Outcome::Retryable("not sent".into()), String::new()); items.len()];
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut attempt = 0;
         while !pending.is_empty() {
             let batch: Vec<Item> = pending.iter().map(|&i| items[i].clone()).collect();
             let body = self
                 .client
-                .ok(&bulk::request(target, refresh, &batch), "bulk indexing")
+                .ok(&bulk::request(&batch), "bulk indexing")
                 .await?;
             for (&i, outcome) in pending.iter().zip(bulk::outcomes(&body, &batch)?) {
                 outcomes[i] = outcome;
             }
-            pending.retain(|&i| matches!(outcomes[i], Outcome::Retryable(_)));
+            pending.retain(|&i| matches!(outcomes[i].0, Outcome::Retryable(_)));
             if pending.is_empty() || attempt >= self.client.retries() {
                 break;
             }
@@ -212,34 +228,6 @@ impl EsIndex {
             attempt += 1;
         }
         Ok(outcomes)
-    }
-
-    /// Replaces one document's entries in `target`.
-    async fn write_document(
-        &self,
-        target: &str,
-        refresh: &str,
-        tenant: &str,
-        document_id: &str,
-        chunks: &[Chunk],
-    ) -> Result<(), TextError> {
-        let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let (entry, mut items) =
-            bulk::document_items(tenant, document_id, chunks, &write_id, Op::Index)?;
-        items.extend(entry);
-        let key = mapping::doc_key(tenant, document_id);
-        if !items.is_empty() {
-            let outcomes = self.bulk(target, refresh, &items).await?;
-            if let Some(err) = failure(&items, &outcomes) {
-                // The old entries stay: the document is unchanged, and the write is retried.
-                return Err(err);
-            }
-        }
-        let keep = (!items.is_empty()).then_some(write_id.as_str());
-        let delete = request::delete_document(target, &key, keep);
-        let body = self.client.ok(&delete, "deleting stale entries").await?;
-        check_delete(&body)?;
-        Ok(())
     }
 
     /// Hits of a chunk search, text and snippet only for the first `detail` (0 = all).
@@ -262,8 +250,8 @@ impl EsIndex {
 
 /// The first failed item as an error: retryable failures (out of retries) as
 /// [`TextError::Unavailable`], permanent ones as [`TextError::Index`], naming the document.
-fn failure(items: &[Item], outcomes: &[Outcome]) -> Option<TextError> {
-    items.iter().zip(outcomes).find_map(|(item, o)| {
+fn failure(items: &[Item], outcomes: &[(Outcome, String)]) -> Option<TextError> {
+    items.iter().zip(outcomes).find_map(|(item, (o, _))| {
         let (tenant, document) = &item.document;
         match o {
             Outcome::Written | Outcome::Exists => None,
@@ -277,23 +265,6 @@ fn failure(items: &[Item], outcomes: &[Outcome]) -> Option<TextError> {
     })
 }
 
-/// A delete-by-query answer with failures (other than skipped conflicts) is an error.
-fn check_delete(body: &serde_json::Value) -> Result<u64, TextError> {
-    let failures = body
-        .get("failures")
-        .and_then(serde_json::Value::as_array)
-        .map_or(0, Vec::len);
-    if failures > 0 {
-        return Err(TextError::Unavailable(format!(
-            "delete by query left {failures} entries undeleted"
-        )));
-    }
-    Ok(body
-        .get("deleted")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0))
-}
-
 #[tonic::async_trait]
 impl TextIndex for EsIndex {
     async fn replace_document(
@@ -302,23 +273,13 @@ impl TextIndex for EsIndex {
         document_id: &str,
         chunks: Vec<Chunk>,
     ) -> Result<u32, TextError> {
-        for (target, refresh) in self.write_targets().await? {
-            self.write_document(&target, refresh, tenant, document_id, &chunks)
-                .await?;
-        }
+        self.live_write((tenant, document_id), Some(&chunks))
+            .await?;
         Ok(chunks.len() as u32)
     }
 
     async fn delete_document(&self, tenant: &str, document_id: &str) -> Result<u32, TextError> {
-        let key = mapping::doc_key(tenant, document_id);
-        let mut removed = None;
-        for (target, _) in self.write_targets().await? {
-            let delete = request::delete_document(&target, &key, None);
-            let deleted = check_delete(&self.client.ok(&delete, "deleting a document").await?)?;
-            // The document entry exists exactly when chunks do: count chunks only.
-            removed.get_or_insert(deleted.saturating_sub(1) as u32);
-        }
-        Ok(removed.unwrap_or(0))
+        self.live_write((tenant, document_id), None).await
     }
 
     async fn search(&self, q: TextQuery) -> Result<Vec<ChunkHit>, TextError> {
@@ -406,6 +367,11 @@ impl TextIndex for EsIndex {
             return Err(reply.into_error("checking cluster health"));
         }
         response::health(&reply.body).map_err(TextError::NotServing)?;
+        let active = self.active().await?;
+        if let Some(fault) = self.format_fault(&active) {
+            self.set_fault(Some(fault.clone()));
+            return Err(TextError::NotServing(fault));
+        }
         self.serving()
     }
 }
@@ -414,7 +380,7 @@ impl TextIndex for EsIndex {
 impl IndexAdmin for EsIndex {
     async fn status(&self, expected: &str) -> Result<IndexStatus, TextError> {
         self.ready().await?;
-        let (active, supersedes) = match self.active().await {
+        let serving = match self.active().await {
             Ok(active) => active,
             Err(TextError::NotServing(reason)) => {
                 return Ok(IndexStatus {
@@ -425,9 +391,10 @@ impl IndexAdmin for EsIndex {
             }
             Err(e) => return Err(e),
         };
+        let active = serving.index.clone();
         let fault = (!expected.is_empty()
             && active != expected
-            && !supersedes.iter().any(|s| s == expected))
+            && !serving.supersedes.iter().any(|s| s == expected))
         .then(|| {
             format!(
                 "the text index was lost or replaced: ingest indexed documents into \
@@ -435,16 +402,11 @@ impl IndexAdmin for EsIndex {
                  index); rebuild it with `braidctl reindex --leg text`",
                 self.names.alias
             )
-        });
-        {
-            let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
-            if fault.is_some() && slot.is_none() {
-                tracing::error!(fault = ?fault, "text index not serving");
-            }
-            // Not sticky: the alias is shared by every replica, and another replica's
-            // finished rebuild clears the fault here too.
-            *slot = fault.clone();
-        }
+        })
+        .or_else(|| self.format_fault(&serving));
+        // Not sticky: the alias is shared by every replica, and another replica's finished
+        // rebuild clears the fault here too.
+        self.set_fault(fault.clone());
         let rebuild = match self.rebuilding().await? {
             Some(index) => {
                 let body = self
@@ -493,9 +455,9 @@ impl IndexAdmin for EsIndex {
         if !supersedes_index_id.is_empty() {
             supersedes.push(supersedes_index_id.to_string());
         }
-        if let Ok((active, older)) = self.active().await {
-            supersedes.push(active);
-            supersedes.extend(older);
+        if let Ok(serving) = self.active().await {
+            supersedes.push(serving.index);
+            supersedes.extend(serving.supersedes);
         }
         supersedes.dedup();
         supersedes.truncate(MAX_SUPERSEDED);
@@ -521,40 +483,7 @@ impl IndexAdmin for EsIndex {
         if self.rebuilding().await?.as_deref() != Some(id) || !self.names.is_index(id) {
             return Err(TextError::RebuildGone(id.to_string()));
         }
-        // Document entries first, `create` only: one that exists was written live since the
-        // rebuild started, and that document is skipped (its chunks too).
-        let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut entries = Vec::new();
-        let mut chunk_items = Vec::new();
-        for (tenant, document_id, chunks) in &documents {
-            let (entry, items) =
-                bulk::document_items(tenant, document_id, chunks, &write_id, Op::Create)?;
-            entries.extend(entry);
-            chunk_items.push(items);
-        }
-        let outcomes = self.bulk(id, "false", &entries).await?;
-        let mut skipped = 0u32;
-        let mut fresh = std::collections::HashSet::new();
-        for (entry, outcome) in entries.iter().zip(&outcomes) {
-            match outcome {
-                Outcome::Written => {
-                    fresh.insert(entry.document.clone());
-                }
-                Outcome::Exists => skipped += 1,
-                _ => {}
-            }
-        }
-        let items: Vec<Item> = chunk_items
-            .into_iter()
-            .flatten()
-            .filter(|i| fresh.contains(&i.document))
-            .collect();
-        let chunk_outcomes = self.bulk(id, "false", &items).await?;
-        if let Some(err) = failure(&entries, &outcomes).or_else(|| failure(&items, &chunk_outcomes))
-        {
-            return Err(err);
-        }
-        Ok((documents.len() as u32 - skipped, skipped))
+        self.load_rebuild(id, documents).await
     }
 
     async fn rebuild_finish(&self, id: &str) -> Result<String, TextError> {
@@ -568,10 +497,10 @@ impl IndexAdmin for EsIndex {
         self.client
             .ok(&request::refresh(id), "refreshing the rebuilt index")
             .await?;
-        let old = self.active().await.ok().map(|(name, _)| name);
+        let old = self.active().await.ok().map(|serving| serving.index);
         let switch = request::switch_alias(&self.names, old.as_deref(), id);
         self.client.ok(&switch, "switching the alias").await?;
-        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_fault(None);
         tracing::info!(index = %id, "text index rebuilt and switched (Elasticsearch)");
         if let Some(old) = old
             && let Err(e) = self

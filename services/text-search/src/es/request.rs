@@ -138,8 +138,9 @@ impl Names {
 }
 
 /// A concrete index with `alias`, created with `refresh_interval` and remembering the
-/// indices it supersedes in its mapping's `_meta`. Settings and mappings come from the
-/// template. See <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/indices-create-index.html>.
+/// indices it supersedes and its entry format in its mapping's `_meta`. Settings and
+/// mappings come from the template. See
+/// <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/indices-create-index.html>.
 pub fn create_index(
     index: &str,
     alias: &str,
@@ -149,7 +150,9 @@ pub fn create_index(
     EsRequest::new(Method::Put, format!("/{index}")).json(json!({
         "aliases": { alias: {} },
         "settings": { "index": { "refresh_interval": refresh_interval } },
-        "mappings": { "_meta": { "braid_supersedes": supersedes } },
+        "mappings": {
+            "_meta": { "braid_supersedes": supersedes, "braid_format": super::mapping::FORMAT }
+        },
     }))
 }
 
@@ -210,22 +213,6 @@ pub fn count_documents(index: &str) -> EsRequest {
 /// See <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/indices-get-alias.html>.
 pub fn get_alias(alias: &str) -> EsRequest {
     EsRequest::new(Method::Get, format!("/_alias/{alias}"))
-}
-
-/// Deletes the entries of one document (routed to its shard): all of them, or with
-/// `keep_write` those another write left (a replace's stale chunks). Refreshes, so the
-/// deletion is visible on return; entries changed meanwhile are skipped, not an error.
-/// See <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/docs-delete-by-query.html>.
-pub fn delete_document(target: &str, doc_key: &str, keep_write: Option<&str>) -> EsRequest {
-    let mut query = json!({ "bool": { "filter": [{ "term": { "doc_key": doc_key } }] } });
-    if let Some(write_id) = keep_write {
-        query["bool"]["must_not"] = json!([{ "term": { "write_id": write_id } }]);
-    }
-    EsRequest::new(Method::Post, format!("/{target}/_delete_by_query"))
-        .param("routing", doc_key)
-        .param("refresh", "true")
-        .param("conflicts", "proceed")
-        .json(json!({ "query": query }))
 }
 
 /// Deletes the index template (tests and decommissioning).

@@ -6,8 +6,22 @@ use serde_json::Value;
 
 use crate::error::TextError;
 
-/// The hits of a search answer, in order.
+/// The hits of a search answer, in order. An answer from only some shards (a shard failed,
+/// or its index was deleted under the search by a rebuild's switch) is an error, never a
+/// short list of hits: [`TextError::Unavailable`], which callers retry.
 pub fn hits(body: &Value) -> Result<&Vec<Value>, TextError> {
+    let failed = body.pointer("/_shards/failed").and_then(Value::as_u64);
+    if let Some(failed) = failed.filter(|n| *n > 0) {
+        let total = body.pointer("/_shards/total").and_then(Value::as_u64);
+        let reason = body
+            .pointer("/_shards/failures/0/reason/type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        return Err(TextError::Unavailable(format!(
+            "search answered by only some shards ({failed} of {} failed: {reason})",
+            total.unwrap_or(0)
+        )));
+    }
     body.pointer("/hits/hits")
         .and_then(Value::as_array)
         .ok_or_else(|| TextError::Index("Elasticsearch search answer without hits.hits".into()))
@@ -52,9 +66,19 @@ pub fn chunk_hit(hit: &Value) -> ChunkHit {
     }
 }
 
-/// The concrete index behind an alias and the ids it supersedes, from a `GET
-/// <alias>/_mapping` answer (`{"<index>": {"mappings": {"_meta": {...}}}}`).
-pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
+/// The concrete index behind the serving alias, from its mapping's `_meta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub index: String,
+    /// The index ids it supersedes (rebuilt from).
+    pub supersedes: Vec<String>,
+    /// Its entry format (`braid_format`; none before format 2).
+    pub format: Option<u64>,
+}
+
+/// The concrete index behind an alias, the ids it supersedes and its entry format, from a
+/// `GET <alias>/_mapping` answer (`{"<index>": {"mappings": {"_meta": {...}}}}`).
+pub fn active_index(body: &Value) -> Result<Active, TextError> {
     let indices = body
         .as_object()
         .ok_or_else(|| TextError::Index("unexpected answer to GET _mapping".into()))?;
@@ -66,8 +90,9 @@ pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
             indices.len()
         )));
     };
-    let supersedes = indices[name]
-        .pointer("/mappings/_meta/braid_supersedes")
+    let meta = indices[name].pointer("/mappings/_meta");
+    let supersedes = meta
+        .and_then(|m| m.get("braid_supersedes"))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -76,7 +101,13 @@ pub fn active_index(body: &Value) -> Result<(String, Vec<String>), TextError> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok((name.clone(), supersedes))
+    Ok(Active {
+        index: name.clone(),
+        supersedes,
+        format: meta
+            .and_then(|m| m.get("braid_format"))
+            .and_then(Value::as_u64),
+    })
 }
 
 /// The indices named in a `GET _alias/<alias>` answer.
@@ -134,13 +165,24 @@ mod tests {
             ("d:0", 3, 1.5, "a <b>comet</b>")
         );
         let mapping = json!({ "braid-text-abc": { "mappings": {
-            "_meta": { "braid_supersedes": ["braid-text-old"] } } } });
+            "_meta": { "braid_supersedes": ["braid-text-old"], "braid_format": 2 } } } });
         assert_eq!(
             active_index(&mapping).unwrap(),
-            (
-                "braid-text-abc".to_string(),
-                vec!["braid-text-old".to_string()]
-            )
+            Active {
+                index: "braid-text-abc".to_string(),
+                supersedes: vec!["braid-text-old".to_string()],
+                format: Some(2),
+            }
+        );
+        let old = json!({ "braid-text-abc": { "mappings": { "_meta": {} } } });
+        assert_eq!(active_index(&old).unwrap().format, None);
+        let partial = json!({ "_shards": { "total": 2, "successful": 1, "failed": 1,
+            "failures": [ { "shard": 0, "reason": { "type": "node_not_connected_exception" } } ] },
+            "hits": { "hits": [] } });
+        assert!(
+            matches!(hits(&partial), Err(TextError::Unavailable(r)) if r.contains("1 of 2")),
+            "{:?}",
+            hits(&partial)
         );
         let two = json!({ "a": {}, "b": {} });
         assert!(matches!(active_index(&two), Err(TextError::NotServing(_))));

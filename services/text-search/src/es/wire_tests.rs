@@ -1,17 +1,18 @@
 //! The Elasticsearch wire contract, from the client's side: a small HTTP server started in
 //! the test answers with canned responses in the documented shapes (bulk items with 429 and
 //! 400 errors, 503s, a red cluster health), and the tests check what the backend sends back
-//! and how it maps each answer: only retryable bulk items are sent again, a permanent item
-//! error fails that document without deleting its old entries, whole-request 503s are
-//! retried, red health is NOT_SERVING. It stands in for nothing but the answers: the
-//! requests' bodies are pinned by the golden tests, and the live contract suite
-//! (`tests/contract.rs`) runs everything against a real cluster.
+//! and how it maps each answer: plain JSON media types (what OpenSearch and Elasticsearch
+//! 8/9 both accept), only retryable bulk items sent again, deletes only after every new entry
+//! is written, a permanent item error failing that document without touching its old
+//! entries, whole-request 503s retried, red health NOT_SERVING. It stands in for nothing but
+//! the answers: the requests' bodies are pinned by the golden tests, and the live contract
+//! suite (`tests/contract.rs`) runs everything against a real engine.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::EsIndex;
@@ -24,14 +25,28 @@ struct Wire {
     answers: Mutex<VecDeque<(u16, Value)>>,
     /// (method, path?query, body) of every request received.
     seen: Mutex<Vec<(String, String, String)>>,
+    /// (Content-Type, Accept) of every request received.
+    media: Mutex<Vec<(String, String)>>,
 }
 
 async fn answer(
     State(wire): State<Arc<Wire>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: String,
 ) -> (StatusCode, String) {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    wire.media
+        .lock()
+        .unwrap()
+        .push((header("content-type"), header("accept")));
     wire.seen
         .lock()
         .unwrap()
@@ -50,6 +65,7 @@ async fn serve(answers: Vec<(u16, Value)>) -> (Arc<Wire>, EsIndex) {
     let wire = Arc::new(Wire {
         answers: Mutex::new(answers.into()),
         seen: Mutex::default(),
+        media: Mutex::default(),
     });
     let app = axum::Router::new()
         .fallback(answer)
@@ -69,19 +85,34 @@ async fn serve(answers: Vec<(u16, Value)>) -> (Arc<Wire>, EsIndex) {
     )
 }
 
-/// What the backend asks before its first write: template, alias, rebuild alias.
+const SERVING: &str = "braid-text-0123456789abcdef0123456789abcdef";
+
+/// What the backend asks before its first operation: template, alias.
 fn setup_answers() -> Vec<(u16, Value)> {
     vec![
         (200, json!({ "acknowledged": true })),
-        (
-            200,
-            json!({ "braid-text-0123456789abcdef0123456789abcdef": { "mappings": {} } }),
-        ),
-        (
-            404,
-            json!({ "error": "alias [braid-text-rebuild] missing", "status": 404 }),
-        ),
+        (200, json!({ SERVING: { "mappings": {} } })),
     ]
+}
+
+/// The realtime lookup of a document's entry: in the serving index listing `chunk_ids` (or
+/// absent), and no rebuild alias.
+fn lookup_answer(chunk_ids: Option<&[&str]>) -> (u16, Value) {
+    let serving = match chunk_ids {
+        Some(ids) => json!({ "_index": SERVING, "_id": "x", "found": true, "_source": {
+            "kind": "document", "write_id": "w0", "chunk_ids": ids, "stale_ids": [] } }),
+        None => json!({ "_index": SERVING, "_id": "x", "found": false }),
+    };
+    let rebuild = json!({ "_index": "braid-text-rebuild", "_id": "x", "error": {
+        "type": "index_not_found_exception", "reason": "no such index [braid-text-rebuild]" } });
+    (200, json!({ "docs": [serving, rebuild] }))
+}
+
+fn refresh_answer() -> (u16, Value) {
+    (
+        200,
+        json!({ "_shards": { "total": 1, "successful": 1, "failed": 0 } }),
+    )
 }
 
 fn chunk(ordinal: u32) -> braid_proto::v1::Chunk {
@@ -95,32 +126,41 @@ fn chunk(ordinal: u32) -> braid_proto::v1::Chunk {
     }
 }
 
-fn bulk_item(status: u16, error: Option<(&str, &str)>) -> Value {
-    let mut item = json!({ "_index": "braid-text-x", "_id": "x", "status": status });
+fn bulk_item(op: &str, status: u16, error: Option<(&str, &str)>) -> Value {
+    let mut item = json!({ "_index": SERVING, "_id": "x", "status": status });
     if let Some((kind, reason)) = error {
         item["error"] = json!({ "type": kind, "reason": reason });
     }
-    json!({ "index": item })
+    json!({ op: item })
+}
+
+fn bulks(wire: &Wire) -> Vec<(String, String, String)> {
+    let seen = wire.seen.lock().unwrap();
+    seen.iter()
+        .filter(|(_, p, _)| p.starts_with("/_bulk"))
+        .cloned()
+        .collect()
 }
 
 #[tokio::test]
-async fn only_retryable_bulk_items_are_sent_again() {
+async fn only_retryable_bulk_items_are_sent_again_then_one_refresh() {
     let mut answers = setup_answers();
     answers.extend([
+        lookup_answer(None),
         // Chunk 0 written, chunk 1 rejected by a full write queue, the document entry written.
         (
             200,
             json!({ "took": 1, "errors": true, "items": [
-                bulk_item(201, None),
-                bulk_item(429, Some(("es_rejected_execution_exception", "queue full"))),
-                bulk_item(201, None),
+                bulk_item("index", 201, None),
+                bulk_item("index", 429, Some(("es_rejected_execution_exception", "queue full"))),
+                bulk_item("index", 201, None),
             ] }),
         ),
         (
             200,
-            json!({ "took": 1, "errors": false, "items": [bulk_item(201, None)] }),
+            json!({ "took": 1, "errors": false, "items": [bulk_item("index", 201, None)] }),
         ),
-        (200, json!({ "deleted": 1, "failures": [] })),
+        refresh_answer(),
     ]);
     let (wire, es) = serve(answers).await;
     let n = es
@@ -128,12 +168,8 @@ async fn only_retryable_bulk_items_are_sent_again() {
         .await
         .unwrap();
     assert_eq!(n, 2);
-    let seen = wire.seen.lock().unwrap().clone();
-    let bulks: Vec<&(String, String, String)> = seen
-        .iter()
-        .filter(|(_, p, _)| p.contains("/_bulk"))
-        .collect();
-    assert_eq!(bulks.len(), 2, "{seen:?}");
+    let bulks = bulks(&wire);
+    assert_eq!(bulks.len(), 2, "{bulks:?}");
     assert_eq!(
         bulks[0].2.lines().count(),
         6,
@@ -142,24 +178,77 @@ async fn only_retryable_bulk_items_are_sent_again() {
     let retry: Vec<&str> = bulks[1].2.lines().collect();
     assert_eq!(retry.len(), 2, "only the rejected entry again: {retry:?}");
     assert!(retry[1].contains("\"chunk_id\":\"d:1\""), "{retry:?}");
-    assert!(bulks[0].1.contains("refresh=wait_for"), "{}", bulks[0].1);
+    assert_eq!(
+        bulks[0].1, "/_bulk?require_alias=true",
+        "no refresh per write"
+    );
+    let seen = wire.seen.lock().unwrap().clone();
+    assert_eq!(seen[2].1, "/_mget", "{seen:?}");
     let last = seen.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("POST", "/braid-text/_refresh"),
+        "visible on return: {seen:?}"
+    );
+    // Plain JSON both ways (OpenSearch answers 406 to Elasticsearch's compatible-with
+    // media types); bulk bodies as NDJSON.
+    let media = wire.media.lock().unwrap().clone();
+    for ((_, path, _), (content_type, accept)) in seen.iter().zip(&media) {
+        assert_eq!(accept, "application/json", "{path}");
+        let want = if path.starts_with("/_bulk") {
+            "application/x-ndjson"
+        } else {
+            "application/json"
+        };
+        assert_eq!(content_type, want, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn stale_chunks_are_deleted_only_after_the_new_entries_are_written() {
+    let mut answers = setup_answers();
+    answers.extend([
+        lookup_answer(Some(&["d:0", "d:1", "d:2"])),
+        (
+            200,
+            json!({ "took": 1, "errors": false, "items": [
+                bulk_item("index", 200, None), bulk_item("index", 200, None),
+            ] }),
+        ),
+        (
+            200,
+            json!({ "took": 1, "errors": false, "items": [
+                bulk_item("delete", 200, None), bulk_item("delete", 404, None),
+            ] }),
+        ),
+        refresh_answer(),
+    ]);
+    let (wire, es) = serve(answers).await;
+    es.replace_document("t", "d", vec![chunk(0)]).await.unwrap();
+    let bulks = bulks(&wire);
+    assert_eq!(bulks.len(), 2, "{bulks:?}");
+    assert!(!bulks[0].2.contains("\"delete\""), "{}", bulks[0].2);
+    let deletes: Vec<&str> = bulks[1].2.lines().collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(
-        last.1.contains("/_delete_by_query"),
-        "stale entries removed last: {last:?}"
+        deletes[0].contains("d:1") && deletes[1].contains("d:2"),
+        "{deletes:?}"
     );
 }
 
 #[tokio::test]
 async fn a_permanent_item_error_fails_the_document_and_keeps_its_old_entries() {
     let mut answers = setup_answers();
-    answers.push((
-        200,
-        json!({ "took": 1, "errors": true, "items": [
-            bulk_item(400, Some(("document_parsing_exception", "failed to parse field [ordinal]"))),
-            bulk_item(201, None),
-        ] }),
-    ));
+    answers.extend([
+        lookup_answer(Some(&["d:0", "d:1"])),
+        (
+            200,
+            json!({ "took": 1, "errors": true, "items": [
+                bulk_item("index", 400, Some(("document_parsing_exception", "failed to parse field [ordinal]"))),
+                bulk_item("index", 201, None),
+            ] }),
+        ),
+    ]);
     let (wire, es) = serve(answers).await;
     let err = es
         .replace_document("t", "d", vec![chunk(0)])
@@ -175,23 +264,23 @@ async fn a_permanent_item_error_fails_the_document_and_keeps_its_old_entries() {
         !status.message().contains("parse"),
         "details stay in the logs"
     );
+    let bulks = bulks(&wire);
+    assert_eq!(
+        bulks.len(),
+        1,
+        "a permanent error is not retried, nothing is deleted: {bulks:?}"
+    );
     let seen = wire.seen.lock().unwrap().clone();
     assert!(
-        !seen.iter().any(|(_, p, _)| p.contains("_delete_by_query")),
-        "a failed write must not delete the old entries: {seen:?}"
-    );
-    assert_eq!(
-        seen.iter().filter(|(_, p, _)| p.contains("/_bulk")).count(),
-        1,
-        "a permanent error is not retried"
+        !seen.iter().any(|(_, p, _)| p.contains("_refresh")),
+        "{seen:?}"
     );
 }
 
 #[tokio::test]
 async fn overloaded_answers_are_retried_then_unavailable() {
-    // A search asks for the template and the alias only (no rebuild alias).
+    // A search asks for the template and the alias first.
     let mut answers = setup_answers();
-    answers.truncate(2);
     answers.extend([
         (
             503,
@@ -248,6 +337,10 @@ async fn red_cluster_health_is_not_serving() {
     answers.extend([
         (200, json!({ "status": "green", "unassigned_shards": 0 })),
         (
+            200,
+            json!({ "braid-text-x": { "mappings": { "_meta": { "braid_format": 2 } } } }),
+        ),
+        (
             408,
             json!({ "status": "red", "timed_out": true, "unassigned_shards": 1 }),
         ),
@@ -269,5 +362,116 @@ async fn red_cluster_health_is_not_serving() {
     assert!(
         seen[3].1.starts_with("/_cluster/health/braid-text"),
         "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_index_of_another_entry_format_is_not_serving_until_rebuilt() {
+    let mut answers = setup_answers();
+    answers.extend([
+        (200, json!({ "status": "green", "unassigned_shards": 0 })),
+        // Written before entries listed their chunks: no `braid_format`.
+        (
+            200,
+            json!({ SERVING: { "mappings": { "_meta": { "braid_supersedes": [] } } } }),
+        ),
+    ]);
+    let (_wire, es) = serve(answers).await;
+    let err = es.check().await.unwrap_err();
+    assert!(
+        matches!(&err, TextError::NotServing(r) if r.contains("another Braid version") && r.contains("reindex")),
+        "{err:?}"
+    );
+    let q = crate::index::TextQuery {
+        tenant: "t".into(),
+        query: "comet".into(),
+        top_k: 5,
+        filter: Default::default(),
+        min_score: None,
+        access: braid_core::auth::Access::unrestricted(),
+        detail: 0,
+        chunk_level: false,
+    };
+    assert!(matches!(es.search(q).await, Err(TextError::NotServing(_))));
+}
+
+#[tokio::test]
+async fn a_switch_between_lookup_and_bulk_writes_again_against_the_new_index() {
+    let switched = "braid-text-fedcba9876543210fedcba9876543210";
+    let written_to = |index: &str| {
+        json!({ "took": 1, "errors": false, "items": [
+            { "index": { "_index": index, "_id": "x", "status": 201 } },
+            { "index": { "_index": index, "_id": "x", "status": 201 } },
+        ] })
+    };
+    let mut answers = setup_answers();
+    let (_, mut relookup) = lookup_answer(Some(&["d:0"]));
+    relookup["docs"][0]["_index"] = json!(switched);
+    answers.extend([
+        lookup_answer(Some(&["d:0"])),
+        // A rebuild finished meanwhile: the alias now names another index.
+        (200, written_to(switched)),
+        (200, relookup),
+        (200, written_to(switched)),
+        refresh_answer(),
+    ]);
+    let (wire, es) = serve(answers).await;
+    es.replace_document("t", "d", vec![chunk(0)]).await.unwrap();
+    let seen = wire.seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen[2..].iter().map(|(_, p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/_mget",
+            "/_bulk?require_alias=true",
+            "/_mget",
+            "/_bulk?require_alias=true",
+            "/braid-text/_refresh"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_rebuild_load_that_raced_a_live_write_removes_the_chunks_it_left() {
+    let rebuild = "braid-text-fedcba9876543210fedcba9876543210";
+    let created = |n: usize| {
+        let item = json!({ "create": { "_index": rebuild, "_id": "x", "status": 201 } });
+        json!({ "took": 1, "errors": false, "items": vec![item; n] })
+    };
+    let answers = vec![
+        (
+            200,
+            json!({ rebuild: { "aliases": { "braid-text-rebuild": {} } } }),
+        ),
+        (200, created(1)),
+        (200, created(2)),
+        // Between the load's entry and its chunks, a live write left one chunk.
+        (
+            200,
+            json!({ "docs": [ { "_index": rebuild, "_id": "x", "found": true, "_source": {
+                "kind": "document", "write_id": "live", "chunk_ids": ["d:0"], "stale_ids": [] } } ] }),
+        ),
+        (
+            200,
+            json!({ "took": 1, "errors": false, "items": [
+                { "delete": { "_index": rebuild, "_id": "x", "status": 200 } } ] }),
+        ),
+    ];
+    let (wire, es) = serve(answers).await;
+    let written = crate::index::IndexAdmin::rebuild_write(
+        &es,
+        rebuild,
+        vec![("t".into(), "d".into(), vec![chunk(0), chunk(1)])],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, (1, 0));
+    let bulks = bulks(&wire);
+    assert_eq!(bulks.len(), 3, "{bulks:?}");
+    let undo: Vec<&str> = bulks[2].2.lines().collect();
+    assert_eq!(undo.len(), 1, "{undo:?}");
+    assert!(
+        undo[0].contains("\"delete\"") && undo[0].contains("d:1"),
+        "{undo:?}"
     );
 }

@@ -1,37 +1,14 @@
-//! The backend contract suite: one set of cases run through the [`TextIndex`] and
-//! [`IndexAdmin`] traits against every backend available here.
-//!
-//! - `tantivy` always runs (a fresh index directory per case);
-//! - `elasticsearch-live` runs only when `BRAID_TEST_ELASTICSEARCH_URL` is set (and the crate
-//!   is built with `--features elasticsearch`), against that cluster, each case under a fresh
-//!   index prefix that is removed afterwards. Set but unreachable, it fails; unset, it is
-//!   not run, and the summary says so (it never counts as passed).
-//!
-//! A custom runner (`harness = false`), so the set of instances is decided at run time and
-//! printed: `cargo test -p braid-text-search --features elasticsearch --test contract
-//! [case-name-filter]`.
+//! The contract's cases and the helpers they share; each runs against one fresh backend.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::process::ExitCode;
-use std::sync::Arc;
 
 use braid_core::auth::Access;
 use braid_proto::v1::{Chunk, DocumentAcl, FilterClause, MetadataFilter, filter_clause};
-use braid_text_search::{IndexAdmin, IndexConfig, SearchConfig, TextIndex, TextQuery};
+use braid_text_search::TextQuery;
 
-/// A backend through both traits.
-#[derive(Clone)]
-struct Backend {
-    index: Arc<dyn TextIndex>,
-    admin: Arc<dyn IndexAdmin>,
-}
+use super::Backend;
 
-type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-type Case = (&'static str, fn(Backend) -> CaseFuture);
-
-fn chunk(doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
+pub fn chunk(doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
     Chunk {
         chunk_id: format!("{doc}:{ordinal}"),
         document_id: doc.into(),
@@ -45,7 +22,7 @@ fn chunk(doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
     }
 }
 
-fn query(text: &str) -> TextQuery {
+pub fn query(text: &str) -> TextQuery {
     TextQuery {
         tenant: "t".into(),
         query: text.into(),
@@ -58,11 +35,11 @@ fn query(text: &str) -> TextQuery {
     }
 }
 
-async fn put(b: &Backend, doc: &str, chunks: Vec<Chunk>) {
+pub async fn put(b: &Backend, doc: &str, chunks: Vec<Chunk>) {
     b.index.replace_document("t", doc, chunks).await.unwrap();
 }
 
-async fn doc_ids(b: &Backend, q: TextQuery) -> Vec<String> {
+pub async fn doc_ids(b: &Backend, q: TextQuery) -> Vec<String> {
     let mut ids: Vec<String> = b
         .index
         .search(q)
@@ -75,7 +52,7 @@ async fn doc_ids(b: &Backend, q: TextQuery) -> Vec<String> {
     ids
 }
 
-async fn replace_search_and_delete(b: Backend) {
+pub async fn replace_search_and_delete(b: Backend) {
     put(
         &b,
         "d1",
@@ -134,7 +111,7 @@ async fn replace_search_and_delete(b: Backend) {
     assert!(b.admin.document_chunks("t", "d1").await.unwrap().is_empty());
 }
 
-async fn user_text_is_never_query_syntax(b: Backend) {
+pub async fn user_text_is_never_query_syntax(b: Backend) {
     put(
         &b,
         "d1",
@@ -169,14 +146,14 @@ async fn user_text_is_never_query_syntax(b: Backend) {
     }
 }
 
-fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-async fn every_filter_operator(b: Backend) {
+pub async fn every_filter_operator(b: Backend) {
     let docs = [
         (
             "a",
@@ -285,7 +262,7 @@ async fn every_filter_operator(b: Backend) {
     );
 }
 
-fn access(clearance: u32, groups: &[&str]) -> Access {
+pub fn access(clearance: u32, groups: &[&str]) -> Access {
     Access {
         tenant: None,
         clearance,
@@ -294,7 +271,7 @@ fn access(clearance: u32, groups: &[&str]) -> Access {
     }
 }
 
-async fn acl_inside_the_query(b: Backend) {
+pub async fn acl_inside_the_query(b: Backend) {
     let acl = |clearance, groups: &[&str]| {
         Some(DocumentAcl {
             clearance,
@@ -344,7 +321,7 @@ async fn acl_inside_the_query(b: Backend) {
     assert_eq!(doc_ids(&b, q).await, ["public"]);
 }
 
-async fn documents_rank_on_their_whole_text(b: Backend) {
+pub async fn documents_rank_on_their_whole_text(b: Backend) {
     // `long`: the two query words in different chunks; `short`: one word in a tiny chunk.
     put(
         &b,
@@ -386,7 +363,7 @@ async fn documents_rank_on_their_whole_text(b: Backend) {
     assert_eq!(doc_ids(&b, q).await, ["long"]);
 }
 
-async fn detail_hits_and_fetch(b: Backend) {
+pub async fn detail_hits_and_fetch(b: Backend) {
     for (i, words) in ["comet comet comet tail", "comet comet orbit", "comet dust"]
         .iter()
         .enumerate()
@@ -427,7 +404,7 @@ async fn detail_hits_and_fetch(b: Backend) {
     );
 }
 
-async fn rebuild_switches_and_keeps_live_writes(b: Backend) {
+pub async fn rebuild_switches_and_keeps_live_writes(b: Backend) {
     put(&b, "a", vec![chunk("a", 0, "", "old text alpha")]).await;
     let old = b.admin.status("").await.unwrap().index_id;
     assert!(!old.is_empty());
@@ -485,150 +462,59 @@ async fn rebuild_switches_and_keeps_live_writes(b: Backend) {
     );
 }
 
-const CASES: &[Case] = &[
-    ("replace_search_and_delete", |b| {
-        Box::pin(replace_search_and_delete(b))
-    }),
-    ("user_text_is_never_query_syntax", |b| {
-        Box::pin(user_text_is_never_query_syntax(b))
-    }),
-    ("every_filter_operator", |b| {
-        Box::pin(every_filter_operator(b))
-    }),
-    ("acl_inside_the_query", |b| {
-        Box::pin(acl_inside_the_query(b))
-    }),
-    ("documents_rank_on_their_whole_text", |b| {
-        Box::pin(documents_rank_on_their_whole_text(b))
-    }),
-    ("detail_hits_and_fetch", |b| {
-        Box::pin(detail_hits_and_fetch(b))
-    }),
-    ("rebuild_switches_and_keeps_live_writes", |b| {
-        Box::pin(rebuild_switches_and_keeps_live_writes(b))
-    }),
-];
-
-/// A fresh Tantivy backend (and the directory to keep alive).
-fn tantivy() -> (Backend, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = IndexConfig {
-        dir: dir.path().to_path_buf(),
-        writer_memory_mb: 20,
-        ..IndexConfig::default()
-    };
-    let managed =
-        Arc::new(braid_text_search::ManagedIndex::open(&config, &SearchConfig::default()).unwrap());
-    (
-        Backend {
-            index: managed.clone(),
-            admin: managed,
-        },
-        dir,
-    )
-}
-
-#[cfg(feature = "elasticsearch")]
-mod live {
-    use super::*;
-    use braid_text_search::{ElasticsearchConfig, EsIndex};
-
-    pub fn config(url: &str) -> ElasticsearchConfig {
-        ElasticsearchConfig {
-            urls: vec![url.to_string()],
-            index_prefix: format!("braid-contract-{}", uuid::Uuid::new_v4().simple()),
-            replicas: 0,
-            retries: 1,
-            ..ElasticsearchConfig::default()
-        }
-    }
-
-    /// A fresh Elasticsearch backend under its own prefix; fails loudly when unreachable.
-    pub async fn backend(url: &str) -> (Backend, Arc<EsIndex>) {
-        let es = Arc::new(EsIndex::new(&config(url), &SearchConfig::default()).unwrap());
-        if let Err(e) = es.check().await {
-            panic!(
-                "BRAID_TEST_ELASTICSEARCH_URL={url} is set but Elasticsearch is unusable: {e:?}"
-            );
-        }
-        (
-            Backend {
-                index: es.clone(),
-                admin: es.clone(),
-            },
-            es,
+pub async fn a_live_delete_during_a_rebuild_is_not_undone(b: Backend) {
+    put(&b, "a", vec![chunk("a", 0, "", "zebra stripes")]).await;
+    put(&b, "b", vec![chunk("b", 0, "", "zebra crossing")]).await;
+    let rb = b.admin.rebuild_start("").await.unwrap();
+    assert_eq!(b.index.delete_document("t", "a").await.unwrap(), 1);
+    // The rebuild read both documents before the delete: its copy of `a` is older, skipped.
+    let (written, skipped) = b
+        .admin
+        .rebuild_write(
+            &rb,
+            vec![
+                (
+                    "t".into(),
+                    "a".into(),
+                    vec![chunk("a", 0, "", "zebra stripes")],
+                ),
+                (
+                    "t".into(),
+                    "b".into(),
+                    vec![chunk("b", 0, "", "zebra crossing")],
+                ),
+            ],
         )
-    }
+        .await
+        .unwrap();
+    assert_eq!((written, skipped), (1, 1));
+    b.admin.rebuild_finish(&rb).await.unwrap();
+    assert_eq!(doc_ids(&b, query("zebra")).await, ["b"]);
+    assert!(b.admin.document_chunks("t", "a").await.unwrap().is_empty());
+    // Deleted, not barred: it can come back.
+    put(&b, "a", vec![chunk("a", 0, "", "zebra again")]).await;
+    assert_eq!(doc_ids(&b, query("zebra")).await, ["a", "b"]);
 }
 
-fn main() -> ExitCode {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let es_url = std::env::var("BRAID_TEST_ELASTICSEARCH_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    let mut instances = vec!["tantivy"];
-    match (&es_url, cfg!(feature = "elasticsearch")) {
-        (Some(_), true) => instances.push("elasticsearch-live"),
-        (Some(_), false) => {
-            eprintln!(
-                "BRAID_TEST_ELASTICSEARCH_URL is set but this build has no `elasticsearch` \
-                 feature: run with --features elasticsearch"
-            );
-            return ExitCode::FAILURE;
-        }
-        (None, _) => println!(
-            "contract: instance elasticsearch-live NOT RUN (BRAID_TEST_ELASTICSEARCH_URL unset)"
-        ),
-    }
-    let (mut passed, mut failed) = (0, 0);
-    for instance in instances {
-        for (name, case) in CASES {
-            if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-                continue;
-            }
-            let url = es_url.clone().unwrap_or_default();
-            let ok = runtime.block_on(async move {
-                let task = tokio::spawn(async move {
-                    if instance == "tantivy" {
-                        let (backend, _dir) = tantivy();
-                        case(backend).await;
-                        return;
-                    }
-                    #[cfg(feature = "elasticsearch")]
-                    {
-                        let (backend, es) = live::backend(&url).await;
-                        let result = tokio::spawn(case(backend)).await;
-                        es.remove_from_cluster()
-                            .await
-                            .expect("removing the test indices");
-                        if let Err(e) = result {
-                            std::panic::resume_unwind(e.into_panic());
-                        }
-                    }
-                    let _ = &url;
-                });
-                task.await.is_ok()
-            });
-            println!(
-                "test contract::{instance}::{name} ... {}",
-                if ok { "ok" } else { "FAILED" }
-            );
-            if ok {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-        }
-    }
-    println!("contract: {passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+pub async fn concurrent_writes_are_each_searchable_on_return(b: Backend) {
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let (id, word) = (format!("w{i}"), format!("marker{i}q"));
+                put(&b, &id, vec![chunk(&id, 0, "", &format!("entry {word}"))]).await;
+                let hits = b.index.search(query(&word)).await.unwrap();
+                assert_eq!(hits.len(), 1, "{word} not searchable on return: {hits:?}");
+                assert_eq!(b.index.delete_document("t", &id).await.unwrap(), 1);
+                let hits = b.index.search(query(&word)).await.unwrap();
+                assert!(
+                    hits.is_empty(),
+                    "{word} still found after its delete: {hits:?}"
+                );
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
     }
 }
