@@ -33,6 +33,7 @@ use crate::config::SearchConfig;
 use crate::error::GatewayError;
 use crate::explain;
 use crate::fusion::{self, Granularity};
+use crate::limits::cost::SearchWork;
 use crate::paging::{self, PageTokens};
 
 use legs::Leg;
@@ -53,15 +54,39 @@ pub struct Searcher {
     pub types: TypeSource,
 }
 
+/// A validated search, ready to run: what it asks for is known before it runs (its cost).
+pub struct Prepared(Validated);
+
+impl Prepared {
+    /// The work this search asks for (`limits::cost`).
+    pub fn work(&self, r: &SearchRequest) -> SearchWork {
+        let v = &self.0;
+        SearchWork {
+            vector_candidates: matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector)
+                .then_some(v.fusion.vector_candidates),
+            text_candidates: matches!(v.mode, SearchMode::Hybrid | SearchMode::Text)
+                .then_some(v.fusion.text_candidates),
+            top_k: v.top_k,
+            bypass_cache: r.bypass_cache,
+        }
+    }
+}
+
 impl Searcher {
+    /// Validates a search of `caller` (the tenant, every field, the page token).
+    pub fn prepare(&self, r: &SearchRequest, caller: &Principal) -> Result<Prepared, GatewayError> {
+        self.validate(r, caller).map(Prepared)
+    }
+
     /// Searches as `caller`: in the caller's tenant, both legs filter on the caller's access,
     /// and cached answers are shared only between callers with the same access fingerprint.
     pub async fn search(
         &self,
+        prepared: Prepared,
         r: SearchRequest,
         caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
-        let v = self.validate(&r, caller)?;
+        let v = prepared.0;
         self.check_filter_types(&v).await?;
         let full = self.full_answer(&v, &r).await?;
         Ok(paging::cut(full, v.offset, v.page_size, |end| {
