@@ -40,8 +40,9 @@ impl GatewayApi {
     /// Check before charging: checks the tenant the request names (`requested`), then the
     /// rest of the request (`check`, which also says what the call costs in tokens); notes
     /// the caller and the charged tenant in the audit record; and charges the tokens to the
-    /// caller's and that tenant's budgets of `class`. A refused call costs one token of the
-    /// caller's own budgets, never of a tenant it named. Returns the tenant the call acts in
+    /// caller's and that tenant's budgets of `class`. A refused call costs one token: of the
+    /// tenant it may act in when refused for another reason, else of the caller's own
+    /// budgets — never of a tenant it may not act in. Returns the tenant the call acts in
     /// (empty: every tenant, cross-tenant operator calls) and what `check` made of it.
     async fn admit<T, X>(
         &self,
@@ -52,17 +53,17 @@ impl GatewayApi {
         use_: TenantUse,
         check: impl FnOnce(&str) -> Result<(u32, X), GatewayError>,
     ) -> Result<(String, X), GatewayError> {
-        let checked = resolve_tenant(caller, requested, use_)
-            .and_then(|tenant| check(&tenant).map(|(tokens, x)| (tenant, tokens, x)));
-        let (charged, tokens) = match &checked {
-            Ok((tenant, tokens, _)) => (charged_tenant(caller, Ok(tenant)), *tokens),
-            Err(_) => (charged_tenant(caller, Err(())), 1),
-        };
+        let resolved = resolve_tenant(caller, requested, use_);
+        // A tenant it may act in, or (refused for its tenant) the caller's own.
+        let charged = charged_tenant(caller, resolved.as_deref().map_err(|_| ())).map(String::from);
+        let checked =
+            resolved.and_then(|tenant| check(&tenant).map(|(tokens, x)| (tenant, tokens, x)));
+        let tokens = checked.as_ref().map_or(1, |(_, tokens, _)| *tokens);
         if let Some(slot) = AuditSlot::of(request) {
-            slot.caller(caller, charged.unwrap_or_default());
+            slot.caller(caller, charged.as_deref().unwrap_or_default());
         }
         self.limits
-            .charge(class, &caller.subject, charged, tokens)
+            .charge(class, &caller.subject, charged.as_deref(), tokens)
             .await?;
         checked.map(|(tenant, _, x)| (tenant, x))
     }

@@ -41,6 +41,11 @@ pub use metrics::{LegLimits, SearchMetrics};
 pub use types::TypeSource;
 use validate::Validated;
 
+/// A search answer being computed, boxed.
+type Answer<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<SearchResponse, GatewayError>> + Send + 'a>,
+>;
+
 pub struct Searcher {
     pub clients: Clients,
     pub limits: LegLimits,
@@ -88,10 +93,28 @@ impl Searcher {
     ) -> Result<SearchResponse, GatewayError> {
         let v = prepared.0;
         self.check_filter_types(&v).await?;
-        let full = self.full_answer(&v, &r).await?;
+        let full = self.answering(&v, &r).await?;
         Ok(paging::cut(full, v.offset, v.page_size, |end| {
             self.pages.encode(self.fingerprint(&v, &r, caller), end)
         }))
+    }
+
+    /// [`Searcher::full_answer`] on the heap. Its state and that of `compute` are large in
+    /// debug builds, and every place one is awaited reserves room for it in the stack frame
+    /// of whatever polls it: boxed behind these two calls, a search's poll chain stays far
+    /// below a 2 MiB thread stack (tests run whole stacks on one such thread).
+    fn answering<'a>(&'a self, v: &'a Validated, r: &'a SearchRequest) -> Answer<'a> {
+        Box::pin(self.full_answer(v, r))
+    }
+
+    /// [`Searcher::compute`] on the heap (see [`Searcher::answering`]).
+    fn computing<'a>(
+        &'a self,
+        v: &'a Validated,
+        r: &'a SearchRequest,
+        access: &'a Access,
+    ) -> Answer<'a> {
+        Box::pin(self.compute(v, r, access))
     }
 
     /// The whole ranking (`top_k` deep), from the cache or the legs.
@@ -103,18 +126,18 @@ impl Searcher {
         let started = Instant::now();
         let access = &v.access;
         let Some(cache) = &self.cache else {
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         };
         if r.bypass_cache {
             cache.count("bypass");
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         }
         let Some(key) = self.cache_key(cache, v, r, access).await else {
             cache.count("unavailable");
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         };
         let mut response = cache
-            .get_or_compute(key, self.compute(v, r, access))
+            .get_or_compute(key, self.computing(v, r, access))
             .await?;
         if response.cached {
             response.took_ms = started.elapsed().as_millis() as u32;
