@@ -39,6 +39,23 @@ fn parse_age(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
+/// A stored field as the table shows it: control and bidirectional formatting characters as
+/// `\u{..}`, so a recorded value can neither move the cursor, recolour the terminal nor make
+/// a line read differently from what it holds. (JSON output escapes control characters by
+/// itself.)
+fn escaped(value: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_control() || braid_core::validate::is_bidi_control(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn json(r: &AuditRecord) -> serde_json::Value {
     serde_json::json!({
         "at": r.at.as_ref().map(|t| t.to_string()),
@@ -53,6 +70,7 @@ fn json(r: &AuditRecord) -> serde_json::Value {
         "document_ids": r.document_ids,
         "trace_id": r.trace_id,
         "query": r.query,
+        "calls": r.calls,
     })
 }
 
@@ -70,8 +88,8 @@ pub async fn run(
     let mut shown = 0;
     if !args.json {
         println!(
-            "{:<30}  {:<16}  {:<12}  {:<14}  {:<17}  {:>9}  {:>7}  client",
-            "at", "subject", "tenant", "rpc", "code", "ms", "results"
+            "{:<30}  {:<16}  {:<12}  {:<14}  {:<17}  {:>9}  {:>7}  {:>6}  client",
+            "at", "subject", "tenant", "rpc", "code", "ms", "results", "calls"
         );
     }
     while shown < args.limit {
@@ -91,15 +109,16 @@ pub async fn run(
                 println!("{}", json(r));
             } else {
                 println!(
-                    "{:<30}  {:<16}  {:<12}  {:<14}  {:<17}  {:>9.1}  {:>7}  {}",
+                    "{:<30}  {:<16}  {:<12}  {:<14}  {:<17}  {:>9.1}  {:>7}  {:>6}  {}",
                     r.at.as_ref().map_or("-".to_string(), |t| t.to_string()),
-                    r.subject,
-                    r.tenant,
-                    r.rpc,
-                    r.code,
+                    escaped(&r.subject),
+                    escaped(&r.tenant),
+                    escaped(&r.rpc),
+                    escaped(&r.code),
                     r.latency_ms,
                     r.result_count,
-                    r.client_addr
+                    r.calls.max(1),
+                    escaped(&r.client_addr)
                 );
             }
             shown += 1;
@@ -118,6 +137,14 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_fields_show_control_characters_escaped() {
+        assert_eq!(escaped("alice"), "alice");
+        assert_eq!(escaped("ü-group"), "ü-group");
+        assert_eq!(escaped("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(escaped("x\ny\u{0}\u{202e}"), "x\\u{a}y\\u{0}\\u{202e}");
+    }
 
     #[test]
     fn ages() {

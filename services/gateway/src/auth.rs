@@ -1,7 +1,10 @@
-//! Identity at the edge: verifies the caller's `authorization: Bearer <JWT>` on every public
+//! Identity at the edge: takes each call from its peer address's budget (`limits.per_peer`)
+//! before anything else, verifies the caller's `authorization: Bearer <JWT>` on every public
 //! RPC, checks the caller's role against the RPC's [`Permission`] (a closed table; an unknown
 //! method is denied), and puts the [`Principal`] into the request extensions for the
-//! handlers. Health checks stay open. Tokens are never logged.
+//! handlers. A call refused before its caller is known is marked for the audit trail's
+//! per-peer count; one refused for its role costs a token of the caller's own budget. Health
+//! checks stay open. Tokens are never logged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,26 +18,30 @@ use braid_proto::tonic::server::NamedService;
 use tower::{Layer, Service};
 
 use crate::audit::AuditSlot;
+use crate::limits::{Class, Limits};
 
-/// What each Gateway RPC needs. Any method not listed is denied.
-pub fn permission(path: &str) -> Option<(&'static str, Permission)> {
+/// What each Gateway RPC needs, and the budget class it is charged to. Any method not listed
+/// is denied.
+pub fn permission(path: &str) -> Option<(&'static str, Permission, Class)> {
+    use Class::{Admin, Ingest, Search};
+    use Permission::{Operate, Read, Write};
     let method = path.strip_prefix("/braid.v1.Gateway/")?;
     let entry = match method {
-        "Search" => ("Search", Permission::Read),
-        "GetDocument" => ("GetDocument", Permission::Read),
-        "Ingest" => ("Ingest", Permission::Write),
-        "IngestStream" => ("IngestStream", Permission::Write),
-        "WaitIndexed" => ("WaitIndexed", Permission::Write),
-        "DeleteDocument" => ("DeleteDocument", Permission::Write),
-        "ListJobs" => ("ListJobs", Permission::Operate),
-        "RetryJobs" => ("RetryJobs", Permission::Operate),
-        "DiscardJobs" => ("DiscardJobs", Permission::Operate),
-        "Stats" => ("Stats", Permission::Operate),
-        "Reembed" => ("Reembed", Permission::Operate),
-        "ListAudit" => ("ListAudit", Permission::Operate),
-        "Reindex" => ("Reindex", Permission::Operate),
-        "ReindexStatus" => ("ReindexStatus", Permission::Operate),
-        "Verify" => ("Verify", Permission::Operate),
+        "Search" => ("Search", Read, Search),
+        "GetDocument" => ("GetDocument", Read, Search),
+        "Ingest" => ("Ingest", Write, Ingest),
+        "IngestStream" => ("IngestStream", Write, Ingest),
+        "WaitIndexed" => ("WaitIndexed", Write, Ingest),
+        "DeleteDocument" => ("DeleteDocument", Write, Ingest),
+        "ListJobs" => ("ListJobs", Operate, Admin),
+        "RetryJobs" => ("RetryJobs", Operate, Admin),
+        "DiscardJobs" => ("DiscardJobs", Operate, Admin),
+        "Stats" => ("Stats", Operate, Admin),
+        "Reembed" => ("Reembed", Operate, Admin),
+        "ListAudit" => ("ListAudit", Operate, Admin),
+        "Reindex" => ("Reindex", Operate, Admin),
+        "ReindexStatus" => ("ReindexStatus", Operate, Admin),
+        "Verify" => ("Verify", Operate, Admin),
         _ => return None,
     };
     Some(entry)
@@ -73,10 +80,14 @@ impl Authenticator {
         })
     }
 
-    /// Puts one gRPC service behind authentication: every call gets the caller's
-    /// [`Principal`] in its extensions, or is refused.
-    pub fn wrap<S>(&self, inner: S) -> Authenticated<S> {
-        AuthLayer { auth: self.clone() }.layer(inner)
+    /// Puts one gRPC service behind the per-peer budget and authentication: every call gets
+    /// the caller's [`Principal`] in its extensions, or is refused.
+    pub fn wrap<S>(&self, inner: S, limits: Arc<Limits>) -> Authenticated<S> {
+        AuthLayer {
+            auth: self.clone(),
+            limits,
+        }
+        .layer(inner)
     }
 
     /// The caller of `path`, or why it is refused (with the caller when the token was good
@@ -92,7 +103,7 @@ impl Authenticator {
         };
         let token = bearer(authorization).map_err(|e| (e.into(), None))?;
         let principal = verifier.verify(token).await.map_err(|e| (e.into(), None))?;
-        let Some((method, needs)) = permission(path) else {
+        let Some((method, needs, _)) = permission(path) else {
             return Err((Status::permission_denied("unknown method"), Some(principal)));
         };
         if !principal.allows(needs) {
@@ -110,6 +121,7 @@ impl Authenticator {
 #[derive(Clone)]
 struct AuthLayer {
     auth: Authenticator,
+    limits: Arc<Limits>,
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -119,6 +131,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -127,6 +140,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     auth: Authenticator,
+    limits: Arc<Limits>,
 }
 
 impl<S: NamedService> NamedService for Authenticated<S> {
@@ -155,9 +169,24 @@ where
         // The ready inner service serves this request; a fresh clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
+        let (auth, limits) = (self.auth.clone(), self.limits.clone());
+        let peer = request
+            .extensions()
+            .get::<braid_proto::tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|a| a.ip());
         Box::pin(async move {
             let path = request.uri().path().to_string();
+            // Before the credential is even read: one peer cannot make the gateway verify
+            // (and audit) calls faster than its budget.
+            if let Some(ip) = peer
+                && let Err(e) = limits.check_peer(ip)
+            {
+                if let Some(slot) = AuditSlot::of_http(&request) {
+                    slot.refused_before_auth();
+                }
+                return Ok(Status::from(e).into_http::<R>());
+            }
             match auth
                 .authorize(&path, request.headers().get(http::header::AUTHORIZATION))
                 .await
@@ -166,10 +195,25 @@ where
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err((status, principal)) => {
-                    if let (Some(p), Some(slot)) = (principal, AuditSlot::of_http(&request)) {
-                        let tenant = p.access.tenant.as_deref().unwrap_or_default();
-                        slot.caller(&p, tenant);
+                Err((mut status, principal)) => {
+                    let slot = AuditSlot::of_http(&request);
+                    match principal {
+                        Some(p) => {
+                            let tenant = p.access.tenant.as_deref();
+                            if let Some(slot) = slot {
+                                slot.caller(&p, tenant.unwrap_or_default());
+                            }
+                            // Refused calls cost the caller's own budget too.
+                            let class = permission(&path).map_or(Class::Admin, |(_, _, c)| c);
+                            if let Err(over) = limits.charge(class, &p.subject, tenant, 1).await {
+                                status = over.into();
+                            }
+                        }
+                        None => {
+                            if let Some(slot) = slot {
+                                slot.refused_before_auth();
+                            }
+                        }
                     }
                     tracing::debug!(%path, code = ?status.code(), reason = status.message(), "call refused");
                     Ok(status.into_http::<R>())
@@ -186,8 +230,8 @@ mod tests {
     #[test]
     fn closed_permission_table() {
         assert_eq!(
-            permission("/braid.v1.Gateway/Search").map(|p| p.1),
-            Some(Permission::Read)
+            permission("/braid.v1.Gateway/Search").map(|p| (p.1, p.2)),
+            Some((Permission::Read, Class::Search))
         );
         assert_eq!(
             permission("/braid.v1.Gateway/DeleteDocument").map(|p| p.1),

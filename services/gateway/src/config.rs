@@ -9,7 +9,7 @@ use crate::fusion::{Defaults, Method, Normalization};
 
 pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
 pub use crate::limits::config::{
-    Budget, ClassBudget, LimitsConfig, LongCallLimits, RequestLimits, StreamLimits,
+    Budget, ClassBudget, CostConfig, LimitsConfig, LongCallLimits, RequestLimits, StreamLimits,
 };
 
 /// Configuration of the gateway (`BRAID_GATEWAY__*`).

@@ -30,8 +30,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use config::{
-    AuditConfig, Budget, ClassBudget, GatewayConfig, LimitsConfig, LongCallLimits, OnFailure,
-    QueryCacheConfig, QueryText, RequestLimits, SearchConfig, StreamLimits,
+    AuditConfig, Budget, ClassBudget, CostConfig, GatewayConfig, LimitsConfig, LongCallLimits,
+    OnFailure, QueryCacheConfig, QueryText, RequestLimits, SearchConfig, StreamLimits,
 };
 pub use error::GatewayError;
 pub use error::RETRY_AFTER;
@@ -155,17 +155,19 @@ pub async fn run_with_resolver(
         types: search::TypeSource::new(&config.search, &metrics),
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
+    let limits = Arc::new(limits::Limits::new(&config.limits, &metrics)?);
     let api = GatewayServer::new(service::GatewayApi {
         searcher,
-        limits: Arc::new(limits::Limits::new(&config.limits, &metrics)?),
+        limits: limits.clone(),
         audit: audit.as_ref().map(|a| a.store.clone()),
     })
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);
     // Outermost on the Gateway service: every call is audited, refused ones included; inside
-    // it, authentication puts the caller's principal into the request (or refuses the call).
+    // it, the per-peer budget and authentication, which puts the caller's principal into the
+    // request (or refuses the call).
     let audited = audit::layer::Audited::new(
-        authenticator.wrap(api),
+        authenticator.wrap(api, limits),
         audit.as_ref().map(|a| a.auditor.clone()),
     );
     let routes = Routes::new(health_service).add_service(audited);

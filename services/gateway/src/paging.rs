@@ -43,7 +43,7 @@ impl Default for Fingerprint {
 impl Fingerprint {
     pub fn new() -> Self {
         let mut f = Self(Sha256::new());
-        f.add(b"braid.page-token.v1");
+        f.add(b"braid.page-token.v2");
         f
     }
 

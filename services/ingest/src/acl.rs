@@ -1,14 +1,80 @@
 //! Document ACLs at ingest: the checks an incoming ACL must pass, and whose access a request
 //! runs with.
+//!
+//! Writes follow the read rule. A writer acts (replaces by external id, deletes, waits on)
+//! only documents it may read ([`Writer::visibility`], applied inside the SQL so a hidden
+//! document and a missing one take the same statement and get the same answer), and labels a
+//! document only with a clearance up to its own and groups it belongs to
+//! ([`Writer::check_label`]). Admins, services and callers with auth off act on every
+//! document of their tenant and label freely (within the limits); their searches are still
+//! filtered by their own clearance and groups.
 
 use std::collections::BTreeSet;
 
-use braid_core::auth::Access;
+use braid_core::auth::{Access, Principal, Role};
 use braid_proto::v1::DocumentAcl;
 
 use crate::config::LimitsConfig;
 use crate::error::IngestError;
-use crate::store::DocumentRow;
+use crate::store::{DocumentRow, Visibility};
+
+/// What a caller may do to documents: the ACL side of a write.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    /// Acts on and labels any document (admins, services, auth disabled).
+    any: bool,
+    access: Access,
+}
+
+impl Writer {
+    pub fn of(caller: &Principal) -> Self {
+        Self {
+            any: caller.role == Role::Admin || caller.access.unrestricted,
+            access: caller.access.clone(),
+        }
+    }
+
+    /// The documents this caller's writes may touch, for the store's queries.
+    pub fn visibility(&self) -> Visibility {
+        Visibility {
+            all: self.any,
+            clearance: i64::from(self.access.clearance),
+            groups: self.access.groups.iter().cloned().collect(),
+        }
+    }
+
+    /// A writer labels a document with at most its own clearance and only with groups it is
+    /// in (it could not read the document otherwise); admins may label any ACL.
+    pub fn check_label(&self, acl: &DocumentAcl) -> Result<(), IngestError> {
+        if self.any {
+            return Ok(());
+        }
+        if acl.clearance > self.access.clearance {
+            return Err(IngestError::invalid(
+                "acl.clearance",
+                format!(
+                    "{}, above the caller's clearance {} (only admins label above their own)",
+                    acl.clearance, self.access.clearance
+                ),
+            ));
+        }
+        if let Some((j, g)) = acl
+            .groups
+            .iter()
+            .enumerate()
+            .find(|(_, g)| !self.access.groups.contains(*g))
+        {
+            return Err(IngestError::invalid(
+                format!("acl.groups[{j}]"),
+                format!(
+                    "`{}` is not one of the caller's groups (only admins label with other groups)",
+                    g.escape_debug()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Checks a document's ACL against the limits and returns it normalised (groups sorted and
 /// de-duplicated, so the same ACL always hashes the same). Unset = public.
@@ -146,6 +212,47 @@ mod tests {
             acl_clearance: clearance,
             acl_groups: groups.iter().map(|g| g.to_string()).collect(),
         }
+    }
+
+    fn principal(role: Role, clearance: u32, groups: &[&str]) -> Principal {
+        Principal {
+            subject: "w".into(),
+            kind: braid_core::auth::CallerKind::User,
+            role,
+            access: Access {
+                tenant: Some("t".into()),
+                clearance,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                unrestricted: false,
+            },
+        }
+    }
+
+    #[test]
+    fn writers_label_within_their_own_access_and_admins_freely() {
+        let writer = Writer::of(&principal(Role::Writer, 2, &["physics"]));
+        let ok = |c, g: &[&str]| acl(c, g).unwrap();
+        assert!(writer.check_label(&ok(0, &[])).is_ok());
+        assert!(writer.check_label(&ok(2, &["physics"])).is_ok());
+        assert_eq!(
+            field_of(writer.check_label(&ok(3, &[])).unwrap_err()),
+            "acl.clearance"
+        );
+        assert_eq!(
+            field_of(
+                writer
+                    .check_label(&ok(0, &["physics", "chem"]))
+                    .unwrap_err()
+            ),
+            "acl.groups[1]"
+        );
+        let admin = Writer::of(&principal(Role::Admin, 0, &[]));
+        assert!(admin.check_label(&ok(9, &["chem"])).is_ok());
+        assert!(admin.visibility().all);
+        let v = writer.visibility();
+        assert!(!v.all);
+        assert_eq!((v.clearance, v.groups), (2, vec!["physics".to_string()]));
+        assert!(Writer::of(&Principal::anonymous()).visibility().all);
     }
 
     #[test]

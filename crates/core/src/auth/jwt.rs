@@ -23,6 +23,8 @@ use crate::config::positive;
 
 /// Most groups a token may carry.
 pub const MAX_GROUPS: usize = 256;
+/// Longest group name a token may carry, in bytes.
+pub const MAX_GROUP_BYTES: usize = 256;
 /// Largest token accepted (header value).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -180,7 +182,16 @@ impl Claims {
                 .map_err(|e| AuthError::Claims(format!("`tenant` claim: {}", e.message)))?;
             Some(tenant)
         };
-        let groups: BTreeSet<String> = self.groups.unwrap_or_default().into_iter().collect();
+        let groups = self.groups.unwrap_or_default();
+        // Group names become ACL matches, cache keys and log fields: whole, printable names only.
+        for (i, g) in groups.iter().enumerate() {
+            if g.is_empty() || g.len() > MAX_GROUP_BYTES || g.chars().any(char::is_control) {
+                return Err(AuthError::Claims(format!(
+                    "`groups[{i}]` must be 1..={MAX_GROUP_BYTES} bytes without control characters"
+                )));
+            }
+        }
+        let groups: BTreeSet<String> = groups.into_iter().collect();
         if groups.len() > MAX_GROUPS {
             return Err(AuthError::Claims(format!(
                 "`groups` has {} entries, at most {MAX_GROUPS}",
@@ -453,6 +464,32 @@ mod tests {
                 .into_principal()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn group_names_with_control_characters_are_refused() {
+        for bad in ["x\u{1f}y", "", "a\u{0}", "tab\there"] {
+            let err = claims(serde_json::json!({
+                "sub": "x", "tenant": "t", "role": "reader", "groups": ["ok", bad]
+            }))
+            .into_principal()
+            .unwrap_err();
+            assert!(err.to_string().contains("`groups[1]`"), "{bad:?}: {err}");
+        }
+        let long = "g".repeat(MAX_GROUP_BYTES + 1);
+        assert!(
+            claims(
+                serde_json::json!({"sub": "x", "tenant": "t", "role": "reader", "groups": [long]})
+            )
+            .into_principal()
+            .is_err()
+        );
+        let fine = claims(serde_json::json!({
+            "sub": "x", "tenant": "t", "role": "reader", "groups": ["physik-ü", "a b", "g".repeat(MAX_GROUP_BYTES)]
+        }))
+        .into_principal()
+        .unwrap();
+        assert_eq!(fine.access.groups.len(), 3);
     }
 
     #[test]

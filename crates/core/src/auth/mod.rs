@@ -126,14 +126,24 @@ impl Access {
         }
     }
 
-    /// A stable string identifying what this access can see (cache keys): callers with the
-    /// same fingerprint see the same documents.
-    pub fn fingerprint(&self) -> String {
+    /// Stable bytes identifying what this access can see (cache keys, page tokens): callers
+    /// with the same fingerprint see the same documents, and different accesses never share
+    /// one. Structured, not joined: the clearance, the number of groups and each group with
+    /// its length, so no group name (whatever bytes it holds) can pass for several.
+    pub fn fingerprint(&self) -> Vec<u8> {
         if self.unrestricted {
-            return "*".into();
+            return b"*".to_vec();
         }
-        let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
-        format!("c{}:g{}", self.clearance, groups.join("\u{1f}"))
+        let mut out =
+            Vec::with_capacity(16 + self.groups.iter().map(|g| 8 + g.len()).sum::<usize>());
+        out.push(b'c');
+        out.extend_from_slice(&self.clearance.to_le_bytes());
+        out.extend_from_slice(&(self.groups.len() as u64).to_le_bytes());
+        for g in &self.groups {
+            out.extend_from_slice(&(g.len() as u64).to_le_bytes());
+            out.extend_from_slice(g.as_bytes());
+        }
+        out
     }
 }
 
@@ -366,5 +376,15 @@ mod tests {
         let c = user("acme", 1, &["a", "b"]).access.fingerprint();
         assert_eq!(a, b);
         assert_ne!(a, c);
+        // One group whose name holds the old separator is not two groups (issue 23).
+        let joined = user("acme", 2, &["a\u{1f}b"]).access.fingerprint();
+        assert_ne!(joined, b);
+        let split = user("acme", 2, &["a", "b\u{1f}c"]).access.fingerprint();
+        let other = user("acme", 2, &["a\u{1f}b", "c"]).access.fingerprint();
+        assert_ne!(split, other);
+        assert_ne!(
+            Access::unrestricted().fingerprint(),
+            user("acme", 0, &["*"]).access.fingerprint()
+        );
     }
 }

@@ -22,6 +22,11 @@ pub struct AuditConfig {
     pub batch_size: usize,
     /// Longest a record waits for others to share its INSERT (0: written at once).
     pub flush_interval_ms: u64,
+    /// Calls refused before authentication are written as one record per peer, RPC and
+    /// code per window of this length, with their count (`calls`).
+    pub anonymous_window_ms: u64,
+    /// Peers counted per window; past it, further peers share one record (peer `other`).
+    pub max_anonymous_peers: usize,
 }
 
 /// How the search query text is stored.
@@ -61,6 +66,8 @@ impl Default for AuditConfig {
             queue_capacity: 10_000,
             batch_size: 256,
             flush_interval_ms: 500,
+            anonymous_window_ms: 60_000,
+            max_anonymous_peers: 10_000,
         }
     }
 }
@@ -81,5 +88,15 @@ impl AuditConfig {
         positive(errors, "audit.purge_interval_ms", self.purge_interval_ms);
         positive(errors, "audit.queue_capacity", self.queue_capacity as u64);
         positive(errors, "audit.batch_size", self.batch_size as u64);
+        positive(
+            errors,
+            "audit.anonymous_window_ms",
+            self.anonymous_window_ms,
+        );
+        positive(
+            errors,
+            "audit.max_anonymous_peers",
+            self.max_anonymous_peers as u64,
+        );
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc::OwnedPermit;
 use tower::Service;
 
 use super::Auditor;
+use super::anonymous::Anonymous;
 use super::config::OnFailure;
 use super::record::{AuditSlot, Record};
 
@@ -93,12 +94,12 @@ where
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let rpc = rpc_name(request.uri().path().rsplit('/').next().unwrap_or_default());
-        let client_addr = request
+        let peer = request
             .extensions()
             .get::<braid_proto::tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+            .and_then(|info| info.remote_addr());
+        let client_addr = peer.map(|a| a.to_string()).unwrap_or_default();
+        let peer_ip = peer.map(|a| a.ip().to_string()).unwrap_or_default();
         let trace_id = request
             .headers()
             .get("traceparent")
@@ -137,6 +138,8 @@ where
             at_ms,
             rpc,
             client_addr,
+            peer_ip,
+            anonymous: auditor.anonymous.clone(),
             trace_id,
             header_code: None,
             trailer_code: None,
@@ -176,6 +179,9 @@ struct Pending {
     at_ms: i64,
     rpc: &'static str,
     client_addr: String,
+    /// The peer's IP address (no port): the key refusals before authentication are counted by.
+    peer_ip: String,
+    anonymous: Arc<Anonymous>,
     trace_id: String,
     header_code: Option<Code>,
     trailer_code: Option<Code>,
@@ -201,6 +207,19 @@ impl Pending {
         };
         let code = self.code();
         let filled = self.slot.take();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if filled.before_auth {
+            // Counted, and written once per window; the reserved place is given back.
+            self.anonymous.count(
+                &self.peer_ip,
+                self.rpc,
+                &format!("{code:?}"),
+                self.at_ms,
+                latency_ms,
+            );
+            drop(place);
+            return;
+        }
         place.send(Record {
             at_ms: self.at_ms,
             subject: filled.subject,
@@ -209,11 +228,12 @@ impl Pending {
             client_addr: std::mem::take(&mut self.client_addr),
             rpc: self.rpc,
             code: format!("{code:?}"),
-            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms,
             result_count: filled.result_count,
             document_ids: filled.document_ids,
             trace_id: std::mem::take(&mut self.trace_id),
             query: filled.query,
+            calls: 1,
         });
     }
 }

@@ -91,6 +91,7 @@ pub async fn list(
                 document_ids: r.document_ids,
                 trace_id: r.trace_id,
                 query: r.query,
+                calls: r.calls,
             }
         })
         .collect();

@@ -11,6 +11,40 @@ use super::config::QueryText;
 
 /// Returned document ids kept per record.
 pub const MAX_RECORDED_IDS: usize = 10;
+/// Longest stored subject, tenant or role, in bytes (after escaping).
+pub const MAX_FIELD_BYTES: usize = 512;
+/// Longest stored query text, in bytes (after escaping; `audit.query_text = "plain"`).
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Longest stored document id, in bytes (ids come from requests too, e.g. DeleteDocument).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// A caller-influenced value as it is stored: control and bidirectional formatting
+/// characters written as `\u{..}` and backslashes doubled (so no stored text can pass for
+/// an escape, and NUL — which PostgreSQL refuses in text — never reaches the database), then
+/// cut to `max` bytes on a character boundary with `…` marking the cut.
+pub fn escape_field(value: &str, max: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(value.len().min(max));
+    for c in value.chars() {
+        let before = out.len();
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || braid_core::validate::is_bidi_control(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(before);
+            while out.len() + '…'.len_utf8() > max {
+                out.pop();
+            }
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
 
 /// What is recorded of one call (also the JSON log line, target `audit`).
 #[derive(Debug, Clone, Serialize)]
@@ -28,9 +62,13 @@ pub struct Record {
     pub document_ids: Vec<String>,
     pub trace_id: String,
     pub query: String,
+    /// Calls this record stands for: 1, or the refusals before authentication of one peer
+    /// within one aggregation window (`audit::anonymous`).
+    pub calls: u64,
 }
 
-/// What the handler learnt: who called, in which tenant, and what came back.
+/// What the handler learnt: who called, in which tenant, and what came back. Every text is
+/// escaped and capped as it is filled in ([`escape_field`]).
 #[derive(Debug, Default)]
 pub struct Filled {
     pub subject: String,
@@ -39,6 +77,9 @@ pub struct Filled {
     pub result_count: u64,
     pub document_ids: Vec<String>,
     pub query: String,
+    /// Refused before the caller was identified (no or a bad token, the per-peer limit):
+    /// counted per peer instead of recorded one by one.
+    pub before_auth: bool,
 }
 
 /// Put into each request's extensions by the audit layer; handlers fill it through the
@@ -72,17 +113,26 @@ impl AuditSlot {
     }
 
     pub fn caller(&self, caller: &Principal, tenant: &str) {
+        let (subject, tenant) = (
+            escape_field(&caller.subject, MAX_FIELD_BYTES),
+            escape_field(tenant, MAX_FIELD_BYTES),
+        );
         self.with(|f| {
-            f.subject = caller.subject.clone();
+            f.subject = subject;
             f.role = caller.role.as_str().to_string();
-            f.tenant = tenant.to_string();
+            f.tenant = tenant;
         });
+    }
+
+    /// The call was refused before its caller was identified.
+    pub fn refused_before_auth(&self) {
+        self.with(|f| f.before_auth = true);
     }
 
     /// The query text, stored as `audit.query_text` says.
     pub fn query(&self, text: &str) {
         let stored = match self.query_text {
-            QueryText::Plain => text.to_string(),
+            QueryText::Plain => escape_field(text, MAX_QUERY_BYTES),
             QueryText::Hash => hex::encode(Sha256::digest(text.as_bytes())),
             QueryText::Redact => String::new(),
         };
@@ -96,7 +146,7 @@ impl AuditSlot {
             f.document_ids = ids
                 .into_iter()
                 .take(MAX_RECORDED_IDS)
-                .map(str::to_string)
+                .map(|id| escape_field(id, MAX_ID_BYTES))
                 .collect();
         });
     }
@@ -106,7 +156,7 @@ impl AuditSlot {
         self.with(|f| {
             f.result_count += 1;
             if f.document_ids.len() < MAX_RECORDED_IDS {
-                f.document_ids.push(id.to_string());
+                f.document_ids.push(escape_field(id, MAX_ID_BYTES));
             }
         });
     }
@@ -133,6 +183,28 @@ mod tests {
             hex::encode(Sha256::digest(b"quantum physics"))
         );
         assert_eq!(stored(QueryText::Redact), "");
+    }
+
+    #[test]
+    fn fields_are_escaped_and_capped() {
+        assert_eq!(escape_field("plain ü text", 64), "plain ü text");
+        assert_eq!(escape_field("a\u{0}b", 64), "a\\u{0}b");
+        assert_eq!(
+            escape_field("x\u{1f}y\u{202e}z\n", 64),
+            "x\\u{1f}y\\u{202e}z\\u{a}"
+        );
+        // A backslash is doubled, so stored text never passes for an escape.
+        assert_eq!(escape_field("a\\u{0}", 64), "a\\\\u{0}");
+        let long = escape_field(&"é".repeat(1000), 11);
+        assert!(long.len() <= 11 && long.ends_with('…'), "{long}");
+        let nuls = escape_field(&"\u{0}".repeat(1 << 20), MAX_FIELD_BYTES);
+        assert!(nuls.len() <= MAX_FIELD_BYTES && !nuls.contains('\u{0}'));
+        let slot = AuditSlot::new(QueryText::Plain);
+        slot.query("what\u{0}ever");
+        slot.results(1, ["id\u{0}"]);
+        let filled = slot.take();
+        assert_eq!(filled.query, "what\\u{0}ever");
+        assert_eq!(filled.document_ids, ["id\\u{0}"]);
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl AuditStore {
     pub async fn insert(&self, records: &[Record]) -> Result<(), sqlx::Error> {
         let mut q = QueryBuilder::new(
             "INSERT INTO audit.records (at, subject, tenant, role, client_addr, rpc, code, \
-             latency_ms, result_count, document_ids, trace_id, query) ",
+             latency_ms, result_count, document_ids, trace_id, query, calls) ",
         );
         q.push_values(records, |mut b, r| {
             b.push("to_timestamp(")
@@ -70,9 +70,20 @@ impl AuditStore {
                 .push_bind(r.result_count as i64)
                 .push_bind(&r.document_ids)
                 .push_bind(&r.trace_id)
-                .push_bind(&r.query);
+                .push_bind(&r.query)
+                .push_bind(i64::try_from(r.calls).unwrap_or(i64::MAX));
         });
         q.build().execute(&self.db).await.map(|_| ())
+    }
+
+    #[cfg(test)]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    #[cfg(test)]
+    pub async fn close(&self) {
+        self.db.close().await;
     }
 
     /// Deletes records older than `days`; returns how many.
@@ -88,7 +99,7 @@ impl AuditStore {
     pub async fn list(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, sqlx::Error> {
         let mut q = QueryBuilder::new(
             "SELECT id, (extract(epoch FROM at) * 1000)::bigint AS at_ms, subject, tenant, role, \
-             client_addr, rpc, code, latency_ms, result_count, document_ids, trace_id, query \
+             client_addr, rpc, code, latency_ms, result_count, document_ids, trace_id, query, calls \
              FROM audit.records WHERE true",
         );
         if let Some(since) = query.since_ms {
@@ -128,6 +139,7 @@ impl AuditStore {
                         document_ids: row.try_get("document_ids")?,
                         trace_id: row.try_get("trace_id")?,
                         query: row.try_get("query")?,
+                        calls: row.try_get::<i64, _>("calls")?.max(0) as u64,
                     },
                 })
             })

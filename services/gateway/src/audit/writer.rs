@@ -14,6 +14,8 @@ use super::store::AuditStore;
 pub struct WriterMetrics {
     pub dropped: Counter,
     pub written: Counter,
+    /// Records refused on their own (see [`store_batch`]).
+    pub rejected: Counter,
     pub queue_depth: Gauge,
 }
 
@@ -54,21 +56,54 @@ pub fn spawn_writer(
                     Err(e) => tracing::warn!(error = %e, "audit schema migration failed"),
                 }
             }
-            let written = if migrated {
-                store.insert(&batch).await.map_err(|e| e.to_string())
+            if migrated {
+                store_batch(&store, &batch, &metrics).await;
             } else {
-                Err("the audit schema is not migrated".to_string())
-            };
-            match written {
-                Ok(()) => metrics.written.increment(batch.len() as u64),
-                Err(e) => {
-                    metrics.dropped.increment(batch.len() as u64);
-                    tracing::warn!(error = %e, records = batch.len(), "audit records not stored");
-                }
+                metrics.dropped.increment(batch.len() as u64);
+                tracing::warn!(
+                    records = batch.len(),
+                    "audit records not stored: the audit schema is not migrated"
+                );
             }
             batch.clear();
         }
     })
+}
+
+/// Stores one batch in one INSERT. When the database refuses it for another reason than being
+/// unreachable (a record it will not take: one bad row fails the whole statement), each record
+/// is retried alone, so only a record the database refuses by itself is lost (counted in
+/// `rejected` and `dropped`). An unreachable database costs the batch, as retrying row by row
+/// would only wait longer.
+async fn store_batch(store: &AuditStore, batch: &[Record], metrics: &WriterMetrics) {
+    let e = match store.insert(batch).await {
+        Ok(()) => {
+            metrics.written.increment(batch.len() as u64);
+            return;
+        }
+        Err(e) => e,
+    };
+    if braid_core::db::is_unavailable(&e) || batch.len() == 1 {
+        metrics.dropped.increment(batch.len() as u64);
+        if batch.len() == 1 && !braid_core::db::is_unavailable(&e) {
+            metrics.rejected.increment(1);
+        }
+        tracing::warn!(error = %e, records = batch.len(), "audit records not stored");
+        return;
+    }
+    tracing::warn!(error = %e, records = batch.len(), "audit batch refused; storing its records one by one");
+    for record in batch {
+        match store.insert(std::slice::from_ref(record)).await {
+            Ok(()) => metrics.written.increment(1),
+            Err(e) => {
+                metrics.dropped.increment(1);
+                if !braid_core::db::is_unavailable(&e) {
+                    metrics.rejected.increment(1);
+                }
+                tracing::warn!(error = %e, rpc = record.rpc, at_ms = record.at_ms, "audit record not stored");
+            }
+        }
+    }
 }
 
 /// Deletes records past the retention period every `interval`.
@@ -96,4 +131,78 @@ pub fn spawn_purge(store: AuditStore, retention_days: u32, interval: Duration) -
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+    use braid_core::db::DatabaseConfig;
+
+    fn record(subject: &str) -> Record {
+        Record {
+            at_ms: 1_700_000_000_000,
+            subject: subject.into(),
+            tenant: "acme".into(),
+            role: "reader".into(),
+            client_addr: "127.0.0.1:1".into(),
+            rpc: "Search",
+            code: "Ok".into(),
+            latency_ms: 1.0,
+            result_count: 0,
+            document_ids: Vec::new(),
+            trace_id: String::new(),
+            query: String::new(),
+            calls: 1,
+        }
+    }
+
+    /// Issue 23: a NUL byte in one record made PostgreSQL refuse the whole batched INSERT, so
+    /// every call of that window vanished from `audit.records`. Now only that record is lost
+    /// (counted). The record is built here as it could never be built by the layer (which
+    /// escapes every field), to prove the second wall on its own.
+    #[tokio::test]
+    async fn one_bad_record_costs_only_itself() {
+        let admin = std::env::var("BRAID_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://braid@127.0.0.1:54329/postgres".into());
+        let name = format!("braid_audit_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let config = DatabaseConfig {
+            url: format!("{base}/{name}"),
+            ..DatabaseConfig::default()
+        };
+        let store = AuditStore::connect(&config).unwrap();
+        store.migrate().await.unwrap();
+        let registry = braid_core::metrics::Metrics::new("test");
+        let metrics = WriterMetrics {
+            dropped: registry.counter("dropped", "test"),
+            written: registry.counter("written", "test"),
+            rejected: registry.counter("rejected", "test"),
+            queue_depth: registry.gauge("depth", "test"),
+        };
+        let batch = [record("alice"), record("mallory\u{0}"), record("bob")];
+        store_batch(&store, &batch, &metrics).await;
+        let subjects: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM audit.records ORDER BY id")
+                .fetch_all(store.db())
+                .await
+                .unwrap();
+        assert_eq!(subjects, ["alice", "bob"]);
+        assert_eq!(registry.value("braid_written", &[]), Some(2.0));
+        assert_eq!(registry.value("braid_rejected", &[]), Some(1.0));
+        assert_eq!(registry.value("braid_dropped", &[]), Some(1.0));
+        store.close().await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
 }

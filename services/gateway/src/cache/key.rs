@@ -50,9 +50,9 @@ pub fn key(p: &KeyParts<'_>) -> String {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     };
-    field(b"braid.query-cache.v1");
+    field(b"braid.query-cache.v2");
     field(p.tenant.as_bytes());
-    field(p.access.fingerprint().as_bytes());
+    field(&p.access.fingerprint());
     field(normalise_query(p.query).as_bytes());
     field(&p.mode.to_le_bytes());
     field(&p.top_k.to_le_bytes());
@@ -136,6 +136,21 @@ mod tests {
         let a = access(1, &["b", "a"]);
         let b = access(1, &["a", "b"]);
         assert_eq!(key(&parts(&a, None)), key(&parts(&b, None)));
+    }
+
+    /// Issue 23: groups were joined with U+001F before hashing, so one group named `x\u{1f}y`
+    /// shared the cache entries of a caller in groups `x` and `y`.
+    #[test]
+    fn a_group_name_holding_a_separator_is_not_two_groups() {
+        let two = access(0, &["x", "y"]);
+        let one = access(0, &["x\u{1f}y"]);
+        assert_ne!(key(&parts(&two, None)), key(&parts(&one, None)));
+        let clearance_in_name = access(1, &["2"]);
+        let other = access(12, &[]);
+        assert_ne!(
+            key(&parts(&clearance_in_name, None)),
+            key(&parts(&other, None))
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `[limits]`: per-caller rate budgets, long-call caps, stream budgets and request list caps.
+//! `[limits]`: per-peer and per-caller rate budgets, call costs, long-call caps, stream
+//! budgets and request list caps.
 
 use braid_core::config::positive;
 use serde::{Deserialize, Serialize};
@@ -15,9 +16,14 @@ pub struct LimitsConfig {
     pub redis_ca_file: Option<std::path::PathBuf>,
     /// How long one Redis rate check may take before the local limiter decides instead.
     pub redis_timeout_ms: u64,
-    /// Keys (subjects, tenants) tracked per budget; past it, idle keys are evicted and new keys
-    /// share one overflow budget until room frees up.
+    /// Keys (subjects, tenants, peers) tracked per budget; past it, idle keys are evicted and
+    /// new keys share one overflow budget until room frees up.
     pub max_tracked_keys: usize,
+    /// Every call from one peer address, checked before its token is read (in this process;
+    /// behind a proxy that hides client addresses, raise it to the proxy's whole traffic).
+    pub per_peer: Budget,
+    /// What a call costs in tokens of its class's budgets.
+    pub cost: CostConfig,
     pub search: ClassBudget,
     pub ingest: ClassBudget,
     pub admin: ClassBudget,
@@ -40,6 +46,28 @@ pub struct ClassBudget {
 pub struct Budget {
     pub rate_per_second: f64,
     pub burst: u32,
+}
+
+/// Tokens per call. A search costs one token per `search_work_per_token` units of work (the
+/// candidates each leg it uses is asked for, plus the ranking depth `top_k`), at least one,
+/// times `cache_bypass_factor` when it bypasses the cache. Ingest calls cost one token per
+/// document (IngestStream: charged as each document arrives, the stream waiting while the
+/// budget is empty). Every other call costs one. A call costing more than a budget's burst
+/// takes the whole burst.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostConfig {
+    pub search_work_per_token: u32,
+    pub cache_bypass_factor: u32,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        Self {
+            search_work_per_token: 200,
+            cache_bypass_factor: 2,
+        }
+    }
 }
 
 /// Concurrent long calls (WaitIndexed, IngestStream, Ingest with `wait_until_indexed`).
@@ -123,8 +151,11 @@ impl Default for LimitsConfig {
             redis_ca_file: None,
             redis_timeout_ms: 50,
             max_tracked_keys: 100_000,
+            per_peer: Budget::new(1000.0, 2000),
+            cost: CostConfig::default(),
             search: ClassBudget::new(Budget::new(200.0, 400), Budget::new(2000.0, 4000)),
-            ingest: ClassBudget::new(Budget::new(50.0, 100), Budget::new(500.0, 1000)),
+            // Tokens are documents here (see `CostConfig`).
+            ingest: ClassBudget::new(Budget::new(200.0, 1000), Budget::new(1000.0, 5000)),
             admin: ClassBudget::new(Budget::new(10.0, 50), Budget::new(50.0, 200)),
             long_calls: LongCallLimits::default(),
             stream: StreamLimits::default(),
@@ -177,6 +208,17 @@ impl LimitsConfig {
             errors,
             "limits.max_tracked_keys",
             self.max_tracked_keys as u64,
+        );
+        self.per_peer.validate("limits.per_peer", errors);
+        positive(
+            errors,
+            "limits.cost.search_work_per_token",
+            self.cost.search_work_per_token as u64,
+        );
+        positive(
+            errors,
+            "limits.cost.cache_bypass_factor",
+            self.cost.cache_bypass_factor as u64,
         );
         self.search.validate("limits.search", errors);
         self.ingest.validate("limits.ingest", errors);

@@ -1,17 +1,22 @@
-//! Fair limits per caller: rate budgets per subject and tenant (`rate`), caps on concurrent
-//! long calls per subject (`long_calls`), an idle timeout and size budget on IngestStream
-//! (`stream`), and caps on request list fields (`fields`).
+//! Fair limits: a budget per peer address checked before authentication; after it, rate
+//! budgets per subject and tenant (`rate`) charged by what a call costs (`cost`), for the
+//! tenant the call acts in once that is checked (`admission`); caps on concurrent long calls
+//! per subject (`long_calls`), an idle timeout and size budget on IngestStream (`stream`),
+//! and caps on request list fields (`fields`).
 
+pub mod admission;
 pub mod config;
+pub mod cost;
 pub mod fields;
 mod long_calls;
 mod rate;
 mod redis_gcra;
 pub mod stream;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use braid_core::auth::Principal;
+use braid_core::metrics::Counter;
 
 pub use long_calls::LongCallPermit;
 pub use rate::Class;
@@ -19,12 +24,17 @@ pub use rate::Class;
 use crate::error::GatewayError;
 use config::LimitsConfig;
 use long_calls::{LongCallRefused, LongCalls};
-use rate::{RateLimits, RateMetrics};
+use rate::{LocalBudget, RateLimits, RateMetrics, TokioClock};
 
 pub struct Limits {
     pub config: LimitsConfig,
     rate: RateLimits,
     long_calls: LongCalls,
+    /// `limits.per_peer`, keyed by IP address (in this process).
+    peers: LocalBudget,
+    peer_refused: Counter,
+    /// IngestStream documents that waited for the ingest budget.
+    stream_waits: Counter,
 }
 
 impl Limits {
@@ -54,23 +64,42 @@ impl Limits {
                 config.long_calls.max_tracked_subjects,
                 in_flight,
             ),
+            peers: LocalBudget::new(config.per_peer, config.max_tracked_keys, TokioClock::new()),
+            peer_refused: metrics.counter(
+                "gateway_peer_limited_total",
+                "calls refused by the per-peer budget before authentication",
+            ),
+            stream_waits: metrics.counter(
+                "gateway_ingest_stream_budget_waits_total",
+                "IngestStream documents that waited for the ingest budget",
+            ),
         })
     }
 
-    /// Takes one call of `class` from the caller's and its tenant's budgets.
-    pub async fn admit(
+    /// Takes one call from the budget of the peer at `ip`, before its credential is read.
+    pub fn check_peer(&self, ip: IpAddr) -> Result<(), GatewayError> {
+        let (outcome, _) = self.peers.check(&ip.to_string(), 1);
+        outcome.map_err(|retry_after| {
+            self.peer_refused.increment(1);
+            GatewayError::RateLimited {
+                class: "call",
+                scope: "peer address",
+                retry_after,
+            }
+        })
+    }
+
+    /// Takes `tokens` of `class` from the subject's budget and, when `tenant` is set, from
+    /// that tenant's. The tenant must have been checked ([`admission::resolve_tenant`]).
+    pub async fn charge(
         &self,
         class: Class,
-        caller: &Principal,
-        requested_tenant: &str,
+        subject: &str,
+        tenant: Option<&str>,
+        tokens: u32,
     ) -> Result<(), GatewayError> {
-        // A request naming a tenant the caller may not use is refused by authorization; its
-        // budget is still the one of the tenant it named.
-        let tenant = caller
-            .tenant_for(requested_tenant)
-            .unwrap_or_else(|_| requested_tenant.to_string());
         self.rate
-            .check(class, &caller.subject, &tenant)
+            .check(class, subject, tenant, tokens)
             .await
             .map_err(|over| GatewayError::RateLimited {
                 class: over.class.as_str(),
@@ -79,8 +108,31 @@ impl Limits {
             })
     }
 
+    /// Like [`Limits::charge`], waiting while the budgets are used up (IngestStream documents:
+    /// the upload slows down to the budget instead of failing).
+    pub async fn charge_waiting(
+        &self,
+        class: Class,
+        subject: &str,
+        tenant: Option<&str>,
+        tokens: u32,
+    ) {
+        loop {
+            match self.rate.check(class, subject, tenant, tokens).await {
+                Ok(()) => return,
+                Err(over) => {
+                    self.stream_waits.increment(1);
+                    tokio::time::sleep(over.retry_after.max(Duration::from_millis(1))).await;
+                }
+            }
+        }
+    }
+
     /// A slot for one long call of the caller, refused at once when it holds its cap.
-    pub fn long_call(&self, caller: &Principal) -> Result<LongCallPermit, GatewayError> {
+    pub fn long_call(
+        &self,
+        caller: &braid_core::auth::Principal,
+    ) -> Result<LongCallPermit, GatewayError> {
         self.long_calls
             .acquire(&caller.subject)
             .map_err(|refused| match refused {

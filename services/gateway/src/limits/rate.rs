@@ -91,23 +91,30 @@ type Keyed = RateLimiter<String, DashMapStateStore<String>, TokioClock, NoOpMidd
 const OVERFLOW_KEY: &str = "\u{0}overflow";
 
 /// One budget in this process, holding at most `max_keys` keys.
-struct LocalBudget {
+pub(super) struct LocalBudget {
     limiter: Keyed,
     clock: TokioClock,
     max_keys: usize,
+    burst: u32,
+    period: Duration,
 }
 
 impl LocalBudget {
-    fn new(budget: Budget, max_keys: usize, clock: TokioClock) -> Self {
+    pub(super) fn new(budget: Budget, max_keys: usize, clock: TokioClock) -> Self {
+        let (quota, period) = quota(budget);
         Self {
-            limiter: RateLimiter::dashmap_with_clock(quota(budget), clock.clone()),
+            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone()),
             clock,
             max_keys,
+            burst: quota.burst_size().get(),
+            period,
         }
     }
 
-    /// `Ok(())` or the wait until the next call fits; `overflowed` when the key had no room.
-    fn check(&self, key: &str) -> (Result<(), Duration>, bool) {
+    /// Takes `tokens` (at most the burst: a call costing more than the whole burst still fits
+    /// into a full bucket): `Ok(())` or the wait until they fit; `overflowed` when the key had
+    /// no room.
+    pub(super) fn check(&self, key: &str, tokens: u32) -> (Result<(), Duration>, bool) {
         let mut key = key.to_string();
         let mut overflowed = false;
         if self.limiter.len() >= self.max_keys {
@@ -118,22 +125,27 @@ impl LocalBudget {
                 overflowed = true;
             }
         }
-        let outcome = self
-            .limiter
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()));
+        let n = NonZeroU32::new(tokens.clamp(1, self.burst)).unwrap_or(NonZeroU32::MIN);
+        let outcome = match self.limiter.check_key_n(&key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+            // Not reached (n <= burst); a full bucket's refill time is the honest answer.
+            Err(_) => Err(self.period * self.burst),
+        };
         (outcome, overflowed)
     }
 }
 
-fn quota(budget: Budget) -> Quota {
+/// The quota of a budget and the time one token takes to come back.
+fn quota(budget: Budget) -> (Quota, Duration) {
     // Validated positive; the clamps only keep odd values from panicking.
     let period = Duration::from_secs_f64(1.0 / budget.rate_per_second.max(1e-9))
         .max(Duration::from_nanos(1));
     let burst = NonZeroU32::new(budget.burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period)
+    let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
+        .allow_burst(burst);
+    (quota, quota.replenish_interval())
 }
 
 /// The six budgets (3 classes x subject/tenant).
@@ -176,10 +188,19 @@ impl RateLimits {
         }
     }
 
-    /// Takes one call from the caller's budget, then from its tenant's.
-    pub async fn check(&self, class: Class, subject: &str, tenant: &str) -> Result<(), OverBudget> {
-        for (scope, key) in [(Scope::Subject, subject), (Scope::Tenant, tenant)] {
-            if let Err(retry_after) = self.check_one(class, scope, key).await {
+    /// Takes `tokens` from the caller's budget, then from its tenant's (`None`: a call that
+    /// acts in no one tenant, charged to the caller only).
+    pub async fn check(
+        &self,
+        class: Class,
+        subject: &str,
+        tenant: Option<&str>,
+        tokens: u32,
+    ) -> Result<(), OverBudget> {
+        let scopes = [(Scope::Subject, Some(subject)), (Scope::Tenant, tenant)];
+        for (scope, key) in scopes {
+            let Some(key) = key else { continue };
+            if let Err(retry_after) = self.check_one(class, scope, key, tokens).await {
                 self.refused[class as usize][scope as usize].increment(1);
                 return Err(OverBudget {
                     class,
@@ -191,16 +212,22 @@ impl RateLimits {
         Ok(())
     }
 
-    async fn check_one(&self, class: Class, scope: Scope, key: &str) -> Result<(), Duration> {
+    async fn check_one(
+        &self,
+        class: Class,
+        scope: Scope,
+        key: &str,
+        tokens: u32,
+    ) -> Result<(), Duration> {
         let (c, s) = (class as usize, scope as usize);
         if let Some(redis) = &self.redis {
             let redis_key = format!("{}:{}:{key}", class.as_str(), scope.as_str());
-            match redis.check(&redis_key, self.budgets[c][s]).await {
+            match redis.check(&redis_key, self.budgets[c][s], tokens).await {
                 Ok(outcome) => return outcome,
                 Err(reason) => self.fallback.get(&[reason]).increment(1),
             }
         }
-        let (outcome, overflowed) = self.local[c][s].check(key);
+        let (outcome, overflowed) = self.local[c][s].check(key, tokens);
         if overflowed {
             self.overflow[class as usize].increment(1);
         }
@@ -275,20 +302,45 @@ mod tests {
             None,
             &metrics,
         );
-        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
-        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
+        assert!(
+            limits
+                .check(Class::Search, "alice", Some("acme"), 1)
+                .await
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check(Class::Search, "alice", Some("acme"), 1)
+                .await
+                .is_ok()
+        );
         let over = limits
-            .check(Class::Search, "alice", "acme")
+            .check(Class::Search, "alice", Some("acme"), 1)
             .await
             .unwrap_err();
         assert_eq!(over.scope, Scope::Subject);
         assert!(over.retry_after > Duration::ZERO && over.retry_after <= Duration::from_secs(1));
         // Bob, same tenant, still has his whole budget.
-        assert!(limits.check(Class::Search, "bob", "acme").await.is_ok());
+        assert!(
+            limits
+                .check(Class::Search, "bob", Some("acme"), 1)
+                .await
+                .is_ok()
+        );
         // Another class is a separate budget.
-        assert!(limits.check(Class::Ingest, "alice", "acme").await.is_ok());
+        assert!(
+            limits
+                .check(Class::Ingest, "alice", Some("acme"), 1)
+                .await
+                .is_ok()
+        );
         tokio::time::advance(over.retry_after).await;
-        assert!(limits.check(Class::Search, "alice", "acme").await.is_ok());
+        assert!(
+            limits
+                .check(Class::Search, "alice", Some("acme"), 1)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -300,12 +352,63 @@ mod tests {
             &metrics,
         );
         for subject in ["a", "b", "c"] {
-            assert!(limits.check(Class::Search, subject, "acme").await.is_ok());
+            assert!(
+                limits
+                    .check(Class::Search, subject, Some("acme"), 1)
+                    .await
+                    .is_ok()
+            );
         }
-        let over = limits.check(Class::Search, "d", "acme").await.unwrap_err();
+        let over = limits
+            .check(Class::Search, "d", Some("acme"), 1)
+            .await
+            .unwrap_err();
         assert_eq!(over.scope, Scope::Tenant);
         // Another tenant is not affected.
-        assert!(limits.check(Class::Search, "d", "other").await.is_ok());
+        assert!(
+            limits
+                .check(Class::Search, "d", Some("other"), 1)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_cost_their_tokens_up_to_the_burst() {
+        let metrics = RateMetrics::for_tests();
+        let limits = RateLimits::new(
+            &config(Budget::new(1.0, 10), Budget::new(1000.0, 1000), 100),
+            None,
+            &metrics,
+        );
+        // A 4-token call and a 6-token call empty a burst of 10...
+        assert!(limits.check(Class::Search, "a", Some("t"), 4).await.is_ok());
+        assert!(limits.check(Class::Search, "a", Some("t"), 6).await.is_ok());
+        let over = limits
+            .check(Class::Search, "a", Some("t"), 1)
+            .await
+            .unwrap_err();
+        assert_eq!(over.scope, Scope::Subject);
+        // ...and a call costing more than the burst takes a full bucket, no more.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(
+            limits
+                .check(Class::Search, "a", Some("t"), 50)
+                .await
+                .is_ok()
+        );
+        let over = limits
+            .check(Class::Search, "a", Some("t"), 1)
+            .await
+            .unwrap_err();
+        assert!(over.retry_after <= Duration::from_secs(1));
+        // No tenant: the caller's budget only.
+        assert!(limits.check(Class::Search, "b", None, 1).await.is_ok());
+        assert_eq!(
+            limits.local[0][1].limiter.len(),
+            1,
+            "only tenant t is tracked"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -316,15 +419,20 @@ mod tests {
             None,
             &metrics,
         );
-        assert!(limits.check(Class::Search, "a", "t").await.is_ok());
-        assert!(limits.check(Class::Search, "b", "t").await.is_ok());
+        assert!(limits.check(Class::Search, "a", Some("t"), 1).await.is_ok());
+        assert!(limits.check(Class::Search, "b", Some("t"), 1).await.is_ok());
         // No room and nobody idle: newcomers share the overflow budget.
-        assert!(limits.check(Class::Search, "c", "t").await.is_ok());
-        assert!(limits.check(Class::Search, "d", "t").await.is_err());
+        assert!(limits.check(Class::Search, "c", Some("t"), 1).await.is_ok());
+        assert!(
+            limits
+                .check(Class::Search, "d", Some("t"), 1)
+                .await
+                .is_err()
+        );
         assert!(limits.local[0][0].limiter.len() <= 3);
         // Once a and b are idle their entries are evicted to make room.
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(limits.check(Class::Search, "e", "t").await.is_ok());
+        assert!(limits.check(Class::Search, "e", Some("t"), 1).await.is_ok());
         assert!(limits.local[0][0].limiter.len() <= 2);
     }
 }

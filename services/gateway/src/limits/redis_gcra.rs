@@ -8,17 +8,19 @@ use redis::Script;
 
 use super::config::Budget;
 
-/// Returns 0 when the call fits (and takes it), else the wait in microseconds until it would.
+/// Takes ARGV[3] tokens (at most the burst ARGV[2]; one token comes back every ARGV[1] µs):
+/// returns 0 when they fit (and takes them), else the wait in microseconds until they would.
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local tolerance = interval * (tonumber(ARGV[2]) - 1)
+local burst = tonumber(ARGV[2])
+local n = math.min(math.max(tonumber(ARGV[3]), 1), burst)
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local allow_at = tat - tolerance
+local new_tat = tat + interval * n
+local allow_at = new_tat - interval * burst
 if allow_at > now then return allow_at - now end
-local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return 0
 "#;
@@ -54,6 +56,7 @@ impl RedisGcra {
         &self,
         key: &str,
         budget: Budget,
+        tokens: u32,
     ) -> Result<Result<(), Duration>, &'static str> {
         let interval_us = ((1_000_000.0 / budget.rate_per_second).ceil() as u64).max(1);
         let call = async {
@@ -63,6 +66,7 @@ impl RedisGcra {
                 .key(format!("braid:rl:{key}"))
                 .arg(interval_us)
                 .arg(budget.burst)
+                .arg(tokens.max(1))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|_| "error")?;

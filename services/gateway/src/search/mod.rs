@@ -33,12 +33,18 @@ use crate::config::SearchConfig;
 use crate::error::GatewayError;
 use crate::explain;
 use crate::fusion::{self, Granularity};
+use crate::limits::cost::SearchWork;
 use crate::paging::{self, PageTokens};
 
 use legs::Leg;
 pub use metrics::{LegLimits, SearchMetrics};
 pub use types::TypeSource;
 use validate::Validated;
+
+/// A search answer being computed, boxed.
+type Answer<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<SearchResponse, GatewayError>> + Send + 'a>,
+>;
 
 pub struct Searcher {
     pub clients: Clients,
@@ -53,20 +59,62 @@ pub struct Searcher {
     pub types: TypeSource,
 }
 
+/// A validated search, ready to run: what it asks for is known before it runs (its cost).
+pub struct Prepared(Validated);
+
+impl Prepared {
+    /// The work this search asks for (`limits::cost`).
+    pub fn work(&self, r: &SearchRequest) -> SearchWork {
+        let v = &self.0;
+        SearchWork {
+            vector_candidates: matches!(v.mode, SearchMode::Hybrid | SearchMode::Vector)
+                .then_some(v.fusion.vector_candidates),
+            text_candidates: matches!(v.mode, SearchMode::Hybrid | SearchMode::Text)
+                .then_some(v.fusion.text_candidates),
+            top_k: v.top_k,
+            bypass_cache: r.bypass_cache,
+        }
+    }
+}
+
 impl Searcher {
+    /// Validates a search of `caller` (the tenant, every field, the page token).
+    pub fn prepare(&self, r: &SearchRequest, caller: &Principal) -> Result<Prepared, GatewayError> {
+        self.validate(r, caller).map(Prepared)
+    }
+
     /// Searches as `caller`: in the caller's tenant, both legs filter on the caller's access,
     /// and cached answers are shared only between callers with the same access fingerprint.
     pub async fn search(
         &self,
+        prepared: Prepared,
         r: SearchRequest,
         caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
-        let v = self.validate(&r, caller)?;
+        let v = prepared.0;
         self.check_filter_types(&v).await?;
-        let full = self.full_answer(&v, &r).await?;
+        let full = self.answering(&v, &r).await?;
         Ok(paging::cut(full, v.offset, v.page_size, |end| {
             self.pages.encode(self.fingerprint(&v, &r, caller), end)
         }))
+    }
+
+    /// [`Searcher::full_answer`] on the heap. Its state and that of `compute` are large in
+    /// debug builds, and every place one is awaited reserves room for it in the stack frame
+    /// of whatever polls it: boxed behind these two calls, a search's poll chain stays far
+    /// below a 2 MiB thread stack (tests run whole stacks on one such thread).
+    fn answering<'a>(&'a self, v: &'a Validated, r: &'a SearchRequest) -> Answer<'a> {
+        Box::pin(self.full_answer(v, r))
+    }
+
+    /// [`Searcher::compute`] on the heap (see [`Searcher::answering`]).
+    fn computing<'a>(
+        &'a self,
+        v: &'a Validated,
+        r: &'a SearchRequest,
+        access: &'a Access,
+    ) -> Answer<'a> {
+        Box::pin(self.compute(v, r, access))
     }
 
     /// The whole ranking (`top_k` deep), from the cache or the legs.
@@ -78,18 +126,18 @@ impl Searcher {
         let started = Instant::now();
         let access = &v.access;
         let Some(cache) = &self.cache else {
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         };
         if r.bypass_cache {
             cache.count("bypass");
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         }
         let Some(key) = self.cache_key(cache, v, r, access).await else {
             cache.count("unavailable");
-            return self.compute(v, r, access).await;
+            return self.computing(v, r, access).await;
         };
         let mut response = cache
-            .get_or_compute(key, self.compute(v, r, access))
+            .get_or_compute(key, self.computing(v, r, access))
             .await?;
         if response.cached {
             response.took_ms = started.elapsed().as_millis() as u32;

@@ -136,7 +136,7 @@ impl Searcher {
         let mut f = paging::Fingerprint::new();
         f.add(v.tenant.as_bytes())
             .add(caller.subject.as_bytes())
-            .add(v.access.fingerprint().as_bytes())
+            .add(&v.access.fingerprint())
             .add(cache::normalise_query(&v.query).as_bytes())
             .add(&(v.mode as i32).to_le_bytes())
             .add(&v.top_k.to_le_bytes())

@@ -19,44 +19,39 @@ use uuid::Uuid;
 
 use super::prepare::{prepare, request_fingerprint};
 use super::{IngestApi, ResultStream, document_tenant, is_settled, status_from_db};
-use crate::acl;
+use crate::acl::{self, Writer};
 use crate::error::IngestError;
-use crate::store::DocumentRow;
+use crate::store::{DocumentRef, DocumentRow, Upsert};
 
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 const MAX_WAIT_IDS: usize = 10_000;
 
 impl IngestApi {
-    /// Resolves `document_id` or `(tenant, external_id)` to a document of that tenant.
-    async fn resolve(
-        &self,
-        tenant: &str,
-        document_id: &str,
-        external_id: &str,
-    ) -> Result<Uuid, IngestError> {
-        let id = match (document_id.is_empty(), external_id.is_empty()) {
-            (false, _) => Uuid::parse_str(document_id).map_err(|_| {
-                IngestError::invalid("document_id", format!("`{document_id}` is not a UUID"))
-            })?,
+    /// The document a request names: `document_id`, else `external_id` (of the request's
+    /// tenant). Only the form is checked here; whether it exists is the store's question.
+    fn target(&self, document_id: &str, external_id: &str) -> Result<DocumentRef, IngestError> {
+        match (document_id.is_empty(), external_id.is_empty()) {
+            (false, _) => Uuid::parse_str(document_id)
+                .map(DocumentRef::Id)
+                .map_err(|_| {
+                    IngestError::invalid(
+                        "document_id",
+                        format!("`{}` is not a UUID", document_id.escape_debug()),
+                    )
+                }),
             (true, false) => {
                 validate::identifier(
                     "external_id",
                     external_id,
                     self.rules.limits.max_external_id_bytes,
                 )?;
-                self.store
-                    .find_document(tenant, external_id)
-                    .await?
-                    .ok_or(IngestError::NotFound)?
+                Ok(DocumentRef::External(external_id.to_string()))
             }
-            (true, true) => {
-                return Err(IngestError::invalid(
-                    "document_id",
-                    "document_id or external_id is required",
-                ));
-            }
-        };
-        Ok(id)
+            (true, true) => Err(IngestError::invalid(
+                "document_id",
+                "document_id or external_id is required",
+            )),
+        }
     }
 
     /// Validates, prepares and stores one document; a rejection is a result, not an error.
@@ -64,6 +59,7 @@ impl IngestApi {
     async fn ingest_one(
         &self,
         tenant: &str,
+        writer: &Writer,
         index: usize,
         doc: DocumentInput,
     ) -> Result<DocumentResult, IngestError> {
@@ -89,10 +85,29 @@ impl IngestApi {
                     ))
                 })
         };
+        // A writer labels only within its own access (checked on the normalised ACL).
+        let prepared = prepared.and_then(|d| writer.check_label(&d.acl).map(|()| d));
         match prepared {
             Ok(new_doc) => {
-                let up = match self.store.upsert_document(&new_doc).await {
-                    Ok(up) => up,
+                let up = match self
+                    .store
+                    .upsert_document(&new_doc, &writer.visibility())
+                    .await
+                {
+                    Ok(Upsert::Stored(up)) => up,
+                    // Nothing about that document is said: not its id, status, ACL or whether
+                    // the content differs. (That the external id is taken cannot be hidden:
+                    // it is unique in the tenant, and writing a second one would lose data.)
+                    Ok(Upsert::NotWritable) => {
+                        return Ok(DocumentResult {
+                            error: format!(
+                                "documents[{index}] (external_id \"{shown_id}\"): held by a document this caller may not change"
+                            ),
+                            error_code: tonic::Code::PermissionDenied as i32,
+                            external_id,
+                            ..Default::default()
+                        });
+                    }
                     // The store is down: the whole request can be retried (ingest is
                     // idempotent).
                     Err(e) if braid_core::db::is_unavailable(&e) => {
@@ -237,9 +252,10 @@ impl IngestApi {
             }
             return Ok(response);
         }
+        let writer = Writer::of(caller);
         let mut results = Vec::with_capacity(r.documents.len());
         for (i, doc) in r.documents.into_iter().enumerate() {
-            results.push(self.ingest_one(&tenant, i, doc).await?);
+            results.push(self.ingest_one(&tenant, &writer, i, doc).await?);
         }
         if results.iter().all(|r| !r.error.is_empty()) {
             return Err(IngestError::AllRejected(
@@ -266,6 +282,7 @@ impl IngestApi {
         // Small buffer: when the client stops reading results, we stop reading documents.
         let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
+        let writer = Writer::of(&caller);
         tokio::spawn(async move {
             let mut index = 0usize;
             loop {
@@ -285,7 +302,7 @@ impl IngestApi {
                         "is required",
                     ))),
                     (Ok(tenant), Some(doc)) => api
-                        .ingest_one(&tenant, index, doc)
+                        .ingest_one(&tenant, &writer, index, doc)
                         .await
                         .map_err(Status::from),
                 };
@@ -326,15 +343,16 @@ impl IngestApi {
                 ..Default::default()
             });
         }
-        // Only this tenant's documents are waited on and reported; others look absent, and
-        // answer as fast as a random id would.
+        // Only this tenant's documents the caller may read are waited on and reported; others
+        // look absent (one query decides, the same for both), and answer as fast as a random
+        // id would.
         let ids: Vec<Uuid> = results
             .iter()
             .filter_map(|r| Uuid::parse_str(&r.document_id).ok())
             .collect();
         let owned = self
             .store
-            .tenant_documents(&tenant, &ids)
+            .tenant_documents(&tenant, &ids, &Writer::of(caller).visibility())
             .await
             .map_err(IngestError::from)?;
         let mut mine: Vec<DocumentResult> = results
@@ -373,12 +391,10 @@ impl IngestApi {
         r: GetDocumentRequest,
     ) -> Result<Response<Document>, Status> {
         let tenant = document_tenant(caller, &r.tenant)?;
-        let id = self
-            .resolve(&tenant, &r.document_id, &r.external_id)
-            .await?;
+        let target = self.target(&r.document_id, &r.external_id)?;
         let row = self
             .store
-            .get_document(&tenant, id)
+            .get_document(&tenant, &target)
             .await
             .map_err(IngestError::from)?;
         // Missing, in another tenant or hidden by its ACL: the same NOT_FOUND.
@@ -392,17 +408,17 @@ impl IngestApi {
         r: DeleteDocumentRequest,
     ) -> Result<Response<DeleteDocumentResponse>, Status> {
         let tenant = document_tenant(caller, &r.tenant)?;
-        let id = self
-            .resolve(&tenant, &r.document_id, &r.external_id)
-            .await?;
-        if !self
+        let target = self.target(&r.document_id, &r.external_id)?;
+        // Missing, in another tenant, being deleted or hidden from this caller: the same
+        // statement matches nothing and the answer is the same NOT_FOUND.
+        let Some(id) = self
             .store
-            .delete_document(&tenant, id)
+            .delete_document(&tenant, &target, &Writer::of(caller).visibility())
             .await
             .map_err(IngestError::from)?
-        {
+        else {
             return Err(IngestError::NotFound.into());
-        }
+        };
         self.wake.notify_waiters();
         Ok(Response::new(DeleteDocumentResponse {
             deleted: true,

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use braid_proto::v1::DocumentAcl;
 use uuid::Uuid;
 
-use super::{DbResult, Metadata, Op, Store, bump_generation, enqueue, supersede_pending};
+use super::{
+    DbResult, Metadata, Op, Store, Visibility, bump_generation, enqueue, supersede_pending,
+};
 
 /// A validated, extracted and chunked document ready to be stored.
 #[derive(Debug)]
@@ -20,6 +22,21 @@ pub struct NewDocument {
     pub acl: DocumentAcl,
     pub content_sha256: String,
     pub chunks: Vec<(String, i32)>,
+}
+
+/// How a request names a document of its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentRef {
+    Id(Uuid),
+    External(String),
+}
+
+/// What an upsert did.
+pub enum Upsert {
+    Stored(Upserted),
+    /// The external id belongs to a live document the caller may not act on: nothing was
+    /// written, and nothing of that document is returned.
+    NotWritable,
 }
 
 pub struct Upserted {
@@ -69,30 +86,44 @@ const DOCUMENT_COLUMNS: &str = "id, tenant, external_id, title, mime_type, metad
 
 impl Store {
     /// Inserts or updates a document, replaces its chunks and enqueues one upsert job per leg,
-    /// in one transaction. Unchanged content (same hash) is a no-op.
-    pub async fn upsert_document(&self, doc: &NewDocument) -> DbResult<Upserted> {
+    /// in one transaction. Unchanged content (same hash) is a no-op. A live document with the
+    /// same external id is replaced only when `visibility` admits it (checked under the row
+    /// lock, before anything else about it is looked at); otherwise [`Upsert::NotWritable`].
+    /// A document being deleted counts as absent.
+    pub async fn upsert_document(
+        &self,
+        doc: &NewDocument,
+        visibility: &Visibility,
+    ) -> DbResult<Upsert> {
         let mut tx = self.db.begin().await?;
-        let existing: Option<(Uuid, String, bool, String, i32)> = sqlx::query_as(
-            "SELECT id, content_sha256, deleted, status, chunk_count FROM ingest.documents \
-             WHERE tenant = $1 AND external_id = $2 FOR UPDATE",
-        )
-        .bind(&doc.tenant)
-        .bind(&doc.external_id)
-        .fetch_optional(&mut tx)
-        .await?;
+        let sql = format!(
+            "SELECT id, content_sha256, deleted, status, chunk_count, {} \
+             FROM ingest.documents WHERE tenant = $4 AND external_id = $5 FOR UPDATE",
+            Visibility::sql(1)
+        );
+        let existing: Option<(Uuid, String, bool, String, i32, bool)> = visibility
+            .bind(sqlx::query_as(&sql))
+            .bind(&doc.tenant)
+            .bind(&doc.external_id)
+            .fetch_optional(&mut tx)
+            .await?;
         let metadata = sqlx::types::Json(&doc.metadata);
         let chunk_count = doc.chunks.len() as i32;
         // Validated against `limits.max_acl_clearance`, which is at most i32::MAX.
         let acl_clearance = i32::try_from(doc.acl.clearance).unwrap_or(i32::MAX);
         let (id, version) = match existing {
-            Some((id, sha, deleted, status, count)) if sha == doc.content_sha256 && !deleted => {
+            Some((_, _, false, _, _, false)) => {
+                tx.rollback().await?;
+                return Ok(Upsert::NotWritable);
+            }
+            Some((id, sha, deleted, status, count, _)) if sha == doc.content_sha256 && !deleted => {
                 tx.commit().await?;
-                return Ok(Upserted {
+                return Ok(Upsert::Stored(Upserted {
                     document_id: id,
                     status,
                     unchanged: true,
                     chunk_count: count,
-                });
+                }));
             }
             Some((id, ..)) => {
                 let version: i64 = sqlx::query_scalar(
@@ -159,54 +190,72 @@ impl Store {
         .await?;
         enqueue(&mut tx, id, &doc.tenant, Op::Upsert, version).await?;
         tx.commit().await?;
-        Ok(Upserted {
+        Ok(Upsert::Stored(Upserted {
             document_id: id,
             status: "pending".into(),
             unchanged: false,
             chunk_count,
-        })
+        }))
     }
 
-    /// The document `id` of `tenant` (another tenant's document is absent).
-    pub async fn get_document(&self, tenant: &str, id: Uuid) -> DbResult<Option<DocumentRow>> {
-        sqlx::query_as(&format!(
-            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE id = $1 AND tenant = $2"
-        ))
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(&self.db)
-        .await
+    /// The document of `tenant` that `target` names (another tenant's document is absent).
+    /// One statement whatever the outcome; the caller applies the ACL to the row.
+    pub async fn get_document(
+        &self,
+        tenant: &str,
+        target: &DocumentRef,
+    ) -> DbResult<Option<DocumentRow>> {
+        let column = match target {
+            DocumentRef::Id(_) => "id = $2::uuid",
+            DocumentRef::External(_) => "external_id = $2::text",
+        };
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM ingest.documents WHERE tenant = $1 AND {column}"
+        );
+        let query = sqlx::query_as(&sql).bind(tenant);
+        let query = match target {
+            DocumentRef::Id(id) => query.bind(*id),
+            DocumentRef::External(external_id) => query.bind(external_id.as_str()),
+        };
+        query.fetch_optional(&self.db).await
     }
 
-    pub async fn find_document(&self, tenant: &str, external_id: &str) -> DbResult<Option<Uuid>> {
-        sqlx::query_scalar("SELECT id FROM ingest.documents WHERE tenant = $1 AND external_id = $2")
-            .bind(tenant)
-            .bind(external_id)
-            .fetch_optional(&self.db)
-            .await
-    }
-
-    /// Marks a document deleted and enqueues delete jobs for both legs. The row disappears
-    /// once both legs confirmed. Returns false when there is no such live document.
-    pub async fn delete_document(&self, tenant: &str, id: Uuid) -> DbResult<bool> {
+    /// Marks the document `target` names deleted and enqueues delete jobs for both legs, when
+    /// it is live and `visibility` admits it; the row disappears once both legs confirmed.
+    /// Missing, another tenant's, being deleted or hidden: one and the same UPDATE matches
+    /// nothing, and the answer is `None`.
+    pub async fn delete_document(
+        &self,
+        tenant: &str,
+        target: &DocumentRef,
+        visibility: &Visibility,
+    ) -> DbResult<Option<Uuid>> {
         let mut tx = self.db.begin().await?;
-        let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE ingest.documents SET deleted = true, status = 'deleting', version = version + 1, \
-               updated_at = now() \
-             WHERE id = $1 AND tenant = $2 AND NOT deleted RETURNING version",
-        )
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(&mut tx)
-        .await?;
-        let Some(version) = version else {
-            return Ok(false);
+        let column = match target {
+            DocumentRef::Id(_) => "id = $5::uuid",
+            DocumentRef::External(_) => "external_id = $5::text",
+        };
+        let sql = format!(
+            "UPDATE ingest.documents SET deleted = true, status = 'deleting', \
+               version = version + 1, updated_at = now() \
+             WHERE tenant = $4 AND {column} AND NOT deleted AND {} RETURNING id, version",
+            Visibility::sql(1)
+        );
+        let query = visibility.bind(sqlx::query_as(&sql)).bind(tenant);
+        let query = match target {
+            DocumentRef::Id(id) => query.bind(*id),
+            DocumentRef::External(external_id) => query.bind(external_id.as_str()),
+        };
+        let updated: Option<(Uuid, i64)> = query.fetch_optional(&mut tx).await?;
+        let Some((id, version)) = updated else {
+            tx.rollback().await?;
+            return Ok(None);
         };
         supersede_pending(&mut tx, id).await?;
         enqueue(&mut tx, id, tenant, Op::Delete, version).await?;
         bump_generation(&mut tx, tenant).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(id))
     }
 
     /// Current status of each id (missing ids: deleted and gone).
@@ -219,19 +268,25 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
-    /// External id and chunk count of those of `ids` that belong to `tenant`.
+    /// External id and chunk count of those of `ids` that belong to `tenant` and that
+    /// `visibility` admits (the others look absent).
     pub async fn tenant_documents(
         &self,
         tenant: &str,
         ids: &[Uuid],
+        visibility: &Visibility,
     ) -> DbResult<HashMap<Uuid, (String, i32)>> {
-        let rows: Vec<(Uuid, String, i32)> = sqlx::query_as(
-            "SELECT id, external_id, chunk_count FROM ingest.documents WHERE tenant = $1 AND id = ANY($2)",
-        )
-        .bind(tenant)
-        .bind(ids)
-        .fetch_all(&self.db)
-        .await?;
+        let sql = format!(
+            "SELECT id, external_id, chunk_count FROM ingest.documents \
+             WHERE tenant = $4 AND id = ANY($5) AND {}",
+            Visibility::sql(1)
+        );
+        let rows: Vec<(Uuid, String, i32)> = visibility
+            .bind(sqlx::query_as(&sql))
+            .bind(tenant)
+            .bind(ids)
+            .fetch_all(&self.db)
+            .await?;
         Ok(rows.into_iter().map(|(id, e, c)| (id, (e, c))).collect())
     }
 

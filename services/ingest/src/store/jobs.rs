@@ -40,7 +40,10 @@ pub struct IndexPayload {
 
 impl Store {
     /// Claims the next due job: pending and due, or running with an expired lease. A job
-    /// waits while another job of the same document and leg holds a live lease.
+    /// waits while another job of the same document and leg holds a live lease. Tenants take
+    /// turns: the job comes from the tenant whose jobs were claimed longest ago (never: first),
+    /// oldest job first within it, so a tenant's bulk load delays another tenant's documents
+    /// by about one job per busy tenant, not by its whole backlog.
     pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
         let mut tx = self.db.begin().await?;
         let row: Option<ClaimedRow> = sqlx::query_as(
@@ -48,19 +51,31 @@ impl Store {
                locked_until = now() + $1 * interval '1 millisecond', updated_at = now() \
              WHERE j.id = ( \
                SELECT c.id FROM ingest.jobs c \
+               LEFT JOIN ingest.claim_turns t ON t.tenant = c.tenant \
                WHERE ((c.state = 'pending' AND c.run_after <= now()) \
                       OR (c.state = 'running' AND c.locked_until < now())) \
                  AND NOT EXISTS ( \
                    SELECT 1 FROM ingest.jobs r \
                    WHERE r.document_id = c.document_id AND r.leg = c.leg AND r.id <> c.id \
                      AND r.state = 'running' AND r.locked_until >= now()) \
-               ORDER BY c.id \
-               FOR UPDATE SKIP LOCKED LIMIT 1) \
+               ORDER BY t.last_claimed_at ASC NULLS FIRST, c.id \
+               FOR UPDATE OF c SKIP LOCKED LIMIT 1) \
              RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts, j.reembed",
         )
         .bind(lease.as_millis() as i64)
         .fetch_optional(&mut tx)
         .await?;
+        if let Some((_, _, tenant, ..)) = &row {
+            // clock_timestamp, not now(): claims in one instant still take turns in order.
+            sqlx::query(
+                "INSERT INTO ingest.claim_turns (tenant, last_claimed_at) \
+                 VALUES ($1, clock_timestamp()) \
+                 ON CONFLICT (tenant) DO UPDATE SET last_claimed_at = EXCLUDED.last_claimed_at",
+            )
+            .bind(tenant)
+            .execute(&mut tx)
+            .await?;
+        }
         let job = row.map(
             |(id, document_id, tenant, leg, op, doc_version, attempts, reembed)| Job {
                 id,

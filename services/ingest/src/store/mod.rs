@@ -22,7 +22,7 @@ use uuid::Uuid;
 use braid_core::db::{DatabaseConfig, Db, DbTx};
 
 pub use admin::{JobRow, JobSelection};
-pub use documents::{DocumentRow, NewDocument};
+pub use documents::{DocumentRef, DocumentRow, NewDocument, Upsert};
 pub use jobs::{IndexPayload, Job};
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
@@ -53,6 +53,39 @@ impl Leg {
         } else {
             Leg::Text
         }
+    }
+}
+
+/// Which documents of a tenant a query may act on: every one (admins, services, auth off),
+/// or those a caller's clearance and groups admit — the rule of
+/// `braid_core::auth::Access::admits`, evaluated inside the query ([`Visibility::SQL`]) so a
+/// hidden document and a missing one run the same statement and get the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visibility {
+    pub all: bool,
+    pub clearance: i64,
+    pub groups: Vec<String>,
+}
+
+impl Visibility {
+    /// The predicate on `ingest.documents` columns, with the visibility bound as `$V1`
+    /// (all), `$V2` (clearance) and `$V3` (groups); see [`Visibility::sql`].
+    const SQL: &'static str = "($V1::boolean OR (acl_clearance <= $V2::bigint \
+        AND (cardinality(acl_groups) = 0 OR acl_groups && $V3::text[])))";
+
+    /// The predicate with its parameters numbered from `first`.
+    fn sql(first: usize) -> String {
+        Self::SQL
+            .replace("$V1", &format!("${first}"))
+            .replace("$V2", &format!("${}", first + 1))
+            .replace("$V3", &format!("${}", first + 2))
+    }
+
+    fn bind<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query.bind(self.all).bind(self.clearance).bind(&self.groups)
     }
 }
 
