@@ -1,20 +1,16 @@
-//! BM25 with configurable `k1` and `b` over a sub-population of the index. Tantivy's own BM25
-//! fixes k1 = 1.2 and b = 0.75 and takes its statistics (document count, average length)
-//! from every document of the index; here the document-level entries share the index with the
-//! chunks, so [`Bm25TermQuery`] computes its own: N is the number of entries holding the
-//! `population` term (the document entries), the average length is the field's token total
-//! over N (only document entries have tokens in the document fields), and the document
-//! frequency is the term's, which only document entries can contribute. The score is
-//! Lucene's BM25 (`idf * tf / (tf + k1 * (1 - b + b * len / avg_len))`, idf =
-//! `ln(1 + (N - n + 0.5) / (n + 0.5))`), times the query-side weight (boost).
-
-use std::sync::{Arc, Mutex, PoisonError};
+//! BM25 with configurable `k1` and `b` over a population of entries. Tantivy's own BM25 fixes
+//! k1 = 1.2 and b = 0.75 and takes its statistics from every entry of the index; here the
+//! caller states them (the document entries of one tenant, see `tantivy/tenants.rs`): N the
+//! population size, n the term's document frequency within it, and the field's average
+//! length over it. The score is Lucene's BM25 (`idf * tf / (tf + k1 * (1 - b + b * len /
+//! avg_len))`, idf = `ln(1 + (N - n + 0.5) / (n + 0.5))`), times the query-side weight
+//! (boost).
 
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, Term};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError, Term};
 
 /// BM25 free parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,98 +19,89 @@ pub struct Bm25Params {
     pub b: f32,
 }
 
-/// One term of one field, scored with BM25 over the entries holding `population`.
-#[derive(Debug, Clone)]
-pub struct Bm25TermQuery {
-    term: Term,
-    population: Term,
-    params: Bm25Params,
-    boost: f32,
-    fields: Arc<FieldStatistics>,
+/// Lucene's idf (never negative).
+pub fn idf(doc_freq: u64, population: u64) -> f32 {
+    let (n, df) = (population as f32, doc_freq as f32);
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
 }
 
-impl Bm25TermQuery {
-    /// The clauses of one query should share `fields`, so the population's statistics are
-    /// looked up once per field instead of once per clause.
-    pub fn new(
-        term: Term,
-        population: Term,
-        params: Bm25Params,
-        boost: f32,
-        fields: Arc<FieldStatistics>,
-    ) -> Self {
-        Self {
-            term,
-            population,
-            params,
-            boost,
-            fields,
-        }
-    }
-}
+/// `k1 * (1 - b + b * len / avg_len)` per fieldnorm id: the length part of BM25 for one field
+/// over one population, shared by every term of that field.
+#[derive(Clone)]
+pub struct LengthNorms([f32; 256]);
 
-/// The population size and a field's average length within it, per (searcher generation,
-/// field): what every term of that field needs, computed by the first of them.
-#[derive(Debug, Default)]
-pub struct FieldStatistics {
-    computed: Mutex<Vec<(u64, Field, u64, f32)>>,
-}
-
-impl FieldStatistics {
-    fn get(&self, searcher: &Searcher, q: &Bm25TermQuery) -> tantivy::Result<(u64, f32)> {
-        let (generation, field) = (searcher.generation().generation_id(), q.term.field());
-        let mut computed = self.computed.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&(_, _, population, avg_len)) = computed
-            .iter()
-            .find(|(g, f, _, _)| *g == generation && *f == field)
-        {
-            return Ok((population, avg_len));
-        }
-        let population = searcher.doc_freq(&q.population)?;
-        let mut tokens = 0u64;
-        for reader in searcher.segment_readers() {
-            tokens += reader.inverted_index(field)?.total_num_tokens();
-        }
+impl LengthNorms {
+    /// Norms for a field holding `tokens` tokens over `population` entries.
+    pub fn new(params: Bm25Params, population: u64, tokens: u64) -> Self {
         let avg_len = if population == 0 {
             1.0
         } else {
             (tokens as f32 / population as f32).max(1.0)
         };
-        computed.push((generation, field, population, avg_len));
-        Ok((population, avg_len))
+        let mut norms = [0.0f32; 256];
+        for (id, norm) in norms.iter_mut().enumerate() {
+            let len = FieldNormReader::id_to_fieldnorm(id as u8) as f32;
+            *norm = params.k1 * (1.0 - params.b + params.b * len / avg_len);
+        }
+        Self(norms)
     }
 }
 
-/// Collection statistics of a field within the population.
-fn statistics(searcher: &Searcher, q: &Bm25TermQuery) -> tantivy::Result<(u64, u64, f32)> {
-    let (population, avg_len) = q.fields.get(searcher, q)?;
-    let doc_freq = searcher.doc_freq(&q.term)?.min(population);
-    Ok((population, doc_freq, avg_len))
+/// One term's BM25: its weight (idf times the query-side boost) and its field's norms.
+#[derive(Clone)]
+pub struct Bm25Term {
+    weight: f32,
+    norms: LengthNorms,
 }
 
-fn idf(doc_freq: u64, population: u64) -> f32 {
-    let (n, df) = (population as f32, doc_freq as f32);
-    (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
+impl Bm25Term {
+    /// A term held by `doc_freq` of the `population` entries, weighted by `boost`.
+    pub fn new(norms: LengthNorms, population: u64, doc_freq: u64, boost: f32) -> Self {
+        Self {
+            weight: idf(doc_freq.min(population), population) * boost,
+            norms,
+        }
+    }
+
+    /// The score of an entry holding the term `tf` times, with fieldnorm id `fieldnorm_id`.
+    #[inline]
+    pub fn score(&self, tf: u32, fieldnorm_id: u8) -> Score {
+        let tf = tf as f32;
+        self.weight * tf / (tf + self.norms.0[usize::from(fieldnorm_id)])
+    }
+}
+
+/// One term of one field scored with a [`Bm25Term`] (whose statistics the caller computed).
+#[derive(Clone)]
+pub struct Bm25TermQuery {
+    term: Term,
+    bm25: Bm25Term,
+}
+
+impl std::fmt::Debug for Bm25TermQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bm25TermQuery")
+            .field("term", &self.term)
+            .field("weight", &self.bm25.weight)
+            .finish()
+    }
+}
+
+impl Bm25TermQuery {
+    pub fn new(term: Term, bm25: Bm25Term) -> Self {
+        Self { term, bm25 }
+    }
 }
 
 impl Query for Bm25TermQuery {
     fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let (weight, avg_len) = match enable_scoring.searcher() {
-            Some(searcher) if enable_scoring.is_scoring_enabled() => {
-                let (population, doc_freq, avg_len) = statistics(searcher, self)?;
-                (idf(doc_freq, population) * self.boost, avg_len)
-            }
-            _ => (0.0, 1.0),
-        };
-        let mut norms = [0.0f32; 256];
-        for (id, norm) in norms.iter_mut().enumerate() {
-            let len = FieldNormReader::id_to_fieldnorm(id as u8) as f32;
-            *norm = self.params.k1 * (1.0 - self.params.b + self.params.b * len / avg_len);
+        let mut bm25 = self.bm25.clone();
+        if !enable_scoring.is_scoring_enabled() {
+            bm25.weight = 0.0;
         }
         Ok(Box::new(Bm25TermWeight {
             term: self.term.clone(),
-            weight,
-            norms,
+            bm25,
         }))
     }
 
@@ -125,10 +112,7 @@ impl Query for Bm25TermQuery {
 
 struct Bm25TermWeight {
     term: Term,
-    /// idf times the query-side boost.
-    weight: f32,
-    /// `k1 * (1 - b + b * len / avg_len)` per fieldnorm id.
-    norms: [f32; 256],
+    bm25: Bm25Term,
 }
 
 impl Weight for Bm25TermWeight {
@@ -140,11 +124,12 @@ impl Weight for Bm25TermWeight {
         let Some(postings) = postings else {
             return Ok(Box::new(EmptyScorer));
         };
+        let mut bm25 = self.bm25.clone();
+        bm25.weight *= boost;
         Ok(Box::new(Bm25TermScorer {
             postings,
             fieldnorms: reader.get_fieldnorms_reader(field)?,
-            weight: self.weight * boost,
-            norms: self.norms,
+            bm25,
         }))
     }
 
@@ -162,8 +147,7 @@ impl Weight for Bm25TermWeight {
 struct Bm25TermScorer {
     postings: SegmentPostings,
     fieldnorms: FieldNormReader,
-    weight: f32,
-    norms: [f32; 256],
+    bm25: Bm25Term,
 }
 
 impl DocSet for Bm25TermScorer {
@@ -183,9 +167,9 @@ impl DocSet for Bm25TermScorer {
 
 impl Scorer for Bm25TermScorer {
     fn score(&mut self) -> Score {
-        let tf = self.postings.term_freq() as f32;
-        let norm = self.norms[usize::from(self.fieldnorms.fieldnorm_id(self.doc()))];
-        self.weight * tf / (tf + norm)
+        let tf = self.postings.term_freq();
+        self.bm25
+            .score(tf, self.fieldnorms.fieldnorm_id(self.doc()))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Per-segment id columns: the document key (`doc_key`) of every entry of a segment, and the
-//! chunk entries of every key, read once per segment from the `doc_key` and `kind` postings.
+//! chunk entries of every key, read once per segment from the `doc_key` and `kind` postings;
+//! and the segment's tenants with their BM25 statistics ([`SegmentTenants`]).
 //! A search resolves its ranked documents' keys and their chunks from them instead of reading
 //! the stored document of every candidate (the largest cost of the leg before, see
 //! BENCHMARKS.md "Fast path").
@@ -19,6 +20,7 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term};
 
 use super::schema::{Fields, KIND_DOCUMENT};
+use super::tenants::SegmentTenants;
 
 /// `key_of` of an entry without a document key (none is written without one).
 const NO_KEY: u32 = u32::MAX;
@@ -34,6 +36,8 @@ pub(super) struct SegmentColumns {
     /// included: `chunk_docs[chunk_start[o]..chunk_start[o + 1]]`.
     chunk_start: Vec<u32>,
     chunk_docs: Vec<DocId>,
+    /// The segment's tenants and their BM25 statistics.
+    tenants: SegmentTenants,
 }
 
 impl SegmentColumns {
@@ -55,6 +59,7 @@ impl SegmentColumns {
             keys: Vec::new(),
             chunk_start: vec![0],
             chunk_docs: Vec::new(),
+            tenants: SegmentTenants::build(f, segment, &is_document)?,
         };
         let mut terms = keys_index.terms().stream()?;
         while terms.advance() {
@@ -75,6 +80,11 @@ impl SegmentColumns {
             columns.chunk_start.push(columns.chunk_docs.len() as u32);
         }
         Ok(columns)
+    }
+
+    /// The segment's tenants (per-tenant BM25 statistics).
+    pub(super) fn tenants(&self) -> &SegmentTenants {
+        &self.tenants
     }
 
     /// The document key of entry `doc`.

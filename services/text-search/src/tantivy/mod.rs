@@ -4,7 +4,9 @@
 //! ([`crate::analysis`]). A search ranks documents by BM25 over the document entries, summed
 //! over title (boosted) and body with k1/b from config ([`crate::bm25`]), then picks each
 //! document's best chunk for the snippet and text with a chunk-level query restricted to those
-//! documents. Exact-match `tenant` and `meta` (`key\x1fvalue`) fields and the document's ACL
+//! documents. Every BM25 statistic (population, document frequencies, average lengths) is the
+//! caller's tenant's alone ([`tenants`]), so another tenant's writes never move a score.
+//! Exact-match `tenant` and `meta` (`key\x1fvalue`) fields and the document's ACL
 //! (`acl_clearance`, `acl_group`) are on both kinds, and both queries add the same zero-score
 //! filter clauses ([`query::filter_clauses`]), so `top_k` counts only visible documents. Writes take
 //! the single writer, commit, and reload the reader, all on the blocking pool; each reload
@@ -15,8 +17,10 @@ mod columns;
 mod query;
 mod schema;
 mod search;
+mod tenants;
 #[cfg(test)]
 mod tests;
+mod union;
 mod write;
 
 use std::sync::{Arc, Mutex};
