@@ -131,7 +131,9 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     anyhow::ensure!(!queries.is_empty(), "no queries");
     println!(
-        "index: {docs} documents, {chunks_total} chunks; {n_queries} queries (cycling {})",
+        "index: {docs} documents, {chunks_total} chunks, {} segments; {n_queries} queries \
+         (cycling {})",
+        index.id_column_segments(),
         queries.len()
     );
 

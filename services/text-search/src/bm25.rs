@@ -5,12 +5,16 @@
 //! length over it. The score is Lucene's BM25 (`idf * tf / (tf + k1 * (1 - b + b * len /
 //! avg_len))`, idf = `ln(1 + (N - n + 0.5) / (n + 0.5))`), times the query-side weight
 //! (boost).
+//!
+//! [`Bm25Term::bound`] is the best score any (term frequency, length) pair of a block of
+//! postings can reach, which block-max pruning (`tantivy/topk.rs`) needs. A block's
+//! [`Frontier`] keeps the pairs no other pair of the block beats on both sides (a higher
+//! frequency and a shorter length): BM25 grows with the one and shrinks with the other, so the
+//! best score of the block is reached on the frontier whatever k1, b, the average length and
+//! the weight are, and one summary per segment and term serves every tenant and setting.
 
+use tantivy::Score;
 use tantivy::fieldnorm::FieldNormReader;
-use tantivy::postings::{Postings, SegmentPostings};
-use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError, Term};
 
 /// BM25 free parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,107 +73,63 @@ impl Bm25Term {
         let tf = tf as f32;
         self.weight * tf / (tf + self.norms.0[usize::from(fieldnorm_id)])
     }
-}
 
-/// One term of one field scored with a [`Bm25Term`] (whose statistics the caller computed).
-#[derive(Clone)]
-pub struct Bm25TermQuery {
-    term: Term,
-    bm25: Bm25Term,
-}
+    /// The best score over the pairs `frontier` stands for.
+    pub fn bound(&self, frontier: &Frontier) -> Score {
+        frontier
+            .points()
+            .iter()
+            .map(|&(tf, id)| self.score(tf, id))
+            .fold(0.0, f32::max)
+    }
 
-impl std::fmt::Debug for Bm25TermQuery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bm25TermQuery")
-            .field("term", &self.term)
-            .field("weight", &self.bm25.weight)
-            .finish()
+    /// Above any score: `tf / (tf + norm)` stays below 1.
+    pub fn max(&self) -> Score {
+        self.weight
     }
 }
 
-impl Bm25TermQuery {
-    pub fn new(term: Term, bm25: Bm25Term) -> Self {
-        Self { term, bm25 }
-    }
+/// Pairs a [`Frontier`] keeps; more are folded into one.
+const FRONTIER_POINTS: usize = 4;
+
+/// The (term frequency, fieldnorm id) pairs of a block of postings that no other pair of the
+/// block beats on both sides, at most [`FRONTIER_POINTS`]: past that, the rest are folded into
+/// one pair with their highest frequency and shortest length, which beats each of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frontier {
+    len: u8,
+    points: [(u32, u8); FRONTIER_POINTS],
 }
 
-impl Query for Bm25TermQuery {
-    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let mut bm25 = self.bm25.clone();
-        if !enable_scoring.is_scoring_enabled() {
-            bm25.weight = 0.0;
+impl Frontier {
+    /// The frontier of `pairs` (term frequency, fieldnorm id).
+    pub fn of(pairs: impl Iterator<Item = (u32, u8)>) -> Self {
+        let mut all: Vec<(u32, u8)> = pairs.collect();
+        // Highest frequency first, then shortest: a pair is on the frontier when it is
+        // shorter than every pair before it.
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut kept: Vec<(u32, u8)> = Vec::new();
+        for (tf, id) in all {
+            if kept.last().is_none_or(|&(_, shortest)| id < shortest) {
+                kept.push((tf, id));
+            }
         }
-        Ok(Box::new(Bm25TermWeight {
-            term: self.term.clone(),
-            bm25,
-        }))
-    }
-
-    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
-        visitor(&self.term, false);
-    }
-}
-
-struct Bm25TermWeight {
-    term: Term,
-    bm25: Bm25Term,
-}
-
-impl Weight for Bm25TermWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let field = self.term.field();
-        let postings = reader
-            .inverted_index(field)?
-            .read_postings(&self.term, IndexRecordOption::WithFreqs)?;
-        let Some(postings) = postings else {
-            return Ok(Box::new(EmptyScorer));
-        };
-        let mut bm25 = self.bm25.clone();
-        bm25.weight *= boost;
-        Ok(Box::new(Bm25TermScorer {
-            postings,
-            fieldnorms: reader.get_fieldnorms_reader(field)?,
-            bm25,
-        }))
-    }
-
-    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        let mut scorer = self.scorer(reader, 1.0)?;
-        if scorer.seek(doc) != doc {
-            return Err(TantivyError::InvalidArgument(format!(
-                "document #{doc} does not match"
-            )));
+        if kept.len() > FRONTIER_POINTS {
+            let folded = kept.split_off(FRONTIER_POINTS - 1);
+            let tf = folded.iter().map(|p| p.0).max().unwrap_or(1);
+            let id = folded.iter().map(|p| p.1).min().unwrap_or(0);
+            kept.push((tf, id));
         }
-        Ok(Explanation::new("BM25 (k1, b from config)", scorer.score()))
+        let mut frontier = Self::default();
+        for (slot, p) in frontier.points.iter_mut().zip(&kept) {
+            *slot = *p;
+        }
+        frontier.len = kept.len() as u8;
+        frontier
     }
-}
 
-struct Bm25TermScorer {
-    postings: SegmentPostings,
-    fieldnorms: FieldNormReader,
-    bm25: Bm25Term,
-}
-
-impl DocSet for Bm25TermScorer {
-    fn advance(&mut self) -> DocId {
-        self.postings.advance()
-    }
-    fn seek(&mut self, target: DocId) -> DocId {
-        self.postings.seek(target)
-    }
-    fn doc(&self) -> DocId {
-        self.postings.doc()
-    }
-    fn size_hint(&self) -> u32 {
-        self.postings.size_hint()
-    }
-}
-
-impl Scorer for Bm25TermScorer {
-    fn score(&mut self) -> Score {
-        let tf = self.postings.term_freq();
-        self.bm25
-            .score(tf, self.fieldnorms.fieldnorm_id(self.doc()))
+    fn points(&self) -> &[(u32, u8)] {
+        &self.points[..usize::from(self.len)]
     }
 }
 
@@ -183,5 +143,46 @@ mod tests {
         assert!((idf(1, 10) - (1.0f32 + 9.5 / 1.5).ln()).abs() < 1e-6);
         assert!(idf(10, 10) > 0.0, "never negative, unlike classic BM25");
         assert!(idf(1, 10) > idf(5, 10));
+    }
+
+    #[test]
+    fn a_frontier_bounds_every_pair_of_its_block_for_any_parameters() {
+        // Pseudo-random blocks: frequencies 1..=12, fieldnorm ids 1..=120.
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..200 {
+            let pairs: Vec<(u32, u8)> = (0..128)
+                .map(|_| (1 + next(12) as u32, 1 + next(120) as u8))
+                .collect();
+            let frontier = Frontier::of(pairs.iter().copied());
+            assert!(frontier.points().len() <= FRONTIER_POINTS);
+            for (k1, b) in [(1.2, 0.75), (0.9, 0.4), (2.0, 1.0), (0.5, 0.0)] {
+                for (population, tokens) in [(100, 1_000), (1000, 200_000), (5, 5)] {
+                    let norms = LengthNorms::new(Bm25Params { k1, b }, population, tokens);
+                    let term = Bm25Term::new(norms, population, 3, 1.5);
+                    let best = pairs
+                        .iter()
+                        .map(|&(tf, id)| term.score(tf, id))
+                        .fold(0.0, f32::max);
+                    let bound = term.bound(&frontier);
+                    assert!(bound >= best, "{bound} < {best}");
+                    assert!(bound <= term.max());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frontier_keeps_the_pairs_no_other_beats() {
+        let f = Frontier::of([(1, 10), (3, 40), (2, 10), (3, 50), (1, 5)].into_iter());
+        assert_eq!(f.points(), [(3, 40), (2, 10), (1, 5)]);
+        // Folded: the last point stands for the rest.
+        let f = Frontier::of((1..=10u32).map(|tf| (tf, tf as u8 * 10)));
+        assert_eq!(f.points(), [(10, 100), (9, 90), (8, 80), (7, 10)]);
     }
 }

@@ -6,15 +6,17 @@ use std::ops::Bound;
 use braid_core::auth::Access;
 use tantivy::Term;
 use tantivy::query::{
-    BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
+    RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
 
 use super::schema::{Fields, NO_GROUPS, zero_score_term};
 use super::tenants::TenantStatistics;
+use super::topk::Clause;
 use super::union::OrderedUnion;
 use super::{Inner, index_err};
-use crate::bm25::{Bm25Term, Bm25TermQuery, LengthNorms};
+use crate::bm25::{Bm25Term, LengthNorms};
 use crate::error::TextError;
 use crate::filter;
 use crate::index::TextQuery;
@@ -60,15 +62,15 @@ impl Inner {
         Ok(Box::new(OrderedUnion::new(clauses)))
     }
 
-    /// The document-level BM25 query: the analyzed query terms (bag of words, a repeated
-    /// term counts once per occurrence, as Anserini's bag-of-words query does) scored in
-    /// `doc_title` (boosted) and `doc_body`, summed, with the statistics of the tenant's
-    /// document entries (`statistics`).
-    pub(super) fn document_query(
+    /// The document-level BM25 clauses: the analyzed query terms (bag of words, a repeated
+    /// term counts once per occurrence, as Anserini's bag-of-words query does) in `doc_title`
+    /// (boosted) and `doc_body`, in that order, each with the statistics of the tenant's
+    /// document entries (`statistics`). A term no entry of the tenant holds is left out.
+    pub(super) fn document_clauses(
         &self,
         text: &str,
         statistics: &TenantStatistics<'_>,
-    ) -> Result<Box<dyn Query>, TextError> {
+    ) -> Result<Vec<Clause>, TextError> {
         let f = self.fields;
         let mut counts: Vec<(String, f32)> = Vec::new();
         let mut analyzer = self
@@ -82,22 +84,40 @@ impl Inner {
                 None => counts.push((token.text.clone(), 1.0)),
             }
         }
-        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        let mut clauses = Vec::new();
         let population = statistics.population();
         for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
             let norms = LengthNorms::new(self.bm25, population, statistics.tokens(field));
             for (text, n) in &counts {
                 let term = Term::from_field_text(field, text);
-                let doc_freq = statistics.doc_freq(&term).map_err(index_err)?;
-                let bm25 = Bm25Term::new(norms.clone(), population, doc_freq, boost * n);
-                clauses.push(Box::new(Bm25TermQuery::new(term, bm25)));
+                let (doc_freq, segments) = statistics.postings(&term).map_err(index_err)?;
+                if doc_freq == 0 {
+                    continue;
+                }
+                clauses.push(Clause {
+                    term,
+                    bm25: Bm25Term::new(norms.clone(), population, doc_freq, boost * n),
+                    segments,
+                });
             }
         }
-        if clauses.is_empty() {
-            return Ok(Box::new(EmptyQuery));
-        }
-        Ok(Box::new(OrderedUnion::new(clauses)))
+        Ok(clauses)
     }
+}
+
+/// The filters of `q` other than the tenant (metadata, the caller's access) as one query
+/// matching the entries that pass them, or `None` without any.
+pub(super) fn restriction(f: &Fields, q: &TextQuery) -> Option<BooleanQuery> {
+    let mut clauses = filter::filter_clauses(f.meta, &q.filter);
+    clauses.extend(access_clauses(f, &q.access));
+    if clauses.is_empty() {
+        return None;
+    }
+    // Negated metadata clauses alone would match nothing.
+    if !clauses.iter().any(|(occur, _)| *occur == Occur::Must) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    Some(BooleanQuery::new(clauses))
 }
 
 /// Every filter of `q` as zero-score Must clauses: tenant, metadata, the caller's access.

@@ -12,15 +12,17 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, Term};
 
 use super::columns::SegmentColumns;
-use super::query::filter_clauses;
-use super::schema::{KIND_CHUNK, KIND_DOCUMENT, zero_score_term};
+use super::query::{filter_clauses, restriction};
+use super::schema::{KIND_CHUNK, zero_score_term};
 use super::tenants::{Population, TenantStatistics};
+use super::topk::top_documents;
 use super::{Inner, index_err};
 use crate::error::TextError;
 use crate::index::TextQuery;
 
 impl Inner {
-    /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
+    /// Documents ranked by [`Self::document_clauses`] (top k with block-max pruning, see
+    /// [`top_documents`]), each represented by its best chunk; or
     /// with `chunk_level`, chunks ranked by their own BM25.
     pub(super) fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
@@ -50,19 +52,27 @@ impl Inner {
             }
             return self.hits(&searcher, &entries, &*text_query, &top, q.detail as usize);
         }
-        let documents =
+        let statistics =
             TenantStatistics::new(&f, &searcher, &columns, &q.tenant, Population::Documents);
-        let mut clauses = vec![
-            (Occur::Must, self.document_query(&q.query, &documents)?),
-            zero_score_term(f.kind, KIND_DOCUMENT),
-        ];
-        clauses.extend(filter_clauses(&f, q));
-        let mut documents = searcher
-            .search(
-                &BooleanQuery::new(clauses),
-                &TopDocs::with_limit(q.top_k as usize),
-            )
-            .map_err(index_err)?;
+        let clauses = self.document_clauses(&q.query, &statistics)?;
+        // Metadata and ACL filters inside the ranking (the tenant is checked there too).
+        let restriction = match restriction(&f, q) {
+            Some(query) => Some(
+                query
+                    .weight(EnableScoring::disabled_from_searcher(&searcher))
+                    .map_err(index_err)?,
+            ),
+            None => None,
+        };
+        let mut documents = top_documents(
+            &searcher,
+            &columns,
+            &statistics,
+            &clauses,
+            restriction.as_deref(),
+            q.top_k as usize,
+        )
+        .map_err(index_err)?;
         // Best first: the threshold (on the document's BM25) cuts the tail.
         if let Some(min) = q.min_score {
             documents.retain(|(score, _)| *score >= min);

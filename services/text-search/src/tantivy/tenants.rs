@@ -288,17 +288,40 @@ impl<'a> TenantStatistics<'a> {
 
     /// Entries of the tenant holding `term`, over every segment.
     pub(super) fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        Ok(self.postings(term)?.0)
+    }
+
+    /// Entries of the tenant holding `term`, and the term's postings in each segment where
+    /// some of them are (by segment ordinal; `None` elsewhere).
+    pub(super) fn postings(&self, term: &Term) -> tantivy::Result<(u64, Vec<Option<TermInfo>>)> {
         let mut n = 0;
+        let mut postings = Vec::with_capacity(self.segments.len());
         for (ordinal, (reader, tenants)) in self.segments.iter().enumerate() {
-            if tenants.is_none() {
-                continue;
+            let mut found = None;
+            if tenants.is_some() {
+                let index = reader.inverted_index(term.field())?;
+                if let Some(info) = index.get_term_info(term)? {
+                    let mine = self.segment_doc_freq(ordinal, &index, term, &info)?;
+                    if mine > 0 {
+                        n += mine;
+                        found = Some(info);
+                    }
+                }
             }
-            let index = reader.inverted_index(term.field())?;
-            if let Some(info) = index.get_term_info(term)? {
-                n += self.segment_doc_freq(ordinal, &index, term, &info)?;
-            }
+            postings.push(found);
         }
-        Ok(n)
+        Ok((n, postings))
+    }
+
+    /// Which entries of segment `ordinal` are the tenant's; `None` when it has none there.
+    pub(super) fn filter(&self, ordinal: usize) -> Option<TenantFilter<'a>> {
+        let (_, Some((tenants, o))) = self.segments.get(ordinal)? else {
+            return None;
+        };
+        Some(TenantFilter {
+            tenant_of: &tenants.tenant_of,
+            ordinal: *o,
+        })
     }
 }
 
@@ -316,5 +339,20 @@ impl Bm25StatisticsProvider for TenantStatistics<'_> {
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
         // Never above N (Tantivy asserts it).
         Ok(TenantStatistics::doc_freq(self, term)?.min(self.population()))
+    }
+}
+
+/// The entries of one tenant in one segment.
+#[derive(Clone, Copy)]
+pub(super) struct TenantFilter<'a> {
+    /// Per doc id, the ordinal of its tenant; empty when the segment has one tenant.
+    tenant_of: &'a [u32],
+    ordinal: u32,
+}
+
+impl TenantFilter<'_> {
+    /// Whether entry `doc` is the tenant's.
+    pub(super) fn admits(&self, doc: DocId) -> bool {
+        self.tenant_of.is_empty() || self.tenant_of.get(doc as usize) == Some(&self.ordinal)
     }
 }

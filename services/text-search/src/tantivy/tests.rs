@@ -704,3 +704,68 @@ async fn a_single_tenants_statistics_are_the_index_statistics() {
     assert_eq!(other.population(), 0);
     assert_eq!(other.tokens(f.body), 0);
 }
+
+#[tokio::test]
+async fn pruning_finds_the_same_top_k_as_scoring_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    // Pseudo-random documents over a Zipf-like vocabulary, in a few commits (segments of
+    // several blocks per common term), two tenants, some of them restricted.
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}x")).collect();
+    let mut seed = 11u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for batch in 0..3 {
+        let mut docs = Vec::new();
+        for i in 0..500 {
+            let id = format!("d{batch}-{i}");
+            let tenant = if next(5) == 0 { "other" } else { "t" };
+            let len = 3 + next(60) as usize;
+            let text: Vec<&str> = (0..len)
+                .map(|_| {
+                    // Word k with probability ~ 1/(k+1).
+                    let k = (next(1000) as f64 / 1000.0 * 3.7).exp() as usize - 1;
+                    words[k.min(words.len() - 1)].as_str()
+                })
+                .collect();
+            let title = if next(4) == 0 {
+                words[next(40) as usize].as_str()
+            } else {
+                ""
+            };
+            let mut c = chunk(tenant, &id, 0, title, &text.join(" "));
+            if next(3) == 0 {
+                c.acl = acl(2, &["g"]);
+            }
+            docs.push((tenant.to_string(), id, vec![c]));
+        }
+        idx.replace_many(docs).await.unwrap();
+    }
+    let mut pruned_somewhere = false;
+    for round in 0..60 {
+        let n = 1 + next(6) as usize;
+        let text: Vec<&str> = (0..n).map(|_| words[next(25) as usize].as_str()).collect();
+        let mut q = query("t", &text.join(" "));
+        if round % 3 == 1 {
+            q.access = access(1, &["h"]);
+        }
+        q.top_k = 10;
+        let pruned = idx.search(q.clone()).await.unwrap();
+        // A top k larger than every match: nothing can be pruned.
+        q.top_k = 10_000;
+        let all = idx.search(q).await.unwrap();
+        let ids = |hits: &[ChunkHit]| -> Vec<(String, u32)> {
+            hits.iter()
+                .map(|h| (h.document_id.clone(), h.score.to_bits()))
+                .collect()
+        };
+        let want: Vec<_> = ids(&all).into_iter().take(10).collect();
+        assert_eq!(ids(&pruned), want, "{text:?}");
+        pruned_somewhere |= all.len() > 10;
+    }
+    assert!(pruned_somewhere);
+}
