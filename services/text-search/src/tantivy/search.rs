@@ -17,6 +17,7 @@ use super::schema::{KIND_CHUNK, zero_score_term};
 use super::tenants::{Population, TenantStatistics};
 use super::topk::top_documents;
 use super::{Inner, index_err};
+use crate::analysis;
 use crate::error::TextError;
 use crate::index::TextQuery;
 
@@ -110,7 +111,7 @@ impl Inner {
     ) -> Result<Vec<ChunkHit>, TextError> {
         let detail = if detail == 0 { top.len() } else { detail };
         let snippets = if detail > 0 && !top.is_empty() {
-            Some(self.snippet_generator(searcher, statistics, text_query)?)
+            Some(self.snippet_generator(statistics, text_query)?)
         } else {
             None
         };
@@ -164,7 +165,6 @@ impl Inner {
     /// frequency over the whole index, another tenant's entries included).
     fn snippet_generator(
         &self,
-        searcher: &Searcher,
         statistics: &TenantStatistics<'_>,
         text_query: &dyn Query,
     ) -> Result<SnippetGenerator, TextError> {
@@ -186,13 +186,11 @@ impl Inner {
                 weights.insert(text.to_string(), 1.0 / (1.0 + doc_freq as Score));
             }
         }
-        let tokenizer = searcher
-            .index()
-            .tokenizer_for_field(field)
-            .map_err(index_err)?;
+        // The body's analysis, stemming only the words that may stem to a query term.
+        let analyzer = analysis::snippet_analyzer(weights.keys().map(String::as_str));
         Ok(SnippetGenerator::new(
             weights,
-            tokenizer,
+            analyzer,
             field,
             self.snippet_chars,
         ))
@@ -231,7 +229,7 @@ impl Inner {
         let text_query = self.text_query(query)?;
         let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
         let entries = TenantStatistics::new(&f, &searcher, &columns, tenant, Population::Entries);
-        let g = self.snippet_generator(&searcher, &entries, &*text_query)?;
+        let g = self.snippet_generator(&entries, &*text_query)?;
         let mut by_id: HashMap<String, ChunkHit> = found
             .into_iter()
             .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))
