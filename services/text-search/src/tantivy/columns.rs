@@ -1,5 +1,7 @@
 //! Per-segment id columns: the document key (`doc_key`) of every entry of a segment, and the
-//! chunk entries of every key, read once per segment from the `doc_key` and `kind` postings.
+//! chunk entries of every key, read once per segment from the `doc_key` and `kind` postings;
+//! the segment's tenants with their BM25 statistics ([`SegmentTenants`]); and the block
+//! summaries of the terms searches asked for ([`BlockMaxCache`]).
 //! A search resolves its ranked documents' keys and their chunks from them instead of reading
 //! the stored document of every candidate (the largest cost of the leg before, see
 //! BENCHMARKS.md "Fast path").
@@ -18,7 +20,9 @@ use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term};
 
+use super::blockmax::BlockMaxCache;
 use super::schema::{Fields, KIND_DOCUMENT};
+use super::tenants::SegmentTenants;
 
 /// `key_of` of an entry without a document key (none is written without one).
 const NO_KEY: u32 = u32::MAX;
@@ -34,6 +38,10 @@ pub(super) struct SegmentColumns {
     /// included: `chunk_docs[chunk_start[o]..chunk_start[o + 1]]`.
     chunk_start: Vec<u32>,
     chunk_docs: Vec<DocId>,
+    /// The segment's tenants and their BM25 statistics.
+    tenants: SegmentTenants,
+    /// Block summaries of the terms searches asked for (block-max pruning).
+    blocks: BlockMaxCache,
 }
 
 impl SegmentColumns {
@@ -55,6 +63,8 @@ impl SegmentColumns {
             keys: Vec::new(),
             chunk_start: vec![0],
             chunk_docs: Vec::new(),
+            tenants: SegmentTenants::build(f, segment, &is_document)?,
+            blocks: BlockMaxCache::new(segment.max_doc()),
         };
         let mut terms = keys_index.terms().stream()?;
         while terms.advance() {
@@ -75,6 +85,16 @@ impl SegmentColumns {
             columns.chunk_start.push(columns.chunk_docs.len() as u32);
         }
         Ok(columns)
+    }
+
+    /// The segment's tenants (per-tenant BM25 statistics).
+    pub(super) fn tenants(&self) -> &SegmentTenants {
+        &self.tenants
+    }
+
+    /// The block summaries of the segment's terms (block-max pruning).
+    pub(super) fn blocks(&self) -> &BlockMaxCache {
+        &self.blocks
     }
 
     /// The document key of entry `doc`.

@@ -2,21 +2,29 @@
 //! (`kind`): every chunk (`title`, `body`), and one entry per document (`doc_title`,
 //! `doc_body` = the whole text, see [`document_text`]), all with English analysis
 //! ([`crate::analysis`]). A search ranks documents by BM25 over the document entries, summed
-//! over title (boosted) and body with k1/b from config ([`crate::bm25`]), then picks each
-//! document's best chunk for the snippet and text with a chunk-level query restricted to those
-//! documents. Exact-match `tenant` and `meta` (`key\x1fvalue`) fields and the document's ACL
-//! (`acl_clearance`, `acl_group`) are on both kinds, and both queries add the same zero-score
-//! filter clauses ([`query::filter_clauses`]), so `top_k` counts only visible documents. Writes take
-//! the single writer, commit, and reload the reader, all on the blocking pool; each reload
-//! builds the id columns ([`columns`]) of the new segments, from which searches learn their
-//! candidates' documents and chunks without reading stored documents.
+//! over title (boosted) and body with k1/b from config ([`crate::bm25`]), collecting the top k
+//! with block-max pruning ([`topk`]), then picks each document's best chunk for the snippet
+//! and text with a chunk-level query restricted to those documents. Every BM25 statistic
+//! (population, document frequencies, average lengths) is the caller's tenant's alone
+//! ([`tenants`]), so another tenant's writes never move a score. Exact-match `tenant` and
+//! `meta` (`key\x1fvalue`) fields and the document's ACL (`acl_clearance`, `acl_group`) are on
+//! both kinds, and both rankings apply them inside (the chunk query as zero-score clauses,
+//! [`query::filter_clauses`]; the document ranking before an entry enters the top k), so
+//! `top_k` counts only visible documents. Writes take the single writer, commit, and reload the
+//! reader, all on the blocking pool; each reload builds the id columns ([`columns`]) of the new
+//! segments, from which searches learn their candidates' documents and chunks without reading
+//! stored documents.
 
+mod blockmax;
 mod columns;
 mod query;
 mod schema;
 mod search;
+mod tenants;
 #[cfg(test)]
 mod tests;
+mod topk;
+mod union;
 mod write;
 
 use std::sync::{Arc, Mutex};

@@ -2,19 +2,21 @@
 //! (never parsed as query syntax), and the zero-score filter clauses every query adds.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
 use braid_core::auth::Access;
 use tantivy::Term;
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query,
+    RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
 
-use super::schema::{Fields, KIND_DOCUMENT, NO_GROUPS, zero_score_term};
+use super::schema::{Fields, NO_GROUPS, zero_score_term};
+use super::tenants::TenantStatistics;
+use super::topk::Clause;
+use super::union::OrderedUnion;
 use super::{Inner, index_err};
-use crate::bm25::{Bm25TermQuery, FieldStatistics};
+use crate::bm25::{Bm25Term, LengthNorms};
 use crate::error::TextError;
 use crate::filter;
 use crate::index::TextQuery;
@@ -24,11 +26,12 @@ impl Inner {
     /// is never parsed as query syntax (`title:x`, `"`, `(`, `AND`, `*` are just text). Each
     /// whitespace-separated word is run through the field's own tokenizer: one token gives a
     /// `TermQuery`, several (`e-mail`, `COVID-19`) a `PhraseQuery` over them; every word is a
-    /// `Should` clause in both `title` (boosted) and `body`. That is what Tantivy's query
-    /// parser builds for plain words, so BM25 scores of plain queries are unchanged.
+    /// clause in both `title` (boosted) and `body`, summed in that order ([`OrderedUnion`]).
+    /// That is what Tantivy's query parser builds for plain words, so BM25 scores of plain
+    /// queries are unchanged (but for the order of the sum).
     pub(super) fn text_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
         let f = self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
         for (field, boost) in [(f.title, self.title_boost), (f.body, 1.0)] {
             let mut analyzer = self.index.tokenizer_for_field(field).map_err(index_err)?;
             for word in text.split_whitespace() {
@@ -50,21 +53,25 @@ impl Inner {
                 } else {
                     Box::new(BoostQuery::new(query, boost))
                 };
-                clauses.push((Occur::Should, query));
+                clauses.push(query);
             }
         }
         if clauses.is_empty() {
             return Ok(Box::new(EmptyQuery));
         }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Ok(Box::new(OrderedUnion::new(clauses)))
     }
 
-    /// The document-level BM25 query: the analyzed query terms (bag of words, a repeated
-    /// term counts once per occurrence, as Anserini's bag-of-words query does) scored in
-    /// `doc_title` (boosted) and `doc_body`, summed.
-    pub(super) fn document_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+    /// The document-level BM25 clauses: the analyzed query terms (bag of words, a repeated
+    /// term counts once per occurrence, as Anserini's bag-of-words query does) in `doc_title`
+    /// (boosted) and `doc_body`, in that order, each with the statistics of the tenant's
+    /// document entries (`statistics`). A term no entry of the tenant holds is left out.
+    pub(super) fn document_clauses(
+        &self,
+        text: &str,
+        statistics: &TenantStatistics<'_>,
+    ) -> Result<Vec<Clause>, TextError> {
         let f = self.fields;
-        let population = Term::from_field_text(f.kind, KIND_DOCUMENT);
         let mut counts: Vec<(String, f32)> = Vec::new();
         let mut analyzer = self
             .index
@@ -77,26 +84,40 @@ impl Inner {
                 None => counts.push((token.text.clone(), 1.0)),
             }
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let statistics = Arc::new(FieldStatistics::default());
+        let mut clauses = Vec::new();
+        let population = statistics.population();
         for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
+            let norms = LengthNorms::new(self.bm25, population, statistics.tokens(field));
             for (text, n) in &counts {
                 let term = Term::from_field_text(field, text);
-                let q = Bm25TermQuery::new(
+                let (doc_freq, segments) = statistics.postings(&term).map_err(index_err)?;
+                if doc_freq == 0 {
+                    continue;
+                }
+                clauses.push(Clause {
                     term,
-                    population.clone(),
-                    self.bm25,
-                    boost * n,
-                    statistics.clone(),
-                );
-                clauses.push((Occur::Should, Box::new(q)));
+                    bm25: Bm25Term::new(norms.clone(), population, doc_freq, boost * n),
+                    segments,
+                });
             }
         }
-        if clauses.is_empty() {
-            return Ok(Box::new(EmptyQuery));
-        }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Ok(clauses)
     }
+}
+
+/// The filters of `q` other than the tenant (metadata, the caller's access) as one query
+/// matching the entries that pass them, or `None` without any.
+pub(super) fn restriction(f: &Fields, q: &TextQuery) -> Option<BooleanQuery> {
+    let mut clauses = filter::filter_clauses(f.meta, &q.filter);
+    clauses.extend(access_clauses(f, &q.access));
+    if clauses.is_empty() {
+        return None;
+    }
+    // Negated metadata clauses alone would match nothing.
+    if !clauses.iter().any(|(occur, _)| *occur == Occur::Must) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    Some(BooleanQuery::new(clauses))
 }
 
 /// Every filter of `q` as zero-score Must clauses: tenant, metadata, the caller's access.

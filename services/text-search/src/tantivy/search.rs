@@ -1,7 +1,7 @@
 //! Searches: documents ranked on their whole text and shown by their best chunk, chunk-level
 //! ranking, hits with snippets, and fetching chunks by id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use braid_proto::v1::ChunkHit;
@@ -12,18 +12,27 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, DocId, DocSet, Score, Searcher, Term};
 
 use super::columns::SegmentColumns;
-use super::query::filter_clauses;
-use super::schema::{KIND_CHUNK, KIND_DOCUMENT, zero_score_term};
+use super::query::{filter_clauses, restriction};
+use super::schema::{KIND_CHUNK, zero_score_term};
+use super::tenants::{Population, TenantStatistics};
+use super::topk::top_documents;
 use super::{Inner, index_err};
+use crate::analysis;
 use crate::error::TextError;
 use crate::index::TextQuery;
 
 impl Inner {
-    /// Documents ranked by [`Self::document_query`], each represented by its best chunk; or
+    /// Documents ranked by [`Self::document_clauses`] (top k with block-max pruning, see
+    /// [`top_documents`]), each represented by its best chunk; or
     /// with `chunk_level`, chunks ranked by their own BM25.
     pub(super) fn search(&self, q: &TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         let f = self.fields;
         let searcher = self.reader.searcher();
+        let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
+        // Chunk-level BM25 (the chunk ranking, the best chunk, snippets) over the tenant's
+        // entries only.
+        let entries =
+            TenantStatistics::new(&f, &searcher, &columns, &q.tenant, Population::Entries);
         if q.chunk_level {
             let text_query = self.text_query(&q.query)?;
             let mut clauses = vec![
@@ -32,33 +41,43 @@ impl Inner {
             ];
             clauses.extend(filter_clauses(&f, q));
             let mut top = searcher
-                .search(
+                .search_with_statistics_provider(
                     &BooleanQuery::new(clauses),
                     &TopDocs::with_limit(q.top_k as usize),
+                    &entries,
                 )
                 .map_err(index_err)?;
             // Best first: the threshold cuts the tail.
             if let Some(min) = q.min_score {
                 top.retain(|(score, _)| *score >= min);
             }
-            return self.hits(&searcher, &*text_query, &top, q.detail as usize);
+            return self.hits(&searcher, &entries, &*text_query, &top, q.detail as usize);
         }
-        let mut clauses = vec![
-            (Occur::Must, self.document_query(&q.query)?),
-            zero_score_term(f.kind, KIND_DOCUMENT),
-        ];
-        clauses.extend(filter_clauses(&f, q));
-        let mut documents = searcher
-            .search(
-                &BooleanQuery::new(clauses),
-                &TopDocs::with_limit(q.top_k as usize),
-            )
-            .map_err(index_err)?;
+        let statistics =
+            TenantStatistics::new(&f, &searcher, &columns, &q.tenant, Population::Documents);
+        let clauses = self.document_clauses(&q.query, &statistics)?;
+        // Metadata and ACL filters inside the ranking (the tenant is checked there too).
+        let restriction = match restriction(&f, q) {
+            Some(query) => Some(
+                query
+                    .weight(EnableScoring::disabled_from_searcher(&searcher))
+                    .map_err(index_err)?,
+            ),
+            None => None,
+        };
+        let mut documents = top_documents(
+            &searcher,
+            &columns,
+            &statistics,
+            &clauses,
+            restriction.as_deref(),
+            q.top_k as usize,
+        )
+        .map_err(index_err)?;
         // Best first: the threshold (on the document's BM25) cuts the tail.
         if let Some(min) = q.min_score {
             documents.retain(|(score, _)| *score >= min);
         }
-        let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
         let keys: Vec<Option<&str>> = documents
             .iter()
             .map(|&(_, a)| {
@@ -68,7 +87,7 @@ impl Inner {
             })
             .collect();
         let text_query = self.text_query(&q.query)?;
-        let best = best_chunks(&searcher, &columns, &*text_query, &keys)?;
+        let best = best_chunks(&searcher, &entries, &columns, &*text_query, &keys)?;
         // Both queries run on one searcher (one commit), where a document entry exists
         // exactly when its chunks do; a document without a chunk is left out all the same.
         let top: Vec<(f32, DocAddress)> = documents
@@ -76,7 +95,7 @@ impl Inner {
             .zip(&best)
             .filter_map(|(&(score, _), best)| best.map(|a| (score, a)))
             .collect();
-        self.hits(&searcher, &*text_query, &top, q.detail as usize)
+        self.hits(&searcher, &entries, &*text_query, &top, q.detail as usize)
     }
 
     /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
@@ -85,16 +104,14 @@ impl Inner {
     pub(super) fn hits(
         &self,
         searcher: &Searcher,
+        statistics: &TenantStatistics<'_>,
         text_query: &dyn Query,
         top: &[(f32, DocAddress)],
         detail: usize,
     ) -> Result<Vec<ChunkHit>, TextError> {
         let detail = if detail == 0 { top.len() } else { detail };
         let snippets = if detail > 0 && !top.is_empty() {
-            let mut g = SnippetGenerator::create(searcher, text_query, self.fields.body)
-                .map_err(index_err)?;
-            g.set_max_num_chars(self.snippet_chars);
-            Some(g)
+            Some(self.snippet_generator(statistics, text_query)?)
         } else {
             None
         };
@@ -143,6 +160,42 @@ impl Inner {
         })
     }
 
+    /// Snippets of `body` highlighting the terms of `text_query`, the rarer within the tenant
+    /// the more (Tantivy's `SnippetGenerator::create` weighs each term by its document
+    /// frequency over the whole index, another tenant's entries included).
+    fn snippet_generator(
+        &self,
+        statistics: &TenantStatistics<'_>,
+        text_query: &dyn Query,
+    ) -> Result<SnippetGenerator, TextError> {
+        let field = self.fields.body;
+        let mut terms: BTreeSet<&Term> = BTreeSet::new();
+        text_query.query_terms(&mut |term, _| {
+            if term.field() == field {
+                terms.insert(term);
+            }
+        });
+        let mut weights: BTreeMap<String, Score> = BTreeMap::new();
+        for term in terms {
+            let value = term.value();
+            let Some(text) = value.as_str() else {
+                continue;
+            };
+            let doc_freq = statistics.doc_freq(term).map_err(index_err)?;
+            if doc_freq > 0 {
+                weights.insert(text.to_string(), 1.0 / (1.0 + doc_freq as Score));
+            }
+        }
+        // The body's analysis, stemming only the words that may stem to a query term.
+        let analyzer = analysis::snippet_analyzer(weights.keys().map(String::as_str));
+        Ok(SnippetGenerator::new(
+            weights,
+            analyzer,
+            field,
+            self.snippet_chars,
+        ))
+    }
+
     /// Text and snippet of `chunk_ids` (of `tenant` only), in the order given; unknown ids are
     /// left out. Scores are 0: the caller has them from the search.
     pub(super) fn fetch(
@@ -174,8 +227,9 @@ impl Inner {
             .search(&wanted, &TopDocs::with_limit(chunk_ids.len().max(1)))
             .map_err(index_err)?;
         let text_query = self.text_query(query)?;
-        let mut g = SnippetGenerator::create(&searcher, &*text_query, f.body).map_err(index_err)?;
-        g.set_max_num_chars(self.snippet_chars);
+        let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
+        let entries = TenantStatistics::new(&f, &searcher, &columns, tenant, Population::Entries);
+        let g = self.snippet_generator(&entries, &*text_query)?;
         let mut by_id: HashMap<String, ChunkHit> = found
             .into_iter()
             .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))
@@ -197,12 +251,15 @@ impl Inner {
 /// learn its document).
 fn best_chunks(
     searcher: &Searcher,
+    statistics: &TenantStatistics<'_>,
     columns: &[Arc<SegmentColumns>],
     text_query: &dyn Query,
     keys: &[Option<&str>],
 ) -> Result<Vec<Option<DocAddress>>, TextError> {
     let weight = text_query
-        .weight(EnableScoring::enabled_from_searcher(searcher))
+        .weight(EnableScoring::enabled_from_statistics_provider(
+            statistics, searcher,
+        ))
         .map_err(index_err)?;
     let mut best: Vec<Option<(Score, DocAddress)>> = vec![None; keys.len()];
     let mut candidates: Vec<(DocId, usize)> = Vec::new();

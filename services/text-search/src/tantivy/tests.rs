@@ -4,10 +4,12 @@ use std::collections::HashMap;
 
 use braid_core::auth::Access;
 use braid_proto::v1::DocumentAcl;
+use tantivy::Term;
 use tantivy::collector::TopDocs;
 use tantivy::query::Query;
 use tantivy::schema::{STORED, STRING, Schema};
 
+use super::tenants::{Population, TenantStatistics};
 use super::*;
 
 fn chunk(tenant: &str, doc: &str, ordinal: u32, title: &str, text: &str) -> Chunk {
@@ -538,4 +540,232 @@ async fn concurrent_writes_share_commits_and_every_one_is_visible_on_return() {
     assert_eq!(idx.search(q).await.unwrap().len(), 24);
     let committed = *idx.inner.committed.lock().unwrap();
     assert_eq!(committed, 24, "every write was covered by a commit");
+}
+
+/// (score bits, document id, chunk id, snippet) of every hit of `q`, best first; equal scores
+/// by chunk id (the index orders them by position, which merges change).
+async fn answer(idx: &TantivyIndex, q: TextQuery) -> Vec<(u32, String, String, String)> {
+    let mut hits: Vec<_> = idx
+        .search(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.score.to_bits(), h.document_id, h.chunk_id, h.snippet))
+        .collect();
+    // Positive floats order as their bits.
+    hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    hits
+}
+
+#[tokio::test]
+async fn another_tenants_writes_never_move_a_tenants_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    // Segments are merged when the test says so (below), not in the background.
+    idx.inner
+        .writer
+        .lock()
+        .unwrap()
+        .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
+    let mine = [
+        (
+            "v",
+            "Volcano notes",
+            "the volcano erupted and lava flowed to the sea",
+        ),
+        ("l", "", "old lava fields"),
+        ("h", "Harbour", "boats in the harbour"),
+    ];
+    for (id, title, text) in mine {
+        let chunks = vec![
+            chunk("a", id, 0, title, text),
+            chunk("a", id, 1, title, "a second chunk with one more volcano"),
+        ];
+        idx.replace_document("a", id, chunks).await.unwrap();
+    }
+    let queries = || {
+        let mut chunks = query("a", "volcano lava eruption");
+        chunks.chunk_level = true;
+        [
+            query("a", "volcano lava eruption"),
+            query("a", "lava"),
+            chunks,
+        ]
+    };
+    let mut before = Vec::new();
+    for q in queries() {
+        before.push(answer(&idx, q).await);
+    }
+    assert_eq!(before[0].len(), 3, "{:?}", before[0]);
+
+    // Tenant b writes many entries with the same terms, in several commits, and the segments
+    // are merged into one holding both tenants.
+    for batch in 0..5 {
+        let docs = (0..20)
+            .map(|i| {
+                let id = format!("b{batch}-{i}");
+                let text = format!("volcano lava lava eruption {i} volcano");
+                let chunks = vec![chunk("b", &id, 0, "Volcano", &text)];
+                ("b".to_string(), id, chunks)
+            })
+            .collect();
+        idx.replace_many(docs).await.unwrap();
+    }
+    let before_merge: Vec<_> = {
+        let mut after = Vec::new();
+        for q in queries() {
+            after.push(answer(&idx, q).await);
+        }
+        after
+    };
+    assert_eq!(
+        before_merge, before,
+        "bit-identical with b in segments of its own"
+    );
+    {
+        let segments = idx.inner.index.searchable_segment_ids().unwrap();
+        let mut writer = idx.inner.writer.lock().unwrap();
+        writer.merge(&segments).wait().unwrap();
+    }
+    idx.replace_document("b", "last", vec![chunk("b", "last", 0, "", "lava")])
+        .await
+        .unwrap();
+    let searcher = idx.inner.reader.searcher();
+    assert!(
+        searcher.segment_readers().iter().any(|s| s.max_doc() > 100),
+        "one merged segment holds both tenants"
+    );
+    for (q, want) in queries().into_iter().zip(&before) {
+        assert_eq!(
+            &answer(&idx, q).await,
+            want,
+            "bit-identical after the merge"
+        );
+    }
+    // b finds its own entries.
+    assert_eq!(idx.search(query("b", "volcano")).await.unwrap().len(), 10);
+
+    // a's own writes do move a's scores.
+    idx.replace_document("a", "more", vec![chunk("a", "more", 0, "", "lava")])
+        .await
+        .unwrap();
+    assert_ne!(
+        answer(&idx, query("a", "volcano lava eruption")).await,
+        before[0]
+    );
+}
+
+#[tokio::test]
+async fn a_single_tenants_statistics_are_the_index_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    for i in 0..30 {
+        let d = format!("d{i}");
+        let text = format!("lava {} and volcano number {i}", "ash ".repeat(i % 7));
+        let chunks = vec![
+            chunk("t", &d, 0, "Volcano", &text),
+            chunk("t", &d, 1, "", "a second chunk about lava"),
+        ];
+        idx.replace_document("t", &d, chunks).await.unwrap();
+    }
+    // Replaced and deleted entries stay in the statistics until merged away, as in Tantivy's.
+    idx.replace_document("t", "d3", vec![chunk("t", "d3", 0, "", "lava")])
+        .await
+        .unwrap();
+    idx.delete_document("t", "d4").await.unwrap();
+    let inner = &idx.inner;
+    let f = inner.fields;
+    let searcher = inner.reader.searcher();
+    let columns = inner.columns.get(&f, &searcher).unwrap();
+    let entries = TenantStatistics::new(&f, &searcher, &columns, "t", Population::Entries);
+    let documents = TenantStatistics::new(&f, &searcher, &columns, "t", Population::Documents);
+    use tantivy::query::Bm25StatisticsProvider;
+    assert_eq!(
+        entries.total_num_docs().unwrap(),
+        searcher.total_num_docs().unwrap()
+    );
+    let kind = Term::from_field_text(f.kind, schema::KIND_DOCUMENT);
+    assert_eq!(documents.population(), searcher.doc_freq(&kind).unwrap());
+    for field in [f.title, f.body, f.doc_title, f.doc_body] {
+        assert_eq!(
+            entries.tokens(field),
+            searcher.total_num_tokens(field).unwrap()
+        );
+        for word in ["lava", "volcano", "ash", "second", "absent"] {
+            let term = Term::from_field_text(field, word);
+            assert_eq!(
+                entries.doc_freq(&term).unwrap(),
+                searcher.doc_freq(&term).unwrap(),
+                "{word}"
+            );
+        }
+    }
+    let other = TenantStatistics::new(&f, &searcher, &columns, "u", Population::Entries);
+    assert_eq!(other.population(), 0);
+    assert_eq!(other.tokens(f.body), 0);
+}
+
+#[tokio::test]
+async fn pruning_finds_the_same_top_k_as_scoring_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = TantivyIndex::open(&test_config(dir.path()), &test_search()).unwrap();
+    // Pseudo-random documents over a Zipf-like vocabulary, in a few commits (segments of
+    // several blocks per common term), two tenants, some of them restricted.
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}x")).collect();
+    let mut seed = 11u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for batch in 0..3 {
+        let mut docs = Vec::new();
+        for i in 0..500 {
+            let id = format!("d{batch}-{i}");
+            let tenant = if next(5) == 0 { "other" } else { "t" };
+            let len = 3 + next(60) as usize;
+            let text: Vec<&str> = (0..len)
+                .map(|_| {
+                    // Word k with probability ~ 1/(k+1).
+                    let k = (next(1000) as f64 / 1000.0 * 3.7).exp() as usize - 1;
+                    words[k.min(words.len() - 1)].as_str()
+                })
+                .collect();
+            let title = if next(4) == 0 {
+                words[next(40) as usize].as_str()
+            } else {
+                ""
+            };
+            let mut c = chunk(tenant, &id, 0, title, &text.join(" "));
+            if next(3) == 0 {
+                c.acl = acl(2, &["g"]);
+            }
+            docs.push((tenant.to_string(), id, vec![c]));
+        }
+        idx.replace_many(docs).await.unwrap();
+    }
+    let mut pruned_somewhere = false;
+    for round in 0..60 {
+        let n = 1 + next(6) as usize;
+        let text: Vec<&str> = (0..n).map(|_| words[next(25) as usize].as_str()).collect();
+        let mut q = query("t", &text.join(" "));
+        if round % 3 == 1 {
+            q.access = access(1, &["h"]);
+        }
+        q.top_k = 10;
+        let pruned = idx.search(q.clone()).await.unwrap();
+        // A top k larger than every match: nothing can be pruned.
+        q.top_k = 10_000;
+        let all = idx.search(q).await.unwrap();
+        let ids = |hits: &[ChunkHit]| -> Vec<(String, u32)> {
+            hits.iter()
+                .map(|h| (h.document_id.clone(), h.score.to_bits()))
+                .collect()
+        };
+        let want: Vec<_> = ids(&all).into_iter().take(10).collect();
+        assert_eq!(ids(&pruned), want, "{text:?}");
+        pruned_somewhere |= all.len() > 10;
+    }
+    assert!(pruned_somewhere);
 }
