@@ -25,7 +25,7 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 
-const HS_SECRET: &str = "test-user-secret-0123456789";
+const HS_SECRET: &str = "test-user-secret-0123456789abcdefgh";
 
 fn now() -> u64 {
     SystemTime::now()

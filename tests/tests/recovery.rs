@@ -376,7 +376,7 @@ async fn verify_finds_planted_drift_and_repair_fixes_it() {
     stack.shutdown().await.unwrap();
 }
 
-const HS_SECRET: &str = "test-user-secret-0123456789";
+const HS_SECRET: &str = "test-user-secret-0123456789abcdefgh";
 
 fn token(role: &str) -> String {
     let now = SystemTime::now()

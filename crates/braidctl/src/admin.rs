@@ -1,9 +1,11 @@
-//! Operations commands: `jobs` (the dead-letter queue), `stats` and `reembed`.
+//! Operations commands: `jobs` (the dead-letter queue), `stats`, `reembed` and
+//! `auth revoke`.
 
 use std::process::ExitCode;
 
 use braid_proto::v1::{
-    DiscardJobsRequest, JobState, ListJobsRequest, ReembedRequest, RetryJobsRequest, StatsRequest,
+    DiscardJobsRequest, JobState, ListJobsRequest, ReembedRequest, RetryJobsRequest,
+    RevokeTokensRequest, StatsRequest,
 };
 
 use crate::Gateway;
@@ -26,6 +28,26 @@ pub async fn stats(mut gw: Gateway, tenant: String) -> anyhow::Result<ExitCode> 
     );
     println!("dead-letter queue:    {}", s.dead_jobs);
     println!("last sync:            {}", ts(&s.last_sync_at));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn revoke(mut gw: Gateway, tenant: String, subject: String) -> anyhow::Result<ExitCode> {
+    let r = gw
+        .revoke_tokens(RevokeTokensRequest {
+            subject: subject.clone(),
+            tenant,
+        })
+        .await?
+        .into_inner();
+    let scope = if r.tenant.is_empty() {
+        "in every tenant".to_string()
+    } else {
+        format!("in tenant {}", r.tenant)
+    };
+    println!(
+        "tokens of {subject} {scope} issued before {} are refused",
+        ts(&r.cut_off)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

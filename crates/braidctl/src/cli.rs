@@ -97,6 +97,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Token revocation (admin).
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
     /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
@@ -166,6 +171,19 @@ pub enum TokenCommand {
         /// HS256 key file (default: the dev key).
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuthCommand {
+    /// Refuse every token of a subject issued before now, on every gateway replica within
+    /// its `revocation.poll_interval_ms`; tokens issued afterwards work. In --tenant (a
+    /// tenant-bound admin: its own tenant); a cross-tenant admin without --tenant revokes the
+    /// subject in every tenant.
+    Revoke {
+        /// The `sub` claim of the tokens to refuse.
+        #[arg(long)]
+        sub: String,
     },
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub(crate) use crate::cli::Mode;
-use crate::cli::{Cli, Command, TokenCommand};
+use crate::cli::{AuthCommand, Cli, Command, TokenCommand};
 pub(crate) use crate::client::Gateway;
 use crate::client::gateway;
 
@@ -84,6 +84,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(gw().await?, &tenant, args).await,
         Command::Reindex(args) => recovery::reindex(gw().await?, &tenant, args).await,
         Command::Verify(args) => recovery::verify(gw().await?, &tenant, args).await,
+        Command::Auth {
+            command: AuthCommand::Revoke { sub },
+        } => admin::revoke(gw().await?, tenant, sub).await,
         Command::Token {
             command:
                 TokenCommand::Mint {

@@ -1,13 +1,16 @@
 //! User tokens for the gateway: `--token` / `BRAID_TOKEN`, or — when neither is given and the
 //! local dev key exists (`$BRAID_HOME/secrets/dev-jwt.key`, written by `make run`) — a
 //! short-lived dev admin token minted on the fly. `braidctl token mint` mints any token with
-//! the dev key (or `--key FILE`).
+//! the dev key (or `--key FILE`). A key file may be one bare key or a key ring (the gateway's
+//! `auth.hs256` format, `braid_core::auth::keys`): tokens are signed with its signing key and
+//! carry that key's `kid`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use braid_core::auth::keys::{Key, KeyRing};
 use braid_proto::tonic::metadata::{Ascii, MetadataValue};
 use braid_proto::tonic::service::Interceptor;
 use braid_proto::tonic::{Request, Status};
@@ -31,16 +34,17 @@ pub fn dev_key_path() -> PathBuf {
     home.join("secrets").join("dev-jwt.key")
 }
 
-pub fn read_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let key = std::fs::read_to_string(path)
+/// The signing key of the key (ring) file at `path`; a key shorter than 32 bytes is refused.
+pub fn read_key(path: &Path) -> anyhow::Result<Key> {
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading signing key {}", path.display()))?;
-    let key = key.trim();
-    anyhow::ensure!(!key.is_empty(), "signing key {} is empty", path.display());
-    Ok(key.as_bytes().to_vec())
+    let ring = KeyRing::parse(&text)
+        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+    Ok(ring.signing().clone())
 }
 
-/// An HS256 token for the gateway's default `iss`/`aud` (`braid`).
-pub fn mint(key: &[u8], grant: &Grant<'_>) -> anyhow::Result<String> {
+/// An HS256 token for the gateway's default `iss`/`aud` (`braid`), its `kid` the key's.
+pub fn mint(key: &Key, grant: &Grant<'_>) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let mut claims = serde_json::json!({
         "sub": grant.sub,
@@ -59,10 +63,12 @@ pub fn mint(key: &[u8], grant: &Grant<'_>) -> anyhow::Result<String> {
     if grant.cross_tenant {
         claims["braid_cross_tenant"] = true.into();
     }
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = key.kid.clone();
     Ok(jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
+        &header,
         &claims,
-        &EncodingKey::from_secret(key),
+        &EncodingKey::from_secret(key.secret()),
     )?)
 }
 
@@ -90,7 +96,7 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
 pub enum Credential {
     None,
     Token(String),
-    DevKey(Vec<u8>),
+    DevKey(Key),
 }
 
 /// The explicit token, else the dev key when it exists (a dev admin token is minted from it and
@@ -138,7 +144,7 @@ enum Source {
     None,
     Fixed(MetadataValue<Ascii>),
     Dev {
-        key: Arc<[u8]>,
+        key: Arc<Key>,
         current: Arc<Mutex<(MetadataValue<Ascii>, SystemTime)>>,
     },
 }
@@ -154,7 +160,7 @@ impl Bearer {
                     SystemTime::now() + DEV_TTL,
                 );
                 Source::Dev {
-                    key: key.into(),
+                    key: Arc::new(key),
                     current: Arc::new(Mutex::new(minted)),
                 }
             }
@@ -195,6 +201,41 @@ impl Interceptor for Bearer {
 mod tests {
     use super::*;
 
+    const TEST_KEY: &str = "braidctl-unit-test-key-0123456789ab";
+
+    fn test_key() -> Key {
+        KeyRing::parse(TEST_KEY).unwrap().signing().clone()
+    }
+
+    #[test]
+    fn key_rings_sign_with_their_signing_key_and_short_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring");
+        let other = "braidctl-unit-test-key-other-012345";
+        std::fs::write(
+            &path,
+            format!("signing = \"new\"\n[keys]\nold = \"{other}\"\nnew = \"{TEST_KEY}\"\n"),
+        )
+        .unwrap();
+        let key = read_key(&path).unwrap();
+        assert_eq!(key.kid.as_deref(), Some("new"));
+        let grant = Grant {
+            sub: "a",
+            tenant: Some("t"),
+            role: "reader",
+            clearance: 0,
+            groups: &[],
+            cross_tenant: false,
+            ttl: Duration::from_secs(60),
+        };
+        let token = mint(&key, &grant).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("new"));
+        std::fs::write(&path, "change-me-jwt").unwrap();
+        let err = read_key(&path).unwrap_err().to_string();
+        assert!(err.contains("at least 32"), "{err}");
+    }
+
     #[test]
     fn ttl_units() {
         assert_eq!(parse_ttl("8h").unwrap(), Duration::from_secs(8 * 3600));
@@ -208,7 +249,7 @@ mod tests {
     fn minted_tokens_carry_the_grant() {
         let groups = vec!["physics".to_string()];
         let token = mint(
-            b"k",
+            &test_key(),
             &Grant {
                 sub: "alice",
                 tenant: Some("acme"),
@@ -224,7 +265,7 @@ mod tests {
         validation.set_audience(&["braid"]);
         let data = jsonwebtoken::decode::<serde_json::Value>(
             &token,
-            &jsonwebtoken::DecodingKey::from_secret(b"k"),
+            &jsonwebtoken::DecodingKey::from_secret(TEST_KEY.as_bytes()),
             &validation,
         )
         .unwrap();
@@ -239,7 +280,7 @@ mod tests {
         validation.set_audience(&["braid"]);
         let data = jsonwebtoken::decode::<serde_json::Value>(
             token,
-            &jsonwebtoken::DecodingKey::from_secret(b"k"),
+            &jsonwebtoken::DecodingKey::from_secret(TEST_KEY.as_bytes()),
             &validation,
         )
         .unwrap();
@@ -248,7 +289,7 @@ mod tests {
 
     #[test]
     fn dev_tokens_are_reminted_before_they_expire() {
-        let bearer = Bearer::new(Credential::DevKey(b"k".to_vec())).unwrap();
+        let bearer = Bearer::new(Credential::DevKey(test_key())).unwrap();
         let Source::Dev { current, .. } = &bearer.0 else {
             panic!("a dev key gives a dev source");
         };

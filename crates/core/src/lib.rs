@@ -18,6 +18,7 @@ pub mod entry;
 pub mod filter;
 pub mod metrics;
 pub mod redis_pool;
+pub mod reload;
 pub mod resilience;
 pub mod server;
 pub mod shutdown;

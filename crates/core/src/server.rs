@@ -69,7 +69,11 @@ pub struct Health {
     draining: Arc<AtomicBool>,
     /// Extra lines for `/healthz` (e.g. a provider's breaker state); never gate serving.
     details: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
+    /// Extra lines computed when `/healthz` is asked (e.g. which keys sign).
+    live: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, LiveDetail>>>,
 }
+
+type LiveDetail = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A new health reporter (NOT_SERVING until the first successful probe) and its gRPC service.
 pub fn health(
@@ -85,6 +89,7 @@ pub fn health(
         serving: Arc::new(AtomicBool::new(false)),
         draining: Arc::new(AtomicBool::new(false)),
         details: Default::default(),
+        live: Default::default(),
     };
     (health, server)
 }
@@ -110,19 +115,41 @@ impl Health {
             .insert(key, value.into());
     }
 
-    /// `/healthz` body: the status, then one `key: value` line per detail.
+    /// Sets a `key: value` line of `/healthz` whose value `value` computes when asked.
+    pub fn set_live_detail(
+        &self,
+        key: &'static str,
+        value: impl Fn() -> String + Send + Sync + 'static,
+    ) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Arc::new(value));
+    }
+
+    /// `/healthz` body: the status, then one `key: value` line per detail, sorted by key.
     pub fn report(&self) -> String {
         let mut out = String::from(if self.is_serving() {
             "SERVING\n"
         } else {
             "NOT_SERVING\n"
         });
-        for (k, v) in self
+        let mut lines: std::collections::BTreeMap<&'static str, String> = self
             .details
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let live: Vec<(&'static str, LiveDetail)> = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-        {
+            .map(|(k, f)| (*k, f.clone()))
+            .collect();
+        for (k, f) in live {
+            lines.insert(k, f());
+        }
+        for (k, v) in lines {
             out.push_str(&format!("{k}: {v}\n"));
         }
         out
@@ -269,6 +296,14 @@ where
     };
     // grpcurl builds in the wild still speak only v1alpha, so both versions are served.
     let Guarded { routes, guard } = routes;
+    if let Guard::Internal(auth) = &guard
+        && auth.is_enabled()
+    {
+        let auth = auth.clone();
+        health.set_live_detail("internal_auth.key", move || {
+            auth.describe().unwrap_or_default()
+        });
+    }
     let routes = routes
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use braid_core::auth::jwt::{AuthMode, JwtVerifier, bearer};
+use braid_core::auth::revocation::Revocations;
 use braid_core::auth::{Permission, Principal};
 use braid_proto::tonic::Status;
 use braid_proto::tonic::server::NamedService;
@@ -42,6 +43,7 @@ pub fn permission(path: &str) -> Option<(&'static str, Permission, Class)> {
         "Reindex" => ("Reindex", Operate, Admin),
         "ReindexStatus" => ("ReindexStatus", Operate, Admin),
         "Verify" => ("Verify", Operate, Admin),
+        "RevokeTokens" => ("RevokeTokens", Operate, Admin),
         _ => return None,
     };
     Some(entry)
@@ -64,7 +66,11 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
-    pub async fn from_config(config: &braid_core::auth::jwt::AuthConfig) -> anyhow::Result<Self> {
+    /// The verifier `config` describes, refusing tokens revoked in `revocations`.
+    pub async fn from_config(
+        config: &braid_core::auth::jwt::AuthConfig,
+        revocations: Arc<Revocations>,
+    ) -> anyhow::Result<Self> {
         Ok(match config.mode {
             AuthMode::Disabled => {
                 tracing::warn!(
@@ -75,9 +81,18 @@ impl Authenticator {
             AuthMode::Jwt => Authenticator::Jwt(Arc::new(
                 JwtVerifier::from_config(config)
                     .await
-                    .map_err(anyhow::Error::msg)?,
+                    .map_err(anyhow::Error::msg)?
+                    .with_revocations(revocations),
             )),
         })
+    }
+
+    /// Which HS256 user keys sign and verify, by key id (for `/healthz`).
+    pub fn describe_keys(&self) -> Option<String> {
+        match self {
+            Authenticator::Jwt(v) => v.hs256_keys().map(|k| k.current().describe()),
+            Authenticator::Disabled => None,
+        }
     }
 
     /// Puts one gRPC service behind the per-peer budget and authentication: every call gets

@@ -11,6 +11,7 @@ pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
 pub use crate::limits::config::{
     Budget, ClassBudget, CostConfig, LimitsConfig, LongCallLimits, RequestLimits, StreamLimits,
 };
+pub use crate::revocation::RevocationConfig;
 
 /// Configuration of the gateway (`BRAID_GATEWAY__*`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -34,6 +35,8 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// This service's credential towards the internal services.
     pub internal_auth: InternalAuthConfig,
+    /// Token revocation (`RevokeTokens`), stored in `audit.database`.
+    pub revocation: RevocationConfig,
     /// Not a gateway setting: metadata types are declared once, in the ingest service's
     /// config, and the gateway reads them from it. Set here, start-up fails saying so.
     #[serde(skip_serializing)]
@@ -163,6 +166,7 @@ impl Default for GatewayConfig {
             query_cache: QueryCacheConfig::default(),
             auth: AuthConfig::default(),
             internal_auth: InternalAuthConfig::default(),
+            revocation: RevocationConfig::default(),
             metadata_types: None,
         }
     }
@@ -275,6 +279,7 @@ impl Validate for GatewayConfig {
         self.query_cache.validate(errors);
         self.auth.validate(errors);
         self.internal_auth.validate(errors);
+        self.revocation.validate(errors);
     }
 }
 

@@ -39,6 +39,9 @@ pub enum GatewayError {
     /// An IngestStream client sent nothing for too long.
     #[error("stream idle: {0}")]
     StreamIdle(String),
+    /// A store the RPC writes to cannot be reached (details in the log).
+    #[error("{0} is unavailable; try again")]
+    StoreUnavailable(&'static str),
 }
 
 impl GatewayError {
@@ -89,6 +92,7 @@ impl From<GatewayError> for Status {
             }
             GatewayError::StreamIdle(_) => Status::deadline_exceeded(e.to_string()),
             GatewayError::NotConfigured(_) => Status::failed_precondition(e.to_string()),
+            GatewayError::StoreUnavailable(_) => Status::unavailable(e.to_string()),
         }
     }
 }
@@ -146,6 +150,10 @@ mod tests {
         assert_eq!(
             Status::from(GatewayError::NotConfigured("x".into())).code(),
             Code::FailedPrecondition
+        );
+        assert_eq!(
+            Status::from(GatewayError::StoreUnavailable("the revocation store")).code(),
+            Code::Unavailable
         );
     }
 }

@@ -15,6 +15,7 @@ mod explain;
 pub mod fusion;
 mod limits;
 mod paging;
+mod revocation;
 mod search;
 mod service;
 
@@ -57,7 +58,34 @@ pub async fn run_with_resolver(
     let internal =
         braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "gateway")
             .map_err(anyhow::Error::msg)?;
-    let authenticator = auth::Authenticator::from_config(&config.auth).await?;
+    let revocations = Arc::new(braid_core::auth::revocation::Revocations::new());
+    let authenticator = auth::Authenticator::from_config(&config.auth, revocations.clone()).await?;
+    // Revocation needs verified tokens and a database; without either, RevokeTokens says so.
+    let revoker = match config.auth.mode {
+        braid_core::auth::jwt::AuthMode::Jwt => revocation::Revoker::start(
+            &config.audit.database,
+            &config.revocation,
+            config.auth.max_token_ttl_secs + config.auth.leeway_secs,
+            revocations.clone(),
+            &metrics,
+        )?
+        .map(Arc::new),
+        braid_core::auth::jwt::AuthMode::Disabled => None,
+    };
+    // /healthz shows which keys sign and verify (key ids only) and the revocations in force,
+    // so an operator rotating keys sees when every replica has taken the new ring.
+    {
+        let (internal, users) = (internal.clone(), authenticator.clone());
+        health.set_live_detail("internal_auth.key", move || {
+            internal.describe().unwrap_or_else(|| "disabled".into())
+        });
+        health.set_live_detail("auth.hs256", move || {
+            users.describe_keys().unwrap_or_else(|| "none".into())
+        });
+        health.set_live_detail("revocations", move || {
+            format!("{} cut-offs in force", revocations.len())
+        });
+    }
     let connector = braid_core::client::Connector::new(
         internal.token_source(),
         config.breaker.to_config(),
@@ -137,21 +165,20 @@ pub async fn run_with_resolver(
             },
         )
     };
-    // Page tokens are signed with a key derived from the internal service key, so every
-    // replica accepts every other's tokens; without one, a random key per process.
-    let page_key = match config.internal_auth.mode {
-        braid_core::auth::internal::InternalAuthMode::ServiceJwt => {
-            config.internal_auth.key.load().ok()
-        }
-        braid_core::auth::internal::InternalAuthMode::Disabled => None,
-    };
+    // Page tokens are signed with a key derived from the internal service key ring (the
+    // signing key; any key of the ring verifies), so every replica accepts every other's
+    // tokens, across a key rotation too; without one, a random key per process.
+    let page_keys = internal.keys();
     let searcher = Arc::new(search::Searcher {
         clients,
         limits: search::LegLimits::new(&config.search),
         config: config.search.clone(),
         metrics: search::SearchMetrics::new(&metrics)?,
         cache: cache::QueryCache::new(&config.query_cache, &metrics)?,
-        pages: paging::PageTokens::new(page_key.as_deref()),
+        pages: match page_keys {
+            Some(ring) => paging::PageTokens::from_ring(ring),
+            None => paging::PageTokens::new(None),
+        },
         types: search::TypeSource::new(&config.search, &metrics),
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
@@ -160,6 +187,7 @@ pub async fn run_with_resolver(
         searcher,
         limits: limits.clone(),
         audit: audit.as_ref().map(|a| a.store.clone()),
+        revoker,
     })
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);

@@ -20,6 +20,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+
+use braid_core::auth::keys::WatchedKeys;
 use braid_core::auth::secret::constant_time_eq;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -60,27 +63,63 @@ impl Fingerprint {
 
 /// Signs and checks page tokens.
 pub struct PageTokens {
-    key: Vec<u8>,
+    keys: Keys,
+}
+
+enum Keys {
+    Fixed(Vec<u8>),
+    /// The internal key ring as it is now: tokens are signed with a key derived from its
+    /// signing key and accepted under a key derived from any of its keys.
+    Ring(Arc<WatchedKeys>),
+}
+
+fn derive(secret: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"braid.page-token.key");
+    h.update(secret);
+    h.finalize().to_vec()
 }
 
 impl PageTokens {
     /// Keyed from `secret` (the internal service key), or a random key when there is none.
     pub fn new(secret: Option<&[u8]>) -> Self {
         let key = match secret {
-            Some(secret) => {
-                let mut h = Sha256::new();
-                h.update(b"braid.page-token.key");
-                h.update(secret);
-                h.finalize().to_vec()
-            }
+            Some(secret) => derive(secret),
             None => (0..32).map(|_| rand::random::<u8>()).collect(),
         };
-        Self { key }
+        Self {
+            keys: Keys::Fixed(key),
+        }
     }
 
-    fn mac(&self, fingerprint: &[u8; 32], offset: u32) -> [u8; 32] {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+    /// Keyed from the internal key ring, following its changes.
+    pub fn from_ring(ring: Arc<WatchedKeys>) -> Self {
+        Self {
+            keys: Keys::Ring(ring),
+        }
+    }
+
+    fn signing_key(&self) -> Vec<u8> {
+        match &self.keys {
+            Keys::Fixed(key) => key.clone(),
+            Keys::Ring(ring) => derive(ring.current().signing().secret()),
+        }
+    }
+
+    fn verifying_keys(&self) -> Vec<Vec<u8>> {
+        match &self.keys {
+            Keys::Fixed(key) => vec![key.clone()],
+            Keys::Ring(ring) => ring
+                .current()
+                .keys()
+                .iter()
+                .map(|k| derive(k.secret()))
+                .collect(),
+        }
+    }
+
+    fn mac(key: &[u8], fingerprint: &[u8; 32], offset: u32) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
         mac.update(fingerprint);
         mac.update(&offset.to_le_bytes());
         mac.finalize().into_bytes().into()
@@ -92,7 +131,7 @@ impl PageTokens {
         let mut bytes = Vec::with_capacity(TOKEN_BYTES);
         bytes.push(VERSION);
         bytes.extend_from_slice(&offset.to_le_bytes());
-        bytes.extend_from_slice(&self.mac(&fp, offset));
+        bytes.extend_from_slice(&Self::mac(&self.signing_key(), &fp, offset));
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -117,7 +156,11 @@ impl PageTokens {
         }
         let offset = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
         let fp = fingerprint.finish();
-        if !constant_time_eq(&bytes[5..], &self.mac(&fp, offset)) {
+        let signed_by_ours = self
+            .verifying_keys()
+            .iter()
+            .any(|key| constant_time_eq(&bytes[5..], &Self::mac(key, &fp, offset)));
+        if !signed_by_ours {
             return Err(invalid());
         }
         Ok(offset)
@@ -237,5 +280,23 @@ mod tests {
         for junk in ["", "!!", "AAAA"] {
             assert!(tokens.decode(junk, fp("q")).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn tokens_survive_a_rotation_of_the_internal_key() {
+        use braid_core::auth::keys::KeyRing;
+        let (a, b) = ("x".repeat(32), "y".repeat(32));
+        let one = format!("[keys]\nk1 = \"{a}\"\n");
+        let both = format!("signing = \"k2\"\n[keys]\nk1 = \"{a}\"\nk2 = \"{b}\"\n");
+        let ring = WatchedKeys::fixed(KeyRing::parse(&one).unwrap());
+        // Another replica, which took up the new ring first.
+        let other = PageTokens::from_ring(WatchedKeys::fixed(KeyRing::parse(&both).unwrap()));
+        let tokens = PageTokens::from_ring(ring.clone());
+        let old = tokens.encode(fp("q"), 10);
+        assert_eq!(other.decode(&old, fp("q")).unwrap(), 10);
+        ring.apply(&both).unwrap();
+        let new = tokens.encode(fp("q"), 20);
+        assert_eq!(tokens.decode(&old, fp("q")).unwrap(), 10);
+        assert_eq!(other.decode(&new, fp("q")).unwrap(), 20);
     }
 }

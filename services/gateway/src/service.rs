@@ -16,8 +16,9 @@ use braid_proto::v1::{
     Document, DocumentResult, GetDocumentRequest, IngestRequest, IngestResponse,
     IngestStreamRequest, ListAuditRequest, ListAuditResponse, ListJobsRequest, ListJobsResponse,
     ReembedRequest, ReembedResponse, ReindexRequest, ReindexResponse, ReindexStatusRequest,
-    RetryJobsRequest, RetryJobsResponse, SearchRequest, SearchResponse, StatsRequest,
-    StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest, WaitIndexedResponse,
+    RetryJobsRequest, RetryJobsResponse, RevokeTokensRequest, RevokeTokensResponse, SearchRequest,
+    SearchResponse, StatsRequest, StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest,
+    WaitIndexedResponse,
 };
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -27,6 +28,7 @@ use crate::audit::store::AuditStore;
 use crate::error::GatewayError;
 use crate::limits::admission::{TenantUse, charged_tenant, resolve_tenant};
 use crate::limits::{Class, Limits, cost, fields, stream};
+use crate::revocation::Revoker;
 use crate::search::Searcher;
 
 pub struct GatewayApi {
@@ -34,6 +36,8 @@ pub struct GatewayApi {
     pub(crate) limits: Arc<Limits>,
     /// `None` when audit is off.
     pub(crate) audit: Option<AuditStore>,
+    /// `None` without a database.
+    pub(crate) revoker: Option<Arc<Revoker>>,
 }
 
 impl GatewayApi {
@@ -549,5 +553,43 @@ impl Gateway for GatewayApi {
             slot.results(response.records.len(), []);
         }
         Ok(Response::new(response))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        request: Request<RevokeTokensRequest>,
+    ) -> Result<Response<RevokeTokensResponse>, Status> {
+        let caller = caller(&request)?;
+        // A tenant-bound admin revokes in its own tenant; a cross-tenant one where it says
+        // (empty: every tenant).
+        let (tenant, ()) = self
+            .admit(
+                &request,
+                &caller,
+                Class::Admin,
+                &request.get_ref().tenant,
+                TenantUse::Operator,
+                one,
+            )
+            .await?;
+        let Some(revoker) = &self.revoker else {
+            return Err(GatewayError::NotConfigured(
+                "token revocation needs the gateway's database (set audit.database.url)".into(),
+            )
+            .into());
+        };
+        let slot = AuditSlot::of(&request);
+        let r = request.into_inner();
+        if let Some(slot) = &slot {
+            slot.target(&r.subject);
+        }
+        let cut_off = revoker.revoke(&caller, &tenant, &r.subject).await?;
+        Ok(Response::new(RevokeTokensResponse {
+            cut_off: Some(braid_proto::prost_types::Timestamp {
+                seconds: cut_off as i64,
+                nanos: 0,
+            }),
+            tenant,
+        }))
     }
 }

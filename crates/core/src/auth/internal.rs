@@ -1,9 +1,13 @@
 //! Service credentials between Braid services.
 //!
-//! Choice: short-lived service JWTs (HS256, a shared internal key from a file or the
+//! Choice: short-lived service JWTs (HS256, a shared internal key ring from a file or the
 //! environment, `aud = braid-internal`, `iss = braid`, `sub` = the calling service, 5 minute
-//! lifetime) rather than mTLS: no certificate authority to run, rotation is a key file swap,
-//! and the same layer works behind a service mesh that terminates TLS. The caller mints and
+//! lifetime) as the service identity: no certificate authority needed for it, and the same
+//! layer works behind a service mesh that terminates TLS. Mutual TLS (`crate::tls`) can be
+//! required on top, for the transport. The key ring (`super::keys`) holds several keys at
+//! once: tokens carry their key's `kid`, are signed with the ring's signing key and verified
+//! with any key in the ring; a key file is re-read every `internal_auth.key_reload_ms`, so
+//! the key rotates without a restart (add, switch signing, remove: see `super::keys`). The caller mints and
 //! re-mints its token ([`ServiceToken`], injected by [`ServiceTokenLayer`] on the shared
 //! client channel); every internal server verifies it on every RPC, reflection included,
 //! with [`InternalGuardLayer`] — except `grpc.health.v1`, so Kubernetes probes work without
@@ -20,6 +24,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use super::keys::{Key, KeyRing, WatchedKeys};
 use serde::{Deserialize, Serialize};
 use tonic::service::Routes;
 use tower::{Layer, Service};
@@ -52,15 +58,22 @@ pub enum InternalAuthMode {
 #[serde(deny_unknown_fields, default)]
 pub struct InternalAuthConfig {
     pub mode: InternalAuthMode,
-    /// The shared HS256 key (`internal_auth.key.file` or `internal_auth.key.value`).
+    /// The shared HS256 key or key ring (`internal_auth.key.file` or `internal_auth.key.value`;
+    /// every key at least 32 bytes, see `auth::keys`).
     pub key: KeySource,
+    /// How often a key file is re-read; a changed ring is used from then on.
+    pub key_reload_ms: u64,
 }
+
+/// Default of `internal_auth.key_reload_ms` and `auth.key_reload_ms`.
+pub const DEFAULT_KEY_RELOAD_MS: u64 = 1_000;
 
 impl Default for InternalAuthConfig {
     fn default() -> Self {
         Self {
             mode: InternalAuthMode::ServiceJwt,
             key: KeySource::default(),
+            key_reload_ms: DEFAULT_KEY_RELOAD_MS,
         }
     }
 }
@@ -69,7 +82,7 @@ impl InternalAuthConfig {
     pub fn disabled() -> Self {
         Self {
             mode: InternalAuthMode::Disabled,
-            key: KeySource::default(),
+            ..Self::default()
         }
     }
 
@@ -77,12 +90,20 @@ impl InternalAuthConfig {
         Self {
             mode: InternalAuthMode::ServiceJwt,
             key,
+            ..Self::default()
         }
     }
 
     pub fn validate(&self, errors: &mut Vec<String>) {
         if self.mode == InternalAuthMode::ServiceJwt {
+            let before = errors.len();
             self.key.validate("internal_auth.key", errors);
+            if errors.len() == before
+                && let Err(e) = WatchedKeys::load(&self.key, "internal_auth.key")
+            {
+                errors.push(e);
+            }
+            crate::config::positive(errors, "internal_auth.key_reload_ms", self.key_reload_ms);
         }
     }
 }
@@ -111,33 +132,49 @@ pub struct InternalAuth {
 
 struct Keys {
     service: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: Arc<WatchedKeys>,
 }
 
 impl InternalAuth {
-    /// Loads the key; fails when the mode needs one and the source is empty or unreadable.
+    /// Loads the key ring and, when it is a file and a tokio runtime is running, re-reads it
+    /// every `key_reload_ms`; fails when the mode needs a key and the source is empty,
+    /// unreadable, or holds a key shorter than 32 bytes.
     pub fn from_config(config: &InternalAuthConfig, service: &str) -> Result<Self, String> {
         match config.mode {
             InternalAuthMode::Disabled => Ok(Self { inner: None }),
             InternalAuthMode::ServiceJwt => {
-                let key = config
-                    .key
-                    .load()
-                    .map_err(|e| format!("internal_auth.key: {e}"))?;
-                Ok(Self::from_key(&key, service))
+                let ring = WatchedKeys::load(&config.key, "internal_auth.key")?;
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    ring.spawn_reload(Duration::from_millis(config.key_reload_ms.max(1)));
+                }
+                Ok(Self::from_ring(ring, service))
             }
         }
     }
 
+    /// One fixed key without a kid (tests and tools; no length check).
     pub fn from_key(key: &[u8], service: &str) -> Self {
+        Self::from_ring(WatchedKeys::fixed(KeyRing::single(key)), service)
+    }
+
+    /// Signs and verifies with `ring` as it is at each call.
+    pub fn from_ring(ring: Arc<WatchedKeys>, service: &str) -> Self {
         Self {
             inner: Some(Arc::new(Keys {
                 service: service.to_string(),
-                encoding: EncodingKey::from_secret(key),
-                decoding: DecodingKey::from_secret(key),
+                ring,
             })),
         }
+    }
+
+    /// The key ring (`None` when disabled).
+    pub fn keys(&self) -> Option<Arc<WatchedKeys>> {
+        self.inner.as_ref().map(|k| k.ring.clone())
+    }
+
+    /// Which keys sign and verify, by key id (for `/healthz`); `None` when disabled.
+    pub fn describe(&self) -> Option<String> {
+        self.inner.as_ref().map(|k| k.ring.current().describe())
     }
 
     pub fn disabled() -> Self {
@@ -148,25 +185,42 @@ impl InternalAuth {
         self.inner.is_some()
     }
 
-    /// A fresh token for this service (`None` when disabled).
+    /// A fresh token for this service, signed with the ring's signing key (`None` when
+    /// disabled).
     pub fn mint(&self) -> Option<String> {
         let keys = self.inner.as_ref()?;
-        mint_service_token(&keys.encoding, &keys.service, TOKEN_TTL).ok()
+        sign(keys.ring.current().signing(), &keys.service, TOKEN_TTL).ok()
     }
 
-    /// The calling service named by a valid token.
+    /// The calling service named by a valid token: signed by the ring's key its `kid` names
+    /// (or, without a `kid`, by any key of the ring).
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
         let Some(keys) = &self.inner else {
             return Ok("unverified".into());
         };
+        let refused = AuthError::Invalid("service credential refused");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refused.clone())?;
+        if header.alg != Algorithm::HS256 {
+            return Err(refused);
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.set_audience(&[INTERNAL_AUDIENCE]);
         validation.set_issuer(&[INTERNAL_ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        jsonwebtoken::decode::<ServiceClaims>(token, &keys.decoding, &validation)
+        let ring = keys.ring.current();
+        ring.candidates(header.kid.as_deref())
+            .into_iter()
+            .find_map(|key| {
+                jsonwebtoken::decode::<ServiceClaims>(
+                    token,
+                    &DecodingKey::from_secret(key.secret()),
+                    &validation,
+                )
+                .ok()
+            })
             .map(|d| d.claims.sub)
-            .map_err(|_| AuthError::Invalid("service credential refused"))
+            .ok_or(refused)
     }
 
     /// The token source for this service's client channels.
@@ -212,6 +266,27 @@ pub fn mint_service_token(
     service: &str,
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_with_header(Header::new(Algorithm::HS256), key, service, ttl)
+}
+
+/// A service token signed with ring key `key`, its `kid` in the header.
+fn sign(key: &Key, service: &str, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = key.kid.clone();
+    mint_with_header(
+        header,
+        &EncodingKey::from_secret(key.secret()),
+        service,
+        ttl,
+    )
+}
+
+fn mint_with_header(
+    header: Header,
+    key: &EncodingKey,
+    service: &str,
+    ttl: Duration,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = now_secs();
     let claims = ServiceClaims {
         sub: service.to_string(),
@@ -220,14 +295,19 @@ pub fn mint_service_token(
         iat: now,
         exp: now + ttl.as_secs(),
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+    jsonwebtoken::encode(&header, &claims, key)
 }
 
-/// A cached, automatically re-minted `Bearer` header value for outgoing calls.
+/// A token minted for outgoing calls: the header value, when it expires, and the generation
+/// of the key ring it was signed with.
+type Cached = (http::HeaderValue, std::time::Instant, u64);
+
+/// A cached, automatically re-minted `Bearer` header value for outgoing calls; re-minted too
+/// when the key ring changes, so a token signed with a key about to be removed is not reused.
 #[derive(Clone)]
 pub struct ServiceToken {
     auth: InternalAuth,
-    cached: Arc<Mutex<Option<(http::HeaderValue, std::time::Instant)>>>,
+    cached: Arc<Mutex<Option<Cached>>>,
 }
 
 impl ServiceToken {
@@ -238,16 +318,22 @@ impl ServiceToken {
 
     /// The header value to send, or `None` when internal auth is disabled.
     pub fn header(&self) -> Option<http::HeaderValue> {
-        self.auth.inner.as_ref()?;
+        let keys = self.auth.inner.as_ref()?;
+        let generation = keys.ring.generation();
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((value, expires)) = cached.as_ref()
+        if let Some((value, expires, signed_with)) = cached.as_ref()
+            && *signed_with == generation
             && expires.saturating_duration_since(std::time::Instant::now()) > REFRESH_BEFORE
         {
             return Some(value.clone());
         }
         let token = self.auth.mint()?;
         let value = http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
-        *cached = Some((value.clone(), std::time::Instant::now() + TOKEN_TTL));
+        *cached = Some((
+            value.clone(),
+            std::time::Instant::now() + TOKEN_TTL,
+            generation,
+        ));
         Some(value)
     }
 }
@@ -422,6 +508,74 @@ mod tests {
         assert!(a.principal(None, Some(user.clone())).is_err());
         let hv = a.token_source().header().unwrap();
         assert_eq!(a.principal(Some(&hv), Some(user.clone())).unwrap(), user);
+    }
+
+    #[test]
+    fn rings_rotate_add_switch_remove_without_refusing_a_caller() {
+        let a = "key-one-0123456789abcdef0123456789";
+        let b = "key-two-0123456789abcdef0123456789";
+        let only_one = format!("[keys]\none = \"{a}\"\n");
+        let both = |signing: &str| {
+            format!("signing = \"{signing}\"\n[keys]\none = \"{a}\"\ntwo = \"{b}\"\n")
+        };
+        let only_two = format!("[keys]\ntwo = \"{b}\"\n");
+        let ring = WatchedKeys::fixed(KeyRing::parse(&only_one).unwrap());
+        let caller = InternalAuth::from_ring(ring.clone(), "gateway");
+        let callee_ring = WatchedKeys::fixed(KeyRing::parse(&only_one).unwrap());
+        let callee = InternalAuth::from_ring(callee_ring.clone(), "ingest");
+        let source = caller.token_source();
+        let check = |source: &ServiceToken| {
+            let value = source.header().unwrap();
+            let token = value.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+            callee.verify(token)
+        };
+        let first = source.header().unwrap();
+        assert_eq!(check(&source).unwrap(), "gateway");
+        // 1. Both learn the new key; the caller still signs with the old one.
+        callee_ring.apply(&both("one")).unwrap();
+        ring.apply(&both("one")).unwrap();
+        assert_eq!(check(&source).unwrap(), "gateway");
+        // 2. The caller switches signing: its cached token is replaced at once.
+        ring.apply(&both("two")).unwrap();
+        assert_ne!(source.header().unwrap(), first);
+        assert_eq!(check(&source).unwrap(), "gateway");
+        let kid = jsonwebtoken::decode_header(
+            source
+                .header()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .strip_prefix("Bearer ")
+                .unwrap(),
+        )
+        .unwrap()
+        .kid;
+        assert_eq!(kid.as_deref(), Some("two"));
+        // 3. The old key goes: tokens it signed are refused, the caller's are not.
+        callee_ring.apply(&only_two).unwrap();
+        ring.apply(&only_two).unwrap();
+        assert_eq!(check(&source).unwrap(), "gateway");
+        let old = first.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+        assert!(callee.verify(old).is_err());
+    }
+
+    #[test]
+    fn short_or_missing_internal_keys_fail_validation_naming_the_key() {
+        let mut errors = Vec::new();
+        InternalAuthConfig::with_key(KeySource::from_value("change-me-internal"))
+            .validate(&mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("internal_auth.key: the key is 18 bytes; at least 32"),
+            "{errors:?}"
+        );
+        let err = InternalAuth::from_config(
+            &InternalAuthConfig::with_key(KeySource::from_value("short")),
+            "ingest",
+        )
+        .err()
+        .unwrap();
+        assert!(err.starts_with("internal_auth.key:"), "{err}");
     }
 
     #[test]

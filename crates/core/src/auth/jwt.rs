@@ -1,10 +1,15 @@
 //! User tokens: configuration (`auth.*`), verification and the mapping from claims to a
 //! [`Principal`].
 //!
-//! Accepted: HS256 with the configured secret, RS256/ES256 with a key from the JWKS (pinned
-//! per key type, see [`super::jwks`]). Everything else — `alg: none`, HS384, an HS256 token
-//! when no secret is configured, an RS256 header on an EC key — is refused before any
+//! Accepted: HS256 with a key of the configured key ring (selected by the token's `kid`, see
+//! [`super::keys`]; the file is re-read on change), RS256/ES256 with a key from the JWKS
+//! (pinned per key type, see [`super::jwks`]). Everything else — `alg: none`, HS384, an HS256
+//! token when no secret is configured, an RS256 header on an EC key — is refused before any
 //! signature check, so a public key can never be used as an HMAC secret.
+//!
+//! Lifetime: a token living longer than `auth.max_token_ttl_secs` (`exp - iat`, or
+//! `exp - now` without `iat`) is refused, and so is one issued in the future. Revocation: a
+//! token issued before its subject's cut-off ([`super::revocation`]) is refused.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -17,6 +22,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::jwks::{Jwks, JwksSource};
+use super::keys::WatchedKeys;
+use super::revocation::Revocations;
 use super::secret::KeySource;
 use super::{Access, CallerKind, Principal, Role};
 use crate::config::positive;
@@ -27,6 +34,8 @@ pub const MAX_GROUPS: usize = 256;
 pub const MAX_GROUP_BYTES: usize = 256;
 /// Largest token accepted (header value).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Default of `auth.max_token_ttl_secs`: a working day and then some (24 h).
+pub const DEFAULT_MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,8 +51,14 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
-    /// HS256 secret; unset = HS256 tokens are refused.
+    /// HS256 key or key ring (every key at least 32 bytes; see `auth::keys`); unset = HS256
+    /// tokens are refused.
     pub hs256: KeySource,
+    /// How often an `hs256.file` is re-read; a changed ring is used from then on.
+    pub key_reload_ms: u64,
+    /// Longest lifetime a token may have: `exp - iat`, or `exp - now` when it has no `iat`.
+    /// Longer-lived tokens are refused whoever signed them.
+    pub max_token_ttl_secs: u64,
     /// RS256/ES256 public keys as a JWKS file...
     pub jwks_file: Option<PathBuf>,
     /// ...or URL (`https://`, or `http://` for a local identity provider).
@@ -65,6 +80,8 @@ impl Default for AuthConfig {
         Self {
             mode: AuthMode::Jwt,
             hs256: KeySource::default(),
+            key_reload_ms: super::internal::DEFAULT_KEY_RELOAD_MS,
+            max_token_ttl_secs: DEFAULT_MAX_TOKEN_TTL_SECS,
             jwks_file: None,
             jwks_url: None,
             jwks_refresh_secs: 300,
@@ -96,8 +113,16 @@ impl AuthConfig {
             );
         }
         if self.hs256.is_configured() {
+            let before = errors.len();
             self.hs256.validate("auth.hs256", errors);
+            if errors.len() == before
+                && let Err(e) = WatchedKeys::load(&self.hs256, "auth.hs256")
+            {
+                errors.push(e);
+            }
         }
+        positive(errors, "auth.key_reload_ms", self.key_reload_ms);
+        positive(errors, "auth.max_token_ttl_secs", self.max_token_ttl_secs);
         if self.jwks_file.is_some() && self.jwks_url.is_some() {
             errors.push("auth: set auth.jwks_file or auth.jwks_url, not both".into());
         }
@@ -153,6 +178,12 @@ pub struct Claims {
     /// Acts in any tenant; honoured only with the admin role.
     #[serde(default)]
     pub braid_cross_tenant: Option<bool>,
+    /// Issued at (seconds since the Unix epoch): lifetime and revocation checks.
+    #[serde(default)]
+    pub iat: Option<u64>,
+    /// Required by the verifier before the claims are read.
+    #[serde(default)]
+    pub exp: u64,
 }
 
 impl Claims {
@@ -214,31 +245,64 @@ impl Claims {
 
 /// Verifies user tokens.
 pub struct JwtVerifier {
-    hs256: Option<DecodingKey>,
+    hs256: Option<Arc<WatchedKeys>>,
     jwks: Option<Arc<Jwks>>,
     issuer: String,
     audience: String,
     leeway: u64,
-    _refresh: Option<tokio::task::JoinHandle<()>>,
+    max_ttl: u64,
+    revocations: Option<Arc<Revocations>>,
+    _refresh: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for JwtVerifier {
     fn drop(&mut self) {
-        if let Some(task) = &self._refresh {
+        for task in &self._refresh {
             task.abort();
         }
     }
 }
 
+/// Refuses a token living longer than `max_ttl` or issued in the future (beyond `leeway`).
+fn check_lifetime(
+    iat: Option<u64>,
+    exp: u64,
+    now: u64,
+    max_ttl: u64,
+    leeway: u64,
+) -> Result<(), AuthError> {
+    let lifetime = match iat {
+        Some(iat) if iat > now.saturating_add(leeway) => {
+            return Err(AuthError::Claims("`iat` is in the future".into()));
+        }
+        Some(iat) => exp.saturating_sub(iat),
+        None => exp.saturating_sub(now),
+    };
+    if lifetime > max_ttl {
+        return Err(AuthError::Claims(format!(
+            "token lifetime {lifetime} s exceeds the maximum of {max_ttl} s \
+             (auth.max_token_ttl_secs)"
+        )));
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl JwtVerifier {
-    /// Loads the keys; a configured but empty or unreadable key source is an error.
+    /// Loads the keys (an HS256 key file is then re-read every `auth.key_reload_ms`); a
+    /// configured but empty or unreadable key source, or a key shorter than 32 bytes, is an
+    /// error.
     pub async fn from_config(config: &AuthConfig) -> Result<Self, String> {
+        let mut tasks = Vec::new();
         let hs256 = if config.hs256.is_configured() {
-            let secret = config
-                .hs256
-                .load()
-                .map_err(|e| format!("auth.hs256: {e}"))?;
-            Some(DecodingKey::from_secret(&secret))
+            let ring = WatchedKeys::load(&config.hs256, "auth.hs256")?;
+            tasks.extend(ring.spawn_reload(Duration::from_millis(config.key_reload_ms.max(1))));
+            Some(ring)
         } else {
             None
         };
@@ -247,15 +311,15 @@ impl JwtVerifier {
             (None, Some(u)) => Some(JwksSource::Url(u.clone())),
             (None, None) => None,
         };
-        let (jwks, refresh) = match source {
+        let jwks = match source {
             Some(source) => {
                 let jwks = Jwks::load(source, Duration::from_secs(config.jwks_min_refresh_secs))
                     .await
                     .map_err(|e| format!("auth JWKS: {e}"))?;
-                let task = jwks.spawn_refresh(Duration::from_secs(config.jwks_refresh_secs));
-                (Some(jwks), Some(task))
+                tasks.push(jwks.spawn_refresh(Duration::from_secs(config.jwks_refresh_secs)));
+                Some(jwks)
             }
-            None => (None, None),
+            None => None,
         };
         if hs256.is_none() && jwks.is_none() {
             return Err("auth: no verification key configured".into());
@@ -266,8 +330,21 @@ impl JwtVerifier {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway: config.leeway_secs,
-            _refresh: refresh,
+            max_ttl: config.max_token_ttl_secs,
+            revocations: None,
+            _refresh: tasks,
         })
+    }
+
+    /// Also refuses tokens issued before their subject's cut-off in `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// The HS256 key ring (`None` without HS256 keys).
+    pub fn hs256_keys(&self) -> Option<Arc<WatchedKeys>> {
+        self.hs256.clone()
     }
 
     /// The principal of a verified `token`.
@@ -276,12 +353,23 @@ impl JwtVerifier {
             return Err(AuthError::Invalid("token too large"));
         }
         let (alg, kid) = read_header(token)?;
-        let (key, algorithm) = match alg.as_str() {
+        let (keys, algorithm) = match alg.as_str() {
             "none" | "None" | "NONE" => {
                 return Err(AuthError::Invalid("unsigned tokens (alg none) are refused"));
             }
             "HS256" => match &self.hs256 {
-                Some(key) => (key.clone(), Algorithm::HS256),
+                Some(ring) => {
+                    let ring = ring.current();
+                    let keys: Vec<DecodingKey> = ring
+                        .candidates(kid.as_deref())
+                        .into_iter()
+                        .map(|k| DecodingKey::from_secret(k.secret()))
+                        .collect();
+                    if keys.is_empty() {
+                        return Err(AuthError::Invalid("unknown signing key (kid)"));
+                    }
+                    (keys, Algorithm::HS256)
+                }
                 None => return Err(AuthError::Invalid("HS256 tokens are not accepted here")),
             },
             "RS256" | "ES256" => {
@@ -302,7 +390,7 @@ impl JwtVerifier {
                 if found.algorithm != wanted {
                     return Err(AuthError::Invalid("algorithm does not match the key type"));
                 }
-                (found.key, found.algorithm)
+                (vec![found.key], found.algorithm)
             }
             _ => return Err(AuthError::Invalid("signing algorithm not accepted")),
         };
@@ -323,9 +411,30 @@ impl JwtVerifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|e| AuthError::Invalid(reason(e.kind())))?;
-        data.claims.into_principal()
+        // A token without a `kid` is tried with every key of the ring: the first that
+        // verifies it wins; otherwise the error of the last one is the answer.
+        let mut outcome = Err(AuthError::Invalid("bad signature"));
+        for key in &keys {
+            outcome = jsonwebtoken::decode::<Claims>(token, key, &validation)
+                .map_err(|e| AuthError::Invalid(reason(e.kind())));
+            if !matches!(outcome, Err(AuthError::Invalid("bad signature"))) {
+                break;
+            }
+        }
+        let claims = outcome?.claims;
+        check_lifetime(
+            claims.iat,
+            claims.exp,
+            unix_now(),
+            self.max_ttl,
+            self.leeway,
+        )?;
+        let iat = claims.iat;
+        let principal = claims.into_principal()?;
+        if let Some(revocations) = &self.revocations {
+            revocations.check(principal.access.tenant.as_deref(), &principal.subject, iat)?;
+        }
+        Ok(principal)
     }
 }
 
@@ -508,5 +617,117 @@ mod tests {
         let (alg, _) = read_header(&format!("{header}.{body}.")).unwrap();
         assert_eq!(alg, "none");
         assert!(read_header("nonsense").is_err());
+    }
+
+    fn signed(claims: &serde_json::Value, key: &str, kid: Option<&str>) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn user_claims(iat: Option<u64>, exp: u64) -> serde_json::Value {
+        let mut c = serde_json::json!({
+            "sub": "alice", "tenant": "acme", "role": "reader",
+            "iss": "braid", "aud": "braid", "exp": exp,
+        });
+        if let Some(iat) = iat {
+            c["iat"] = iat.into();
+        }
+        c
+    }
+
+    const K1: &str = "user-key-one-0123456789abcdef01234";
+    const K2: &str = "user-key-two-0123456789abcdef01234";
+
+    #[test]
+    fn lifetimes_beyond_the_maximum_are_refused() {
+        let now = 1_000_000;
+        assert!(check_lifetime(Some(now), now + 3600, now, 86_400, 30).is_ok());
+        let err = check_lifetime(Some(now), now + 100 * 365 * 86_400, now, 86_400, 30).unwrap_err();
+        assert!(err.to_string().contains("auth.max_token_ttl_secs"), "{err}");
+        // Without iat, what is left of the token counts.
+        assert!(check_lifetime(None, now + 3600, now, 86_400, 30).is_ok());
+        assert!(check_lifetime(None, now + 86_401, now, 86_400, 30).is_err());
+        // Issued in the future (beyond the leeway): refused.
+        assert!(check_lifetime(Some(now + 20), now + 60, now, 86_400, 30).is_ok());
+        assert!(check_lifetime(Some(now + 31), now + 60, now, 86_400, 30).is_err());
+    }
+
+    #[tokio::test]
+    async fn hs256_rings_select_by_kid_cap_lifetimes_and_honour_revocations() {
+        let ring = format!("signing = \"k2\"\n[keys]\nk1 = \"{K1}\"\nk2 = \"{K2}\"\n");
+        let config = AuthConfig {
+            hs256: KeySource::from_value(ring),
+            ..AuthConfig::default()
+        };
+        let revocations = Arc::new(Revocations::new());
+        let verifier = JwtVerifier::from_config(&config)
+            .await
+            .unwrap()
+            .with_revocations(revocations.clone());
+        let now = unix_now();
+        let good = user_claims(Some(now), now + 600);
+        for (key, kid) in [(K1, Some("k1")), (K2, Some("k2")), (K1, None), (K2, None)] {
+            let p = verifier.verify(&signed(&good, key, kid)).await;
+            assert_eq!(p.unwrap().subject, "alice", "{kid:?}");
+        }
+        // The kid picks the key: another key under that kid, or an unknown kid, is refused.
+        let err = verifier
+            .verify(&signed(&good, K2, Some("k1")))
+            .await
+            .unwrap_err();
+        assert_eq!(err, AuthError::Invalid("bad signature"));
+        let err = verifier
+            .verify(&signed(&good, K1, Some("k9")))
+            .await
+            .unwrap_err();
+        assert_eq!(err, AuthError::Invalid("unknown signing key (kid)"));
+        let other = "some-other-key-0123456789abcdef0123";
+        assert!(verifier.verify(&signed(&good, other, None)).await.is_err());
+        // A 100-year token is refused even when correctly signed.
+        let long = user_claims(Some(now), now + 100 * 365 * 86_400);
+        let err = verifier
+            .verify(&signed(&long, K1, Some("k1")))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("exceeds the maximum"), "{err}");
+        // Revoked: tokens issued before the cut-off are refused, later ones pass.
+        revocations.add(super::super::revocation::Revocation {
+            tenant: "acme".into(),
+            subject: "alice".into(),
+            cut_off: now + 1,
+        });
+        let err = verifier
+            .verify(&signed(&good, K2, Some("k2")))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+        let fresh = user_claims(Some(now + 1), now + 600);
+        assert!(
+            verifier
+                .verify(&signed(&fresh, K2, Some("k2")))
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn short_hs256_keys_fail_validation_naming_the_key() {
+        let mut errors = Vec::new();
+        AuthConfig {
+            hs256: KeySource::from_value("change-me-jwt"),
+            ..AuthConfig::default()
+        }
+        .validate(&mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("auth.hs256: the key is 13 bytes"),
+            "{errors:?}"
+        );
     }
 }

@@ -14,6 +14,8 @@
 pub mod internal;
 pub mod jwks;
 pub mod jwt;
+pub mod keys;
+pub mod revocation;
 pub mod secret;
 
 use std::collections::BTreeSet;

@@ -61,6 +61,11 @@ impl KeySource {
 
     /// The key bytes. An empty or unreadable source is an error, never an empty key.
     pub fn load(&self) -> Result<Vec<u8>, String> {
+        self.load_text().map(String::into_bytes)
+    }
+
+    /// The source's text, surrounding whitespace removed (a key, or a key ring: `auth::keys`).
+    pub fn load_text(&self) -> Result<String, String> {
         let raw = match (&self.value, &self.file) {
             (Some(v), None) => v.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)
@@ -72,7 +77,7 @@ impl KeySource {
         if key.is_empty() {
             return Err("the key is empty".into());
         }
-        Ok(key.as_bytes().to_vec())
+        Ok(key.to_string())
     }
 }
 

@@ -39,6 +39,7 @@ const RPCS: &[&str] = &[
     "Reindex",
     "ReindexStatus",
     "Verify",
+    "RevokeTokens",
 ];
 
 pub fn rpc_name(name: &str) -> &'static str {

@@ -161,6 +161,12 @@ impl AuditSlot {
         });
     }
 
+    /// What an operator RPC acted on, kept as is in the record's `query` field
+    /// (`RevokeTokens`: the revoked subject).
+    pub fn target(&self, what: &str) {
+        self.with(|f| f.query = what.to_string());
+    }
+
     pub fn take(&self) -> Filled {
         std::mem::take(&mut self.filled.lock().unwrap_or_else(|p| p.into_inner()))
     }
