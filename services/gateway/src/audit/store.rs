@@ -146,3 +146,23 @@ impl AuditStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every service's migrations share one `_sqlx_migrations` table per database: two files
+    /// with one version would make the second never run (a merge once gave the gateway two
+    /// 3002s, and audit records stopped being stored). The gateway owns 3000-3999.
+    #[test]
+    fn migration_versions_are_unique_and_the_gateways() {
+        let migrator = sqlx::migrate!("./migrations");
+        let versions: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let mut unique = versions.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), versions.len(), "repeated versions: {versions:?}");
+        assert!(
+            versions.iter().all(|v| (3000..4000).contains(v)),
+            "versions outside 3000-3999: {versions:?}"
+        );
+    }
+}
