@@ -171,7 +171,7 @@ def rolls_on_change(render: Callable[[dict], list[Doc]], values: dict) -> list[s
     base = _pod_checksums(render(values))
     if _pod_checksums(render(values)) != base:
         problems.append("pod template annotations differ between two identical renders")
-    secret = _pod_checksums(render({**values, "internalAuth": {"key": "another-internal-key"}}))
+    secret = _pod_checksums(render({**values, "internalAuth": {"key": "another-internal-key-0123456789abcdef01"}}))
     config = _pod_checksums(
         render({**values, "services": {"gateway": {"config": "[search]\nrrf_k = 61\n"}}})
     )

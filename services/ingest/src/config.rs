@@ -283,7 +283,7 @@ mod tests {
         // Service credentials are on by default; only the key must be given.
         let env = HashMap::from([(
             "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
-            "k".to_string(),
+            "k".repeat(32),
         )]);
         let cfg: IngestConfig = braid_core::config::load("ingest", None, &env).unwrap();
         assert_eq!(cfg.server.grpc_addr.port(), 50052);
@@ -295,7 +295,7 @@ mod tests {
         let env = HashMap::from([
             (
                 "BRAID_INGEST__INTERNAL_AUTH__KEY__VALUE".to_string(),
-                "k".to_string(),
+                "k".repeat(32),
             ),
             (
                 "BRAID_INGEST__CHUNKING__OVERLAP_TOKENS".to_string(),
