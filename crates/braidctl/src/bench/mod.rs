@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Bearer token sent as `authorization: Bearer <token>`.
     #[arg(long, env = "BRAID_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Many callers: a file with one bearer token per line; request i carries token
+    /// i mod n, so per-caller budgets and caches see n callers (replaces --token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Ask the gateway not to answer from its query cache (uncached figures).
     #[arg(long)]
     bypass_cache: bool,
@@ -159,9 +163,13 @@ struct Bench {
     queries: Vec<String>,
     next_query: AtomicU64,
     template: SearchRequest,
-    authorization: Option<AsciiMetadataValue>,
+    /// One per caller; request i carries `authorization[i % len]` (none when empty).
+    authorization: Vec<AsciiMetadataValue>,
     timeout: Duration,
     recorder: Mutex<Recorder>,
+    /// Every answer of the run, the warm-up and the requests finishing after the measured
+    /// window included: what the stack's CPU over the whole run is divided by.
+    answered_whole_run: AtomicU64,
 }
 
 enum Outcome {
@@ -176,7 +184,8 @@ impl Bench {
         body.query = self.queries[i % self.queries.len()].clone();
         let mut request = Request::new(body);
         request.set_timeout(self.timeout);
-        if let Some(value) = &self.authorization {
+        if !self.authorization.is_empty() {
+            let value = &self.authorization[i % self.authorization.len()];
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
@@ -205,6 +214,7 @@ impl Bench {
             );
             match call.await {
                 Ok(Ok(response)) => {
+                    self.answered_whole_run.fetch_add(1, Ordering::Relaxed);
                     return Outcome::Answered {
                         degraded: response.get_ref().degraded,
                     };
@@ -272,13 +282,34 @@ pub async fn run(
     };
     anyhow::ensure!(connections > 0, "--connections must be at least 1");
     let queries = queries::load(&args.queries)?;
-    let authorization = match &args.token {
-        Some(token) => Some(
-            MetadataValue::try_from(format!("Bearer {token}"))
-                .context("the token is not a valid header value")?,
-        ),
-        None => None,
+    let tokens: Vec<String> = match (&args.token_file, &args.token) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read --token-file {}", path.display()))?;
+            let tokens: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            anyhow::ensure!(
+                !tokens.is_empty(),
+                "--token-file {} holds no token",
+                path.display()
+            );
+            tokens
+        }
+        (None, Some(token)) => vec![token.clone()],
+        (None, None) => Vec::new(),
     };
+    let authorization = tokens
+        .iter()
+        .map(|token| {
+            MetadataValue::try_from(format!("Bearer {token}"))
+                .context("a token is not a valid header value")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let callers = authorization.len();
     let mut slots = Vec::with_capacity(connections);
     for _ in 0..connections {
         let per_target =
@@ -310,6 +341,7 @@ pub async fn run(
         authorization,
         timeout: args.timeout,
         recorder: Mutex::new(Recorder::new()),
+        answered_whole_run: AtomicU64::new(0),
     });
     let setup = Setup {
         loop_kind: if args.rate.is_some() {
@@ -322,6 +354,7 @@ pub async fn run(
         connections,
         target_rate: args.rate,
         targets: targets.len(),
+        callers,
     };
 
     let start = Instant::now();
@@ -351,11 +384,13 @@ pub async fn run(
             eprintln!();
         }
     }
-    let report: Report = bench
+    let mut report: Report = bench
         .recorder
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .report(setup, elapsed);
+    report.answered_whole_run = bench.answered_whole_run.load(Ordering::Relaxed);
+    report.whole_run_seconds = (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -482,6 +517,34 @@ fn spawn_progress(bench: Arc<Bench>, measure_from: Instant) -> tokio::task::Join
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_rotate_over_the_callers_tokens() {
+        let bench = Bench {
+            slots: Vec::new(),
+            queries: vec!["q".into()],
+            next_query: AtomicU64::new(0),
+            template: SearchRequest::default(),
+            authorization: ["a", "b", "c"]
+                .iter()
+                .map(|t| MetadataValue::try_from(format!("Bearer {t}")).unwrap())
+                .collect(),
+            timeout: Duration::from_secs(1),
+            recorder: Mutex::new(Recorder::new()),
+            answered_whole_run: AtomicU64::new(0),
+        };
+        let sent: Vec<String> = (0..6)
+            .map(|_| {
+                let request = bench.next_request();
+                let value = request.metadata().get("authorization").unwrap();
+                value.to_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            ["a", "b", "c", "a", "b", "c"].map(|t| format!("Bearer {t}"))
+        );
+    }
 
     #[test]
     fn durations() {

@@ -144,6 +144,8 @@ impl Recorder {
             error_window: window(&self.timeline, |s| s.errors),
             degraded_window: window(&self.timeline, |s| s.degraded),
             timeline: self.timeline.clone(),
+            answered_whole_run: self.ok,
+            whole_run_seconds: round(secs),
         }
     }
 
@@ -188,6 +190,8 @@ pub struct Setup {
     pub connections: usize,
     pub target_rate: Option<f64>,
     pub targets: usize,
+    /// Caller identities (tokens) the requests rotate over (0: no token).
+    pub callers: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +224,11 @@ pub struct Report {
     pub degraded_window: Option<[usize; 2]>,
     /// Per second of the measured window (by send time): answered, degraded, failed.
     pub timeline: Vec<Second>,
+    /// Answers over the whole run: warm-up, measured window and the requests that finished
+    /// after it (CPU used over the whole run divided by this is CPU per answer).
+    pub answered_whole_run: u64,
+    /// Seconds from the first request sent to the last answer.
+    pub whole_run_seconds: f64,
 }
 
 impl Report {
@@ -239,11 +248,11 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "{} search, {load}, {} gateway target(s), {:.1} s measured",
-            s.mode, s.targets, self.seconds
+            "{} search, {load}, {} gateway target(s), {} caller(s), {:.1} s measured",
+            s.mode, s.targets, s.callers, self.seconds
         );
         let l = &self.latency_ms;
-        let rows: [(&str, String); 12] = [
+        let rows: [(&str, String); 13] = [
             ("requests", self.requests.to_string()),
             ("answered", self.answered.to_string()),
             ("QPS", format!("{:.1}", self.qps)),
@@ -259,6 +268,13 @@ impl Report {
             ),
             ("degraded answers", self.degraded.to_string()),
             ("failovers", self.failovers.to_string()),
+            (
+                "answered, run",
+                format!(
+                    "{} in {:.1} s (warm-up and tail included)",
+                    self.answered_whole_run, self.whole_run_seconds
+                ),
+            ),
         ];
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<17} {value}");
@@ -290,6 +306,7 @@ mod tests {
             connections: 2,
             target_rate: None,
             targets: 1,
+            callers: 1,
         }
     }
 
