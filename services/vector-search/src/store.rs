@@ -8,16 +8,20 @@
 //!   up ([`Encoding`]).
 //!
 //! Writes go to the primary; searches to the pool [`ReadRoute`] names (the replica while it
-//! is healthy, see `replica`). A search is ONE statement: its HNSW settings are set by an
-//! uncorrelated sub-select in the WHERE clause (`set_config(.., true)`, see [`hnsw_settings`]),
-//! which PostgreSQL evaluates once, before the index scan reads its first row, and which lasts
-//! only as long as the statement's transaction: the implicit one of the statement (one round
-//! trip for a prepared statement), or the one a transaction-mode pooler's statement runs in.
-//! So the settings never leak to another search on a pooled connection. Statements are named
-//! and cached per connection where the pooler allows it; vector-search's own connections
-//! plan every execution with its parameters (`plan_cache_mode = force_custom_plan`), so the
-//! planner still sees the query vector and the tenant/filter values and picks the HNSW scan
-//! (or an exact scan for a tiny tenant) knowingly.
+//! is healthy, see `replica`). pgvector costs an HNSW scan with the `hnsw.ef_search` in force
+//! when the statement is PLANNED (0.8: a larger candidate list makes an exact scan win on a
+//! small table), so the settings must be in force before the search statement, not set by it:
+//! - without a pooler, the service's own connections start with the configured
+//!   `hnsw.ef_search` and `hnsw.iterative_scan` as session settings (`-c` options in the
+//!   start-up packet), so a search at the default `ef_search` is ONE named, cached statement:
+//!   one round trip. These connections also plan every execution of a prepared statement
+//!   with its parameters (`plan_cache_mode = force_custom_plan`), so the planner sees the
+//!   query vector and the tenant/filter values and picks the HNSW scan (or an exact scan for
+//!   a tiny tenant) knowingly, as it did for the former unnamed statement;
+//! - a search with an `ef_search` of its own, and every search behind a transaction-mode
+//!   pooler (whose server connections are shared, so nothing may be set for the session),
+//!   runs in a transaction of its own that sets both with `SET LOCAL` (`set_config(.., true)`)
+//!   first: they never leak into another search on a pooled connection.
 
 use braid_core::auth::{Access, chunks_acl};
 use braid_core::filter::Filter;
@@ -32,10 +36,6 @@ use crate::filter::{Param, filter_sql, typed_metadata};
 use crate::replica::{ReadRoute, Reason, Route};
 
 const APPLICATION_NAME: &str = "braid-vector-search";
-
-/// Session settings of the service's own connections (not behind a transaction-mode pooler):
-/// a prepared search is planned for its parameters at every execution, as an unnamed one is.
-const SESSION_SETTINGS: &[(&str, &str)] = &[("plan_cache_mode", "force_custom_plan")];
 
 /// How vectors travel to PostgreSQL (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,9 @@ pub struct Store {
     /// `hnsw.ef_search` of a search that does not ask for its own.
     ef_search: u32,
     encoding: Encoding,
+    /// The connections hold `ef_search` and [`ITERATIVE_SCAN`] as session settings (no
+    /// transaction-mode pooler).
+    session_settings: bool,
 }
 
 /// A search against the store. No `Default`: every search states whose access it runs with,
@@ -107,20 +110,29 @@ impl Store {
         search: &SearchConfig,
         metrics: &braid_core::metrics::Metrics,
     ) -> Result<Self, VectorError> {
-        let replica = braid_core::db::replica_with(db, APPLICATION_NAME, SESSION_SETTINGS)?;
+        // Session settings of the service's own connections (left out behind a
+        // transaction-mode pooler, see `braid_core::db::primary_with`).
+        let ef_search = search.ef_search.to_string();
+        let settings = [
+            ("hnsw.ef_search", ef_search.as_str()),
+            ("hnsw.iterative_scan", ITERATIVE_SCAN),
+            ("plan_cache_mode", "force_custom_plan"),
+        ];
+        let replica = braid_core::db::replica_with(db, APPLICATION_NAME, &settings)?;
         let initial = if replica.is_some() {
             Route::Primary(Reason::Starting)
         } else {
             Route::Primary(Reason::NoReplica)
         };
         Ok(Self {
-            primary: braid_core::db::primary_with(db, APPLICATION_NAME, SESSION_SETTINGS)?,
+            primary: braid_core::db::primary_with(db, APPLICATION_NAME, &settings)?,
             replica,
             route: ReadRoute::new(initial, metrics)
                 .map_err(|e| VectorError::invalid("metrics", e.to_string()))?,
             config: db.clone(),
             ef_search: search.ef_search,
             encoding: Encoding::for_pooler(db.pooler),
+            session_settings: db.pooler == Pooler::None,
         })
     }
 
@@ -161,20 +173,39 @@ impl Store {
         Ok(typmod.max(0) as usize)
     }
 
-    /// The HNSW settings a search runs with, read back by a statement that sets them as a
-    /// search does: (`hnsw.ef_search`, `hnsw.iterative_scan`). Fails when pgvector rejects
-    /// them (loading `vector` first makes pgvector define, and so validate, the settings).
+    /// The HNSW settings a search at the default `ef_search` runs with, read back as it
+    /// would run: (`hnsw.ef_search`, `hnsw.iterative_scan`). Fails when pgvector rejects them
+    /// with `SET LOCAL`; a session setting it rejects is left at pgvector's default, which
+    /// the caller sees here (loading `vector` first makes pgvector define the settings).
     pub async fn search_settings(&self) -> Result<(String, String), VectorError> {
-        let settings = sqlx::query_as(&format!(
+        let query = sqlx::query_as(
             "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan') \
-             FROM (SELECT '[1]'::vector) AS loaded WHERE {}",
-            hnsw_settings(1)
-        ))
-        .bind(self.ef_search.to_string())
-        .bind(ITERATIVE_SCAN)
-        .fetch_one(&self.primary)
-        .await?;
-        Ok(settings)
+             FROM (SELECT '[1]'::vector) AS loaded",
+        );
+        let mut rows = self.fetch_all(&self.primary, self.ef_search, query).await?;
+        rows.pop()
+            .ok_or_else(|| VectorError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// Runs `query` with the HNSW settings of `ef_search`: as it is on a connection whose
+    /// session holds them, else in a transaction of its own after `SET LOCAL`.
+    async fn fetch_all<'q, O>(
+        &self,
+        db: &Db,
+        ef_search: u32,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        if self.session_settings && ef_search == self.ef_search {
+            return query.fetch_all(db).await;
+        }
+        let mut tx = db.begin().await?;
+        set_local_hnsw(&mut tx, ef_search).await?;
+        let rows = query.fetch_all(&mut tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     pub async fn ping(&self) -> Result<(), VectorError> {
@@ -307,18 +338,17 @@ impl Store {
     /// them. Access: unrestricted, or clearance at most the caller's and no groups or a shared
     /// one ([`Access::admits`]).
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
-        let filter = filter_sql(q.filter, 10);
+        let filter = filter_sql(q.filter, 8);
         let vector = self.encoding.query_vector();
         let sql = format!(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
                     1 - (embedding <=> {vector}) AS score \
              FROM vectors.chunks \
-             WHERE {} AND tenant = $2 AND ($4 = '' OR model = $4) \
+             WHERE tenant = $2 AND ($4 = '' OR model = $4) \
                AND ($5 OR (acl_clearance <= $6::int8 \
                            AND (acl_groups = '{{}}' OR acl_groups && $7::text[]))){} \
              ORDER BY embedding <=> {vector} \
              LIMIT $3",
-            hnsw_settings(8),
             filter.sql
         );
         let query = sqlx::query_as::<_, HitRow>(&sql);
@@ -339,9 +369,7 @@ impl Store {
                     .iter()
                     .map(String::as_str)
                     .collect::<Vec<_>>(),
-            )
-            .bind(ef_search.to_string())
-            .bind(ITERATIVE_SCAN);
+            );
         let query = filter.params.into_iter().fold(query, |query, p| match p {
             Param::Text(v) | Param::Json(v) => query.bind(v),
             Param::TextArray(v) => query.bind(v),
@@ -351,7 +379,7 @@ impl Store {
         let rows = match self.route.get() {
             Route::Replica => {
                 let replica = self.replica.as_ref().unwrap_or(&self.primary);
-                match query.fetch_all(replica).await {
+                match self.fetch_all(replica, ef_search, query).await {
                     Ok(rows) => rows,
                     // The replica went away under us: the primary answers this search, and
                     // the following ones until the background check finds the replica back.
@@ -367,7 +395,7 @@ impl Store {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Route::Primary(_) => query.fetch_all(&self.primary).await?,
+            Route::Primary(_) => self.fetch_all(&self.primary, ef_search, query).await?,
         };
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
@@ -394,17 +422,18 @@ impl Store {
     }
 }
 
-/// The condition that sets both HNSW settings for the statement it is part of, from the text
-/// parameters `$first` (`hnsw.ef_search`) and `$first + 1` (`hnsw.iterative_scan`). An
-/// uncorrelated sub-select: PostgreSQL runs it once (an InitPlan gating the scan, `One-Time
-/// Filter`) before the HNSW scan reads its first row, which is when pgvector reads the
-/// settings. `set_config(.., true)` holds until the end of the statement's transaction.
-fn hnsw_settings(first: usize) -> String {
-    format!(
-        "(SELECT set_config('hnsw.ef_search', ${first}, true) IS NOT NULL \
-            AND set_config('hnsw.iterative_scan', ${}, true) IS NOT NULL)",
-        first + 1
+/// `SET LOCAL` of both HNSW settings, in the caller's transaction. Loading `vector` first
+/// makes pgvector define (and so validate) the settings.
+async fn set_local_hnsw(tx: &mut braid_core::db::DbTx, ef_search: u32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', $2, true) \
+         FROM (SELECT '[1]'::vector) AS loaded",
     )
+    .bind(ef_search.to_string())
+    .bind(ITERATIVE_SCAN)
+    .execute(&mut *tx)
+    .await
+    .map(|_| ())
 }
 
 /// The chunks of one document, one row per element of the parallel arrays; the vectors as one
@@ -459,8 +488,10 @@ mod tests {
                 .await
                 .unwrap();
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            // One connection: a test sees what the previous search left on it.
             let db = DatabaseConfig {
                 url: format!("{base}/{name}"),
+                max_connections: 1,
                 ..DatabaseConfig::default()
             };
             // A small candidate list, so the HNSW path needs the iterative scan to fill top_k.
@@ -731,54 +762,38 @@ mod tests {
         db.drop(store).await;
     }
 
-    /// The HNSW settings of a search reach its index scan (pgvector reads them at the scan's
-    /// first row) and end with its statement: a pooled connection is left with the defaults.
+    /// A search at the default `ef_search` runs on the session settings of the store's own
+    /// connections; one with its own `ef_search` sets it for its transaction only, so the
+    /// (single) pooled connection is back at the configured settings afterwards.
     #[tokio::test]
-    async fn hnsw_settings_hold_for_one_statement() {
+    async fn an_own_ef_search_holds_for_its_search_only() {
         let (store, db) = TestDb::store().await;
-        for (i, v) in random_vectors(3, 60).into_iter().enumerate() {
-            let id = uuid::Uuid::new_v4().to_string();
-            let chunk = Chunk {
-                chunk_id: format!("{id}:0"),
-                document_id: id.clone(),
-                tenant: "t".into(),
-                external_id: format!("d{i}"),
-                ..Default::default()
-            };
-            store
-                .replace_document("t", &id, "m", false, &[chunk], &[v])
-                .await
-                .unwrap();
-        }
-        let query = vector_text(&random_vectors(5, 1)[0]);
-        let mut conn = store.primary.pool().acquire().await.unwrap();
-        // The index, not an exact scan of 60 rows; a session setting of this test's own
-        // connection.
-        sqlx::query("SET enable_seqscan = off")
-            .execute(&mut *conn)
+        let settings = || async {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
+            )
+            .fetch_one(&store.primary)
+            .await
+            .unwrap()
+        };
+        let configured = ("10".to_string(), ITERATIVE_SCAN.to_string());
+        assert_eq!(store.search_settings().await.unwrap(), configured);
+        put(&store, "a", None, 0.1).await;
+        let hits = store
+            .search(Query {
+                tenant: "t",
+                embedding: &vector(0.0),
+                top_k: 5,
+                filter: &Filter::default(),
+                min_score: None,
+                model: "",
+                access: &Access::unrestricted(),
+                ef_search: Some(77),
+            })
             .await
             .unwrap();
-        // Without the iterative scan an HNSW scan returns at most ef_search rows.
-        let rows: Vec<(String,)> = sqlx::query_as(&format!(
-            "SELECT chunk_id FROM vectors.chunks WHERE {} \
-             ORDER BY embedding <=> $3::text::vector LIMIT 20",
-            hnsw_settings(1)
-        ))
-        .bind("3")
-        .bind("off")
-        .bind(&query)
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap();
-        assert_eq!(rows.len(), 3);
-        let after: (String, String) = sqlx::query_as(
-            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        assert_eq!(after, ("40".to_string(), "off".to_string()));
-        drop(conn);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(settings().await, configured);
         db.drop(store).await;
     }
 
