@@ -313,11 +313,15 @@ async fn run(
         }
         anyhow::ensure!(
             differ == 0,
-            "{}: {differ} of {CHECKED} answers differ from `before`",
-            arm.name()
+            "{}: {differ} of {} answers differ from `before`",
+            arm.name(),
+            CHECKED.min(searches)
         );
     }
-    println!("answers of the first {CHECKED} queries identical in every arm (ids, exact scores)");
+    println!(
+        "answers of the first {} queries identical in every arm (ids, exact scores)",
+        CHECKED.min(searches)
+    );
 
     explain(&mut admin, &queries[0], top_k).await?;
 
