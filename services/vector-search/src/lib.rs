@@ -23,6 +23,8 @@ use braid_proto::v1::vector_search_service_server::VectorSearchServiceServer;
 
 pub use config::{SearchConfig, VectorSearchConfig};
 pub use error::VectorError;
+/// The store on its own, for the `vector_cost` example (CPU per search).
+pub use store::{Query, Store};
 
 /// Runs the vector-search service on `listeners` until `shutdown` resolves.
 pub async fn run(

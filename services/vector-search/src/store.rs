@@ -1,19 +1,33 @@
-//! SQL for the `vectors` schema. Vectors travel as binary `real[]` parameters cast to
-//! `vector` in SQL, not as `[1,2,3]` text that PostgreSQL would parse per query, and not as
-//! pgvector's own type either: binding an extension type makes sqlx look up its OID with a
-//! named prepared statement, which a transaction-mode pooler cannot keep. Every value is a
-//! bind parameter.
+//! SQL for the `vectors` schema. Every value is a bind parameter, and vectors travel in
+//! binary, never as `[1,2,3]` text that PostgreSQL would parse per query:
+//! - without a pooler, as pgvector's own binary `vector` (the `pgvector` crate's sqlx
+//!   encoding). sqlx looks the extension type's OID up once per connection, with a named
+//!   statement that it caches;
+//! - behind a transaction-mode pooler (PgBouncer), which cannot keep a named statement, as a
+//!   binary `real[]` cast to `vector` in SQL: built-in types only, so sqlx never looks a type
+//!   up ([`Encoding`]).
 //!
 //! Writes go to the primary; searches to the pool [`ReadRoute`] names (the replica while it
-//! is healthy, see `replica`). Each search runs in a transaction of its own that sets the HNSW
-//! settings with `SET LOCAL` (`set_config(.., true)`), so they hold through PgBouncer in
-//! transaction mode and never leak into another client's session.
+//! is healthy, see `replica`). pgvector costs an HNSW scan with the `hnsw.ef_search` in force
+//! when the statement is PLANNED (0.8: a larger candidate list makes an exact scan win on a
+//! small table), so the settings must be in force before the search statement, not set by it:
+//! - without a pooler, the service's own connections start with the configured
+//!   `hnsw.ef_search` and `hnsw.iterative_scan` as session settings (`-c` options in the
+//!   start-up packet), so a search at the default `ef_search` is ONE named, cached statement:
+//!   one round trip. These connections also plan every execution of a prepared statement
+//!   with its parameters (`plan_cache_mode = force_custom_plan`), so the planner sees the
+//!   query vector and the tenant/filter values and picks the HNSW scan (or an exact scan for
+//!   a tiny tenant) knowingly, as it did for the former unnamed statement;
+//! - a search with an `ef_search` of its own, and every search behind a transaction-mode
+//!   pooler (whose server connections are shared, so nothing may be set for the session),
+//!   runs in a transaction of its own that sets both with `SET LOCAL` (`set_config(.., true)`)
+//!   first: they never leak into another search on a pooled connection.
 
 use braid_core::auth::{Access, chunks_acl};
 use braid_core::filter::Filter;
 use std::sync::Arc;
 
-use braid_core::db::{DatabaseConfig, Db};
+use braid_core::db::{DatabaseConfig, Db, Pooler};
 use braid_proto::v1::{Chunk, ChunkHit};
 
 use crate::config::SearchConfig;
@@ -22,6 +36,32 @@ use crate::filter::{Param, filter_sql, typed_metadata};
 use crate::replica::{ReadRoute, Reason, Route};
 
 const APPLICATION_NAME: &str = "braid-vector-search";
+
+/// How vectors travel to PostgreSQL (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// pgvector's binary `vector` / `vector[]`.
+    Pgvector,
+    /// Binary `real[]`, cast to `vector` in SQL.
+    RealArray,
+}
+
+impl Encoding {
+    fn for_pooler(pooler: Pooler) -> Self {
+        match pooler {
+            Pooler::None => Encoding::Pgvector,
+            Pooler::Transaction => Encoding::RealArray,
+        }
+    }
+
+    /// The query vector, parameter `$1`, in SQL.
+    fn query_vector(self) -> &'static str {
+        match self {
+            Encoding::Pgvector => "$1::vector",
+            Encoding::RealArray => "$1::real[]::vector",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -32,6 +72,10 @@ pub struct Store {
     config: DatabaseConfig,
     /// `hnsw.ef_search` of a search that does not ask for its own.
     ef_search: u32,
+    encoding: Encoding,
+    /// The connections hold `ef_search` and [`ITERATIVE_SCAN`] as session settings (no
+    /// transaction-mode pooler).
+    session_settings: bool,
 }
 
 /// A search against the store. No `Default`: every search states whose access it runs with,
@@ -66,19 +110,29 @@ impl Store {
         search: &SearchConfig,
         metrics: &braid_core::metrics::Metrics,
     ) -> Result<Self, VectorError> {
-        let replica = braid_core::db::replica(db, APPLICATION_NAME)?;
+        // Session settings of the service's own connections (left out behind a
+        // transaction-mode pooler, see `braid_core::db::primary_with`).
+        let ef_search = search.ef_search.to_string();
+        let settings = [
+            ("hnsw.ef_search", ef_search.as_str()),
+            ("hnsw.iterative_scan", ITERATIVE_SCAN),
+            ("plan_cache_mode", "force_custom_plan"),
+        ];
+        let replica = braid_core::db::replica_with(db, APPLICATION_NAME, &settings)?;
         let initial = if replica.is_some() {
             Route::Primary(Reason::Starting)
         } else {
             Route::Primary(Reason::NoReplica)
         };
         Ok(Self {
-            primary: braid_core::db::primary(db, APPLICATION_NAME)?,
+            primary: braid_core::db::primary_with(db, APPLICATION_NAME, &settings)?,
             replica,
             route: ReadRoute::new(initial, metrics)
                 .map_err(|e| VectorError::invalid("metrics", e.to_string()))?,
             config: db.clone(),
             ef_search: search.ef_search,
+            encoding: Encoding::for_pooler(db.pooler),
+            session_settings: db.pooler == Pooler::None,
         })
     }
 
@@ -119,18 +173,39 @@ impl Store {
         Ok(typmod.max(0) as usize)
     }
 
-    /// The HNSW settings a search runs with, read back inside a search transaction:
-    /// (`hnsw.ef_search`, `hnsw.iterative_scan`). Fails when pgvector rejects them.
+    /// The HNSW settings a search at the default `ef_search` runs with, read back as it
+    /// would run: (`hnsw.ef_search`, `hnsw.iterative_scan`). Fails when pgvector rejects them
+    /// with `SET LOCAL`; a session setting it rejects is left at pgvector's default, which
+    /// the caller sees here (loading `vector` first makes pgvector define the settings).
     pub async fn search_settings(&self) -> Result<(String, String), VectorError> {
-        let mut tx = self.primary.begin().await?;
-        set_local_hnsw(&mut tx, self.ef_search).await?;
-        let settings = sqlx::query_as(
-            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
-        )
-        .fetch_one(&mut tx)
-        .await?;
+        let query = sqlx::query_as(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan') \
+             FROM (SELECT '[1]'::vector) AS loaded",
+        );
+        let mut rows = self.fetch_all(&self.primary, self.ef_search, query).await?;
+        rows.pop()
+            .ok_or_else(|| VectorError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// Runs `query` with the HNSW settings of `ef_search`: as it is on a connection whose
+    /// session holds them, else in a transaction of its own after `SET LOCAL`.
+    async fn fetch_all<'q, O>(
+        &self,
+        db: &Db,
+        ef_search: u32,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<O>, sqlx::Error>
+    where
+        O: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        if self.session_settings && ef_search == self.ef_search {
+            return query.fetch_all(db).await;
+        }
+        let mut tx = db.begin().await?;
+        set_local_hnsw(&mut tx, ef_search).await?;
+        let rows = query.fetch_all(&mut tx).await?;
         tx.commit().await?;
-        Ok(settings)
+        Ok(rows)
     }
 
     pub async fn ping(&self) -> Result<(), VectorError> {
@@ -171,7 +246,6 @@ impl Store {
                 .map(|c| serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
                 .collect();
             let typed: Vec<String> = chunks.iter().map(|c| typed_metadata(&c.metadata)).collect();
-            // All vectors in one flat real[]: row n is elements (n-1)*d+1 ..= n*d.
             let dims = embeddings.first().map_or(0, Vec::len);
             if let Some(i) = embeddings.iter().position(|v| v.len() != dims) {
                 return Err(VectorError::invalid(
@@ -179,17 +253,10 @@ impl Store {
                     format!("{} dimensions, the others have {dims}", embeddings[i].len()),
                 ));
             }
-            let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
-            sqlx::query(
-                "INSERT INTO vectors.chunks \
-                   (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
-                    acl_clearance, acl_groups, metadata_typed) \
-                 SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
-                        u.metadata::jsonb, $3, ($10::real[])[(u.n - 1) * $14 + 1 : u.n * $14]::vector, \
-                        $11, $12::text[], u.typed::jsonb \
-                 FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], $13::text[]) \
-                   WITH ORDINALITY AS u(chunk_id, external_id, title, ordinal, body, metadata, typed, n)",
-            )
+            let insert = sqlx::query(match self.encoding {
+                Encoding::Pgvector => INSERT_VECTORS,
+                Encoding::RealArray => INSERT_REAL_ARRAYS,
+            })
             .bind(tenant)
             .bind(document_id)
             .bind(model)
@@ -199,13 +266,22 @@ impl Store {
             .bind(&ordinals)
             .bind(&bodies)
             .bind(&metadata)
-            .bind(&flat)
             .bind(acl.clearance as i32) // chunks_acl checked it fits
             .bind(&acl.groups)
-            .bind(&typed)
-            .bind(dims as i64)
-            .execute(&mut tx)
-            .await?;
+            .bind(&typed);
+            let insert = match self.encoding {
+                Encoding::Pgvector => insert.bind(
+                    embeddings
+                        .iter()
+                        .map(|v| pgvector::Vector::from(v.clone()))
+                        .collect::<Vec<_>>(),
+                ),
+                // All vectors in one flat real[]: row n is elements (n-1)*d+1 ..= n*d.
+                Encoding::RealArray => insert
+                    .bind(embeddings.iter().flatten().copied().collect::<Vec<f32>>())
+                    .bind(dims as i64),
+            };
+            insert.execute(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(chunks.len() as u32)
@@ -263,19 +339,25 @@ impl Store {
     /// one ([`Access::admits`]).
     pub async fn search(&self, q: Query<'_>) -> Result<Vec<ChunkHit>, VectorError> {
         let filter = filter_sql(q.filter, 8);
+        let vector = self.encoding.query_vector();
         let sql = format!(
             "SELECT chunk_id, document_id::text, external_id, title, body, ordinal, \
-                    1 - (embedding <=> $1::real[]::vector) AS score \
+                    1 - (embedding <=> {vector}) AS score \
              FROM vectors.chunks \
              WHERE tenant = $2 AND ($4 = '' OR model = $4) \
                AND ($5 OR (acl_clearance <= $6::int8 \
                            AND (acl_groups = '{{}}' OR acl_groups && $7::text[]))){} \
-             ORDER BY embedding <=> $1::real[]::vector \
+             ORDER BY embedding <=> {vector} \
              LIMIT $3",
             filter.sql
         );
-        let query = sqlx::query_as::<_, HitRow>(&sql)
-            .bind(q.embedding)
+        let query = sqlx::query_as::<_, HitRow>(&sql);
+        let query = match self.encoding {
+            Encoding::Pgvector => query.bind(pgvector::Vector::from(q.embedding.to_vec())),
+            Encoding::RealArray => query.bind(q.embedding),
+        };
+        let ef_search = q.ef_search.unwrap_or(self.ef_search).min(MAX_EF_SEARCH);
+        let query = query
             .bind(q.tenant)
             .bind(q.top_k as i64)
             .bind(q.model)
@@ -294,14 +376,10 @@ impl Store {
             Param::Float(v) => query.bind(v),
             Param::Int(v) => query.bind(v),
         });
-        // Plan per call: a custom plan sees the query vector and the tenant/filter values, so
-        // the planner picks the HNSW scan (or an exact scan for a tiny tenant) knowingly.
-        let query = query.persistent(false);
-        let ef_search = q.ef_search.unwrap_or(self.ef_search).min(MAX_EF_SEARCH);
         let rows = match self.route.get() {
             Route::Replica => {
                 let replica = self.replica.as_ref().unwrap_or(&self.primary);
-                match run_search(replica, ef_search, query).await {
+                match self.fetch_all(replica, ef_search, query).await {
                     Ok(rows) => rows,
                     // The replica went away under us: the primary answers this search, and
                     // the following ones until the background check finds the replica back.
@@ -317,7 +395,7 @@ impl Store {
                     Err(e) => return Err(e.into()),
                 }
             }
-            Route::Primary(_) => run_search(&self.primary, ef_search, query).await?,
+            Route::Primary(_) => self.fetch_all(&self.primary, ef_search, query).await?,
         };
         // relaxed_order may return slightly out-of-order rows; restore exact order.
         let mut hits: Vec<ChunkHit> = rows
@@ -358,20 +436,30 @@ async fn set_local_hnsw(tx: &mut braid_core::db::DbTx, ef_search: u32) -> Result
     .map(|_| ())
 }
 
-type HitRow = (String, String, String, String, String, i32, f64);
+/// The chunks of one document, one row per element of the parallel arrays; the vectors as one
+/// `vector[]` ($13).
+const INSERT_VECTORS: &str = "INSERT INTO vectors.chunks \
+      (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
+       acl_clearance, acl_groups, metadata_typed) \
+    SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
+           u.metadata::jsonb, $3, u.embedding, $10, $11::text[], u.typed::jsonb \
+    FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], \
+                $12::text[], $13::vector[]) \
+      AS u(chunk_id, external_id, title, ordinal, body, metadata, typed, embedding)";
 
-/// One search on `db`: its own transaction, HNSW settings with `SET LOCAL`, the query.
-async fn run_search<'q>(
-    db: &Db,
-    ef_search: u32,
-    query: sqlx::query::QueryAs<'q, sqlx::Postgres, HitRow, sqlx::postgres::PgArguments>,
-) -> Result<Vec<HitRow>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    set_local_hnsw(&mut tx, ef_search).await?;
-    let rows = query.fetch_all(&mut tx).await?;
-    tx.commit().await?;
-    Ok(rows)
-}
+/// [`INSERT_VECTORS`] with the vectors as one flat `real[]` ($13) of rows of $14 elements:
+/// row n is elements (n-1)*d+1 ..= n*d.
+const INSERT_REAL_ARRAYS: &str = "INSERT INTO vectors.chunks \
+      (chunk_id, tenant, document_id, external_id, title, ordinal, body, metadata, model, embedding, \
+       acl_clearance, acl_groups, metadata_typed) \
+    SELECT u.chunk_id, $1, $2::uuid, u.external_id, u.title, u.ordinal, u.body, \
+           u.metadata::jsonb, $3, ($13::real[])[(u.n - 1) * $14 + 1 : u.n * $14]::vector, \
+           $10, $11::text[], u.typed::jsonb \
+    FROM UNNEST($4::text[], $5::text[], $6::text[], $7::int4[], $8::text[], $9::text[], \
+                $12::text[]) WITH ORDINALITY \
+      AS u(chunk_id, external_id, title, ordinal, body, metadata, typed, n)";
+
+type HitRow = (String, String, String, String, String, i32, f64);
 
 #[cfg(test)]
 mod tests {
@@ -400,8 +488,10 @@ mod tests {
                 .await
                 .unwrap();
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            // One connection: a test sees what the previous search left on it.
             let db = DatabaseConfig {
                 url: format!("{base}/{name}"),
+                max_connections: 1,
                 ..DatabaseConfig::default()
             };
             // A small candidate list, so the HNSW path needs the iterative scan to fill top_k.
@@ -556,6 +646,154 @@ mod tests {
             all.iter().all(|n| n.starts_with("secret")),
             "the restricted documents do rank first for a caller who may see them: {all:?}"
         );
+        db.drop(store).await;
+    }
+
+    /// Deterministic pseudo-random unit vectors (splitmix64), 384-d.
+    fn random_vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..384).map(|_| next()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+
+    /// pgvector's text form of `v`: every f32 written so that it reads back as the same f32.
+    fn vector_text(v: &[f32]) -> String {
+        let items: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// The binary encodings change nothing: a document's vectors written as `vector[]` and as
+    /// `real[]` read back bit for bit, and a search with the query as pgvector's binary
+    /// `vector` or as `real[]` returns the same chunks with the same scores (to the bit) as the
+    /// same SQL with the query vector as text.
+    #[tokio::test]
+    async fn binary_vectors_store_and_search_exactly_as_text() {
+        let (store, db) = TestDb::store().await;
+        assert_eq!(store.encoding, Encoding::Pgvector);
+        let real_arrays = Store {
+            encoding: Encoding::RealArray,
+            ..store.clone()
+        };
+        let vectors = random_vectors(7, 120);
+        for (i, docs) in vectors.chunks(4).enumerate() {
+            let writer = if i % 2 == 0 { &store } else { &real_arrays };
+            let id = uuid::Uuid::new_v4().to_string();
+            let chunks: Vec<Chunk> = (0..docs.len())
+                .map(|n| Chunk {
+                    chunk_id: format!("{id}:{n}"),
+                    document_id: id.clone(),
+                    tenant: "t".into(),
+                    external_id: format!("d{i}"),
+                    ordinal: n as u32,
+                    text: format!("chunk {i}.{n}"),
+                    ..Default::default()
+                })
+                .collect();
+            writer
+                .replace_document("t", &id, "m", false, &chunks, docs)
+                .await
+                .unwrap();
+        }
+        let stored: Vec<(String, Vec<f32>)> = sqlx::query_as(
+            "SELECT body, embedding::real[] FROM vectors.chunks ORDER BY ordinal, body",
+        )
+        .fetch_all(&store.primary)
+        .await
+        .unwrap();
+        assert_eq!(stored.len(), vectors.len());
+        for (body, v) in &stored {
+            let (i, n) = body["chunk ".len()..].split_once('.').unwrap();
+            let want = &vectors[i.parse::<usize>().unwrap() * 4 + n.parse::<usize>().unwrap()];
+            assert!(
+                v.iter()
+                    .map(|x| x.to_bits())
+                    .eq(want.iter().map(|x| x.to_bits())),
+                "{body} reads back other values"
+            );
+        }
+
+        let access = Access::unrestricted();
+        for query in random_vectors(11, 12) {
+            let by_text: Vec<(String, f64)> = sqlx::query_as(
+                "SELECT chunk_id, 1 - (embedding <=> $1::text::vector) FROM vectors.chunks \
+                 WHERE tenant = 't' ORDER BY embedding <=> $1::text::vector, chunk_id LIMIT 10",
+            )
+            .bind(vector_text(&query))
+            .fetch_all(&store.primary)
+            .await
+            .unwrap();
+            for s in [&store, &real_arrays] {
+                let hits = s
+                    .search(Query {
+                        tenant: "t",
+                        embedding: &query,
+                        top_k: 10,
+                        filter: &Filter::default(),
+                        min_score: None,
+                        model: "",
+                        access: &access,
+                        ef_search: Some(200),
+                    })
+                    .await
+                    .unwrap();
+                let got: Vec<(String, u32)> = hits
+                    .into_iter()
+                    .map(|h| (h.chunk_id, h.score.to_bits()))
+                    .collect();
+                let want: Vec<(String, u32)> = by_text
+                    .iter()
+                    .map(|(id, score)| (id.clone(), (*score as f32).to_bits()))
+                    .collect();
+                assert_eq!(got, want, "{:?}", s.encoding);
+            }
+        }
+        db.drop(store).await;
+    }
+
+    /// A search at the default `ef_search` runs on the session settings of the store's own
+    /// connections; one with its own `ef_search` sets it for its transaction only, so the
+    /// (single) pooled connection is back at the configured settings afterwards.
+    #[tokio::test]
+    async fn an_own_ef_search_holds_for_its_search_only() {
+        let (store, db) = TestDb::store().await;
+        let settings = || async {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
+            )
+            .fetch_one(&store.primary)
+            .await
+            .unwrap()
+        };
+        let configured = ("10".to_string(), ITERATIVE_SCAN.to_string());
+        assert_eq!(store.search_settings().await.unwrap(), configured);
+        put(&store, "a", None, 0.1).await;
+        let hits = store
+            .search(Query {
+                tenant: "t",
+                embedding: &vector(0.0),
+                top_k: 5,
+                filter: &Filter::default(),
+                min_score: None,
+                model: "",
+                access: &Access::unrestricted(),
+                ef_search: Some(77),
+            })
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(settings().await, configured);
         db.drop(store).await;
     }
 

@@ -34,20 +34,50 @@ pub fn connect_options(
 
 /// A lazily connecting pool on `config.url` (the primary), for `application_name`.
 pub fn primary(config: &DatabaseConfig, application_name: &str) -> Result<Db, sqlx::Error> {
-    pool_on(config, &config.url, application_name)
+    primary_with(config, application_name, &[])
 }
 
 /// A lazily connecting pool on `config.read_url`, when one is configured.
 pub fn replica(config: &DatabaseConfig, application_name: &str) -> Result<Option<Db>, sqlx::Error> {
+    replica_with(config, application_name, &[])
+}
+
+/// [`primary`] whose connections start with the session `settings` (`-c name=value` in the
+/// start-up packet: no round trip of their own). Without a pooler only: a transaction-mode
+/// pooler shares its server connections between clients, so a session setting would reach
+/// every client (and PgBouncer refuses the `options` start-up parameter); there the
+/// settings are left out.
+pub fn primary_with(
+    config: &DatabaseConfig,
+    application_name: &str,
+    settings: &[(&str, &str)],
+) -> Result<Db, sqlx::Error> {
+    pool_on(config, &config.url, application_name, settings)
+}
+
+/// [`replica`] with the session `settings` of [`primary_with`].
+pub fn replica_with(
+    config: &DatabaseConfig,
+    application_name: &str,
+    settings: &[(&str, &str)],
+) -> Result<Option<Db>, sqlx::Error> {
     config
         .read_url
         .as_deref()
-        .map(|url| pool_on(config, url, application_name))
+        .map(|url| pool_on(config, url, application_name, settings))
         .transpose()
 }
 
-fn pool_on(config: &DatabaseConfig, url: &str, application_name: &str) -> Result<Db, sqlx::Error> {
-    let options = connect_options(config, url, application_name)?;
+fn pool_on(
+    config: &DatabaseConfig,
+    url: &str,
+    application_name: &str,
+    settings: &[(&str, &str)],
+) -> Result<Db, sqlx::Error> {
+    let mut options = connect_options(config, url, application_name)?;
+    if config.pooler == Pooler::None && !settings.is_empty() {
+        options = options.options(settings.iter().copied());
+    }
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout())

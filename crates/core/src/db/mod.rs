@@ -9,6 +9,6 @@ mod exec;
 mod unavailable;
 
 pub use config::{DatabaseConfig, Pooler, SslMode};
-pub use connect::{connect_options, migrate, primary, replica};
+pub use connect::{connect_options, migrate, primary, primary_with, replica, replica_with};
 pub use exec::{Db, DbTx};
 pub use unavailable::is_unavailable;
