@@ -54,6 +54,12 @@ EXTERNAL = {
         "braid-pg-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
         "braid-redis-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
         "braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
+        "braid-gateway-tls": {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "key"},
+        "braid-internal-tls": {
+            "tls.crt": "-----BEGIN CERTIFICATE-----",
+            "tls.key": "key",
+            "ca.crt": "-----BEGIN CERTIFICATE-----",
+        },
     },
     "configMaps": {"braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"}},
 }
@@ -140,6 +146,19 @@ VALUE_SETS = {
             }
         },
         "extraEnvFrom": [{"secretRef": {"name": "braid-extra"}}],
+    },
+    # TLS at the gateway, mutual TLS between the services (cert-manager Secrets).
+    "grpc-tls": {
+        **DB,
+        "grpcTls": {
+            "gateway": {"secret": "braid-gateway-tls"},
+            "internal": {"secret": "braid-internal-tls"},
+        },
+    },
+    "grpc-tls-headless-no-client-certs": {
+        **DB,
+        "balancing": "headless",
+        "grpcTls": {"internal": {"secret": "braid-internal-tls", "requireClientCert": False}},
     },
     "backup": {**DB, "backup": {"enabled": True, "schedule": "0 */6 * * *", "keep": 14}},
     # PgBouncer in transaction mode: pg_dump goes through the direct URL, with the TLS settings.
