@@ -53,10 +53,7 @@ impl Balanced {
     ) -> Result<Self, String> {
         let targets = target::parse(&config.endpoint)?;
         let tls = if targets.iter().any(|t| t.scheme == "https") {
-            let defaults = crate::tls::ClientTlsConfig {
-                reload_ms: crate::tls::DEFAULT_RELOAD_MS,
-                ..Default::default()
-            };
+            let defaults = crate::tls::ClientTlsConfig::default();
             let tls = crate::tls::ClientTls::start(config.tls.as_ref().unwrap_or(&defaults))
                 .map_err(|e| format!("tls: {e}"))?;
             for t in &targets {

@@ -55,7 +55,7 @@ pub struct ServerTlsConfig {
 }
 
 /// A downstream client's `tls`: whom it trusts and what it presents.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientTlsConfig {
     /// PEM CA certificate(s) the server's certificate must chain to; unset: the Mozilla roots.
@@ -79,6 +79,19 @@ fn default_reload_ms() -> u64 {
     DEFAULT_RELOAD_MS
 }
 
+impl Default for ClientTlsConfig {
+    /// The Mozilla roots, no client certificate, the endpoint's host, re-read every second.
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+            reload_ms: DEFAULT_RELOAD_MS,
+        }
+    }
+}
+
 impl ServerTlsConfig {
     pub fn validate(&self, errors: &mut Vec<String>) {
         crate::config::positive(errors, "server.tls.reload_ms", self.reload_ms);
@@ -90,7 +103,6 @@ impl ClientTlsConfig {
     pub fn trusting(ca_file: impl Into<PathBuf>) -> Self {
         Self {
             ca_file: Some(ca_file.into()),
-            reload_ms: DEFAULT_RELOAD_MS,
             ..Self::default()
         }
     }

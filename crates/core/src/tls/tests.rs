@@ -220,3 +220,48 @@ async fn missing_or_unusable_files_stop_the_start() {
         .unwrap();
     assert!(err.contains("a.pem with"), "{err}");
 }
+
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct Sample {
+    server: ServerConfig,
+    embedding: ClientConfig,
+}
+
+impl crate::config::Validate for Sample {
+    fn validate(&self, errors: &mut Vec<String>) {
+        self.server.validate(errors);
+        self.embedding.validate("embedding", errors);
+    }
+}
+
+#[test]
+fn tls_settings_come_from_the_environment_with_their_defaults() {
+    let env: std::collections::HashMap<String, String> = [
+        ("BRAID_SVC__SERVER__TLS__CERT_FILE", "/s/tls.crt"),
+        ("BRAID_SVC__SERVER__TLS__KEY_FILE", "/s/tls.key"),
+        (
+            "BRAID_SVC__EMBEDDING__ENDPOINT",
+            "https://braid-embedding:50053",
+        ),
+        ("BRAID_SVC__EMBEDDING__TLS__CA_FILE", "/s/ca.crt"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config: Sample = crate::config::load("svc", None, &env).unwrap();
+    let server = config.server.tls.unwrap();
+    assert_eq!(server.key_file, PathBuf::from("/s/tls.key"));
+    assert_eq!(
+        (server.client_ca_file, server.reload_ms),
+        (None, DEFAULT_RELOAD_MS)
+    );
+    let client = config.embedding.tls.unwrap();
+    assert_eq!(client.ca_file, Some(PathBuf::from("/s/ca.crt")));
+    assert_eq!(client.reload_ms, DEFAULT_RELOAD_MS);
+
+    let mut typo = env.clone();
+    typo.insert("BRAID_SVC__SERVER__TLS__CERT".into(), "/s/x".into());
+    let err = crate::config::load::<Sample>("svc", None, &typo).unwrap_err();
+    assert!(err.to_string().contains("cert"), "{err}");
+}
