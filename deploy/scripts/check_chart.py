@@ -22,7 +22,7 @@ import helm_python as helm
 # Every installation names the key signing calls between the services and how the gateway
 # verifies end users (the Secret `braid-jwt` is created by the operator: see EXTERNAL).
 AUTH = {
-    "internalAuth": {"key": "check-internal-key"},
+    "internalAuth": {"key": "check-internal-key-0123456789abcdef"},
     "gatewayAuth": {"hs256": {"existingSecret": "braid-jwt"}},
 }
 DB = {"database": {"url": "postgres://braid@postgres:5432/braid"}, **AUTH}
@@ -42,8 +42,8 @@ ES = {
 # to the services (values the services' config parser must accept).
 EXTERNAL = {
     "secrets": {
-        "braid-jwt": {"hs256": "check-jwt-key"},
-        "braid-internal": {"key": "check-internal-key"},
+        "braid-jwt": {"hs256": "check-jwt-key-0123456789abcdef-0123"},
+        "braid-internal": {"key": "check-internal-key-0123456789abcdef"},
         "braid-database": {
             "url": "postgres://braid:pw@pgbouncer:6432/braid",
             "direct": "postgres://braid:pw@postgres:5432/braid",
