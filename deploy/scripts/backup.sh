@@ -37,6 +37,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BRAID_HOME=${BRAID_HOME:-$ROOT/.braid}
 PG_PORT=${BRAID_PG_PORT:-54329}
 DB_URL=${BRAID_BACKUP_DATABASE_URL:-postgres://braid@127.0.0.1:$PG_PORT/braid}
+# The default database takes the password `make run` wrote for user braid (stack.sh).
+if [[ -z ${BRAID_BACKUP_DATABASE_URL:-} && -z ${PGPASSWORD:-} && -r $BRAID_HOME/secrets/pg.password ]]; then
+  export PGPASSWORD
+  PGPASSWORD=$(<"$BRAID_HOME/secrets/pg.password")
+fi
 BACKUP_DIR=${BRAID_BACKUP_DIR:-$BRAID_HOME/backups}
 KEEP=${BRAID_BACKUP_KEEP:-7}
 WAL_ARCHIVE=${BRAID_PG_WAL_ARCHIVE:-$BRAID_HOME/wal-archive}

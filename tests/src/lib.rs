@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,7 +21,8 @@ use braid_core::auth::jwt::AuthConfig;
 use braid_core::auth::secret::KeySource;
 use braid_core::config::ClientConfig;
 use braid_core::server::Listeners;
-use braid_proto::tonic::transport::Channel;
+use braid_core::tls::{ClientTls, ClientTlsConfig, ServerTlsConfig, TlsConnector};
+use braid_proto::tonic::transport::{Channel, Endpoint};
 use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::ingest_service_client::IngestServiceClient;
@@ -36,6 +37,7 @@ use tower::Layer;
 
 pub use braid_proto::v1;
 
+pub mod certs;
 mod documents;
 #[cfg(feature = "elasticsearch")]
 pub mod opensearch;
@@ -64,9 +66,7 @@ pub type ServiceChannel = WithServiceToken<Channel>;
 
 /// A lazily connecting channel to `service` that authenticates as service `test`.
 pub fn service_channel(service: &Service) -> ServiceChannel {
-    let channel = Channel::from_shared(service.endpoint())
-        .expect("valid endpoint")
-        .connect_lazy();
+    let channel = service.channel();
     let token = InternalAuth::from_key(internal_key().as_bytes(), "test").token_source();
     tower_layer(token).layer(channel)
 }
@@ -179,6 +179,8 @@ pub struct Service {
     pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// How the test reaches it when it serves TLS.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Service {
@@ -193,7 +195,8 @@ impl Service {
             grpc: tokio::net::TcpListener::bind(self.grpc).await?,
             admin: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
         };
-        *self = Self::spawn(self.name, listeners, run)?;
+        let tls = self.tls.take();
+        *self = Self::spawn(self.name, listeners, run)?.with_tls(tls);
         Ok(())
     }
 
@@ -215,11 +218,31 @@ impl Service {
             admin,
             stop: Some(tx),
             task: Some(task),
+            tls: None,
         })
     }
 
+    /// The service serves TLS: the test reaches it with `tls` (`https://` endpoint).
+    pub fn with_tls(mut self, tls: Option<Arc<ClientTls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        match self.tls {
+            Some(_) => format!("https://{}", self.grpc),
+            None => format!("http://{}", self.grpc),
+        }
+    }
+
+    /// A lazily connecting channel to the service (over TLS when it serves TLS).
+    pub fn channel(&self) -> Channel {
+        let endpoint = Endpoint::from_shared(self.endpoint()).expect("valid endpoint");
+        match &self.tls {
+            Some(tls) => TlsConnector::channel(tls.clone(), endpoint)
+                .expect("an IP address is a valid server name"),
+            None => endpoint.connect_lazy(),
+        }
     }
 
     /// Graceful shutdown; returns the service's own result.
@@ -236,12 +259,7 @@ impl Service {
     }
 
     pub async fn health(&self, service: &str) -> Option<ServingStatus> {
-        let channel = Channel::from_shared(self.endpoint())
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
-        let response = HealthClient::new(channel)
+        let response = HealthClient::new(self.channel())
             .check(HealthCheckRequest {
                 service: service.to_string(),
             })
@@ -314,6 +332,65 @@ pub struct StackOptions {
     /// The text leg on this Elasticsearch-compatible engine instead of a temporary Tantivy
     /// index (needs the `elasticsearch` feature; see `opensearch`).
     pub text_engine: Option<braid_text_search::ElasticsearchConfig>,
+    /// TLS on every gRPC server and Braid client of the stack (plaintext when unset).
+    pub tls: Option<StackTls>,
+}
+
+/// TLS for a whole stack, from one test CA: every service serves a certificate for
+/// `localhost` and `127.0.0.1` (the gateway its own, `gateway.pem`/`gateway.key` in the
+/// CA's directory, so a test can replace it); every Braid client trusts the CA and presents
+/// the services' certificate; the test's own clients ([`Service::channel`]) do the same.
+#[derive(Clone)]
+pub struct StackTls {
+    pub pki: Arc<certs::Pki>,
+    /// The internal services require a client certificate the CA signed (mutual TLS).
+    pub mutual: bool,
+    /// How often servers re-read their certificate files.
+    pub reload_ms: u64,
+}
+
+impl StackTls {
+    pub fn new(mutual: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            pki: Arc::new(certs::Pki::new("braid test CA")?),
+            mutual,
+            reload_ms: 50,
+        })
+    }
+
+    /// What a Braid client of this stack trusts and presents.
+    pub fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::trusting(self.pki.ca_file()).with_identity(
+            self.pki.dir().join("services.pem"),
+            self.pki.dir().join("services.key"),
+        )
+    }
+
+    fn issue(&self) -> anyhow::Result<()> {
+        self.pki.issue("services", &["localhost", "127.0.0.1"])?;
+        self.pki.issue("gateway", &["localhost", "127.0.0.1"])?;
+        Ok(())
+    }
+
+    /// `server.tls` of an internal service.
+    fn internal(&self) -> ServerTlsConfig {
+        ServerTlsConfig {
+            cert_file: self.pki.dir().join("services.pem"),
+            key_file: self.pki.dir().join("services.key"),
+            client_ca_file: self.mutual.then(|| self.pki.ca_file()),
+            reload_ms: self.reload_ms,
+        }
+    }
+
+    /// `server.tls` of the gateway (its callers are end users: no client certificate asked).
+    fn gateway(&self) -> ServerTlsConfig {
+        ServerTlsConfig {
+            cert_file: self.pki.dir().join("gateway.pem"),
+            key_file: self.pki.dir().join("gateway.key"),
+            client_ca_file: None,
+            reload_ms: self.reload_ms,
+        }
+    }
 }
 
 impl Default for StackOptions {
@@ -351,6 +428,7 @@ impl Default for StackOptions {
             text_internal_auth: internal_auth(),
             topology: pg_topology::Topology::default(),
             text_engine: None,
+            tls: None,
         }
     }
 }
@@ -387,6 +465,16 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
         use braid_proto::service_names as n;
         let topology = options.topology;
+        let tls = options.tls;
+        if let Some(tls) = &tls {
+            tls.issue()?;
+        }
+        let internal_tls = || tls.as_ref().map(StackTls::internal);
+        let test_client_tls = || -> anyhow::Result<Option<Arc<ClientTls>>> {
+            tls.as_ref()
+                .map(|t| ClientTls::start(&t.client()).map_err(anyhow::Error::msg))
+                .transpose()
+        };
         let db = TestDb::create_on(&topology.admin_url).await?;
         let tantivy = tempfile::tempdir()?;
 
@@ -398,10 +486,12 @@ impl Stack {
         topology.apply(&db.name, &mut vector_cfg.database, true);
         vector_cfg.server.health_probe_interval_ms = 100;
         vector_cfg.server.shutdown_grace_ms = 2_000;
+        vector_cfg.server.tls = internal_tls();
         let vector_config = vector_cfg.clone();
         let vector = Service::spawn("vector-search", Listeners::ephemeral().await?, |l, s| {
             braid_vector_search::run(vector_cfg, l, s)
-        })?;
+        })?
+        .with_tls(test_client_tls()?);
         // Migrations run before SERVING; the ingest schema is created after, not concurrently.
         vector.wait_serving(n::VECTOR_SEARCH).await?;
 
@@ -418,30 +508,42 @@ impl Stack {
         }
         text_cfg.server.health_probe_interval_ms = 100;
         text_cfg.server.shutdown_grace_ms = 2_000;
+        text_cfg.server.tls = internal_tls();
         let text_config = text_cfg.clone();
         let text = Service::spawn("text-search", Listeners::ephemeral().await?, |l, s| {
             braid_text_search::run(text_cfg, l, s)
-        })?;
+        })?
+        .with_tls(test_client_tls()?);
 
         let mut embedding_cfg = options.embedding;
         embedding_cfg.model.dir = model_dir();
         embedding_cfg.model.onnx_runtime = onnx_runtime();
         with_internal_key(&mut embedding_cfg.internal_auth);
+        embedding_cfg.server.tls = internal_tls();
         let embedding = Service::spawn("embedding", Listeners::ephemeral().await?, |l, s| {
             braid_embedding::run(embedding_cfg, l, s)
-        })?;
+        })?
+        .with_tls(test_client_tls()?);
 
-        let client = |s: &Service, timeout_ms| ClientConfig::new(s.endpoint(), timeout_ms);
+        let client = |s: &Service, timeout_ms| {
+            let config = ClientConfig::new(s.endpoint(), timeout_ms);
+            match &tls {
+                Some(tls) => config.with_tls(tls.client()),
+                None => config,
+            }
+        };
         let mut ingest_cfg = options.ingest;
         with_internal_key(&mut ingest_cfg.internal_auth);
         topology.apply(&db.name, &mut ingest_cfg.database, false);
         ingest_cfg.embedding = client(&embedding, 60_000);
         ingest_cfg.vector_search = client(&vector, 30_000);
         ingest_cfg.text_search = client(&text, 30_000);
+        ingest_cfg.server.tls = internal_tls();
         let ingest_config = ingest_cfg.clone();
         let ingest = Service::spawn("ingest", Listeners::ephemeral().await?, |l, s| {
             braid_ingest::run(ingest_cfg, l, s)
-        })?;
+        })?
+        .with_tls(test_client_tls()?);
 
         let mut gateway_cfg = options.gateway;
         with_internal_key(&mut gateway_cfg.internal_auth);
@@ -454,10 +556,12 @@ impl Stack {
         if gateway_cfg.audit.database.url.is_empty() {
             topology.apply(&db.name, &mut gateway_cfg.audit.database, false);
         }
+        gateway_cfg.server.tls = tls.as_ref().map(StackTls::gateway);
         let gateway_config = gateway_cfg.clone();
         let gateway = Service::spawn("gateway", Listeners::ephemeral().await?, |l, s| {
             braid_gateway::run(gateway_cfg, l, s)
-        })?;
+        })?
+        .with_tls(test_client_tls()?);
 
         text.wait_serving(n::TEXT_SEARCH).await?;
         embedding.wait_serving(n::EMBEDDING).await?;
@@ -535,6 +639,9 @@ impl Stack {
     }
 
     pub async fn gateway_client(&self) -> anyhow::Result<GatewayClient<Channel>> {
+        if self.gateway.tls.is_some() {
+            return Ok(GatewayClient::new(self.gateway.channel()));
+        }
         Ok(GatewayClient::connect(self.gateway.endpoint()).await?)
     }
 

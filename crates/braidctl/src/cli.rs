@@ -35,6 +35,20 @@ pub struct Cli {
     /// (`make run` writes it).
     #[arg(long, env = "BRAID_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate(s) an `https://` gateway's certificate must chain to (default: the
+    /// Mozilla roots).
+    #[arg(long, env = "BRAID_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires mutual TLS (with --tls-key).
+    #[arg(long, env = "BRAID_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BRAID_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, instead of the address's host (e.g. when
+    /// the address is an IP the certificate does not list).
+    #[arg(long, env = "BRAID_TLS_SERVER_NAME", global = true)]
+    pub tls_server_name: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

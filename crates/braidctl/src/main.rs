@@ -48,6 +48,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let gateway_addr = cli.gateway.last().cloned().unwrap_or_default();
     let gateway_addr = gateway_addr.as_str();
     let token = cli.token.as_deref();
+    client::configure_tls(client::TlsOptions {
+        ca: cli.tls_ca.clone(),
+        cert: cli.tls_cert.clone(),
+        key: cli.tls_key.clone(),
+        server_name: cli.tls_server_name.clone(),
+    });
     // Every command but `bench`, `token` and `health` talks to one gateway.
     let gw = || gateway(gateway_addr, token);
     match cli.command {

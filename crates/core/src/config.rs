@@ -160,6 +160,10 @@ pub struct ServerConfig {
     /// How long an aged connection may still finish its requests before it is closed;
     /// unset: `request_timeout_ms` (no request loses its connection before its deadline).
     pub max_connection_age_grace_ms: Option<u64>,
+    /// Serve gRPC over TLS (certificate and key re-read on change; with `client_ca_file`,
+    /// mutual TLS). Unset: plaintext (e.g. behind a mesh that encrypts). See `crate::tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 impl ServerConfig {
@@ -175,6 +179,7 @@ impl ServerConfig {
             health_probe_interval_ms: 2_000,
             max_connection_age_ms: 300_000,
             max_connection_age_grace_ms: None,
+            tls: None,
         }
     }
 
@@ -228,6 +233,9 @@ impl Validate for ServerConfig {
             "server.health_probe_interval_ms",
             self.health_probe_interval_ms,
         );
+        if let Some(tls) = &self.tls {
+            tls.validate(errors);
+        }
     }
 }
 
@@ -291,6 +299,11 @@ pub struct ClientConfig {
     /// `probe_backoff_max_ms` until it answers SERVING and rejoins the rotation.
     pub probe_backoff_ms: u64,
     pub probe_backoff_max_ms: u64,
+    /// TLS to this downstream (`https://` endpoints only): the CA trusted, a client
+    /// certificate for mutual TLS, the name verified. An `https://` endpoint without it
+    /// trusts the Mozilla roots and presents no certificate. See `crate::tls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ClientTlsConfig>,
 }
 
 impl ClientConfig {
@@ -302,12 +315,32 @@ impl ClientConfig {
             resolve_interval_ms: 10_000,
             probe_backoff_ms: 100,
             probe_backoff_max_ms: 5_000,
+            tls: None,
         }
+    }
+
+    /// The same downstream over TLS as `tls` says (every `http://` becomes `https://`).
+    pub fn with_tls(mut self, tls: crate::tls::ClientTlsConfig) -> Self {
+        self.endpoint = self.endpoint.replace("http://", "https://");
+        self.tls = Some(tls);
+        self
     }
 
     pub fn validate(&self, name: &str, errors: &mut Vec<String>) {
         if let Err(e) = crate::balance::check_endpoint(&self.endpoint) {
             errors.push(format!("{name}.endpoint: {e}"));
+        }
+        if let Some(tls) = &self.tls {
+            if self
+                .endpoint
+                .split(',')
+                .any(|e| !e.trim().starts_with("https://"))
+            {
+                errors.push(format!(
+                    "{name}.tls is set: every URL of {name}.endpoint must start with https://"
+                ));
+            }
+            tls.validate(name, errors);
         }
         positive(errors, &format!("{name}.timeout_ms"), self.timeout_ms);
         positive(

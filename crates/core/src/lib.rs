@@ -2,7 +2,7 @@
 //! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the gRPC server
 //! runner with health, reflection, an admin HTTP port and graceful shutdown (`server`), the
 //! client channel builder (`client`), PostgreSQL pools with TLS and PgBouncer support (`db`),
-//! Redis pools with TLS (`redis_pool`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
+//! Redis pools with TLS (`redis_pool`), TLS on gRPC with certificates re-read on change (`tls`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
 //!
 //! A service crate builds its tonic routes, then hands them to [`server::serve`] together with
 //! the already-bound [`server::Listeners`] and a shutdown future.
@@ -23,4 +23,5 @@ pub mod resilience;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;

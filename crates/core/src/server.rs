@@ -321,6 +321,7 @@ where
         },
         &metrics,
     );
+    let metrics_for_tls = metrics.clone();
     let stack = ServiceBuilder::new()
         .layer(GrpcMetricsLayer::new(metrics))
         .layer(admission);
@@ -341,17 +342,32 @@ where
             .max_connection_age(age)
             .max_connection_age_grace(grace);
     }
-    let server = builder
+    // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
+    let tcp = tonic::transport::server::TcpIncoming::from(listeners.grpc)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)));
+    let router = builder
         .trace_fn(crate::telemetry::server_span)
         .layer(stack)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY small responses wait ~40 ms for the peer's delayed ACK.
-            tonic::transport::server::TcpIncoming::from(listeners.grpc)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(std::time::Duration::from_secs(60))),
-            signal,
-        );
+        .add_routes(routes);
+    let mut acceptor = None;
+    let server: std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match &config.tls {
+        None => Box::pin(router.serve_with_incoming_shutdown(tcp, signal)),
+        Some(tls_config) => {
+            let tls = crate::tls::ServerTls::start(tls_config)
+                .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
+            tracing::info!(
+                service = health.service,
+                mutual = tls.requires_client_certs(),
+                "serving gRPC over TLS"
+            );
+            let (incoming, task) = crate::tls::incoming(tls, tcp, &metrics_for_tls);
+            acceptor = Some(task);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+    };
 
     let grace = config.shutdown_grace();
     let mut grace_rx = drain_rx;
@@ -366,6 +382,10 @@ where
         }
     };
     admin.abort();
+    if let Some(task) = acceptor {
+        // It owns the listener: the port closes with the server.
+        task.abort();
+    }
     result
 }
 

@@ -148,6 +148,22 @@ read-url: {{ . | quote }}
     name: {{ $V.redis.tls.caSecret }}
     items: [{ key: {{ $V.redis.tls.caKey }}, path: redis-ca.crt }]
 {{- end }}
+{{- $t := $V.grpcTls }}
+{{- if and (eq .key "gateway") $t.gateway.secret }}
+- secret:
+    name: {{ $t.gateway.secret }}
+    items:
+      - { key: tls.crt, path: gateway-tls.crt }
+      - { key: tls.key, path: gateway-tls.key }
+{{- end }}
+{{- if and $t.internal.secret (has .key (list "gateway" "ingest" "embedding" "vectorSearch" "textSearch")) }}
+- secret:
+    name: {{ $t.internal.secret }}
+    items:
+      - { key: tls.crt, path: internal-tls.crt }
+      - { key: tls.key, path: internal-tls.key }
+      - { key: ca.crt, path: internal-ca.crt }
+{{- end }}
 {{- if and (eq .key "textSearch") (not (include "braid.textSearchStateful" $root)) }}
 {{- $es := $V.textSearch.elasticsearch }}
 {{- if $es.auth.existingSecret }}
@@ -292,6 +308,43 @@ read-url: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* "true" when service .key serves gRPC over TLS (grpcTls). */}}
+{{- define "braid.servesTls" -}}
+{{- $t := .root.Values.grpcTls -}}
+{{- if eq .key "gateway" -}}
+{{- if $t.gateway.secret }}true{{ end -}}
+{{- else if $t.internal.secret }}true{{ end -}}
+{{- end -}}
+
+{{/* `server.tls` and the downstream clients' `tls` env of service .key (grpcTls). */}}
+{{- define "braid.grpcTlsEnv" -}}
+{{- $root := .root -}}
+{{- $t := $root.Values.grpcTls -}}
+{{- $p := .prefix -}}
+{{- $dir := include "braid.secretsDir" $root -}}
+{{- if and (eq .key "gateway") $t.gateway.secret }}
+- { name: {{ $p }}SERVER__TLS__CERT_FILE, value: {{ $dir }}/gateway-tls.crt }
+- { name: {{ $p }}SERVER__TLS__KEY_FILE, value: {{ $dir }}/gateway-tls.key }
+- { name: {{ $p }}SERVER__TLS__RELOAD_MS, value: {{ $t.reloadMs | quote }} }
+{{- end }}
+{{- if $t.internal.secret }}
+{{- if ne .key "gateway" }}
+- { name: {{ $p }}SERVER__TLS__CERT_FILE, value: {{ $dir }}/internal-tls.crt }
+- { name: {{ $p }}SERVER__TLS__KEY_FILE, value: {{ $dir }}/internal-tls.key }
+- { name: {{ $p }}SERVER__TLS__RELOAD_MS, value: {{ $t.reloadMs | quote }} }
+{{- if $t.internal.requireClientCert }}
+- { name: {{ $p }}SERVER__TLS__CLIENT_CA_FILE, value: {{ $dir }}/internal-ca.crt }
+{{- end }}
+{{- end }}
+{{- range .calls }}
+- { name: {{ $p }}{{ . }}__TLS__CA_FILE, value: {{ $dir }}/internal-ca.crt }
+- { name: {{ $p }}{{ . }}__TLS__CERT_FILE, value: {{ $dir }}/internal-tls.crt }
+- { name: {{ $p }}{{ . }}__TLS__KEY_FILE, value: {{ $dir }}/internal-tls.key }
+- { name: {{ $p }}{{ . }}__TLS__RELOAD_MS, value: {{ $t.reloadMs | quote }} }
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "braid.terminationGrace" -}}
 {{- add .Values.shutdown.preStopSeconds .Values.shutdown.drainSeconds 10 -}}
 {{- end -}}
@@ -305,6 +358,7 @@ read-url: {{ . | quote }}
 {{- $v := get $root.Values.services $key -}}
 {{- $image := ternary $root.Values.embeddingImage $root.Values.image (eq $key "embedding") -}}
 {{- $prefix := printf "BRAID_%s__" $svc.section -}}
+{{- $tls := include "braid.servesTls" (dict "root" $root "key" $key) -}}
 metadata:
   labels:
     {{- include "braid.labels" $root | nindent 4 }}
@@ -368,12 +422,27 @@ spec:
         - { name: {{ $prefix }}TELEMETRY__OTLP_ENDPOINT, value: {{ . | quote }} }
         {{- end }}
         - { name: BRAID_HEALTH_SERVICE, value: {{ $svc.name }} }
+        {{- if $tls }}
+        - { name: BRAID_HEALTH_ADDR, value: "https://127.0.0.1:{{ $v.grpcPort }}" }
+        {{- if ne $key "gateway" }}
+        # `braidctl health` in the pod: the internal CA, a client certificate, the Service name.
+        - { name: BRAID_TLS_CA, value: {{ include "braid.secretsDir" $root }}/internal-ca.crt }
+        - { name: BRAID_TLS_CERT, value: {{ include "braid.secretsDir" $root }}/internal-tls.crt }
+        - { name: BRAID_TLS_KEY, value: {{ include "braid.secretsDir" $root }}/internal-tls.key }
+        - { name: BRAID_TLS_SERVER_NAME, value: {{ include "braid.host" (dict "root" $root "key" $key) }} }
+        {{- end }}
+        {{- else }}
         - { name: BRAID_HEALTH_ADDR, value: "127.0.0.1:{{ $v.grpcPort }}" }
+        {{- end }}
+        {{- $scheme := ternary "https" "http" (not (not $root.Values.grpcTls.internal.secret)) }}
+        {{- $sections := list }}
         {{- range $svc.calls }}
         {{- $down := get $catalog . }}
+        {{- $sections = append $sections $down.section }}
         - name: {{ $prefix }}{{ $down.section }}__ENDPOINT
-          value: "http://{{ include "braid.host" (dict "root" $root "key" .) }}:{{ (get $root.Values.services .).grpcPort }}"
+          value: "{{ $scheme }}://{{ include "braid.host" (dict "root" $root "key" .) }}:{{ (get $root.Values.services .).grpcPort }}"
         {{- end }}
+        {{- include "braid.grpcTlsEnv" (dict "root" $root "key" $key "prefix" $prefix "calls" $sections) | nindent 8 }}
         {{- include "braid.settingsEnv" (dict "root" $root "key" $key "prefix" $prefix) | nindent 8 }}
         {{- with $root.Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
@@ -387,13 +456,18 @@ spec:
       {{- end }}
       # Started = the process serves (model loaded, listeners up), whatever its dependencies: a
       # pod that starts during a database outage waits unready instead of being killed in a
-      # loop. Ready = its own gRPC health status, NOT_SERVING while a hard dependency is down.
+      # loop. Ready = its own gRPC health status, NOT_SERVING while a hard dependency is down
+      # (over TLS, which the kubelet's gRPC probe cannot speak: the same status on /healthz).
       startupProbe:
         httpGet: { path: /livez, port: admin }
         periodSeconds: {{ $root.Values.probes.startup.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.startup.failureThreshold }}
       readinessProbe:
+        {{- if $tls }}
+        httpGet: { path: /healthz, port: admin }
+        {{- else }}
         grpc: { port: {{ $v.grpcPort }}, service: {{ $svc.grpc }} }
+        {{- end }}
         periodSeconds: {{ $root.Values.probes.readiness.periodSeconds }}
         failureThreshold: {{ $root.Values.probes.readiness.failureThreshold }}
       livenessProbe:

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use braid_proto::tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use braid_proto::tonic::transport::{Channel, Endpoint};
+use braid_proto::tonic::transport::Channel;
 use braid_proto::tonic::{Code, Request, Status};
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{SearchMode, SearchRequest};
@@ -253,11 +253,7 @@ impl Bench {
 }
 
 fn connect_lazy(address: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(address.to_string())
-        .with_context(|| format!("invalid address {address}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    crate::client::connect_lazy(address)
 }
 
 pub async fn run(

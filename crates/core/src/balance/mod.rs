@@ -52,7 +52,19 @@ impl Balanced {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let targets = target::parse(&config.endpoint)?;
+        let tls = if targets.iter().any(|t| t.scheme == "https") {
+            let defaults = crate::tls::ClientTlsConfig::default();
+            let tls = crate::tls::ClientTls::start(config.tls.as_ref().unwrap_or(&defaults))
+                .map_err(|e| format!("tls: {e}"))?;
+            for t in &targets {
+                tls.server_name(&t.host.to_string())?;
+            }
+            Some(tls)
+        } else {
+            None
+        };
         let settings = Settings {
+            tls,
             connect_timeout: std::time::Duration::from_millis(config.connect_timeout_ms),
             timeout: std::time::Duration::from_millis(config.timeout_ms),
             resolve_interval: std::time::Duration::from_millis(config.resolve_interval_ms),

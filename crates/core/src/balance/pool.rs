@@ -45,6 +45,8 @@ pub(crate) const BACKLOG: usize = 4;
 /// How a downstream's endpoints are found, dialled and watched.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
+    /// For `https://` targets: the downstream's TLS (trust, client certificate, names).
+    pub tls: Option<Arc<crate::tls::ClientTls>>,
     pub connect_timeout: Duration,
     /// Per-call deadline unless the caller sets a tighter one (`grpc-timeout`).
     pub timeout: Duration,
@@ -359,14 +361,26 @@ impl Pool {
                 return None;
             }
         };
-        let channel = endpoint
+        let endpoint = endpoint
             .origin(t.origin.clone())
             .connect_timeout(self.settings.connect_timeout)
             .timeout(self.settings.timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        let channel = match (&self.settings.tls, t.scheme.as_str()) {
+            // The address is dialled; the target's host name (or `tls.server_name`) is what
+            // the server's certificate must prove.
+            (Some(tls), "https") => match tls.server_name(&t.host.to_string()) {
+                Ok(name) => endpoint
+                    .connect_with_connector_lazy(crate::tls::TlsConnector::new(tls.clone(), name)),
+                Err(e) => {
+                    tracing::warn!(downstream = self.name, endpoint = %addr, error = %e, "address skipped");
+                    return None;
+                }
+            },
+            _ => endpoint.connect_lazy(),
+        };
         Some(Slot {
             addr,
             target,

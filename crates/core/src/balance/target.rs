@@ -21,6 +21,15 @@ pub(crate) enum Host {
     Name(String),
 }
 
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// Parses `endpoint` (one URL or a comma-separated list); the error names what is wrong.
 pub(crate) fn parse(endpoint: &str) -> Result<Vec<Target>, String> {
     let mut targets = Vec::new();
