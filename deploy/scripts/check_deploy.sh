@@ -8,7 +8,10 @@
 #   docker compose config (compose-go) on docker-compose.yml with .env.example,
 #   and each service's own config parser (`braid-<service> --check-config`, built here with the
 #   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
-#   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it.
+#   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it,
+#   and the Markdown (deploy/scripts/check_docs.py: relative links and anchors resolve, every
+#   alert has its runbook line in docs/operations.md, prose in BENCHMARKS.md and docs/ within
+#   100 characters).
 # Python tools are pinned in deploy/requirements-deploy.txt and installed once into
 # $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
 set -euo pipefail
@@ -152,6 +155,11 @@ compose() {
   echo "compose: ok"
 }
 
+docs() {
+  step "documentation: relative links, the alert table, line widths"
+  python3 "$ROOT/deploy/scripts/check_docs.py" --root "$ROOT"
+}
+
 tools
 case "${1:-all}" in
   rules) rules ;;
@@ -159,6 +167,7 @@ case "${1:-all}" in
   image) image ;;
   compose) compose ;;
   config) config ;;
-  all) rules; chart; image; compose; config; printf '\ndeploy checks passed\n' ;;
-  *) die "usage: $0 [all|rules|chart|image|compose|config]" ;;
+  docs) docs ;;
+  all) rules; chart; image; compose; config; docs; printf '\ndeploy checks passed\n' ;;
+  *) die "usage: $0 [all|rules|chart|image|compose|config|docs]" ;;
 esac
