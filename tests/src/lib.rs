@@ -36,6 +36,8 @@ use tower::Layer;
 
 pub use braid_proto::v1;
 
+#[cfg(test)]
+mod config_reference;
 mod documents;
 #[cfg(feature = "elasticsearch")]
 pub mod opensearch;
