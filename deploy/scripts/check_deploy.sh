@@ -10,7 +10,7 @@
 #   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
 #   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it,
 #   and the Markdown (deploy/scripts/check_docs.py: relative links and anchors resolve, every
-#   alert has its runbook line in docs/operations.md, prose in BENCHMARKS.md and docs/ within
+#   alert has its row in the alert table of docs/operations.md, prose in BENCHMARKS.md and docs/ within
 #   100 characters).
 # Python tools are pinned in deploy/requirements-deploy.txt and installed once into
 # $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
