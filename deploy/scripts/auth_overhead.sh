@@ -224,5 +224,6 @@ else:
     text = text.rstrip("\n") + "\n\n" + new + "<!-- /bench:auth -->\n"
 open(bench, "w").write(text)
 PY
+  python3 "$ROOT/deploy/scripts/check_docs.py" --wrap "$ROOT/BENCHMARKS.md"
   echo "BENCHMARKS.md updated" >&2
 fi

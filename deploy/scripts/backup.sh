@@ -361,7 +361,7 @@ cmd_pitr() {
     chown -R "$PG_OS_USER" "$data"
   fi
   say "$data is ready: start PostgreSQL on it (make pg-start when it is \$BRAID_HOME/pgdata);"
-  say "it replays $WAL_ARCHIVE up to ${target:-the end of the archive}, then promotes (see README, Recovery)"
+  say "it replays $WAL_ARCHIVE up to ${target:-the end of the archive}, then promotes (see docs/operations.md, Recovery)"
 }
 
 case ${1:-} in

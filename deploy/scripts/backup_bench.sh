@@ -104,4 +104,5 @@ else:
     text = text.rstrip("\n") + "\n\n" + block + "\n"
 path.write_text(text)
 PY
+python3 "$ROOT/deploy/scripts/check_docs.py" --wrap "$ROOT/BENCHMARKS.md"
 cat "$section"

@@ -9,7 +9,10 @@
 #   no secret: each empty value is filled with a generated one, as its comments tell users),
 #   and each service's own config parser (`braid-<service> --check-config`, built here with the
 #   image's cargo features, or taken from BRAID_CHECK_BIN_DIR) on the env, args and files every
-#   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it.
+#   rendered value set and both compose variants (Tantivy, the elasticsearch profile) give it,
+#   and the Markdown (deploy/scripts/check_docs.py: relative links and anchors resolve, every
+#   alert has its row in the alert table of docs/operations.md, prose in BENCHMARKS.md and docs/ within
+#   100 characters).
 # Python tools are pinned in deploy/requirements-deploy.txt and installed once into
 # $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
 set -euo pipefail
@@ -175,6 +178,11 @@ compose() {
   echo "compose: ok"
 }
 
+docs() {
+  step "documentation: relative links, the alert table, line widths"
+  python3 "$ROOT/deploy/scripts/check_docs.py" --root "$ROOT"
+}
+
 tools
 case "${1:-all}" in
   rules) rules ;;
@@ -182,6 +190,7 @@ case "${1:-all}" in
   image) image ;;
   compose) compose ;;
   config) config ;;
-  all) rules; chart; image; compose; config; printf '\ndeploy checks passed\n' ;;
-  *) die "usage: $0 [all|rules|chart|image|compose|config]" ;;
+  docs) docs ;;
+  all) rules; chart; image; compose; config; docs; printf '\ndeploy checks passed\n' ;;
+  *) die "usage: $0 [all|rules|chart|image|compose|config|docs]" ;;
 esac

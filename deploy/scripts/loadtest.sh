@@ -225,6 +225,7 @@ else:
     text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
 path.write_text(text)
 PY
+  python3 "$ROOT/deploy/scripts/check_docs.py" --wrap "$ROOT/BENCHMARKS.md"
 }
 
 # Starts the `make run` stack in the background unless one answers already; ingests SciFact

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Point-in-time recovery drill, following README "Recovery" step by step on a throw-away
+# Point-in-time recovery drill, following docs/operations.md "Recovery" step by step on a throw-away
 # PostgreSQL cluster of its own (temporary BRAID_HOME, free port; the shared one is untouched):
 #   BRAID_PG_ARCHIVE=1 stack.sh pg-start, rows 1-100, backup.sh basebackup, rows 101-200,
 #   target time T, rows 201-300 and a delete of 1-50, stop, move the data directory aside,

@@ -38,6 +38,8 @@ use tower::Layer;
 pub use braid_proto::v1;
 
 pub mod certs;
+#[cfg(test)]
+mod config_reference;
 mod documents;
 #[cfg(feature = "elasticsearch")]
 pub mod opensearch;

@@ -398,7 +398,7 @@ fn uuid_suffix(url: &str) -> &str {
     url.rsplit('_').next().expect("braid_test_<uuid>")
 }
 
-/// Point-in-time recovery as README "Recovery" describes it, on a throw-away cluster of its own
+/// Point-in-time recovery as docs/operations.md "Recovery" describes it, on a throw-away cluster of its own
 /// (`deploy/scripts/pitr_drill.sh`: WAL archiving, base backup, recovery to a time between two
 /// writes, only the earlier one back).
 #[tokio::test]

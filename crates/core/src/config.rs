@@ -138,7 +138,9 @@ fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Resul
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Address of the gRPC server.
     pub grpc_addr: SocketAddr,
+    /// Address of the admin HTTP server (`/metrics`, `/healthz`, `/livez`).
     pub admin_addr: SocketAddr,
     /// Deadline for any single request handled by this server.
     pub request_timeout_ms: u64,
@@ -150,6 +152,7 @@ pub struct ServerConfig {
     pub queue_limit: usize,
     /// How long in-flight requests may take to finish after shutdown starts.
     pub shutdown_grace_ms: u64,
+    /// Largest gRPC message this server accepts or sends, in bytes.
     pub max_message_bytes: usize,
     /// How often hard dependencies are probed for the health status.
     pub health_probe_interval_ms: u64,
@@ -289,6 +292,7 @@ pub struct ClientConfig {
     /// (e.g. a headless Kubernetes Service) stands for every address it resolves to; each
     /// call goes to one ready address.
     pub endpoint: String,
+    /// Deadline for opening a connection.
     pub connect_timeout_ms: u64,
     /// Deadline of each call unless the caller sets a tighter one.
     pub timeout_ms: u64,
@@ -298,6 +302,7 @@ pub struct ClientConfig {
     /// First wait before a failed endpoint is health-checked; doubles up to
     /// `probe_backoff_max_ms` until it answers SERVING and rejoins the rotation.
     pub probe_backoff_ms: u64,
+    /// Longest wait between two health checks of a failed endpoint.
     pub probe_backoff_max_ms: u64,
     /// TLS to this downstream (`https://` endpoints only): the CA trusted, a client
     /// certificate for mutual TLS, the name verified. An `https://` endpoint without it

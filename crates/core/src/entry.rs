@@ -3,6 +3,8 @@
 //! SIGINT/SIGTERM, flush telemetry. With `--check-config` it stops after loading the config:
 //! exit 0 when the service would accept it, 2 with every problem listed when not (used by
 //! deployment checks on the environment a Helm chart or compose file gives each service).
+//! `--print-default-config` prints the service's defaults as a TOML file to start from (keys
+//! whose default is unset are left out; `docs/configuration.md` lists every key).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +35,10 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let args = parse_args(std::env::args().skip(1))?;
+    if args.print_default_config {
+        print!("{}", toml::to_string_pretty(&C::default())?);
+        return Ok(());
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     let config: C = match crate::config::load(section, args.config.as_deref(), &env) {
         Ok(c) => c,
@@ -72,9 +78,11 @@ struct Args {
     config: Option<PathBuf>,
     /// Load and validate the configuration, then exit.
     check_config: bool,
+    /// Print the default configuration as TOML, then exit.
+    print_default_config: bool,
 }
 
-const USAGE: &str = "usage: [--config FILE] [--check-config]";
+const USAGE: &str = "usage: [--config FILE] [--check-config] | --print-default-config";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut parsed = Args::default();
@@ -86,6 +94,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 None => anyhow::bail!("--config needs a file path ({USAGE})"),
             },
             "--check-config" => parsed.check_config = true,
+            "--print-default-config" => parsed.print_default_config = true,
             other => anyhow::bail!("unknown argument `{other}` ({USAGE})"),
         }
     }
@@ -106,6 +115,7 @@ mod tests {
         let both = Args {
             config: Some(PathBuf::from("/etc/braid/gateway.toml")),
             check_config: true,
+            print_default_config: false,
         };
         assert_eq!(
             parse(&["--config", "/etc/braid/gateway.toml", "--check-config"]).unwrap(),
@@ -114,6 +124,11 @@ mod tests {
         assert_eq!(
             parse(&["--check-config", "--config", "/etc/braid/gateway.toml"]).unwrap(),
             both
+        );
+        assert!(
+            parse(&["--print-default-config"])
+                .unwrap()
+                .print_default_config
         );
     }
 

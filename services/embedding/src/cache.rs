@@ -24,6 +24,7 @@ pub struct CacheConfig {
     pub redis_url: String,
     /// TLS: PEM file of the CA that signs Redis' certificate; unset = the system trust store.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Connections to Redis (with `redis_url`).
     pub redis_pool_size: usize,
     /// Longest a request waits for Redis before treating it as a miss.
     pub redis_timeout_ms: u64,

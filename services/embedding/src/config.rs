@@ -37,6 +37,7 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderConfig {
+    /// Where vectors come from.
     pub kind: ProviderKind,
     pub openai: OpenAiConfig,
 }
@@ -122,11 +123,14 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Texts in one Embed request.
     pub max_texts_per_request: usize,
+    /// Bytes of one text; a longer one is handled as `oversize` says.
     pub max_text_bytes: usize,
     /// Requests waiting for the model, per lane (queries, documents); beyond it new requests
     /// get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// What happens to a text over `max_text_bytes`.
     pub oversize: Oversize,
 }
 

@@ -48,6 +48,7 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryCacheConfig {
+    /// Caches whole search answers; `false`: every search runs its legs.
     pub enabled: bool,
     /// Answers kept in process memory.
     pub capacity: u64,
@@ -58,6 +59,7 @@ pub struct QueryCacheConfig {
     pub redis_url: String,
     /// TLS: PEM file of the CA that signs Redis' certificate; unset = the system trust store.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Connections to Redis (with `redis_url`).
     pub redis_pool_size: usize,
     /// Longest a search waits for Redis before treating it as a miss (or skipping the store).
     pub redis_timeout_ms: u64,
@@ -113,8 +115,11 @@ impl QueryCacheConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
+    /// Hits returned when a request leaves `top_k` at 0.
     pub default_top_k: u32,
+    /// Largest `top_k` of a request without paging (see `max_page_depth`).
     pub max_top_k: u32,
+    /// Longest query text, in bytes.
     pub max_query_bytes: usize,
     /// RRF constant k used when the request does not set one.
     pub rrf_k: u32,
@@ -123,13 +128,16 @@ pub struct SearchConfig {
     /// Score normalisation of LINEAR fusion when the request does not choose one:
     /// `min_max`, `z_score` or `rank`.
     pub normalization: Normalization,
-    /// Weights of the legs' terms when the request does not set them (0..=100).
+    /// Weight of the vector leg's term when the request does not set one (0..=100).
     pub vector_weight: f32,
+    /// Weight of the text leg's term when the request does not set one (0..=100).
     pub text_weight: f32,
     /// Largest `fusion.ef_search` a request may ask of the vector leg (pgvector allows 1000).
     pub max_ef_search: u32,
     /// Each leg returns max(top_k * 3, min_candidates) hits, capped at max_candidates.
     pub min_candidates: u32,
+    /// Most hits a leg hands to fusion, and the largest `fusion.*_candidates` a request may
+    /// ask for.
     pub max_candidates: u32,
     /// Deadline of the vector leg (query embedding + vector search).
     pub vector_timeout_ms: u64,

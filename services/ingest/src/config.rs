@@ -71,22 +71,31 @@ pub struct ChunkingConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Documents in one Ingest request.
     pub max_documents_per_request: usize,
+    /// Bytes of one document's content.
     pub max_document_bytes: usize,
+    /// Bytes of one document's title.
     pub max_title_bytes: usize,
+    /// Bytes of one document's `external_id`.
     pub max_external_id_bytes: usize,
+    /// Metadata entries of one document.
     pub max_metadata_entries: usize,
     /// Highest clearance a document's ACL may require.
     pub max_acl_clearance: u32,
-    /// Groups per document ACL, and bytes per group name.
+    /// Groups per document ACL.
     pub max_acl_groups: usize,
+    /// Bytes per ACL group name.
     pub max_acl_group_bytes: usize,
     /// A document that would be cut into more chunks is rejected before any embedding work.
     pub max_chunks_per_document: usize,
     /// Bytes of text in one chunk (a chunk is `chunking.max_tokens` tokens; a "token" with no
     /// break in it, such as a pasted base64 blob, could otherwise be megabytes).
     pub max_chunk_bytes: usize,
+    /// How long a wait for indexing (`wait_until_indexed`, WaitIndexed) lasts when the
+    /// request gives no `wait_timeout_ms`.
     pub default_wait_ms: u64,
+    /// Longest `wait_timeout_ms` a request may give.
     pub max_wait_ms: u64,
 }
 
@@ -104,7 +113,9 @@ pub struct WorkerConfig {
     /// Retry delay ceiling for attempt n is min(backoff_max, backoff_base * multiplier^(n-1)),
     /// with full jitter. Defaults spread 5 attempts over about a day.
     pub backoff_base_ms: u64,
+    /// Growth of the retry delay per attempt (see `backoff_base_ms`).
     pub backoff_multiplier: f64,
+    /// Ceiling of the retry delay (see `backoff_base_ms`).
     pub backoff_max_ms: u64,
     /// Chunks per embedding call.
     pub embed_batch: usize,

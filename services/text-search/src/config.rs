@@ -52,7 +52,9 @@ pub struct ElasticsearchConfig {
     pub urls: Vec<String>,
     /// Alias, template and index-name prefix: lowercase letters, digits, `-`, `_`.
     pub index_prefix: String,
+    /// Primary shards of each index Braid creates (through the index template).
     pub shards: u32,
+    /// Replica shards of each index Braid creates (through the index template).
     pub replicas: u32,
     /// `index.refresh_interval` while serving (`1s`). Writes do not wait for it (each
     /// waits for one coalesced refresh of its own); it makes what a failed refresh left
@@ -66,6 +68,7 @@ pub struct ElasticsearchConfig {
     /// Extra attempts after a retryable failure (connection error, 429, 502-504, per-item
     /// 429/5xx in a bulk response), with exponential backoff from `retry_backoff_ms`.
     pub retries: u32,
+    /// First retry delay; it doubles with each further attempt, up to 32 times this.
     pub retry_backoff_ms: u64,
     /// PEM CA certificate(s) trusted for `https://` nodes (rustls); unset = the system roots.
     pub ca_file: Option<PathBuf>,
@@ -75,6 +78,7 @@ pub struct ElasticsearchConfig {
     pub api_key_env: String,
     /// Basic authentication user (with `password_file` or `password_env`).
     pub username: String,
+    /// A file holding the basic authentication password.
     pub password_file: Option<PathBuf>,
     /// The name of an environment variable holding the password.
     pub password_env: String,
@@ -83,7 +87,9 @@ pub struct ElasticsearchConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
+    /// Most hits one search may ask for.
     pub max_top_k: u32,
+    /// Longest query text, in bytes.
     pub max_query_bytes: usize,
     /// Characters of highlighted context per hit.
     pub snippet_chars: usize,

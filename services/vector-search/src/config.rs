@@ -21,6 +21,7 @@ pub struct SearchConfig {
     pub dimensions: usize,
     /// `hnsw.ef_search` per query (candidate list size; higher = better recall, slower).
     pub ef_search: u32,
+    /// Most hits one search may ask for.
     pub max_top_k: u32,
 }
 

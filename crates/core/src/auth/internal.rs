@@ -57,6 +57,7 @@ pub enum InternalAuthMode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InternalAuthConfig {
+    /// Whether service tokens are required from callers and sent downstream.
     pub mode: InternalAuthMode,
     /// The shared HS256 key or key ring (`internal_auth.key.file` or `internal_auth.key.value`;
     /// every key at least 32 bytes, see `auth::keys`).

@@ -50,6 +50,7 @@ pub enum AuthMode {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
+    /// Whether user tokens are required.
     pub mode: AuthMode,
     /// HS256 key or key ring (every key at least 32 bytes; see `auth::keys`); unset = HS256
     /// tokens are refused.

@@ -14,7 +14,9 @@ use crate::config::positive;
 pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`; prefer the environment for secrets.
     pub url: String,
+    /// Connections in the pool.
     pub max_connections: u32,
+    /// Longest wait for a free connection before the call fails.
     pub acquire_timeout_ms: u64,
     /// Run the service's schema migrations at start-up.
     pub migrate: bool,

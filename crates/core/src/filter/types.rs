@@ -75,7 +75,9 @@ impl MetaType {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetadataTypes {
+    /// Key → type for every tenant (`metadata_types.default.year = "number"`).
     pub default: BTreeMap<String, MetaType>,
+    /// Tenant → key → type, over the defaults (`metadata_types.tenants.acme.year = "date"`).
     pub tenants: BTreeMap<String, BTreeMap<String, MetaType>>,
 }
 

@@ -20,6 +20,7 @@ use crate::throttle::{self, Bucket};
 pub struct OpenAiConfig {
     /// Base URL up to and including `/v1`, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
+    /// The provider's model name, sent with every request and part of the model identity.
     pub model: String,
     /// Name of the environment variable holding the API key (empty = none).
     pub api_key_env: String,
@@ -29,10 +30,13 @@ pub struct OpenAiConfig {
     pub dimensions: usize,
     /// Send `dimensions` in the request (for models that can shorten their output).
     pub request_dimensions: bool,
+    /// Deadline of one HTTP request (each attempt).
     pub timeout_ms: u64,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
+    /// First retry delay; it grows exponentially up to `max_backoff_ms`.
     pub min_backoff_ms: u64,
+    /// Longest retry delay, also the cap on a `Retry-After` the provider sends.
     pub max_backoff_ms: u64,
     /// Requests per second sent to the provider (0 = unlimited).
     pub requests_per_second: f64,
@@ -40,6 +44,7 @@ pub struct OpenAiConfig {
     pub tokens_per_second: f64,
     /// Texts per HTTP request.
     pub max_batch: usize,
+    /// Circuit breaker around the provider.
     pub breaker: BreakerSettings,
 }
 

@@ -15,6 +15,7 @@ use crate::error::EmbeddingError;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiServerConfig {
+    /// Serves `POST /v1/embeddings` on the admin port (only with `api_key` set).
     pub enabled: bool,
     /// The bearer token callers must send (`openai_server.api_key.file` or `.value`). The
     /// endpoint is not served without one; a configured but empty source fails start-up.

@@ -11,10 +11,13 @@ pub struct AuditConfig {
     /// Where `audit.records` lives (its own pool; may be the services' database). An empty
     /// URL turns audit off.
     pub database: DatabaseConfig,
+    /// How a search's query text is stored.
     pub query_text: QueryText,
+    /// What happens to a call whose record cannot be queued.
     pub on_failure: OnFailure,
     /// Records older than this are purged.
     pub retention_days: u32,
+    /// How often records past `retention_days` are deleted.
     pub purge_interval_ms: u64,
     /// Records waiting to be written; past it, `on_failure` decides.
     pub queue_capacity: usize,

@@ -24,8 +24,11 @@ pub struct LimitsConfig {
     pub per_peer: Budget,
     /// What a call costs in tokens of its class's budgets.
     pub cost: CostConfig,
+    /// Search, GetDocument.
     pub search: ClassBudget,
+    /// Ingest, IngestStream, WaitIndexed, DeleteDocument.
     pub ingest: ClassBudget,
+    /// Jobs, Stats, Reembed, ListAudit and the other operator calls.
     pub admin: ClassBudget,
     pub long_calls: LongCallLimits,
     pub stream: StreamLimits,
@@ -44,7 +47,9 @@ pub struct ClassBudget {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Budget {
+    /// Tokens added per second: the sustained rate.
     pub rate_per_second: f64,
+    /// Tokens that may be spent at once: the bucket's size.
     pub burst: u32,
 }
 
@@ -57,7 +62,9 @@ pub struct Budget {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostConfig {
+    /// Units of search work (each used leg's candidates plus `top_k`) per token.
     pub search_work_per_token: u32,
+    /// A search with `bypass_cache` costs this many times as much.
     pub cache_bypass_factor: u32,
 }
 
@@ -74,6 +81,7 @@ impl Default for CostConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LongCallLimits {
+    /// Long calls one subject may have running at once; more are refused at once.
     pub per_subject: u32,
     /// Subjects tracked at once; a new subject past it is refused until one finishes.
     pub max_tracked_subjects: usize,
@@ -85,6 +93,7 @@ pub struct LongCallLimits {
 pub struct StreamLimits {
     /// Longest wait for the client's next message.
     pub idle_timeout_ms: u64,
+    /// Documents one stream may send.
     pub max_documents: u64,
     /// Sum of the encoded sizes of the stream's messages.
     pub max_bytes: u64,
@@ -94,9 +103,13 @@ pub struct StreamLimits {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestLimits {
+    /// Documents in one Ingest request.
     pub max_documents_per_ingest: usize,
+    /// Document ids in one WaitIndexed request.
     pub max_wait_ids: usize,
+    /// Job ids in one RetryJobs or DiscardJobs request.
     pub max_job_ids: usize,
+    /// States in one ListJobs request.
     pub max_job_states: usize,
 }
 

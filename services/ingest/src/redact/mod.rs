@@ -25,7 +25,9 @@ const MAX_RULES: usize = 64;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedactionConfig {
+    /// Email addresses become `[EMAIL]`.
     pub emails: bool,
+    /// Phone numbers become `[PHONE]`.
     pub phone_numbers: bool,
     /// Payment card numbers (13–19 digits, spaces or hyphens allowed) that pass the Luhn check.
     pub card_numbers: bool,
@@ -35,7 +37,8 @@ pub struct RedactionConfig {
     pub postcodes: bool,
     /// Regexes for student/staff numbers and similar, e.g. `\bS\d{7}\b`; matches become `[ID]`.
     pub id_patterns: Vec<String>,
-    /// Any other regex with its own replacement.
+    /// Any other regex with its own replacement: `{ pattern, replacement }` (default
+    /// replacement `[REDACTED]`).
     pub custom: Vec<CustomRule>,
 }
 
