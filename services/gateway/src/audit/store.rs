@@ -159,7 +159,11 @@ mod tests {
         let mut unique = versions.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), versions.len(), "repeated versions: {versions:?}");
+        assert_eq!(
+            unique.len(),
+            versions.len(),
+            "repeated versions: {versions:?}"
+        );
         assert!(
             versions.iter().all(|v| (3000..4000).contains(v)),
             "versions outside 3000-3999: {versions:?}"
