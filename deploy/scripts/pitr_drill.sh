@@ -29,6 +29,12 @@ trap finish EXIT
 fail() { echo "pitr_drill: $*" >&2; tail -20 "$WORK/postgres.log" >&2 || true; exit 1; }
 
 "$STACK" pg-start
+# The cluster's password, written by the set-up with the other local keys (psql and backup.sh
+# read PGPASSWORD).
+if [[ -s $WORK/secrets/pg.password ]]; then
+  PGPASSWORD=$(<"$WORK/secrets/pg.password")
+  export PGPASSWORD
+fi
 [[ $("${PSQL[@]}" -c 'SHOW archive_mode') == on ]] || fail "archive_mode is not on"
 "${PSQL[@]}" -c "CREATE EXTENSION vector" \
   -c "CREATE TABLE t (id integer PRIMARY KEY, v vector(3) NOT NULL)" \

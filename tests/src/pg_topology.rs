@@ -62,6 +62,33 @@ impl Topology {
     }
 }
 
+/// The password of `postgres://user:password@host…`, percent-decoded; `None` without one.
+pub fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    let bytes = password.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `postgres://user@host:port` of `postgres://user@host:port/db`.
 pub fn base_of(url: &str) -> &str {
     url.rsplit_once('/').map_or(url, |(base, _)| base)
@@ -311,7 +338,13 @@ impl PgBouncer {
             .prefix("braid-pgbouncer-")
             .tempdir()?;
         let port = free_port()?;
-        std::fs::write(dir.path().join("userlist.txt"), "\"braid\" \"\"\n")?;
+        // PgBouncer logs in to the cluster as braid with the password the test URL carries
+        // (`make run`'s cluster requires one); clients are trusted.
+        let password = password_of(&crate::admin_url()).unwrap_or_default();
+        std::fs::write(
+            dir.path().join("userlist.txt"),
+            format!("\"braid\" \"{}\"\n", password.replace('"', "\"\"")),
+        )?;
         let user = os_user()
             .map(|u| format!("user = {u}\n"))
             .unwrap_or_default();
