@@ -232,11 +232,22 @@ async fn a_replica_with_a_backlog_is_passed_over() {
         &Metrics::new("t"),
     )
     .unwrap();
-    // Six callers, 100 calls each, back to back.
+    // Six callers sharing 600 calls, back to back: all six stay busy until the calls run out
+    // (with 100 calls each, the last callers left alone would find no backlog to pass over,
+    // and the slow replica's share would measure how the run ends, not the rule).
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(600));
     let callers = (0..6).map(|_| {
         let mut client = HealthClient::new(balanced.clone());
+        let left = left.clone();
         async move {
-            for _ in 0..100 {
+            while left
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+            {
                 check(&mut client).await.unwrap();
             }
         }
