@@ -15,6 +15,7 @@ use std::time::Duration;
 use braid_core::balance::FixedResolver;
 use braid_core::config::ClientConfig;
 use braid_core::server::Listeners;
+use braid_gateway::Budget;
 use braid_proto::service_names as names;
 use braid_tests::replicas::{SearchLoad, loopback, replica_listeners, scrape, served};
 use braid_tests::{Service, StackOptions, TestDb, eventually, ingest_texts};
@@ -189,6 +190,10 @@ async fn replicas_behind_one_name_share_the_load_lose_none_and_gain_new_ones() {
     resolver.set(VECTOR_NAME, (0..2).map(loopback));
     let mut gateway_cfg = options.gateway.clone();
     gateway_cfg.internal_auth = braid_tests::internal_auth();
+    // The load is one caller sending searches that bypass the cache (2 budget tokens each):
+    // its budgets must not be what stops it (the test counts every search as answered).
+    gateway_cfg.limits.search.per_subject = Budget::new(100_000.0, 100_000);
+    gateway_cfg.limits.search.per_tenant = Budget::new(100_000.0, 100_000);
     topology.apply(&db.name, &mut gateway_cfg.audit.database, false);
     gateway_cfg.ingest = ClientConfig::new(ingest.endpoint(), 120_000);
     gateway_cfg.embedding = balanced(EMBEDDING_NAME, embedding_port, 20_000);
