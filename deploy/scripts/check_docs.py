@@ -49,16 +49,21 @@ def slug(heading):
     return text.replace(" ", "-")
 
 
-def anchors(path):
-    seen = {}
-    result = set()
+def outside_code(text):
+    """(number, line) of every line outside fenced code blocks (the fences left out too)."""
     in_code = False
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if FENCE.match(line):
             in_code = not in_code
             continue
-        if in_code:
-            continue
+        if not in_code:
+            yield number, line
+
+
+def anchors(path):
+    seen = {}
+    result = set()
+    for _, line in outside_code(path.read_text()):
         m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if m:
             base = slug(m.group(1))
@@ -70,13 +75,7 @@ def anchors(path):
 
 def prose_lines(text):
     """(number, line) of every line outside code fences that is prose."""
-    in_code = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if FENCE.match(line):
-            in_code = not in_code
-            continue
-        if in_code:
-            continue
+    for number, line in outside_code(text):
         stripped = line.lstrip()
         if not stripped or stripped.startswith(("|", "#", "<")) or line.startswith("    "):
             continue
@@ -89,13 +88,7 @@ def check_links(root, files):
     for name in files:
         path = root / name
         text = path.read_text()
-        in_code = False
-        for number, line in enumerate(text.splitlines(), 1):
-            if FENCE.match(line):
-                in_code = not in_code
-                continue
-            if in_code:
-                continue
+        for number, line in outside_code(text):
             line = re.sub(r"`[^`]*`", "", line)
             for target in LINK.findall(line):
                 if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, mailto:, ...
