@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::Mode;
-use report::{Recorder, Report, Setup};
+use report::{Recorder, Report, Setup, WholeRun};
 use schedule::Schedule;
 
 /// Open-loop requests in flight past which the client itself is saturated: further due
@@ -380,13 +380,15 @@ pub async fn run(
             eprintln!();
         }
     }
-    let mut report: Report = bench
+    let whole_run = WholeRun {
+        answered: bench.answered_whole_run.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    };
+    let report: Report = bench
         .recorder
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .report(setup, elapsed);
-    report.answered_whole_run = bench.answered_whole_run.load(Ordering::Relaxed);
-    report.whole_run_seconds = (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        .report(setup, elapsed, whole_run);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

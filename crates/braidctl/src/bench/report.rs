@@ -104,8 +104,8 @@ impl Recorder {
         self.latency.value_at_quantile(quantile) as f64 / 1000.0
     }
 
-    /// The summary over `elapsed` of measured time.
-    pub fn report(&self, setup: Setup, elapsed: Duration) -> Report {
+    /// The summary over `elapsed` of measured time, with the whole run's answers and length.
+    pub fn report(&self, setup: Setup, elapsed: Duration, whole_run: WholeRun) -> Report {
         let requests = self.requests();
         let secs = elapsed.as_secs_f64();
         let errors = self.errors.values().sum::<u64>();
@@ -144,8 +144,8 @@ impl Recorder {
             error_window: window(&self.timeline, |s| s.errors),
             degraded_window: window(&self.timeline, |s| s.degraded),
             timeline: self.timeline.clone(),
-            answered_whole_run: self.ok,
-            whole_run_seconds: round(secs),
+            answered_whole_run: whole_run.answered,
+            whole_run_seconds: (whole_run.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
         }
     }
 
@@ -179,6 +179,13 @@ fn window(timeline: &[Second], count: impl Fn(&Second) -> u64) -> Option<[usize;
 
 fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The whole run: warm-up, measured window and the requests that finished after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WholeRun {
+    pub answered: u64,
+    pub elapsed: Duration,
 }
 
 /// How the load was generated (echoed in the report).
@@ -325,7 +332,7 @@ mod tests {
         r.error(fourth, Duration::from_millis(5), "RESOURCE_EXHAUSTED");
         r.error(third, Duration::from_millis(5), "UNAVAILABLE");
         r.failover();
-        let report = r.report(setup(), Duration::from_secs(10));
+        let report = r.report(setup(), Duration::from_secs(10), WholeRun::default());
         assert_eq!(report.requests, 1003);
         assert_eq!(report.answered, 1000);
         assert_eq!(report.qps, 100.3);
@@ -367,7 +374,7 @@ mod tests {
 
     #[test]
     fn an_empty_run_reports_zeros() {
-        let report = Recorder::new().report(setup(), Duration::ZERO);
+        let report = Recorder::new().report(setup(), Duration::ZERO, WholeRun::default());
         assert_eq!(report.requests, 0);
         assert_eq!(report.qps, 0.0);
         assert_eq!(report.latency_ms.p99, 0.0);
