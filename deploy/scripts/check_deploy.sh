@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of everything under deploy/, helm/ and docker-compose.yml:
 #   promtool check rules + promtool test rules (and the dashboard's queries parse as PromQL),
+#   compose's Prometheus config, Alertmanager's routes (amtool) and a routing drill
+#   (deploy/scripts/alert_drill.py: a page and a ticket reach their own receivers),
 #   helm lint + render (real Helm engine, helm-python-sdk) for several value sets,
 #   kubernetes-validate --strict on every rendered manifest, hadolint on the Dockerfile,
 #   every Docker build's context as the builder sees it (each COPY/ADD source exists and
@@ -14,7 +16,8 @@
 #   alert has its row in the alert table of docs/operations.md, prose in BENCHMARKS.md and docs/ within
 #   100 characters).
 # Python tools are pinned in deploy/requirements-deploy.txt and installed once into
-# $BRAID_HOME/venv-deploy; promtool comes from Debian's `prometheus` package.
+# $BRAID_HOME/venv-deploy; promtool and amtool come from Debian's `prometheus` and
+# `prometheus-alertmanager` packages (installed when root).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -56,13 +59,18 @@ tools() {
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
     cp "$REQS" "$stamp"
   fi
-  if ! command -v promtool >/dev/null; then
-    if [[ "$(id -u)" == 0 ]]; then
-      step "installing promtool (Debian package prometheus)"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >/dev/null
-    else
-      die "promtool not found: run 'sudo apt-get install prometheus' (Debian's package ships promtool)"
-    fi
+  debian_tool promtool prometheus
+  debian_tool amtool prometheus-alertmanager
+}
+
+debian_tool() { # command package
+  command -v "$1" >/dev/null && return
+  if [[ "$(id -u)" == 0 ]]; then
+    step "installing $1 (Debian package $2)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null \
+      || die "apt-get install $2 failed"
+  else
+    die "$1 not found: run 'sudo apt-get install $2' (Debian's package ships $1)"
   fi
 }
 
@@ -72,6 +80,17 @@ rules() {
   (cd "$ROOT/deploy/prometheus" && promtool test rules rules.test.yml)
   cmp -s "$ROOT/deploy/prometheus/rules.yml" "$ROOT/helm/braid/files/rules.yml" \
     || die "helm/braid/files/rules.yml differs from deploy/prometheus/rules.yml (copy it)"
+  step "compose's Prometheus config (promtool) and Alertmanager routes (amtool, and a drill)"
+  sed "s#/etc/prometheus/rules.yml#$ROOT/deploy/prometheus/rules.yml#" \
+    "$ROOT/deploy/prometheus/prometheus.compose.yml" >"$WORK/prometheus.compose.yml"
+  promtool check config "$WORK/prometheus.compose.yml"
+  local am="$ROOT/deploy/alertmanager/alertmanager.yml" sev got
+  amtool check-config "$am" >/dev/null
+  for sev in page ticket; do
+    got="$(amtool config routes test --config.file="$am" severity=$sev alertname=Drill 2>/dev/null)"
+    [[ $got == "$sev" ]] || die "alertmanager.yml routes severity=$sev to '$got', not '$sev'"
+  done
+  python3 "$ROOT/deploy/scripts/alert_drill.py" "$ROOT" "$WORK"
   step "promtool: every dashboard query parses"
   "$VENV/bin/python" - "$ROOT/deploy/grafana/braid.json" "$WORK/dashboard-rules.yml" <<'PY'
 import json, sys

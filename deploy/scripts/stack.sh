@@ -500,9 +500,11 @@ start_prometheus() {
 global: { scrape_interval: 5s, evaluation_interval: 15s }
 rule_files: ["$ROOT/deploy/prometheus/rules.yml"]
 scrape_configs:
-  - job_name: braid
-    static_configs:
-      - targets: ["127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103", "127.0.0.1:9104", "127.0.0.1:9105"]
+  - { job_name: braid-gateway, static_configs: [{ targets: ["127.0.0.1:9101"] }] }
+  - { job_name: braid-ingest, static_configs: [{ targets: ["127.0.0.1:9102"] }] }
+  - { job_name: braid-embedding, static_configs: [{ targets: ["127.0.0.1:9103"] }] }
+  - { job_name: braid-vector-search, static_configs: [{ targets: ["127.0.0.1:9104"] }] }
+  - { job_name: braid-text-search, static_configs: [{ targets: ["127.0.0.1:9105"] }] }
 CONFIG
   prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$port" \
