@@ -2,7 +2,8 @@
 //! `opentelemetry.proto.collector.trace.v1.TraceService` (the service an OpenTelemetry collector
 //! serves) on an ephemeral port, points `telemetry.otlp_endpoint` at it, makes hybrid searches
 //! through a full stack and checks what arrives: the gateway's span and the legs' spans in one
-//! trace (the W3C context crossed every gRPC hop), with RPC names and attributes; batches are
+//! trace (the W3C context crossed every gRPC hop), with RPC names and attributes; the JSON log
+//! line a request writes carries the trace and span ids of its exported spans; batches are
 //! sent on their own, and shutdown flushes what is still queued.
 //!
 //! The tracing subscriber is process-global (a real service installs it once in `main`), so this
@@ -121,6 +122,36 @@ impl Collector {
     }
 }
 
+/// The JSON log lines the process writes (the subscriber's writer).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> braid_core::telemetry::MakeWriter<'w> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'w self) -> Logs {
+        self.clone()
+    }
+}
+
 /// A search that joins the trace `trace_id` (as a caller already tracing would send it).
 fn traced_search(query: &str, trace_id: &[u8; 16]) -> tonic::Request<SearchRequest> {
     let mut request = tonic::Request::new(SearchRequest {
@@ -160,9 +191,11 @@ async fn spans_of_a_hybrid_search_reach_an_otlp_receiver_in_one_trace() {
         otlp_endpoint: Some(format!("http://{receiver}")),
         ..TelemetryConfig::default()
     };
-    let telemetry = braid_core::telemetry::init("braid-tests", &config).unwrap();
+    let logs = Logs::default();
+    let telemetry =
+        braid_core::telemetry::init_with_writer("braid-tests", &config, logs.clone()).unwrap();
 
-    let stack = Stack::start().await.unwrap();
+    let mut stack = Stack::start().await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     ingest_texts(
         &mut gw,
@@ -225,7 +258,59 @@ async fn spans_of_a_hybrid_search_reach_an_otlp_receiver_in_one_trace() {
         }
     }
 
-    // 2. Shutdown flushes: the second search's spans are all there once `shutdown` returns,
+    // 2. Logs and traces share ids: without its text leg a search logs "search leg failed"
+    //    inside the gateway's request; that JSON line names the caller's trace and the span id
+    //    of one of the spans exported for it.
+    stack.text.stop().await.unwrap();
+    let third: [u8; 16] = *uuid::Uuid::new_v4().as_bytes();
+    let r = gw
+        .search(traced_search("volcanic eruption", &third))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.degraded, "{r:?}");
+    let line = logs
+        .lines()
+        .into_iter()
+        .find(|l| l["message"] == "search leg failed" && l["trace_id"] == hex::encode(third))
+        .unwrap_or_else(|| panic!("no log line of the trace: {:#?}", logs.lines()));
+    let span_id = line["span_id"].as_str().unwrap().to_string();
+    eventually(
+        "the logged span among the exported ones",
+        Duration::from_secs(60),
+        || {
+            let found = collector
+                .trace(&third)
+                .iter()
+                .any(|s| hex::encode(&s.span_id) == span_id);
+            async move { found.then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    stack.restart_text().await.unwrap();
+    eventually(
+        "hybrid answers with both legs again",
+        Duration::from_secs(60),
+        || {
+            let mut gw = gw.clone();
+            async move {
+                let r = gw
+                    .search(SearchRequest {
+                        bypass_cache: true,
+                        ..traced_search("volcanic eruption", &[1; 16]).into_inner()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (!r.degraded).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+
+    // 3. Shutdown flushes: the second search's spans are all there once `shutdown` returns,
     //    without waiting for the next scheduled batch.
     let second: [u8; 16] = *uuid::Uuid::new_v4().as_bytes();
     gw.search(traced_search("bread flour water", &second))

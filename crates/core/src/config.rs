@@ -250,7 +250,10 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// `json` (default) or `text`.
     pub log_format: LogFormat,
-    /// OTLP/gRPC collector endpoint, e.g. `http://127.0.0.1:4317`; traces are off when unset.
+    /// OTLP/gRPC collector endpoint, e.g. `http://127.0.0.1:4317`. Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`; neither: no
+    /// export (logs still carry trace ids). `OTEL_SERVICE_NAME` renames the service in traces,
+    /// `OTEL_SDK_DISABLED=true` turns export off.
     pub otlp_endpoint: Option<String>,
 }
 
