@@ -35,7 +35,7 @@ loadtest-restarts: ## only the restart scenarios of `make loadtest` (one of two 
 loadtest-scale: ## >= 100,000 chunks (SciFact under 9 tenants): ingest and HNSW build time, memory per service, hybrid p50/p99 → BENCHMARKS.md
 	@LOADTEST_SCALE=1 $(STACK) loadtest
 
-backup: ## pg_dump of the database (verified, row counts in a manifest) into .braid/backups/<time>/, newest BRAID_BACKUP_KEEP=7 kept
+backup: ## pg_dump of the database (verified, row counts in a manifest) into .braid/backups/<time>/, kept BRAID_BACKUP_KEEP_DAYS=30 days (newest BRAID_BACKUP_KEEP=7 always)
 	@deploy/scripts/backup.sh backup
 
 restore: ## restore the newest backup (or BACKUP=<dir>) into the database; FORCE=1 replaces a non-empty one

@@ -5,7 +5,10 @@
 #   backup.sh backup                 pg_dump -Fc of the database into $BRAID_BACKUP_DIR/<UTC time>/,
 #                                    verified (pg_restore --list, checksum), with a manifest of the
 #                                    row count of every table taken in the dump's own snapshot;
-#                                    keeps the newest $BRAID_BACKUP_KEEP generations (default 7)
+#                                    then prunes (below)
+#   backup.sh prune                  removes the backups older than $BRAID_BACKUP_KEEP_DAYS days
+#                                    (default 30) that are not among the newest $BRAID_BACKUP_KEEP
+#                                    (default 7): backups are kept by age, and the newest few always
 #   backup.sh restore [DIR] [--force]
 #                                    restores DIR (default: the newest backup) into the database of
 #                                    BRAID_BACKUP_DATABASE_URL (created when missing; a non-empty one
@@ -26,7 +29,8 @@
 #                              (default postgres://braid@127.0.0.1:$BRAID_PG_PORT/braid, the
 #                              database `make run` uses)
 #   BRAID_BACKUP_DIR           where backups live (default $BRAID_HOME/backups)
-#   BRAID_BACKUP_KEEP          generations kept (default 7)
+#   BRAID_BACKUP_KEEP_DAYS     age in days after which a backup goes (default 30; 0 = by count)
+#   BRAID_BACKUP_KEEP          the newest backups kept whatever their age (default 7)
 #   BRAID_PG_BIN               directory of pg_dump/pg_restore/psql (default: the PostgreSQL 18
 #                              binaries stack.sh unpacked under $BRAID_HOME, else those on PATH)
 #   BRAID_PG_WAL_ARCHIVE       WAL archive of `BRAID_PG_ARCHIVE=1 make run`
@@ -44,6 +48,7 @@ if [[ -z ${BRAID_BACKUP_DATABASE_URL:-} && -z ${PGPASSWORD:-} && -r $BRAID_HOME/
 fi
 BACKUP_DIR=${BRAID_BACKUP_DIR:-$BRAID_HOME/backups}
 KEEP=${BRAID_BACKUP_KEEP:-7}
+KEEP_DAYS=${BRAID_BACKUP_KEEP_DAYS:-30}
 WAL_ARCHIVE=${BRAID_PG_WAL_ARCHIVE:-$BRAID_HOME/wal-archive}
 PG_OS_USER=${BRAID_PG_USER:-braid-pg}
 FORMAT="braid-backup 1"
@@ -148,10 +153,33 @@ verify_backup() { # dir
   done < <(awk '$1 == "rows" { print $2 }' "$dir/manifest")
 }
 
+check_retention() {
+  [[ $KEEP =~ ^[1-9][0-9]*$ ]] || die "BRAID_BACKUP_KEEP must be a positive integer, got '$KEEP'"
+  [[ $KEEP_DAYS =~ ^[0-9]+$ ]] \
+    || die "BRAID_BACKUP_KEEP_DAYS must be a whole number of days (0 = keep by count), got '$KEEP_DAYS'"
+}
+
+# Retention: a complete backup goes when it is older than $KEEP_DAYS days (its name is its UTC
+# creation time) and not one of the newest $KEEP; with KEEP_DAYS=0 only the newest $KEEP stay.
+cmd_prune() {
+  check_retention
+  local cutoff n=0 old name stamp
+  cutoff=$(( $(date -u +%s) - KEEP_DAYS * 86400 ))
+  while read -r old; do
+    n=$((n + 1))
+    (( n <= KEEP )) && continue
+    name=${old##*/}
+    stamp=$(date -u -d "${name:0:4}-${name:4:2}-${name:6:2} ${name:9:2}:${name:11:2}:${name:13:2}" +%s) \
+      || die "cannot read the time of backup $old"
+    (( KEEP_DAYS == 0 || stamp < cutoff )) || continue
+    rm -rf "$old" && say "removed backup $old (older than $KEEP_DAYS days, not among the newest $KEEP)"
+  done < <(complete_backups)
+}
+
 cmd_backup() {
   find_pg_bin
   check_versions "$DB_URL"
-  [[ $KEEP =~ ^[1-9][0-9]*$ ]] || die "BRAID_BACKUP_KEEP must be a positive integer, got '$KEEP'"
+  check_retention
   mkdir -p "$BACKUP_DIR"
   local name dir n=1
   name=$(date -u +%Y%m%dT%H%M%SZ)
@@ -209,11 +237,7 @@ cmd_backup() {
   say "backup $dir: $(du -h "$dir/$db.dump" | cut -f1), ${#counts[@]} tables, $((SECONDS - started)) s"
   for line in "${counts[@]}"; do say "  ${line%%$'\t'*}: ${line#*$'\t'} rows"; done
 
-  # Retention: the newest $KEEP complete backups stay; older ones and stale partial ones go.
-  local old
-  complete_backups | tail -n +$((KEEP + 1)) | while read -r old; do
-    rm -rf "$old" && say "removed old backup $old (BRAID_BACKUP_KEEP=$KEEP)"
-  done
+  cmd_prune
   echo "$dir"
 }
 
@@ -368,8 +392,9 @@ case ${1:-} in
   backup) shift; cmd_backup "$@" ;;
   restore) shift; cmd_restore "$@" ;;
   list) cmd_list ;;
+  prune) cmd_prune ;;
   verify) shift; cmd_verify "$@" ;;
   basebackup) cmd_basebackup ;;
   pitr) shift; cmd_pitr "$@" ;;
-  *) die "usage: $0 backup | restore [DIR] [--force] | list | verify [DIR] | basebackup | pitr BASEBACKUP DATADIR [--target-time TIME]" ;;
+  *) die "usage: $0 backup | restore [DIR] [--force] | list | prune | verify [DIR] | basebackup | pitr BASEBACKUP DATADIR [--target-time TIME]" ;;
 esac
