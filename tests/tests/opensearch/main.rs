@@ -7,7 +7,7 @@
 //! Here: a hybrid search through all five services. `walls`: tenant and ACL walls, every
 //! filter operator and delete. `reindex`: a rebuild switching the alias while searches run
 //! (both layouts). `tenant_scores`: another tenant's writes never move a tenant's scores
-//! (per-tenant layout; the shared layout shows the leak).
+//! (per-tenant layout; the shared layout shows the leak; one tenant scores the same in both).
 //! `node_loss`: the node stopped under load and started again.
 
 mod node_loss;

@@ -218,3 +218,45 @@ impl EsIndex {
 
 /// Coalescers of the aliases being refreshed.
 pub(super) type Refreshers = std::sync::Mutex<HashMap<String, Arc<Coalescer>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::super::mapping::FORMAT;
+    use super::super::response::Active;
+    use super::*;
+    use crate::config::{ElasticsearchConfig, SearchConfig};
+
+    fn es(layout: Layout) -> EsIndex {
+        let config = ElasticsearchConfig {
+            layout,
+            ..ElasticsearchConfig::default()
+        };
+        EsIndex::new(&config, &SearchConfig::default()).unwrap()
+    }
+
+    fn active(layout: Option<&str>) -> Active {
+        Active {
+            index: "braid-text-0123456789abcdef0123456789abcdef".into(),
+            supersedes: Vec::new(),
+            format: Some(FORMAT),
+            layout: layout.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_index_of_the_other_layout_is_a_fault_until_rebuilt() {
+        let per_tenant = es(Layout::PerTenant);
+        assert_eq!(per_tenant.format_fault(&active(Some("per_tenant"))), None);
+        // An index from before layouts existed holds every tenant: shared.
+        for other in [None, Some("shared")] {
+            let fault = per_tenant.format_fault(&active(other)).unwrap_or_default();
+            assert!(
+                fault.contains("has the shared layout") && fault.contains("reindex"),
+                "{fault}"
+            );
+        }
+        let shared = es(Layout::Shared);
+        assert_eq!(shared.format_fault(&active(None)), None);
+        assert!(shared.format_fault(&active(Some("per_tenant"))).is_some());
+    }
+}
