@@ -67,10 +67,12 @@ pub struct IndexConfig {
     pub elasticsearch: ElasticsearchConfig,
 }
 
-/// An Elasticsearch cluster as the BM25 engine. Searches and writes go to the alias
-/// `index_prefix`, which points at one concrete index `<index_prefix>-<id>`; a rebuild fills a
-/// new concrete index (alias `<index_prefix>-rebuild`) and switches the alias. Every index
-/// `<index_prefix>-*` takes its settings and mappings from the index template `index_prefix`.
+/// An Elasticsearch cluster as the BM25 engine. The alias `index_prefix` points at one
+/// concrete index `<index_prefix>-<id>`, which holds every tenant (`layout = "shared"`) or
+/// none, each tenant then having `<index_prefix>-<id>-<tenant key>` behind the alias
+/// `<index_prefix>-tenant-<tenant key>` (`per_tenant`); a rebuild fills new concrete indices
+/// (aliases ending `-rebuild`) and switches the aliases. Every index `<index_prefix>-*` takes
+/// its settings and mappings from the index template `index_prefix`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
