@@ -474,9 +474,13 @@ impl IndexAdmin for EsIndex {
 
     async fn rebuild_start(&self, supersedes_index_id: &str) -> Result<String, TextError> {
         self.ready().await?;
-        if let Some(old) = self.rebuilding().await? {
-            let tenants = self.generation_indices(&old).await?;
-            self.delete_indices(&tenants).await?;
+        // Tenant indices of an unfinished rebuild, and any left behind a tenant rebuild alias
+        // (a tenant's first write racing an earlier switch): one rebuild alias names one
+        // index.
+        let old = self.rebuilding().await?;
+        let stale = self.stale_rebuild_indices(old.as_deref()).await?;
+        self.delete_indices(&stale).await?;
+        if let Some(old) = old {
             self.client
                 .ok(
                     &request::delete_index(&old),

@@ -144,17 +144,21 @@ impl EsIndex {
             .collect())
     }
 
-    /// The tenant indices of `generation`.
-    pub(super) async fn generation_indices(
+    /// The tenant indices of the unfinished rebuild `old`, and every tenant index holding a
+    /// tenant rebuild alias (one a tenant's first write created as a switch happened).
+    pub(super) async fn stale_rebuild_indices(
         &self,
-        generation: &str,
+        old: Option<&str>,
     ) -> Result<Vec<String>, TextError> {
         Ok(self
             .tenant_indices()
             .await?
             .into_iter()
+            .filter(|(index, aliases)| {
+                old.is_some_and(|old| self.names.generation_of(index) == Some(old))
+                    || aliases.iter().any(|a| a.ends_with("-rebuild"))
+            })
             .map(|(index, _)| index)
-            .filter(|index| self.names.generation_of(index) == Some(generation))
             .collect())
     }
 
