@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use braid_text_search::{ElasticsearchConfig, EsIndex, SearchConfig};
+use braid_text_search::{ElasticsearchConfig, EsIndex, Layout, SearchConfig};
 use tokio::process::{Child, Command};
 
 use crate::{StackOptions, eventually, free_port};
@@ -32,11 +32,18 @@ pub fn engine_url() -> String {
 }
 
 /// The backend's settings for `url` under an index prefix of its own: one node, so no
-/// replicas; short request deadlines so a lost node shows within a few seconds.
+/// replicas; short request deadlines so a lost node shows within a few seconds. The default
+/// layout (`per_tenant`); see [`engine_config_with`].
 pub fn engine_config(url: &str) -> ElasticsearchConfig {
+    engine_config_with(url, Layout::default())
+}
+
+/// [`engine_config`] in `layout`.
+pub fn engine_config_with(url: &str, layout: Layout) -> ElasticsearchConfig {
     ElasticsearchConfig {
         urls: vec![url.to_string()],
         index_prefix: format!("braid-e2e-{}", uuid::Uuid::new_v4().simple()),
+        layout,
         replicas: 0,
         request_timeout_ms: 5_000,
         retries: 2,
@@ -69,8 +76,8 @@ pub async fn engine_get(url: &str, path: &str) -> anyhow::Result<serde_json::Val
     Ok(body)
 }
 
-/// The concrete index behind `engine`'s alias and how many document entries it holds
-/// (after a refresh).
+/// The concrete index behind `engine`'s alias and how many document entries it and, in the
+/// per-tenant layout, its generation's tenant indices (`<index>-*`) hold (after a refresh).
 pub async fn engine_documents(engine: &ElasticsearchConfig) -> anyhow::Result<(String, u64)> {
     let (url, alias) = (&engine.urls[0], &engine.index_prefix);
     let aliases = engine_get(url, &format!("/_alias/{alias}")).await?;
@@ -79,6 +86,7 @@ pub async fn engine_documents(engine: &ElasticsearchConfig) -> anyhow::Result<(S
         .and_then(|o| o.keys().next().cloned())
         .context("the alias names no index")?;
     let client = reqwest::Client::new();
+    let alias = format!("{index}*");
     client
         .post(format!("{url}/{alias}/_refresh"))
         .send()

@@ -289,6 +289,7 @@ read-url: {{ . | quote }}
 - { name: {{ $p }}INDEX__BACKEND, value: elasticsearch }
 - { name: {{ $e }}URLS, value: {{ toJson $es.urls | quote }} }
 - { name: {{ $e }}INDEX_PREFIX, value: {{ toJson $es.indexPrefix | quote }} }
+- { name: {{ $e }}LAYOUT, value: {{ toJson $es.layout | quote }} }
 - { name: {{ $e }}SHARDS, value: {{ $es.shards | quote }} }
 - { name: {{ $e }}REPLICAS, value: {{ $es.replicas | quote }} }
 - { name: {{ $e }}REFRESH_INTERVAL, value: {{ toJson $es.refreshInterval | quote }} }

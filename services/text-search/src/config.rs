@@ -26,6 +26,32 @@ pub enum Backend {
     Elasticsearch,
 }
 
+/// How the Elasticsearch backend lays tenants out over indices.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Every tenant's documents in their own index (one primary shard each), created on the
+    /// tenant's first write: BM25 statistics (document frequencies, average lengths) are the
+    /// tenant's own, so no tenant's writes move another's scores (default). Costs one shard
+    /// per tenant (times `1 + replicas`) against the cluster's shards-per-node limit.
+    #[default]
+    PerTenant,
+    /// Every tenant in one index: BM25 statistics are shared, so a tenant's scores move when
+    /// another tenant writes documents with the same terms (and reveal that it did). For
+    /// single-tenant deployments or many tiny tenants that trust each other.
+    Shared,
+}
+
+impl Layout {
+    /// The name recorded in each index's `_meta` (`braid_layout`), as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::PerTenant => "per_tenant",
+            Layout::Shared => "shared",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
@@ -41,10 +67,12 @@ pub struct IndexConfig {
     pub elasticsearch: ElasticsearchConfig,
 }
 
-/// An Elasticsearch cluster as the BM25 engine. Searches and writes go to the alias
-/// `index_prefix`, which points at one concrete index `<index_prefix>-<id>`; a rebuild fills a
-/// new concrete index (alias `<index_prefix>-rebuild`) and switches the alias. Every index
-/// `<index_prefix>-*` takes its settings and mappings from the index template `index_prefix`.
+/// An Elasticsearch cluster as the BM25 engine. The alias `index_prefix` points at one
+/// concrete index `<index_prefix>-<id>`, which holds every tenant (`layout = "shared"`) or
+/// none, each tenant then having `<index_prefix>-<id>-<tenant key>` behind the alias
+/// `<index_prefix>-tenant-<tenant key>` (`per_tenant`); a rebuild fills new concrete indices
+/// (aliases ending `-rebuild`) and switches the aliases. Every index `<index_prefix>-*` takes
+/// its settings and mappings from the index template `index_prefix`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchConfig {
@@ -52,7 +80,13 @@ pub struct ElasticsearchConfig {
     pub urls: Vec<String>,
     /// Alias, template and index-name prefix: lowercase letters, digits, `-`, `_`.
     pub index_prefix: String,
-    /// Primary shards of each index Braid creates (through the index template).
+    /// Tenants over indices: `per_tenant` (default; each tenant's BM25 statistics its own)
+    /// or `shared` (one index, statistics shared across tenants). Changing it on a running
+    /// deployment makes the text leg NOT_SERVING until `braidctl reindex --leg text` rebuilds
+    /// the index in the new layout.
+    pub layout: Layout,
+    /// Primary shards of each index Braid creates (through the index template); a tenant's
+    /// index in the `per_tenant` layout always has one (statistics are per shard).
     pub shards: u32,
     /// Replica shards of each index Braid creates (through the index template).
     pub replicas: u32,
@@ -131,6 +165,7 @@ impl Default for ElasticsearchConfig {
         Self {
             urls: vec!["http://127.0.0.1:9200".into()],
             index_prefix: "braid-text".into(),
+            layout: Layout::default(),
             shards: 1,
             replicas: 1,
             refresh_interval: "1s".into(),

@@ -33,7 +33,9 @@ use braid_proto::tonic::service::Routes;
 use braid_proto::v1::text_search_service_server::TextSearchServiceServer;
 
 pub use self::tantivy::TantivyIndex;
-pub use config::{Backend, ElasticsearchConfig, IndexConfig, SearchConfig, TextSearchConfig};
+pub use config::{
+    Backend, ElasticsearchConfig, IndexConfig, Layout, SearchConfig, TextSearchConfig,
+};
 pub use error::TextError;
 #[cfg(feature = "elasticsearch")]
 pub use es::EsIndex;

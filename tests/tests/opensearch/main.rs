@@ -5,11 +5,14 @@
 //! own, since it stops it.
 //!
 //! Here: a hybrid search through all five services. `walls`: tenant and ACL walls, every
-//! filter operator and delete. `reindex`: a rebuild switching the alias while searches run.
+//! filter operator and delete. `reindex`: a rebuild switching the alias while searches run
+//! (both layouts). `tenant_scores`: another tenant's writes never move a tenant's scores
+//! (per-tenant layout; the shared layout shows the leak; one tenant scores the same in both).
 //! `node_loss`: the node stopped under load and started again.
 
 mod node_loss;
 mod reindex;
+mod tenant_scores;
 mod walls;
 
 use braid_tests::opensearch::{

@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use braid_tests::opensearch::{
-    engine_config, engine_documents, engine_get, engine_url, remove_indices, stack_options,
+    engine_config_with, engine_documents, engine_get, engine_url, remove_indices, stack_options,
 };
 use braid_tests::v1::{DocumentInput, ReindexLeg, ReindexRequest, SearchMode};
 use braid_tests::{Stack, ingest_ready};
+use braid_text_search::Layout;
 
 use super::{TEXTS, search, top};
 
@@ -34,7 +35,17 @@ fn document(external_id: String, title: &str, content: String) -> DocumentInput 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reindex_switches_the_alias_while_searches_and_ingests_run() {
-    let engine = engine_config(&engine_url());
+    reindex_under_load(Layout::PerTenant).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reindex_switches_the_alias_while_searches_and_ingests_run_shared_layout() {
+    reindex_under_load(Layout::Shared).await;
+}
+
+/// In the per-tenant layout every tenant's alias moves with the catalog's in one request.
+async fn reindex_under_load(layout: Layout) {
+    let engine = engine_config_with(&engine_url(), layout);
     let stack = Stack::start_with(stack_options(&engine)).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     // The six topics, then enough other documents for the rebuild to take several batches.
@@ -172,6 +183,17 @@ async fn reindex_switches_the_alias_while_searches_and_ingests_run() {
             .await
             .is_err()
     );
+    // Its tenant indices (per tenant) are gone with it.
+    let old_tenants = engine_get(&engine.urls[0], &format!("/{old_index}-*/_alias"))
+        .await
+        .unwrap();
+    assert_eq!(old_tenants, serde_json::json!({}));
+    if layout == Layout::PerTenant {
+        let tenants = engine_get(&engine.urls[0], &format!("/{new_index}-*/_alias"))
+            .await
+            .unwrap();
+        assert_eq!(tenants.as_object().map(|o| o.len()), Some(1), "{tenants}");
+    }
     assert_eq!(count, (corpus.len() + late.len()) as u64);
     for word in &late {
         let r = search(&mut gw, word, SearchMode::Text).await.unwrap();

@@ -19,7 +19,7 @@ use super::mapping;
 use super::query::{self, Scoring};
 use super::request::{self, EsRequest, Names};
 use super::write;
-use crate::config::{ElasticsearchConfig, SearchConfig};
+use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::index::TextQuery;
 
 fn check(name: &str, requests: &[EsRequest]) {
@@ -320,14 +320,97 @@ fn golden_rebuild() {
     check(
         "rebuild",
         &[
-            request::create_index(new, &names.rebuild_alias, "-1", &[old.to_string()]),
+            request::create_index(
+                new,
+                &names.rebuild_alias,
+                "-1",
+                &[old.to_string()],
+                Layout::Shared,
+            ),
             request::count_documents(new),
             request::put_refresh_interval(new, "1s"),
             request::refresh(new),
-            request::switch_alias(&names, Some(old), new),
+            request::switch_alias(&names, Some(old), new, &[]),
             request::delete_index(old),
         ],
     );
+}
+
+/// The per-tenant layout's requests: a tenant's index created on its first write (one
+/// primary shard, its alias), every index of the prefix with its aliases (`GET
+/// <pattern>/_alias`), a rebuild counted and restored over the catalog and its tenant indices
+/// (`<id>*`), and the switch moving the catalog alias and every tenant's alias in one
+/// `_aliases` request (removals first), then the old generation deleted by name.
+#[test]
+fn golden_per_tenant() {
+    let names = names();
+    let new = "braid-text-0123456789abcdef0123456789abcdef";
+    let old = "braid-text-fedcba9876543210fedcba9876543210";
+    let acme = names.tenant("Acme");
+    let beta = names.tenant("beta");
+    let tenant_indices = vec![
+        (
+            request::tenant_index(old, &acme.key),
+            vec![acme.alias.clone()],
+        ),
+        (
+            request::tenant_index(new, &acme.key),
+            vec![acme.rebuild_alias.clone()],
+        ),
+        (
+            request::tenant_index(new, &beta.key),
+            vec![beta.rebuild_alias.clone()],
+        ),
+    ];
+    let (actions, old_tenants) = request::tenant_switch(&names, new, &tenant_indices);
+    assert_eq!(old_tenants, [request::tenant_index(old, &acme.key)]);
+    check(
+        "per_tenant",
+        &[
+            request::create_index(new, &names.rebuild_alias, "-1", &[], Layout::PerTenant),
+            request::create_tenant_index(
+                &request::tenant_index(new, &beta.key),
+                &beta.rebuild_alias,
+                "-1",
+            ),
+            request::indices_with_aliases(&names.pattern()),
+            request::count_documents(&format!("{new}*")),
+            request::put_refresh_interval(&format!("{new}*"), "1s"),
+            request::switch_alias(&names, Some(old), new, &actions),
+            request::delete_index(&format!("{old},{}", old_tenants.join(","))),
+        ],
+    );
+}
+
+#[test]
+fn tenant_names_are_legal_unique_and_recognised() {
+    let n = names();
+    let keys: Vec<String> = ["acme", "Acme", "ACME", "a/c*m e", "", "ü", &"x".repeat(500)]
+        .iter()
+        .map(|t| request::tenant_key(t))
+        .collect();
+    let unique: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    assert!(keys[0].starts_with("acme-") && keys[1].starts_with("acme-"));
+    for key in &keys {
+        // Lowercase letters, digits and '-', never leading '-' from the tenant's side of
+        // the name, and short enough for any prefix (<= 100) within Lucene's 255 bytes.
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "{key}"
+        );
+        assert!(key.len() <= 65, "{key}");
+        let index = request::tenant_index(&n.new_index(), key);
+        assert!(n.is_tenant_index(&index) && !n.is_index(&index), "{index}");
+        let generation = n.generation_of(&index).unwrap();
+        assert!(n.is_index(generation));
+    }
+    let t = n.tenant("acme");
+    for alias in [&t.alias, &t.rebuild_alias] {
+        assert!(!n.is_index(alias) && !n.is_tenant_index(alias), "{alias}");
+    }
+    assert!(!n.is_tenant_index("braid-text-0123456789abcdef0123456789abcdef-"));
 }
 
 #[test]

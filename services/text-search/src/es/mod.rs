@@ -34,6 +34,7 @@ mod query;
 mod refresh;
 mod request;
 mod response;
+mod tenants;
 #[cfg(test)]
 mod wire_tests;
 mod write;
@@ -47,7 +48,7 @@ use self::bulk::{Item, Outcome};
 use self::client::Client;
 use self::query::Scoring;
 use self::request::Names;
-use crate::config::{ElasticsearchConfig, SearchConfig};
+use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::error::TextError;
 use crate::index::{IndexAdmin, IndexStatus, TextIndex, TextQuery};
 
@@ -65,8 +66,9 @@ pub struct EsIndex {
     /// Why searches are refused (the serving index is not the one ingest wrote to, or has
     /// another entry format).
     fault: std::sync::Mutex<Option<String>>,
-    /// Refreshes of the serving index after live writes, at most one in flight.
-    refresher: refresh::Coalescer,
+    /// Refreshes of the serving index (or a tenant's) after live writes, at most one in
+    /// flight per index.
+    refreshers: tenants::Refreshers,
 }
 
 impl EsIndex {
@@ -84,13 +86,20 @@ impl EsIndex {
             },
             ready: tokio::sync::OnceCell::new(),
             fault: std::sync::Mutex::new(None),
-            refresher: refresh::Coalescer::default(),
+            refreshers: tenants::Refreshers::default(),
         })
     }
 
-    /// Deletes every index of this prefix (serving and rebuild) and the template: for tests
-    /// and decommissioning.
+    /// Deletes every index of this prefix (serving, rebuild and tenants') and the template:
+    /// for tests and decommissioning.
     pub async fn remove_from_cluster(&self) -> Result<(), TextError> {
+        let tenants: Vec<String> = self
+            .tenant_indices()
+            .await?
+            .into_iter()
+            .map(|(index, _)| index)
+            .collect();
+        self.delete_indices(&tenants).await?;
         let mut indices = Vec::new();
         for alias in [&self.names.alias, &self.names.rebuild_alias] {
             let reply = self.client.send(&request::get_alias(alias)).await?;
@@ -134,6 +143,7 @@ impl EsIndex {
                             &self.names.alias,
                             &self.config.refresh_interval,
                             &[],
+                            self.config.layout,
                         );
                         self.client.ok(&create, "creating the text index").await?;
                         tracing::info!(%index, "created a new empty Elasticsearch text index");
@@ -163,17 +173,29 @@ impl EsIndex {
         }
     }
 
-    /// Why `active` cannot serve this version, if its entries have another format.
+    /// Why `active` cannot serve this version, if its entries have another format or
+    /// another layout than the configured one.
     fn format_fault(&self, active: &response::Active) -> Option<String> {
-        (active.format != Some(mapping::FORMAT)).then(|| {
-            format!(
+        let layout = active.layout.as_deref().unwrap_or(Layout::Shared.as_str());
+        if active.format != Some(mapping::FORMAT) {
+            Some(format!(
                 "the Elasticsearch index {} holds entries of another Braid version (format \
                  {}, this version writes {}); rebuild it with `braidctl reindex --leg text`",
                 active.index,
                 active.format.map_or("none".into(), |f| f.to_string()),
                 mapping::FORMAT
-            )
-        })
+            ))
+        } else if layout != self.config.layout.as_str() {
+            Some(format!(
+                "the Elasticsearch index {} has the {layout} layout, but \
+                 index.elasticsearch.layout is {}; rebuild it with `braidctl reindex --leg \
+                 text` (or set the layout back)",
+                active.index,
+                self.config.layout.as_str()
+            ))
+        } else {
+            None
+        }
     }
 
     /// The index a rebuild is filling, if any.
@@ -285,21 +307,18 @@ impl TextIndex for EsIndex {
     async fn search(&self, q: TextQuery) -> Result<Vec<ChunkHit>, TextError> {
         self.ready().await?;
         self.serving()?;
-        let alias = &self.names.alias;
+        let alias = &self.tenant_names(&q.tenant).alias;
         if q.chunk_level {
-            let body = self
-                .client
-                .ok(&query::chunks(alias, &q, self.scoring), "searching chunks")
-                .await?;
-            return Self::chunk_hits(&body, q.detail);
+            let r = query::chunks(alias, &q, self.scoring);
+            return match self.read_tenant(&r, "searching chunks").await? {
+                Some(body) => Self::chunk_hits(&body, q.detail),
+                None => Ok(Vec::new()),
+            };
         }
-        let body = self
-            .client
-            .ok(
-                &query::documents(alias, &q, self.scoring),
-                "searching documents",
-            )
-            .await?;
+        let r = query::documents(alias, &q, self.scoring);
+        let Some(body) = self.read_tenant(&r, "searching documents").await? else {
+            return Ok(Vec::new());
+        };
         let documents: Vec<(String, f32)> = response::hits(&body)?
             .iter()
             .map(response::document_hit)
@@ -346,8 +365,11 @@ impl TextIndex for EsIndex {
         }
         self.ready().await?;
         self.serving()?;
-        let r = query::fetch(&self.names.alias, tenant, query, &chunk_ids, self.scoring);
-        let body = self.client.ok(&r, "fetching chunks").await?;
+        let alias = self.tenant_names(tenant).alias;
+        let r = query::fetch(&alias, tenant, query, &chunk_ids, self.scoring);
+        let Some(body) = self.read_tenant(&r, "fetching chunks").await? else {
+            return Ok(Vec::new());
+        };
         let mut by_id: HashMap<String, ChunkHit> = response::hits(&body)?
             .iter()
             .map(response::chunk_hit)
@@ -409,9 +431,15 @@ impl IndexAdmin for EsIndex {
         self.set_fault(fault.clone());
         let rebuild = match self.rebuilding().await? {
             Some(index) => {
+                // Per tenant: summed over the rebuild's tenant indices.
+                let counted = if self.per_tenant() {
+                    format!("{index}*")
+                } else {
+                    index.clone()
+                };
                 let body = self
                     .client
-                    .ok(&request::count_documents(&index), "counting the rebuild")
+                    .ok(&request::count_documents(&counted), "counting the rebuild")
                     .await?;
                 let n = body.get("count").and_then(serde_json::Value::as_u64);
                 Some((index, n.unwrap_or(0)))
@@ -432,8 +460,11 @@ impl IndexAdmin for EsIndex {
     ) -> Result<Vec<(String, String)>, TextError> {
         self.ready().await?;
         self.serving()?;
-        let r = query::document_chunks(&self.names.alias, tenant, document_id);
-        let body = self.client.ok(&r, "listing a document's chunks").await?;
+        let alias = self.tenant_names(tenant).alias;
+        let r = query::document_chunks(&alias, tenant, document_id);
+        let Some(body) = self.read_tenant(&r, "listing a document's chunks").await? else {
+            return Ok(Vec::new());
+        };
         Ok(response::hits(&body)?
             .iter()
             .map(response::chunk_hit)
@@ -443,7 +474,13 @@ impl IndexAdmin for EsIndex {
 
     async fn rebuild_start(&self, supersedes_index_id: &str) -> Result<String, TextError> {
         self.ready().await?;
-        if let Some(old) = self.rebuilding().await? {
+        // Tenant indices of an unfinished rebuild, and any left behind a tenant rebuild alias
+        // (a tenant's first write racing an earlier switch): one rebuild alias names one
+        // index.
+        let old = self.rebuilding().await?;
+        let stale = self.stale_rebuild_indices(old.as_deref()).await?;
+        self.delete_indices(&stale).await?;
+        if let Some(old) = old {
             self.client
                 .ok(
                     &request::delete_index(&old),
@@ -467,6 +504,7 @@ impl IndexAdmin for EsIndex {
             &self.names.rebuild_alias,
             &self.config.bulk_refresh_interval,
             &supersedes,
+            self.config.layout,
         );
         self.client
             .ok(&create, "creating the rebuild index")
@@ -490,16 +528,25 @@ impl IndexAdmin for EsIndex {
         if self.rebuilding().await?.as_deref() != Some(id) || !self.names.is_index(id) {
             return Err(TextError::RebuildGone(id.to_string()));
         }
-        let restore = request::put_refresh_interval(id, &self.config.refresh_interval);
+        // The catalog and, per tenant, every tenant index of the rebuild.
+        let rebuilt = format!("{id}*");
+        let restore = request::put_refresh_interval(&rebuilt, &self.config.refresh_interval);
         self.client
             .ok(&restore, "restoring refresh_interval")
             .await?;
         self.client
-            .ok(&request::refresh(id), "refreshing the rebuilt index")
+            .ok(&request::refresh(&rebuilt), "refreshing the rebuilt index")
             .await?;
         let old = self.active().await.ok().map(|serving| serving.index);
-        let switch = request::switch_alias(&self.names, old.as_deref(), id);
+        // Tenant aliases move in the same atomic request (none in the shared layout, unless
+        // it replaces a per-tenant one).
+        let (tenants, old_tenants) =
+            request::tenant_switch(&self.names, id, &self.tenant_indices().await?);
+        let switch = request::switch_alias(&self.names, old.as_deref(), id, &tenants);
         self.client.ok(&switch, "switching the alias").await?;
+        if let Err(e) = self.delete_indices(&old_tenants).await {
+            tracing::warn!(error = %e, "deleting the old tenant indices failed");
+        }
         self.set_fault(None);
         tracing::info!(index = %id, "text index rebuilt and switched (Elasticsearch)");
         if let Some(old) = old

@@ -74,6 +74,8 @@ pub struct Active {
     pub supersedes: Vec<String>,
     /// Its entry format (`braid_format`; none before format 2).
     pub format: Option<u64>,
+    /// Its layout (`braid_layout`; none before layouts existed, which was `shared`).
+    pub layout: Option<String>,
 }
 
 /// The concrete index behind an alias, the ids it supersedes and its entry format, from a
@@ -107,7 +109,30 @@ pub fn active_index(body: &Value) -> Result<Active, TextError> {
         format: meta
             .and_then(|m| m.get("braid_format"))
             .and_then(Value::as_u64),
+        layout: meta
+            .and_then(|m| m.get("braid_layout"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
+}
+
+/// (index, its aliases) of every index in a `GET <pattern>/_alias` or `GET _alias/<pattern>`
+/// answer (`{"<index>": {"aliases": {"<alias>": {}}}}`).
+pub fn indices_and_aliases(body: &Value) -> Vec<(String, Vec<String>)> {
+    body.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(index, v)| {
+                    let aliases = v
+                        .get("aliases")
+                        .and_then(Value::as_object)
+                        .map(|a| a.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (index.clone(), aliases)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The indices named in a `GET _alias/<alias>` answer.
@@ -172,6 +197,7 @@ mod tests {
                 index: "braid-text-abc".to_string(),
                 supersedes: vec!["braid-text-old".to_string()],
                 format: Some(2),
+                layout: None,
             }
         );
         let old = json!({ "braid-text-abc": { "mappings": { "_meta": {} } } });

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::EsIndex;
-use crate::config::{ElasticsearchConfig, SearchConfig};
+use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::error::TextError;
 use crate::index::TextIndex;
 
@@ -77,6 +77,9 @@ async fn serve(answers: Vec<(u16, Value)>) -> (Arc<Wire>, EsIndex) {
         urls: vec![url],
         retries: 2,
         retry_backoff_ms: 1,
+        // The canned answers are the shared layout's (the per-tenant one adds index
+        // creation, covered by the golden and contract tests).
+        layout: Layout::Shared,
         ..ElasticsearchConfig::default()
     };
     (

@@ -27,7 +27,7 @@ use super::bulk::{self, Item, Op, Outcome};
 use super::mapping::{
     KIND_TOMBSTONE, chunk_entry_id, doc_key, document_entry_id, tombstone_source,
 };
-use super::request::{self, EsRequest, Method};
+use super::request::{EsRequest, Method, TenantNames};
 use super::{EsIndex, failure};
 use crate::error::TextError;
 
@@ -41,19 +41,48 @@ impl EsIndex {
         chunks: Option<&[Chunk]>,
     ) -> Result<u32, TextError> {
         self.ready().await?;
-        let (alias, rebuild_alias) = (self.names.alias.as_str(), self.names.rebuild_alias.as_str());
+        let names = self.tenant_names(document.0);
+        let (alias, rebuild_alias) = (names.alias.as_str(), names.rebuild_alias.as_str());
+        let mut aliases = vec![alias, rebuild_alias];
+        if self.per_tenant() {
+            // The same lookup through the catalog aliases names the serving and the
+            // rebuilding generation (it holds no entries: `_index` answers).
+            aliases.extend([self.names.alias.as_str(), self.names.rebuild_alias.as_str()]);
+        }
         let new = chunks.unwrap_or_default();
         let mut again = true;
         let mut wrote = false;
+        let mut created = 0;
         let serving = loop {
             let body = self
                 .client
                 .ok(
-                    &lookup(&[alias, rebuild_alias], document.0, document.1),
+                    &lookup(&aliases, document.0, document.1),
                     "reading a document entry",
                 )
                 .await?;
-            let mut found = held(&body, 2)?.into_iter();
+            let found = match held(&body, aliases.len()) {
+                // Another writer just created the tenant's index and its primary is still
+                // starting: wait for it, as that writer does, and look again.
+                Err(TextError::Unavailable(why)) if self.per_tenant() && created < 2 => {
+                    tracing::debug!(%why, "waiting for a tenant index's primary");
+                    created += 1;
+                    self.wait_for_primary(alias).await?;
+                    continue;
+                }
+                found => found?,
+            };
+            if self.per_tenant() && self.tenant_indices_missing(&names, &found).await? {
+                created += 1;
+                if created > 2 {
+                    return Err(TextError::Unavailable(format!(
+                        "the index of tenant {} vanished after it was created",
+                        document.0
+                    )));
+                }
+                continue;
+            }
+            let mut found = found.into_iter();
             let serving = found.next().flatten().ok_or_else(|| {
                 TextError::NotServing(format!(
                     "the Elasticsearch alias {alias} names no index (deleted?); rebuild it \
@@ -119,15 +148,7 @@ impl EsIndex {
         if !(wrote || deleted) {
             return Ok(0);
         }
-        self.refresher
-            .after_write(|| async {
-                let refresh = request::refresh(alias);
-                self.client
-                    .ok(&refresh, "refreshing the text index")
-                    .await
-                    .map(|_| ())
-            })
-            .await?;
+        self.refresh_after_write(alias).await?;
         Ok(if deleted {
             serving.chunk_ids.len() as u32
         } else {
@@ -144,13 +165,25 @@ impl EsIndex {
         id: &str,
         documents: Vec<(String, String, Vec<Chunk>)>,
     ) -> Result<(u32, u32), TextError> {
-        let alias = self.names.rebuild_alias.as_str();
         let write_id = uuid::Uuid::new_v4().simple().to_string();
         let mut entries = Vec::new();
         let mut chunk_items = Vec::new();
+        let mut tenants: BTreeMap<&str, TenantNames> = BTreeMap::new();
+        for (tenant, _, _) in &documents {
+            tenants
+                .entry(tenant.as_str())
+                .or_insert_with(|| self.tenant_names(tenant));
+        }
+        if self.per_tenant() {
+            for names in tenants.values() {
+                let refresh = &self.config.bulk_refresh_interval;
+                self.ensure_tenant_index(id, names, &names.rebuild_alias, refresh)
+                    .await?;
+            }
+        }
         for (tenant, document_id, chunks) in &documents {
             let (entry, items) = bulk::document_items(
-                alias,
+                &tenants[tenant.as_str()].rebuild_alias,
                 (tenant, document_id),
                 chunks,
                 &write_id,
@@ -161,7 +194,7 @@ impl EsIndex {
             chunk_items.push(items);
         }
         let outcomes = self.bulk(&entries).await?;
-        still_loading(id, &outcomes)?;
+        self.still_loading(id, &outcomes)?;
         let mut skipped = 0u32;
         let mut fresh = HashSet::new();
         for (entry, (outcome, _)) in entries.iter().zip(&outcomes) {
@@ -179,7 +212,7 @@ impl EsIndex {
             .filter(|i| fresh.contains(&i.document))
             .collect();
         let chunk_outcomes = self.bulk(&items).await?;
-        still_loading(id, &chunk_outcomes)?;
+        self.still_loading(id, &chunk_outcomes)?;
         if let Some(err) = failure(&entries, &outcomes).or_else(|| failure(&items, &chunk_outcomes))
         {
             return Err(err);
@@ -198,29 +231,31 @@ impl EsIndex {
         items: &[Item],
         outcomes: &[(Outcome, String)],
     ) -> Result<(), TextError> {
-        let alias = self.names.rebuild_alias.as_str();
-        let mut created: BTreeMap<&(String, String), Vec<&str>> = BTreeMap::new();
+        let mut created: BTreeMap<&(String, String), (&str, Vec<&str>)> = BTreeMap::new();
         for (item, (outcome, _)) in items.iter().zip(outcomes) {
             if *outcome == Outcome::Written {
-                created.entry(&item.document).or_default().push(&item.id);
+                let (_, ids) = created
+                    .entry(&item.document)
+                    .or_insert((&item.index, vec![]));
+                ids.push(&item.id);
             }
         }
         if created.is_empty() {
             return Ok(());
         }
-        let documents: Vec<(&str, &str)> = created
-            .keys()
-            .map(|(t, d)| (t.as_str(), d.as_str()))
+        let entries: Vec<(&str, &str, &str)> = created
+            .iter()
+            .map(|((t, d), (alias, _))| (*alias, t.as_str(), d.as_str()))
             .collect();
         let body = self
             .client
             .ok(
-                &lookup_many(&[alias], &documents),
+                &lookup_entries(&entries),
                 "reading rebuilt document entries",
             )
             .await?;
         let mut undo = Vec::new();
-        for ((document, ids), now) in created.iter().zip(held(&body, documents.len())?) {
+        for ((document, (alias, ids)), now) in created.iter().zip(held(&body, entries.len())?) {
             let Some(now) = now.filter(|h| h.write_id != write_id) else {
                 continue;
             };
@@ -248,16 +283,21 @@ fn alias_missing(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Permanent(d) if d.contains("index_not_found_exception"))
 }
 
-/// Items of a rebuild load that went to another index than `id`, or found no rebuild alias:
-/// the rebuild was replaced meanwhile.
-fn still_loading(id: &str, outcomes: &[(Outcome, String)]) -> Result<(), TextError> {
-    let replaced = outcomes.iter().any(|(o, index)| {
-        alias_missing(o) || (matches!(o, Outcome::Written | Outcome::Exists) && index != id)
-    });
-    if replaced {
-        return Err(TextError::RebuildGone(id.to_string()));
+impl EsIndex {
+    /// Items of a rebuild load that went to another index than `id` (or one of its tenant
+    /// indices), or found no rebuild alias: the rebuild was replaced meanwhile.
+    fn still_loading(&self, id: &str, outcomes: &[(Outcome, String)]) -> Result<(), TextError> {
+        let replaced = outcomes.iter().any(|(o, index)| {
+            alias_missing(o)
+                || (matches!(o, Outcome::Written | Outcome::Exists)
+                    && index != id
+                    && self.names.generation_of(index) != Some(id))
+        });
+        if replaced {
+            return Err(TextError::RebuildGone(id.to_string()));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What one index holds of a document, from its document entry (or tombstone).
@@ -283,16 +323,23 @@ pub fn lookup(aliases: &[&str], tenant: &str, document_id: &str) -> EsRequest {
 
 /// `_mget` of the entries of several documents through each alias: alias-major order.
 pub fn lookup_many(aliases: &[&str], documents: &[(&str, &str)]) -> EsRequest {
-    let docs: Vec<Value> = aliases
+    let entries: Vec<(&str, &str, &str)> = aliases
         .iter()
-        .flat_map(|alias| {
-            documents.iter().map(move |(tenant, document_id)| {
-                json!({
-                    "_index": alias,
-                    "_id": document_entry_id(tenant, document_id),
-                    "routing": doc_key(tenant, document_id),
-                    "_source": ["kind", "write_id", "chunk_ids", "stale_ids"],
-                })
+        .flat_map(|alias| documents.iter().map(move |(t, d)| (*alias, *t, *d)))
+        .collect();
+    lookup_entries(&entries)
+}
+
+/// `_mget` of document entries, each (alias, tenant, document id), in order.
+pub fn lookup_entries(entries: &[(&str, &str, &str)]) -> EsRequest {
+    let docs: Vec<Value> = entries
+        .iter()
+        .map(|(alias, tenant, document_id)| {
+            json!({
+                "_index": alias,
+                "_id": document_entry_id(tenant, document_id),
+                "routing": doc_key(tenant, document_id),
+                "_source": ["kind", "write_id", "chunk_ids", "stale_ids"],
             })
         })
         .collect();
@@ -321,9 +368,13 @@ fn held_one(doc: &Value) -> Result<Option<Held>, TextError> {
             return Ok(None);
         }
         let reason = error.get("reason").and_then(Value::as_str).unwrap_or("");
-        return Err(TextError::Index(format!(
-            "reading a document entry: {kind}: {reason}"
-        )));
+        let index = doc.get("_index").and_then(Value::as_str).unwrap_or("");
+        let detail = format!("reading a document entry of {index}: {kind}: {reason}");
+        // A shard that is starting (a just-created index) or moving: worth another try.
+        if kind == "no_shard_available_action_exception" {
+            return Err(TextError::Unavailable(detail));
+        }
+        return Err(TextError::Index(detail));
     }
     let strings = |field: &str| -> Vec<String> {
         doc.pointer(&format!("/_source/{field}"))

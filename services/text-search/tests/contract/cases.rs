@@ -518,3 +518,79 @@ pub async fn concurrent_writes_are_each_searchable_on_return(b: Backend) {
         t.await.unwrap();
     }
 }
+
+/// (document id, score bits) of every hit of `tenant` for `text`, in rank order.
+async fn tenant_scores(
+    b: &Backend,
+    tenant: &str,
+    text: &str,
+    chunk_level: bool,
+) -> Vec<(String, u32)> {
+    let mut q = query(text);
+    q.tenant = tenant.into();
+    q.chunk_level = chunk_level;
+    b.index
+        .search(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.chunk_id, h.score.to_bits()))
+        .collect()
+}
+
+fn tenant_chunk(tenant: &str, doc: &str, text: &str) -> Chunk {
+    Chunk {
+        tenant: tenant.into(),
+        ..chunk(doc, 0, "Field notes", text)
+    }
+}
+
+/// Per-tenant statistics (issue 23 item 2): another tenant's writes with the same terms never
+/// move a tenant's scores, document or chunk level, so scores reveal nothing of another
+/// tenant's documents. A backend without them (Elasticsearch's `shared` layout, documented
+/// as such) must show the leak, so the case proves it measures what it claims.
+pub async fn another_tenants_writes_never_move_scores(b: Backend) {
+    let text = "volcano lava eruption";
+    for (doc, content) in [
+        (
+            "a-volcano",
+            "The volcano woke at dawn: an eruption sent lava down the slope.",
+        ),
+        (
+            "a-harbour",
+            "Fishing boats in the harbour and a quiet market.",
+        ),
+        ("a-lava", "Cooled lava fields make poor farmland."),
+    ] {
+        let chunks = vec![tenant_chunk("acme", doc, content)];
+        b.index.replace_document("acme", doc, chunks).await.unwrap();
+    }
+    let docs = tenant_scores(&b, "acme", text, false).await;
+    let chunks = tenant_scores(&b, "acme", text, true).await;
+    assert_eq!(docs.len(), 2, "{docs:?}");
+    // A tenant with no document at all: no hits, not an error.
+    assert!(tenant_scores(&b, "nobody", text, false).await.is_empty());
+
+    for i in 0..40 {
+        let doc = format!("b-{i:02}");
+        let content = format!("Volcano survey {i}: lava, lava and more lava after the eruption.");
+        let chunks = vec![tenant_chunk("beta", &doc, &content)];
+        b.index
+            .replace_document("beta", &doc, chunks)
+            .await
+            .unwrap();
+    }
+    assert_eq!(tenant_scores(&b, "beta", text, false).await.len(), 10);
+    let after = (
+        tenant_scores(&b, "acme", text, false).await,
+        tenant_scores(&b, "acme", text, true).await,
+    );
+    if b.tenant_statistics {
+        assert_eq!(after, (docs, chunks), "acme's scores moved when beta wrote");
+    } else {
+        assert_ne!(
+            after.0, docs,
+            "shared statistics: beta's writes move acme's scores"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! [`IndexAdmin`] traits against every backend available here.
 //!
 //! - `tantivy` always runs (a fresh index directory per case);
-//! - `elasticsearch-live` runs only when `BRAID_TEST_ELASTICSEARCH_URL` is set (and the crate
+//! - `elasticsearch-live` (the `per_tenant` layout) and `elasticsearch-live-shared` (the
+//!   `shared` layout) run only when `BRAID_TEST_ELASTICSEARCH_URL` is set (and the crate
 //!   is built with `--features elasticsearch`), against that cluster, each case under a fresh
 //!   index prefix that is removed afterwards. Set but unreachable, it fails; unset, it is
 //!   not run, and the summary says so (it never counts as passed).
@@ -27,6 +28,8 @@ use cases::*;
 struct Backend {
     index: Arc<dyn TextIndex>,
     admin: Arc<dyn IndexAdmin>,
+    /// Whether BM25 statistics are per tenant (Tantivy; Elasticsearch's `per_tenant` layout).
+    tenant_statistics: bool,
 }
 
 type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -60,6 +63,9 @@ const CASES: &[Case] = &[
     ("concurrent_writes_are_each_searchable_on_return", |b| {
         Box::pin(concurrent_writes_are_each_searchable_on_return(b))
     }),
+    ("another_tenants_writes_never_move_scores", |b| {
+        Box::pin(another_tenants_writes_never_move_scores(b))
+    }),
 ];
 
 /// A fresh Tantivy backend (and the directory to keep alive).
@@ -76,6 +82,7 @@ fn tantivy() -> (Backend, tempfile::TempDir) {
         Backend {
             index: managed.clone(),
             admin: managed,
+            tenant_statistics: true,
         },
         dir,
     )
@@ -84,12 +91,13 @@ fn tantivy() -> (Backend, tempfile::TempDir) {
 #[cfg(feature = "elasticsearch")]
 mod live {
     use super::*;
-    use braid_text_search::{ElasticsearchConfig, EsIndex};
+    use braid_text_search::{ElasticsearchConfig, EsIndex, Layout};
 
-    pub fn config(url: &str) -> ElasticsearchConfig {
+    pub fn config(url: &str, layout: Layout) -> ElasticsearchConfig {
         ElasticsearchConfig {
             urls: vec![url.to_string()],
             index_prefix: format!("braid-contract-{}", uuid::Uuid::new_v4().simple()),
+            layout,
             replicas: 0,
             retries: 1,
             ..ElasticsearchConfig::default()
@@ -97,8 +105,8 @@ mod live {
     }
 
     /// A fresh Elasticsearch backend under its own prefix; fails loudly when unreachable.
-    pub async fn backend(url: &str) -> (Backend, Arc<EsIndex>) {
-        let es = Arc::new(EsIndex::new(&config(url), &SearchConfig::default()).unwrap());
+    pub async fn backend(url: &str, layout: Layout) -> (Backend, Arc<EsIndex>) {
+        let es = Arc::new(EsIndex::new(&config(url, layout), &SearchConfig::default()).unwrap());
         if let Err(e) = es.check().await {
             panic!(
                 "BRAID_TEST_ELASTICSEARCH_URL={url} is set but Elasticsearch is unusable: {e:?}"
@@ -108,6 +116,7 @@ mod live {
             Backend {
                 index: es.clone(),
                 admin: es.clone(),
+                tenant_statistics: layout == Layout::PerTenant,
             },
             es,
         )
@@ -126,7 +135,8 @@ fn main() -> ExitCode {
         .filter(|u| !u.is_empty());
     let mut instances = vec!["tantivy"];
     match (&es_url, cfg!(feature = "elasticsearch")) {
-        (Some(_), true) => instances.push("elasticsearch-live"),
+        // Both layouts of the index (see `index.elasticsearch.layout`).
+        (Some(_), true) => instances.extend(["elasticsearch-live", "elasticsearch-live-shared"]),
         (Some(_), false) => {
             eprintln!(
                 "BRAID_TEST_ELASTICSEARCH_URL is set but this build has no `elasticsearch` \
@@ -154,7 +164,12 @@ fn main() -> ExitCode {
                     }
                     #[cfg(feature = "elasticsearch")]
                     {
-                        let (backend, es) = live::backend(&url).await;
+                        let layout = if instance.ends_with("-shared") {
+                            braid_text_search::Layout::Shared
+                        } else {
+                            braid_text_search::Layout::PerTenant
+                        };
+                        let (backend, es) = live::backend(&url, layout).await;
                         let result = tokio::spawn(case(backend)).await;
                         es.remove_from_cluster()
                             .await

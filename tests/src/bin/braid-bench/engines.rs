@@ -87,7 +87,7 @@ async fn one(
     let refreshes = match &engine {
         Some(e) => {
             let stats =
-                engine_get(&e.urls[0], &format!("/{}/_stats/refresh", e.index_prefix)).await?;
+                engine_get(&e.urls[0], &format!("/{}-*/_stats/refresh", e.index_prefix)).await?;
             stats["_all"]["primaries"]["refresh"]["total"].as_u64()
         }
         None => None,
