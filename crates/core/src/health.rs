@@ -29,7 +29,7 @@ pub struct Health {
 type LiveDetail = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A new health reporter (NOT_SERVING until the first successful probe) and its gRPC service.
-pub fn health(
+pub(crate) fn health(
     service: &'static str,
 ) -> (
     Health,
@@ -136,7 +136,7 @@ impl Health {
 
 /// Probes the service's hard dependencies every `interval` and reports the result as the
 /// health status. Abort the handle when the service stops.
-pub fn spawn_probe<F, Fut>(health: Health, interval: Duration, check: F) -> JoinHandle<()>
+pub(crate) fn spawn_probe<F, Fut>(health: Health, interval: Duration, check: F) -> JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
