@@ -1,9 +1,9 @@
 //! The public `braid.v1.Gateway` gRPC handlers: search here, document operations proxied to
 //! the ingest service. Every handler takes the caller's [`Principal`] (put there by the auth
 //! layer), acts in the caller's tenant only, and forwards the principal to ingest, which
-//! enforces the same rules again.
+//! enforces the same rules again. The calls that only check and forward go through one generic
+//! pass-through (`forward`).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -28,10 +28,12 @@ use crate::audit::AuditSlot;
 use crate::audit::store::AuditStore;
 use crate::error::GatewayError;
 use crate::limits::admission::{TenantUse, charged_tenant, resolve_tenant};
-use crate::limits::config::RequestLimits;
 use crate::limits::{Class, Limits, cost, fields, stream};
 use crate::revocation::Revoker;
 use crate::search::Searcher;
+use forward::no_fields;
+
+mod forward;
 
 pub struct GatewayApi {
     pub(crate) searcher: Arc<Searcher>,
@@ -133,75 +135,9 @@ type ResultStream = Pin<Box<dyn Stream<Item = Result<DocumentResult, Status>> + 
 type IngestClient =
     braid_proto::v1::ingest_service_client::IngestServiceClient<braid_core::client::Channel>;
 
-/// A request forwarded to ingest that names the tenant it acts in.
-trait Tenanted {
-    fn tenant(&self) -> &str;
-    fn set_tenant(&mut self, tenant: String);
-}
-
-macro_rules! tenanted {
-    ($($request:ty),* $(,)?) => {$(
-        impl Tenanted for $request {
-            fn tenant(&self) -> &str {
-                &self.tenant
-            }
-            fn set_tenant(&mut self, tenant: String) {
-                self.tenant = tenant;
-            }
-        }
-    )*};
-}
-
-tenanted!(
-    ListJobsRequest,
-    RetryJobsRequest,
-    DiscardJobsRequest,
-    StatsRequest,
-    ReembedRequest,
-    ReindexRequest,
-    VerifyRequest,
-    DeleteDocumentRequest,
-);
-
-/// The field limits a forwarded request must respect besides its tenant.
-type FieldCheck<T> = fn(&RequestLimits, &T) -> Result<(), GatewayError>;
-
-/// A forwarded request with no field limit.
-fn no_fields<T>(_: &RequestLimits, _: &T) -> Result<(), GatewayError> {
-    Ok(())
-}
-
 impl GatewayApi {
     fn ingest(&self) -> IngestClient {
         self.searcher.clients.ingest.clone()
-    }
-
-    /// A call passed through to ingest: admitted (the tenant it names for `use_`, then
-    /// `fields`; one token of `class`), made to act in the tenant admission resolved, sent
-    /// by `call` on behalf of the caller, its answer or status passed back.
-    async fn forward<T, R, F, Fut>(
-        &self,
-        request: Request<T>,
-        class: Class,
-        use_: TenantUse,
-        fields: FieldCheck<T>,
-        call: F,
-    ) -> Result<Response<R>, Status>
-    where
-        T: Tenanted + Send + Sync,
-        F: FnOnce(IngestClient, Request<T>) -> Fut,
-        Fut: Future<Output = Result<Response<R>, Status>>,
-    {
-        let caller = caller(&request)?;
-        let r = request.get_ref();
-        let (tenant, ()) = self
-            .admit(&request, &caller, class, r.tenant(), use_, |_| {
-                Ok((1, fields(&self.limits.config.requests, r)?))
-            })
-            .await?;
-        let mut r = request.into_inner();
-        r.set_tenant(tenant);
-        proxied(call(self.ingest(), on_behalf(&caller, r)).await)
     }
 }
 
