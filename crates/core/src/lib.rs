@@ -1,11 +1,13 @@
 //! Shared plumbing for every Braid service: typed configuration (`config`), telemetry
-//! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the gRPC server
-//! runner with health, reflection, an admin HTTP port and graceful shutdown (`server`), the
+//! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the service host
+//! that owns boot and graceful shutdown (`host`) over the gRPC server with reflection and an
+//! admin HTTP port (`server`) and the health status (`health`), the
 //! client channel builder (`client`), PostgreSQL pools with TLS and PgBouncer support (`db`),
 //! Redis pools with TLS (`redis_pool`), TLS on gRPC with certificates re-read on change (`tls`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
 //!
-//! A service crate builds its tonic routes, then hands them to [`server::serve`] together with
-//! the already-bound [`server::Listeners`] and a shutdown future.
+//! A service's `run` makes a [`host::Host`], registers its gRPC services, probe and background
+//! work on it, then calls [`host::Host::serve`] with the already-bound [`server::Listeners`] and
+//! a shutdown future.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,8 @@ pub mod config;
 pub mod db;
 pub mod entry;
 pub mod filter;
+pub mod health;
+pub mod host;
 pub mod metrics;
 pub mod redis_pool;
 pub mod reload;

@@ -10,20 +10,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 
 use crate::auth::internal::InternalAuth;
 use crate::config::ServerConfig;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::resilience::{AdmissionConfig, AdmissionLayer, GrpcMetricsLayer};
 
@@ -59,152 +55,6 @@ impl Listeners {
     }
 }
 
-/// The health status of one service, as reported by `grpc.health.v1`, both under the
-/// service's own name and under "" (the whole server).
-#[derive(Clone)]
-pub struct Health {
-    reporter: HealthReporter,
-    service: &'static str,
-    serving: Arc<AtomicBool>,
-    draining: Arc<AtomicBool>,
-    /// Extra lines for `/healthz` (e.g. a provider's breaker state); never gate serving.
-    details: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
-    /// Extra lines computed when `/healthz` is asked (e.g. which keys sign).
-    live: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, LiveDetail>>>,
-}
-
-type LiveDetail = Arc<dyn Fn() -> String + Send + Sync>;
-
-/// A new health reporter (NOT_SERVING until the first successful probe) and its gRPC service.
-pub fn health(
-    service: &'static str,
-) -> (
-    Health,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-) {
-    let (reporter, server) = tonic_health::server::health_reporter();
-    let health = Health {
-        reporter,
-        service,
-        serving: Arc::new(AtomicBool::new(false)),
-        draining: Arc::new(AtomicBool::new(false)),
-        details: Default::default(),
-        live: Default::default(),
-    };
-    (health, server)
-}
-
-impl Health {
-    /// Sets SERVING / NOT_SERVING; ignored once draining started.
-    pub async fn set_serving(&self, serving: bool) {
-        if self.draining.load(Ordering::SeqCst) {
-            return;
-        }
-        self.apply(serving).await;
-    }
-
-    pub fn is_serving(&self) -> bool {
-        self.serving.load(Ordering::SeqCst)
-    }
-
-    /// Sets a `key: value` line shown by the admin `/healthz` endpoint.
-    pub fn set_detail(&self, key: &'static str, value: impl Into<String>) {
-        self.details
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, value.into());
-    }
-
-    /// Sets a `key: value` line of `/healthz` whose value `value` computes when asked.
-    pub fn set_live_detail(
-        &self,
-        key: &'static str,
-        value: impl Fn() -> String + Send + Sync + 'static,
-    ) {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Arc::new(value));
-    }
-
-    /// `/healthz` body: the status, then one `key: value` line per detail, sorted by key.
-    pub fn report(&self) -> String {
-        let mut out = String::from(if self.is_serving() {
-            "SERVING\n"
-        } else {
-            "NOT_SERVING\n"
-        });
-        let mut lines: std::collections::BTreeMap<&'static str, String> = self
-            .details
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let live: Vec<(&'static str, LiveDetail)> = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, f)| (*k, f.clone()))
-            .collect();
-        for (k, f) in live {
-            lines.insert(k, f());
-        }
-        for (k, v) in lines {
-            out.push_str(&format!("{k}: {v}\n"));
-        }
-        out
-    }
-
-    async fn apply(&self, serving: bool) {
-        let was = self.serving.swap(serving, Ordering::SeqCst);
-        let status = if serving {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        self.reporter.set_service_status("", status).await;
-        self.reporter.set_service_status(self.service, status).await;
-        if was != serving {
-            tracing::info!(service = self.service, serving, "health status changed");
-        }
-    }
-
-    async fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-        self.apply(false).await;
-    }
-}
-
-/// Probes the service's hard dependencies every `interval` and reports the result as the
-/// health status. Abort the handle when the service stops.
-pub fn spawn_probe<F, Fut>(health: Health, interval: Duration, check: F) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_error: Option<String> = None;
-        loop {
-            ticker.tick().await;
-            match check().await {
-                Ok(()) => {
-                    last_error = None;
-                    health.set_serving(true).await;
-                }
-                Err(e) => {
-                    if last_error.as_deref() != Some(e.as_str()) {
-                        tracing::warn!(service = health.service, error = %e, "dependency check failed");
-                    }
-                    last_error = Some(e);
-                    health.set_serving(false).await;
-                }
-            }
-        }
-    })
-}
-
 /// Who may call a server's routes (health checks are always open).
 #[derive(Clone)]
 pub enum Guard {
@@ -221,7 +71,7 @@ pub struct Guarded {
 }
 
 impl Guard {
-    /// `routes` behind this guard (reflection, added by [`serve`], is guarded too).
+    /// `routes` behind this guard (reflection, added by the server, is guarded too).
     pub fn over(self, routes: Routes) -> Guarded {
         Guarded {
             routes,
@@ -237,33 +87,11 @@ impl Guard {
     }
 }
 
-/// Serves `routes` (which must include the health service from [`health`]) until `shutdown`
-/// resolves, then drains within the grace period.
-pub async fn serve<F>(
-    config: &ServerConfig,
-    metrics: Metrics,
-    health: Health,
-    routes: Guarded,
-    listeners: Listeners,
-    shutdown: F,
-) -> anyhow::Result<()>
-where
-    F: Future<Output = ()> + Send,
-{
-    serve_with_admin(
-        config,
-        metrics,
-        health,
-        routes,
-        axum::Router::new(),
-        listeners,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve`], with `admin_routes` served next to `/metrics` and `/healthz` on the admin port.
-pub async fn serve_with_admin<F>(
+/// Serves `routes` (which must include the health service of `health`) and, on the admin
+/// port, `admin_routes` next to `/metrics`, `/healthz` and `/livez`, until `shutdown`
+/// resolves; then flips health to NOT_SERVING, stops accepting and drains within the grace
+/// period. [`crate::host::Host`] is the one caller outside tests.
+pub(crate) async fn serve<F>(
     config: &ServerConfig,
     metrics: Metrics,
     health: Health,
@@ -289,7 +117,7 @@ where
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(braid_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(health.service)
+            .with_service_name(health.service())
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection")
@@ -330,7 +158,7 @@ where
         let health = health.clone();
         async move {
             shutdown.await;
-            tracing::info!(service = health.service, "shutdown: draining");
+            tracing::info!(service = health.service(), "shutdown: draining");
             health.drain().await;
             let _ = drain_tx.send(true);
         }
@@ -359,7 +187,7 @@ where
             let tls = crate::tls::ServerTls::start(tls_config)
                 .map_err(|e| anyhow::anyhow!("server.tls: {e}"))?;
             tracing::info!(
-                service = health.service,
+                service = health.service(),
                 mutual = tls.requires_client_certs(),
                 "serving gRPC over TLS"
             );
@@ -377,7 +205,7 @@ where
             let _ = grace_rx.wait_for(|d| *d).await;
             tokio::time::sleep(grace).await;
         } => {
-            tracing::warn!(service = health.service, ?grace, "grace period over; dropping in-flight requests");
+            tracing::warn!(service = health.service(), ?grace, "grace period over; dropping in-flight requests");
             Ok(())
         }
     };
@@ -429,12 +257,15 @@ fn spawn_admin(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
     use super::*;
+    use crate::health::health;
 
     /// Forwards connections on a new port to `target`, counting them.
     async fn counting_proxy(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -474,6 +305,7 @@ mod tests {
                 Metrics::new("t"),
                 health,
                 routes,
+                axum::Router::new(),
                 listeners,
                 async move {
                     let _ = stopped.await;

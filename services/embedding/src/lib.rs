@@ -23,10 +23,10 @@ mod throttle;
 use std::future::Future;
 use std::sync::Arc;
 
-use braid_core::metrics::Metrics;
-use braid_core::server::{self, Listeners};
+use braid_core::auth::internal::InternalAuth;
+use braid_core::host::Host;
+use braid_core::server::{Guard, Listeners};
 use braid_proto::service_names;
-use braid_proto::tonic::service::Routes;
 use braid_proto::v1::embedding_service_server::EmbeddingServiceServer;
 
 pub use cache::CacheConfig;
@@ -45,15 +45,14 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new("embedding");
-    let (health, health_service) = server::health(service_names::EMBEDDING);
+    let mut host = Host::new(service_names::EMBEDDING, "embedding", &config.server);
 
     let (provider, model_id, dimensions) = match config.provider.kind {
         ProviderKind::Local => {
             let local = local::start(
                 &config.model,
                 config.limits.queue_capacity,
-                batcher::BatcherMetrics::new(&metrics),
+                batcher::BatcherMetrics::new(host.metrics()),
             )
             .await?;
             (
@@ -63,7 +62,7 @@ pub async fn run(
             )
         }
         ProviderKind::Openai => {
-            let client = openai::OpenAiProvider::new(&config.provider.openai, &metrics)?;
+            let client = openai::OpenAiProvider::new(&config.provider.openai, host.metrics())?;
             match client.check_dimensions().await {
                 Ok(()) => {}
                 // Wrong vector size: refuse to start rather than store unusable vectors.
@@ -77,7 +76,7 @@ pub async fn run(
     };
 
     let embedder = Embedder {
-        cache: cache::EmbeddingCache::new(&config.cache, &model_id, &metrics)?,
+        cache: cache::EmbeddingCache::new(&config.cache, &model_id, host.metrics())?,
         provider,
         limits: config.limits.clone(),
         model: model_id.clone().into(),
@@ -86,36 +85,32 @@ pub async fn run(
         document_prefix: config.model.document_prefix.as_str().into(),
         query_cache_variant: config.model.query_cache_variant().map(Into::into),
     };
-    let probe = {
+    {
         let embedder = embedder.clone();
-        let health_details = health.clone();
-        server::spawn_probe(
-            health.clone(),
-            config.server.health_probe_interval(),
-            move || {
-                let embedder = embedder.clone();
-                let health = health_details.clone();
-                async move {
-                    if let Some(up) = embedder.cache.redis_reachable().await {
-                        health.set_detail("cache_redis", if up { "up" } else { "down" });
+        let health = host.health().clone();
+        host.probe(move || {
+            let embedder = embedder.clone();
+            let health = health.clone();
+            async move {
+                if let Some(up) = embedder.cache.redis_reachable().await {
+                    health.set_detail("cache_redis", if up { "up" } else { "down" });
+                }
+                match &embedder.provider {
+                    Provider::Local(batcher) if !batcher.is_alive() => {
+                        Err("model thread stopped".to_string())
                     }
-                    match &embedder.provider {
-                        Provider::Local(batcher) if !batcher.is_alive() => {
-                            Err("model thread stopped".to_string())
-                        }
-                        Provider::Local(_) => Ok(()),
-                        Provider::OpenAi(client) => {
-                            // An open breaker is reported, not a reason to leave the pool:
-                            // requests fail fast and the breaker probes for recovery.
-                            let state = service::breaker_label(client.breaker_state());
-                            health.set_detail("provider_breaker", state);
-                            Ok(())
-                        }
+                    Provider::Local(_) => Ok(()),
+                    Provider::OpenAi(client) => {
+                        // An open breaker is reported, not a reason to leave the pool:
+                        // requests fail fast and the breaker probes for recovery.
+                        let state = service::breaker_label(client.breaker_state());
+                        health.set_detail("provider_breaker", state);
+                        Ok(())
                     }
                 }
-            },
-        )
-    };
+            }
+        });
+    }
     let http_embed: openai::EmbedFn = {
         let embedder = embedder.clone();
         Arc::new(move |texts| {
@@ -129,29 +124,23 @@ pub async fn run(
             })
         })
     };
-    let admin_routes = openai::routes(&config.openai_server, http_embed, model_id, dimensions)?;
-    let internal =
-        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "embedding")
-            .map_err(anyhow::Error::msg)?;
+    host.add_admin_routes(openai::routes(
+        &config.openai_server,
+        http_embed,
+        model_id,
+        dimensions,
+    )?);
     let api = service::EmbeddingApi {
         embedder,
         max_tokens: config.model.max_tokens,
     };
-    let routes = Routes::new(health_service).add_service(
+    host.add_service(
         EmbeddingServiceServer::new(api)
             .max_decoding_message_size(config.server.max_message_bytes)
             .max_encoding_message_size(config.server.max_message_bytes),
     );
-    let result = server::serve_with_admin(
-        &config.server,
-        metrics,
-        health,
-        server::Guard::Internal(internal).over(routes),
-        admin_routes,
-        listeners,
-        shutdown,
-    )
-    .await;
-    probe.abort();
-    result
+    let internal = InternalAuth::from_config(&config.internal_auth, "embedding")
+        .map_err(anyhow::Error::msg)?;
+    host.serve(Guard::Internal(internal), listeners, shutdown)
+        .await
 }

@@ -22,10 +22,10 @@ mod service;
 use std::future::Future;
 use std::sync::Arc;
 
-use braid_core::metrics::Metrics;
-use braid_core::server::{self, Listeners};
+use braid_core::auth::internal::InternalAuth;
+use braid_core::host::Host;
+use braid_core::server::{Guard, Listeners};
 use braid_proto::service_names;
-use braid_proto::tonic::service::Routes;
 use braid_proto::v1::gateway_server::GatewayServer;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -53,11 +53,10 @@ pub async fn run_with_resolver(
     resolver: Arc<dyn braid_core::balance::Resolve>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new("gateway");
-    let (health, health_service) = server::health(service_names::GATEWAY);
+    let mut host = Host::new(service_names::GATEWAY, "gateway", &config.server);
+    let metrics = host.metrics().clone();
     let internal =
-        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "gateway")
-            .map_err(anyhow::Error::msg)?;
+        InternalAuth::from_config(&config.internal_auth, "gateway").map_err(anyhow::Error::msg)?;
     let revocations = Arc::new(braid_core::auth::revocation::Revocations::new());
     let authenticator = auth::Authenticator::from_config(&config.auth, revocations.clone()).await?;
     // Revocation needs verified tokens and a database; without either, RevokeTokens says so.
@@ -76,6 +75,7 @@ pub async fn run_with_resolver(
     // so an operator rotating keys sees when every replica has taken the new ring.
     {
         let (internal, users) = (internal.clone(), authenticator.clone());
+        let health = host.health();
         health.set_live_detail("internal_auth.key", move || {
             internal.describe().unwrap_or_else(|| "disabled".into())
         });
@@ -118,16 +118,13 @@ pub async fn run_with_resolver(
 
     // The gateway serves while at least one search leg can answer: text-search alone, or
     // embedding + vector-search together. Anything less is NOT_SERVING.
-    let probe = {
+    {
         let downstreams = clients.downstreams.clone();
-        server::spawn_probe(
-            health.clone(),
-            config.server.health_probe_interval(),
-            move || {
-                let downstreams = downstreams.clone();
-                let gauges = gauges.clone();
-                async move {
-                    let checks = downstreams.iter().map(|d| {
+        host.probe(move || {
+            let downstreams = downstreams.clone();
+            let gauges = gauges.clone();
+            async move {
+                let checks = downstreams.iter().map(|d| {
                     let mut client = d.health.clone();
                     async move {
                         let request = HealthCheckRequest {
@@ -140,31 +137,30 @@ pub async fn run_with_resolver(
                         (d.name, serving)
                     }
                 });
-                    let results = futures::future::join_all(checks).await;
-                    for ((d, (up, breaker_state)), (_, serving)) in
-                        downstreams.iter().zip(gauges.iter()).zip(&results)
-                    {
-                        breaker_state.set(d.breaker.state().as_gauge() as f64);
-                        up.set(f64::from(u8::from(*serving)));
-                    }
-                    let is_up = |name: &str| results.iter().any(|(n, s)| *n == name && *s);
-                    if is_up("text-search") || (is_up("embedding") && is_up("vector-search")) {
-                        Ok(())
-                    } else {
-                        let down: Vec<&str> = results
-                            .iter()
-                            .filter(|(_, s)| !s)
-                            .map(|(n, _)| *n)
-                            .collect();
-                        Err(format!(
-                            "no search leg available (down: {})",
-                            down.join(", ")
-                        ))
-                    }
+                let results = futures::future::join_all(checks).await;
+                for ((d, (up, breaker_state)), (_, serving)) in
+                    downstreams.iter().zip(gauges.iter()).zip(&results)
+                {
+                    breaker_state.set(d.breaker.state().as_gauge() as f64);
+                    up.set(f64::from(u8::from(*serving)));
                 }
-            },
-        )
-    };
+                let is_up = |name: &str| results.iter().any(|(n, s)| *n == name && *s);
+                if is_up("text-search") || (is_up("embedding") && is_up("vector-search")) {
+                    Ok(())
+                } else {
+                    let down: Vec<&str> = results
+                        .iter()
+                        .filter(|(_, s)| !s)
+                        .map(|(n, _)| *n)
+                        .collect();
+                    Err(format!(
+                        "no search leg available (down: {})",
+                        down.join(", ")
+                    ))
+                }
+            }
+        });
+    }
     // Page tokens are signed with a key derived from the internal service key ring (the
     // signing key; any key of the ring verifies), so every replica accepts every other's
     // tokens, across a key rotation too; without one, a random key per process.
@@ -198,19 +194,10 @@ pub async fn run_with_resolver(
         authenticator.wrap(api, limits),
         audit.as_ref().map(|a| a.auditor.clone()),
     );
-    let routes = Routes::new(health_service).add_service(audited);
-    let result = server::serve(
-        &config.server,
-        metrics,
-        health,
-        server::Guard::Public.over(routes),
-        listeners,
-        shutdown,
-    )
-    .await;
-    probe.abort();
+    host.add_service(audited);
     if let Some(audit) = audit {
-        audit.finish(config.server.shutdown_grace()).await;
+        // Audit records still queued are written within the grace period.
+        host.last_step(move |grace| audit.finish(grace));
     }
-    result
+    host.serve(Guard::Public, listeners, shutdown).await
 }

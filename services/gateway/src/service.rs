@@ -1,7 +1,8 @@
 //! The public `braid.v1.Gateway` gRPC handlers: search here, document operations proxied to
 //! the ingest service. Every handler takes the caller's [`Principal`] (put there by the auth
 //! layer), acts in the caller's tenant only, and forwards the principal to ingest, which
-//! enforces the same rules again.
+//! enforces the same rules again. The calls that only check and forward go through one generic
+//! pass-through (`forward`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,9 @@ use crate::limits::admission::{TenantUse, charged_tenant, resolve_tenant};
 use crate::limits::{Class, Limits, cost, fields, stream};
 use crate::revocation::Revoker;
 use crate::search::Searcher;
+use forward::no_fields;
+
+mod forward;
 
 pub struct GatewayApi {
     pub(crate) searcher: Arc<Searcher>,
@@ -128,11 +132,11 @@ impl<S: Stream<Item = IngestStreamRequest>> Upload<S> {
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<DocumentResult, Status>> + Send>>;
 
+type IngestClient =
+    braid_proto::v1::ingest_service_client::IngestServiceClient<braid_core::client::Channel>;
+
 impl GatewayApi {
-    fn ingest(
-        &self,
-    ) -> braid_proto::v1::ingest_service_client::IngestServiceClient<braid_core::client::Channel>
-    {
+    fn ingest(&self) -> IngestClient {
         self.searcher.clients.ingest.clone()
     }
 }
@@ -309,123 +313,84 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.get_ref();
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &r.tenant,
-                TenantUse::Operator,
-                |_| Ok((1, fields::list_jobs(&self.limits.config.requests, r)?)),
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().list_jobs(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            fields::list_jobs,
+            |mut ingest, r| async move { ingest.list_jobs(r).await },
+        )
+        .await
     }
 
     async fn retry_jobs(
         &self,
         request: Request<RetryJobsRequest>,
     ) -> Result<Response<RetryJobsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.get_ref();
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &r.tenant,
-                TenantUse::Operator,
-                |_| Ok((1, fields::retry_jobs(&self.limits.config.requests, r)?)),
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().retry_jobs(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            fields::retry_jobs,
+            |mut ingest, r| async move { ingest.retry_jobs(r).await },
+        )
+        .await
     }
 
     async fn discard_jobs(
         &self,
         request: Request<DiscardJobsRequest>,
     ) -> Result<Response<DiscardJobsResponse>, Status> {
-        let caller = caller(&request)?;
-        let r = request.get_ref();
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &r.tenant,
-                TenantUse::Operator,
-                |_| Ok((1, fields::discard_jobs(&self.limits.config.requests, r)?)),
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().discard_jobs(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            fields::discard_jobs,
+            |mut ingest, r| async move { ingest.discard_jobs(r).await },
+        )
+        .await
     }
 
     async fn stats(
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
-        let caller = caller(&request)?;
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &request.get_ref().tenant,
-                TenantUse::Operator,
-                one,
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().stats(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            no_fields,
+            |mut ingest, r| async move { ingest.stats(r).await },
+        )
+        .await
     }
 
     async fn reembed(
         &self,
         request: Request<ReembedRequest>,
     ) -> Result<Response<ReembedResponse>, Status> {
-        let caller = caller(&request)?;
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &request.get_ref().tenant,
-                TenantUse::Operator,
-                one,
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().reembed(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            no_fields,
+            |mut ingest, r| async move { ingest.reembed(r).await },
+        )
+        .await
     }
 
     async fn reindex(
         &self,
         request: Request<ReindexRequest>,
     ) -> Result<Response<ReindexResponse>, Status> {
-        let caller = caller(&request)?;
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &request.get_ref().tenant,
-                TenantUse::Operator,
-                one,
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().reindex(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            no_fields,
+            |mut ingest, r| async move { ingest.reindex(r).await },
+        )
+        .await
     }
 
     async fn reindex_status(
@@ -450,20 +415,14 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
-        let caller = caller(&request)?;
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Admin,
-                &request.get_ref().tenant,
-                TenantUse::Operator,
-                one,
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().verify(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Admin,
+            TenantUse::Operator,
+            no_fields,
+            |mut ingest, r| async move { ingest.verify(r).await },
+        )
+        .await
     }
 
     async fn get_document(
@@ -500,20 +459,14 @@ impl Gateway for GatewayApi {
             let id = &request.get_ref().document_id;
             slot.results(0, (!id.is_empty()).then_some(id.as_str()));
         }
-        let caller = caller(&request)?;
-        let (tenant, ()) = self
-            .admit(
-                &request,
-                &caller,
-                Class::Ingest,
-                &request.get_ref().tenant,
-                TenantUse::Document,
-                one,
-            )
-            .await?;
-        let mut r = request.into_inner();
-        r.tenant = tenant;
-        proxied(self.ingest().delete_document(on_behalf(&caller, r)).await)
+        self.forward(
+            request,
+            Class::Ingest,
+            TenantUse::Document,
+            no_fields,
+            |mut ingest, r| async move { ingest.delete_document(r).await },
+        )
+        .await
     }
 
     async fn list_audit(

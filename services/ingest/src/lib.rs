@@ -21,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use braid_core::auth::internal::InternalAuth;
+use braid_core::host::Host;
 use braid_core::metrics::{Family, Gauge, Metrics};
-use braid_core::server::{self, Listeners};
+use braid_core::server::{Guard, Listeners};
 use braid_proto::service_names;
-use braid_proto::tonic::service::Routes;
 use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::ingest_service_server::IngestServiceServer;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
@@ -41,12 +42,11 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new("ingest");
-    let (health, health_service) = server::health(service_names::INGEST);
+    let mut host = Host::new(service_names::INGEST, "ingest", &config.server);
     let store = store::Store::connect(&config.database)?;
     {
         let store = store.clone();
-        metrics.register_pool(move || store.pool_sample());
+        host.metrics().register_pool(move || store.pool_sample());
     }
     if config.database.migrate {
         store.migrate().await.context("running ingest migrations")?;
@@ -56,12 +56,11 @@ pub async fn run(
         None => Arc::new(chunk::BasicTokenizer),
     };
     let internal =
-        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "ingest")
-            .map_err(anyhow::Error::msg)?;
+        InternalAuth::from_config(&config.internal_auth, "ingest").map_err(anyhow::Error::msg)?;
     let connector = braid_core::client::Connector::new(
         internal.token_source(),
         config.breaker.to_config(),
-        &metrics,
+        host.metrics(),
         braid_core::balance::system(),
     );
     let channel = |name, c| connector.channel(name, c);
@@ -76,7 +75,7 @@ pub async fn run(
         vector: VectorSearchServiceClient::new(vector).max_encoding_message_size(max),
         text: TextSearchServiceClient::new(text).max_encoding_message_size(max),
     };
-    let jobs_total = metrics.counter_family(
+    let jobs_total = host.metrics().counter_family(
         "ingest_jobs_total",
         "indexing jobs processed, by leg, op and outcome",
         &[
@@ -95,25 +94,22 @@ pub async fn run(
         progress: progress.clone(),
         jobs_total,
     });
-    let (stop, stopping) = braid_core::shutdown::stop_channel();
-    let worker_tasks = workers.spawn(stopping);
-
-    let probe = {
+    // Workers finish the job in hand within the grace period; after it they are aborted and
+    // their jobs are re-claimed by any instance once the lease expires.
+    host.workers(workers.spawn(host.stopping()));
+    {
         let store = store.clone();
-        server::spawn_probe(
-            health.clone(),
-            config.server.health_probe_interval(),
-            move || {
-                let store = store.clone();
-                async move { store.ping().await.map_err(|e| e.to_string()) }
-            },
-        )
-    };
-    let housekeeping = tokio::spawn(housekeeping(
+        host.probe(move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+    }
+    let gauges = QueueGauges::new(host.metrics())?;
+    host.task(tokio::spawn(housekeeping(
         store.clone(),
-        QueueGauges::new(&metrics)?,
+        gauges,
         Duration::from_millis(config.worker.keep_done_ms),
-    ));
+    )));
     let recovery = recovery::Recovery {
         store: recovery::store::RecoveryStore::new(store.db().clone()),
         downstream: downstream.clone(),
@@ -128,7 +124,7 @@ pub async fn run(
         ),
         Err(e) => tracing::warn!(error = %e, "marking interrupted reindex runs failed"),
     }
-    let text_index_watch = recovery::spawn_text_index_watch(recovery.clone());
+    host.task(recovery::spawn_text_index_watch(recovery.clone()));
     let api = service::IngestApi {
         recovery,
         store,
@@ -145,38 +141,13 @@ pub async fn run(
         progress,
         downstream,
     };
-    let routes = Routes::new(health_service).add_service(
+    host.add_service(
         IngestServiceServer::new(api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
     );
-    let result = server::serve(
-        &config.server,
-        metrics,
-        health,
-        server::Guard::Internal(internal).over(routes),
-        listeners,
-        shutdown,
-    )
-    .await;
-    probe.abort();
-    housekeeping.abort();
-    text_index_watch.abort();
-    // Workers finish the job in hand within the grace period; after it they are aborted and
-    // their jobs are re-claimed by any instance once the lease expires.
-    stop.stop();
-    let aborts: Vec<_> = worker_tasks.iter().map(|t| t.abort_handle()).collect();
-    let grace = config.server.shutdown_grace();
-    if tokio::time::timeout(grace, futures::future::join_all(worker_tasks))
+    host.serve(Guard::Internal(internal), listeners, shutdown)
         .await
-        .is_err()
-    {
-        tracing::warn!(
-            "workers did not stop within the grace period; their jobs will be re-claimed"
-        );
-        aborts.iter().for_each(|a| a.abort());
-    }
-    result
 }
 
 /// Queue and document gauges, refreshed by the housekeeping task.

@@ -26,10 +26,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use braid_core::metrics::Metrics;
-use braid_core::server::{self, Listeners};
+use braid_core::auth::internal::InternalAuth;
+use braid_core::host::Host;
+use braid_core::server::{Guard, Listeners};
 use braid_proto::service_names;
-use braid_proto::tonic::service::Routes;
 use braid_proto::v1::text_search_service_server::TextSearchServiceServer;
 
 pub use self::tantivy::TantivyIndex;
@@ -48,8 +48,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new("text_search");
-    let (health, health_service) = server::health(service_names::TEXT_SEARCH);
+    let mut host = Host::new(service_names::TEXT_SEARCH, "text_search", &config.server);
     let (index, admin): (Arc<dyn TextIndex>, Arc<dyn IndexAdmin>) = match config.index.backend {
         Backend::Tantivy => {
             let c = config.clone();
@@ -65,13 +64,13 @@ pub async fn run(
                     )
                 })?,
             );
-            let cached = metrics.gauge(
+            let cached = host.metrics().gauge(
                 "text_index_id_column_segments",
                 "segments of the serving Tantivy index whose id columns are cached (one per \
                  live segment)",
             );
             let serving = Arc::downgrade(&managed);
-            metrics.on_scrape(move || {
+            host.metrics().on_scrape(move || {
                 if let Some(m) = serving.upgrade() {
                     cached.set(m.id_column_segments() as f64);
                 }
@@ -94,40 +93,26 @@ pub async fn run(
              `elasticsearch` feature"
         ),
     };
-    let probe = {
+    {
         let index = index.clone();
-        server::spawn_probe(
-            health.clone(),
-            config.server.health_probe_interval(),
-            move || {
-                let index = index.clone();
-                async move { index.check().await.map_err(|e| e.to_string()) }
-            },
-        )
-    };
+        host.probe(move || {
+            let index = index.clone();
+            async move { index.check().await.map_err(|e| e.to_string()) }
+        });
+    }
     let api = service::TextApi {
         admin,
         index,
         max_top_k: config.search.max_top_k,
         max_query_bytes: config.search.max_query_bytes,
     };
-    let routes = Routes::new(health_service).add_service(
+    host.add_service(
         TextSearchServiceServer::new(api)
             .max_decoding_message_size(config.server.max_message_bytes)
             .max_encoding_message_size(config.server.max_message_bytes),
     );
-    let internal =
-        braid_core::auth::internal::InternalAuth::from_config(&config.internal_auth, "text-search")
-            .map_err(anyhow::Error::msg)?;
-    let result = server::serve(
-        &config.server,
-        metrics,
-        health,
-        server::Guard::Internal(internal).over(routes),
-        listeners,
-        shutdown,
-    )
-    .await;
-    probe.abort();
-    result
+    let internal = InternalAuth::from_config(&config.internal_auth, "text-search")
+        .map_err(anyhow::Error::msg)?;
+    host.serve(Guard::Internal(internal), listeners, shutdown)
+        .await
 }

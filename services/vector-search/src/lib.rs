@@ -15,10 +15,10 @@ mod store;
 use std::future::Future;
 
 use anyhow::Context;
-use braid_core::metrics::Metrics;
-use braid_core::server::{self, Listeners};
+use braid_core::auth::internal::InternalAuth;
+use braid_core::host::Host;
+use braid_core::server::{Guard, Listeners};
 use braid_proto::service_names;
-use braid_proto::tonic::service::Routes;
 use braid_proto::v1::vector_search_service_server::VectorSearchServiceServer;
 
 pub use config::{SearchConfig, VectorSearchConfig};
@@ -32,12 +32,15 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new("vector_search");
-    let (health, health_service) = server::health(service_names::VECTOR_SEARCH);
-    let store = store::Store::connect(&config.database, &config.search, &metrics)?;
+    let mut host = Host::new(
+        service_names::VECTOR_SEARCH,
+        "vector_search",
+        &config.server,
+    );
+    let store = store::Store::connect(&config.database, &config.search, host.metrics())?;
     {
         let store = store.clone();
-        metrics.register_pool(move || store.pool_sample());
+        host.metrics().register_pool(move || store.pool_sample());
     }
     if config.database.migrate {
         store
@@ -57,45 +60,28 @@ pub async fn run(
         "the database did not take the HNSW settings: hnsw.ef_search = {ef_search}, \
          hnsw.iterative_scan = {iterative_scan}"
     );
-    let replica_watch = store.spawn_replica_watch();
-    let probe = {
+    if let Some(watch) = store.spawn_replica_watch() {
+        host.task(watch);
+    }
+    {
         let store = store.clone();
-        server::spawn_probe(
-            health.clone(),
-            config.server.health_probe_interval(),
-            move || {
-                let store = store.clone();
-                async move { store.ping().await.map_err(|e| e.to_string()) }
-            },
-        )
-    };
+        host.probe(move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+    }
     let api = service::VectorApi {
         store,
         dimensions: config.search.dimensions,
         max_top_k: config.search.max_top_k,
     };
-    let routes = Routes::new(health_service).add_service(
+    host.add_service(
         VectorSearchServiceServer::new(api)
             .max_decoding_message_size(config.server.max_message_bytes)
             .max_encoding_message_size(config.server.max_message_bytes),
     );
-    let internal = braid_core::auth::internal::InternalAuth::from_config(
-        &config.internal_auth,
-        "vector-search",
-    )
-    .map_err(anyhow::Error::msg)?;
-    let result = server::serve(
-        &config.server,
-        metrics,
-        health,
-        server::Guard::Internal(internal).over(routes),
-        listeners,
-        shutdown,
-    )
-    .await;
-    probe.abort();
-    if let Some(watch) = replica_watch {
-        watch.abort();
-    }
-    result
+    let internal = InternalAuth::from_config(&config.internal_auth, "vector-search")
+        .map_err(anyhow::Error::msg)?;
+    host.serve(Guard::Internal(internal), listeners, shutdown)
+        .await
 }

@@ -1,6 +1,6 @@
 //! Tower layers shared by Braid's servers and clients, one file per layer.
 //!
-//! Server stack (outermost first), assembled in [`crate::server::serve`]:
+//! Server stack (outermost first), assembled in `server::serve` (run by [`crate::host::Host`]):
 //! 1. [`GrpcMetricsLayer`] — counts every request by method and status, including shed ones;
 //! 2. [`AdmissionLayer`] — a concurrency limit across all connections with a bounded FIFO
 //!    queue behind it; sheds with RESOURCE_EXHAUSTED only when the queue is full or the

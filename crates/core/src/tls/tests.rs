@@ -1,4 +1,4 @@
-//! A real server (`server::serve` with `server.tls`) and real clients (the balanced channel of
+//! A real server (a `host::Host` with `server.tls`) and real clients (the balanced channel of
 //! `client::Connector`), with a CA and certificates made per test (rcgen).
 
 use std::path::PathBuf;
@@ -8,14 +8,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::*;
 use crate::config::{ClientConfig, ServerConfig};
+use crate::host::Host;
 use crate::metrics::Metrics;
-use crate::server::{Guard, Listeners, health, serve};
+use crate::server::{Guard, Listeners};
 
 /// A CA and the certificates it issued, as PEM files in a temporary directory.
 struct Pki {
@@ -81,22 +81,12 @@ async fn server(tls: ServerTlsConfig) -> Running {
     };
     let listeners = Listeners::ephemeral().await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
-    let (health, service) = health("braid.test.Svc");
-    health.set_serving(true).await;
+    let host = Host::new("braid.test.Svc", "t", &config);
+    host.health().set_serving(true).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        serve(
-            &config,
-            Metrics::new("t"),
-            health,
-            Guard::Public.over(Routes::new(service)),
-            listeners,
-            async move {
-                let _ = stopped.await;
-            },
-        )
-        .await
-    });
+    let task = tokio::spawn(host.serve(Guard::Public, listeners, async move {
+        let _ = stopped.await;
+    }));
     Running {
         addr,
         stop: Some(stop),
