@@ -2,7 +2,7 @@
 //! flags the answer degraded and names the leg. Covered here: vector-search down, the
 //! embedding service down (the vector leg cannot embed the query), a hung text leg at the
 //! production leg timeout, and an open circuit breaker that fails fast without calling the
-//! leg at all. (The text leg refusing connections is in `e2e.rs`.) Real services throughout.
+//! leg at all. (The text leg refusing connections is in `pipeline.rs`.) Real services throughout.
 
 use std::time::Duration;
 
