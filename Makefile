@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup receipts
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -13,6 +13,9 @@ run: ## fetch PostgreSQL+pgvector and the model, build, start all five services,
 
 test: ## same set-up, then cargo fmt --check, dependency checks (cargo shear, cargo deny), clippy -D warnings and every test
 	@$(STACK) test
+
+receipts: ## re-see every test of tests/RECEIPTS.md fail on its mutation (tests/receipts/*.patch) in a scratch worktree, then pass (RECEIPTS_ONLY=pattern)
+	@deploy/scripts/receipts.sh
 
 deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, build contexts vs .dockerignore, compose config
 	@$(STACK) deploy-check

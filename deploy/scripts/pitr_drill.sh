@@ -4,7 +4,7 @@
 #   BRAID_PG_ARCHIVE=1 stack.sh pg-start, rows 1-100, backup.sh basebackup, rows 101-200,
 #   target time T, rows 201-300 and a delete of 1-50, stop, move the data directory aside,
 #   backup.sh pitr --target-time T, stack.sh pg-start: rows 1-200 must be back, nothing later.
-# Exits non-zero on any difference. Used by tests/tests/backup.rs.
+# Exits non-zero on any difference. Used by tests/tests/e2e/backup.rs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -44,11 +44,13 @@ mod documents;
 #[cfg(feature = "elasticsearch")]
 pub mod opensearch;
 pub mod pg_topology;
+mod process;
 pub mod replicas;
 mod servers;
 pub mod users;
 
 pub use documents::{ingest_ready, ingest_texts};
+pub use process::Process;
 pub use servers::{HungServer, RedisServer};
 pub use users::{Users, as_user};
 

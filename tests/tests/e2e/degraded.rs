@@ -1,8 +1,8 @@
 //! A search leg that fails never takes a search down: the gateway answers from the other leg,
 //! flags the answer degraded and names the leg. Covered here: vector-search down, the
-//! embedding service down (the vector leg cannot embed the query), a hung text leg at the
-//! production leg timeout, and an open circuit breaker that fails fast without calling the
-//! leg at all. (The text leg refusing connections is in `e2e.rs`.) Real services throughout.
+//! embedding service down (the vector leg cannot embed the query), a hung text leg and a hung
+//! vector leg, each cut off at its production leg timeout, and an open circuit breaker that fails fast without calling the
+//! leg at all. (The text leg refusing connections is in `pipeline.rs`.) Real services throughout.
 
 use std::time::Duration;
 
@@ -131,6 +131,35 @@ async fn a_hung_text_leg_is_cut_off_at_the_production_leg_timeout() {
         "text",
         &format!("timed out after {} ms", production.text_timeout_ms),
         "doc-1",
+    );
+    assert!(hung.accepted() >= 1, "the gateway did reach the hung leg");
+    stack.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_vector_leg_is_cut_off_at_the_production_leg_timeout() {
+    let mut options = StackOptions::default();
+    // The hung leg's production deadline; the healthy text leg keeps the harness's 20 s.
+    let production = braid_gateway::GatewayConfig::default().search;
+    options.gateway.search.vector_timeout_ms = production.vector_timeout_ms;
+    let mut stack = Stack::start_with(options).await.unwrap();
+    ingest_texts(&mut stack.gateway_client().await.unwrap(), &TEXTS).await;
+
+    // vector-search wedged (the query is still embedded): its port accepts, nothing answers.
+    stack.vector.stop().await.unwrap();
+    let hung = HungServer::bind(stack.vector.grpc).await.unwrap();
+    let r = search(
+        &stack,
+        "borrow checker dangling references",
+        SearchMode::Hybrid,
+    )
+    .await
+    .unwrap();
+    assert_degraded_to_other_leg(
+        &r,
+        "vector",
+        &format!("timed out after {} ms", production.vector_timeout_ms),
+        "doc-3",
     );
     assert!(hung.accepted() >= 1, "the gateway did reach the hung leg");
     stack.shutdown().await.unwrap();

@@ -1,6 +1,8 @@
 //! Restarts that drop nothing, on the real stack under a search loop: text-search restarted →
-//! answers degrade to the vector leg, then recover, with no error; one of two gateways stopped
-//! gracefully → clients that move to the other one see no failed request.
+//! answers degrade to the vector leg, then recover (a fresh, uncached answer is hybrid again),
+//! with no error; one of two gateways stopped gracefully → clients that move to the other one
+//! on a refusal see no failed request, while the same clients do see failures when that
+//! gateway is killed instead (so the first test proves the drain, not the clients' retries).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +11,7 @@ use std::time::Duration;
 use braid_proto::tonic::{Code, Request, Status};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{SearchMode, SearchRequest};
-use braid_tests::{Service, Stack, eventually, http_get, metric_sum};
+use braid_tests::{Process, Stack, eventually, http_get, metric_sum};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -30,6 +32,8 @@ fn search(i: u64) -> Request<SearchRequest> {
         query: format!("{} {i}", words[i as usize % words.len()]),
         mode: SearchMode::Hybrid as i32,
         top_k: 3,
+        // Every search reaches the legs: a cached answer would hide a leg that is down.
+        bypass_cache: true,
         ..Default::default()
     });
     r.set_timeout(Duration::from_secs(60));
@@ -43,14 +47,14 @@ struct Tally {
     errors: std::sync::Mutex<Vec<String>>,
 }
 
-/// Whether the gateway that answered this is not taking requests (refused, draining), so the
-/// request goes to the next one (what `braidctl bench` does with several targets).
-fn not_taking_requests(s: &Status) -> bool {
+/// Whether the gateway never started this, so the request may go to the next one:
+/// UNAVAILABLE (connection refused, or the stream refused after GOAWAY), or a request the
+/// client had queued on a connection that closed before it was sent (hyper's `Canceled`, which
+/// tonic reports as CANCELLED "operation was canceled"). A request cut while a gateway was
+/// working on it (a kill: the connection reset mid-stream) fails, and is never retried here.
+fn refused_unstarted(s: &Status) -> bool {
     s.code() == Code::Unavailable
-        || (matches!(s.code(), Code::Unknown | Code::Cancelled)
-            && ["transport", "connection", "h2", "goaway", "canceled"]
-                .iter()
-                .any(|w| s.message().to_ascii_lowercase().contains(w)))
+        || (s.code() == Code::Cancelled && s.message() == "operation was canceled")
 }
 
 /// `clients` loops searching round-robin over `gateways` until `stop` is set.
@@ -71,7 +75,7 @@ fn search_loops(
                     for _ in 0..gateways.len() {
                         outcome = gateways[target].clone().search(search(i)).await;
                         match &outcome {
-                            Err(s) if gateways.len() > 1 && not_taking_requests(s) => {
+                            Err(s) if gateways.len() > 1 && refused_unstarted(s) => {
                                 target = (target + 1) % gateways.len();
                             }
                             _ => break,
@@ -148,28 +152,27 @@ async fn restarting_text_search_under_load_degrades_answers_without_errors() {
     stack.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stopping_one_of_two_gateways_under_load_fails_no_request() {
-    let stack = Stack::start().await.expect("stack");
-    let mut gw = stack.gateway_client().await.expect("client");
-    ingest_corpus(&mut gw).await;
+/// Starts a second gateway of `stack` as its own process, searches from 6 clients
+/// round-robin over both gateways until 20 are answered, ends the second one with `end`, waits
+/// for 30 more answers and returns the tally and how many were answered when `end` returned.
+async fn two_gateways_one_ended<E>(stack: &Stack, end: E) -> (Arc<Tally>, u64)
+where
+    E: AsyncFnOnce(&mut Process),
+{
     let config = stack.gateway_config.clone();
-    let mut second = Service::spawn(
-        "gateway-2",
-        braid_core::server::Listeners::ephemeral()
-            .await
-            .expect("listeners"),
-        |l, s| braid_gateway::run(config, l, s),
-    )
-    .expect("second gateway");
-    second
-        .wait_serving(braid_proto::service_names::GATEWAY)
+    let mut second = Process::spawn("gateway-2", |l, s| braid_gateway::run(config, l, s))
         .await
-        .expect("second gateway serving");
-    let first = Channel::from_shared(stack.gateway.endpoint())
+        .expect("second gateway");
+    let other = Channel::from_shared(second.endpoint())
         .expect("endpoint")
         .connect_lazy();
-    let other = Channel::from_shared(second.endpoint())
+    eventually("the second gateway serving", PATIENCE, || {
+        let mut other = GatewayClient::new(other.clone());
+        async move { other.search(search(0)).await.ok() }
+    })
+    .await
+    .expect("second gateway serving");
+    let first = Channel::from_shared(stack.gateway.endpoint())
         .expect("endpoint")
         .connect_lazy();
     let gateways = vec![GatewayClient::new(first), GatewayClient::new(other)];
@@ -178,15 +181,26 @@ async fn stopping_one_of_two_gateways_under_load_fails_no_request() {
     let tally = Arc::new(Tally::default());
     let loops = search_loops(gateways, 6, stop.clone(), tally.clone());
     wait_answers(&tally, 20).await;
-
-    // Graceful stop of the second gateway under load (what SIGTERM triggers).
-    second.stop().await.expect("graceful stop");
-    let after_stop = tally.answered.load(Ordering::SeqCst);
-    wait_answers(&tally, after_stop + 30).await;
+    end(&mut second).await;
+    let after_end = tally.answered.load(Ordering::SeqCst);
+    wait_answers(&tally, after_end + 30).await;
     stop.store(true, Ordering::SeqCst);
     for l in loops {
         l.await.expect("search loop");
     }
+    (tally, after_end)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_one_of_two_gateways_under_load_fails_no_request() {
+    let stack = Stack::start().await.expect("stack");
+    ingest_corpus(&mut stack.gateway_client().await.expect("client")).await;
+    // Graceful stop of the second gateway under load (what SIGTERM triggers): in-flight
+    // searches finish there, later ones are refused unstarted and go to the first.
+    let (tally, after_stop) = two_gateways_one_ended(&stack, async |second: &mut Process| {
+        second.stop().await.expect("graceful stop");
+    })
+    .await;
     let errors = tally.errors.lock().unwrap().clone();
     assert!(
         errors.is_empty(),
@@ -201,6 +215,29 @@ async fn stopping_one_of_two_gateways_under_load_fails_no_request() {
     assert!(
         served as u64 >= after_stop / 2 + 30,
         "{served} on the first gateway"
+    );
+    stack.shutdown().await.expect("shutdown");
+}
+
+/// The control for the test above: the same clients, the same retry rule, the second gateway
+/// killed instead of stopped. Searches it was working on are cut and fail, so a graceful
+/// stop that cut requests (or a retry rule that hid it) would fail the test above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_one_of_two_gateways_under_load_fails_its_in_flight_requests() {
+    let stack = Stack::start().await.expect("stack");
+    ingest_corpus(&mut stack.gateway_client().await.expect("client")).await;
+    let (tally, _) = two_gateways_one_ended(&stack, async |second: &mut Process| {
+        second.kill().await;
+    })
+    .await;
+    let errors = tally.errors.lock().unwrap().clone();
+    eprintln!(
+        "killed under load: {} failed requests: {errors:?}",
+        errors.len()
+    );
+    assert!(
+        !errors.is_empty(),
+        "no request failed although a gateway was killed under load"
     );
     stack.shutdown().await.expect("shutdown");
 }

@@ -12,7 +12,9 @@ use braid_tests::v1::{
     DocumentInput, DocumentResult, IngestRequest, IngestStreamRequest, SearchRequest, StatsRequest,
     WaitIndexedRequest,
 };
-use braid_tests::{RedisServer, Stack, StackOptions, eventually, http_get, metric_sum};
+use braid_tests::{
+    RedisServer, Stack, StackOptions, Users, as_user, eventually, http_get, metric_sum,
+};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -140,6 +142,68 @@ async fn redis_shares_budgets_between_gateways_and_falls_back_locally() {
         ) >= 2.0
     );
     stack.shutdown().await.unwrap();
+}
+
+/// The search budget is keyed by subject, in process memory and in Redis alike: alice using
+/// hers up leaves bob's whole (same tenant, same gateway), and alice stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_search_budget_is_kept_per_subject_locally_and_in_redis() {
+    let redis = RedisServer::start().await.unwrap();
+    for shared in [false, true] {
+        let users = Users::new("limits-test-secret-0123456789abcdef-0123");
+        let mut options = users.stack_options();
+        // Two calls, then one a minute: no refill during the test.
+        options.gateway.limits.search.per_subject = Budget::new(1.0 / 60.0, 2);
+        if shared {
+            options.gateway.limits.redis_url = redis.url();
+            options.gateway.limits.redis_timeout_ms = 5_000;
+        }
+        let stack = Stack::start_with(options).await.unwrap();
+        let gw = stack.gateway_client().await.unwrap();
+        let search_as = |sub: &str| {
+            let (mut gw, token) = (gw.clone(), users.token(sub, "acme", "reader"));
+            async move {
+                gw.search(as_user(
+                    SearchRequest {
+                        query: "rate budgets".into(),
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await
+                .map(|_| ())
+            }
+        };
+        search_as("alice").await.unwrap();
+        search_as("alice").await.unwrap();
+        let refused = search_as("alice").await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::ResourceExhausted,
+            "redis {shared}: {refused:?}"
+        );
+        assert!(refused.message().contains("per subject"), "{refused:?}");
+        search_as("bob")
+            .await
+            .unwrap_or_else(|e| panic!("redis {shared}: bob refused: {e:?}"));
+        search_as("bob")
+            .await
+            .unwrap_or_else(|e| panic!("redis {shared}: bob refused: {e:?}"));
+        assert_eq!(
+            search_as("alice").await.unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            metric_sum(
+                &gateway_metrics(&stack).await,
+                "braid_gateway_rate_limit_local_fallback_total",
+                &[]
+            ),
+            0.0,
+            "redis {shared}: the limiter fell back to process memory"
+        );
+        stack.shutdown().await.unwrap();
+    }
 }
 
 /// Opens an IngestStream, sends one document and keeps the stream open.

@@ -1,16 +1,20 @@
 //! The gateway's query result cache on the real stack: hits and misses, bypass, no stale
-//! answer after an update or a delete (index generation), single flight, and Redis mode with
-//! Redis going away mid-test.
+//! answer after an update or a delete (index generation), single flight, Redis mode with
+//! Redis going away mid-test, degraded answers never stored, and readers of different
+//! clearance never sharing an entry.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_proto::tonic::Code;
+use braid_tests::v1::DocumentAcl;
 use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, DocumentStatus, FusionParams, GetDocumentRequest,
     IngestRequest, SearchMode, SearchRequest, SearchResponse,
 };
-use braid_tests::{RedisServer, Stack, StackOptions, eventually, http_get, metric_sum};
+use braid_tests::{
+    RedisServer, Stack, StackOptions, Users, as_user, eventually, http_get, metric_sum,
+};
 
 fn doc(id: &str, content: &str) -> DocumentInput {
     DocumentInput {
@@ -335,4 +339,115 @@ async fn deep_text_hits_on_the_page_get_text_and_snippets() {
 async fn text_fetches(stack: &Stack) -> f64 {
     let (_, body) = http_get(stack.text.admin, "/metrics").await.unwrap();
     metric_sum(&body, "braid_grpc_requests_total", &["FetchChunks"])
+}
+
+/// A degraded answer is never stored: asked twice while the text leg is down, the search is
+/// computed both times (degraded, not cached); once the leg is back the answer is hybrid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn degraded_answers_are_never_cached() {
+    let mut stack = Stack::start().await.unwrap();
+    ingest(&stack, corpus()).await;
+    stack.text.stop().await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    for attempt in 0..2 {
+        let r = gw.search(request(QUERY)).await.unwrap().into_inner();
+        assert!(r.degraded, "attempt {attempt}: {r:?}");
+        assert!(
+            !r.cached,
+            "attempt {attempt}: a degraded answer came from the cache"
+        );
+    }
+    assert_eq!(
+        gateway_metric(
+            &stack,
+            "braid_query_cache_requests_total",
+            &["result=\"uncacheable\""]
+        )
+        .await,
+        2.0
+    );
+    stack.restart_text().await.unwrap();
+    let healed = eventually("a hybrid answer", Duration::from_secs(60), || async {
+        let r = stack
+            .gateway_client()
+            .await
+            .ok()?
+            .search(request(QUERY))
+            .await
+            .ok()?
+            .into_inner();
+        (!r.degraded).then_some(r)
+    })
+    .await
+    .unwrap();
+    assert!(!healed.cached);
+    assert_eq!(healed.hits[0].external_id, "lighthouse");
+    stack.shutdown().await.unwrap();
+}
+
+/// The same search by a clearance-0 reader and a clearance-5 reader: each gets its own
+/// entry (the clearance-5 document is in one answer only), and each then hits its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_of_different_clearance_never_share_a_cached_answer() {
+    let users = Users::new("cache-test-secret-0123456789abcdef-01234");
+    let stack = Stack::start_with(users.stack_options()).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    let admin = users.token("ada", "acme", "admin");
+    let low = users.token_with_acl("lou", "acme", "reader", 0, &[]);
+    let high = users.token_with_acl("hal", "acme", "reader", 5, &[]);
+    let mut secret = doc(
+        "keeper-log",
+        "The lighthouse keeper's log: the lamp failed twice this winter. Restricted.",
+    );
+    secret.acl = Some(DocumentAcl {
+        clearance: 5,
+        groups: vec![],
+    });
+    let mut documents = corpus();
+    documents.push(secret);
+    let results = gw
+        .ingest(as_user(
+            IngestRequest {
+                tenant: String::new(),
+                documents,
+                wait_until_indexed: true,
+                wait_timeout_ms: 120_000,
+                idempotency_key: String::new(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.status == DocumentStatus::Ready as i32),
+        "{results:?}"
+    );
+    let mut ask = async |token: &str| {
+        let r = gw
+            .search(as_user(request(QUERY), token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.degraded, "{:?}", r.degraded_reasons);
+        let sees_secret = r.hits.iter().any(|h| h.external_id == "keeper-log");
+        (r.cached, sees_secret)
+    };
+    // (cached, sees the clearance-5 document)
+    assert_eq!(ask(&low).await, (false, false), "low, first");
+    assert_eq!(
+        ask(&high).await,
+        (false, true),
+        "high, first: not low's entry"
+    );
+    assert_eq!(ask(&high).await, (true, true), "high, again");
+    assert_eq!(
+        ask(&low).await,
+        (true, false),
+        "low, again: not high's entry"
+    );
+    stack.shutdown().await.unwrap();
 }

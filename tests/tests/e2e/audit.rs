@@ -126,7 +126,9 @@ async fn allowed_and_denied_calls_are_recorded_and_listed() {
             row.get::<String, _>("client_addr")
                 .starts_with("127.0.0.1:")
         );
-        assert!(row.get::<f64, _>("latency_ms") >= 0.0);
+        // Measured, not a placeholder: every call here crossed the network to a real service.
+        let latency = row.get::<f64, _>("latency_ms");
+        assert!(latency > 0.0 && latency < 120_000.0, "latency_ms {latency}");
     }
     // Ingest: both documents.
     assert_eq!(rows[0].get::<i64, _>("result_count"), 2);
