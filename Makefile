@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup receipts
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup receipts fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -19,6 +19,9 @@ receipts: ## re-see every test of tests/RECEIPTS.md fail on its mutation (tests/
 
 deploy-check: ## promtool rules + tests, helm lint/render + kubernetes-validate, hadolint, build contexts vs .dockerignore, compose config
 	@$(STACK) deploy-check
+
+fuzz: ## cargo-fuzz targets (nightly; cargo-fuzz installed once into .braid/tools): extraction, chunking, filters, tokens, page tokens, FUZZ_SECONDS=60 each
+	@deploy/scripts/fuzz.sh
 
 deps-check: ## unused dependencies (cargo shear) + cargo deny check (RustSec snapshot, licences, bans, sources), offline; part of `make test`
 	@$(STACK) deps-check

@@ -111,7 +111,7 @@ fn safe_spans(text: &str, spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
 }
 
 /// The chunks as `(start byte, end byte, token count)`.
-fn chunk_spans(
+pub fn chunk_spans(
     text: &str,
     tokenizer: &dyn Tokenize,
     max_tokens: usize,

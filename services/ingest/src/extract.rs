@@ -63,7 +63,7 @@ pub fn extract(mime: Mime, content: &str) -> Extracted {
     Extracted {
         title: extracted
             .title
-            .map(|t| normalise(&t))
+            .map(|t| one_line(&t))
             .filter(|t| !t.is_empty()),
         ..extracted
     }
@@ -281,6 +281,15 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
+/// A title on one line: control characters (a newline written as `&#10;` too) become
+/// spaces, runs of whitespace one space.
+fn one_line(s: &str) -> String {
+    braid_core::validate::clean_text(s)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Turns control characters into spaces, collapses runs of spaces within lines and runs of
 /// blank lines; trims the ends.
 fn normalise(s: &str) -> String {
@@ -421,6 +430,21 @@ mod tests {
             );
         }
         assert_eq!(extract(Mime::Plain, "a\u{0}b").text, "a b");
+    }
+
+    #[test]
+    fn a_title_is_one_line_even_when_an_entity_or_markdown_writes_a_newline() {
+        // Found writing the extract fuzz targets' title property (no control character):
+        // `&#10;` decodes to a newline after the title's whitespace was collapsed, and
+        // normalising kept it.
+        for (mime, input) in [
+            (Mime::Html, "<title>a&#10;b</title>"),
+            (Mime::Html, "<h1>a&#xA;&#13;b</h1>"),
+            (Mime::Markdown, "# a&#10;b"),
+        ] {
+            let e = extract(mime, input);
+            assert_eq!(e.title.as_deref(), Some("a b"), "{mime:?} {input:?}");
+        }
     }
 
     mod props {

@@ -16,6 +16,13 @@ mod service;
 mod store;
 mod worker;
 
+/// The narrowest entry points the `cargo fuzz` targets (`fuzz/`) need; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::chunk::{BasicTokenizer, Tokenize, chunk_spans};
+    pub use crate::extract::{Extracted, Mime, extract};
+}
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

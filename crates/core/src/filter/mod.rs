@@ -5,6 +5,7 @@
 
 pub mod typed;
 pub mod types;
+mod wire;
 
 use std::ops::Bound;
 
