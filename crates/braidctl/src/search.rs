@@ -90,6 +90,7 @@ pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyho
 pub enum Method {
     Rrf,
     Linear,
+    Dbsf,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -102,16 +103,16 @@ pub enum Normalization {
 /// Fusion options of `braidctl search` (unset: the gateway's defaults).
 #[derive(Debug, Clone, clap::Args)]
 pub struct FusionArgs {
-    /// Fusion method.
+    /// Fusion method (every fused score is in [0, 1]).
     #[arg(long)]
     fusion: Option<Method>,
     /// Score normalisation of linear fusion.
     #[arg(long)]
     normalization: Option<Normalization>,
-    /// Weight of the vector leg (0..=100, default 1).
+    /// Weight of the vector leg (0..=100; the legs' weights count as shares of their sum).
     #[arg(long)]
     vector_weight: Option<f32>,
-    /// Weight of the text leg (0..=100, default 1).
+    /// Weight of the text leg (0..=100; the legs' weights count as shares of their sum).
     #[arg(long)]
     text_weight: Option<f32>,
     /// Hits the vector leg returns to fusion (0: server default).
@@ -135,6 +136,7 @@ impl FusionArgs {
                 None => FusionMethod::Unspecified,
                 Some(Method::Rrf) => FusionMethod::Rrf,
                 Some(Method::Linear) => FusionMethod::Linear,
+                Some(Method::Dbsf) => FusionMethod::Dbsf,
             } as i32,
             normalization: match self.normalization {
                 None => ScoreNormalization::Unspecified,
@@ -164,7 +166,7 @@ fn explanation_json(e: &HitExplanation) -> serde_json::Value {
     })
 }
 
-/// "RRF", "LINEAR (MIN_MAX)", or "single leg".
+/// "RRF", "LINEAR (MIN_MAX)", "DBSF", or "single leg".
 fn method_name(e: &HitExplanation) -> String {
     let normalization = ScoreNormalization::try_from(e.normalization)
         .map(|n| n.as_str_name().trim_start_matches("SCORE_NORMALIZATION_"))
@@ -172,6 +174,7 @@ fn method_name(e: &HitExplanation) -> String {
     match FusionMethod::try_from(e.method) {
         Ok(FusionMethod::Rrf) => "RRF".into(),
         Ok(FusionMethod::Linear) => format!("LINEAR ({normalization})"),
+        Ok(FusionMethod::Dbsf) => "DBSF (mean +- 3 std)".into(),
         Ok(FusionMethod::Unspecified) => "single leg (raw score)".into(),
         Err(_) => format!("unknown method {}", e.method),
     }

@@ -16,6 +16,7 @@ pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExpl
         match params.method {
             Method::Rrf => (FusionMethod::Rrf, ScoreNormalization::Unspecified),
             Method::Linear => (FusionMethod::Linear, params.normalization.to_proto()),
+            Method::Dbsf => (FusionMethod::Dbsf, ScoreNormalization::Unspecified),
         }
     };
     let leg = |name: &str, l: &LegScore| LegExplanation {
@@ -63,6 +64,7 @@ mod tests {
             (Method::Linear, Normalization::MinMax),
             (Method::Linear, Normalization::ZScore),
             (Method::Linear, Normalization::Rank),
+            (Method::Dbsf, Normalization::MinMax),
         ] {
             let params = Params {
                 method,
@@ -80,12 +82,8 @@ mod tests {
                 let vector_chunk = if a_or_b == "a" { "a:2" } else { "b:0" };
                 assert_eq!(e.legs[0].chunk_id, vector_chunk);
                 assert_eq!(e.legs[1].leg, "text");
-                assert_eq!(e.legs[1].weight, 1.4);
-                let want = if method == Method::Rrf {
-                    FusionMethod::Rrf
-                } else {
-                    FusionMethod::Linear
-                };
+                assert!((e.legs[1].weight - 0.7).abs() < 1e-6, "1.4 of 0.6 + 1.4");
+                let want = method.to_proto();
                 assert_eq!(e.method, want as i32);
             }
         }

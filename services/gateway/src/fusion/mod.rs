@@ -1,11 +1,17 @@
-//! Rank fusion of the two legs, by one of two methods:
+//! Rank fusion of the two legs, by one of three methods. Each leg's term is a number in
+//! [0, 1] (1 for the leg's best hit) and the legs' weights are used as shares of their sum
+//! (`weight_leg / (vector_weight + text_weight)`), so every fused score is in [0, 1]: 1 for a
+//! hit both legs rank first (or score best), 0 for none; a leg that did not return the hit
+//! adds nothing.
 //!
-//! * reciprocal rank fusion (Cormack et al., 2009): a hit's fused score is
-//!   `sum over legs of weight_leg / (k + rank_leg)`, with ranks from 1; it needs no score
-//!   normalisation, so BM25 and cosine scores combine without calibration;
-//! * linear (convex) combination: `sum over legs of weight_leg * normalised_score_leg`, with
-//!   each leg's scores normalised over that leg's hits ([`normalize`]); a leg that did not
-//!   return the hit adds nothing.
+//! * reciprocal rank fusion (Cormack et al., 2009): the leg's term is
+//!   `(k + 1) / (k + rank_leg)`, with ranks from 1 — `1 / (k + rank)` scaled so the first
+//!   rank gives 1; it needs no score normalisation, so BM25 and cosine scores combine without
+//!   calibration;
+//! * linear (convex) combination: the leg's scores normalised over that leg's hits
+//!   ([`normalize`]: min-max, z-score or rank);
+//! * distribution-based score fusion (DBSF, as in Qdrant): the leg's scores normalised by
+//!   that leg's mean ± 3 standard deviations, clipped to [0, 1] ([`three_sigma`]).
 //!
 //! Each leg's ranking is first reduced to its best chunk per document (or kept per chunk on
 //! request). Every fused hit keeps, per leg, what went into its score ([`LegScore`]), so the
@@ -18,7 +24,7 @@ use std::collections::HashMap;
 
 use braid_proto::v1::ChunkHit;
 
-pub use normalize::{Normalization, normalize};
+pub use normalize::{Normalization, normalize, three_sigma};
 pub use params::{Choices, Defaults, Method, Params, choices};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +40,11 @@ pub struct LegScore {
     pub score: f32,
     /// 1-based rank within the leg (after per-document reduction).
     pub rank: u32,
-    /// RRF: `1 / (k + rank)`; LINEAR: the normalised score; a single leg: the raw score.
+    /// RRF: `(k + 1) / (k + rank)`; LINEAR and DBSF: the normalised score; all in [0, 1].
+    /// A single leg: the raw score.
     pub normalized: f32,
+    /// The leg's share of the weights, `weight / (vector_weight + text_weight)` (1 for a
+    /// single leg).
     pub weight: f32,
     /// `weight * normalized`.
     pub contribution: f32,
@@ -70,29 +79,36 @@ fn ranked(hits: &[ChunkHit], granularity: Granularity) -> Vec<(&ChunkHit, u32)> 
         .collect()
 }
 
-/// What each ranked hit of one leg brings: `(normalised score, weight)`.
+/// The legs' weights as shares of their sum (both 0 when the sum is 0).
+fn shares(params: &Params) -> (f32, f32) {
+    let sum = params.vector_weight + params.text_weight;
+    if sum > 0.0 && sum.is_finite() {
+        (params.vector_weight / sum, params.text_weight / sum)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// What each ranked hit of one leg brings: `(normalised score, weight share)`.
 fn leg_terms(
     ranked: &[(&ChunkHit, u32)],
-    weight: f32,
+    share: f32,
     params: &Params,
     single_leg: bool,
 ) -> Vec<(f32, f32)> {
     if single_leg {
         return ranked.iter().map(|(h, _)| (h.score, 1.0)).collect();
     }
-    match params.method {
+    let scores = || ranked.iter().map(|(h, _)| h.score).collect::<Vec<f32>>();
+    let normalized = match params.method {
         Method::Rrf => ranked
             .iter()
-            .map(|&(_, rank)| (1.0 / (params.k + rank as f32), weight))
+            .map(|&(_, rank)| (params.k + 1.0) / (params.k + rank as f32))
             .collect(),
-        Method::Linear => {
-            let scores: Vec<f32> = ranked.iter().map(|(h, _)| h.score).collect();
-            normalize(&scores, params.normalization)
-                .into_iter()
-                .map(|n| (n, weight))
-                .collect()
-        }
-    }
+        Method::Linear => normalize(&scores(), params.normalization),
+        Method::Dbsf => three_sigma(&scores()),
+    };
+    normalized.into_iter().map(|n| (n, share)).collect()
 }
 
 /// Fuses the two legs' rankings; either may be absent (skipped or failed). With a single
@@ -108,10 +124,8 @@ pub fn fuse(
     let mut order: Vec<String> = Vec::new();
     let mut fused: HashMap<String, FusedHit> = HashMap::new();
     let mut best_rank: HashMap<String, u32> = HashMap::new();
-    let legs = [
-        (vector, params.vector_weight, true),
-        (text, params.text_weight, false),
-    ];
+    let (vector_share, text_share) = shares(params);
+    let legs = [(vector, vector_share, true), (text, text_share, false)];
     for (hits, weight, is_vector) in legs {
         let Some(hits) = hits else { continue };
         let ranked = ranked(hits, granularity);
@@ -151,6 +165,12 @@ pub fn fuse(
         }
     }
     let mut out: Vec<FusedHit> = order.into_iter().filter_map(|k| fused.remove(&k)).collect();
+    if !single_leg {
+        // Shares add up to 1 and terms are at most 1: only float rounding can leave [0, 1].
+        for h in &mut out {
+            h.score = h.score.clamp(0.0, 1.0);
+        }
+    }
     // Ties: better best-rank first, then first seen (stable sort keeps insertion order).
     let best = |h: &FusedHit| {
         h.vector
@@ -202,9 +222,10 @@ mod tests {
         let text = [hit("c", 0, 12.0), hit("a", 0, 9.0), hit("d", 0, 3.0)];
         let out = fuse(Some(&vector), Some(&text), &P, Granularity::Document);
         let ids: Vec<&str> = out.iter().map(|h| h.hit.document_id.as_str()).collect();
-        // a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62, d: 1/63
+        // a: 1/61 + 1/62, c: 1/63 + 1/61, b: 1/62, d: 1/63, each scaled by 61 / 2.
         assert_eq!(ids, ["a", "c", "b", "d"]);
-        assert!((out[0].score - (1.0 / 61.0 + 1.0 / 62.0)).abs() < 1e-6);
+        assert!((out[0].score - (1.0 + 61.0 / 62.0) / 2.0).abs() < 1e-6);
+        assert!((out[3].score - 61.0 / 63.0 / 2.0).abs() < 1e-6);
         assert_eq!(of(&out[0].vector), Some(leg(0.9, 1)));
         assert_eq!(of(&out[0].text), Some(leg(9.0, 2)));
         assert_eq!(out[2].text, None);
@@ -258,6 +279,93 @@ mod tests {
         assert_eq!(out[0].score, 11.5);
         assert_eq!(out[1].text.as_ref().unwrap().rank, 2);
         assert!(fuse(None, None, &P, Granularity::Document).is_empty());
+    }
+
+    const DBSF: Params = Params {
+        method: Method::Dbsf,
+        ..P
+    };
+
+    /// Every method and normalisation, with uneven weights.
+    fn every_method() -> Vec<Params> {
+        let mut all = vec![P, DBSF];
+        for n in [
+            Normalization::MinMax,
+            Normalization::ZScore,
+            Normalization::Rank,
+        ] {
+            all.push(linear(n));
+        }
+        all.into_iter()
+            .map(|p| Params {
+                vector_weight: 1.0,
+                text_weight: 0.75,
+                ..p
+            })
+            .collect()
+    }
+
+    fn assert_readable(out: &[FusedHit], p: &Params) {
+        assert!(
+            out.iter().all(|h| (0.0..=1.0).contains(&h.score)),
+            "{p:?}: {out:?}"
+        );
+        assert!(out.windows(2).all(|w| w[0].score >= w[1].score), "{p:?}");
+        assert!(out.first().is_none_or(|h| h.score > 0.0), "{p:?}: {out:?}");
+        assert_contributions_add_up(out);
+    }
+
+    /// Issue 25: two small documents, the text leg matching only one of them. Under LINEAR
+    /// z-score the lone text match got a text contribution of 0 and the other hit a fused
+    /// score of -1; now every method gives the lone match the text leg's full share and
+    /// keeps every score in [0, 1].
+    #[test]
+    fn one_or_two_candidates_give_readable_scores() {
+        let vector = [hit("a", 0, 0.41), hit("b", 0, 0.12)];
+        let text = [hit("a", 0, 0.29)];
+        for p in every_method() {
+            let out = fuse(Some(&vector), Some(&text), &p, Granularity::Document);
+            assert_readable(&out, &p);
+            assert_eq!(out[0].hit.document_id, "a", "{p:?}");
+            let t = out[0].text.as_ref().unwrap();
+            assert_eq!(
+                t.normalized, 1.0,
+                "{p:?}: the lone text match is its leg's best"
+            );
+            assert!((t.weight - 0.75 / 1.75).abs() < 1e-6, "{p:?}");
+            // One candidate per leg, the same document: a perfect 1.
+            let both = fuse(Some(&vector[..1]), Some(&text), &p, Granularity::Document);
+            assert!((both[0].score - 1.0).abs() < 1e-6, "{p:?}: {both:?}");
+        }
+    }
+
+    /// Larger legs with spread-out scores (a BM25 outlier, negative cosines): still [0, 1].
+    #[test]
+    fn fused_scores_are_in_0_1_for_every_method() {
+        let vector: Vec<ChunkHit> = (0..30)
+            .map(|i| hit(&format!("d{i}"), 0, 0.9 - i as f32 * 0.05))
+            .collect();
+        let text: Vec<ChunkHit> = (0..30)
+            .map(|i| {
+                let score = if i == 0 { 80.0 } else { 12.0 - i as f32 * 0.3 };
+                hit(&format!("d{}", 29 - i), 0, score)
+            })
+            .collect();
+        for p in every_method() {
+            for w in [(0.0, 1.0), (1.0, 0.0), (100.0, 0.01), (0.0, 0.0)] {
+                let p = Params {
+                    vector_weight: w.0,
+                    text_weight: w.1,
+                    ..p
+                };
+                let out = fuse(Some(&vector), Some(&text), &p, Granularity::Document);
+                assert!(out.iter().all(|h| (0.0..=1.0).contains(&h.score)), "{p:?}");
+                assert!(out.windows(2).all(|x| x[0].score >= x[1].score), "{p:?}");
+                assert_contributions_add_up(&out);
+            }
+            let out = fuse(Some(&vector), Some(&text), &p, Granularity::Document);
+            assert_readable(&out, &p);
+        }
     }
 
     fn linear(normalization: Normalization) -> Params {
@@ -326,10 +434,10 @@ mod tests {
             &linear(Normalization::Rank),
             Granularity::Document,
         );
-        // a: 1 + 1/3, b: 2/3 + 1, c: 1/3 + 2/3.
+        // a: 1 + 1/3, b: 2/3 + 1, c: 1/3 + 2/3, halved (weights 1 and 1).
         let ids: Vec<&str> = by_rank.iter().map(|h| h.hit.document_id.as_str()).collect();
         assert_eq!(ids, ["b", "a", "c"]);
-        assert!((by_rank[0].score - 5.0 / 3.0).abs() < 1e-5);
+        assert!((by_rank[0].score - 5.0 / 6.0).abs() < 1e-5);
         assert_contributions_add_up(&by_rank);
         let by_z = fuse(
             Some(&vector),
@@ -348,6 +456,7 @@ mod tests {
             P,
             linear(Normalization::MinMax),
             linear(Normalization::ZScore),
+            DBSF,
         ] {
             let out = fuse(Some(&vector), Some(&[]), &p, Granularity::Document);
             assert_eq!(out.len(), 2, "{p:?}");
@@ -364,7 +473,8 @@ mod tests {
         let out = fuse(Some(&vector), Some(&text), &P, Granularity::Document);
         let b = out.iter().find(|h| h.hit.document_id == "b").unwrap();
         let v = b.vector.as_ref().unwrap();
-        assert!((v.normalized - 1.0 / 62.0).abs() < 1e-7);
+        assert!((v.normalized - 61.0 / 62.0).abs() < 1e-7);
+        assert_eq!(v.weight, 0.5, "the vector leg's share of weights 1 and 1");
         assert_eq!(b.text.as_ref().unwrap().chunk_id, "b:1");
         assert_contributions_add_up(&out);
     }
