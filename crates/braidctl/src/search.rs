@@ -1,9 +1,9 @@
 //! `braidctl search`: the fusion options and the output (a table of hits, with `--explain`
-//! each hit's per-leg score breakdown; or JSON).
+//! each hit's per-leg score breakdown, with `--why DOC` where that document stood; or JSON).
 
 use braid_proto::v1::{
-    FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode, SearchRequest,
-    SearchResponse, VectorPassage,
+    DocumentWhy, FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode,
+    SearchRequest, SearchResponse, VectorPassage, WhyRequest,
 };
 
 use crate::cli::Mode;
@@ -53,6 +53,25 @@ pub struct SearchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also say where this document (its external id; `id:UUID` for a document id) stood in
+    /// this search: each leg's rank and score or why it is not a candidate, the filter clauses
+    /// it fails, its fused rank and score, and what removed it.
+    #[arg(long, value_name = "DOC")]
+    pub why: Option<String>,
+}
+
+/// `--why DOC`: `id:UUID` names a document id, anything else an external id.
+fn why_request(doc: &str) -> WhyRequest {
+    match doc.strip_prefix("id:") {
+        Some(id) => WhyRequest {
+            document_id: id.to_string(),
+            external_id: String::new(),
+        },
+        None => WhyRequest {
+            document_id: String::new(),
+            external_id: doc.to_string(),
+        },
+    }
 }
 
 /// Runs one search and prints the answer (a table, or JSON with `--json`).
@@ -76,6 +95,7 @@ pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyho
         min_score: a.min_score,
         min_vector_score: a.min_vector_score,
         min_text_score: a.min_text_score,
+        why: a.why.as_deref().map(why_request),
     };
     let response = gw.search(request).await?.into_inner();
     if a.json {
@@ -242,6 +262,7 @@ pub fn json(r: &SearchResponse) -> serde_json::Value {
         "degraded_reasons": r.degraded_reasons,
         "took_ms": r.took_ms,
         "next_page_token": r.next_page_token,
+        "why": r.why.as_ref().map(why_json),
     })
 }
 
@@ -266,7 +287,67 @@ pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
     out
 }
 
+fn why_json(w: &DocumentWhy) -> serde_json::Value {
+    let legs: Vec<serde_json::Value> = w
+        .legs
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "leg": l.leg,
+                "returned": l.returned,
+                "rank": l.rank,
+                "score": l.score,
+                "candidates": l.candidates,
+                "hits": l.hits,
+                "note": l.note,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "found": w.found,
+        "document_id": w.document_id,
+        "external_id": w.external_id,
+        "failed_filter_clauses": w.failed_filter_clauses,
+        "legs": legs,
+        "fused_rank": w.fused_rank,
+        "fused_score": w.fused_score,
+        "returned": w.returned,
+        "reasons": w.reasons,
+    })
+}
+
+/// `--why` in words: one line per leg and per reason.
+pub fn why_text(w: &DocumentWhy) -> String {
+    if !w.found {
+        return "why: no such document (or one you may not read)\n".to_string();
+    }
+    let mut out = format!("why {} [{}]:\n", w.external_id, w.document_id);
+    for l in &w.legs {
+        out.push_str(&format!("  {} leg: {}\n", l.leg, l.note));
+    }
+    if w.fused_rank > 0 {
+        out.push_str(&format!(
+            "  fused: rank {}, score {:.4}\n",
+            w.fused_rank, w.fused_score
+        ));
+    }
+    if let Some(e) = &w.explanation {
+        out.push_str(&explanation_table(e, w.fused_score));
+    }
+    for r in &w.reasons {
+        out.push_str(&format!("  - {r}\n"));
+    }
+    out
+}
+
 pub fn print(r: &SearchResponse) {
+    print_hits(r);
+    if let Some(w) = &r.why {
+        print!("{}", why_text(w));
+    }
+}
+
+fn print_hits(r: &SearchResponse) {
     if r.degraded {
         println!("DEGRADED: {}", r.degraded_reasons.join("; "));
     }
