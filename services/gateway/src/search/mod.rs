@@ -9,7 +9,8 @@
 //! `validate` turns a request into a [`validate::Validated`] search; `legs` calls the two
 //! legs; `cache_key` builds the query-cache key; `details` fetches text and snippets of deep
 //! text hits; `types` checks a filter against the tenant's metadata types (learnt from the
-//! ingest service); this module puts them together.
+//! ingest service); `why` says where one named document stood ("why not this document?");
+//! this module puts them together.
 
 mod cache_key;
 mod details;
