@@ -1,10 +1,13 @@
 //! Readable fused scores end to end (issue 25 item 2), through the gateway with the real
 //! model, PostgreSQL + pgvector and Tantivy: the issue's two small documents, the text leg
 //! matching only one of them. Under the old LINEAR z-score default the lone text match got a
-//! text contribution of 0 and the other hit a fused score of -1; now, for every fusion method,
-//! every fused score is in [0, 1], never increases down the ranking, the best match is on
-//! top with a positive score, and each leg's raw score is what that leg alone reports.
+//! fused score of 0 and the other hit -1; now, for every fusion method, every fused score is
+//! in [0, 1], never increases down the ranking, the best match is on top with a positive
+//! score, each leg's raw score is what that leg alone reports, and the explanation says how
+//! the score follows from the contributions (their sum, or for LINEAR z-score, the default,
+//! `Phi` of their sum: raw standard scores, so the default ranks as it was measured).
 
+use braid_gateway::fusion::phi;
 use braid_tests::Stack;
 use braid_tests::v1::{
     DocumentInput, FusionMethod, FusionParams, IngestRequest, ScoreNormalization, SearchMode,
@@ -114,13 +117,36 @@ async fn two_small_documents_get_fused_scores_in_0_1_for_every_method() {
         let best = &r.hits[0];
         assert_eq!(best.external_id, "cats", "{name}: {r:?}");
         assert!(best.score > 0.0, "{name}: {scores:?}");
-        // The lone text match is its leg's best: the text leg's full share, never 0.
         let e = best.explanation.as_ref().expect("explain");
         let t = e.legs.iter().find(|l| l.leg == "text").expect("text leg");
-        assert_eq!(t.normalized_score, 1.0, "{name}: {e:?}");
-        assert!(t.contribution > 0.0, "{name}: {e:?}");
         let sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
-        assert!((sum - best.score).abs() < 1e-5, "{name}: {e:?}");
+        let z_score = e.normalization == ScoreNormalization::ZScore as i32;
+        assert_eq!(
+            z_score,
+            name.contains("z-score") || name == "gateway default"
+        );
+        if z_score {
+            // A lone text match is its leg's average, z = 0 (as the measured default ranks);
+            // the score is Phi of the sum, strictly inside (0, 1).
+            assert_eq!(t.normalized_score, 0.0, "{name}: {e:?}");
+            assert!(
+                e.score_formula
+                    .starts_with("score = Phi(sum of contributions)"),
+                "{name}: {e:?}"
+            );
+            let want = phi(f64::from(sum)) as f32;
+            assert!((want - best.score).abs() < 1e-5, "{name}: {e:?}");
+            assert!(
+                scores.iter().all(|&s| s > 0.0 && s < 1.0),
+                "{name}: {scores:?}"
+            );
+        } else {
+            // The lone text match is its leg's best: the text leg's full share, never 0.
+            assert_eq!(t.normalized_score, 1.0, "{name}: {e:?}");
+            assert!(t.contribution > 0.0, "{name}: {e:?}");
+            assert_eq!(e.score_formula, "score = sum of contributions", "{name}");
+            assert!((sum - best.score).abs() < 1e-5, "{name}: {e:?}");
+        }
         // Per-leg raw scores are the legs' own (BM25, cosine), untouched by fusion.
         assert_eq!(best.text_score, Some(text.hits[0].score), "{name}");
         for h in &r.hits {

@@ -134,7 +134,14 @@ async fn why_not_this_document() {
     }
     assert_eq!(Some(w.legs[0].score), plain.hits[at].vector_score);
     assert_eq!(Some(w.legs[1].rank), plain.hits[at].text_rank);
-    assert_eq!(w.explanation.as_ref().map(|e| e.legs.len()), Some(2));
+    let e = w.explanation.as_ref().expect("explanation");
+    assert_eq!(e.legs.len(), 2);
+    // The default fusion (LINEAR z-score) says how its score is formed.
+    assert!(
+        e.score_formula
+            .starts_with("score = Phi(sum of contributions)"),
+        "{e:?}"
+    );
     assert!(w.failed_filter_clauses.is_empty(), "{w:?}");
 
     // Removed by a filter clause: which one, and neither leg had it as a candidate.

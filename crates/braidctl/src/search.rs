@@ -174,6 +174,7 @@ impl FusionArgs {
 fn explanation_json(e: &HitExplanation) -> serde_json::Value {
     serde_json::json!({
         "method": method_name(e),
+        "score_formula": e.score_formula,
         "legs": e.legs.iter().map(|l| serde_json::json!({
             "leg": l.leg,
             "raw_score": l.raw_score,
@@ -268,8 +269,13 @@ pub fn json(r: &SearchResponse) -> serde_json::Value {
 
 /// The per-leg table of one hit's explanation.
 pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
+    // A gateway older than `score_formula` always summed.
+    let formula = match e.score_formula.strip_prefix("score = ") {
+        Some(f) if !f.is_empty() => f,
+        _ => "sum of contributions",
+    };
     let mut out = format!(
-        "       {}: score {score:.6} = sum of contributions\n       {:<6}  {:>5}  {:>10}  {:>10}  {:>6}  {:>12}  chunk\n",
+        "       {}: score {score:.6} = {formula}\n       {:<6}  {:>5}  {:>10}  {:>10}  {:>6}  {:>12}  chunk\n",
         method_name(e),
         "leg",
         "rank",
@@ -311,6 +317,7 @@ fn why_json(w: &DocumentWhy) -> serde_json::Value {
         "legs": legs,
         "fused_rank": w.fused_rank,
         "fused_score": w.fused_score,
+        "explanation": w.explanation.as_ref().map(explanation_json),
         "returned": w.returned,
         "reasons": w.reasons,
     })
@@ -425,9 +432,21 @@ mod tests {
                     chunk_id: "d:2".into(),
                 },
             ],
+            score_formula: "score = Phi(sum of contributions), Phi the standard normal \
+                            distribution function"
+                .into(),
         };
-        let table = explanation_table(&e, 1.0);
+        let table = explanation_table(&e, 0.84);
         assert!(table.contains("LINEAR (Z_SCORE)"), "{table}");
+        assert!(
+            table.contains("score 0.840000 = Phi(sum of contributions)"),
+            "{table}"
+        );
+        let older = HitExplanation {
+            score_formula: String::new(),
+            ..e.clone()
+        };
+        assert!(explanation_table(&older, 0.5).contains("= sum of contributions"));
         assert!(table.contains("vector") && table.contains("d:0"), "{table}");
         assert!(table.contains("text") && table.contains("12.5000") && table.contains("d:2"));
         assert_eq!(table.lines().count(), 4, "{table}");
