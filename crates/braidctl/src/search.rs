@@ -1,9 +1,9 @@
 //! `braidctl search`: the fusion options and the output (a table of hits, with `--explain`
-//! each hit's per-leg score breakdown; or JSON).
+//! each hit's per-leg score breakdown, with `--why DOC` where that document stood; or JSON).
 
 use braid_proto::v1::{
-    FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode, SearchRequest,
-    SearchResponse, VectorPassage,
+    DocumentWhy, FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode,
+    SearchRequest, SearchResponse, VectorPassage, WhyRequest,
 };
 
 use crate::cli::Mode;
@@ -53,6 +53,25 @@ pub struct SearchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also say where this document (its external id; `id:UUID` for a document id) stood in
+    /// this search: each leg's rank and score or why it is not a candidate, the filter clauses
+    /// it fails, its fused rank and score, and what removed it.
+    #[arg(long, value_name = "DOC")]
+    pub why: Option<String>,
+}
+
+/// `--why DOC`: `id:UUID` names a document id, anything else an external id.
+fn why_request(doc: &str) -> WhyRequest {
+    match doc.strip_prefix("id:") {
+        Some(id) => WhyRequest {
+            document_id: id.to_string(),
+            external_id: String::new(),
+        },
+        None => WhyRequest {
+            document_id: String::new(),
+            external_id: doc.to_string(),
+        },
+    }
 }
 
 /// Runs one search and prints the answer (a table, or JSON with `--json`).
@@ -76,6 +95,7 @@ pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyho
         min_score: a.min_score,
         min_vector_score: a.min_vector_score,
         min_text_score: a.min_text_score,
+        why: a.why.as_deref().map(why_request),
     };
     let response = gw.search(request).await?.into_inner();
     if a.json {
@@ -90,6 +110,7 @@ pub async fn run(mut gw: crate::Gateway, tenant: String, a: SearchArgs) -> anyho
 pub enum Method {
     Rrf,
     Linear,
+    Dbsf,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -102,16 +123,16 @@ pub enum Normalization {
 /// Fusion options of `braidctl search` (unset: the gateway's defaults).
 #[derive(Debug, Clone, clap::Args)]
 pub struct FusionArgs {
-    /// Fusion method.
+    /// Fusion method (every fused score is in [0, 1]).
     #[arg(long)]
     fusion: Option<Method>,
     /// Score normalisation of linear fusion.
     #[arg(long)]
     normalization: Option<Normalization>,
-    /// Weight of the vector leg (0..=100, default 1).
+    /// Weight of the vector leg (0..=100; the legs' weights count as shares of their sum).
     #[arg(long)]
     vector_weight: Option<f32>,
-    /// Weight of the text leg (0..=100, default 1).
+    /// Weight of the text leg (0..=100; the legs' weights count as shares of their sum).
     #[arg(long)]
     text_weight: Option<f32>,
     /// Hits the vector leg returns to fusion (0: server default).
@@ -135,6 +156,7 @@ impl FusionArgs {
                 None => FusionMethod::Unspecified,
                 Some(Method::Rrf) => FusionMethod::Rrf,
                 Some(Method::Linear) => FusionMethod::Linear,
+                Some(Method::Dbsf) => FusionMethod::Dbsf,
             } as i32,
             normalization: match self.normalization {
                 None => ScoreNormalization::Unspecified,
@@ -152,6 +174,7 @@ impl FusionArgs {
 fn explanation_json(e: &HitExplanation) -> serde_json::Value {
     serde_json::json!({
         "method": method_name(e),
+        "score_formula": e.score_formula,
         "legs": e.legs.iter().map(|l| serde_json::json!({
             "leg": l.leg,
             "raw_score": l.raw_score,
@@ -164,7 +187,7 @@ fn explanation_json(e: &HitExplanation) -> serde_json::Value {
     })
 }
 
-/// "RRF", "LINEAR (MIN_MAX)", or "single leg".
+/// "RRF", "LINEAR (MIN_MAX)", "DBSF", or "single leg".
 fn method_name(e: &HitExplanation) -> String {
     let normalization = ScoreNormalization::try_from(e.normalization)
         .map(|n| n.as_str_name().trim_start_matches("SCORE_NORMALIZATION_"))
@@ -172,6 +195,7 @@ fn method_name(e: &HitExplanation) -> String {
     match FusionMethod::try_from(e.method) {
         Ok(FusionMethod::Rrf) => "RRF".into(),
         Ok(FusionMethod::Linear) => format!("LINEAR ({normalization})"),
+        Ok(FusionMethod::Dbsf) => "DBSF (mean +- 3 std)".into(),
         Ok(FusionMethod::Unspecified) => "single leg (raw score)".into(),
         Err(_) => format!("unknown method {}", e.method),
     }
@@ -239,13 +263,19 @@ pub fn json(r: &SearchResponse) -> serde_json::Value {
         "degraded_reasons": r.degraded_reasons,
         "took_ms": r.took_ms,
         "next_page_token": r.next_page_token,
+        "why": r.why.as_ref().map(why_json),
     })
 }
 
 /// The per-leg table of one hit's explanation.
 pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
+    // A gateway older than `score_formula` always summed.
+    let formula = match e.score_formula.strip_prefix("score = ") {
+        Some(f) if !f.is_empty() => f,
+        _ => "sum of contributions",
+    };
     let mut out = format!(
-        "       {}: score {score:.6} = sum of contributions\n       {:<6}  {:>5}  {:>10}  {:>10}  {:>6}  {:>12}  chunk\n",
+        "       {}: score {score:.6} = {formula}\n       {:<6}  {:>5}  {:>10}  {:>10}  {:>6}  {:>12}  chunk\n",
         method_name(e),
         "leg",
         "rank",
@@ -263,7 +293,68 @@ pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
     out
 }
 
+fn why_json(w: &DocumentWhy) -> serde_json::Value {
+    let legs: Vec<serde_json::Value> = w
+        .legs
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "leg": l.leg,
+                "returned": l.returned,
+                "rank": l.rank,
+                "score": l.score,
+                "candidates": l.candidates,
+                "hits": l.hits,
+                "note": l.note,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "found": w.found,
+        "document_id": w.document_id,
+        "external_id": w.external_id,
+        "failed_filter_clauses": w.failed_filter_clauses,
+        "legs": legs,
+        "fused_rank": w.fused_rank,
+        "fused_score": w.fused_score,
+        "explanation": w.explanation.as_ref().map(explanation_json),
+        "returned": w.returned,
+        "reasons": w.reasons,
+    })
+}
+
+/// `--why` in words: one line per leg and per reason.
+pub fn why_text(w: &DocumentWhy) -> String {
+    if !w.found {
+        return "why: no such document (or one you may not read)\n".to_string();
+    }
+    let mut out = format!("why {} [{}]:\n", w.external_id, w.document_id);
+    for l in &w.legs {
+        out.push_str(&format!("  {} leg: {}\n", l.leg, l.note));
+    }
+    if w.fused_rank > 0 {
+        out.push_str(&format!(
+            "  fused: rank {}, score {:.4}\n",
+            w.fused_rank, w.fused_score
+        ));
+    }
+    if let Some(e) = &w.explanation {
+        out.push_str(&explanation_table(e, w.fused_score));
+    }
+    for r in &w.reasons {
+        out.push_str(&format!("  - {r}\n"));
+    }
+    out
+}
+
 pub fn print(r: &SearchResponse) {
+    print_hits(r);
+    if let Some(w) = &r.why {
+        print!("{}", why_text(w));
+    }
+}
+
+fn print_hits(r: &SearchResponse) {
     if r.degraded {
         println!("DEGRADED: {}", r.degraded_reasons.join("; "));
     }
@@ -341,9 +432,21 @@ mod tests {
                     chunk_id: "d:2".into(),
                 },
             ],
+            score_formula: "score = Phi(sum of contributions), Phi the standard normal \
+                            distribution function"
+                .into(),
         };
-        let table = explanation_table(&e, 1.0);
+        let table = explanation_table(&e, 0.84);
         assert!(table.contains("LINEAR (Z_SCORE)"), "{table}");
+        assert!(
+            table.contains("score 0.840000 = Phi(sum of contributions)"),
+            "{table}"
+        );
+        let older = HitExplanation {
+            score_formula: String::new(),
+            ..e.clone()
+        };
+        assert!(explanation_table(&older, 0.5).contains("= sum of contributions"));
         assert!(table.contains("vector") && table.contains("d:0"), "{table}");
         assert!(table.contains("text") && table.contains("12.5000") && table.contains("d:2"));
         assert_eq!(table.lines().count(), 4, "{table}");

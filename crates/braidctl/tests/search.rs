@@ -29,12 +29,14 @@ struct Hit {
     external_id: String,
     score: f64,
     header_score: Option<f64>,
+    /// The header says `score = Phi(sum of contributions)` (LINEAR z-score, the default).
+    phi_of_sum: bool,
     legs: Vec<(String, f64)>,
 }
 
 /// Reads braidctl's table: `  1. 0.0328  Title [ext]   vector …  text …`, then the excerpt,
-/// then with `--explain` `METHOD: score S = sum of contributions`, a column header and one
-/// row per leg (`leg rank raw normalised weight contribution chunk`).
+/// then with `--explain` `METHOD: score S = sum of contributions` (or `= Phi(sum of
+/// contributions), …`), a column header and one row per leg (`leg rank raw normalised weight contribution chunk`).
 fn hits(table: &str) -> Vec<Hit> {
     let mut hits: Vec<Hit> = Vec::new();
     for line in table.lines() {
@@ -54,13 +56,19 @@ fn hits(table: &str) -> Vec<Hit> {
                 external_id,
                 score: words[1].parse().expect("the hit's score"),
                 header_score: None,
+                phi_of_sum: false,
                 legs: Vec::new(),
             });
         } else if let Some(hit) = hits.last_mut() {
             if let Some((_, rest)) = trimmed.split_once(": score ")
-                && let Some((score, _)) = rest.split_once(" = sum of contributions")
+                && let Some((score, formula)) = rest.split_once(" = ")
             {
                 hit.header_score = Some(score.parse().expect("explained score"));
+                hit.phi_of_sum = formula.starts_with("Phi(sum of contributions)");
+                assert!(
+                    hit.phi_of_sum || formula == "sum of contributions",
+                    "{trimmed}"
+                );
             } else if matches!(words.first(), Some(&"vector") | Some(&"text"))
                 && words.len() == 7
                 && words[1].parse::<u32>().is_ok()
@@ -113,14 +121,22 @@ async fn search_explains_filters_and_pages_in_braidctl() {
         "5",
     ];
 
-    // --explain: every hit has both legs' rows here, and they add up to the hit's score.
+    // --explain: every hit has both legs' rows here, and they add up to the hit's score (the
+    // default, LINEAR z-score: Phi of their sum is the score).
     let explained = braidctl(&gateway, &[&query[..], &["--explain"][..]].concat()).await;
     assert!(explained.status.success(), "{explained:?}");
     let table = stdout(&explained);
     let found = hits(&table);
     assert_eq!(found.len(), 5, "{table}");
     for h in &found {
-        let sum: f64 = h.legs.iter().map(|(_, c)| c).sum();
+        let mut sum: f64 = h.legs.iter().map(|(_, c)| c).sum();
+        assert!(
+            h.phi_of_sum,
+            "the default fusion is LINEAR z-score: {h:?}\n{table}"
+        );
+        if h.phi_of_sum {
+            sum = braid_gateway::fusion::phi(sum);
+        }
         let header = h.header_score.expect("an explanation per hit");
         assert!((header - h.score).abs() < 1e-4, "{h:?}\n{table}");
         assert!(

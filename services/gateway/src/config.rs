@@ -123,12 +123,14 @@ pub struct SearchConfig {
     pub max_query_bytes: usize,
     /// RRF constant k used when the request does not set one.
     pub rrf_k: u32,
-    /// Fusion method when the request does not choose one: `rrf` or `linear`.
+    /// Fusion method when the request does not choose one: `rrf`, `linear` or `dbsf`
+    /// (distribution-based score fusion). Every method's fused score is in [0, 1].
     pub fusion_method: Method,
     /// Score normalisation of LINEAR fusion when the request does not choose one:
     /// `min_max`, `z_score` or `rank`.
     pub normalization: Normalization,
-    /// Weight of the vector leg's term when the request does not set one (0..=100).
+    /// Weight of the vector leg's term when the request does not set one (0..=100); the
+    /// legs' weights count as shares of their sum, so only their ratio matters.
     pub vector_weight: f32,
     /// Weight of the text leg's term when the request does not set one (0..=100).
     pub text_weight: f32,

@@ -1,10 +1,12 @@
 //! The `explain` output of a hit: per leg, what went into its fused score (raw score,
-//! normalised score, rank, weight, contribution, matched chunk). The contributions are the
-//! very terms fusion added, so they add up to the hit's score (to float rounding).
+//! normalised score, rank, weight, contribution, matched chunk), and how the score follows
+//! from them (`score_formula`). The contributions are the very terms fusion added, so they
+//! add up to the hit's score (to float rounding) — under LINEAR z-score, to the standard
+//! score whose `Phi` is the hit's score.
 
 use braid_proto::v1::{FusionMethod, HitExplanation, LegExplanation, ScoreNormalization};
 
-use crate::fusion::{FusedHit, LegScore, Method, Params};
+use crate::fusion::{Formula, FusedHit, LegScore, Method, Params};
 
 /// How `hit`'s score came about. With one leg only (`single_leg`: VECTOR or TEXT mode, or
 /// the other leg failed), no method applies: the method is UNSPECIFIED and the score is that
@@ -16,6 +18,7 @@ pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExpl
         match params.method {
             Method::Rrf => (FusionMethod::Rrf, ScoreNormalization::Unspecified),
             Method::Linear => (FusionMethod::Linear, params.normalization.to_proto()),
+            Method::Dbsf => (FusionMethod::Dbsf, ScoreNormalization::Unspecified),
         }
     };
     let leg = |name: &str, l: &LegScore| LegExplanation {
@@ -35,6 +38,7 @@ pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExpl
         method: method as i32,
         normalization: normalization as i32,
         legs,
+        score_formula: Formula::of(params, single_leg).describe().to_string(),
     }
 }
 
@@ -43,7 +47,7 @@ mod tests {
     use braid_proto::v1::ChunkHit;
 
     use super::*;
-    use crate::fusion::{Granularity, Normalization, fuse};
+    use crate::fusion::{Granularity, Normalization, fuse, phi};
 
     fn hit(doc: &str, chunk: u32, score: f32) -> ChunkHit {
         ChunkHit {
@@ -63,6 +67,7 @@ mod tests {
             (Method::Linear, Normalization::MinMax),
             (Method::Linear, Normalization::ZScore),
             (Method::Linear, Normalization::Rank),
+            (Method::Dbsf, Normalization::MinMax),
         ] {
             let params = Params {
                 method,
@@ -75,17 +80,23 @@ mod tests {
                 let e = explanation(&f, &params, false);
                 assert_eq!(e.legs.len(), 2);
                 let sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
-                assert!((sum - f.score).abs() < 1e-6, "{method:?}: {e:?}");
+                let z_score = normalization == Normalization::ZScore && method == Method::Linear;
+                let (want, formula) = if z_score {
+                    (
+                        phi(f64::from(sum)) as f32,
+                        "score = Phi(sum of contributions)",
+                    )
+                } else {
+                    (sum, "score = sum of contributions")
+                };
+                assert!((want - f.score).abs() < 1e-6, "{method:?}: {e:?}");
+                assert!(e.score_formula.starts_with(formula), "{e:?}");
                 let a_or_b = &f.hit.document_id;
                 let vector_chunk = if a_or_b == "a" { "a:2" } else { "b:0" };
                 assert_eq!(e.legs[0].chunk_id, vector_chunk);
                 assert_eq!(e.legs[1].leg, "text");
-                assert_eq!(e.legs[1].weight, 1.4);
-                let want = if method == Method::Rrf {
-                    FusionMethod::Rrf
-                } else {
-                    FusionMethod::Linear
-                };
+                assert!((e.legs[1].weight - 0.7).abs() < 1e-6, "1.4 of 0.6 + 1.4");
+                let want = method.to_proto();
                 assert_eq!(e.method, want as i32);
             }
         }
@@ -114,5 +125,6 @@ mod tests {
         );
         assert_eq!(e.method, FusionMethod::Unspecified as i32);
         assert_eq!(e.legs[0].contribution, 8.0);
+        assert_eq!(e.score_formula, "score = sum of contributions");
     }
 }

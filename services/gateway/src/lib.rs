@@ -1,6 +1,8 @@
 //! The gateway: Braid's public gRPC API. `search` fans a query out to the vector and text legs
-//! concurrently and `fusion` merges their rankings (reciprocal rank fusion); a failed or slow
-//! leg degrades the answer instead of failing it. Document operations are proxied to the
+//! concurrently and `fusion` merges their rankings (by default a linear combination of
+//! z-score-normalised scores; reciprocal rank fusion and distribution-based score fusion on
+//! request), every fused score in [0, 1]; a failed or slow leg degrades the answer instead
+//! of failing it. Document operations are proxied to the
 //! ingest service through the shared `clients`.
 
 #![forbid(unsafe_code)]

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use braid_gateway::fusion::phi;
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
     DocumentInput, DocumentStatus, FusionMethod, FusionParams, IngestRequest, ScoreNormalization,
@@ -98,13 +99,22 @@ fn request(query: &str, mode: SearchMode, fusion: FusionParams) -> SearchRequest
 }
 
 /// Every hit's explanation is consistent with the hit: its legs' contributions add up to the
-/// fused score, and each leg's rank/raw score are the ones the hit reports.
+/// fused score (LINEAR z-score: `Phi` of their sum is the score, as `score_formula` says), and
+/// each leg's rank/raw score are the ones the hit reports.
 fn assert_explained(hits: &[SearchHit], method: FusionMethod) {
     let mut both_legs = 0;
     for h in hits {
         let e = h.explanation.as_ref().expect("explain was asked for");
         assert_eq!(e.method, method as i32, "{e:?}");
-        let sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
+        let mut sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
+        if e.score_formula
+            .starts_with("score = Phi(sum of contributions)")
+        {
+            assert_eq!(e.normalization, ScoreNormalization::ZScore as i32, "{e:?}");
+            sum = phi(f64::from(sum)) as f32;
+        } else {
+            assert_eq!(e.score_formula, "score = sum of contributions", "{e:?}");
+        }
         assert!(
             (sum - h.score).abs() <= 1e-5 * h.score.abs().max(1.0),
             "{}: contributions {sum} vs score {}: {e:?}",

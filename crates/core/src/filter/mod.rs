@@ -120,6 +120,55 @@ impl Filter {
     }
 }
 
+impl Clause {
+    /// Whether a document with `metadata` satisfies the clause, as both legs decide it: a
+    /// missing key fails a plain clause and satisfies a negated one; a range holds only for
+    /// a value that reads as a number (date) within the bounds.
+    pub fn holds(&self, metadata: &std::collections::HashMap<String, String>) -> bool {
+        let value = metadata.get(&self.key).map(String::as_str);
+        let positive = match (&self.op, value) {
+            (_, None) => false,
+            (Op::Exists, Some(_)) => true,
+            (Op::Eq(want), Some(v)) => v == want,
+            (Op::In(values), Some(v)) => values.iter().any(|w| w == v),
+            (Op::Number { lower, upper }, Some(v)) => {
+                typed::number(v).is_some_and(|n| within(n, lower, upper))
+            }
+            (Op::Date { lower, upper }, Some(v)) => {
+                typed::date_millis(v).is_some_and(|n| within(n, lower, upper))
+            }
+        };
+        positive != self.negate
+    }
+
+    /// The clause in words, e.g. `filter.clauses[0]: not year number_range`.
+    pub fn describe(&self) -> String {
+        let op = match &self.op {
+            Op::Eq(v) => format!("eq {v:?}"),
+            Op::In(values) => format!("in {values:?}"),
+            Op::Number { lower, upper } => format!("number_range {lower:?}..{upper:?}"),
+            Op::Date { lower, upper } => format!("date_range {lower:?}..{upper:?} (ms)"),
+            Op::Exists => "exists".to_string(),
+        };
+        let not = if self.negate { "not " } else { "" };
+        format!("{}: {not}{} {op}", self.field, self.key)
+    }
+}
+
+fn within<T: PartialOrd>(v: T, lower: &Bound<T>, upper: &Bound<T>) -> bool {
+    let above = match lower {
+        Bound::Included(l) => v >= *l,
+        Bound::Excluded(l) => v > *l,
+        Bound::Unbounded => true,
+    };
+    let below = match upper {
+        Bound::Included(u) => v <= *u,
+        Bound::Excluded(u) => v < *u,
+        Bound::Unbounded => true,
+    };
+    above && below
+}
+
 /// Parses and validates a wire filter: at most [`MAX_CLAUSES`] clauses; keys and values by
 /// the metadata rules; exactly one operator per clause; `in` with 1..=[`MAX_IN_VALUES`]
 /// values; ranges with at least one bound, not both `gt` and `gte` (or `lt` and `lte`),

@@ -221,3 +221,60 @@ fn canonical_text_tells_filters_apart() {
     assert_ne!(a.canonical(), c.canonical());
     assert_eq!(a.canonical(), a.clone().canonical());
 }
+
+#[test]
+fn clauses_hold_as_the_legs_apply_them() {
+    let metadata: HashMap<String, String> = [
+        ("lang", "en"),
+        ("year", "2021"),
+        ("published", "2024-03-01T00:00:00Z"),
+        ("note", "not a number"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let holds = |c: FilterClause| {
+        let f = parse(Some(&filter(vec![c]))).unwrap();
+        f.clauses[0].holds(&metadata)
+    };
+    let number = |gte: f64, lt: f64| {
+        filter_clause::Op::NumberRange(NumberRange {
+            gte: Some(gte),
+            lt: Some(lt),
+            ..Default::default()
+        })
+    };
+    assert!(holds(clause("year", number(2019.0, 2024.0))));
+    assert!(!holds(clause("year", number(2022.0, 2024.0))));
+    assert!(!holds(clause("year", number(2021.5, 2024.0))));
+    assert!(!holds(clause("note", number(0.0, 1e9))), "not a number");
+    assert!(!holds(clause("missing", number(0.0, 1e9))));
+    assert!(holds(clause("lang", filter_clause::Op::Eq("en".into()))));
+    assert!(!holds(clause("lang", filter_clause::Op::Eq("de".into()))));
+    assert!(holds(clause(
+        "lang",
+        filter_clause::Op::In(StringList {
+            values: vec!["de".into(), "en".into()]
+        })
+    )));
+    assert!(holds(clause("note", filter_clause::Op::Exists(true))));
+    assert!(holds(clause(
+        "published",
+        filter_clause::Op::DateRange(DateRange {
+            gte: "2024-01-01T00:00:00Z".into(),
+            ..Default::default()
+        })
+    )));
+    // A negated clause holds where the plain one fails, a missing key included.
+    let mut not_de = clause("lang", filter_clause::Op::Eq("de".into()));
+    not_de.not = true;
+    assert!(holds(not_de));
+    let mut not_missing = clause("missing", filter_clause::Op::Eq("x".into()));
+    not_missing.not = true;
+    assert!(holds(not_missing.clone()));
+    let f = parse(Some(&filter(vec![not_missing]))).unwrap();
+    assert_eq!(
+        f.clauses[0].describe(),
+        "filter.clauses[0]: not missing eq \"x\""
+    );
+}

@@ -44,7 +44,8 @@ use crate::error::GatewayError;
 
 /// Why a computed answer was not stored.
 enum Uncached {
-    Degraded(SearchResponse),
+    // Boxed: a response (with its `why` and explanations inline) dwarfs an error.
+    Degraded(Box<SearchResponse>),
     Failed(GatewayError),
 }
 
@@ -183,7 +184,7 @@ impl QueryCache {
             source = Source::Computed;
             let response = compute.await.map_err(Uncached::Failed)?;
             if response.degraded {
-                return Err(Uncached::Degraded(response));
+                return Err(Uncached::Degraded(Box::new(response)));
             }
             if let Some(redis) = &self.redis {
                 let result = match redis.put(&key, &response).await {
@@ -213,7 +214,7 @@ impl QueryCache {
             Err(shared) => {
                 self.count("uncacheable");
                 match &*shared {
-                    Uncached::Degraded(response) => Ok(response.clone()),
+                    Uncached::Degraded(response) => Ok(SearchResponse::clone(response)),
                     Uncached::Failed(e) => Err(duplicate(e)),
                 }
             }

@@ -29,6 +29,9 @@ pub enum Method {
     Rrf,
     /// Weighted sum of per-leg normalised scores.
     Linear,
+    /// Distribution-based score fusion: weighted sum of per-leg scores normalised by the
+    /// leg's mean ± 3 standard deviations.
+    Dbsf,
 }
 
 impl Method {
@@ -36,6 +39,7 @@ impl Method {
         match self {
             Method::Rrf => FusionMethod::Rrf,
             Method::Linear => FusionMethod::Linear,
+            Method::Dbsf => FusionMethod::Dbsf,
         }
     }
 }
@@ -54,7 +58,7 @@ impl Normalization {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
     pub method: Method,
-    /// LINEAR only.
+    /// LINEAR only (DBSF has its own, RRF none).
     pub normalization: Normalization,
     /// RRF constant.
     pub k: f32,
@@ -122,10 +126,11 @@ pub fn choices(
         Ok(FusionMethod::Unspecified) => config.method,
         Ok(FusionMethod::Rrf) => Method::Rrf,
         Ok(FusionMethod::Linear) => Method::Linear,
+        Ok(FusionMethod::Dbsf) => Method::Dbsf,
         Err(_) => {
             return Err(GatewayError::invalid(
                 "fusion.method",
-                format!("unknown method {} (RRF or LINEAR)", fusion.method),
+                format!("unknown method {} (RRF, LINEAR or DBSF)", fusion.method),
             ));
         }
     };

@@ -9,7 +9,8 @@
 //! `validate` turns a request into a [`validate::Validated`] search; `legs` calls the two
 //! legs; `cache_key` builds the query-cache key; `details` fetches text and snippets of deep
 //! text hits; `types` checks a filter against the tenant's metadata types (learnt from the
-//! ingest service); this module puts them together.
+//! ingest service); `why` says where one named document stood ("why not this document?");
+//! this module puts them together.
 
 mod cache_key;
 mod details;
@@ -18,6 +19,7 @@ mod metrics;
 mod passage;
 mod types;
 mod validate;
+mod why;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -93,7 +95,14 @@ impl Searcher {
     ) -> Result<SearchResponse, GatewayError> {
         let v = prepared.0;
         self.check_filter_types(&v).await?;
-        let full = self.answering(&v, &r).await?;
+        let full = match &v.why {
+            // Computed afresh: the answer depends on one document, not worth a cache entry.
+            Some(why) => {
+                let target = self.why_target(why, &v.tenant, caller).await?;
+                Box::pin(self.compute(&v, &r, &v.access, Some(&target))).await?
+            }
+            None => self.answering(&v, &r).await?,
+        };
         Ok(paging::cut(full, v.offset, v.page_size, |end| {
             self.pages.encode(self.fingerprint(&v, &r, caller), end)
         }))
@@ -114,7 +123,7 @@ impl Searcher {
         r: &'a SearchRequest,
         access: &'a Access,
     ) -> Answer<'a> {
-        Box::pin(self.compute(v, r, access))
+        Box::pin(self.compute(v, r, access, None))
     }
 
     /// The whole ranking (`top_k` deep), from the cache or the legs.
@@ -145,12 +154,14 @@ impl Searcher {
         Ok(response)
     }
 
-    /// Answers a validated search from the legs (no cache).
+    /// Answers a validated search from the legs (no cache); with `why`, also where that
+    /// document stood ([`why`]).
     async fn compute(
         &self,
         v: &Validated,
         r: &SearchRequest,
         access: &Access,
+        why: Option<&why::Target>,
     ) -> Result<SearchResponse, GatewayError> {
         let started = Instant::now();
         let base = self.leg_request(v, r, access);
@@ -204,6 +215,8 @@ impl Searcher {
             matches!(vector, Leg::Failed(_)),
             matches!(text, Leg::Failed(_)),
         );
+        // What each leg did, kept for `why` only (the hits are moved into fusion).
+        let outcomes = why.map(|_| (copy_leg(&vector), copy_leg(&text)));
         let vector_hits = answered("vector", vector);
         let text_hits = answered("text", text);
         if vector_hits.is_none() && text_hits.is_none() {
@@ -226,6 +239,28 @@ impl Searcher {
             &v.fusion.params,
             granularity,
         );
+        let why = why.zip(outcomes.as_ref()).map(|(target, (vector, text))| {
+            why::answer(
+                target,
+                v,
+                [
+                    why::LegOutcome {
+                        name: "vector",
+                        leg: vector,
+                        candidates: v.fusion.vector_candidates,
+                        min_score: v.min_vector_score,
+                    },
+                    why::LegOutcome {
+                        name: "text",
+                        leg: text,
+                        candidates: v.fusion.text_candidates,
+                        min_score: v.min_text_score,
+                    },
+                ],
+                &fused,
+                single_leg,
+            )
+        });
         fused.truncate(v.top_k as usize);
         if let Some(min) = v.min_score {
             fused.retain(|f| f.score >= min);
@@ -277,7 +312,26 @@ impl Searcher {
             took_ms: started.elapsed().as_millis() as u32,
             cached: false,
             next_page_token: String::new(),
+            why,
         })
+    }
+}
+
+/// A copy of a leg's outcome (its hits' ids and scores are what `why` reads).
+fn copy_leg(leg: &Leg) -> Leg {
+    match leg {
+        Leg::Skipped => Leg::Skipped,
+        Leg::Failed(reason) => Leg::Failed(reason.clone()),
+        Leg::Answered(hits) => Leg::Answered(
+            hits.iter()
+                .map(|h| ChunkHit {
+                    chunk_id: h.chunk_id.clone(),
+                    document_id: h.document_id.clone(),
+                    score: h.score,
+                    ..Default::default()
+                })
+                .collect(),
+        ),
     }
 }
 

@@ -31,6 +31,8 @@ pub(super) struct Validated {
     pub(super) page_size: u32,
     /// Where the page starts in the ranking (from `page_token`).
     pub(super) offset: u32,
+    /// The document asked about (`why`), checked to name exactly one id.
+    pub(super) why: Option<braid_proto::v1::WhyRequest>,
 }
 
 impl Validated {
@@ -88,6 +90,7 @@ impl Searcher {
         validate::top_k(top_k, depth_limit)?;
         paging::check_page_size(r, self.config.max_top_k)?;
         let filter = braid_core::filter::parse(r.filter.as_ref())?;
+        super::why::check(r.why.as_ref())?;
         let mode = match SearchMode::try_from(r.mode) {
             Ok(SearchMode::Unspecified) => SearchMode::Hybrid,
             Ok(mode) => mode,
@@ -117,6 +120,7 @@ impl Searcher {
             min_text_score: paging::threshold("min_text_score", r.min_text_score)?,
             page_size: r.page_size,
             offset: 0,
+            why: r.why.clone(),
         };
         if !r.page_token.is_empty() {
             v.offset = self
