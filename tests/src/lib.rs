@@ -47,6 +47,7 @@ pub mod pg_topology;
 mod process;
 pub mod replicas;
 mod servers;
+pub mod tenant_corpus;
 pub mod users;
 
 pub use documents::{ingest_ready, ingest_texts};

@@ -3,82 +3,11 @@
 //! learn from their own scores what another tenant's hidden documents contain. Real
 //! PostgreSQL + pgvector, Tantivy and the real model, through the gateway with user tokens.
 
+use braid_tests::tenant_corpus::{acme, beta, doc, text_scores};
+use braid_tests::v1::DocumentInput;
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{DocumentInput, SearchMode, SearchRequest, SearchResponse};
 use braid_tests::{Stack, Users, as_user};
 use tonic::transport::Channel;
-
-const QUERY: &str = "volcano lava eruption";
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: "Field notes".into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
-
-/// Tenant `acme`'s documents: one about the query's subject among others.
-fn acme() -> Vec<DocumentInput> {
-    vec![
-        doc(
-            "a-volcano",
-            "The volcano woke at dawn: an eruption sent lava down the northern slope.",
-        ),
-        doc(
-            "a-harbour",
-            "Fishing boats in the harbour and a quiet market.",
-        ),
-        doc("a-lava", "Cooled lava fields make poor farmland."),
-    ]
-}
-
-/// Tenant `beta`'s documents: many, all full of the query's terms.
-fn beta(n: usize) -> Vec<DocumentInput> {
-    (0..n)
-        .map(|i| {
-            doc(
-                &format!("b-{i:03}"),
-                &format!(
-                    "Volcano survey {i}: lava, lava and more lava after the eruption; the \
-                     volcano's eruption column rose for {i} hours."
-                ),
-            )
-        })
-        .collect()
-}
-
-/// (external id, text score bits) of every hit, in rank order, for a text-only search.
-async fn text_scores(
-    gw: &mut GatewayClient<Channel>,
-    token: &str,
-    chunk_level: bool,
-) -> Vec<(String, u32)> {
-    let r: SearchResponse = gw
-        .search(as_user(
-            SearchRequest {
-                query: QUERY.into(),
-                mode: SearchMode::Text as i32,
-                top_k: 20,
-                chunk_level,
-                bypass_cache: true,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("search")
-        .into_inner();
-    r.hits
-        .into_iter()
-        .map(|h| {
-            let score = h.text_score.expect("a text hit has a text score");
-            (h.external_id, score.to_bits())
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_tenants_writes_never_move_a_tenants_text_scores() {
@@ -98,7 +27,7 @@ async fn another_tenants_writes_never_move_a_tenants_text_scores() {
     // Another tenant writes many documents with the same terms, in several commits (so
     // segments are merged across tenants too).
     for batch in 0..4 {
-        let docs = beta(60).into_iter().skip(batch * 15).take(15).collect();
+        let docs = beta(batch * 15, 15);
         ingest_as(&mut gw, &beta_writer, docs).await;
     }
     assert_eq!(

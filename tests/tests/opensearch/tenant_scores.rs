@@ -1,83 +1,16 @@
 //! Per-tenant text statistics on the engine (issue 23 item 2), the engine's side of
-//! `tests/tenant_scores.rs`: in the `per_tenant` layout a tenant's BM25 scores come from its
+//! `tests/e2e/tenant_scores.rs`: in the `per_tenant` layout a tenant's BM25 scores come from its
 //! own documents only, so another tenant's writes never move them; in the `shared` layout they
 //! do (documented), which this also checks, so the test shows it can see the leak. Through
 //! the gateway with user tokens, all five services, text-search on the OpenSearch node.
 
 use braid_tests::opensearch::{engine_config_with, engine_url, remove_indices};
+use braid_tests::tenant_corpus::{acme, beta, text_scores};
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{DocumentInput, IngestRequest, SearchMode, SearchRequest};
+use braid_tests::v1::{DocumentInput, IngestRequest};
 use braid_tests::{Stack, StackOptions, Users, as_user};
 use braid_text_search::Layout;
 use tonic::transport::Channel;
-
-const QUERY: &str = "volcano lava eruption";
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: "Field notes".into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
-
-fn acme() -> Vec<DocumentInput> {
-    vec![
-        doc(
-            "a-volcano",
-            "The volcano woke at dawn: an eruption sent lava down the northern slope.",
-        ),
-        doc(
-            "a-harbour",
-            "Fishing boats in the harbour and a quiet market.",
-        ),
-        doc("a-lava", "Cooled lava fields make poor farmland."),
-    ]
-}
-
-fn beta(from: usize, n: usize) -> Vec<DocumentInput> {
-    (from..from + n)
-        .map(|i| {
-            doc(
-                &format!("b-{i:03}"),
-                &format!(
-                    "Volcano survey {i}: lava, lava and more lava after the eruption; the \
-                     volcano's eruption column rose for {i} hours."
-                ),
-            )
-        })
-        .collect()
-}
-
-/// (external id, text score bits) of every hit, in rank order, for a text-only search.
-async fn text_scores(
-    gw: &mut GatewayClient<Channel>,
-    token: &str,
-    chunk_level: bool,
-) -> Vec<(String, u32)> {
-    let request = SearchRequest {
-        query: QUERY.into(),
-        mode: SearchMode::Text as i32,
-        top_k: 20,
-        chunk_level,
-        bypass_cache: true,
-        ..Default::default()
-    };
-    let r = gw
-        .search(as_user(request, token))
-        .await
-        .expect("search")
-        .into_inner();
-    r.hits
-        .into_iter()
-        .map(|h| {
-            let score = h.text_score.expect("a text hit has a text score");
-            (h.external_id, score.to_bits())
-        })
-        .collect()
-}
 
 async fn ingest_as(gw: &mut GatewayClient<Channel>, token: &str, documents: Vec<DocumentInput>) {
     let request = IngestRequest {

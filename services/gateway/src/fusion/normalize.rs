@@ -59,17 +59,7 @@ fn min_max(scores: &[f32]) -> Vec<f32> {
 /// The standard scores of `scores`, exactly as the measured default was ranked (BENCHMARKS.md):
 /// all 0.0, the leg's average, when their deviation is 0.
 fn z_score(scores: &[f32]) -> Vec<f32> {
-    if scores.is_empty() {
-        return Vec::new();
-    }
-    let n = scores.len() as f64;
-    let mean = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
-    let variance = scores
-        .iter()
-        .map(|&s| (f64::from(s) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = variance.sqrt();
+    let (mean, std) = moments(scores);
     if !(std.is_finite() && std > 1e-12) {
         return vec![0.0; scores.len()];
     }
@@ -79,10 +69,10 @@ fn z_score(scores: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// `scores` as standard scores, each mapped by `f`; all 1.0 when their deviation is 0.
-fn standard(scores: &[f32], f: impl Fn(f64) -> f32) -> Vec<f32> {
+/// The mean and population standard deviation of `scores` (both 0 for none).
+fn moments(scores: &[f32]) -> (f64, f64) {
     if scores.is_empty() {
-        return Vec::new();
+        return (0.0, 0.0);
     }
     let n = scores.len() as f64;
     let mean = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
@@ -91,7 +81,12 @@ fn standard(scores: &[f32], f: impl Fn(f64) -> f32) -> Vec<f32> {
         .map(|&s| (f64::from(s) - mean).powi(2))
         .sum::<f64>()
         / n;
-    let std = variance.sqrt();
+    (mean, variance.sqrt())
+}
+
+/// `scores` as standard scores, each mapped by `f`; all 1.0 when their deviation is 0.
+fn standard(scores: &[f32], f: impl Fn(f64) -> f32) -> Vec<f32> {
+    let (mean, std) = moments(scores);
     if !(std.is_finite() && std > 1e-12 * mean.abs().max(1.0)) {
         return vec![1.0; scores.len()];
     }
