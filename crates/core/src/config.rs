@@ -160,14 +160,21 @@ pub struct ServerConfig {
     /// flight finish), so long-lived callers reconnect and spread over replicas added since,
     /// even through a plain L4 Service. 0: connections live as long as the client wants.
     pub max_connection_age_ms: u64,
-    /// How long an aged connection may still finish its requests before it is closed;
-    /// unset: `request_timeout_ms` (no request loses its connection before its deadline).
+    /// How long an aged connection may still finish its requests before it is closed; unset:
+    /// a day, so a long stream (an `IngestStream` of a whole corpus, a health `Watch`) ends on
+    /// its own terms while new calls already go to a new connection (unary calls end at
+    /// `request_timeout_ms` anyway).
     pub max_connection_age_grace_ms: Option<u64>,
     /// Serve gRPC over TLS (certificate and key re-read on change; with `client_ca_file`,
     /// mutual TLS). Unset: plaintext (e.g. behind a mesh that encrypts). See `crate::tls`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::ServerTlsConfig>,
 }
+
+/// `server.max_connection_age_grace_ms` unset: streams on an aged connection may run this long.
+/// (The request timeout, the old default, cut every stream longer than the connection age plus
+/// 30 s: a 5,000-document `IngestStream` failed with "transport error" after ~5.5 minutes.)
+pub const UNSET_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl ServerConfig {
     pub fn with_ports(grpc: u16, admin: u16) -> Self {
@@ -203,10 +210,8 @@ impl ServerConfig {
         (self.max_connection_age_ms > 0).then(|| {
             (
                 Duration::from_millis(self.max_connection_age_ms),
-                Duration::from_millis(
-                    self.max_connection_age_grace_ms
-                        .unwrap_or(self.request_timeout_ms),
-                ),
+                self.max_connection_age_grace_ms
+                    .map_or(UNSET_CONNECTION_AGE_GRACE, Duration::from_millis),
             )
         })
     }

@@ -286,6 +286,64 @@ mod tests {
         (addr, accepted)
     }
 
+    /// A stream outlives the connection's age and the request timeout: GOAWAY stops new calls
+    /// on the aged connection, never the ones running (an `IngestStream` of a whole corpus).
+    #[tokio::test]
+    async fn a_stream_outlives_the_connection_age_and_the_request_timeout() {
+        let config = ServerConfig {
+            max_connection_age_ms: 100,
+            request_timeout_ms: 200,
+            ..ServerConfig::default()
+        };
+        let listeners = Listeners::ephemeral().await.unwrap();
+        let grpc = listeners.grpc_addr().unwrap();
+        let (health, health_service) = health("braid.test.Svc");
+        health.set_serving(true).await;
+        let watched = health.clone();
+        let routes = Guard::Public.over(Routes::new(health_service));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(
+                &config,
+                Metrics::new("t"),
+                health,
+                routes,
+                axum::Router::new(),
+                listeners,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut stream = HealthClient::new(channel)
+            .watch(HealthCheckRequest {
+                service: "braid.test.Svc".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        assert_eq!(stream.message().await.unwrap().unwrap().status, serving);
+        // Past the age and the request timeout (100 + 200 ms) several times over.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        watched.set_serving(false).await;
+        let update = stream
+            .message()
+            .await
+            .expect("the stream is still open after the connection aged")
+            .expect("an update, not the end of the stream");
+        assert_ne!(update.status, serving);
+        drop(stream);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn connections_older_than_the_maximum_age_are_recycled_without_failing_calls() {
         let config = ServerConfig {
