@@ -286,20 +286,21 @@ mod tests {
         (addr, accepted)
     }
 
-    /// A stream outlives the connection's age and the request timeout: GOAWAY stops new calls
-    /// on the aged connection, never the ones running (an `IngestStream` of a whole corpus).
-    #[tokio::test]
-    async fn a_stream_outlives_the_connection_age_and_the_request_timeout() {
-        let config = ServerConfig {
-            max_connection_age_ms: 100,
-            request_timeout_ms: 200,
-            ..ServerConfig::default()
-        };
+    /// A server of `grpc.health.v1` alone (service `braid.test.Svc`, SERVING) on an ephemeral
+    /// port: its address, its health handle, the sender that stops it and its task.
+    async fn serve_health(
+        config: ServerConfig,
+    ) -> (
+        SocketAddr,
+        Health,
+        tokio::sync::oneshot::Sender<()>,
+        JoinHandle<anyhow::Result<()>>,
+    ) {
         let listeners = Listeners::ephemeral().await.unwrap();
         let grpc = listeners.grpc_addr().unwrap();
         let (health, health_service) = health("braid.test.Svc");
         health.set_serving(true).await;
-        let watched = health.clone();
+        let handle = health.clone();
         let routes = Guard::Public.over(Routes::new(health_service));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -316,6 +317,19 @@ mod tests {
             )
             .await
         });
+        (grpc, handle, stop, server)
+    }
+
+    /// A stream outlives the connection's age and the request timeout: GOAWAY stops new calls
+    /// on the aged connection, never the ones running (an `IngestStream` of a whole corpus).
+    #[tokio::test]
+    async fn a_stream_outlives_the_connection_age_and_the_request_timeout() {
+        let config = ServerConfig {
+            max_connection_age_ms: 100,
+            request_timeout_ms: 200,
+            ..ServerConfig::default()
+        };
+        let (grpc, watched, stop, server) = serve_health(config).await;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
             .unwrap()
             .connect()
@@ -351,26 +365,7 @@ mod tests {
             max_connection_age_grace_ms: Some(1_000),
             ..ServerConfig::default()
         };
-        let listeners = Listeners::ephemeral().await.unwrap();
-        let grpc = listeners.grpc_addr().unwrap();
-        let (health, health_service) = health("braid.test.Svc");
-        health.set_serving(true).await;
-        let routes = Guard::Public.over(Routes::new(health_service));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(
-                &config,
-                Metrics::new("t"),
-                health,
-                routes,
-                axum::Router::new(),
-                listeners,
-                async move {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-        });
+        let (grpc, _, stop, server) = serve_health(config).await;
 
         let (proxy, connections) = counting_proxy(grpc).await;
         let connector = crate::client::Connector::new(
