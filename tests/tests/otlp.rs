@@ -122,36 +122,6 @@ impl Collector {
     }
 }
 
-/// The JSON log lines the process writes (the subscriber's writer).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> braid_core::telemetry::MakeWriter<'w> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'w self) -> Logs {
-        self.clone()
-    }
-}
-
 /// A search that joins the trace `trace_id` (as a caller already tracing would send it).
 fn traced_search(query: &str, trace_id: &[u8; 16]) -> tonic::Request<SearchRequest> {
     let mut request = tonic::Request::new(SearchRequest {
@@ -191,7 +161,7 @@ async fn spans_of_a_hybrid_search_reach_an_otlp_receiver_in_one_trace() {
         otlp_endpoint: Some(format!("http://{receiver}")),
         ..TelemetryConfig::default()
     };
-    let logs = Logs::default();
+    let logs = braid_core::telemetry::CapturedLogs::default();
     let telemetry =
         braid_core::telemetry::init_with_writer("braid-tests", &config, logs.clone()).unwrap();
 
@@ -270,10 +240,11 @@ async fn spans_of_a_hybrid_search_reach_an_otlp_receiver_in_one_trace() {
         .into_inner();
     assert!(r.degraded, "{r:?}");
     let line = logs
-        .lines()
+        .json_lines()
+        .expect("every log line is JSON")
         .into_iter()
         .find(|l| l["message"] == "search leg failed" && l["trace_id"] == hex::encode(third))
-        .unwrap_or_else(|| panic!("no log line of the trace: {:#?}", logs.lines()));
+        .unwrap_or_else(|| panic!("no log line of the trace: {:#?}", logs.json_lines()));
     let span_id = line["span_id"].as_str().unwrap().to_string();
     eventually(
         "the logged span among the exported ones",

@@ -278,11 +278,48 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// Log lines kept in memory: a writer for [`init_with_writer`] whose lines a test reads back.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Every line written so far, parsed as JSON (the `json` log format); an error names the
+    /// first line that is not JSON.
+    pub fn json_lines(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{e}: {l}")))
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'w self) -> CapturedLogs {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SimpleSpanProcessor};
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn standard_otel_variables_fill_what_the_config_leaves_unset() {
@@ -335,41 +372,13 @@ mod tests {
         );
     }
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Lines {
-        type Writer = Lines;
-        fn make_writer(&'w self) -> Lines {
-            self.clone()
-        }
-    }
-
-    fn json_lines(lines: &Lines) -> Vec<serde_json::Value> {
-        String::from_utf8(lines.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
     #[test]
     fn a_log_line_inside_a_request_carries_the_ids_of_its_exported_span() {
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(SimpleSpanProcessor::new(exporter.clone()))
             .build();
-        let lines = Lines::default();
+        let lines = CapturedLogs::default();
         let config = TelemetryConfig::default();
         let subscriber = subscriber("braid-test", &config, lines.clone(), &provider).unwrap();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
@@ -404,7 +413,7 @@ mod tests {
         assert_eq!(request_trace, caller_trace);
         assert_eq!(fuse_trace, caller_trace);
 
-        let logs = json_lines(&lines);
+        let logs = lines.json_lines().unwrap();
         assert_eq!(logs.len(), 3, "{logs:?}");
         assert_eq!(logs[0]["message"], "outside any request");
         assert!(logs[0].get("trace_id").is_none(), "{:?}", logs[0]);
@@ -420,7 +429,7 @@ mod tests {
     #[test]
     fn without_a_caller_trace_every_request_gets_its_own_trace_id() {
         let provider = SdkTracerProvider::builder().build();
-        let lines = Lines::default();
+        let lines = CapturedLogs::default();
         let subscriber = subscriber(
             "braid-test",
             &TelemetryConfig::default(),
@@ -438,7 +447,7 @@ mod tests {
                 span.in_scope(|| tracing::info!("answered"));
             }
         });
-        let logs = json_lines(&lines);
+        let logs = lines.json_lines().unwrap();
         let ids: Vec<&str> = logs
             .iter()
             .map(|l| l["trace_id"].as_str().unwrap())
