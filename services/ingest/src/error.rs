@@ -120,7 +120,7 @@ mod tests {
                 Code::Unavailable,
             ),
             (
-                IngestError::from(sqlx::Error::Protocol("secret".into())),
+                IngestError::from(sqlx::Error::ColumnNotFound("secret".into())),
                 Code::Internal,
             ),
         ];

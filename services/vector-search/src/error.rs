@@ -62,7 +62,7 @@ mod tests {
                 Code::Unavailable,
             ),
             (
-                VectorError::from(sqlx::Error::Protocol("secret".into())),
+                VectorError::from(sqlx::Error::ColumnNotFound("secret".into())),
                 Code::Internal,
             ),
         ];

@@ -10,6 +10,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::WorkerCrashed => true,
+        // The connection does not speak PostgreSQL's protocol as expected: the session is
+        // unusable and sqlx drops it, a new one may work. Seen while a cluster restarts:
+        // "unexpected response from SSLRequest: 0x00" from a connection opened in the window.
+        sqlx::Error::Protocol(_) => true,
         // SQLSTATE class 08: connection exception; 57P01 admin_shutdown (`pg_ctl stop -m
         // fast` ends every session with it), 57P02 crash_shutdown, 57P03 cannot_connect_now;
         // 53300 too_many_connections.
@@ -70,9 +74,15 @@ mod tests {
         }
         assert!(is_unavailable(&sqlx::Error::WorkerCrashed));
         assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into()
+        )));
         // A statement that fails on a working server is not.
         for code in ["23505", "42P01", "22P02"] {
             assert!(!is_unavailable(&server_error(code)), "{code}");
         }
+        assert!(!is_unavailable(&sqlx::Error::ColumnNotFound(
+            "secret".into()
+        )));
     }
 }
