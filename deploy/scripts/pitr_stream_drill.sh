@@ -126,6 +126,13 @@ SQL
 echo "pitr_stream_drill: rpo worst ${worst_ms} ms from commit to the receiver's flush (50 commits, --synchronous)"
 
 kill "$RECEIVER"; wait "$RECEIVER" 2>/dev/null || true; RECEIVER=""
+# The probe of the chart's receiver (and so BraidWalReceiverDown) sees it gone.
+for _ in $(seq 1 100); do
+  as_wal wal-check >/dev/null 2>&1 || break
+  sleep 0.1
+done
+as_wal wal-check >/dev/null 2>&1 && fail "backup.sh wal-check still passes 10 s after the receiver stopped"
+echo "pitr_stream_drill: wal-check fails once the receiver is gone"
 "$STACK" pg-stop
 mv "$WORK/pgdata" "$WORK/pgdata.before-pitr"
 # The receiver ran as this user; the recovering server's restore_command reads its files.
