@@ -19,10 +19,26 @@
 #   backup.sh basebackup             pg_basebackup of the whole cluster into
 #                                    $BRAID_HOME/basebackups/<UTC time>/ (with WAL archiving on,
 #                                    the starting point of a point-in-time recovery)
-#   backup.sh pitr BASEBACKUP DATADIR [--target-time TIME]
+#   backup.sh pitr BASEBACKUP DATADIR [--target-time TIME] [--wal DIR]
 #                                    prepares DATADIR from a base backup to replay the archived WAL
-#                                    ($BRAID_PG_WAL_ARCHIVE) up to TIME (default: the end of the
-#                                    archive); start PostgreSQL on DATADIR to run the recovery
+#                                    ($BRAID_PG_WAL_ARCHIVE, or DIR: WAL received by wal-receive) up
+#                                    to TIME (default: the end of the WAL); start PostgreSQL on
+#                                    DATADIR to run the recovery
+# Point-in-time recovery of a PostgreSQL that is not ours (the Helm chart's backup.pitr): WAL is
+# streamed off the primary rather than archived by it, into $BRAID_PITR_DIR (default
+# $BRAID_HOME/pitr): wal/ (segments) and base/<UTC time>/ (base backups with a manifest).
+#   backup.sh wal-receive            creates the physical replication slot $BRAID_PITR_SLOT (when
+#                                    missing) and runs pg_receivewal --synchronous through it into
+#                                    $BRAID_PITR_DIR/wal until killed (reconnecting every 5 s); the
+#                                    slot keeps the primary's WAL while the receiver is away
+#   backup.sh wal-check              exits 0 when the slot is active (a receiver streams through it)
+#   backup.sh pitr-basebackup        pg_basebackup -Ft -z -X none (the WAL comes from the receiver)
+#                                    into $BRAID_PITR_DIR/base/<UTC time>/, waits until the receiver
+#                                    holds the WAL up to the backup's end, writes the manifest, then
+#                                    prunes (pitr-prune)
+#   backup.sh pitr-prune             removes base backups older than $BRAID_BACKUP_KEEP_DAYS days
+#                                    (the newest always stays), then the received WAL older than
+#                                    the oldest base backup kept
 #
 # Environment (all optional):
 #   BRAID_BACKUP_DATABASE_URL  database to back up / restore into
@@ -35,6 +51,9 @@
 #                              binaries stack.sh unpacked under $BRAID_HOME, else those on PATH)
 #   BRAID_PG_WAL_ARCHIVE       WAL archive of `BRAID_PG_ARCHIVE=1 make run`
 #                              (default $BRAID_HOME/wal-archive)
+#   BRAID_PITR_DIR             received WAL and base backups (default $BRAID_HOME/pitr)
+#   BRAID_PITR_SLOT            the replication slot of wal-receive (default braid_pitr)
+#   BRAID_PITR_WAL_WAIT        seconds pitr-basebackup waits for the receiver (default 300)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -51,7 +70,11 @@ KEEP=${BRAID_BACKUP_KEEP:-7}
 KEEP_DAYS=${BRAID_BACKUP_KEEP_DAYS:-30}
 WAL_ARCHIVE=${BRAID_PG_WAL_ARCHIVE:-$BRAID_HOME/wal-archive}
 PG_OS_USER=${BRAID_PG_USER:-braid-pg}
+PITR_DIR=${BRAID_PITR_DIR:-$BRAID_HOME/pitr}
+PITR_SLOT=${BRAID_PITR_SLOT:-braid_pitr}
+PITR_WAL_WAIT=${BRAID_PITR_WAL_WAIT:-300}
 FORMAT="braid-backup 1"
+BASE_FORMAT="braid-basebackup 1"
 
 say() { printf '[backup] %s\n' "$*" >&2; }
 die() { printf '[backup] error: %s\n' "$*" >&2; exit 1; }
@@ -352,31 +375,53 @@ cmd_basebackup() {
   echo "$dest"
 }
 
-# Unpacks a base backup into DATADIR and sets it up to recover from the WAL archive.
+# Unpacks a base backup into DATADIR and sets it up to recover from the WAL archive, or from
+# the WAL a receiver got (--wal DIR: its unfinished segment, NAME.partial, goes into pg_wal as
+# NAME, where recovery reads it once restore_command has no more).
 cmd_pitr() {
-  local base=${1:-} data=${2:-} target=""
-  [[ -n $base && -n $data ]] || die "usage: backup.sh pitr BASEBACKUP DATADIR [--target-time 'YYYY-MM-DD HH:MM:SS+00']"
+  local base=${1:-} data=${2:-} target="" wal=$WAL_ARCHIVE received=""
+  [[ -n $base && -n $data ]] || die "usage: backup.sh pitr BASEBACKUP DATADIR [--target-time 'YYYY-MM-DD HH:MM:SS+00'] [--wal DIR]"
   shift 2
   while (( $# )); do
     case $1 in
       --target-time) target=${2:-}; [[ -n $target ]] || die "--target-time needs a time"; shift ;;
+      --wal) wal=${2:-}; received=1; [[ -n $wal ]] || die "--wal needs a directory"; shift ;;
       *) die "unknown argument $1" ;;
     esac
     shift
   done
-  [[ -f $base/base.tar.gz ]] || die "$base/base.tar.gz is missing: not a base backup of backup.sh basebackup"
-  [[ -d $WAL_ARCHIVE ]] || die "no WAL archive at $WAL_ARCHIVE (set BRAID_PG_WAL_ARCHIVE)"
+  [[ -f $base/base.tar.gz ]] || die "$base/base.tar.gz is missing: not a base backup of backup.sh basebackup or pitr-basebackup"
+  [[ -d $wal ]] || die "no WAL at $wal (set BRAID_PG_WAL_ARCHIVE, or give --wal)"
+  wal=$(cd "$wal" && pwd)
+  if [[ -f $base/manifest ]]; then
+    [[ $(manifest_get "$base" format) == "$BASE_FORMAT" ]] || die "$base/manifest: unknown format (want '$BASE_FORMAT')"
+    local want got start_wal
+    want=$(manifest_get "$base" base_sha256)
+    got=$(sha256sum "$base/base.tar.gz" | cut -d' ' -f1)
+    [[ $want == "$got" ]] || die "$base/base.tar.gz is corrupt: sha256 $got, manifest says $want"
+    start_wal=$(manifest_get "$base" start_wal)
+    [[ -f $wal/$start_wal || -f $wal/$start_wal.partial ]] \
+      || die "$wal lacks $start_wal, the first WAL segment $base needs: it cannot be restored from this WAL"
+  fi
   if [[ -e $data ]] && [[ -n $(ls -A "$data" 2>/dev/null) ]]; then
     die "$data is not empty: move the old data directory aside first"
   fi
   mkdir -p "$data"
   tar -xzf "$base/base.tar.gz" -C "$data"
+  mkdir -p "$data/pg_wal"
   # WAL that was streamed with the backup: needed to reach consistency.
   [[ -f $base/pg_wal.tar.gz ]] && tar -xzf "$base/pg_wal.tar.gz" -C "$data/pg_wal"
+  if [[ -n $received ]]; then
+    local partial
+    for partial in "$wal"/*.partial; do
+      [[ -f $partial ]] || continue
+      cp "$partial" "$data/pg_wal/$(basename "$partial" .partial)"
+    done
+  fi
   touch "$data/recovery.signal"
   {
     echo "# written by backup.sh pitr $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "restore_command = 'cp \"$WAL_ARCHIVE/%f\" \"%p\"'"
+    echo "restore_command = 'cp \"$wal/%f\" \"%p\"'"
     [[ -n $target ]] && echo "recovery_target_time = '$target'"
     echo "recovery_target_action = 'promote'"
   } >>"$data/postgresql.auto.conf"
@@ -385,7 +430,152 @@ cmd_pitr() {
     chown -R "$PG_OS_USER" "$data"
   fi
   say "$data is ready: start PostgreSQL on it (make pg-start when it is \$BRAID_HOME/pgdata);"
-  say "it replays $WAL_ARCHIVE up to ${target:-the end of the archive}, then promotes (see docs/operations.md, Recovery)"
+  say "it replays $wal up to ${target:-the end of the WAL}, then promotes (see docs/operations.md, Recovery)"
+}
+
+check_slot() {
+  [[ $PITR_SLOT =~ ^[a-z0-9_]{1,63}$ ]] \
+    || die "BRAID_PITR_SLOT must be 1-63 lower-case letters, digits or _, got '$PITR_SLOT'"
+  [[ $PITR_WAL_WAIT =~ ^[1-9][0-9]*$ ]] || die "BRAID_PITR_WAL_WAIT must be a positive number of seconds, got '$PITR_WAL_WAIT'"
+}
+
+# Streams WAL off the primary for as long as it runs. The slot makes the primary keep every
+# segment the receiver has not flushed yet (a receiver that restarts loses nothing; one that
+# stays away fills the primary's disk: BraidWalReceiverDown). --synchronous flushes and reports
+# each WAL record as it arrives, so the received WAL trails the primary by milliseconds.
+cmd_wal_receive() {
+  find_pg_bin
+  check_slot
+  [[ -x $PG_BIN/pg_receivewal ]] || die "$PG_BIN/pg_receivewal is missing"
+  check_versions "$DB_URL"
+  mkdir -p "$PITR_DIR/wal"
+  local err
+  err=$("$PG_BIN/pg_receivewal" --dbname="$DB_URL" --slot="$PITR_SLOT" --create-slot --if-not-exists 2>&1) \
+    || die "could not create the replication slot $PITR_SLOT (does the role have REPLICATION, max_replication_slots room, pg_hba.conf a replication line?): $err"
+  say "receiving WAL from $(redacted_url "$DB_URL") through slot $PITR_SLOT into $PITR_DIR/wal"
+  exec "$PG_BIN/pg_receivewal" --dbname="$DB_URL" --slot="$PITR_SLOT" --directory="$PITR_DIR/wal" \
+    --synchronous --verbose
+}
+
+slot_state() { # -> "active" | "inactive" | "missing"
+  local state
+  state=$(psql_at "$DB_URL" -c "SELECT CASE WHEN active THEN 'active' ELSE 'inactive' END
+    FROM pg_replication_slots WHERE slot_name = '$PITR_SLOT'" 2>&1) \
+    || die "cannot read the replication slots of $(redacted_url "$DB_URL"): $state"
+  echo "${state:-missing}"
+}
+
+cmd_wal_check() {
+  find_pg_bin
+  check_slot
+  local state
+  state=$(slot_state)
+  [[ $state == active ]] || die "replication slot $PITR_SLOT is $state: no WAL receiver streams through it"
+  echo "replication slot $PITR_SLOT is active"
+}
+
+complete_base_backups() { # newest first, with a manifest (written last)
+  [[ -d $PITR_DIR/base ]] || return 0
+  local d
+  for d in $(ls -1 "$PITR_DIR/base" | grep -E '^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$' | sort -r); do
+    [[ -f $PITR_DIR/base/$d/manifest ]] && echo "$PITR_DIR/base/$d"
+  done
+  return 0
+}
+
+# A base backup without WAL of its own (-X none): it restores only with the WAL the receiver
+# got from its start to its end, so it counts as taken once the receiver has flushed that far.
+cmd_pitr_basebackup() {
+  find_pg_bin
+  check_slot
+  check_retention
+  check_versions "$DB_URL"
+  local state
+  state=$(slot_state)
+  [[ $state == active ]] || die "replication slot $PITR_SLOT is $state: start the WAL receiver first (a base backup without its WAL restores nothing)"
+  mkdir -p "$PITR_DIR/base"
+  local name dir n=1
+  name=$(date -u +%Y%m%dT%H%M%SZ)
+  dir=$PITR_DIR/base/$name
+  while [[ -e $dir || -e $dir.partial ]]; do n=$((n + 1)); dir=$PITR_DIR/base/$name-$n; done
+  local partial=$dir.partial started=$SECONDS err
+  trap 'rm -rf "$partial"' EXIT
+  say "pg_basebackup -X none of $(redacted_url "$DB_URL") into $dir"
+  if ! err=$("$PG_BIN/pg_basebackup" --dbname="$DB_URL" --pgdata="$partial" --format=tar --gzip \
+    --wal-method=none --checkpoint=fast --label="braid $name" 2>&1); then
+    die "pg_basebackup failed: $err"
+  fi
+  err=$("$PG_BIN/pg_verifybackup" --no-parse-wal "$partial" 2>&1) \
+    || die "pg_verifybackup rejected the base backup: $err"
+  local label start_wal start_lsn end_lsn timeline
+  label=$(tar -xzOf "$partial/base.tar.gz" backup_label) || die "the base backup has no backup_label"
+  start_wal=$(sed -nE 's/^START WAL LOCATION: .* \(file ([0-9A-F]{24})\)$/\1/p' <<<"$label")
+  start_lsn=$(sed -nE 's/^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+) .*/\1/p' <<<"$label")
+  timeline=$(sed -nE 's/^START TIMELINE: ([0-9]+)$/\1/p' <<<"$label")
+  end_lsn=$(grep -oE '"End-LSN": *"[0-9A-F]+/[0-9A-F]+"' "$partial/backup_manifest" | tail -1 | cut -d'"' -f4)
+  [[ -n $start_wal && -n $end_lsn ]] || die "cannot read the WAL range of the base backup (backup_label, backup_manifest)"
+  # The backup is usable once the receiver has flushed its end.
+  local deadline=$((SECONDS + PITR_WAL_WAIT)) flushed=""
+  while :; do
+    # A physical slot's restart_lsn is the position its receiver reported flushed (readable by
+    # any role, unlike pg_stat_replication's flush_lsn).
+    flushed=$(psql_at "$DB_URL" -c "SELECT coalesce(bool_or(restart_lsn >= '$end_lsn'::pg_lsn), false)
+      FROM pg_replication_slots WHERE slot_name = '$PITR_SLOT'" 2>&1) || die "cannot read the receiver's position: $flushed"
+    [[ $flushed == t ]] && break
+    (( SECONDS < deadline )) || die "the WAL receiver (slot $PITR_SLOT) did not flush $end_lsn, the end of the base backup, within $PITR_WAL_WAIT s"
+    sleep 0.2
+  done
+  if [[ -d $PITR_DIR/wal ]] && [[ ! -f $PITR_DIR/wal/$start_wal && ! -f $PITR_DIR/wal/$start_wal.partial ]]; then
+    die "$PITR_DIR/wal lacks $start_wal, the first WAL segment of the base backup (does the receiver write elsewhere?)"
+  fi
+  {
+    echo "format $BASE_FORMAT"
+    echo "created $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "server_version_num $SERVER_VERSION_NUM"
+    echo "pg_basebackup $("$PG_BIN/pg_basebackup" --version)"
+    echo "timeline $timeline"
+    echo "start_lsn $start_lsn"
+    echo "start_wal $start_wal"
+    echo "end_lsn $end_lsn"
+    echo "slot $PITR_SLOT"
+    echo "base_bytes $(stat -c %s "$partial/base.tar.gz")"
+    echo "base_sha256 $(sha256sum "$partial/base.tar.gz" | cut -d' ' -f1)"
+    echo "seconds $((SECONDS - started))"
+  } >"$partial/manifest.tmp"
+  mv "$partial/manifest.tmp" "$partial/manifest"
+  mv "$partial" "$dir"
+  trap - EXIT
+  say "base backup $dir: $(du -sh "$dir" | cut -f1), WAL from $start_wal, $((SECONDS - started)) s"
+  cmd_pitr_prune
+  echo "$dir"
+}
+
+# Base backups go as the dumps do (older than KEEP_DAYS and not among the newest KEEP; the
+# newest always stays); then every received segment before the first one the oldest kept base
+# backup needs (pg_archivecleanup; history files stay).
+cmd_pitr_prune() {
+  check_retention
+  local cutoff n=0 old name stamp oldest=""
+  cutoff=$(( $(date -u +%s) - KEEP_DAYS * 86400 ))
+  while read -r old; do
+    n=$((n + 1))
+    name=${old##*/}
+    stamp=$(date -u -d "${name:0:4}-${name:4:2}-${name:6:2} ${name:9:2}:${name:11:2}:${name:13:2}" +%s) \
+      || die "cannot read the time of base backup $old"
+    if (( n > KEEP )) && (( KEEP_DAYS == 0 || stamp < cutoff )); then
+      rm -rf "$old" && say "removed base backup $old (older than $KEEP_DAYS days, not among the newest $KEEP)"
+    else
+      oldest=$old
+    fi
+  done < <(complete_base_backups)
+  [[ -n $oldest && -d $PITR_DIR/wal ]] || return 0
+  local first
+  first=$(manifest_get "$oldest" start_wal)
+  [[ $first =~ ^[0-9A-F]{24}$ ]] || die "$oldest/manifest names no start_wal"
+  [[ -n ${PG_BIN:-} ]] || find_pg_bin
+  local err
+  err=$("$PG_BIN/pg_archivecleanup" "$PITR_DIR/wal" "$first" 2>&1) || die "pg_archivecleanup failed: $err"
+  say "received WAL before $first removed (the oldest base backup kept, $oldest, starts there)"
 }
 
 case ${1:-} in
@@ -396,5 +586,9 @@ case ${1:-} in
   verify) shift; cmd_verify "$@" ;;
   basebackup) cmd_basebackup ;;
   pitr) shift; cmd_pitr "$@" ;;
-  *) die "usage: $0 backup | restore [DIR] [--force] | list | prune | verify [DIR] | basebackup | pitr BASEBACKUP DATADIR [--target-time TIME]" ;;
+  wal-receive) cmd_wal_receive ;;
+  wal-check) cmd_wal_check ;;
+  pitr-basebackup) cmd_pitr_basebackup ;;
+  pitr-prune) cmd_pitr_prune ;;
+  *) die "usage: $0 backup | restore [DIR] [--force] | list | prune | verify [DIR] | basebackup | pitr BASEBACKUP DATADIR [--target-time TIME] [--wal DIR] | wal-receive | wal-check | pitr-basebackup | pitr-prune" ;;
 esac

@@ -79,6 +79,10 @@ def check_probes(docs: list[Doc]) -> list[str]:
     for d in docs:
         if d["kind"] not in WORKLOAD_KINDS:
             continue
+        labels = d["spec"]["template"]["metadata"].get("labels") or {}
+        if labels.get("app.kubernetes.io/component") == "wal-receiver":
+            problems += _check_wal_receiver(d)
+            continue
         for c in _pod_spec(d)["containers"]:
             where = f"{d['kind']}/{d['metadata']['name']}"
             admin = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get("admin")
@@ -107,6 +111,21 @@ def check_probes(docs: list[Doc]) -> list[str]:
                     f"{where}: readinessProbe must ask the service's own gRPC health status "
                     f"(dependency-gated), not {readiness}"
                 )
+    return problems
+
+
+def _check_wal_receiver(d: Doc) -> list[str]:
+    """The WAL receiver serves nothing: its probes ask backup.sh whether its replication slot
+    is active (it streams); one replica, replaced (never two on one slot)."""
+    where = f"{d['kind']}/{d['metadata']['name']}"
+    problems = []
+    if d["spec"].get("replicas") != 1 or (d["spec"].get("strategy") or {}).get("type") != "Recreate":
+        problems.append(f"{where}: one replica, strategy Recreate (one receiver per slot)")
+    for c in _pod_spec(d)["containers"]:
+        for probe in ("readinessProbe", "livenessProbe"):
+            command = ((c.get(probe) or {}).get("exec") or {}).get("command") or []
+            if command[-1:] != ["wal-check"]:
+                problems.append(f"{where}: {probe} must run backup.sh wal-check, not {command}")
     return problems
 
 

@@ -50,6 +50,7 @@ EXTERNAL = {
             "replica": "postgres://braid:pw@postgres-replica:5432/braid",
         },
         "braid-redis": {"url": "redis://:pw@redis:6379/0"},
+        "braid-replication": {"url": "postgres://braid_wal:pw@postgres:5432/postgres"},
         "braid-es": {"api-key": "aWQ6a2V5", "password": "pw"},
         "braid-pg-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
         "braid-redis-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
@@ -190,6 +191,31 @@ VALUE_SETS = {
             "persistence": {"existingClaim": "braid-backups-bucket"},
         },
     },
+    # Point-in-time recovery: a WAL receiver and base backups, on a claim of the chart's.
+    "pitr": {
+        **DB,
+        "backup": {"pitr": {"enabled": True, "existingSecret": "braid-replication"}},
+    },
+    # ... beside the dumps, on an existing (bucket-backed) claim, with TLS to PostgreSQL.
+    "pitr-existing-claim-tls": {
+        **AUTH,
+        "database": {
+            "existingSecret": "braid-database",
+            "tls": {"sslMode": "verify-full", "rootCertSecret": "braid-pg-ca"},
+        },
+        "backup": {
+            "enabled": True,
+            "pitr": {
+                "enabled": True,
+                "existingSecret": "braid-replication",
+                "keepDays": 14,
+                "persistence": {
+                    "existingClaim": "braid-pitr-bucket",
+                    "accessModes": ["ReadWriteMany"],
+                },
+            },
+        },
+    },
 }
 
 # Value sets that render, but that a service must refuse at start-up (check_config.py runs the
@@ -220,6 +246,11 @@ MUST_FAIL = {
     "unknown-key": {**DB, "servics": {}},
     "backup-keep-zero": {**DB, "backup": {"enabled": True, "keep": 0}},
     "backup-unknown-key": {**DB, "backup": {"enabled": True, "retention": 7}},
+    "pitr-without-secret": {**DB, "backup": {"pitr": {"enabled": True}}},
+    "pitr-bad-slot": {
+        **DB,
+        "backup": {"pitr": {"enabled": True, "existingSecret": "s", "slot": "Braid-PITR"}},
+    },
     "elasticsearch-without-urls": {**DB, "textSearch": {"backend": "elasticsearch"}},
     "elasticsearch-password-in-values": {
         **DB,

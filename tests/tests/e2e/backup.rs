@@ -420,3 +420,30 @@ async fn point_in_time_recovery_stops_at_the_target_time() {
     );
     assert!(stdout.contains("rows 1-200 back"), "{stdout}\n{stderr}");
 }
+
+/// Point-in-time recovery the Helm chart's way (`backup.pitr`), on a throw-away cluster of its
+/// own (`deploy/scripts/pitr_stream_drill.sh`): WAL streamed by `backup.sh wal-receive`
+/// (pg_receivewal through a slot, as a role with only REPLICATION), a base backup without WAL
+/// by `backup.sh pitr-basebackup` (what the CronJob runs), recovery from the received WAL to a
+/// time between two writes: only the earlier one is back.
+#[tokio::test]
+async fn streamed_wal_recovery_stops_at_the_target_time() {
+    let drill =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/scripts/pitr_stream_drill.sh");
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new("bash").arg(drill).output())
+            .await
+            .expect("join")
+            .expect("run pitr_stream_drill.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pitr_stream_drill.sh exited with {}:\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains("from streamed WAL: rows 1-200 back"),
+        "{stdout}\n{stderr}"
+    );
+}

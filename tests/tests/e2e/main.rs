@@ -25,6 +25,7 @@ mod hostile;
 mod ingest_resilience;
 mod leases;
 mod limits;
+mod migration_rollback;
 mod observability;
 mod overload;
 mod pg_restart;
