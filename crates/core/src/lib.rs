@@ -26,6 +26,7 @@ pub mod reload;
 pub mod resilience;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
