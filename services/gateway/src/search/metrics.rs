@@ -130,5 +130,10 @@ mod tests {
         assert_eq!(count("hybrid", "1-9"), Some(1.0));
         assert_eq!(count("vector", "error"), Some(1.0));
         assert_eq!(count("hybrid", "0"), Some(0.0));
+        let buckets: Vec<_> = [Some(0), Some(1), Some(9), Some(10), None]
+            .into_iter()
+            .map(results_bucket)
+            .collect();
+        assert_eq!(buckets, ["0", "1-9", "1-9", "10+", "error"]);
     }
 }
