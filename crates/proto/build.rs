@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vector_search",
         "text_search",
         "ingest",
+        "status",
         "gateway",
     ]
     .iter()

@@ -116,6 +116,18 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// One status view of all five services through the gateway (admin): health and why,
+    /// version, uptime, breakers, pools, caches, queues and indexes.
+    Status {
+        /// Print the whole report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The gateway's circuit breakers (admin).
+    Breaker {
+        #[command(subcommand)]
+        command: BreakerCommand,
+    },
     /// Check grpc.health.v1 on all five services, or on one with `--service` (container and
     /// probe health checks): the exit code is non-zero unless it reports SERVING.
     Health {
@@ -185,6 +197,16 @@ pub enum TokenCommand {
         /// HS256 key file (default: the dev key).
         #[arg(long)]
         key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BreakerCommand {
+    /// Close the breaker of one downstream at once (on the gateway replica that serves the
+    /// call: breakers are per process).
+    Reset {
+        /// vector, text, embedding or ingest.
+        leg: String,
     },
 }
 

@@ -2,7 +2,7 @@
 //! documents, and check the health of every service.
 //!
 //! `cli` declares every command and flag; each command runs in its own module (`search`,
-//! `documents`, `admin`, `health`, `audit`, `recovery`, `bench`, `token`), talking to the
+//! `documents`, `admin`, `health`, `status`, `audit`, `recovery`, `bench`, `token`), talking to the
 //! gateway through `client`.
 
 #![forbid(unsafe_code)]
@@ -18,6 +18,7 @@ mod filter;
 mod health;
 mod recovery;
 mod search;
+mod status;
 mod token;
 
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub(crate) use crate::cli::Mode;
-use crate::cli::{AuthCommand, Cli, Command, TokenCommand};
+use crate::cli::{AuthCommand, BreakerCommand, Cli, Command, TokenCommand};
 pub(crate) use crate::client::Gateway;
 use crate::client::gateway;
 
@@ -90,6 +91,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(gw().await?, &tenant, args).await,
         Command::Reindex(args) => recovery::reindex(gw().await?, &tenant, args).await,
         Command::Verify(args) => recovery::verify(gw().await?, &tenant, args).await,
+        Command::Status { json } => status::show(gw().await?, json).await,
+        Command::Breaker {
+            command: BreakerCommand::Reset { leg },
+        } => status::reset(gw().await?, leg).await,
         Command::Auth {
             command: AuthCommand::Revoke { sub },
         } => admin::revoke(gw().await?, tenant, sub).await,

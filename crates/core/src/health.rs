@@ -24,6 +24,8 @@ pub struct Health {
     details: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
     /// Extra lines computed when `/healthz` is asked (e.g. which keys sign).
     live: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, LiveDetail>>>,
+    /// Why the last dependency check failed (`None` once one succeeds).
+    reason: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 type LiveDetail = Arc<dyn Fn() -> String + Send + Sync>;
@@ -43,6 +45,7 @@ pub(crate) fn health(
         draining: Arc::new(AtomicBool::new(false)),
         details: Default::default(),
         live: Default::default(),
+        reason: Default::default(),
     };
     (health, server)
 }
@@ -85,6 +88,27 @@ impl Health {
             .insert(key, Arc::new(value));
     }
 
+    /// Why the service is not serving: "draining" once the drain started, else the last
+    /// failed dependency check, or "starting" before the first check; `None` when serving.
+    pub fn reason(&self) -> Option<String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Some("draining (shutting down)".into());
+        }
+        if self.is_serving() {
+            return None;
+        }
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(reason.unwrap_or_else(|| "starting (no dependency check passed yet)".into()))
+    }
+
+    pub(crate) fn set_reason(&self, reason: Option<String>) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
     /// `/healthz` body: the status, then one `key: value` line per detail, sorted by key.
     pub fn report(&self) -> String {
         let mut out = String::from(if self.is_serving() {
@@ -92,6 +116,14 @@ impl Health {
         } else {
             "NOT_SERVING\n"
         });
+        for (k, v) in self.details() {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+        out
+    }
+
+    /// The `key: value` detail lines of `/healthz`, sorted by key (live ones computed now).
+    pub fn details(&self) -> Vec<(&'static str, String)> {
         let mut lines: std::collections::BTreeMap<&'static str, String> = self
             .details
             .lock()
@@ -107,10 +139,7 @@ impl Health {
         for (k, f) in live {
             lines.insert(k, f());
         }
-        for (k, v) in lines {
-            out.push_str(&format!("{k}: {v}\n"));
-        }
-        out
+        lines.into_iter().collect()
     }
 
     async fn apply(&self, serving: bool) {
@@ -150,12 +179,14 @@ where
             match check().await {
                 Ok(()) => {
                     last_error = None;
+                    health.set_reason(None);
                     health.set_serving(true).await;
                 }
                 Err(e) => {
                     if last_error.as_deref() != Some(e.as_str()) {
                         tracing::warn!(service = health.service, error = %e, "dependency check failed");
                     }
+                    health.set_reason(Some(e.clone()));
                     last_error = Some(e);
                     health.set_serving(false).await;
                 }

@@ -28,6 +28,7 @@ use crate::health::{Health, spawn_probe};
 use crate::metrics::Metrics;
 use crate::server::{Guard, Listeners};
 use crate::shutdown::{StopHandle, Stopping, stop_channel};
+use crate::status::{StatusFuture, StatusSource};
 
 /// A last step run after the server stopped, given the grace period.
 type LastStep = Box<dyn FnOnce(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -46,6 +47,7 @@ pub struct Host {
     stop: StopHandle,
     stopping: Stopping,
     last_steps: Vec<LastStep>,
+    status: StatusSource,
 }
 
 impl Host {
@@ -55,9 +57,11 @@ impl Host {
     pub fn new(service: &'static str, metrics_prefix: &'static str, config: &ServerConfig) -> Self {
         let (health, health_service) = crate::health::health(service);
         let (stop, stopping) = stop_channel();
+        let metrics = Metrics::new(metrics_prefix);
         Self {
             config: config.clone(),
-            metrics: Metrics::new(metrics_prefix),
+            status: StatusSource::new(health.clone(), metrics.clone()),
+            metrics,
             health,
             routes: Routes::new(health_service),
             admin: axum::Router::new(),
@@ -75,6 +79,25 @@ impl Host {
 
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// This process's status view (the gateway reports its own part through it).
+    pub fn status(&self) -> &StatusSource {
+        &self.status
+    }
+
+    /// The service's own part of its status report (breakers, caches, queues, indexes; the
+    /// host fills health, version, uptime, database pools and the `/healthz` details).
+    /// Internal services serve the report as `braid.v1.ServiceStatus/Status`.
+    pub fn status_hook<F, Fut>(&mut self, hook: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = braid_proto::v1::ServiceStatusReport> + Send + 'static,
+    {
+        self.status
+            .set_hook(std::sync::Arc::new(move || -> StatusFuture {
+                Box::pin(hook())
+            }));
     }
 
     /// Serves `service` on the gRPC port next to health and reflection.
@@ -151,6 +174,12 @@ impl Host {
     where
         F: Future<Output = ()> + Send,
     {
+        // Internal services answer the gateway's status calls (behind the internal key, like
+        // every route of theirs); the gateway reports its own part in process.
+        if matches!(guard, Guard::Internal(_)) {
+            let service = self.status.service();
+            self.add_service(service);
+        }
         let result = crate::server::serve(
             &self.config,
             self.metrics.clone(),

@@ -1,7 +1,7 @@
 //! Shared plumbing for every Braid service: typed configuration (`config`), telemetry
 //! (JSON logs, OTLP traces with W3C context propagation, Prometheus metrics), the service host
 //! that owns boot and graceful shutdown (`host`) over the gRPC server with reflection and an
-//! admin HTTP port (`server`) and the health status (`health`), the
+//! admin HTTP port (`server`), the health status (`health`) and the status view (`status`), the
 //! client channel builder (`client`), PostgreSQL pools with TLS and PgBouncer support (`db`),
 //! Redis pools with TLS (`redis_pool`), TLS on gRPC with certificates re-read on change (`tls`), caller identity (`auth`: principal, roles, document access), and the tower layers both sides use (`resilience`).
 //!
@@ -26,6 +26,7 @@ pub mod reload;
 pub mod resilience;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;

@@ -36,7 +36,11 @@ struct Inner {
     other_buckets: Mutex<HashMap<String, (Vec<f64>, PrometheusRecorder)>>,
     /// Run before each render (gauges read at scrape time).
     on_scrape: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    /// The database pools registered with [`Metrics::register_pool`] (for the status view).
+    pools: Mutex<Vec<PoolSampler>>,
 }
+
+type PoolSampler = Arc<dyn Fn() -> PoolSample + Send + Sync>;
 
 fn recorder(service: &str, buckets: &[f64]) -> PrometheusRecorder {
     PrometheusBuilder::new()
@@ -67,6 +71,7 @@ impl Metrics {
             handle,
             other_buckets: Mutex::new(HashMap::new()),
             on_scrape: Mutex::new(Vec::new()),
+            pools: Mutex::new(Vec::new()),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(upkeep(Arc::downgrade(&inner)));
@@ -372,6 +377,12 @@ impl Metrics {
     /// and `braid_db_pool_max_connections`, read from the pool at scrape time (no background
     /// task, never stale); `sample` must be cheap (it runs on every scrape).
     pub fn register_pool(&self, sample: impl Fn() -> PoolSample + Send + Sync + 'static) {
+        let sample: PoolSampler = Arc::new(sample);
+        self.inner
+            .pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sample.clone());
         let help = "database pool connections by state";
         let in_use = self.gauge_with("db_pool_connections", help, &[("state", "in_use")]);
         let idle = self.gauge_with("db_pool_connections", help, &[("state", "idle")]);
@@ -385,6 +396,17 @@ impl Metrics {
             idle.set(f64::from(s.idle));
             max.set(f64::from(s.max));
         });
+    }
+
+    /// A reading of every pool registered with [`Metrics::register_pool`], taken now.
+    pub fn pool_samples(&self) -> Vec<PoolSample> {
+        let pools: Vec<PoolSampler> = self
+            .inner
+            .pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        pools.iter().map(|sample| sample()).collect()
     }
 }
 

@@ -113,11 +113,18 @@ where
     );
 
     // Advertise what this server serves, not every service in the shared descriptor set.
+    let internal = matches!(routes.guard, Guard::Internal(_));
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(braid_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .with_service_name(health.service())
+            .with_service_name(health.service());
+        let builder = if internal {
+            builder.with_service_name(braid_proto::service_names::SERVICE_STATUS)
+        } else {
+            builder
+        };
+        builder
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection")

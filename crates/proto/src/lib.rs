@@ -24,6 +24,8 @@ pub mod service_names {
     pub const EMBEDDING: &str = "braid.v1.EmbeddingService";
     pub const VECTOR_SEARCH: &str = "braid.v1.VectorSearchService";
     pub const TEXT_SEARCH: &str = "braid.v1.TextSearchService";
+    /// The internal status RPC every internal service serves next to its own.
+    pub const SERVICE_STATUS: &str = "braid.v1.ServiceStatus";
 }
 
 /// `prost_types::Timestamp` from milliseconds since the Unix epoch.

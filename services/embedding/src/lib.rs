@@ -111,6 +111,39 @@ pub async fn run(
             }
         });
     }
+    // The status view: the cache's hit rates per layer and its Redis pool.
+    {
+        let (embedder, metrics) = (embedder.clone(), host.metrics().clone());
+        host.status_hook(move || {
+            let lookups = |layer, result| {
+                metrics
+                    .value(
+                        "braid_embedding_cache_lookups_total",
+                        &[("layer", layer), ("result", result)],
+                    )
+                    .unwrap_or(0.0)
+            };
+            let mut caches = vec![braid_core::status::cache(
+                "embedding-cache:l1",
+                lookups("l1", "hit"),
+                lookups("l1", "miss"),
+            )];
+            let pool = embedder.cache.redis_pool();
+            if pool.is_some() {
+                caches.push(braid_core::status::cache(
+                    "embedding-cache:redis",
+                    lookups("redis", "hit"),
+                    lookups("redis", "miss") + lookups("redis", "error"),
+                ));
+            }
+            let report = braid_proto::v1::ServiceStatusReport {
+                caches,
+                pools: pool.into_iter().collect(),
+                ..Default::default()
+            };
+            async move { report }
+        });
+    }
     let http_embed: openai::EmbedFn = {
         let embedder = embedder.clone();
         Arc::new(move |texts| {

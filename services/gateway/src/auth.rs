@@ -44,6 +44,8 @@ pub fn permission(path: &str) -> Option<(&'static str, Permission, Class)> {
         "ReindexStatus" => ("ReindexStatus", Operate, Admin),
         "Verify" => ("Verify", Operate, Admin),
         "RevokeTokens" => ("RevokeTokens", Operate, Admin),
+        "Status" => ("Status", Operate, Admin),
+        "ResetBreaker" => ("ResetBreaker", Operate, Admin),
         _ => return None,
     };
     Some(entry)

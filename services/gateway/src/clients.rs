@@ -5,18 +5,21 @@ use braid_core::client::{Channel, ClientError, Connector};
 use braid_core::resilience::CircuitBreaker;
 use braid_proto::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_proto::v1::ingest_service_client::IngestServiceClient;
+use braid_proto::v1::service_status_client::ServiceStatusClient;
 use braid_proto::v1::text_search_service_client::TextSearchServiceClient;
 use braid_proto::v1::vector_search_service_client::VectorSearchServiceClient;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::GatewayConfig;
 
-/// One downstream's health client and breaker, for probes and metrics.
+/// One downstream's health and status clients and its breaker, for probes, metrics and the
+/// status view.
 #[derive(Clone)]
 pub struct Downstream {
     pub name: &'static str,
     pub service: &'static str,
     pub health: HealthClient<Channel>,
+    pub status: ServiceStatusClient<Channel>,
     pub breaker: CircuitBreaker,
 }
 
@@ -41,6 +44,7 @@ impl Clients {
                     name,
                     service,
                     health: HealthClient::new(channel.clone()),
+                    status: ServiceStatusClient::new(channel.clone()),
                     breaker,
                 });
                 Ok(channel)

@@ -20,6 +20,7 @@ mod paging;
 mod revocation;
 mod search;
 mod service;
+mod status;
 
 /// The narrowest entry points the `cargo fuzz` targets (`fuzz/`) need; not an API.
 #[doc(hidden)]
@@ -169,6 +170,19 @@ pub async fn run_with_resolver(
             }
         });
     }
+    // The status view: this process through the host (plus its breakers and query cache),
+    // the downstreams over their channels.
+    {
+        let (downstreams, metrics) = (clients.downstreams.clone(), metrics.clone());
+        host.status_hook(move || {
+            let part = status::gateway_part(&downstreams, &metrics);
+            async move { part }
+        });
+    }
+    let status_view = Arc::new(status::StatusView {
+        own: host.status().clone(),
+        downstreams: clients.downstreams.clone(),
+    });
     // Page tokens are signed with a key derived from the internal service key ring (the
     // signing key; any key of the ring verifies), so every replica accepts every other's
     // tokens, across a key rotation too; without one, a random key per process.
@@ -192,6 +206,7 @@ pub async fn run_with_resolver(
         limits: limits.clone(),
         audit: audit.as_ref().map(|a| a.store.clone()),
         revoker,
+        status: status_view,
     })
     .max_decoding_message_size(config.server.max_message_bytes)
     .max_encoding_message_size(config.server.max_message_bytes);

@@ -17,9 +17,10 @@ use braid_proto::v1::{
     Document, DocumentResult, GetDocumentRequest, IngestRequest, IngestResponse,
     IngestStreamRequest, ListAuditRequest, ListAuditResponse, ListJobsRequest, ListJobsResponse,
     ReembedRequest, ReembedResponse, ReindexRequest, ReindexResponse, ReindexStatusRequest,
-    RetryJobsRequest, RetryJobsResponse, RevokeTokensRequest, RevokeTokensResponse, SearchRequest,
-    SearchResponse, StatsRequest, StatsResponse, VerifyRequest, VerifyResponse, WaitIndexedRequest,
-    WaitIndexedResponse,
+    ResetBreakerRequest, ResetBreakerResponse, RetryJobsRequest, RetryJobsResponse,
+    RevokeTokensRequest, RevokeTokensResponse, SearchRequest, SearchResponse, StatsRequest,
+    StatsResponse, StatusRequest, StatusResponse, VerifyRequest, VerifyResponse,
+    WaitIndexedRequest, WaitIndexedResponse,
 };
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -31,6 +32,7 @@ use crate::limits::admission::{TenantUse, charged_tenant, resolve_tenant};
 use crate::limits::{Class, Limits, cost, fields, stream};
 use crate::revocation::Revoker;
 use crate::search::Searcher;
+use crate::status::StatusView;
 use forward::no_fields;
 
 mod forward;
@@ -42,6 +44,8 @@ pub struct GatewayApi {
     pub(crate) audit: Option<AuditStore>,
     /// `None` without a database.
     pub(crate) revoker: Option<Arc<Revoker>>,
+    /// `Status` and `ResetBreaker`.
+    pub(crate) status: Arc<StatusView>,
 }
 
 impl GatewayApi {
@@ -169,10 +173,17 @@ impl Gateway for GatewayApi {
                 },
             )
             .await?;
+        let (mode, started) = (prepared.mode_label(), std::time::Instant::now());
         let response = self
             .searcher
             .search(prepared, request.into_inner(), &caller)
-            .await?;
+            .await;
+        self.searcher.metrics.record_search(
+            mode,
+            started.elapsed(),
+            response.as_ref().ok().map(|r| r.hits.len()),
+        );
+        let response = response?;
         if let Some(slot) = &slot {
             slot.results(
                 response.hits.len(),
@@ -544,5 +555,54 @@ impl Gateway for GatewayApi {
             }),
             tenant,
         }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let caller = caller(&request)?;
+        self.admit(
+            &request,
+            &caller,
+            Class::Admin,
+            "",
+            TenantUse::Operator,
+            one::<()>,
+        )
+        .await?;
+        let response = self.status.collect().await;
+        if let Some(slot) = AuditSlot::of(&request) {
+            slot.results(response.services.len(), []);
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn reset_breaker(
+        &self,
+        request: Request<ResetBreakerRequest>,
+    ) -> Result<Response<ResetBreakerResponse>, Status> {
+        let caller = caller(&request)?;
+        self.admit(
+            &request,
+            &caller,
+            Class::Admin,
+            "",
+            TenantUse::Operator,
+            one::<()>,
+        )
+        .await?;
+        let leg = &request.get_ref().leg;
+        if let Some(slot) = AuditSlot::of(&request) {
+            slot.target(&leg.chars().take(64).collect::<String>());
+        }
+        let response = self.status.reset(leg)?;
+        tracing::info!(
+            subject = %caller.subject,
+            leg = %response.leg,
+            was = %response.previous_state,
+            "breaker reset"
+        );
+        Ok(Response::new(response))
     }
 }

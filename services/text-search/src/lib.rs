@@ -100,6 +100,43 @@ pub async fn run(
             async move { index.check().await.map_err(|e| e.to_string()) }
         });
     }
+    // The status view: the serving index's identity and fault, and a rebuild under way.
+    {
+        let admin = admin.clone();
+        host.status_hook(move || {
+            let admin = admin.clone();
+            async move {
+                let indexes = match admin.status("").await {
+                    Ok(s) => {
+                        let mut indexes = vec![braid_proto::v1::IndexStatus {
+                            name: "text".into(),
+                            generation: s.index_id,
+                            fault: s.fault.unwrap_or_default(),
+                            detail: String::new(),
+                        }];
+                        if let Some((id, written)) = s.rebuild {
+                            indexes.push(braid_proto::v1::IndexStatus {
+                                name: "text-rebuild".into(),
+                                generation: id,
+                                fault: String::new(),
+                                detail: format!("{written} documents written"),
+                            });
+                        }
+                        indexes
+                    }
+                    Err(e) => vec![braid_proto::v1::IndexStatus {
+                        name: "text".into(),
+                        fault: format!("status unavailable: {e}"),
+                        ..Default::default()
+                    }],
+                };
+                braid_proto::v1::ServiceStatusReport {
+                    indexes,
+                    ..Default::default()
+                }
+            }
+        });
+    }
     let api = service::TextApi {
         admin,
         index,

@@ -496,9 +496,16 @@ async fn health_reflection_and_metrics_on_every_service() {
             other => panic!("unexpected reflection response {other:?}"),
         };
         assert!(listed.iter().any(|s| s == name), "{name} not in {listed:?}");
+        // Internal services also serve the status RPC the gateway's status view calls.
+        let internal = name != n::GATEWAY;
+        assert_eq!(
+            listed.iter().any(|s| s == n::SERVICE_STATUS),
+            internal,
+            "{name}: {listed:?}"
+        );
         let foreign = listed
             .iter()
-            .filter(|s| s.starts_with("braid.") && *s != name)
+            .filter(|s| s.starts_with("braid.") && *s != name && *s != n::SERVICE_STATUS)
             .count();
         assert_eq!(
             foreign, 0,

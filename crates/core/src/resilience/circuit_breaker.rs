@@ -52,6 +52,15 @@ impl BreakerState {
             BreakerState::Open => 2,
         }
     }
+
+    /// "closed", "half-open" or "open".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half-open",
+            BreakerState::Open => "open",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -103,6 +112,31 @@ impl CircuitBreaker {
             inner.state = BreakerState::HalfOpen;
             inner.successes = 0;
         }
+    }
+
+    /// While open: how long until it lets a trial call through (half-open).
+    pub fn retry_in(&self) -> Option<Duration> {
+        let mut inner = self.lock();
+        self.refresh(&mut inner);
+        match (inner.state, inner.opened_at) {
+            (BreakerState::Open, Some(at)) => {
+                Some(self.config.open_for.saturating_sub(at.elapsed()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Closes the breaker at once (an operator's reset) and returns the state it was in.
+    pub fn reset(&self) -> BreakerState {
+        let mut inner = self.lock();
+        self.refresh(&mut inner);
+        let was = inner.state;
+        inner.state = BreakerState::Closed;
+        inner.failures = 0;
+        inner.successes = 0;
+        inner.opened_at = None;
+        tracing::info!(breaker = %self.name, was = was.as_str(), "circuit reset by an operator");
+        was
     }
 
     /// Whether a call may go through now.
@@ -251,6 +285,24 @@ mod tests {
                 success_threshold: 2,
             },
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_closes_an_open_breaker_at_once_and_says_what_it_was() {
+        let b = breaker();
+        assert_eq!(b.retry_in(), None);
+        (0..3).for_each(|_| b.record_failure());
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(b.retry_in(), Some(Duration::from_secs(40)));
+        assert_eq!(b.reset(), BreakerState::Open);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.allow());
+        assert_eq!(b.retry_in(), None);
+        // The failure count starts again: it takes the full threshold to open it again.
+        b.record_failure();
+        b.record_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.reset(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -40,6 +40,8 @@ const RPCS: &[&str] = &[
     "ReindexStatus",
     "Verify",
     "RevokeTokens",
+    "Status",
+    "ResetBreaker",
 ];
 
 pub fn rpc_name(name: &str) -> &'static str {

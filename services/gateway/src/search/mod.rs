@@ -77,6 +77,15 @@ impl Prepared {
             bypass_cache: r.bypass_cache,
         }
     }
+
+    /// The search mode as a metric label: "hybrid", "vector" or "text".
+    pub fn mode_label(&self) -> &'static str {
+        match self.0.mode {
+            SearchMode::Vector => "vector",
+            SearchMode::Text => "text",
+            SearchMode::Hybrid | SearchMode::Unspecified => "hybrid",
+        }
+    }
 }
 
 impl Searcher {
