@@ -37,6 +37,7 @@ mod restarts;
 mod search_controls;
 mod search_quality;
 mod security;
+mod stable_pages;
 mod tenant_scores;
 mod tls;
 mod walls;
