@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use braid_core::server::Listeners;
 use braid_proto::tonic::Code;
+use braid_tests::users::as_user;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, SearchMode, SearchRequest, SearchResponse,
@@ -219,6 +220,77 @@ async fn an_expired_snapshot_is_a_clear_error_not_another_ranking() {
         ids(&again),
         ids(&first),
         "a new walk starts from the first page"
+    );
+    stack.shutdown().await.unwrap();
+}
+
+/// A document whose ACL changed after the first page so that the caller may no longer read
+/// it is left out of the later pages (checked with ingest as the caller, who sees the change
+/// first); the rest of the walk is the first ranking in its order.
+#[tokio::test]
+async fn a_document_hidden_by_an_acl_change_since_the_first_page_is_never_shown() {
+    let users = braid_tests::users::Users::new("stable-pages-test-secret-0123456789");
+    let stack = Stack::start_with(users.stack_options()).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    let writer = users.token_with_acl("wanda", "acme", "writer", 10, &[]);
+    let reader = users.token_with_acl("rita", "acme", "reader", 1, &[]);
+    let write = |docs: Vec<DocumentInput>| {
+        as_user(
+            braid_tests::v1::IngestRequest {
+                documents: docs,
+                wait_until_indexed: true,
+                wait_timeout_ms: 120_000,
+                ..Default::default()
+            },
+            &writer,
+        )
+    };
+    let written = gw
+        .ingest(write((0..12).map(report).collect()))
+        .await
+        .unwrap();
+    assert!(written.get_ref().results.iter().all(|r| r.error.is_empty()));
+    let search = |token: &str, page_size: u32| {
+        as_user(
+            SearchRequest {
+                page_size,
+                ..request(token)
+            },
+            &reader,
+        )
+    };
+    let ranking = ids(&gw.search(search("", 0)).await.unwrap().into_inner());
+    assert_eq!(ranking.len(), 12, "{ranking:?}");
+    let first = gw.search(search("", PAGE)).await.unwrap().into_inner();
+    assert_eq!(ids(&first), ranking[..PAGE as usize]);
+
+    // The writer raises the clearance of a document the reader has not been shown yet.
+    let hidden = ranking[PAGE as usize + 1].clone();
+    let i: usize = hidden[1..].parse().unwrap();
+    let mut raised = report(i);
+    raised.content.push_str(" Revised.");
+    raised.acl = Some(braid_tests::v1::DocumentAcl {
+        clearance: 5,
+        groups: Vec::new(),
+    });
+    let rewritten = gw.ingest(write(vec![raised])).await.unwrap();
+    assert_eq!(rewritten.get_ref().results[0].error, "");
+
+    let second = gw
+        .search(search(&first.next_page_token, PAGE))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.next_page_token.is_empty());
+    let expected: Vec<String> = ranking[PAGE as usize..]
+        .iter()
+        .filter(|id| **id != hidden)
+        .cloned()
+        .collect();
+    assert_eq!(
+        ids(&second),
+        expected,
+        "{hidden} is hidden from the reader now"
     );
     stack.shutdown().await.unwrap();
 }
