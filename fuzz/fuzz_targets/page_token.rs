@@ -2,14 +2,15 @@
 //! - mode 0: fingerprint bytes, a NUL, a token as text. Only the gateway's key signs, so the
 //!   token is refused, unless it is the very token the gateway would issue (a decoded token
 //!   re-encodes to itself).
-//! - mode 1: a 4-byte offset, one byte to change in the token (position, value: 2 bytes),
-//!   then fingerprint bytes. The issued token decodes to its offset under the same
-//!   fingerprint, is refused under another, and a changed token is refused.
+//! - mode 1: a 4-byte offset, one byte to change in the token (position, value: 2 bytes), a
+//!   16-byte snapshot id, then fingerprint bytes. The issued token decodes to its position
+//!   (snapshot id and offset) under the same fingerprint, is refused under another, and a
+//!   changed token is refused.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use braid_gateway::fuzzing::{Fingerprint, PageTokens};
+use braid_gateway::fuzzing::{Fingerprint, PageTokens, Position};
 use libfuzzer_sys::fuzz_target;
 
 fn tokens() -> &'static PageTokens {
@@ -35,21 +36,28 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let (fp, token) = (&rest[..nul], String::from_utf8_lossy(&rest[nul + 1..]));
-        if let Ok(offset) = tokens.decode(&token, fingerprint(fp)) {
+        if let Ok(position) = tokens.decode(&token, fingerprint(fp)) {
             assert_eq!(
-                tokens.encode(fingerprint(fp), offset),
+                tokens.encode(fingerprint(fp), position),
                 token,
                 "a token that does not re-encode to itself was accepted"
             );
         }
         return;
     }
-    let [o0, o1, o2, o3, at, value, fp @ ..] = rest else {
+    let [o0, o1, o2, o3, at, value, rest @ ..] = rest else {
         return;
     };
-    let offset = u32::from_le_bytes([*o0, *o1, *o2, *o3]);
-    let token = tokens.encode(fingerprint(fp), offset);
-    assert_eq!(tokens.decode(&token, fingerprint(fp)).ok(), Some(offset));
+    if rest.len() < 16 {
+        return;
+    }
+    let (id, fp) = rest.split_at(16);
+    let position = Position {
+        snapshot: id.try_into().expect("16 bytes"),
+        offset: u32::from_le_bytes([*o0, *o1, *o2, *o3]),
+    };
+    let token = tokens.encode(fingerprint(fp), position);
+    assert_eq!(tokens.decode(&token, fingerprint(fp)).ok(), Some(position));
     let mut other = fp.to_vec();
     other.push(b'|');
     assert!(tokens.decode(&token, fingerprint(&other)).is_err());

@@ -158,6 +158,16 @@ pub struct SearchConfig {
     /// Longest a filtered search waits for the ingest service's answer; without one the
     /// filter goes to the legs unchecked (they still apply it).
     pub metadata_types_timeout_ms: u64,
+    /// How long the ranking snapshot of a paged search is kept after its first page: every
+    /// later page of the walk is cut from it; after this a next page is refused ("expired,
+    /// start again"). In process and, with `query_cache.redis_url`, in Redis.
+    pub page_snapshot_ttl_ms: u64,
+    /// Bytes of ranking snapshots held in process memory (least recently used go first).
+    pub page_snapshot_memory_bytes: u64,
+    /// Longest a later page waits for the ingest service to confirm the caller may still
+    /// read its documents; without an answer the page is refused (UNAVAILABLE), never shown
+    /// unchecked.
+    pub page_check_timeout_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -205,6 +215,9 @@ impl Default for SearchConfig {
             max_page_depth: 500,
             metadata_types_refresh_ms: 30_000,
             metadata_types_timeout_ms: 250,
+            page_snapshot_ttl_ms: 300_000,
+            page_snapshot_memory_bytes: 256 * 1024 * 1024,
+            page_check_timeout_ms: 2_000,
         }
     }
 }
@@ -275,6 +288,21 @@ impl Validate for GatewayConfig {
             errors,
             "search.metadata_types_timeout_ms",
             s.metadata_types_timeout_ms,
+        );
+        positive(
+            errors,
+            "search.page_snapshot_ttl_ms",
+            s.page_snapshot_ttl_ms,
+        );
+        positive(
+            errors,
+            "search.page_snapshot_memory_bytes",
+            s.page_snapshot_memory_bytes,
+        );
+        positive(
+            errors,
+            "search.page_check_timeout_ms",
+            s.page_check_timeout_ms,
         );
         if self.metadata_types.is_some() {
             errors.push(

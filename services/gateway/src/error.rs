@@ -42,6 +42,10 @@ pub enum GatewayError {
     /// A store the RPC writes to cannot be reached (details in the log).
     #[error("{0} is unavailable; try again")]
     StoreUnavailable(&'static str),
+    /// What a request refers to is gone and will not come back (an expired page snapshot):
+    /// the client must start over.
+    #[error("{field}: {message}")]
+    Expired { field: String, message: String },
 }
 
 impl GatewayError {
@@ -93,6 +97,7 @@ impl From<GatewayError> for Status {
             GatewayError::StreamIdle(_) => Status::deadline_exceeded(e.to_string()),
             GatewayError::NotConfigured(_) => Status::failed_precondition(e.to_string()),
             GatewayError::StoreUnavailable(_) => Status::unavailable(e.to_string()),
+            GatewayError::Expired { .. } => Status::failed_precondition(e.to_string()),
         }
     }
 }

@@ -25,7 +25,7 @@ mod status;
 /// The narrowest entry points the `cargo fuzz` targets (`fuzz/`) need; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::paging::{Fingerprint, PageTokens};
+    pub use crate::paging::{Fingerprint, PageTokens, Position};
 }
 
 use std::future::Future;
@@ -198,6 +198,7 @@ pub async fn run_with_resolver(
             None => paging::PageTokens::new(None),
         },
         types: search::TypeSource::new(&config.search, &metrics),
+        snapshots: paging::Snapshots::new(&config.search, &config.query_cache, &metrics)?,
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
     let limits = Arc::new(limits::Limits::new(&config.limits, &metrics)?);

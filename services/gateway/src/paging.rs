@@ -1,22 +1,32 @@
 //! Pagination of search answers: `page_size` hits at a time out of a ranking `top_k` deep,
-//! with an opaque, signed `page_token`.
+//! with an opaque, signed `page_token`, every page of one walk cut from one ranking snapshot.
 //!
-//! A token is `base64url(version ‖ offset ‖ HMAC-SHA256(key, fingerprint ‖ offset))`. The
-//! fingerprint ([`Fingerprint`]) covers everything that shapes the ranking — tenant, caller
-//! (subject and access), query, mode, depth (`top_k`), fusion, filter, thresholds,
-//! granularity, page size — and is recomputed from the request that carries the token, so a
-//! token used with another query, tenant or caller, or altered in any byte, fails the MAC and
-//! is rejected with INVALID_ARGUMENT. The key comes from the internal service key (shared by
-//! every gateway replica) or, without one, is random per process (tokens then last as long
-//! as the process).
+//! **Snapshots.** The first page (no `page_token`) computes the whole ranking — the hits of
+//! the full depth `top_k` (at most `search.max_page_depth`), from the query cache or the legs
+//! — answers its first `page_size` hits, and, when there are more, stores the whole ranking
+//! as the walk's snapshot under a random 128-bit id ([`snapshots`]: in process and, with
+//! `query_cache.redis_url`, in Redis, so any gateway replica serves the next page; with the
+//! query cache disabled or bypassed alike). Every later page is cut from that snapshot, in
+//! its order (`search/pages.rs`): documents ingested or re-ranked after the first page do not
+//! enter the walk, so the part that did not change has no repeats and no gaps; documents
+//! deleted or no longer readable by the caller since the first page are left out (checked
+//! with the ingest service as the caller, before answering) and the page is topped up from
+//! the snapshot's next hits, so pages stay full while the snapshot has hits. A snapshot is
+//! kept `search.page_snapshot_ttl_ms` (default 5 min) from its first page, not extended by
+//! later pages; a page asked for after that is refused with FAILED_PRECONDITION naming
+//! `page_token` ("expired ... start again from the first page"), never answered from another
+//! ranking.
 //!
-//! Every page is cut from the same ranking: the legs are always asked for the candidates of
-//! the full depth, so page n of a walk is exactly hits `[n·page_size, (n+1)·page_size)` of
-//! one request with the same `top_k` and no paging. The ranking is the query cache's entry
-//! (keyed on the index generation): while the index is unchanged every page comes from it;
-//! after an index change the next page is cut from the ranking recomputed at the same depth,
-//! so a document may move across a page boundary, but no page exceeds `page_size` and the walk
-//! ends at `top_k` (at most `search.max_page_depth`).
+//! **Tokens.** A token is `base64url(2 ‖ snapshot id ‖ offset ‖ HMAC-SHA256(key, fingerprint ‖
+//! snapshot id ‖ offset))`. The fingerprint ([`Fingerprint`]) covers everything that shapes
+//! the ranking — tenant, caller (subject and access), query, mode, depth (`top_k`), fusion,
+//! filter, thresholds, granularity, page size — and is recomputed from the request that
+//! carries the token, so a token used with another query, tenant or caller, or altered in any
+//! byte, fails the MAC and is rejected with INVALID_ARGUMENT; the snapshot id cannot be
+//! guessed nor swapped for another walk's. The key comes from the internal service key ring
+//! (shared by every gateway replica, rotation included) or, without one, is random per
+//! process. Tokens of version 1 (offset only, cut from a recomputed ranking) are refused with
+//! INVALID_ARGUMENT saying to start the walk again.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,8 +41,22 @@ use braid_proto::v1::{SearchRequest, SearchResponse};
 
 use crate::error::GatewayError;
 
-const VERSION: u8 = 1;
-const TOKEN_BYTES: usize = 1 + 4 + 32;
+mod snapshots;
+
+pub use snapshots::{SnapshotId, Snapshots, new_id as new_snapshot_id};
+
+const VERSION: u8 = 2;
+const ID_BYTES: usize = 16;
+const TOKEN_BYTES: usize = 1 + ID_BYTES + 4 + 32;
+/// Version 1: `1 ‖ offset ‖ MAC`, pages cut from the ranking recomputed at each page.
+const V1: (u8, usize) = (1, 1 + 4 + 32);
+
+/// Where a later page starts: the walk's snapshot and an offset into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub snapshot: SnapshotId,
+    pub offset: u32,
+}
 
 /// SHA-256 over the length-prefixed parts of a paged request.
 pub struct Fingerprint(Sha256);
@@ -118,25 +142,27 @@ impl PageTokens {
         }
     }
 
-    fn mac(key: &[u8], fingerprint: &[u8; 32], offset: u32) -> [u8; 32] {
+    fn mac(key: &[u8], fingerprint: &[u8; 32], at: &Position) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
         mac.update(fingerprint);
-        mac.update(&offset.to_le_bytes());
+        mac.update(&at.snapshot);
+        mac.update(&at.offset.to_le_bytes());
         mac.finalize().into_bytes().into()
     }
 
-    /// The token of the page starting at `offset`.
-    pub fn encode(&self, fingerprint: Fingerprint, offset: u32) -> String {
+    /// The token of the page at `at`.
+    pub fn encode(&self, fingerprint: Fingerprint, at: Position) -> String {
         let fp = fingerprint.finish();
         let mut bytes = Vec::with_capacity(TOKEN_BYTES);
         bytes.push(VERSION);
-        bytes.extend_from_slice(&offset.to_le_bytes());
-        bytes.extend_from_slice(&Self::mac(&self.signing_key(), &fp, offset));
+        bytes.extend_from_slice(&at.snapshot);
+        bytes.extend_from_slice(&at.offset.to_le_bytes());
+        bytes.extend_from_slice(&Self::mac(&self.signing_key(), &fp, &at));
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The offset a token points at, if it was issued for this very request.
-    pub fn decode(&self, token: &str, fingerprint: Fingerprint) -> Result<u32, GatewayError> {
+    /// Where a token points, if it was issued for this very request.
+    pub fn decode(&self, token: &str, fingerprint: Fingerprint) -> Result<Position, GatewayError> {
         let invalid = || {
             GatewayError::invalid(
                 "page_token",
@@ -144,26 +170,38 @@ impl PageTokens {
                  every other field must be unchanged, by the same caller)",
             )
         };
-        // 37 bytes are 50 characters of base64; anything longer is not ours.
-        if token.len() > 64 {
+        // 53 bytes are 71 characters of base64; anything longer is not ours.
+        if token.len() > 96 {
             return Err(invalid());
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(token.as_bytes())
             .map_err(|_| invalid())?;
+        if (bytes.first().copied(), bytes.len()) == (Some(V1.0), V1.1) {
+            return Err(GatewayError::invalid(
+                "page_token",
+                "issued by an earlier gateway version, whose pages were not cut from one \
+                 ranking snapshot; start the walk again from the first page (no page_token)",
+            ));
+        }
         if bytes.len() != TOKEN_BYTES || bytes[0] != VERSION {
             return Err(invalid());
         }
-        let offset = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let (id, rest) = bytes[1..].split_at(ID_BYTES);
+        let (offset, mac) = rest.split_at(4);
+        let at = Position {
+            snapshot: id.try_into().map_err(|_| invalid())?,
+            offset: u32::from_le_bytes(offset.try_into().map_err(|_| invalid())?),
+        };
         let fp = fingerprint.finish();
         let signed_by_ours = self
             .verifying_keys()
             .iter()
-            .any(|key| constant_time_eq(&bytes[5..], &Self::mac(key, &fp, offset)));
+            .any(|key| constant_time_eq(mac, &Self::mac(key, &fp, &at)));
         if !signed_by_ours {
             return Err(invalid());
         }
-        Ok(offset)
+        Ok(at)
     }
 }
 
@@ -264,22 +302,52 @@ mod tests {
         assert!(cut(full, 40, 10, |_| unreachable!()).hits.is_empty());
     }
 
+    fn at(offset: u32) -> Position {
+        Position {
+            snapshot: [7; 16],
+            offset,
+        }
+    }
+
     #[test]
     fn tokens_round_trip_only_for_their_request() {
         let tokens = PageTokens::new(Some(b"secret"));
-        let t = tokens.encode(fp("q"), 20);
-        assert_eq!(tokens.decode(&t, fp("q")).unwrap(), 20);
+        let t = tokens.encode(fp("q"), at(20));
+        assert_eq!(tokens.decode(&t, fp("q")).unwrap(), at(20));
+        assert_eq!(URL_SAFE_NO_PAD.decode(&t).unwrap().len(), TOKEN_BYTES);
         let e = tokens.decode(&t, fp("other")).unwrap_err();
         assert!(e.to_string().starts_with("page_token:"), "{e}");
         // Another key (another deployment) or a tampered byte: rejected.
         assert!(PageTokens::new(Some(b"other")).decode(&t, fp("q")).is_err());
-        let mut bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
-        bytes[1] ^= 1; // offset 20 -> 21
-        let tampered = URL_SAFE_NO_PAD.encode(bytes);
-        assert!(tokens.decode(&tampered, fp("q")).is_err());
-        for junk in ["", "!!", "AAAA"] {
+        let bytes = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        // The snapshot id (another walk's), the offset, the MAC: each byte is covered.
+        for i in 1..bytes.len() {
+            let mut tampered = bytes.clone();
+            tampered[i] ^= 1;
+            let tampered = URL_SAFE_NO_PAD.encode(tampered);
+            assert!(tokens.decode(&tampered, fp("q")).is_err(), "byte {i}");
+        }
+        for junk in ["", "!!", "AAAA", &"A".repeat(200)] {
             assert!(tokens.decode(junk, fp("q")).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn version_1_tokens_are_refused_with_a_way_out() {
+        let tokens = PageTokens::new(Some(b"secret"));
+        // A version 1 token as earlier gateways signed it: 1 ‖ offset ‖ MAC(fp ‖ offset).
+        let mut mac = Hmac::<Sha256>::new_from_slice(&derive(b"secret")).unwrap();
+        mac.update(&fp("q").finish());
+        mac.update(&10u32.to_le_bytes());
+        let mut old = vec![1u8];
+        old.extend_from_slice(&10u32.to_le_bytes());
+        old.extend_from_slice(&mac.finalize().into_bytes());
+        let e = tokens
+            .decode(&URL_SAFE_NO_PAD.encode(old), fp("q"))
+            .unwrap_err();
+        let message = e.to_string();
+        assert!(message.starts_with("page_token:"), "{message}");
+        assert!(message.contains("start the walk again"), "{message}");
     }
 
     #[test]
@@ -292,11 +360,11 @@ mod tests {
         // Another replica, which took up the new ring first.
         let other = PageTokens::from_ring(WatchedKeys::fixed(KeyRing::parse(&both).unwrap()));
         let tokens = PageTokens::from_ring(ring.clone());
-        let old = tokens.encode(fp("q"), 10);
-        assert_eq!(other.decode(&old, fp("q")).unwrap(), 10);
+        let old = tokens.encode(fp("q"), at(10));
+        assert_eq!(other.decode(&old, fp("q")).unwrap(), at(10));
         ring.apply(&both).unwrap();
-        let new = tokens.encode(fp("q"), 20);
-        assert_eq!(tokens.decode(&old, fp("q")).unwrap(), 10);
-        assert_eq!(other.decode(&new, fp("q")).unwrap(), 20);
+        let new = tokens.encode(fp("q"), at(20));
+        assert_eq!(tokens.decode(&old, fp("q")).unwrap(), at(10));
+        assert_eq!(other.decode(&new, fp("q")).unwrap(), at(20));
     }
 }

@@ -38,6 +38,7 @@ mod restarts;
 mod search_controls;
 mod search_quality;
 mod security;
+mod stable_pages;
 mod status;
 mod tenant_scores;
 mod tls;

@@ -38,6 +38,7 @@ use braid_core::metrics::{Counter, Family, Gauge};
 use braid_proto::v1::SearchResponse;
 
 pub use key::{KeyParts, key, normalise_query};
+pub use redis::RedisLayer;
 
 use crate::config::QueryCacheConfig;
 use crate::error::GatewayError;

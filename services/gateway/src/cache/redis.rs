@@ -1,6 +1,7 @@
-//! The shared layer: answers stored in Redis (prost-encoded) so gateway replicas share them.
-//! Every call is bounded by a timeout; an error or timeout is reported to the caller as
-//! `Err`, which the cache treats as a miss (read) or a skipped store (write).
+//! The shared layer: answers stored in Redis (prost-encoded) so gateway replicas share them
+//! (the query cache's answers under `braid:q:`, page snapshots under `braid:p:`). Every call
+//! is bounded by a timeout; an error or timeout is reported to the caller as `Err`, which the
+//! query cache treats as a miss (read) or a skipped store (write).
 
 use std::time::Duration;
 
@@ -12,13 +13,22 @@ use crate::config::QueryCacheConfig;
 pub struct RedisLayer {
     pool: deadpool_redis::Pool,
     timeout: Duration,
-    ttl_secs: u64,
+    prefix: &'static str,
+    ttl: Duration,
 }
 
-const PREFIX: &str = "braid:q:";
-
 impl RedisLayer {
+    /// The query cache's layer: answers under `braid:q:`, for `query_cache.ttl_secs`.
     pub fn new(config: &QueryCacheConfig) -> anyhow::Result<Self> {
+        Self::with(config, "braid:q:", Duration::from_secs(config.ttl_secs))
+    }
+
+    /// A layer on the query cache's Redis storing entries under `prefix` for `ttl`.
+    pub fn with(
+        config: &QueryCacheConfig,
+        prefix: &'static str,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         let settings = braid_core::redis_pool::PoolSettings {
             max_size: config.redis_pool_size,
@@ -33,7 +43,8 @@ impl RedisLayer {
                 settings,
             )?,
             timeout,
-            ttl_secs: config.ttl_secs,
+            prefix,
+            ttl,
         })
     }
 
@@ -41,7 +52,7 @@ impl RedisLayer {
         let read = async {
             let mut conn = self.pool.get().await?;
             let raw: Option<Vec<u8>> = deadpool_redis::redis::cmd("GET")
-                .arg(format!("{PREFIX}{key}"))
+                .arg(format!("{}{key}", self.prefix))
                 .query_async(&mut conn)
                 .await?;
             anyhow::Ok(raw)
@@ -57,10 +68,10 @@ impl RedisLayer {
         let write = async {
             let mut conn = self.pool.get().await?;
             deadpool_redis::redis::cmd("SET")
-                .arg(format!("{PREFIX}{key}"))
+                .arg(format!("{}{key}", self.prefix))
                 .arg(response.encode_to_vec())
-                .arg("EX")
-                .arg(self.ttl_secs)
+                .arg("PX")
+                .arg(self.ttl.as_millis().max(1) as u64)
                 .query_async::<()>(&mut conn)
                 .await?;
             anyhow::Ok(())

@@ -7,7 +7,7 @@
 //! own timeout starts when it leaves the queue, so being queued does not degrade an answer.
 //!
 //! `validate` turns a request into a [`validate::Validated`] search; `legs` calls the two
-//! legs; `cache_key` builds the query-cache key; `details` fetches text and snippets of deep
+//! legs; `cache_key` builds the query-cache key; `pages` cuts pages from ranking snapshots; `details` fetches text and snippets of deep
 //! text hits; `types` checks a filter against the tenant's metadata types (learnt from the
 //! ingest service); `why` says where one named document stood ("why not this document?");
 //! this module puts them together.
@@ -16,6 +16,7 @@ mod cache_key;
 mod details;
 mod legs;
 mod metrics;
+mod pages;
 mod passage;
 mod types;
 mod validate;
@@ -36,7 +37,7 @@ use crate::error::GatewayError;
 use crate::explain;
 use crate::fusion::{self, Granularity};
 use crate::limits::cost::SearchWork;
-use crate::paging::{self, PageTokens};
+use crate::paging::{PageTokens, Snapshots};
 
 use legs::Leg;
 pub use metrics::{LegLimits, SearchMetrics};
@@ -59,6 +60,8 @@ pub struct Searcher {
     pub pages: PageTokens,
     /// Each tenant's metadata types, from the ingest service (filters must fit them).
     pub types: TypeSource,
+    /// The ranking snapshots paged walks are cut from.
+    pub snapshots: Snapshots,
 }
 
 /// A validated search, ready to run: what it asks for is known before it runs (its cost).
@@ -103,6 +106,9 @@ impl Searcher {
         caller: &Principal,
     ) -> Result<SearchResponse, GatewayError> {
         let v = prepared.0;
+        if let Some(at) = v.position {
+            return self.later_page(&v, &r, caller, at).await;
+        }
         self.check_filter_types(&v).await?;
         let full = match &v.why {
             // Computed afresh: the answer depends on one document, not worth a cache entry.
@@ -112,9 +118,7 @@ impl Searcher {
             }
             None => self.answering(&v, &r).await?,
         };
-        Ok(paging::cut(full, v.offset, v.page_size, |end| {
-            self.pages.encode(self.fingerprint(&v, &r, caller), end)
-        }))
+        Ok(self.first_page(full, &v, &r, caller).await)
     }
 
     /// [`Searcher::full_answer`] on the heap. Its state and that of `compute` are large in

@@ -29,8 +29,9 @@ pub(super) struct Validated {
     pub(super) min_text_score: Option<f32>,
     /// 0 = no paging.
     pub(super) page_size: u32,
-    /// Where the page starts in the ranking (from `page_token`).
-    pub(super) offset: u32,
+    /// Where a later page starts: its walk's snapshot and the offset in it (from
+    /// `page_token`); `None` for a first page.
+    pub(super) position: Option<paging::Position>,
     /// The document asked about (`why`), checked to name exactly one id.
     pub(super) why: Option<braid_proto::v1::WhyRequest>,
 }
@@ -119,13 +120,14 @@ impl Searcher {
             min_vector_score: paging::threshold("min_vector_score", r.min_vector_score)?,
             min_text_score: paging::threshold("min_text_score", r.min_text_score)?,
             page_size: r.page_size,
-            offset: 0,
+            position: None,
             why: r.why.clone(),
         };
         if !r.page_token.is_empty() {
-            v.offset = self
-                .pages
-                .decode(&r.page_token, self.fingerprint(&v, r, caller))?;
+            v.position = Some(
+                self.pages
+                    .decode(&r.page_token, self.fingerprint(&v, r, caller))?,
+            );
         }
         Ok(v)
     }
