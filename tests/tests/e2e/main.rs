@@ -25,6 +25,7 @@ mod hostile;
 mod ingest_resilience;
 mod leases;
 mod limits;
+mod multilingual;
 mod observability;
 mod overload;
 mod pg_restart;

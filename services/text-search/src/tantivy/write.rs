@@ -11,6 +11,7 @@ use super::schema::{KIND_CHUNK, KIND_DOCUMENT, add_filter_fields};
 use super::{Inner, index_err};
 use crate::document_text::document_text;
 use crate::error::TextError;
+use crate::language::{ALL, language_of};
 
 impl Inner {
     /// Chunks of document `key`.
@@ -90,32 +91,37 @@ impl Inner {
         }
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
+        // Each chunk in its own language, the document entry in that of its whole text (both
+        // the metadata's `lang` when set).
         for c in chunks {
+            let lang = language_of(&c.metadata, &format!("{} {}", c.title, c.text)).index();
             let mut d = doc!(
                 f.chunk_id => c.chunk_id.as_str(),
                 f.document_id => c.document_id.as_str(),
                 f.doc_key => key,
                 f.tenant => c.tenant.as_str(),
                 f.external_id => c.external_id.as_str(),
-                f.title => c.title.as_str(),
-                f.body => c.text.as_str(),
+                f.title[lang] => c.title.as_str(),
+                f.body[lang] => c.text.as_str(),
                 f.ordinal => c.ordinal as u64,
                 f.kind => KIND_CHUNK,
             );
-            add_filter_fields(&f, &mut d, &c.metadata, &acl);
+            add_filter_fields(&f, &mut d, &c.metadata, ALL[lang], &acl);
             writer.add_document(d).map_err(index_err)?;
         }
         if let Some(first) = chunks.iter().min_by_key(|c| c.ordinal) {
+            let text = document_text(chunks);
+            let lang = language_of(&first.metadata, &format!("{} {text}", first.title)).index();
             let mut d = doc!(
                 f.document_id => first.document_id.as_str(),
                 f.doc_key => key,
                 f.tenant => first.tenant.as_str(),
                 f.external_id => first.external_id.as_str(),
-                f.doc_title => first.title.as_str(),
-                f.doc_body => document_text(chunks),
+                f.doc_title[lang] => first.title.as_str(),
+                f.doc_body[lang] => text,
                 f.kind => KIND_DOCUMENT,
             );
-            add_filter_fields(&f, &mut d, &first.metadata, &acl);
+            add_filter_fields(&f, &mut d, &first.metadata, ALL[lang], &acl);
             writer.add_document(d).map_err(index_err)?;
         }
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
