@@ -11,7 +11,7 @@ use super::schema::{KIND_CHUNK, KIND_DOCUMENT, add_filter_fields};
 use super::{Inner, index_err};
 use crate::document_text::document_text;
 use crate::error::TextError;
-use crate::language::{ALL, language_of};
+use crate::language::{ALL, Lang, language_of};
 
 impl Inner {
     /// Chunks of document `key`.
@@ -89,12 +89,16 @@ impl Inner {
                     .into(),
             });
         }
+        // Each chunk in its own language (the metadata's `lang` when set), detected before the
+        // writer lock is taken: detection costs about as much as the analysis.
+        let langs: Vec<Lang> = chunks
+            .iter()
+            .map(|c| language_of(&c.metadata, &format!("{} {}", c.title, c.text)))
+            .collect();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
-        // Each chunk in its own language, the document entry in that of its whole text (both
-        // the metadata's `lang` when set).
-        for c in chunks {
-            let lang = language_of(&c.metadata, &format!("{} {}", c.title, c.text)).index();
+        for (c, lang) in chunks.iter().zip(&langs) {
+            let lang = lang.index();
             let mut d = doc!(
                 f.chunk_id => c.chunk_id.as_str(),
                 f.document_id => c.document_id.as_str(),
@@ -111,7 +115,7 @@ impl Inner {
         }
         if let Some(first) = chunks.iter().min_by_key(|c| c.ordinal) {
             let text = document_text(chunks);
-            let lang = language_of(&first.metadata, &format!("{} {text}", first.title)).index();
+            let lang = document_lang(chunks, &langs).index();
             let mut d = doc!(
                 f.document_id => first.document_id.as_str(),
                 f.doc_key => key,
@@ -126,4 +130,21 @@ impl Inner {
         }
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
     }
+}
+
+/// The document entry's language: that of most of its chunks' text (`langs`, one per chunk;
+/// all the metadata's `lang` when set), ties to the first in [`ALL`] (English first). Not
+/// detected again on the whole text: the chunks' detections already read all of it.
+fn document_lang(chunks: &[Chunk], langs: &[Lang]) -> Lang {
+    let mut bytes = [0usize; ALL.len()];
+    for (c, lang) in chunks.iter().zip(langs) {
+        bytes[lang.index()] += c.text.len() + c.title.len();
+    }
+    let mut best = Lang::En;
+    for lang in ALL {
+        if bytes[lang.index()] > bytes[best.index()] {
+            best = lang;
+        }
+    }
+    best
 }
