@@ -1,10 +1,11 @@
 //! The text-search service: the BM25 leg of hybrid search. `index` defines the backend trait,
 //! `tantivy` implements it on an embedded Tantivy index (the default; an Elasticsearch
-//! backend implements the same trait) with the English analysis of `analysis`, the
-//! configurable BM25 of `bm25` and document entries built by `document_text`; `managed` keeps
-//! the index directory recoverable (which index serves, faults for a lost or corrupt one,
-//! rebuilding into a new one and switching); `es` (cargo feature `elasticsearch`) implements
-//! both traits on an Elasticsearch cluster; `service` and `recovery` are the gRPC surface.
+//! backend implements the same trait) with the per-language analysis of `analysis` (the
+//! languages and their detection in `language`), the configurable BM25 of `bm25` and
+//! document entries built by `document_text`; `managed` keeps the index directory
+//! recoverable (which index serves, faults for a lost or corrupt one, rebuilding into a new
+//! one and switching); `es` (cargo feature `elasticsearch`) implements both traits on an
+//! Elasticsearch cluster; `service` and `recovery` are the gRPC surface.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod error;
 mod es;
 mod filter;
 mod index;
+mod language;
 mod managed;
 mod recovery;
 mod service;

@@ -26,6 +26,7 @@ mod ingest_resilience;
 mod leases;
 mod limits;
 mod migration_rollback;
+mod multilingual;
 mod observability;
 mod overload;
 mod pg_restart;

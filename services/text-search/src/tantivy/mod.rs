@@ -1,12 +1,14 @@
 //! Tantivy implementation of [`TextIndex`]: one index directory holding two kinds of entries
 //! (`kind`): every chunk (`title`, `body`), and one entry per document (`doc_title`,
-//! `doc_body` = the whole text, see [`document_text`]), all with English analysis
-//! ([`crate::analysis`]). A search ranks documents by BM25 over the document entries, summed
-//! over title (boosted) and body with k1/b from config ([`crate::bm25`]), collecting the top k
-//! with block-max pruning ([`topk`]), then picks each document's best chunk for the snippet
-//! and text with a chunk-level query restricted to those documents. Every BM25 statistic
-//! (population, document frequencies, average lengths) is the caller's tenant's alone
-//! ([`tenants`]), so another tenant's writes never move a score. Exact-match `tenant` and
+//! `doc_body` = the whole text, see [`document_text`]), each in the fields of its language
+//! and analysed in it ([`crate::language`], [`crate::analysis`], [`schema`]). A search ranks
+//! documents by BM25 over the document entries, summed over title (boosted) and body with
+//! k1/b from config ([`crate::bm25`]), collecting the top k with block-max pruning
+//! ([`topk`]), then picks each document's best chunk for the snippet and text with a
+//! chunk-level query restricted to those documents. Every BM25 statistic (population,
+//! document frequencies, average lengths) is the caller's tenant's alone ([`tenants`]), so
+//! another tenant's writes never move a score, and per language (a query runs against the
+//! fields of every language the tenant has, analysed in that language). Exact-match `tenant` and
 //! `meta` (`key\x1fvalue`) fields and the document's ACL (`acl_clearance`, `acl_group`) are on
 //! both kinds, and both rankings apply them inside (the chunk query as zero-score clauses,
 //! [`query::filter_clauses`]; the document ranking before an entry enters the top k), so
@@ -81,13 +83,14 @@ impl TantivyIndex {
             let index = Index::open_in_dir(dir).map_err(index_err)?;
             if index.schema() != schema {
                 // An index written before document ACLs (guessing an ACL would show restricted
-                // text to the wrong callers) or before document entries and English analysis
-                // (its documents could not be ranked): rebuilding is the only correct way.
+                // text to the wrong callers), before document entries and English analysis
+                // (its documents could not be ranked) or before per-language fields (its text
+                // would not be in its language's fields): rebuilding is the only correct way.
+                // The managed index reports this as a fault naming `braidctl reindex --leg text`.
                 return Err(TextError::Index(format!(
                     "the text index in {} was written by another Braid version (its schema \
-                     differs, e.g. no document ACL fields or no document-level entries): stop \
-                     the service, remove that directory and re-ingest the documents to rebuild \
-                     it",
+                     differs, e.g. no per-language text fields, no document ACL fields or no \
+                     document-level entries)",
                     dir.display()
                 )));
             }
@@ -188,7 +191,8 @@ impl TantivyIndex {
                             .unwrap_or_default()
                             .to_string()
                     };
-                    Ok((text(f.chunk_id), text(f.body)))
+                    let lang = search::entry_lang(&d, f.lang);
+                    Ok((text(f.chunk_id), text(f.body[lang.index()])))
                 })
                 .collect()
         })

@@ -20,6 +20,7 @@ use crate::bm25::{Bm25Term, LengthNorms};
 use crate::error::TextError;
 use crate::filter;
 use crate::index::TextQuery;
+use crate::language::Lang;
 
 impl Inner {
     /// The scoring part of a search, built from the analyzed terms of the user's text, which
@@ -29,10 +30,26 @@ impl Inner {
     /// clause in both `title` (boosted) and `body`, summed in that order ([`OrderedUnion`]).
     /// That is what Tantivy's query parser builds for plain words, so BM25 scores of plain
     /// queries are unchanged (but for the order of the sum).
-    pub(super) fn text_query(&self, text: &str) -> Result<Box<dyn Query>, TextError> {
+    ///
+    /// The query's language is not guessed (a query of one to three words is too short to
+    /// detect reliably): it is analysed in each of `langs` (the languages the tenant has
+    /// entries in) and run against that language's fields, so an entry is scored by its own
+    /// language's analysis and statistics, and a German query finds German entries by their
+    /// stems whatever it would be detected as.
+    pub(super) fn text_query(
+        &self,
+        text: &str,
+        langs: &[Lang],
+    ) -> Result<Box<dyn Query>, TextError> {
         let f = self.fields;
         let mut clauses: Vec<Box<dyn Query>> = Vec::new();
-        for (field, boost) in [(f.title, self.title_boost), (f.body, 1.0)] {
+        let fields = langs.iter().flat_map(|l| {
+            [
+                (f.title[l.index()], self.title_boost),
+                (f.body[l.index()], 1.0),
+            ]
+        });
+        for (field, boost) in fields {
             let mut analyzer = self.index.tokenizer_for_field(field).map_err(index_err)?;
             for word in text.split_whitespace() {
                 let mut terms: Vec<(usize, Term)> = Vec::new();
@@ -66,17 +83,36 @@ impl Inner {
     /// term counts once per occurrence, as Anserini's bag-of-words query does) in `doc_title`
     /// (boosted) and `doc_body`, in that order, each with the statistics of the tenant's
     /// document entries (`statistics`). A term no entry of the tenant holds is left out.
+    ///
+    /// Per language the tenant has document entries in (as [`Self::text_query`]): the query
+    /// analysed in that language against its fields, with that language's population (N and
+    /// average lengths over the tenant's document entries in it). A document entry is in one
+    /// language, so its score comes from its own language's clauses only; for a tenant whose
+    /// documents are all English these are exactly the clauses of the English-only index.
     pub(super) fn document_clauses(
         &self,
         text: &str,
         statistics: &TenantStatistics<'_>,
     ) -> Result<Vec<Clause>, TextError> {
+        let mut clauses = Vec::new();
+        for lang in statistics.languages() {
+            self.language_clauses(text, lang, statistics, &mut clauses)?;
+        }
+        Ok(clauses)
+    }
+
+    /// [`Self::document_clauses`] of one language.
+    fn language_clauses(
+        &self,
+        text: &str,
+        lang: Lang,
+        statistics: &TenantStatistics<'_>,
+        clauses: &mut Vec<Clause>,
+    ) -> Result<(), TextError> {
         let f = self.fields;
+        let (title, body) = (f.doc_title[lang.index()], f.doc_body[lang.index()]);
         let mut counts: Vec<(String, f32)> = Vec::new();
-        let mut analyzer = self
-            .index
-            .tokenizer_for_field(f.doc_body)
-            .map_err(index_err)?;
+        let mut analyzer = self.index.tokenizer_for_field(body).map_err(index_err)?;
         let mut stream = analyzer.token_stream(text);
         while let Some(token) = stream.next() {
             match counts.iter_mut().find(|(t, _)| *t == token.text) {
@@ -84,9 +120,8 @@ impl Inner {
                 None => counts.push((token.text.clone(), 1.0)),
             }
         }
-        let mut clauses = Vec::new();
-        let population = statistics.population();
-        for (field, boost) in [(f.doc_title, self.title_boost), (f.doc_body, 1.0)] {
+        let population = statistics.population_of(lang);
+        for (field, boost) in [(title, self.title_boost), (body, 1.0)] {
             let norms = LengthNorms::new(self.bm25, population, statistics.tokens(field));
             for (text, n) in &counts {
                 let term = Term::from_field_text(field, text);
@@ -101,7 +136,7 @@ impl Inner {
                 });
             }
         }
-        Ok(clauses)
+        Ok(())
     }
 }
 

@@ -1,5 +1,12 @@
 //! The index schema: the fields of chunk and document entries, the keys that tie them to
 //! a document, and the filterable fields (metadata, ACL) both kinds carry.
+//!
+//! The text fields are per language ([`Lang`]): an entry's text goes into its language's
+//! `title` / `body` (chunk) or `doc_title` / `doc_body` (document) only, analysed with that
+//! language's analyzer, so each language's BM25 statistics (document frequencies, lengths) are
+//! its own. English keeps the original field names (`title`, `body`, ...); the others carry
+//! their code (`title_de`, `body_ko`, `doc_body_und`). `lang` holds the entry's language
+//! code (stored: a hit's text is read from its language's field).
 
 use tantivy::Term;
 use tantivy::query::{ConstScoreQuery, Occur, Query, TermQuery};
@@ -10,6 +17,10 @@ use tantivy::schema::{
 
 use crate::analysis;
 use crate::filter;
+use crate::language::{self, ALL, Lang};
+
+/// Fields per language, by [`Lang::index`].
+pub(super) type PerLang = [Field; ALL.len()];
 
 pub(super) const SEP: char = '\u{1f}';
 /// The `acl_group` term of a chunk whose document has no groups (visible to every group).
@@ -26,47 +37,67 @@ pub(super) struct Fields {
     pub(super) doc_key: Field,
     pub(super) tenant: Field,
     pub(super) external_id: Field,
-    pub(super) title: Field,
-    pub(super) body: Field,
+    pub(super) title: PerLang,
+    pub(super) body: PerLang,
     pub(super) ordinal: Field,
     pub(super) meta: Field,
     pub(super) acl_clearance: Field,
     pub(super) acl_group: Field,
     pub(super) kind: Field,
-    pub(super) doc_title: Field,
-    pub(super) doc_body: Field,
+    pub(super) doc_title: PerLang,
+    pub(super) doc_body: PerLang,
+    pub(super) lang: Field,
+}
+
+/// The name of `base` (`title`, `body`, `doc_title`, `doc_body`) for `lang`.
+fn field_name(base: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => base.to_string(),
+        _ => format!("{base}_{}", lang.code()),
+    }
 }
 
 pub(super) fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(analysis::ENGLISH)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
-        .set_stored();
+    let text = |lang: Lang| {
+        TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(&analysis::tokenizer_name(lang))
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            )
+            .set_stored()
+    };
     // Document entries are only scored (bag of words): frequencies, no positions, not stored.
-    let doc_text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(analysis::ENGLISH)
-            .set_index_option(IndexRecordOption::WithFreqs),
-    );
+    let doc_text = |lang: Lang| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(&analysis::tokenizer_name(lang))
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+    };
+    let mut per_lang = |base: &str, options: &dyn Fn(Lang) -> TextOptions| -> PerLang {
+        ALL.map(|lang| b.add_text_field(&field_name(base, lang), options(lang)))
+    };
+    // English first, in the original order (title, body, then the document fields later).
+    let title = per_lang("title", &text);
+    let body = per_lang("body", &text);
     let fields = Fields {
         chunk_id: b.add_text_field("chunk_id", STRING | STORED),
         document_id: b.add_text_field("document_id", STRING | STORED),
         doc_key: b.add_text_field("doc_key", STRING),
         tenant: b.add_text_field("tenant", STRING),
         external_id: b.add_text_field("external_id", STORED),
-        title: b.add_text_field("title", text.clone()),
-        body: b.add_text_field("body", text),
+        title,
+        body,
         ordinal: b.add_u64_field("ordinal", STORED | INDEXED),
         meta: b.add_text_field("meta", STRING),
         acl_clearance: b.add_u64_field("acl_clearance", INDEXED | FAST),
         acl_group: b.add_text_field("acl_group", STRING),
         kind: b.add_text_field("kind", STRING),
-        doc_title: b.add_text_field("doc_title", doc_text.clone()),
-        doc_body: b.add_text_field("doc_body", doc_text),
+        doc_title: ALL.map(|lang| b.add_text_field(&field_name("doc_title", lang), doc_text(lang))),
+        doc_body: ALL.map(|lang| b.add_text_field(&field_name("doc_body", lang), doc_text(lang))),
+        lang: b.add_text_field("lang", STRING | STORED),
     };
     (b.build(), fields)
 }
@@ -75,16 +106,26 @@ pub(super) fn doc_key(tenant: &str, document_id: &str) -> String {
     format!("{tenant}{SEP}{document_id}")
 }
 
-/// The filterable fields every entry (chunk or document) carries: metadata and ACL.
+/// The filterable fields every entry (chunk or document) carries: metadata, language and ACL.
+/// The entry's language is a `meta` term of the key `lang` too (the metadata's own, normalised,
+/// or the detected one), so the metadata filter `lang` matches it.
 pub(super) fn add_filter_fields(
     f: &Fields,
     d: &mut TantivyDocument,
     metadata: &std::collections::HashMap<String, String>,
+    lang: Lang,
     acl: &braid_proto::v1::DocumentAcl,
 ) {
-    for term in filter::meta_terms(metadata) {
+    let mut terms = filter::meta_terms(metadata);
+    let code = language::filter_code(metadata, lang);
+    let lang_term = format!("{}{}{code}", language::METADATA_KEY, filter::SEP);
+    if !terms.contains(&lang_term) {
+        terms.push(lang_term);
+    }
+    for term in terms {
         d.add_text(f.meta, term);
     }
+    d.add_text(f.lang, lang.code());
     d.add_u64(f.acl_clearance, u64::from(acl.clearance));
     if acl.groups.is_empty() {
         d.add_text(f.acl_group, NO_GROUPS);

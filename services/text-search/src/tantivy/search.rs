@@ -20,6 +20,18 @@ use super::{Inner, index_err};
 use crate::analysis;
 use crate::error::TextError;
 use crate::index::TextQuery;
+use crate::language::{ALL, Lang};
+
+/// Snippet generators by [`Lang::index`] (`None` for a language the tenant has no entry in).
+type Snippets = Vec<Option<SnippetGenerator>>;
+
+/// The language of a stored entry (English for one without: never written so).
+pub(super) fn entry_lang(d: &TantivyDocument, field: Field) -> Lang {
+    d.get_first(field)
+        .and_then(|v| v.as_str())
+        .and_then(Lang::from_code)
+        .unwrap_or(Lang::En)
+}
 
 impl Inner {
     /// Documents ranked by [`Self::document_clauses`] (top k with block-max pruning, see
@@ -33,8 +45,9 @@ impl Inner {
         // entries only.
         let entries =
             TenantStatistics::new(&f, &searcher, &columns, &q.tenant, Population::Entries);
+        let langs = entries.languages();
         if q.chunk_level {
-            let text_query = self.text_query(&q.query)?;
+            let text_query = self.text_query(&q.query, &langs)?;
             let mut clauses = vec![
                 (Occur::Must, text_query.box_clone()),
                 zero_score_term(f.kind, KIND_CHUNK),
@@ -51,7 +64,14 @@ impl Inner {
             if let Some(min) = q.min_score {
                 top.retain(|(score, _)| *score >= min);
             }
-            return self.hits(&searcher, &entries, &*text_query, &top, q.detail as usize);
+            return self.hits(
+                &searcher,
+                &entries,
+                &*text_query,
+                &langs,
+                &top,
+                q.detail as usize,
+            );
         }
         let statistics =
             TenantStatistics::new(&f, &searcher, &columns, &q.tenant, Population::Documents);
@@ -86,7 +106,7 @@ impl Inner {
                     .and_then(|c| c.key(a.doc_id))
             })
             .collect();
-        let text_query = self.text_query(&q.query)?;
+        let text_query = self.text_query(&q.query, &langs)?;
         let best = best_chunks(&searcher, &entries, &columns, &*text_query, &keys)?;
         // Both queries run on one searcher (one commit), where a document entry exists
         // exactly when its chunks do; a document without a chunk is left out all the same.
@@ -95,7 +115,14 @@ impl Inner {
             .zip(&best)
             .filter_map(|(&(score, _), best)| best.map(|a| (score, a)))
             .collect();
-        self.hits(&searcher, &entries, &*text_query, &top, q.detail as usize)
+        self.hits(
+            &searcher,
+            &entries,
+            &*text_query,
+            &langs,
+            &top,
+            q.detail as usize,
+        )
     }
 
     /// Hits for `top`, best first: ids, title, ordinal and score for all, stored text and a
@@ -106,12 +133,13 @@ impl Inner {
         searcher: &Searcher,
         statistics: &TenantStatistics<'_>,
         text_query: &dyn Query,
+        langs: &[Lang],
         top: &[(f32, DocAddress)],
         detail: usize,
     ) -> Result<Vec<ChunkHit>, TextError> {
         let detail = if detail == 0 { top.len() } else { detail };
         let snippets = if detail > 0 && !top.is_empty() {
-            Some(self.snippet_generator(statistics, text_query)?)
+            Some(self.snippet_generators(statistics, text_query, langs)?)
         } else {
             None
         };
@@ -130,7 +158,7 @@ impl Inner {
         searcher: &Searcher,
         address: DocAddress,
         score: f32,
-        snippets: Option<&SnippetGenerator>,
+        snippets: Option<&Snippets>,
     ) -> Result<ChunkHit, TextError> {
         let f = self.fields;
         let d: TantivyDocument = searcher.doc(address).map_err(index_err)?;
@@ -140,10 +168,14 @@ impl Inner {
                 .unwrap_or_default()
                 .to_string()
         };
+        let lang = entry_lang(&d, f.lang).index();
         let (body, snippet) = match snippets {
             Some(g) => {
-                let body = text(f.body);
-                let snippet = g.snippet(&body).to_html();
+                let body = text(f.body[lang]);
+                let snippet = g[lang]
+                    .as_ref()
+                    .map(|g| g.snippet(&body).to_html())
+                    .unwrap_or_default();
                 (body, snippet)
             }
             None => (String::new(), String::new()),
@@ -152,7 +184,7 @@ impl Inner {
             chunk_id: text(f.chunk_id),
             document_id: text(f.document_id),
             external_id: text(f.external_id),
-            title: text(f.title),
+            title: text(f.title[lang]),
             snippet,
             text: body,
             ordinal: d.get_first(f.ordinal).and_then(|v| v.as_u64()).unwrap_or(0) as u32,
@@ -163,12 +195,27 @@ impl Inner {
     /// Snippets of `body` highlighting the terms of `text_query`, the rarer within the tenant
     /// the more (Tantivy's `SnippetGenerator::create` weighs each term by its document
     /// frequency over the whole index, another tenant's entries included).
+    /// One per language of `langs`, by [`Lang::index`].
+    fn snippet_generators(
+        &self,
+        statistics: &TenantStatistics<'_>,
+        text_query: &dyn Query,
+        langs: &[Lang],
+    ) -> Result<Snippets, TextError> {
+        let mut generators: Snippets = ALL.iter().map(|_| None).collect();
+        for &lang in langs {
+            generators[lang.index()] = Some(self.snippet_generator(statistics, text_query, lang)?);
+        }
+        Ok(generators)
+    }
+
     fn snippet_generator(
         &self,
         statistics: &TenantStatistics<'_>,
         text_query: &dyn Query,
+        lang: Lang,
     ) -> Result<SnippetGenerator, TextError> {
-        let field = self.fields.body;
+        let field = self.fields.body[lang.index()];
         let mut terms: BTreeSet<&Term> = BTreeSet::new();
         text_query.query_terms(&mut |term, _| {
             if term.field() == field {
@@ -187,7 +234,7 @@ impl Inner {
             }
         }
         // The body's analysis, stemming only the words that may stem to a query term.
-        let analyzer = analysis::snippet_analyzer(weights.keys().map(String::as_str));
+        let analyzer = analysis::snippet_analyzer(lang, weights.keys().map(String::as_str));
         Ok(SnippetGenerator::new(
             weights,
             analyzer,
@@ -226,10 +273,11 @@ impl Inner {
         let found = searcher
             .search(&wanted, &TopDocs::with_limit(chunk_ids.len().max(1)))
             .map_err(index_err)?;
-        let text_query = self.text_query(query)?;
         let columns = self.columns.get(&f, &searcher).map_err(index_err)?;
         let entries = TenantStatistics::new(&f, &searcher, &columns, tenant, Population::Entries);
-        let g = self.snippet_generator(&entries, &*text_query)?;
+        let langs = entries.languages();
+        let text_query = self.text_query(query, &langs)?;
+        let g = self.snippet_generators(&entries, &*text_query, &langs)?;
         let mut by_id: HashMap<String, ChunkHit> = found
             .into_iter()
             .map(|(_, address)| self.hit(&searcher, address, 0.0, Some(&g)))

@@ -9,7 +9,10 @@
 //!   are document entries and chunk entries;
 //! - its token count per text field, summed from the postings' term frequencies (exact, and
 //!   the same whatever segments the entries sit in; Tantivy's own per-segment total is an
-//!   estimate after a merge of segments with deletes).
+//!   estimate after a merge of segments with deletes);
+//! - per language (the `lang` postings), how many of its entries and document entries are in
+//!   that language: the population of that language's fields, so a language's BM25 statistics
+//!   (N, average lengths) are its own.
 //!
 //! A search sums those over the searcher's segments ([`TenantStatistics`]), and the document
 //! frequency of a term within the tenant is, per segment: 0 when the tenant has no entry there
@@ -35,10 +38,20 @@ use tantivy::{DocId, DocSet, InvertedIndexReader, Searcher, SegmentReader, TERMI
 
 use super::columns::SegmentColumns;
 use super::schema::Fields;
+use crate::language::{ALL, Lang};
 
-/// The text fields BM25 scores, in the order of [`TenantPart::tokens`].
-fn text_fields(f: &Fields) -> [Field; 4] {
+/// The text fields BM25 scores, in the order of [`TenantPart::tokens`]: per kind (`doc_title`,
+/// `doc_body`, `title`, `body`) every language's, so slot `i` is in language `ALL[i % N]`.
+fn text_fields(f: &Fields) -> Vec<Field> {
     [f.doc_title, f.doc_body, f.title, f.body]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The language of text field slot `slot` of [`text_fields`].
+fn slot_lang(slot: usize) -> Lang {
+    ALL[slot % ALL.len()]
 }
 
 /// Cached intersections per segment before the cache is cleared (each a few dozen bytes).
@@ -55,7 +68,11 @@ pub(super) struct TenantPart {
     /// Document entries (the document-level population).
     documents: u64,
     /// Tokens per field of [`text_fields`].
-    tokens: [u64; 4],
+    tokens: Vec<u64>,
+    /// Entries per language (by [`Lang::index`]).
+    entries_in: [u64; ALL.len()],
+    /// Document entries per language.
+    documents_in: [u64; ALL.len()],
 }
 
 /// The tenants of one segment.
@@ -87,7 +104,10 @@ impl SegmentTenants {
         while terms.advance() {
             let ordinal = parts.len() as u32;
             names.push(String::from_utf8_lossy(terms.key()).into());
-            let mut part = TenantPart::default();
+            let mut part = TenantPart {
+                tokens: vec![0; ALL.len() * 4],
+                ..TenantPart::default()
+            };
             let mut postings =
                 tenants.read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
             let mut doc = postings.doc();
@@ -99,6 +119,29 @@ impl SegmentTenants {
                 doc = postings.advance();
             }
             parts.push(part);
+        }
+        let languages = segment.inverted_index(f.lang)?;
+        let mut terms = languages.terms().stream()?;
+        while terms.advance() {
+            let Some(lang) = std::str::from_utf8(terms.key())
+                .ok()
+                .and_then(Lang::from_code)
+            else {
+                continue;
+            };
+            let mut postings =
+                languages.read_postings_from_terminfo(terms.value(), IndexRecordOption::Basic)?;
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if let Some(part) = tenant_of
+                    .get(doc as usize)
+                    .and_then(|&t| parts.get_mut(t as usize))
+                {
+                    part.entries_in[lang.index()] += 1;
+                    part.documents_in[lang.index()] += u64::from(is_document[doc as usize]);
+                }
+                doc = postings.advance();
+            }
         }
         for (slot, field) in text_fields(f).into_iter().enumerate() {
             let index = segment.inverted_index(field)?;
@@ -215,7 +258,7 @@ pub(super) enum Population {
 
 /// One tenant's statistics over the segments of one searcher.
 pub(super) struct TenantStatistics<'a> {
-    fields: [Field; 4],
+    fields: Vec<Field>,
     /// Per segment ordinal, the segment's tenants and the tenant's ordinal there, if present.
     segments: Vec<(&'a SegmentReader, Option<(&'a SegmentTenants, u32)>)>,
     population: Population,
@@ -259,6 +302,23 @@ impl<'a> TenantStatistics<'a> {
                 Population::Entries => p.entries,
             })
             .sum()
+    }
+
+    /// The population of `lang`'s fields: the tenant's entries (or document entries) in it.
+    pub(super) fn population_of(&self, lang: Lang) -> u64 {
+        self.parts()
+            .map(|p| match self.population {
+                Population::Documents => p.documents_in[lang.index()],
+                Population::Entries => p.entries_in[lang.index()],
+            })
+            .sum()
+    }
+
+    /// The languages the tenant has entries in (of this population), English first.
+    pub(super) fn languages(&self) -> Vec<Lang> {
+        ALL.into_iter()
+            .filter(|&l| self.population_of(l) > 0)
+            .collect()
     }
 
     /// Tokens of `field` over the tenant's entries.
@@ -327,8 +387,19 @@ impl<'a> TenantStatistics<'a> {
 
 /// Tantivy's own BM25 (chunk-level term and phrase queries) over the tenant's statistics.
 impl Bm25StatisticsProvider for TenantStatistics<'_> {
+    /// Tantivy's average field length is these tokens over [`Self::total_num_docs`], the whole
+    /// population (one N for every field): scaled, so the average is over the entries of the
+    /// field's language (exact for a one-language tenant). Its idf keeps the whole N.
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
-        Ok(self.tokens(field))
+        let tokens = self.tokens(field);
+        let Some(slot) = self.fields.iter().position(|&f| f == field) else {
+            return Ok(tokens);
+        };
+        let (all, mine) = (self.population(), self.population_of(slot_lang(slot)));
+        if mine == 0 || mine == all {
+            return Ok(tokens);
+        }
+        Ok((u128::from(tokens) * u128::from(all) / u128::from(mine)) as u64)
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {

@@ -11,6 +11,7 @@ use super::schema::{KIND_CHUNK, KIND_DOCUMENT, add_filter_fields};
 use super::{Inner, index_err};
 use crate::document_text::document_text;
 use crate::error::TextError;
+use crate::language::{ALL, Lang, language_of};
 
 impl Inner {
     /// Chunks of document `key`.
@@ -88,36 +89,62 @@ impl Inner {
                     .into(),
             });
         }
+        // Each chunk in its own language (the metadata's `lang` when set), detected before the
+        // writer lock is taken: detection costs about as much as the analysis.
+        let langs: Vec<Lang> = chunks
+            .iter()
+            .map(|c| language_of(&c.metadata, &format!("{} {}", c.title, c.text)))
+            .collect();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
-        for c in chunks {
+        for (c, lang) in chunks.iter().zip(&langs) {
+            let lang = lang.index();
             let mut d = doc!(
                 f.chunk_id => c.chunk_id.as_str(),
                 f.document_id => c.document_id.as_str(),
                 f.doc_key => key,
                 f.tenant => c.tenant.as_str(),
                 f.external_id => c.external_id.as_str(),
-                f.title => c.title.as_str(),
-                f.body => c.text.as_str(),
+                f.title[lang] => c.title.as_str(),
+                f.body[lang] => c.text.as_str(),
                 f.ordinal => c.ordinal as u64,
                 f.kind => KIND_CHUNK,
             );
-            add_filter_fields(&f, &mut d, &c.metadata, &acl);
+            add_filter_fields(&f, &mut d, &c.metadata, ALL[lang], &acl);
             writer.add_document(d).map_err(index_err)?;
         }
         if let Some(first) = chunks.iter().min_by_key(|c| c.ordinal) {
+            let text = document_text(chunks);
+            let lang = document_lang(chunks, &langs).index();
             let mut d = doc!(
                 f.document_id => first.document_id.as_str(),
                 f.doc_key => key,
                 f.tenant => first.tenant.as_str(),
                 f.external_id => first.external_id.as_str(),
-                f.doc_title => first.title.as_str(),
-                f.doc_body => document_text(chunks),
+                f.doc_title[lang] => first.title.as_str(),
+                f.doc_body[lang] => text,
                 f.kind => KIND_DOCUMENT,
             );
-            add_filter_fields(&f, &mut d, &first.metadata, &acl);
+            add_filter_fields(&f, &mut d, &first.metadata, ALL[lang], &acl);
             writer.add_document(d).map_err(index_err)?;
         }
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
     }
+}
+
+/// The document entry's language: that of most of its chunks' text (`langs`, one per chunk;
+/// all the metadata's `lang` when set), ties to the first in [`ALL`] (English first). Not
+/// detected again on the whole text: the chunks' detections already read all of it.
+fn document_lang(chunks: &[Chunk], langs: &[Lang]) -> Lang {
+    let mut bytes = [0usize; ALL.len()];
+    for (c, lang) in chunks.iter().zip(langs) {
+        bytes[lang.index()] += c.text.len() + c.title.len();
+    }
+    let mut best = Lang::En;
+    for lang in ALL {
+        if bytes[lang.index()] > bytes[best.index()] {
+            best = lang;
+        }
+    }
+    best
 }
