@@ -4,7 +4,8 @@
       every --interval seconds appends one JSON line to F: per service (pid from
       D/<service>.pid) RSS (MiB), open file descriptors, threads, PostgreSQL connections
       (pg_stat_activity of database N by application_name) and the pool maxima from its
-      /metrics; the ingest queue depth and dead jobs. --once: one sample (marked final).
+      /metrics; the ingest queue depth and dead jobs; the gateway's audit queue depth and
+      dropped audit records; the documents and chunks in N. --once: one sample (marked final).
   soak.py drain --admin ingest=port [--timeout 180]
       waits until the ingest queue depth is 0; prints the seconds it took.
   soak.py report --samples F --seconds S --bench J --trickle T --section OUT [--meta K=V...]
@@ -18,7 +19,8 @@ min(2 min, S/6), windows min(5 min, (S - warm-up)/3)); FAIL when
   - open file descriptors grow by more than 20,
   - threads grow by more than max(50 %, 20),
   - a service's PostgreSQL connections exceed its pools' maxima in any sample,
-  - the ingest queue is not back to 0 after the load (drain wait), or the dead-letter queue grew,
+  - the ingest queue or the gateway's audit queue is not back to 0 after the load (drain
+    wait), the dead-letter queue grew, or audit records were dropped,
   - a service restarted (its pid changed) or could not be sampled,
   - any search failed or was degraded, or any ingest or delete of the trickle failed.
 """
@@ -42,7 +44,9 @@ APPLICATIONS = {
     "braid-gateway-audit": "gateway",
     "braid-gateway-revocation": "gateway",
 }
-MIB = 1024 * 1024
+# Pools without a braid_db_pool_max_connections series: the gateway's audit and revocation
+# pools (both on audit.database, max_connections 4 by default).
+POOL_MAX_DEFAULTS = {"gateway": 8}
 RSS_MIN_GROWTH_MIB = 50
 RSS_MAX_GROWTH_RATIO = 0.20
 FD_MAX_GROWTH = 20
@@ -109,9 +113,21 @@ def db_connections(db_name):
     return out
 
 
+def corpus(db_name):
+    """Documents and chunks in `db_name` (ingest's tables), or None."""
+    psql = os.path.join(os.environ.get("PG_BIN", ""), "psql")
+    r = subprocess.run([psql, "-h", "127.0.0.1", "-U", "braid", "-d", db_name, "-tAXF", "\t", "-c",
+                        "SELECT (SELECT count(*) FROM ingest.documents), (SELECT count(*) FROM ingest.chunks)"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0 or "\t" not in r.stdout:
+        return None
+    docs, chunks = r.stdout.strip().split("\t")
+    return {"documents": int(docs), "chunks": int(chunks)}
+
+
 def take_sample(args, t0):
     conns = db_connections(args.db_name)
-    sample = {"t": round(time.time() - t0, 1), "services": {}}
+    sample = {"t": round(time.time() - t0, 1), "services": {}, "corpus": corpus(args.db_name)}
     for svc, port in args.admin.items():
         pid = read_pid(args.log_dir, svc)
         figs = proc_figures(pid) if pid else None
@@ -125,6 +141,9 @@ def take_sample(args, t0):
         if svc == "ingest":
             entry["queue_depth"] = m.get("braid_ingest_queue_depth")
             entry["dead_jobs"] = m.get("braid_ingest_dead_jobs")
+        if svc == "gateway":
+            entry["audit_queue_depth"] = m.get("braid_gateway_audit_queue_depth")
+            entry["audit_dropped"] = m.get("braid_gateway_audit_dropped_total")
         sample["services"][svc] = entry
     return sample
 
@@ -211,7 +230,8 @@ def evaluate(samples, seconds):
         growth("fds", lambda s: FD_MAX_GROWTH, "open fds")
         growth("threads", lambda s: max(THREAD_MAX_GROWTH_RATIO * s, THREAD_MIN_GROWTH), "threads")
         conns = series_values(load + final, svc, "db_connections")
-        pool = series_values(load + final, svc, "db_pool_max")
+        pool = series_values(load + final, svc, "db_pool_max") or (
+            [POOL_MAX_DEFAULTS[svc]] if svc in POOL_MAX_DEFAULTS else [])
         if conns and any(c > 0 for c in conns) or pool:
             limit = max(pool) if pool else 0
             ok = max(conns) <= limit if conns else False
@@ -235,6 +255,19 @@ def evaluate(samples, seconds):
                          max(dead) if dead else None, "no growth", ok))
             if not ok:
                 failures.append(f"ingest: dead-letter queue {dead[0] if dead else '?'} -> {dead[-1] if dead else '?'}")
+        if svc == "gateway" and series_values(load + final, svc, "audit_queue_depth"):
+            depth = series_values(load, svc, "audit_queue_depth")
+            end_depth = series_values(final, svc, "audit_queue_depth")
+            ok = bool(end_depth) and end_depth[-1] == 0
+            rows.append((svc, "audit queue depth", depth[0] if depth else None,
+                         end_depth[-1] if end_depth else None, max(depth + end_depth), "0 after drain", ok))
+            if not ok:
+                failures.append(f"gateway: audit queue depth {end_depth[-1] if end_depth else 'unknown'} after the drain")
+            dropped = series_values(load + final, svc, "audit_dropped")
+            ok = dropped[-1] <= dropped[0]
+            rows.append((svc, "audit records dropped", dropped[0], dropped[-1], max(dropped), "no growth", ok))
+            if not ok:
+                failures.append(f"gateway: {dropped[-1] - dropped[0]:.0f} audit records dropped")
     return rows, failures
 
 
@@ -268,10 +301,13 @@ def cmd_report(args):
     warmup, window = windows(args.seconds)
     meta = dict(kv.split("=", 1) for kv in args.meta)
     lat = bench.get("latency_ms", {})
+    sizes = [s["corpus"] for s in samples if s.get("corpus")]
+    size = (f"{sizes[0]['documents']} documents / {sizes[0]['chunks']} chunks at the start,"
+            f" {sizes[-1]['documents']} / {sizes[-1]['chunks']} at the end") if sizes else "size unknown"
     lines = [
         f"`{meta.get('command', 'make soak')}` ({meta.get('date', '')}, {meta.get('machine', '')},"
         f" {meta.get('commit', '')}, release): the `make run` stack (its own database and ports), SciFact"
-        f" loaded, hybrid search through the gateway from `braidctl bench` at {meta.get('rate', '?')}"
+        f" loaded ({size}), hybrid search through the gateway from `braidctl bench` at {meta.get('rate', '?')}"
         f" req/s open loop for {args.seconds / 60:.0f} min ({meta.get('capacity_note', '')}), query cache"
         f" bypassed, embedding cache on, {meta.get('callers', '?')} reader identities; with it an ingest"
         f" trickle of 1 new SciFact document/s (new ids, text prefixed so every chunk is embedded again)"
@@ -283,8 +319,10 @@ def cmd_report(args):
         f"Growth rule: median of the first {window / 60:.1f} min after a {warmup / 60:.1f} min warm-up against"
         " the median of the last window; FAIL when RSS grows by more than max(20 %, 50 MiB), open fds by"
         " more than 20, threads by more than max(50 %, 20), a service's DB connections exceed its pools'"
-        " maxima in any sample, the ingest queue is not back to 0 after the load (drained in"
-        f" {meta.get('drain', '?')} s) or the dead-letter queue grew, a service restarted, or any call"
+        " maxima in any sample (the gateway's two pools, which export no maximum: 4 + 4 by default),"
+        " the ingest queue or the audit queue is not back to 0 after the load (the ingest queue"
+        f" drained in {meta.get('drain', '?')} s), the dead-letter queue grew or audit records were"
+        " dropped, a service restarted, or any call"
         " failed (search errors and degraded answers counted apart, both failures: no restart is part"
         " of this scenario).",
         "",

@@ -12,7 +12,7 @@ SECONDS = 1800  # warm-up 120 s, windows of 300 s: first 120â€“420 s, last 1500â
 
 
 def samples(rss=lambda t: 200.0, fds=lambda t: 40, threads=lambda t: 30, conns=lambda t: 4,
-            pool_max=16, depth=lambda t: 3, final_depth=0, dead=lambda t: 0, pid=lambda t: 100):
+            pool_max=16, depth=lambda t: 3, final_depth=0, dead=lambda t: 0, pid=lambda t: 100, audit_final=0, audit_dropped=lambda t: 0):
     """One sample every 10 s of a 30 min load plus the final one after the drain; every
     service gets the same series (ingest also the queue)."""
     out = []
@@ -25,6 +25,11 @@ def samples(rss=lambda t: 200.0, fds=lambda t: 40, threads=lambda t: 30, conns=l
             if svc == "ingest":
                 e["queue_depth"] = final_depth if final else depth(t)
                 e["dead_jobs"] = dead(t)
+            if svc == "gateway":
+                # The gateway exports no pool maximum (its default, 8, applies).
+                del e["db_pool_max"]
+                e["audit_queue_depth"] = audit_final if final else 1
+                e["audit_dropped"] = audit_dropped(t)
             services[svc] = e
         s = {"t": t, "services": services}
         if final:
@@ -83,6 +88,16 @@ class GrowthRule(unittest.TestCase):
     def test_connections_past_the_pools_fail(self):
         rows, _ = soak.evaluate(samples(conns=lambda t: 17 if t == 600 else 4), SECONDS)
         self.assertEqual(len(failed(rows, "DB connections")), 5)
+
+    def test_the_gateway_pools_default_and_its_audit_queue(self):
+        rows, failures = soak.evaluate(samples(conns=lambda t: 8), SECONDS)
+        self.assertEqual(failures, [])
+        rows, _ = soak.evaluate(samples(conns=lambda t: 9), SECONDS)
+        self.assertEqual([r[0] for r in rows if r[1] == "DB connections" and not r[6]], ["gateway"])
+        rows, _ = soak.evaluate(samples(audit_final=3), SECONDS)
+        self.assertEqual(len(failed(rows, "audit queue depth")), 1)
+        rows, _ = soak.evaluate(samples(audit_dropped=lambda t: t // 600), SECONDS)
+        self.assertEqual(len(failed(rows, "audit records dropped")), 1)
 
     def test_a_queue_not_drained_fails_and_a_busy_one_does_not(self):
         rows, failures = soak.evaluate(samples(depth=lambda t: 500, final_depth=0), SECONDS)
