@@ -271,13 +271,18 @@ def evaluate(samples, seconds):
     return rows, failures
 
 
-def call_failures(bench, trickle):
+def call_failures(bench, trickle, seconds):
     """Failures of the load's calls: (errors, degraded, trickle ingest failures, trickle delete
-    failures) and the messages for those that are not 0."""
+    failures) and the messages for those that are not 0, and a trickle that sent fewer than
+    half the documents of one a second (it stopped or stalled)."""
     counts = {"search errors": bench.get("errors", 0), "degraded answers": bench.get("degraded", 0),
               "trickle ingest failures": trickle.get("ingest_failed", 0),
               "trickle delete failures": trickle.get("delete_failed", 0)}
-    return counts, [f"{v} {k}" for k, v in counts.items() if v]
+    failures = [f"{v} {k}" for k, v in counts.items() if v]
+    sent = trickle.get("ingested", 0) + trickle.get("ingest_failed", 0)
+    if sent < seconds / 2:
+        failures.append(f"the trickle sent {sent} documents in {seconds:.0f} s (stopped or stalled)")
+    return counts, failures
 
 
 # --- report -------------------------------------------------------------------------------
@@ -293,7 +298,7 @@ def cmd_report(args):
     bench = json.load(open(args.bench)) if args.bench and os.path.exists(args.bench) else {"errors": 1, "missing": True}
     trickle = json.load(open(args.trickle)) if args.trickle and os.path.exists(args.trickle) else {}
     rows, failures = evaluate(samples, args.seconds)
-    counts, call_fail = call_failures(bench, trickle)
+    counts, call_fail = call_failures(bench, trickle, args.seconds)
     if bench.get("missing"):
         call_fail = ["the load client left no report"]
     failures += call_fail

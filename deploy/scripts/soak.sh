@@ -62,7 +62,7 @@ print(json.dumps(d))' "soak-$run-$i" >"$dir/doc.jsonl"
     printf '{"ingested": %d, "ingest_failed": %d, "deleted": %d, "delete_failed": %d}\n' \
       "$ingested" "$ingest_failed" "$deleted" "$delete_failed" >"$counts"
     next=$(awk -v n="$next" 'BEGIN { printf "%.3f", n + 1 }')
-    sleep "$(awk -v n="$next" -v now="$(date +%s.%N)" 'BEGIN { d = n - now; printf "%.3f", d > 0 ? d : 0 }')"
+    sleep "$(awk -v n="$next" -v now="$(date +%s.%N)" 'BEGIN { d = n - now; printf "%.3f", (d > 0 ? d : 0) }')" || true
   done
 }
 

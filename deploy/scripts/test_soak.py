@@ -120,12 +120,18 @@ class GrowthRule(unittest.TestCase):
         self.assertEqual(soak.windows(180), (30, 50))
 
     def test_any_failed_call_fails(self):
-        counts, failures = soak.call_failures({"errors": 0, "degraded": 0}, {"ingest_failed": 0})
+        ok = {"ingested": 1790, "ingest_failed": 0}
+        counts, failures = soak.call_failures({"errors": 0, "degraded": 0}, ok, SECONDS)
         self.assertEqual(failures, [])
-        _, failures = soak.call_failures({"errors": 0, "degraded": 3}, {})
+        _, failures = soak.call_failures({"errors": 0, "degraded": 3}, ok, SECONDS)
         self.assertEqual(failures, ["3 degraded answers"])
-        _, failures = soak.call_failures({"errors": 2, "degraded": 0}, {"delete_failed": 1})
+        _, failures = soak.call_failures({"errors": 2, "degraded": 0}, dict(ok, delete_failed=1), SECONDS)
         self.assertEqual(failures, ["2 search errors", "1 trickle delete failures"])
+
+    def test_a_trickle_that_stopped_fails(self):
+        # The first live run's trickle died after one document (its sleep failed).
+        _, failures = soak.call_failures({"errors": 0, "degraded": 0}, {"ingested": 1}, SECONDS)
+        self.assertEqual(failures, ["the trickle sent 1 documents in 1800 s (stopped or stalled)"])
 
 
 if __name__ == "__main__":
