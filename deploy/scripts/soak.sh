@@ -66,6 +66,18 @@ print(json.dumps(d))' "soak-$run-$i" >"$dir/doc.jsonl"
   done
 }
 
+# The EXIT trap of run_soak: stops the trickle and the sampler, then the stack it started.
+soak_stop() {
+  touch "$SOAK_STOP"
+  [[ -z $SOAK_SAMPLER ]] || kill -TERM "$SOAK_SAMPLER" 2>/dev/null || true
+  [[ -z $SOAK_TRICKLE ]] || wait "$SOAK_TRICKLE" 2>/dev/null || true
+  [[ -z $SOAK_SAMPLER ]] || wait "$SOAK_SAMPLER" 2>/dev/null || true
+  if [[ -n ${LOADTEST_STACK_PID:-} ]]; then
+    kill -TERM "$LOADTEST_STACK_PID" 2>/dev/null || true
+    wait "$LOADTEST_STACK_PID" 2>/dev/null || true
+  fi
+}
+
 run_soak() {
   setup
   eval "$(print_env)"
@@ -111,25 +123,27 @@ print(", ".join(out))' \
     note="half of the ${capacity} req/s a ramp measured at p99 <= 100 ms (${ramp}), bounded to 5–${SOAK_MAX_RATE:-100}"
   fi
   say "soak: ${minutes} min at ${rate} req/s (${note}), ingest trickle 1 document/s"
-  local t0 sampler trickle stop=$soak/stop
+  # Globals: the EXIT trap runs after this function's locals are gone.
+  local t0
+  SOAK_STOP=$soak/stop SOAK_SAMPLER="" SOAK_TRICKLE=""
   t0=$(date +%s.%N)
   # The sampler's psql: PostgreSQL's binaries, port and braid's password (pg_start exported it).
   export PG_BIN PGPORT=$PG_PORT
   python3 "$ROOT/deploy/scripts/soak.py" sample --out "$soak/samples.jsonl" --log-dir "$LOG_DIR" \
     --admin "$SOAK_ADMIN" --db-name "$PG_DB" --t0 "$t0" &
-  sampler=$!
-  soak_trickle "$dataset/corpus.jsonl" "$stop" "$soak/trickle.json" &
-  trickle=$!
-  trap 'touch "$stop"; kill -TERM "$sampler" 2>/dev/null; wait "$trickle" "$sampler" 2>/dev/null; kill -TERM "${LOADTEST_STACK_PID:-}" 2>/dev/null; wait "${LOADTEST_STACK_PID:-}" 2>/dev/null' EXIT
+  SOAK_SAMPLER=$!
+  soak_trickle "$dataset/corpus.jsonl" "$SOAK_STOP" "$soak/trickle.json" &
+  SOAK_TRICKLE=$!
+  trap soak_stop EXIT
   local bench_ok=1
   "$ctl" bench --json --quiet "${LOADTEST_AUTH[@]}" "${q[@]}" --rate "$rate" --warmup 0s \
     --duration "${minutes}m" >"$soak/bench.json" 2>"$soak/bench.log" || bench_ok=""
   [[ -n $bench_ok ]] || { say "soak: the load client failed (log $soak/bench.log)"; rm -f "$soak/bench.json"; }
-  touch "$stop"
-  wait "$trickle" 2>/dev/null || true
+  touch "$SOAK_STOP"
+  wait "$SOAK_TRICKLE" 2>/dev/null || true
   local drain
   drain=$(python3 "$ROOT/deploy/scripts/soak.py" drain --admin "$SOAK_ADMIN") || say "soak: the ingest queue did not drain within ${drain} s"
-  kill -TERM "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  kill -TERM "$SOAK_SAMPLER" 2>/dev/null; wait "$SOAK_SAMPLER" 2>/dev/null || true
   python3 "$ROOT/deploy/scripts/soak.py" sample --once --out "$soak/samples.jsonl" --log-dir "$LOG_DIR" \
     --admin "$SOAK_ADMIN" --db-name "$PG_DB" --t0 "$t0"
   local verdict=0 machine
