@@ -3,7 +3,7 @@
 
 STACK := deploy/scripts/stack.sh
 
-.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale backup restore basebackup receipts fuzz
+.PHONY: run test bench eval setup build release lint fmt pg-start pg-stop env clean-state help deploy-check deps-check loadtest loadtest-restarts loadtest-scale soak backup restore basebackup receipts fuzz
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -40,6 +40,9 @@ loadtest-restarts: ## only the restart scenarios of `make loadtest` (one of two 
 
 loadtest-scale: ## >= 100,000 chunks (SciFact under 9 tenants): ingest and HNSW build time, memory per service, hybrid p50/p99 → BENCHMARKS.md
 	@LOADTEST_SCALE=1 $(STACK) loadtest
+
+soak: ## the `make run` stack for SOAK_MINUTES=30 at half its measured capacity (SOAK_RATE=N) + ingest trickle; fails on RSS/fd/thread/connection/queue growth or any error → BENCHMARKS.md
+	@$(STACK) soak
 
 backup: ## pg_dump of the database (verified, row counts in a manifest) into .braid/backups/<time>/, kept BRAID_BACKUP_KEEP_DAYS=30 days (newest BRAID_BACKUP_KEEP=7 always)
 	@deploy/scripts/backup.sh backup

@@ -197,12 +197,12 @@ print(" ".join("%.4f" % max((float(y) - float(x)) / t, 0.0) for x, y in zip(b, a
 # The load's callers: ${LOADTEST_CALLERS:-32} reader tokens of the default tenant (subjects
 # loadtest-1..n) in $LOG_DIR/loadtest-tokens, so no per-caller budget is the limit measured
 # (the search budget per caller is 200 tokens/s; an uncached search costs 2). Sets
-# LOADTEST_AUTH to the bench arguments that send them.
+# LOADTEST_AUTH to the bench arguments that send them. Their lifetime: LOADTEST_TOKEN_TTL (2h).
 loadtest_tokens() {
   local n=${LOADTEST_CALLERS:-32} i file=$LOG_DIR/loadtest-tokens
   : >"$file"
   for i in $(seq 1 "$n"); do
-    "$TARGET_DIR/release/braidctl" --tenant default token mint --sub "loadtest-$i" --role reader --ttl 2h >>"$file" \
+    "$TARGET_DIR/release/braidctl" --tenant default token mint --sub "loadtest-$i" --role reader --ttl "${LOADTEST_TOKEN_TTL:-2h}" >>"$file" \
       || die "could not mint the load's tokens (set LOADTEST_CALLERS=0 and BRAID_TOKEN to use one token)"
   done
   LOADTEST_AUTH=(--token-file "$file")

@@ -10,6 +10,8 @@
 #   stack.sh test       setup, then fmt, clippy and every test; stops what it started
 #   stack.sh bench      setup, then the benchmarks (results written to BENCHMARKS.md)
 #   stack.sh eval       setup, then SciFact retrieval quality (results written to BENCHMARKS.md)
+#   stack.sh soak       the `run` stack for SOAK_MINUTES (30) at half its capacity with an ingest
+#                       trickle; fails on growth of memory, fds, threads, connections or queues
 #   stack.sh prometheus Prometheus on 127.0.0.1:9090 scraping the five admin ports, with the alert
 #                       rules (`run` starts it too when BRAID_PROMETHEUS=1)
 #   stack.sh deploy-check  static checks of deploy/, helm/ and docker-compose.yml (part of `test`)
@@ -27,6 +29,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BRAID_HOME=${BRAID_HOME:-$ROOT/.braid}
 PG_PORT=${BRAID_PG_PORT:-54329}
+# The database the stack's services use (another name lets a second stack, e.g. `make soak` in
+# another checkout, share the cluster without sharing its data).
+PG_DB=${BRAID_PG_DATABASE:-braid}
 PG_VERSION=18.6.3
 MODEL_PKG_VERSION=0.1.0
 GRPCURL_PKG_VERSION=1.8.6.post2
@@ -292,8 +297,8 @@ pg_start() {
     [[ ${BRAID_PG_ARCHIVE:-0} == 1 ]] && say "WAL archiving on: segments are copied to $PG_WAL_ARCHIVE (base backup: make basebackup)"
   fi
   pg_require_password
-  if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='braid'" | grep -q 1; then
-    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qc "CREATE DATABASE braid" >/dev/null
+  if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" | grep -q 1; then
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U braid -d postgres -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
   fi
 }
 
@@ -338,8 +343,8 @@ print_env() {
 export BRAID_HOME=$BRAID_HOME
 export BRAID_EMBEDDING__MODEL__DIR=$MODEL_DIR
 export BRAID_INGEST__CHUNKING__TOKENIZER_FILE=$MODEL_DIR/tokenizer.json
-export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/braid
-export BRAID_INGEST__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/braid
+export BRAID_VECTOR_SEARCH__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/$PG_DB
+export BRAID_INGEST__DATABASE__URL=postgres://$pg@127.0.0.1:$PG_PORT/$PG_DB
 export BRAID_TEXT_SEARCH__INDEX__DIR=$BRAID_HOME/tantivy
 export BRAID_TEST_DATABASE_URL=postgres://$pg@127.0.0.1:$PG_PORT/postgres
 export BRAID_TEST_MODEL_DIR=$MODEL_DIR
@@ -466,15 +471,15 @@ run_pgbouncer() {
 # replica (BRAID_PG_REPLICA=1); migrations always take the direct connection.
 export_pg_topology() {
   local pg; pg=$(pg_userinfo)
-  local direct=postgres://$pg@127.0.0.1:$PG_PORT/braid
+  local direct=postgres://$pg@127.0.0.1:$PG_PORT/$PG_DB
   if [[ ${BRAID_PGBOUNCER:-0} == 1 ]]; then
-    local pooled=postgres://$pg@127.0.0.1:$PGBOUNCER_PORT/braid prefix
+    local pooled=postgres://$pg@127.0.0.1:$PGBOUNCER_PORT/$PG_DB prefix
     for prefix in BRAID_INGEST__DATABASE BRAID_VECTOR_SEARCH__DATABASE BRAID_GATEWAY__AUDIT__DATABASE; do
       export "${prefix}__URL=$pooled" "${prefix}__POOLER=transaction" "${prefix}__MIGRATE_URL=$direct"
     done
   fi
   if [[ ${BRAID_PG_REPLICA:-0} == 1 ]]; then
-    export BRAID_VECTOR_SEARCH__DATABASE__READ_URL=postgres://$pg@127.0.0.1:$REPLICA_PORT/braid
+    export BRAID_VECTOR_SEARCH__DATABASE__READ_URL=postgres://$pg@127.0.0.1:$REPLICA_PORT/$PG_DB
     say "vector-search reads from the replica (falls back to the primary when it is down or lags)"
   fi
 }
@@ -563,7 +568,7 @@ ensure_secrets() {
 export_stack_auth() {
   export BRAID_GATEWAY__AUTH__MODE=jwt
   export BRAID_GATEWAY__AUTH__HS256__FILE=$SECRETS_DIR/dev-jwt.key
-  export BRAID_GATEWAY__AUDIT__DATABASE__URL=${BRAID_GATEWAY__AUDIT__DATABASE__URL:-postgres://$(pg_userinfo)@127.0.0.1:$PG_PORT/braid}
+  export BRAID_GATEWAY__AUDIT__DATABASE__URL=${BRAID_GATEWAY__AUDIT__DATABASE__URL:-postgres://$(pg_userinfo)@127.0.0.1:$PG_PORT/$PG_DB}
   local svc_env
   for svc_env in GATEWAY INGEST EMBEDDING VECTOR_SEARCH TEXT_SEARCH; do
     export "BRAID_${svc_env}__INTERNAL_AUTH__MODE=service_jwt"
@@ -824,6 +829,9 @@ wrap_benchmarks() {
 # The load tests (run_loadtest, run_loadtest_restarts).
 # shellcheck source=deploy/scripts/loadtest.sh
 source "$ROOT/deploy/scripts/loadtest.sh"
+# `make soak` (run_soak), on loadtest.sh's stack start, load client and BENCHMARKS writer.
+# shellcheck source=deploy/scripts/soak.sh
+source "$ROOT/deploy/scripts/soak.sh"
 # cargo-shear, cargo-deny and the advisory database (fetch_dependency_tools, check_dependencies).
 # shellcheck source=deploy/scripts/tools.sh
 source "$ROOT/deploy/scripts/tools.sh"
@@ -845,10 +853,11 @@ case ${1:-} in
   deps-check) check_dependencies ;;
   loadtest) run_loadtest ;;
   loadtest-restarts) run_loadtest_restarts ;;
+  soak) run_soak ;;
   replica-start) replica_start ;;
   replica-stop) replica_stop ;;
   pgbouncer) run_pgbouncer ;;
   opensearch-start) opensearch_start ;;
   opensearch-stop) opensearch_stop ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop" ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|soak|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop" ;;
 esac

@@ -137,13 +137,29 @@ pub enum Command {
         /// HOST:PORT (or URL) of the service given with `--service`.
         #[arg(long, requires = "service", env = "BRAID_HEALTH_ADDR")]
         addr: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:50052")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50052",
+            env = "BRAID_HEALTH_INGEST"
+        )]
         ingest: String,
-        #[arg(long, default_value = "http://127.0.0.1:50053")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50053",
+            env = "BRAID_HEALTH_EMBEDDING"
+        )]
         embedding: String,
-        #[arg(long, default_value = "http://127.0.0.1:50054")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50054",
+            env = "BRAID_HEALTH_VECTOR_SEARCH"
+        )]
         vector_search: String,
-        #[arg(long, default_value = "http://127.0.0.1:50055")]
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50055",
+            env = "BRAID_HEALTH_TEXT_SEARCH"
+        )]
         text_search: String,
         /// Print nothing; the exit code says whether everything is SERVING.
         #[arg(long)]
