@@ -568,7 +568,7 @@ impl Gateway for GatewayApi {
             Class::Admin,
             "",
             TenantUse::Operator,
-            one::<()>,
+            |_| whole_service(&caller, "Status"),
         )
         .await?;
         let response = self.status.collect().await;
@@ -589,7 +589,7 @@ impl Gateway for GatewayApi {
             Class::Admin,
             "",
             TenantUse::Operator,
-            one::<()>,
+            |_| whole_service(&caller, "ResetBreaker"),
         )
         .await?;
         let leg = &request.get_ref().leg;
@@ -605,4 +605,21 @@ impl Gateway for GatewayApi {
         );
         Ok(Response::new(response))
     }
+}
+
+/// Calls about the whole service (every tenant's traffic goes through its breakers, pools and
+/// queues) are for an admin of every tenant (`braid_cross_tenant`), never an admin of one
+/// tenant; they cost 1.
+fn whole_service(caller: &Principal, rpc: &str) -> Result<(u32, ()), GatewayError> {
+    if !caller.allows(Permission::Operate) {
+        return Err(GatewayError::PermissionDenied(format!(
+            "{rpc} needs the admin role"
+        )));
+    }
+    if let Some(tenant) = &caller.access.tenant {
+        return Err(GatewayError::PermissionDenied(format!(
+            "{rpc} acts on the whole service: it needs an admin of every tenant, not of `{tenant}` only"
+        )));
+    }
+    Ok((1, ()))
 }

@@ -73,7 +73,11 @@ async fn status_shows_every_service_and_an_operator_resets_an_open_breaker() {
     };
     let mut stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let admin = users.token("ada", "acme", "admin");
+    // An admin of every tenant: Status and ResetBreaker concern the whole service.
+    let mut ada = braid_tests::users::claims("ada", "", "admin");
+    ada["braid_cross_tenant"] = true.into();
+    let admin = users.sign(&ada);
+    let tenant_admin = users.token("tim", "acme", "admin");
     let reader = users.token("rita", "acme", "reader");
 
     // Not for readers.
@@ -84,6 +88,21 @@ async fn status_shows_every_service_and_an_operator_resets_an_open_breaker() {
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     let err = gw
         .reset_breaker(as_user(ResetBreakerRequest { leg: "text".into() }, &reader))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // Nor for an admin of one tenant: another tenant's traffic shares the breakers.
+    let err = gw
+        .status(as_user(StatusRequest {}, &tenant_admin))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("every tenant"), "{err:?}");
+    let err = gw
+        .reset_breaker(as_user(
+            ResetBreakerRequest { leg: "text".into() },
+            &tenant_admin,
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
