@@ -635,6 +635,19 @@ impl Stack {
             .await
     }
 
+    /// A second gateway replica on ephemeral ports: the same configuration (database, Redis,
+    /// downstreams), its own process state; returned once it is SERVING.
+    pub async fn second_gateway(&self) -> anyhow::Result<Service> {
+        let config = self.gateway_config.clone();
+        let second = Service::spawn("gateway-2", Listeners::ephemeral().await?, |l, s| {
+            braid_gateway::run(config, l, s)
+        })?;
+        second
+            .wait_serving(braid_proto::service_names::GATEWAY)
+            .await?;
+        Ok(second)
+    }
+
     /// A small pool on the test database, for assertions on stored state.
     pub async fn db(&self) -> anyhow::Result<sqlx::PgPool> {
         Ok(sqlx::postgres::PgPoolOptions::new()

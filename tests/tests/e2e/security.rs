@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::auth::secret::KeySource;
-use braid_core::server::Listeners;
 use braid_tests::users::{Users, as_user, claims, now};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
     DocumentInput, IngestRequest, RevokeTokensRequest, SearchMode, SearchRequest,
 };
-use braid_tests::{Service, Stack, StackOptions, eventually, http_get};
+use braid_tests::{Stack, StackOptions, eventually, http_get};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -79,17 +78,7 @@ async fn revoked_tokens_are_refused_by_every_replica_and_new_ones_work() {
     options.gateway.revocation.poll_interval_ms = poll.as_millis() as u64;
     let stack = Stack::start_with(options).await.unwrap();
     // A second gateway replica: same configuration, same database, its own process state.
-    let config = stack.gateway_config.clone();
-    let mut second = Service::spawn(
-        "gateway-2",
-        Listeners::ephemeral().await.unwrap(),
-        |l, s| braid_gateway::run(config, l, s),
-    )
-    .unwrap();
-    second
-        .wait_serving(braid_proto::service_names::GATEWAY)
-        .await
-        .unwrap();
+    let mut second = stack.second_gateway().await.unwrap();
     let mut one = stack.gateway_client().await.unwrap();
     let mut two = GatewayClient::connect(second.endpoint()).await.unwrap();
 

@@ -7,14 +7,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use braid_core::server::Listeners;
 use braid_proto::tonic::Code;
 use braid_tests::users::as_user;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, SearchMode, SearchRequest, SearchResponse,
 };
-use braid_tests::{RedisServer, Service, Stack, StackOptions, eventually, ingest_ready};
+use braid_tests::{RedisServer, Stack, StackOptions, eventually, ingest_ready};
 use tonic::transport::Channel;
 
 type Gateway = GatewayClient<Channel>;
@@ -99,17 +98,7 @@ async fn pages_stay_stable_while_documents_are_ingested_and_deleted_between_them
     options.gateway.query_cache.redis_timeout_ms = 5_000;
     let stack = Stack::start_with(options).await.unwrap();
     // A second gateway replica sharing Redis (same configuration, its own process state).
-    let config = stack.gateway_config.clone();
-    let mut second = Service::spawn(
-        "gateway-2",
-        Listeners::ephemeral().await.unwrap(),
-        |l, s| braid_gateway::run(config, l, s),
-    )
-    .unwrap();
-    second
-        .wait_serving(braid_proto::service_names::GATEWAY)
-        .await
-        .unwrap();
+    let mut second = stack.second_gateway().await.unwrap();
     let mut one = stack.gateway_client().await.unwrap();
     let two = GatewayClient::connect(second.endpoint()).await.unwrap();
 
