@@ -79,6 +79,26 @@ impl GatewayApi {
             .await?;
         checked.map(|(tenant, _, x)| (tenant, x))
     }
+
+    /// [`admit`](Self::admit) for a call about the whole service (`rpc` names it): an admin of
+    /// every tenant only ([`whole_service`]); returns the caller.
+    async fn admit_whole_service<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+    ) -> Result<Principal, GatewayError> {
+        let caller = caller(request)?;
+        self.admit(
+            request,
+            &caller,
+            Class::Admin,
+            "",
+            TenantUse::Operator,
+            |_| whole_service(&caller, rpc),
+        )
+        .await?;
+        Ok(caller)
+    }
 }
 
 /// A call that costs one token and needs no other check.
@@ -561,16 +581,7 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let caller = caller(&request)?;
-        self.admit(
-            &request,
-            &caller,
-            Class::Admin,
-            "",
-            TenantUse::Operator,
-            |_| whole_service(&caller, "Status"),
-        )
-        .await?;
+        self.admit_whole_service(&request, "Status").await?;
         let response = self.status.collect().await;
         if let Some(slot) = AuditSlot::of(&request) {
             slot.results(response.services.len(), []);
@@ -582,16 +593,7 @@ impl Gateway for GatewayApi {
         &self,
         request: Request<ResetBreakerRequest>,
     ) -> Result<Response<ResetBreakerResponse>, Status> {
-        let caller = caller(&request)?;
-        self.admit(
-            &request,
-            &caller,
-            Class::Admin,
-            "",
-            TenantUse::Operator,
-            |_| whole_service(&caller, "ResetBreaker"),
-        )
-        .await?;
+        let caller = self.admit_whole_service(&request, "ResetBreaker").await?;
         let leg = &request.get_ref().leg;
         if let Some(slot) = AuditSlot::of(&request) {
             slot.target(&leg.chars().take(64).collect::<String>());
