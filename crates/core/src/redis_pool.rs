@@ -73,6 +73,18 @@ pub fn pool(
         .build()?)
 }
 
+/// How `pool` is used now, as the status view shows it under `name` ("redis:query-cache").
+pub fn status(name: &str, pool: &deadpool_redis::Pool) -> braid_proto::v1::PoolStatus {
+    let s = pool.status();
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    braid_proto::v1::PoolStatus {
+        name: name.into(),
+        max: n(s.max_size),
+        idle: n(s.available),
+        in_use: n(s.size.saturating_sub(s.available)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,8 @@ impl StatusSource {
         // The service's own pools (Redis) after the database.
         let own = std::mem::take(&mut report.pools);
         report.pools = pools.chain(own).collect();
+        // The `/healthz` lines, then the service's own.
+        let own = std::mem::take(&mut report.details);
         report.details = self
             .health
             .details()
@@ -119,6 +121,7 @@ impl StatusSource {
                 key: key.into(),
                 value,
             })
+            .chain(own)
             .collect();
         report
     }
@@ -166,6 +169,10 @@ mod tests {
             Box::pin(async {
                 ServiceStatusReport {
                     caches: vec![cache("c", 1.0, 1.0)],
+                    details: vec![StatusDetail {
+                        key: "reads".into(),
+                        value: "replica (3 ms behind)".into(),
+                    }],
                     ..Default::default()
                 }
             })
@@ -176,6 +183,22 @@ mod tests {
         assert!(r.reason.starts_with("starting"), "{}", r.reason);
         assert_eq!(r.version, version());
         assert_eq!(r.caches.len(), 1);
+        // The service's own detail lines follow the `/healthz` ones, not replaced by them.
+        health.set_detail("cache_redis", "up");
+        let details: Vec<(String, String)> = source
+            .report()
+            .await
+            .details
+            .into_iter()
+            .map(|d| (d.key, d.value))
+            .collect();
+        assert_eq!(
+            details,
+            [
+                ("cache_redis".to_string(), "up".to_string()),
+                ("reads".to_string(), "replica (3 ms behind)".to_string())
+            ]
+        );
         health.set_reason(Some("text index fault: disk full".into()));
         assert_eq!(source.report().await.reason, "text index fault: disk full");
         health.set_serving(true).await;

@@ -254,14 +254,11 @@ impl EmbeddingCache {
     /// Whether Redis answers a PING (for health details; never gates serving).
     /// The Redis pool's use now, when there is one (for the status view).
     pub fn redis_pool(&self) -> Option<braid_proto::v1::PoolStatus> {
-        let s = self.redis.as_ref()?.status();
-        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Some(braid_proto::v1::PoolStatus {
-            name: "redis:embedding-cache".into(),
-            max: n(s.max_size),
-            idle: n(s.available),
-            in_use: n(s.size.saturating_sub(s.available)),
-        })
+        let pool = self.redis.as_ref()?;
+        Some(braid_core::redis_pool::status(
+            "redis:embedding-cache",
+            pool,
+        ))
     }
 
     pub async fn redis_reachable(&self) -> Option<bool> {

@@ -170,15 +170,6 @@ pub async fn run_with_resolver(
             }
         });
     }
-    // The status view: this process through the host (plus its breakers and query cache),
-    // the downstreams over their channels.
-    {
-        let (downstreams, metrics) = (clients.downstreams.clone(), metrics.clone());
-        host.status_hook(move || {
-            let part = status::gateway_part(&downstreams, &metrics);
-            async move { part }
-        });
-    }
     let status_view = Arc::new(status::StatusView {
         own: host.status().clone(),
         downstreams: clients.downstreams.clone(),
@@ -202,6 +193,24 @@ pub async fn run_with_resolver(
     });
     let audit = audit::AuditTrail::start(&config.audit, &metrics)?;
     let limits = Arc::new(limits::Limits::new(&config.limits, &metrics)?);
+    // The status view: this process through the host (plus its breakers, query cache and Redis
+    // pools), the downstreams over their channels.
+    {
+        let (downstreams, metrics) = (searcher.clients.downstreams.clone(), metrics.clone());
+        let (searcher, limits) = (searcher.clone(), limits.clone());
+        host.status_hook(move || {
+            let pools = [
+                searcher
+                    .cache
+                    .as_ref()
+                    .and_then(cache::QueryCache::redis_pool),
+                searcher.snapshots.redis_pool(),
+                limits.redis_pool(),
+            ];
+            let part = status::gateway_part(&downstreams, &metrics, pools.into_iter().flatten());
+            async move { part }
+        });
+    }
     let api = GatewayServer::new(service::GatewayApi {
         searcher,
         limits: limits.clone(),

@@ -15,7 +15,8 @@ use braid_core::metrics::Metrics;
 use braid_core::status::{StatusSource, cache};
 use braid_proto::v1::service_status_client::ServiceStatusClient;
 use braid_proto::v1::{
-    BreakerStatus, ResetBreakerResponse, ServiceStatusReport, ServiceStatusRequest, StatusResponse,
+    BreakerStatus, PoolStatus, ResetBreakerResponse, ServiceStatusReport, ServiceStatusRequest,
+    StatusResponse,
 };
 
 use crate::clients::Downstream;
@@ -97,8 +98,13 @@ async fn ask(name: &'static str, mut client: ServiceStatusClient<Channel>) -> Se
     }
 }
 
-/// The gateway's own part of its report: a breaker per downstream and the query cache.
-pub fn gateway_part(downstreams: &[Downstream], metrics: &Metrics) -> ServiceStatusReport {
+/// The gateway's own part of its report: a breaker per downstream, the query cache and the
+/// Redis `pools` in use (query cache, page snapshots, shared rate limits).
+pub fn gateway_part(
+    downstreams: &[Downstream],
+    metrics: &Metrics,
+    pools: impl IntoIterator<Item = PoolStatus>,
+) -> ServiceStatusReport {
     let breakers = downstreams
         .iter()
         .map(|d| BreakerStatus {
@@ -130,6 +136,7 @@ pub fn gateway_part(downstreams: &[Downstream], metrics: &Metrics) -> ServiceSta
     ServiceStatusReport {
         breakers,
         caches,
+        pools: pools.into_iter().collect(),
         ..Default::default()
     }
 }

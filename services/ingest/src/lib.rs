@@ -13,6 +13,7 @@ mod extract;
 mod recovery;
 mod redact;
 mod service;
+mod status;
 mod store;
 mod worker;
 
@@ -112,30 +113,11 @@ pub async fn run(
         });
     }
     let gauges = QueueGauges::new(host.metrics())?;
-    // The status view: the outbox and the dead-letter queue, as housekeeping last measured
-    // them (every 5 s).
+    // The status view: queues and indexes (see `status`).
     {
-        let metrics = host.metrics().clone();
-        host.status_hook(move || {
-            let gauge = |name| metrics.value(name, &[]).unwrap_or(0.0);
-            let queue = |name: &str, depth: f64, oldest| braid_proto::v1::QueueStatus {
-                name: name.into(),
-                depth: depth.max(0.0) as u64,
-                oldest_age_seconds: oldest,
-            };
-            let report = braid_proto::v1::ServiceStatusReport {
-                queues: vec![
-                    queue(
-                        "outbox",
-                        gauge("braid_ingest_queue_depth"),
-                        gauge("braid_ingest_oldest_pending_job_age_seconds"),
-                    ),
-                    queue("dead-letter", gauge("braid_ingest_dead_jobs"), 0.0),
-                ],
-                ..Default::default()
-            };
-            async move { report }
-        });
+        let (metrics, store) = (host.metrics().clone(), store.clone());
+        let recovery = recovery::store::RecoveryStore::new(store.db().clone());
+        host.status_hook(move || status::part(metrics.clone(), store.clone(), recovery.clone()));
     }
     host.task(tokio::spawn(housekeeping(
         store.clone(),

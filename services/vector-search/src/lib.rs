@@ -1,7 +1,8 @@
 //! The vector-search service: the dense leg of hybrid search. Chunk vectors live in
 //! PostgreSQL (`vectors` schema) with a pgvector HNSW cosine index; `store` holds the SQL,
 //! `replica` decides whether searches read from the streaming replica or the primary,
-//! `service` is the gRPC surface with validation, `config` its settings.
+//! `service` is the gRPC surface with validation, `status` its part of the status view,
+//! `config` its settings.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ mod error;
 mod filter;
 mod replica;
 mod service;
+mod status;
 mod store;
 
 use std::future::Future;
@@ -69,6 +71,10 @@ pub async fn run(
             let store = store.clone();
             async move { store.ping().await.map_err(|e| e.to_string()) }
         });
+    }
+    {
+        let store = store.clone();
+        host.status_hook(move || status::part(store.clone()));
     }
     let api = service::VectorApi {
         store,

@@ -10,8 +10,8 @@
 //! interval.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use braid_core::db::Db;
@@ -104,6 +104,8 @@ pub struct ReadRoute {
     current: AtomicU8,
     gauge: Family<Gauge>,
     lag: Gauge,
+    /// The last check's detail ("12 ms behind", why the replica is not used), for the status view.
+    detail: Mutex<String>,
 }
 
 impl ReadRoute {
@@ -124,6 +126,7 @@ impl ReadRoute {
             current: AtomicU8::new(initial.encode()),
             gauge,
             lag,
+            detail: Mutex::new(String::new()),
         });
         route.publish(initial);
         Ok(route)
@@ -135,6 +138,7 @@ impl ReadRoute {
 
     /// Switches to `route`; logs a change with the operator-facing reason.
     pub fn set(&self, route: Route, detail: &str) {
+        detail.clone_into(&mut self.detail.lock().unwrap_or_else(PoisonError::into_inner));
         let before = Route::decode(self.current.swap(route.encode(), Ordering::Relaxed));
         if before == route {
             return;
@@ -147,6 +151,25 @@ impl ReadRoute {
                 detail,
                 "searches read from the primary"
             ),
+        }
+    }
+
+    /// Where searches read now and why, for the status view: "replica (12 ms behind)",
+    /// "primary: replica_lagging (900 ms behind, more than max_replica_lag_ms 500)".
+    pub fn describe(&self) -> String {
+        let detail = self
+            .detail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let route = match self.get() {
+            Route::Replica => "replica".to_string(),
+            Route::Primary(reason) => format!("primary: {}", reason.as_str()),
+        };
+        if detail.is_empty() {
+            route
+        } else {
+            format!("{route} ({detail})")
         }
     }
 
@@ -312,5 +335,22 @@ mod tests {
             ones[0].contains("reason=\"replica_down\"") && ones[0].contains("target=\"primary\"")
         );
         assert_eq!(route.get(), Route::Primary(Reason::ReplicaDown));
+    }
+
+    #[test]
+    fn the_status_line_says_where_searches_read_with_the_last_check() {
+        let metrics = braid_core::metrics::Metrics::new("vector_search");
+        let route = ReadRoute::new(Route::Primary(Reason::NoReplica), &metrics).unwrap();
+        assert_eq!(route.describe(), "primary: no_replica");
+        route.set(Route::Replica, "12 ms behind");
+        assert_eq!(route.describe(), "replica (12 ms behind)");
+        // Same route, a newer check: the detail follows the check, not the last switch.
+        route.set(Route::Replica, "3 ms behind");
+        assert_eq!(route.describe(), "replica (3 ms behind)");
+        route.set(Route::Primary(Reason::ReplicaDown), "connection refused");
+        assert_eq!(
+            route.describe(),
+            "primary: replica_down (connection refused)"
+        );
     }
 }

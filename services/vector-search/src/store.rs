@@ -154,6 +154,36 @@ impl Store {
         self.primary.pool_sample()
     }
 
+    /// The replica's pool, when there is one (for the status view).
+    pub fn replica_pool_sample(&self) -> Option<braid_core::metrics::PoolSample> {
+        self.replica.as_ref().map(Db::pool_sample)
+    }
+
+    /// Where searches read now and why (for the status view).
+    pub fn read_route(&self) -> String {
+        self.route.describe()
+    }
+
+    /// `hnsw.ef_search` of a search that does not ask for its own.
+    pub fn ef_search(&self) -> u32 {
+        self.ef_search
+    }
+
+    /// The chunk count PostgreSQL's statistics estimate (no scan; -1 before the first
+    /// ANALYZE) and the HNSW index's size in bytes, from the primary.
+    pub async fn index_estimate(&self) -> Result<(i64, i64), VectorError> {
+        Ok(sqlx::query_as(
+            "SELECT c.reltuples::int8, \
+                    COALESCE((SELECT sum(pg_relation_size(i.indexrelid))::int8 \
+                              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+                              JOIN pg_am am ON am.oid = ic.relam \
+                              WHERE i.indrelid = c.oid AND am.amname = 'hnsw'), 0) \
+             FROM pg_class c WHERE c.oid = 'vectors.chunks'::regclass",
+        )
+        .fetch_one(&self.primary)
+        .await?)
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         // Version numbers 1000-1999 belong to this service; other services' migrations in
         // the same database are left alone.

@@ -11,7 +11,7 @@ use braid_tests::v1::{
     DocumentInput, IngestRequest, ResetBreakerRequest, SearchMode, SearchRequest,
     ServiceStatusReport, StatusRequest, StatusResponse,
 };
-use braid_tests::{Stack, eventually, http_get, metric_sum};
+use braid_tests::{RedisServer, Stack, eventually, http_get, metric_sum};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -65,6 +65,12 @@ async fn search(gw: &mut GatewayClient<Channel>, token: &str, q: &str, mode: Sea
 async fn status_shows_every_service_and_an_operator_resets_an_open_breaker() {
     let users = Users::new(SECRET);
     let mut options = users.stack_options();
+    // Redis behind the query cache, the page snapshots and the rate limits: their pools show.
+    let redis = RedisServer::start().await.unwrap();
+    options.gateway.query_cache.redis_url = redis.url();
+    options.gateway.query_cache.redis_timeout_ms = 5_000;
+    options.gateway.limits.redis_url = redis.url();
+    options.gateway.limits.redis_timeout_ms = 5_000;
     options.gateway.breaker = BreakerSettings {
         failure_threshold: 3,
         // Open for the rest of the test unless reset.
@@ -186,6 +192,55 @@ async fn status_shows_every_service_and_an_operator_resets_an_open_breaker() {
         search(&mut gw, &reader, "sourdough yeast", SearchMode::Hybrid).await,
         Code::Ok
     );
+    // After a write and searches: the indexes as ingest and vector-search see them, and the
+    // gateway's Redis pools (the rate limiter has talked to Redis on every call).
+    let r = status(&mut gw, &admin).await;
+    let ingest_indexes = &service(&r, "ingest").indexes;
+    assert!(
+        ingest_indexes
+            .iter()
+            .any(|i| i.name == "generation:acme" && i.generation.parse::<u64>().unwrap_or(0) >= 1),
+        "{ingest_indexes:?}"
+    );
+    assert!(
+        ingest_indexes
+            .iter()
+            .any(|i| i.name == "text (recorded)" && i.fault.is_empty()),
+        "{ingest_indexes:?}"
+    );
+    let vector = service(&r, "vector-search");
+    assert!(
+        vector
+            .indexes
+            .iter()
+            .any(|i| i.name == "vector" && i.fault.is_empty() && i.detail.contains("ef_search")),
+        "{vector:?}"
+    );
+    assert!(
+        vector
+            .details
+            .iter()
+            .any(|d| d.key == "reads" && d.value == "primary: no_replica"),
+        "{vector:?}"
+    );
+    let pools = &service(&r, "gateway").pools;
+    for name in [
+        "redis:query-cache",
+        "redis:page-snapshots",
+        "redis:rate-limits",
+    ] {
+        assert!(
+            pools.iter().any(|p| p.name == name && p.max > 0),
+            "{name}: {pools:?}"
+        );
+    }
+    assert!(
+        pools
+            .iter()
+            .any(|p| p.name == "redis:rate-limits" && p.idle + p.in_use >= 1),
+        "{pools:?}"
+    );
+
     let (_, m) = http_get(stack.gateway.admin, "/metrics").await.unwrap();
     let searches = |filters: &[&str]| metric_sum(&m, "braid_search_requests_total", filters);
     assert_eq!(searches(&["mode=\"text\"", "results=\"1-9\""]), 1.0, "{m}");

@@ -138,6 +138,13 @@ impl QueryCache {
         }))
     }
 
+    /// The shared layer's Redis pool, when there is one (for the status view).
+    pub fn redis_pool(&self) -> Option<braid_proto::v1::PoolStatus> {
+        self.redis
+            .as_ref()
+            .map(|r| r.pool_status("redis:query-cache"))
+    }
+
     pub fn count(&self, result: &str) {
         self.requests.get(&[result]).increment(1);
     }

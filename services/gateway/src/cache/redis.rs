@@ -48,6 +48,11 @@ impl RedisLayer {
         })
     }
 
+    /// This layer's connection pool for the status view, under `name`.
+    pub fn pool_status(&self, name: &str) -> braid_proto::v1::PoolStatus {
+        braid_core::redis_pool::status(name, &self.pool)
+    }
+
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<SearchResponse>> {
         let read = async {
             let mut conn = self.pool.get().await?;

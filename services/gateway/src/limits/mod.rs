@@ -77,6 +77,11 @@ impl Limits {
     }
 
     /// Takes one call from the budget of the peer at `ip`, before its credential is read.
+    /// The shared limiter's Redis pool, when limits are shared (for the status view).
+    pub fn redis_pool(&self) -> Option<braid_proto::v1::PoolStatus> {
+        self.rate.redis_pool()
+    }
+
     pub fn check_peer(&self, ip: IpAddr) -> Result<(), GatewayError> {
         let (outcome, _) = self.peers.check(&ip.to_string(), 1);
         outcome.map_err(|retry_after| {

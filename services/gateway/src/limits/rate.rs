@@ -161,6 +161,11 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
+    /// The shared limiter's Redis pool, when limits are shared (for the status view).
+    pub fn redis_pool(&self) -> Option<braid_proto::v1::PoolStatus> {
+        self.redis.as_ref().map(RedisGcra::pool_status)
+    }
+
     pub fn new(config: &LimitsConfig, redis: Option<RedisGcra>, metrics: &RateMetrics) -> Self {
         let clock = TokioClock::new();
         let pair = |c: &ClassBudget| {

@@ -51,6 +51,11 @@ impl RedisGcra {
         })
     }
 
+    /// The limiter's connection pool for the status view.
+    pub fn pool_status(&self) -> braid_proto::v1::PoolStatus {
+        braid_core::redis_pool::status("redis:rate-limits", &self.pool)
+    }
+
     /// `Ok(outcome)` when Redis decided; `Err(reason)` (a metric label) when it could not.
     pub async fn check(
         &self,

@@ -90,6 +90,13 @@ impl Snapshots {
     }
 
     /// How long a snapshot is kept after its first page.
+    /// The snapshots' Redis pool, when there is one (for the status view).
+    pub fn redis_pool(&self) -> Option<braid_proto::v1::PoolStatus> {
+        self.redis
+            .as_ref()
+            .map(|r| r.pool_status("redis:page-snapshots"))
+    }
+
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

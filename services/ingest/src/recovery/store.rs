@@ -173,6 +173,15 @@ impl RecoveryStore {
         .await
     }
 
+    /// Every run under way, oldest first (for the status view).
+    pub async fn running_runs(&self) -> DbResult<Vec<RunRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {RUN_COLUMNS} FROM ingest.reindex_runs WHERE state = 'running' ORDER BY id"
+        ))
+        .fetch_all(&self.db)
+        .await
+    }
+
     pub async fn recorded_text_index(&self) -> DbResult<Option<String>> {
         sqlx::query_scalar("SELECT index_id FROM ingest.text_index")
             .fetch_optional(&self.db)

@@ -328,6 +328,21 @@ impl Store {
         .map(|_| ())
     }
 
+    /// The index generations of the first `limit` tenants by name, and how many tenants have
+    /// one (for the status view).
+    pub async fn index_generations(&self, limit: i64) -> DbResult<(Vec<(String, i64)>, i64)> {
+        let first = sqlx::query_as(
+            "SELECT tenant, generation FROM ingest.index_generations ORDER BY tenant LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?;
+        let count = sqlx::query_scalar("SELECT count(*) FROM ingest.index_generations")
+            .fetch_one(&self.db)
+            .await?;
+        Ok((first, count))
+    }
+
     /// The tenant's index generation (0 before its first indexed change).
     pub async fn index_generation(&self, tenant: &str) -> DbResult<i64> {
         let generation: Option<i64> =
