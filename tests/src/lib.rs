@@ -50,7 +50,7 @@ mod servers;
 pub mod tenant_corpus;
 pub mod users;
 
-pub use documents::{ingest_ready, ingest_texts};
+pub use documents::{DocumentInputExt, Ingest, acl, doc, ingest_ready, ingest_texts, titled};
 pub use process::Process;
 pub use servers::{HungServer, RedisServer};
 pub use users::{Users, as_user};

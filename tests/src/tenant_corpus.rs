@@ -7,34 +7,29 @@ use braid_proto::tonic::transport::Channel;
 use braid_proto::v1::gateway_client::GatewayClient;
 use braid_proto::v1::{DocumentInput, SearchMode, SearchRequest};
 
-use crate::as_user;
+use crate::{DocumentInputExt, as_user, doc};
 
 /// The query whose text scores are compared.
 pub const QUERY: &str = "volcano lava eruption";
 
-/// A plain-text document titled "Field notes" (the title is scored too: keep it the same).
-pub fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: "Field notes".into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
+/// A plain-text document titled "Field notes" (the title is scored too: every document of
+/// the corpus keeps the same one).
+pub fn note(id: &str, content: &str) -> DocumentInput {
+    doc(id, content).title("Field notes")
 }
 
 /// Tenant `acme`'s documents: one about the query's subject among others.
 pub fn acme() -> Vec<DocumentInput> {
     vec![
-        doc(
+        note(
             "a-volcano",
             "The volcano woke at dawn: an eruption sent lava down the northern slope.",
         ),
-        doc(
+        note(
             "a-harbour",
             "Fishing boats in the harbour and a quiet market.",
         ),
-        doc("a-lava", "Cooled lava fields make poor farmland."),
+        note("a-lava", "Cooled lava fields make poor farmland."),
     ]
 }
 
@@ -42,7 +37,7 @@ pub fn acme() -> Vec<DocumentInput> {
 pub fn beta(from: usize, n: usize) -> Vec<DocumentInput> {
     (from..from + n)
         .map(|i| {
-            doc(
+            note(
                 &format!("b-{i:03}"),
                 &format!(
                     "Volcano survey {i}: lava, lava and more lava after the eruption; the \

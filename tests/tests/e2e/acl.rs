@@ -9,18 +9,11 @@ use braid_proto::tonic::Code;
 use braid_tests::v1::ingest_service_client::IngestServiceClient;
 use braid_tests::v1::{
     AccessFilter, DocumentAcl, DocumentInput, DocumentStatus, EmbedRequest, GetDocumentRequest,
-    IngestRequest, IngestResponse, InputType, LegSearchRequest,
+    IngestResponse, InputType, LegSearchRequest,
 };
-use braid_tests::{Service, Stack};
+use braid_tests::{DocumentInputExt, Ingest, Service, Stack, acl, doc};
 
 const QUERY: &str = "volcano eruption lava";
-
-fn acl(clearance: u32, groups: &[&str]) -> Option<DocumentAcl> {
-    Some(DocumentAcl {
-        clearance,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    })
-}
 
 fn access(clearance: u32, groups: &[&str]) -> Option<AccessFilter> {
     Some(AccessFilter {
@@ -37,70 +30,47 @@ fn unrestricted() -> Option<AccessFilter> {
     })
 }
 
-fn doc(id: &str, content: String, acl: Option<DocumentAcl>) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: String::new(),
-        content,
-        mime_type: "text/plain".into(),
-        metadata: Default::default(),
-        acl,
-    }
-}
-
 /// 20 restricted reports that match the query far better than the 5 public diaries, plus one
 /// document needing clearance 2 and one for the physics group.
 fn corpus() -> Vec<DocumentInput> {
     let mut docs = Vec::new();
     for i in 0..20 {
-        docs.push(doc(
-            &format!("secret{i:02}"),
-            format!(
-                "Volcano report {i}: the volcano eruption sent lava down the slope; lava and ash \
-                 from the eruption covered the volcano's flanks at survey site {i}."
-            ),
-            acl(3, &["astro", "geo"]),
-        ));
+        docs.push(
+            doc(
+                format!("secret{i:02}"),
+                format!(
+                    "Volcano report {i}: the volcano eruption sent lava down the slope; lava and \
+                     ash from the eruption covered the volcano's flanks at survey site {i}."
+                ),
+            )
+            .acl(acl(3, &["astro", "geo"])),
+        );
     }
     let places = ["Lisbon", "Kyoto", "Oslo", "Lima", "Cairo"];
     for (i, place) in places.iter().enumerate() {
         docs.push(doc(
-            &format!("public{i}"),
+            format!("public{i}"),
             format!(
                 "Travel diary from {place}: we visited museums, tried the street food, walked by \
                  the harbour and, on the last day, saw an old volcano from the train window."
             ),
-            None,
         ));
     }
-    docs.push(doc(
-        "cleared2",
-        "Budget memo: the observatory near the volcano needs new seismometers next year.".into(),
-        acl(2, &[]),
-    ));
-    docs.push(doc(
-        "physics",
-        "Physics seminar notes: gas pressure inside a volcano and the viscosity of magma.".into(),
-        acl(0, &["physics"]),
-    ));
+    docs.push(
+        doc(
+            "cleared2",
+            "Budget memo: the observatory near the volcano needs new seismometers next year.",
+        )
+        .acl(acl(2, &[])),
+    );
+    docs.push(
+        doc(
+            "physics",
+            "Physics seminar notes: gas pressure inside a volcano and the viscosity of magma.",
+        )
+        .acl(acl(0, &["physics"])),
+    );
     docs
-}
-
-async fn ingest(stack: &Stack, documents: Vec<DocumentInput>) -> IngestResponse {
-    stack
-        .gateway_client()
-        .await
-        .unwrap()
-        .ingest(IngestRequest {
-            tenant: String::new(),
-            documents,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 fn assert_all_ready(r: &IngestResponse) {
@@ -186,7 +156,8 @@ async fn get_acl(ingest: &Service, external_id: &str) -> (DocumentAcl, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn both_legs_apply_document_acls_inside_their_queries() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    assert_all_ready(&ingest(&stack, corpus()).await);
+    let mut gw = stack.gateway_client().await?;
+    assert_all_ready(&Ingest::new(corpus()).send(&mut gw).await?);
     let embedding = query_embedding(&stack).await;
 
     // Restricted documents are the best matches in both legs, for a caller who may see them.
@@ -233,7 +204,7 @@ async fn both_legs_apply_document_acls_inside_their_queries() -> anyhow::Result<
         .collect();
     changed[0].acl = None; // cleared2: now public
     changed[1].acl = acl(5, &["physics"]); // physics: now also needs clearance 5
-    let r = ingest(&stack, changed).await;
+    let r = Ingest::new(changed).send(&mut gw).await?;
     assert_all_ready(&r);
     assert!(r.results.iter().all(|d| !d.unchanged), "{r:?}");
     let (cleared_acl, version_after) = get_acl(&stack.ingest, "cleared2").await;
@@ -251,30 +222,14 @@ async fn both_legs_apply_document_acls_inside_their_queries() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bad_acl_rejects_only_its_document() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    let r = stack
-        .gateway_client()
-        .await?
-        .ingest(IngestRequest {
-            tenant: String::new(),
-            documents: vec![
-                doc("good", "A public note about rivers.".into(), None),
-                doc(
-                    "bad",
-                    "A note with a broken ACL.".into(),
-                    acl(0, &["staff", "bad\u{7}group"]),
-                ),
-                doc(
-                    "high",
-                    "A note needing too much clearance.".into(),
-                    acl(1001, &[]),
-                ),
-            ],
-            wait_until_indexed: false,
-            wait_timeout_ms: 0,
-            idempotency_key: String::new(),
-        })
-        .await?
-        .into_inner();
+    let r = Ingest::new(vec![
+        doc("good", "A public note about rivers."),
+        doc("bad", "A note with a broken ACL.").acl(acl(0, &["staff", "bad\u{7}group"])),
+        doc("high", "A note needing too much clearance.").acl(acl(1001, &[])),
+    ])
+    .no_wait()
+    .send(&mut stack.gateway_client().await?)
+    .await?;
     assert_eq!(r.results[0].error, "", "{r:?}");
     assert!(!r.results[0].document_id.is_empty());
     assert_eq!(r.results[1].error_code, Code::InvalidArgument as i32);

@@ -2,54 +2,28 @@
 //! every search mode and GetDocument show that user only what the ACLs admit — with `top_k`
 //! still filled by visible documents, because the filter runs inside both legs' queries.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use braid_core::auth::jwt::AuthConfig;
-use braid_core::auth::secret::KeySource;
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{
-    DocumentAcl, DocumentInput, GetDocumentRequest, IngestRequest, SearchMode, SearchRequest,
-};
-use braid_tests::{Stack, StackOptions};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use braid_tests::v1::{DocumentAcl, DocumentInput, GetDocumentRequest, SearchMode, SearchRequest};
+use braid_tests::{DocumentInputExt, Ingest, Stack, Users, as_user, titled};
 use tonic::Code;
 use tonic::transport::Channel;
 
 const SECRET: &str = "acl-gateway-test-secret-0123456789";
 
-fn token(sub: &str, role: &str, clearance: u32, groups: &[&str]) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({
-        "sub": sub, "tenant": "acme", "role": role, "clearance": clearance, "groups": groups,
-        "iss": "braid", "aud": "braid", "iat": now, "exp": now + 600,
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn as_user<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn doc(id: &str, content: &str, acl: Option<DocumentAcl>) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: id.into(),
-        content: content.into(),
-        acl,
-        ..Default::default()
-    }
+/// The six restricted documents with `acl` (titled with their ids and sent without a mime
+/// type, like every document here): they match the query far better than the public ones.
+fn secrets(acl: Option<DocumentAcl>) -> Vec<DocumentInput> {
+    (0..6)
+        .map(|i| {
+            let content = format!(
+                "Magnetar {i}: a neutron star with an extreme magnetic field; magnetar neutron \
+                 star magnetic field measurements and magnetar bursts."
+            );
+            titled(&format!("secret-{i}"), content)
+                .mime("")
+                .acl(acl.clone())
+        })
+        .collect()
 }
 
 async fn visible_ids(
@@ -78,13 +52,11 @@ async fn visible_ids(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clearance_and_groups_filter_every_mode_with_top_k_filled() {
-    let auth = AuthConfig {
-        hs256: KeySource::from_value(SECRET),
-        ..Default::default()
+    let users = Users::new(SECRET);
+    let token = |sub: &str, role: &str, clearance: u32, groups: &[&str]| {
+        users.token_with_acl(sub, "acme", role, clearance, groups)
     };
-    let stack = Stack::start_with(StackOptions::with_jwt(auth))
-        .await
-        .unwrap();
+    let stack = Stack::start_with(users.stack_options()).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     // The loader labels documents for groups it is not in and moves them between groups:
     // an admin's right (a writer labels only within its own clearance and groups, issue 23).
@@ -94,40 +66,20 @@ async fn clearance_and_groups_filter_every_mode_with_top_k_filled() {
         groups: vec!["physics".into()],
     });
     // Six restricted documents match the query far better than the three public ones.
-    let mut docs: Vec<DocumentInput> = (0..6)
-        .map(|i| {
-            doc(
-                &format!("secret-{i}"),
-                &format!(
-                    "Magnetar {i}: a neutron star with an extreme magnetic field; magnetar \
-                     neutron star magnetic field measurements and magnetar bursts."
-                ),
-                restricted.clone(),
-            )
-        })
-        .collect();
+    let mut docs = secrets(restricted.clone());
     for (i, topic) in ["bread baking", "river ecology", "medieval poetry"]
         .iter()
         .enumerate()
     {
-        docs.push(doc(
-            &format!("public-{i}"),
-            &format!("Notes on {topic}. Aside: a neutron star has a strong magnetic field."),
-            None,
-        ));
+        let content =
+            format!("Notes on {topic}. Aside: a neutron star has a strong magnetic field.");
+        docs.push(titled(&format!("public-{i}"), content).mime(""));
     }
-    let ingested = gw
-        .ingest(as_user(
-            IngestRequest {
-                documents: docs,
-                wait_until_indexed: true,
-                ..Default::default()
-            },
-            &writer,
-        ))
+    let ingested = Ingest::new(docs)
+        .as_user(&writer)
+        .send(&mut gw)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(
         ingested.results.iter().all(|r| r.error.is_empty()),
         "{ingested:?}"
@@ -195,30 +147,11 @@ async fn clearance_and_groups_filter_every_mode_with_top_k_filled() {
         clearance: 3,
         groups: vec!["chemistry".into()],
     });
-    let secrets: Vec<DocumentInput> = (0..6)
-        .map(|i| {
-            doc(
-                &format!("secret-{i}"),
-                &format!(
-                    "Magnetar {i}: a neutron star with an extreme magnetic field; magnetar \
-                     neutron star magnetic field measurements and magnetar bursts."
-                ),
-                moved.clone(),
-            )
-        })
-        .collect();
-    let changed = gw
-        .ingest(as_user(
-            IngestRequest {
-                documents: secrets,
-                wait_until_indexed: true,
-                ..Default::default()
-            },
-            &writer,
-        ))
+    let changed = Ingest::new(secrets(moved))
+        .as_user(&writer)
+        .send(&mut gw)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(
         changed
             .results

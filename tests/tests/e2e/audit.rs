@@ -7,23 +7,16 @@ use std::time::Duration;
 
 use braid_gateway::{Budget, OnFailure};
 use braid_proto::tonic::Code;
-use braid_tests::v1::{DocumentInput, IngestRequest, ListAuditRequest, SearchRequest};
-use braid_tests::{Stack, StackOptions, eventually, http_get, metric_sum};
+use braid_tests::v1::{ListAuditRequest, SearchRequest};
+use braid_tests::{
+    DocumentInputExt, Ingest, Stack, StackOptions, Users, as_user, doc, eventually, http_get,
+    metric_sum,
+};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio_stream::StreamExt;
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: format!("Document {id}"),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
 
 #[tokio::test]
 async fn allowed_and_denied_calls_are_recorded_and_listed() {
@@ -33,26 +26,16 @@ async fn allowed_and_denied_calls_are_recorded_and_listed() {
     let stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
 
-    let ingested = gw
-        .ingest(IngestRequest {
-            documents: vec![
-                doc("quantum", "Quantum physics describes particles and waves."),
-                doc(
-                    "cells",
-                    "Cell biology studies the membranes of living cells.",
-                ),
-            ],
-            wait_until_indexed: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let ids: Vec<String> = ingested
-        .results
-        .iter()
-        .map(|r| r.document_id.clone())
-        .collect();
+    let ids = Ingest::new(vec![
+        doc("quantum", "Quantum physics describes particles and waves.").title("Document quantum"),
+        doc(
+            "cells",
+            "Cell biology studies the membranes of living cells.",
+        )
+        .title("Document cells"),
+    ])
+    .ready(&mut gw)
+    .await;
 
     let query = "quantum physics particles";
     let hits = gw
@@ -269,38 +252,6 @@ async fn fail_closed_refuses_calls_it_cannot_record() {
 
 const SECRET: &str = "audit-test-secret-0123456789abcdef";
 
-fn token(sub: &str, tenant: &str, role: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({
-        "sub": sub, "tenant": tenant, "role": role,
-        "iss": "braid", "aud": "braid", "iat": now, "exp": now + 600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn as_user<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-fn jwt_stack() -> StackOptions {
-    StackOptions::with_jwt(braid_core::auth::jwt::AuthConfig {
-        hs256: braid_core::auth::secret::KeySource::from_value(SECRET),
-        ..Default::default()
-    })
-}
-
 /// One stored record, as the assertions read it.
 #[derive(Debug, Clone, PartialEq)]
 struct Stored {
@@ -366,13 +317,14 @@ fn row(
 /// reads them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn denied_calls_are_recorded_and_only_admins_read_the_trail() {
-    let mut options = jwt_stack();
+    let users = Users::new(SECRET);
+    let mut options = users.stack_options();
     options.gateway.audit.anonymous_window_ms = 500;
     let stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let reader = token("rita", "acme", "reader");
-    let writer = token("walt", "acme", "writer");
-    let admin = token("ada", "acme", "admin");
+    let reader = users.token("rita", "acme", "reader");
+    let writer = users.token("walt", "acme", "writer");
+    let admin = users.token("ada", "acme", "admin");
 
     for (who, t) in [("reader", &reader), ("writer", &writer)] {
         let refused = gw
@@ -382,7 +334,7 @@ async fn denied_calls_are_recorded_and_only_admins_read_the_trail() {
         assert_eq!(refused.code(), Code::PermissionDenied, "{who}: {refused:?}");
         assert!(refused.message().contains("admin"), "{who}: {refused:?}");
     }
-    let forged = token("mallory", "acme", "admin") + "x";
+    let forged = users.token("mallory", "acme", "admin") + "x";
     let unauthenticated = gw
         .search(as_user(
             SearchRequest {
@@ -394,16 +346,14 @@ async fn denied_calls_are_recorded_and_only_admins_read_the_trail() {
         .await
         .unwrap_err();
     assert_eq!(unauthenticated.code(), Code::Unauthenticated);
-    let denied = gw
-        .ingest(as_user(
-            IngestRequest {
-                documents: vec![doc("r1", "A reader may not write this.")],
-                ..Default::default()
-            },
-            &reader,
-        ))
-        .await
-        .unwrap_err();
+    let denied = Ingest::new(vec![
+        doc("r1", "A reader may not write this.").title("Document r1"),
+    ])
+    .as_user(&reader)
+    .no_wait()
+    .send(&mut gw)
+    .await
+    .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
 
     let db = stack.db().await.unwrap();
@@ -451,12 +401,16 @@ async fn denied_calls_are_recorded_and_only_admins_read_the_trail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ingest_stream_records_its_outcome_and_counts() {
     use braid_tests::v1::IngestStreamRequest;
-    let stack = Stack::start_with(jwt_stack()).await.unwrap();
+    let users = Users::new(SECRET);
+    let stack = Stack::start_with(users.stack_options()).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let writer = token("walt", "acme", "writer");
+    let writer = users.token("walt", "acme", "writer");
     let message = |tenant: &str, id: &str| IngestStreamRequest {
         tenant: tenant.into(),
-        document: Some(doc(id, &format!("Streamed document {id} about glaciers."))),
+        document: Some(
+            doc(id, format!("Streamed document {id} about glaciers."))
+                .title(format!("Document {id}")),
+        ),
     };
 
     // Three documents, all accepted: OK, 3 results.

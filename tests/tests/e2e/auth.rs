@@ -10,11 +10,11 @@ use braid_core::auth::jwt::AuthConfig;
 use braid_core::auth::secret::KeySource;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
-    DeleteDocumentRequest, DiscardJobsRequest, DocumentInput, DocumentStatus, EmbedRequest,
-    GetDocumentRequest, IngestRequest, JobState, ListJobsRequest, PurgeModelsRequest,
-    ReplaceDocumentRequest, RetryJobsRequest, SearchMode, SearchRequest, WaitIndexedRequest,
+    DeleteDocumentRequest, DiscardJobsRequest, DocumentStatus, EmbedRequest, GetDocumentRequest,
+    JobState, ListJobsRequest, PurgeModelsRequest, ReplaceDocumentRequest, RetryJobsRequest,
+    SearchMode, SearchRequest, WaitIndexedRequest,
 };
-use braid_tests::{Service, Stack, StackOptions, eventually};
+use braid_tests::{DocumentInputExt, Ingest, Service, Stack, StackOptions, eventually, titled};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::EncodePublicKey;
@@ -112,15 +112,6 @@ fn write_jwks(path: &std::path::Path, keys: &[&serde_json::Value]) {
     std::fs::rename(tmp, path).unwrap();
 }
 
-fn doc(external_id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: external_id.into(),
-        title: external_id.into(),
-        content: content.into(),
-        ..Default::default()
-    }
-}
-
 async fn code_of<T>(result: Result<tonic::Response<T>, tonic::Status>) -> (Code, String) {
     match result {
         Ok(_) => (Code::Ok, String::new()),
@@ -204,17 +195,14 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
     let writer_a = hs256(&claims("alice", "acme", "writer"), secret);
     let writer_b = hs256(&claims("bob", "beta", "writer"), secret);
     let admin_b = hs256(&claims("bea", "beta", "admin"), secret);
-    let ingest = |tenant: &str, d: DocumentInput| IngestRequest {
-        tenant: tenant.into(),
-        documents: vec![d],
-        wait_until_indexed: true,
-        ..Default::default()
+    // One document titled with its id and sent without a mime type, as `tenant`'s `token`.
+    let ingest = |tenant: &str, id: &str, content: &str, token: &str| {
+        Ingest::new(vec![titled(id, content).mime("")])
+            .tenant(tenant)
+            .as_user(token)
+            .request()
     };
-    let (code, message) = code_of(
-        gw.ingest(with_token(ingest("", doc("r1", "reader text")), &reader))
-            .await,
-    )
-    .await;
+    let (code, message) = code_of(gw.ingest(ingest("", "r1", "reader text", &reader)).await).await;
     assert_eq!(code, Code::PermissionDenied, "{message}");
     assert!(message.contains("writer"), "{message}");
     let (code, _) = code_of(
@@ -244,11 +232,10 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
 
     // --- Tenant isolation.
     let a = gw
-        .ingest(with_token(
-            ingest(
-                "",
-                doc("secret-a", "The zirconium accelerator budget of acme."),
-            ),
+        .ingest(ingest(
+            "",
+            "secret-a",
+            "The zirconium accelerator budget of acme.",
             &writer_a,
         ))
         .await
@@ -258,8 +245,10 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
         .remove(0);
     assert_eq!(a.status, DocumentStatus::Ready as i32, "{a:?}");
     let b = gw
-        .ingest(with_token(
-            ingest("beta", doc("own-b", "Beta's own notes on gardening.")),
+        .ingest(ingest(
+            "beta",
+            "own-b",
+            "Beta's own notes on gardening.",
             &writer_b,
         ))
         .await
@@ -296,11 +285,7 @@ async fn user_tokens_roles_tenants_and_key_rotation() {
     )
     .await;
     assert_eq!(code, Code::PermissionDenied);
-    let (code, _) = code_of(
-        gw.ingest(with_token(ingest("acme", doc("planted", "x")), &writer_b))
-            .await,
-    )
-    .await;
+    let (code, _) = code_of(gw.ingest(ingest("acme", "planted", "x", &writer_b)).await).await;
     assert_eq!(code, Code::PermissionDenied, "writing into another tenant");
     // Get / delete / wait on A's document look exactly like a random id.
     let random = uuid::Uuid::new_v4().to_string();
@@ -640,17 +625,12 @@ async fn internal_services_need_a_service_credential() {
         .await
         .unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let result = gw
-        .ingest(IngestRequest {
-            documents: vec![doc("d1", "Service tokens protect the internal hops.")],
-            wait_until_indexed: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-        .remove(0);
+    let result = Ingest::new(vec![
+        titled("d1", "Service tokens protect the internal hops.").mime(""),
+    ])
+    .results(&mut gw)
+    .await
+    .remove(0);
     assert_eq!(result.status, DocumentStatus::Ready as i32, "{result:?}");
     let response = gw
         .search(SearchRequest {

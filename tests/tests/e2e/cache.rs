@@ -3,48 +3,17 @@
 //! Redis going away mid-test, degraded answers never stored, and readers of different
 //! clearance never sharing an entry.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_proto::tonic::Code;
-use braid_tests::v1::DocumentAcl;
 use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, DocumentStatus, FusionParams, GetDocumentRequest,
-    IngestRequest, SearchMode, SearchRequest, SearchResponse,
+    SearchMode, SearchRequest, SearchResponse,
 };
 use braid_tests::{
-    RedisServer, Stack, StackOptions, Users, as_user, eventually, http_get, metric_sum,
+    DocumentInputExt, Ingest, RedisServer, Stack, StackOptions, Users, acl, as_user, eventually,
+    http_get, metric_sum, titled,
 };
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        acl: None,
-        external_id: id.into(),
-        title: id.into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::new(),
-    }
-}
-
-async fn ingest(stack: &Stack, docs: Vec<DocumentInput>) {
-    let mut gw = stack.gateway_client().await.unwrap();
-    let response = gw
-        .ingest(IngestRequest {
-            tenant: String::new(),
-            documents: docs,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    for r in &response.results {
-        assert_eq!(r.error, "", "{r:?}");
-        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
-    }
-}
 
 fn request(query: &str) -> SearchRequest {
     SearchRequest {
@@ -69,15 +38,15 @@ async fn gateway_metric(stack: &Stack, name: &str, filters: &[&str]) -> f64 {
 
 fn corpus() -> Vec<DocumentInput> {
     vec![
-        doc(
+        titled(
             "lighthouse",
             "The lighthouse keeper trims the lamp wick every evening at dusk. Version one.",
         ),
-        doc(
+        titled(
             "orchard",
             "Apple trees in the orchard are pruned in late winter before the buds open.",
         ),
-        doc(
+        titled(
             "glacier",
             "A glacier carves a valley as ice slowly flows downhill under its own weight.",
         ),
@@ -89,7 +58,8 @@ const QUERY: &str = "lighthouse keeper lamp";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hit_miss_bypass_and_no_stale_answer_after_update_or_delete() {
     let stack = Stack::start().await.unwrap();
-    ingest(&stack, corpus()).await;
+    let mut gw = stack.gateway_client().await.unwrap();
+    Ingest::new(corpus()).ready(&mut gw).await;
 
     let first = search(&stack, request(QUERY)).await;
     assert!(!first.cached);
@@ -139,13 +109,11 @@ async fn hit_miss_bypass_and_no_stale_answer_after_update_or_delete() {
     );
 
     // Update the document and wait for READY: the next answer is v2, never the cached v1.
-    ingest(
-        &stack,
-        vec![doc(
-            "lighthouse",
-            "The lighthouse keeper trims the lamp wick every evening at dusk. Version two.",
-        )],
-    )
+    Ingest::new(vec![titled(
+        "lighthouse",
+        "The lighthouse keeper trims the lamp wick every evening at dusk. Version two.",
+    )])
+    .ready(&mut gw)
     .await;
     let updated = search(&stack, request(QUERY)).await;
     assert!(!updated.cached, "READY bumps the index generation");
@@ -155,7 +123,6 @@ async fn hit_miss_bypass_and_no_stale_answer_after_update_or_delete() {
     assert!(search(&stack, request(QUERY)).await.cached);
 
     // Delete it and wait until both legs confirmed: the cached answer holding it is gone.
-    let mut gw = stack.gateway_client().await.unwrap();
     gw.delete_document(DeleteDocumentRequest {
         tenant: String::new(),
         document_id: String::new(),
@@ -198,7 +165,9 @@ async fn hit_miss_bypass_and_no_stale_answer_after_update_or_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_identical_misses_run_the_legs_once() {
     let stack = Stack::start().await.unwrap();
-    ingest(&stack, corpus()).await;
+    Ingest::new(corpus())
+        .ready(&mut stack.gateway_client().await.unwrap())
+        .await;
     let legs = |leg: &'static str| {
         let stack = &stack;
         async move {
@@ -249,7 +218,9 @@ async fn redis_mode_shares_answers_and_survives_redis_going_away() {
     // Generous: a debug build on a shared machine; a dead Redis refuses at once anyway.
     options.gateway.query_cache.redis_timeout_ms = 5_000;
     let mut stack = Stack::start_with(options).await.unwrap();
-    ingest(&stack, corpus()).await;
+    Ingest::new(corpus())
+        .ready(&mut stack.gateway_client().await.unwrap())
+        .await;
 
     assert!(!search(&stack, request(QUERY)).await.cached);
     // A fresh gateway (empty in-process cache) finds the answer in Redis.
@@ -296,15 +267,13 @@ async fn deep_text_hits_on_the_page_get_text_and_snippets() {
     // (vector rank 1). The text weight is tiny, so the fused page of one is the sky sentence.
     let stack = Stack::start().await.unwrap();
     let sky = "Among many quiet things in the night sky over the hills one faint nebula hides.";
-    ingest(
-        &stack,
-        vec![
-            doc("bakery-1", "Nebula bakery: nebula bread and nebula buns."),
-            doc("bakery-2", "Nebula bakery: nebula cakes and nebula tarts."),
-            doc("bakery-3", "Nebula bakery: nebula coffee and nebula rolls."),
-            doc("sky", sky),
-        ],
-    )
+    Ingest::new(vec![
+        titled("bakery-1", "Nebula bakery: nebula bread and nebula buns."),
+        titled("bakery-2", "Nebula bakery: nebula cakes and nebula tarts."),
+        titled("bakery-3", "Nebula bakery: nebula coffee and nebula rolls."),
+        titled("sky", sky),
+    ])
+    .ready(&mut stack.gateway_client().await.unwrap())
     .await;
     let fetches_before = text_fetches(&stack).await;
     let r = search(
@@ -346,9 +315,9 @@ async fn text_fetches(stack: &Stack) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn degraded_answers_are_never_cached() {
     let mut stack = Stack::start().await.unwrap();
-    ingest(&stack, corpus()).await;
-    stack.text.stop().await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
+    Ingest::new(corpus()).ready(&mut gw).await;
+    stack.text.stop().await.unwrap();
     for attempt in 0..2 {
         let r = gw.search(request(QUERY)).await.unwrap().into_inner();
         assert!(r.degraded, "attempt {attempt}: {r:?}");
@@ -395,31 +364,17 @@ async fn readers_of_different_clearance_never_share_a_cached_answer() {
     let admin = users.token("ada", "acme", "admin");
     let low = users.token_with_acl("lou", "acme", "reader", 0, &[]);
     let high = users.token_with_acl("hal", "acme", "reader", 5, &[]);
-    let mut secret = doc(
+    let secret = titled(
         "keeper-log",
         "The lighthouse keeper's log: the lamp failed twice this winter. Restricted.",
-    );
-    secret.acl = Some(DocumentAcl {
-        clearance: 5,
-        groups: vec![],
-    });
+    )
+    .acl(acl(5, &[]));
     let mut documents = corpus();
     documents.push(secret);
-    let results = gw
-        .ingest(as_user(
-            IngestRequest {
-                tenant: String::new(),
-                documents,
-                wait_until_indexed: true,
-                wait_timeout_ms: 120_000,
-                idempotency_key: String::new(),
-            },
-            &admin,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = Ingest::new(documents)
+        .as_user(&admin)
+        .results(&mut gw)
+        .await;
     assert!(
         results
             .iter()

@@ -8,23 +8,12 @@
 //! `Phi` of their sum: raw standard scores, so the default ranks as it was measured).
 
 use braid_gateway::fusion::phi;
-use braid_tests::Stack;
 use braid_tests::v1::{
-    DocumentInput, FusionMethod, FusionParams, IngestRequest, ScoreNormalization, SearchMode,
-    SearchRequest, SearchResponse,
+    FusionMethod, FusionParams, ScoreNormalization, SearchMode, SearchRequest, SearchResponse,
 };
+use braid_tests::{Ingest, Stack, doc};
 
 const QUERY: &str = "why do cats purr";
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: String::new(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
 
 fn request(mode: SearchMode, fusion: Option<FusionParams>) -> SearchRequest {
     SearchRequest {
@@ -50,26 +39,18 @@ fn fusion(method: FusionMethod, normalization: ScoreNormalization) -> Option<Fus
 async fn two_small_documents_get_fused_scores_in_0_1_for_every_method() {
     let stack = Stack::start().await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let r = gw
-        .ingest(IngestRequest {
-            documents: vec![
-                doc(
-                    "cats",
-                    "Cats purr when they are content, and sometimes when hurt.",
-                ),
-                doc(
-                    "rain",
-                    "Rain fell on the quiet harbour town all night long.",
-                ),
-            ],
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.results.iter().all(|d| d.error.is_empty()), "{r:?}");
+    Ingest::new(vec![
+        doc(
+            "cats",
+            "Cats purr when they are content, and sometimes when hurt.",
+        ),
+        doc(
+            "rain",
+            "Rain fell on the quiet harbour town all night long.",
+        ),
+    ])
+    .accepted(&mut gw)
+    .await;
 
     let mut search = async |r: SearchRequest| -> SearchResponse {
         gw.search(r).await.expect("search").into_inner()

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use braid_proto::tonic::{Code, Status};
 use braid_tests::v1::{
-    DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, IngestRequest,
-    IngestResponse, LegSearchRequest, MetadataFilter, SearchMode, SearchRequest, SearchResponse,
-    WaitIndexedRequest,
+    DocumentInput, DocumentResult, DocumentStatus, GetDocumentRequest, LegSearchRequest,
+    MetadataFilter, SearchMode, SearchRequest, SearchResponse, WaitIndexedRequest,
 };
-use braid_tests::{Stack, StackOptions, eventually, http_get, metric_sum};
+use braid_tests::{
+    DocumentInputExt, Ingest, Stack, StackOptions, doc, eventually, http_get, metric_sum,
+};
 
 /// `(name, text)` of every file in `tests/fuzz-corpus/`, plus an oversized entry.
 fn corpus() -> Vec<(String, String)> {
@@ -36,15 +37,11 @@ fn corpus() -> Vec<(String, String)> {
     entries
 }
 
+/// A well-formed document, to sit among the hostile ones (specific to this file).
 fn good(id: &str, text: &str) -> DocumentInput {
-    DocumentInput {
-        acl: None,
-        external_id: id.into(),
-        title: format!("Good document {id}"),
-        content: text.into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::from([("topic".to_string(), "good".to_string())]),
-    }
+    doc(id, text)
+        .title(format!("Good document {id}"))
+        .meta("topic", "good")
 }
 
 /// The INVALID_ARGUMENT message names `field` (messages read `field: rule`).
@@ -78,19 +75,6 @@ fn not_degraded(what: &str, r: Option<SearchResponse>) {
     if let Some(r) = r {
         assert!(!r.degraded, "{what}: {:?}", r.degraded_reasons);
     }
-}
-
-async fn ingest(stack: &Stack, documents: Vec<DocumentInput>) -> Result<IngestResponse, Status> {
-    let mut gw = stack.gateway_client().await.unwrap();
-    gw.ingest(IngestRequest {
-        tenant: String::new(),
-        documents,
-        wait_until_indexed: true,
-        wait_timeout_ms: 120_000,
-        idempotency_key: String::new(),
-    })
-    .await
-    .map(|r| r.into_inner())
 }
 
 async fn search(stack: &Stack, request: SearchRequest) -> Result<SearchResponse, Status> {
@@ -147,21 +131,18 @@ fn assert_ready(r: &DocumentResult) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hostile_document_does_not_cost_the_good_ones() {
     let stack = Stack::start().await.unwrap();
-    let mut nul_metadata = good("nul-metadata", "metadata with a NUL byte");
-    nul_metadata.metadata.insert("note".into(), "a\0b".into());
-    let mut entity = good("entity", "<p>caf&aaaaaaaaaaé; fin &#0; ok</p>");
-    entity.mime_type = "text/html".into();
-    let mut bidi = good("invoice\u{202E}fdp.exe", "bidi override in the id");
-    bidi.title = "bidi".into();
     let docs = vec![
         good("good-a", "Sourdough starters ferment flour and water."),
-        nul_metadata,
+        good("nul-metadata", "metadata with a NUL byte").meta("note", "a\0b"),
         good("nul-content", "volcanic\0ash clouds"),
-        entity,
-        bidi,
+        good("entity", "<p>caf&aaaaaaaaaaé; fin &#0; ok</p>").mime("text/html"),
+        good("invoice\u{202E}fdp.exe", "bidi override in the id").title("bidi"),
         good("good-b", "Marathon runners taper before race day."),
     ];
-    let response = ingest(&stack, docs).await.expect("the batch is answered");
+    let response = Ingest::new(docs)
+        .send(&mut stack.gateway_client().await.unwrap())
+        .await
+        .expect("the batch is answered");
     let r = &response.results;
     assert_eq!(r.len(), 6);
     assert_ready(&r[0]);
@@ -383,14 +364,9 @@ impl Slot {
     }
 
     fn document(self, id: &str, entry: &str) -> DocumentInput {
-        let mut d = DocumentInput {
-            acl: None,
-            external_id: id.into(),
-            title: "Fuzz carrier".into(),
-            content: "fuzz carrier text about gardening".into(),
-            mime_type: "text/plain".into(),
-            metadata: HashMap::from([("topic".to_string(), "fuzz".to_string())]),
-        };
+        let mut d = doc(id, "fuzz carrier text about gardening")
+            .title("Fuzz carrier")
+            .meta("topic", "fuzz");
         match self {
             Slot::ExternalId => d.external_id = entry.into(),
             Slot::Title => d.title = entry.into(),
@@ -436,7 +412,10 @@ async fn fuzz_corpus_replayed_through_the_gateway() {
     }
     docs.push(good("good-2", "Marathon training builds endurance."));
     slots.push(None);
-    let mut response = ingest(&stack, docs).await.expect("the batch is answered");
+    let mut response = Ingest::new(docs)
+        .send(&mut stack.gateway_client().await.unwrap())
+        .await
+        .expect("the batch is answered");
     assert_eq!(response.results.len(), slots.len());
     settle(&stack, &mut response.results).await;
     let mut rejected = 0;
@@ -567,27 +546,27 @@ async fn turning_redaction_on_reindexes_and_both_legs_hold_redacted_text() {
     let mut stack = Stack::start_with(StackOptions::default()).await.unwrap();
     // PII only in the content: the stored title and metadata do not change, so only the
     // redaction fingerprint in the hash can tell that this document must be re-indexed.
-    let doc = good(
+    let pii = good(
         "pii",
         "Contact jane.doe@example.com or card 4111 1111 1111 1111 about the seminar schedule.",
     );
-    let mut meta = good(
+    let meta = good(
         "pii-meta",
         "Office hours are listed on the department page.",
-    );
-    meta.title = "Office hours of jane.doe@example.com".into();
-    meta.metadata
-        .insert("owner".into(), "jane.doe@example.com".into());
-    let docs = vec![doc, meta];
-    let first = ingest(&stack, docs.clone()).await.unwrap();
+    )
+    .title("Office hours of jane.doe@example.com")
+    .meta("owner", "jane.doe@example.com");
+    let docs = vec![pii, meta];
+    let mut gw = stack.gateway_client().await.unwrap();
+    let first = Ingest::new(docs.clone()).send(&mut gw).await.unwrap();
     first.results.iter().for_each(assert_ready);
-    let again = ingest(&stack, docs.clone()).await.unwrap();
+    let again = Ingest::new(docs.clone()).send(&mut gw).await.unwrap();
     assert!(again.results[0].unchanged, "same settings: unchanged");
 
     stack.ingest_config.redaction.emails = true;
     stack.ingest_config.redaction.card_numbers = true;
     stack.restart_ingest().await.unwrap();
-    let redacted = ingest(&stack, docs).await.unwrap();
+    let redacted = Ingest::new(docs).send(&mut gw).await.unwrap();
     assert!(
         !redacted.results[0].unchanged,
         "redaction settings are part of the hash: {redacted:?}"

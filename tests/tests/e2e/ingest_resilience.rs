@@ -2,7 +2,6 @@
 //! retry/discard, idempotent re-ingest and atomic updates, idempotency keys, streaming bulk
 //! ingest (leases: `leases.rs`). Real PostgreSQL, Tantivy and model throughout.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_proto::tonic::Code;
@@ -12,38 +11,10 @@ use braid_tests::v1::{
     IngestStreamRequest, JobState, ListJobsRequest, RetryJobsRequest, SearchMode, SearchRequest,
     StatsRequest, WaitIndexedRequest,
 };
-use braid_tests::{Stack, StackOptions, eventually};
+use braid_tests::{DocumentInputExt, Ingest, Stack, StackOptions, doc, eventually};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: format!("Document {id}"),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::new(),
-        acl: None,
-    }
-}
-
-async fn ingest(gw: &mut GatewayClient<Channel>, docs: Vec<DocumentInput>) -> Vec<String> {
-    gw.ingest(IngestRequest {
-        documents: docs,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .results
-    .into_iter()
-    .map(|r| {
-        assert_eq!(r.error, "");
-        r.document_id
-    })
-    .collect()
-}
 
 async fn status(gw: &mut GatewayClient<Channel>, document_id: &str) -> (DocumentStatus, String) {
     let d = gw
@@ -130,10 +101,11 @@ async fn vector_leg_down_during_ingest_is_retried_until_it_returns() {
     let mut gw = stack.gateway_client().await.unwrap();
     stack.vector.stop().await.unwrap();
 
-    let id = ingest(
-        &mut gw,
-        vec![doc("a", "Glaciers carve valleys over thousands of years.")],
-    )
+    let id = Ingest::new(vec![
+        doc("a", "Glaciers carve valleys over thousands of years.").title("Document a"),
+    ])
+    .no_wait()
+    .accepted(&mut gw)
     .await
     .remove(0);
     // The vector job fails and is retried with backoff; the text leg is already in sync.
@@ -181,13 +153,12 @@ async fn failing_leg_dead_letters_then_operator_retries_or_discards() {
     let mut gw = stack.gateway_client().await.unwrap();
     stack.text.stop().await.unwrap();
 
-    let ids = ingest(
-        &mut gw,
-        vec![
-            doc("keep", "Tidal pools host anemones."),
-            doc("drop", "Sand dunes migrate with the wind."),
-        ],
-    )
+    let ids = Ingest::new(vec![
+        doc("keep", "Tidal pools host anemones.").title("Document keep"),
+        doc("drop", "Sand dunes migrate with the wind.").title("Document drop"),
+    ])
+    .no_wait()
+    .accepted(&mut gw)
     .await;
     for id in &ids {
         wait_status(&gw, id, DocumentStatus::Partial).await;
@@ -282,18 +253,15 @@ async fn reingest_is_a_no_op_and_updates_replace_chunks_in_both_legs() {
     let mut gw = stack.gateway_client().await.unwrap();
     let db = stack.db().await.unwrap();
 
-    let v1 = "Old content mentions zeppelins.";
-    let id = ingest(&mut gw, vec![doc("u", v1)]).await.remove(0);
+    let v1 = doc("u", "Old content mentions zeppelins.").title("Document u");
+    let id = Ingest::new(vec![v1.clone()])
+        .no_wait()
+        .accepted(&mut gw)
+        .await
+        .remove(0);
     wait_status(&gw, &id, DocumentStatus::Ready).await;
     let before = job_count(&db).await;
-    let again = gw
-        .ingest(IngestRequest {
-            documents: vec![doc("u", v1)],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let again = Ingest::new(vec![v1]).no_wait().send(&mut gw).await.unwrap();
     assert!(again.results[0].unchanged);
     assert_eq!(again.results[0].document_id, id);
     assert_eq!(
@@ -304,7 +272,11 @@ async fn reingest_is_a_no_op_and_updates_replace_chunks_in_both_legs() {
     assert_eq!(text_hits(&mut gw, "zeppelins").await.len(), 1);
 
     let v2 = "New content mentions submarines instead. ".repeat(60);
-    let updated = ingest(&mut gw, vec![doc("u", &v2)]).await.remove(0);
+    let updated = Ingest::new(vec![doc("u", v2).title("Document u")])
+        .no_wait()
+        .accepted(&mut gw)
+        .await
+        .remove(0);
     assert_eq!(
         updated, id,
         "same (tenant, external_id) is the same document"
@@ -347,7 +319,10 @@ async fn idempotency_key_makes_a_retried_call_safe() {
     let stack = Stack::start().await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     let request = |content: &str| IngestRequest {
-        documents: vec![doc("k1", content), doc("k2", "Second document.")],
+        documents: vec![
+            doc("k1", content).title("Document k1"),
+            doc("k2", "Second document.").title("Document k2"),
+        ],
         idempotency_key: "batch-42".into(),
         ..Default::default()
     };
@@ -384,12 +359,16 @@ async fn streaming_bulk_ingest_reports_each_document_and_waits_for_ready() {
     let mut docs: Vec<DocumentInput> = (0..40)
         .map(|i| {
             doc(
-                &format!("s{i}"),
-                &format!("Streamed document number {i} about lighthouses."),
+                format!("s{i}"),
+                format!("Streamed document number {i} about lighthouses."),
             )
+            .title(format!("Document s{i}"))
         })
         .collect();
-    docs.insert(7, doc("too-big", &"x ".repeat(5_000)));
+    docs.insert(
+        7,
+        doc("too-big", "x ".repeat(5_000)).title("Document too-big"),
+    );
     let total = docs.len();
     let outbound = tokio_stream::iter(docs.into_iter().map(|d| IngestStreamRequest {
         tenant: "bulk".into(),

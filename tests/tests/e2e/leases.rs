@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{
-    DocumentInput, DocumentStatus, EmbedRequest, GetDocumentRequest, IngestRequest, InputType,
+use braid_tests::v1::{DocumentStatus, EmbedRequest, GetDocumentRequest, InputType};
+use braid_tests::{
+    DocumentInputExt, Ingest, ServiceChannel, Stack, StackOptions, doc, eventually, http_get,
+    metric_sum,
 };
-use braid_tests::{ServiceChannel, Stack, StackOptions, eventually, http_get, metric_sum};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -41,31 +42,6 @@ async fn record_lease_events(db: &sqlx::PgPool) {
     ] {
         sqlx::query(statement).execute(db).await.unwrap();
     }
-}
-
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: format!("Document {id}"),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
-
-async fn ingest(gw: &mut GatewayClient<Channel>, document: DocumentInput) -> String {
-    let result = gw
-        .ingest(IngestRequest {
-            documents: vec![document],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-        .remove(0);
-    assert_eq!(result.error, "");
-    result.document_id
 }
 
 async fn wait_ready(gw: &GatewayClient<Channel>, document_id: &str) {
@@ -108,7 +84,11 @@ async fn a_crashed_workers_job_is_taken_over_only_after_its_lease_expires() {
             )
         })
         .collect();
-    let id = ingest(&mut gw, doc("big", &body)).await;
+    let id = Ingest::new(vec![doc("big", body).title("Document big")])
+        .no_wait()
+        .accepted(&mut gw)
+        .await
+        .remove(0);
     eventually("a job running", PATIENCE, || {
         let db = db.clone();
         async move {
@@ -236,11 +216,13 @@ async fn a_long_job_renews_its_lease_and_is_never_grabbed_twice() {
     })
     .await
     .unwrap();
-    let id = ingest(
-        &mut gw,
-        doc("slow", "Deltas form where rivers drop their sediment."),
-    )
-    .await;
+    let id = Ingest::new(vec![
+        doc("slow", "Deltas form where rivers drop their sediment.").title("Document slow"),
+    ])
+    .no_wait()
+    .accepted(&mut gw)
+    .await
+    .remove(0);
     // The vector job, still on its first attempt, has been running for three lease periods.
     let (job,): (i64,) = eventually("the vector job outliving 3 leases", PATIENCE, || {
         let db = db.clone();

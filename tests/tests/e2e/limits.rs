@@ -9,11 +9,12 @@ use braid_gateway::Budget;
 use braid_proto::tonic::{Code, Status};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
-    DocumentInput, DocumentResult, IngestRequest, IngestStreamRequest, SearchRequest, StatsRequest,
+    DocumentInput, DocumentResult, IngestStreamRequest, SearchRequest, StatsRequest,
     WaitIndexedRequest,
 };
 use braid_tests::{
-    RedisServer, Stack, StackOptions, Users, as_user, eventually, http_get, metric_sum,
+    DocumentInputExt, Ingest, RedisServer, Stack, StackOptions, Users, as_user, doc, eventually,
+    http_get, metric_sum,
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -22,20 +23,16 @@ use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn doc(id: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: format!("Document {id}"),
-        content: format!("limits test document {id} about rate budgets"),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
+/// A small document whose title and content are made from its id (specific to this file:
+/// the limits count documents, not what they say).
+fn small(id: &str) -> DocumentInput {
+    doc(id, format!("limits test document {id} about rate budgets")).title(format!("Document {id}"))
 }
 
 fn stream_msg(id: &str) -> IngestStreamRequest {
     IngestStreamRequest {
         tenant: String::new(),
-        document: Some(doc(id)),
+        document: Some(small(id)),
     }
 }
 
@@ -314,11 +311,9 @@ async fn list_fields_over_their_cap_are_invalid_arguments() {
     let stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
 
-    let refused = gw
-        .ingest(IngestRequest {
-            documents: vec![doc("a"), doc("b"), doc("c")],
-            ..Default::default()
-        })
+    let refused = Ingest::new(vec![small("a"), small("b"), small("c")])
+        .no_wait()
+        .send(&mut gw)
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
@@ -335,19 +330,14 @@ async fn list_fields_over_their_cap_are_invalid_arguments() {
     assert_eq!(refused.message(), "document_ids: 4 ids, at most 3");
 
     // A list inside one document costs that document only, with ingest's matching limit.
-    let mut many = doc("meta");
+    let mut many = small("meta");
     for i in 0..33 {
         many.metadata.insert(format!("k{i}"), "v".into());
     }
-    let results = gw
-        .ingest(IngestRequest {
-            documents: vec![doc("ok"), many],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let results = Ingest::new(vec![small("ok"), many])
+        .no_wait()
+        .results(&mut gw)
+        .await;
     assert_eq!(results[0].error, "");
     assert!(
         results[1].error.contains("metadata") && results[1].error.contains("at most 32"),

@@ -5,13 +5,13 @@
 //! (`도서관` inside `도서관들은`), and the `lang` filter keeps one language. Real PostgreSQL +
 //! pgvector, Tantivy and the real model.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use braid_tests::Stack;
 use braid_tests::v1::{
-    DocumentInput, DocumentStatus, FilterClause, IngestRequest, MetadataFilter, SearchMode,
-    SearchRequest, StringList, filter_clause,
+    DocumentInput, FilterClause, MetadataFilter, SearchMode, SearchRequest, StringList,
+    filter_clause,
 };
+use braid_tests::{DocumentInputExt, Ingest, Stack, doc};
 
 type Gateway = braid_tests::v1::gateway_client::GatewayClient<tonic::transport::Channel>;
 
@@ -76,15 +76,12 @@ const DOCS: [(&str, &str, &str, Option<&str>); 8] = [
 
 fn documents() -> Vec<DocumentInput> {
     DOCS.iter()
-        .map(|(id, title, content, lang)| DocumentInput {
-            external_id: id.to_string(),
-            title: title.to_string(),
-            content: content.to_string(),
-            mime_type: "text/plain".into(),
-            metadata: lang
-                .map(|l| HashMap::from([("lang".to_string(), l.to_string())]))
-                .unwrap_or_default(),
-            acl: None,
+        .map(|(id, title, content, lang)| {
+            let d = doc(*id, *content).title(*title);
+            match lang {
+                Some(lang) => d.meta("lang", *lang),
+                None => d,
+            }
         })
         .collect()
 }
@@ -126,21 +123,8 @@ fn set(ids: &[String]) -> BTreeSet<&str> {
 async fn each_language_finds_its_document_and_filters_by_lang() {
     let stack = Stack::start().await.expect("stack");
     let mut gw = stack.gateway_client().await.unwrap();
-    let r = gw
-        .ingest(IngestRequest {
-            documents: documents(),
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .expect("ingest")
-        .into_inner();
-    assert_eq!(r.results.len(), DOCS.len());
-    for d in &r.results {
-        assert_eq!(d.error, "", "{d:?}");
-        assert_eq!(d.status, DocumentStatus::Ready as i32, "{d:?}");
-    }
+    let ids = Ingest::new(documents()).ready(&mut gw).await;
+    assert_eq!(ids.len(), DOCS.len());
 
     // Queries whose words are not the document's own forms: only the language's stemmer (or
     // CJK bigrams) joins them.

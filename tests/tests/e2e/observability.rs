@@ -9,11 +9,8 @@ use std::path::Path;
 
 use braid_embedding::ProviderKind;
 use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
-use braid_tests::v1::{
-    DocumentInput, DocumentStatus, EmbedRequest, IngestRequest, InputType, SearchMode,
-    SearchRequest,
-};
-use braid_tests::{Service, Stack, http_get, start_embedding};
+use braid_tests::v1::{EmbedRequest, InputType, SearchMode, SearchRequest};
+use braid_tests::{Ingest, Service, Stack, http_get, start_embedding, titled};
 
 /// Metric names (`braid_…` tokens) in a rules or dashboard file; YAML comments are skipped.
 fn metric_names(text: &str) -> BTreeSet<String> {
@@ -68,16 +65,6 @@ async fn scrape(service: &Service) -> String {
     body
 }
 
-fn doc(id: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: id.into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
-}
-
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -94,29 +81,18 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
         braid_core::auth::secret::KeySource::from_value("observability-key");
     let mut stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
-    let ingested = gw
-        .ingest(IngestRequest {
-            tenant: String::new(),
-            documents: vec![
-                doc(
-                    "lava",
-                    "Magma rises through cracks and erupts as lava and ash.",
-                ),
-                doc(
-                    "bread",
-                    "Sourdough starter, flour and water make a crusty loaf.",
-                ),
-            ],
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    for r in &ingested.results {
-        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
-    }
+    Ingest::new(vec![
+        titled(
+            "lava",
+            "Magma rises through cracks and erupts as lava and ash.",
+        ),
+        titled(
+            "bread",
+            "Sourdough starter, flour and water make a crusty loaf.",
+        ),
+    ])
+    .ready(&mut gw)
+    .await;
     let search = |mode: SearchMode| SearchRequest {
         query: "volcanic eruption".into(),
         top_k: 5,

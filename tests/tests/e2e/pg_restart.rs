@@ -13,8 +13,8 @@ use std::time::Duration;
 use braid_proto::tonic::{Code, Request, Status};
 use braid_tests::pg_topology::{Cluster, Topology};
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{DocumentInput, IngestRequest, SearchMode, SearchRequest};
-use braid_tests::{Stack, StackOptions, eventually};
+use braid_tests::v1::{IngestRequest, SearchMode, SearchRequest};
+use braid_tests::{DocumentInputExt, Ingest, Stack, StackOptions, doc, eventually};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -67,19 +67,18 @@ fn search(i: u64) -> Request<SearchRequest> {
     r
 }
 
-fn trickle_document(n: u64) -> IngestRequest {
-    IngestRequest {
-        documents: vec![DocumentInput {
-            external_id: format!("trickle-{n}"),
-            title: format!("Trickle {n}"),
-            content: format!(
-                "Note {n}: enzymes speed up chemical reactions in the cell without being used up."
-            ),
-            mime_type: "text/plain".into(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+/// The trickle's document `n`, not waited for, with a 60 s deadline (specific to this file:
+/// the load that runs across the restart).
+fn trickle_document(n: u64) -> Request<IngestRequest> {
+    let content =
+        format!("Note {n}: enzymes speed up chemical reactions in the cell without being used up.");
+    let mut request = Ingest::new(vec![
+        doc(format!("trickle-{n}"), content).title(format!("Trickle {n}")),
+    ])
+    .no_wait()
+    .request();
+    request.set_timeout(Duration::from_secs(60));
+    request
 }
 
 fn record(tally: &Tally, call: &'static str, status: &Status, phases: (u8, u8)) {
@@ -147,9 +146,7 @@ fn ingest_trickle(
             pace.tick().await;
             n += 1;
             let sent = phase.load(Ordering::SeqCst);
-            let mut request = Request::new(trickle_document(n));
-            request.set_timeout(Duration::from_secs(60));
-            let outcome = gw.ingest(request).await;
+            let outcome = gw.ingest(trickle_document(n)).await;
             let returned = phase.load(Ordering::SeqCst);
             let in_window = sent == WINDOW || returned == WINDOW;
             match outcome {
@@ -263,9 +260,7 @@ async fn restarting_postgres_under_load_fails_only_inside_the_window_and_loses_n
     eventually("an ingest accepted after the restart", PATIENCE, || {
         let mut gw = gw.clone();
         async move {
-            let mut request = Request::new(trickle_document(0));
-            request.set_timeout(Duration::from_secs(60));
-            let r = gw.ingest(request).await.ok()?.into_inner();
+            let r = gw.ingest(trickle_document(0)).await.ok()?.into_inner();
             r.results[0].error.is_empty().then_some(())
         }
     })

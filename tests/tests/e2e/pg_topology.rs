@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use braid_core::db::Pooler;
 use braid_tests::pg_topology::{Cluster, PgBouncer, Topology, base_of};
-use braid_tests::v1::{
-    DocumentInput, FusionParams, IngestRequest, SearchMode, SearchRequest, SearchResponse,
+use braid_tests::v1::{FusionParams, SearchMode, SearchRequest, SearchResponse};
+use braid_tests::{
+    Ingest, Stack, StackOptions, eventually, http_get, ingest_texts, metric_sum, titled,
 };
-use braid_tests::{Stack, StackOptions, eventually, http_get, ingest_texts, metric_sum};
 use sqlx::Connection;
 
 const TEXTS: [&str; 4] = [
@@ -221,30 +221,6 @@ async fn replica_sql(replica: &Cluster, db: &str, sql: &str) -> anyhow::Result<(
     Ok(())
 }
 
-async fn ingest_one(stack: &Stack, id: &str, text: &str) {
-    let results = stack
-        .gateway_client()
-        .await
-        .expect("gateway client")
-        .ingest(IngestRequest {
-            documents: vec![DocumentInput {
-                external_id: id.into(),
-                title: id.into(),
-                content: text.into(),
-                mime_type: "text/plain".into(),
-                ..Default::default()
-            }],
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .expect("ingest")
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn searches_read_from_the_replica_and_fall_back_to_the_primary() -> anyhow::Result<()> {
     let primary = Cluster::primary().await?;
@@ -270,11 +246,11 @@ async fn searches_read_from_the_replica_and_fall_back_to_the_primary() -> anyhow
     // Reads go to the replica: with its replay paused, a document READY on the primary stays
     // invisible to vector searches until replay resumes.
     replica_sql(&replica, &db, "SELECT pg_wal_replay_pause()").await?;
-    ingest_one(
-        &stack,
+    Ingest::new(vec![titled(
         "geysers",
         "Geysers erupt when underground water boils under pressure.",
-    )
+    )])
+    .accepted(&mut gw)
     .await;
     let on_primary: i64 =
         sqlx::query_scalar("SELECT count(*) FROM vectors.chunks WHERE external_id = 'geysers'")
@@ -301,11 +277,11 @@ async fn searches_read_from_the_replica_and_fall_back_to_the_primary() -> anyhow
     stack.restart_vector().await?;
     wait_route(&stack, "replica", "ok").await?;
     replica_sql(&replica, &db, "SELECT pg_wal_replay_pause()").await?;
-    ingest_one(
-        &stack,
+    Ingest::new(vec![titled(
         "tides",
         "Tides rise and fall with the pull of the moon.",
-    )
+    )])
+    .accepted(&mut gw)
     .await;
     wait_route(&stack, "primary", "replica_lagging").await?;
     let hits = vector_hits(&stack, "the moon pulls the ocean").await;

@@ -6,72 +6,55 @@ use std::time::Duration;
 
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DeleteDocumentRequest, DocumentInput, DocumentStatus, GetDocumentRequest, IngestRequest,
-    MetadataFilter, SearchMode, SearchRequest, SearchResponse,
+    DeleteDocumentRequest, DocumentInput, DocumentStatus, GetDocumentRequest, MetadataFilter,
+    SearchMode, SearchRequest, SearchResponse,
 };
-use braid_tests::{Stack, eventually, http_get, ingest_ready};
-
-fn doc(id: &str, title: &str, topic: &str, mime: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        acl: None,
-        external_id: id.into(),
-        title: title.into(),
-        content: content.into(),
-        mime_type: mime.into(),
-        metadata: HashMap::from([("topic".to_string(), topic.to_string())]),
-    }
-}
+use braid_tests::{DocumentInputExt, Ingest, Stack, doc, eventually, http_get, ingest_ready};
 
 fn corpus() -> Vec<DocumentInput> {
     vec![
         doc(
             "pgvector",
-            "Vector search in PostgreSQL",
-            "tech",
-            "text/markdown",
             "# Vector search in PostgreSQL\n\nThe **pgvector** extension adds a `vector` column type to PostgreSQL. \
              HNSW indexes give approximate nearest neighbour search with cosine distance, and \
              `hnsw.ef_search` trades recall for speed.",
-        ),
+        )
+        .title("Vector search in PostgreSQL")
+        .mime("text/markdown")
+        .meta("topic", "tech"),
         doc(
             "sourdough",
-            "Baking sourdough bread",
-            "food",
-            "text/html",
             "<html><head><title>Baking sourdough bread</title><script>track()</script></head><body>\
              <h1>Sourdough</h1><p>A sourdough starter is a culture of wild yeast and lactic acid bacteria. \
              Feed it flour and water, let the dough proof overnight, then bake it in a hot Dutch oven \
              until the crust is dark.</p></body></html>",
-        ),
+        )
+        .title("Baking sourdough bread")
+        .mime("text/html")
+        .meta("topic", "food"),
         doc(
             "marathon",
-            "Training for a marathon",
-            "sport",
-            "text/plain",
             "Weekly long runs build aerobic endurance. Increase mileage gradually, taper in the final \
              three weeks before race day, and eat plenty of carbohydrates the evening before the 42 km.",
-        ),
+        )
+        .title("Training for a marathon")
+        .meta("topic", "sport"),
         doc(
             "volcano",
-            "How volcanoes erupt",
-            "science",
-            "text/plain",
             "Magma rises through cracks in the crust. Dissolved gases expand as the pressure drops, and \
              explosive eruptions throw ash and pumice high into the atmosphere while lava flows downhill.",
-        ),
+        )
+        .title("How volcanoes erupt")
+        .meta("topic", "science"),
         doc(
             "borrowck",
-            "Memory safety in Rust",
-            "tech",
-            "text/markdown",
             "## Ownership\n\nThe borrow checker enforces ownership and lifetimes at compile time, so \
              programs are free of use-after-free and data races without a garbage collector.",
-        ),
+        )
+        .title("Memory safety in Rust")
+        .mime("text/markdown")
+        .meta("topic", "tech"),
     ]
-}
-
-async fn ingest_all(stack: &Stack, tenant: &str, docs: Vec<DocumentInput>) -> Vec<String> {
-    ingest_ready(&mut stack.gateway_client().await.unwrap(), tenant, docs).await
 }
 
 async fn search(stack: &Stack, query: &str, mode: SearchMode) -> SearchResponse {
@@ -105,7 +88,8 @@ fn top(r: &SearchResponse) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ingest_search_every_mode_and_delete() {
     let stack = Stack::start().await.unwrap();
-    let ids = ingest_all(&stack, "", corpus()).await;
+    let mut gw = stack.gateway_client().await.unwrap();
+    let ids = ingest_ready(&mut gw, "", corpus()).await;
     assert_eq!(ids.len(), 5);
 
     // Hybrid: both legs contribute, expected document first.
@@ -198,7 +182,6 @@ async fn ingest_search_every_mode_and_delete() {
     );
 
     // The document records both legs' sync times.
-    let mut gw = stack.gateway_client().await.unwrap();
     let d = gw
         .get_document(GetDocumentRequest {
             external_id: "volcano".into(),
@@ -213,14 +196,11 @@ async fn ingest_search_every_mode_and_delete() {
     assert_eq!(d.metadata["topic"], "science");
 
     // Re-ingesting the same content is a no-op.
-    let again = gw
-        .ingest(IngestRequest {
-            documents: vec![corpus().remove(3)],
-            ..Default::default()
-        })
+    let again = Ingest::new(vec![corpus().remove(3)])
+        .no_wait()
+        .send(&mut gw)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(again.results[0].unchanged);
     assert_eq!(again.results[0].document_id, d.document_id);
 
@@ -286,7 +266,7 @@ async fn ingest_search_every_mode_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn text_leg_down_degrades_to_vector_results() {
     let mut stack = Stack::start().await.unwrap();
-    ingest_all(&stack, "", corpus()).await;
+    ingest_ready(&mut stack.gateway_client().await.unwrap(), "", corpus()).await;
     stack.text.stop().await.unwrap();
 
     let r = search(
@@ -334,8 +314,9 @@ async fn text_leg_down_degrades_to_vector_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenants_are_isolated_in_both_legs() {
     let stack = Stack::start().await.unwrap();
-    ingest_all(&stack, "acme", vec![corpus().remove(0)]).await;
-    ingest_all(&stack, "globex", vec![corpus().remove(1)]).await;
+    let mut gw = stack.gateway_client().await.unwrap();
+    ingest_ready(&mut gw, "acme", vec![corpus().remove(0)]).await;
+    ingest_ready(&mut gw, "globex", vec![corpus().remove(1)]).await;
     for mode in [SearchMode::Vector, SearchMode::Text, SearchMode::Hybrid] {
         let r = search_with(
             &stack,
@@ -354,7 +335,6 @@ async fn tenants_are_isolated_in_both_legs() {
         );
         assert!(!r.hits.is_empty());
     }
-    let mut gw = stack.gateway_client().await.unwrap();
     let err = gw
         .get_document(GetDocumentRequest {
             tenant: "acme".into(),
@@ -375,18 +355,14 @@ async fn bad_input_is_rejected_with_the_field_and_the_limit() {
     let mut gw = stack.gateway_client().await.unwrap();
 
     // One oversized and one valid document: the valid one is indexed, the other reported.
-    let oversized = doc("big", "Big", "x", "text/plain", &"word ".repeat(1_000));
+    let oversized = doc("big", "word ".repeat(1_000))
+        .title("Big")
+        .meta("topic", "x");
     let valid = corpus().remove(2);
-    let r = gw
-        .ingest(IngestRequest {
-            documents: vec![oversized, valid],
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
+    let r = Ingest::new(vec![oversized, valid])
+        .send(&mut gw)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(r.results[0].error_code, Code::InvalidArgument as i32);
     assert!(
         r.results[0].error.contains("documents[0]") && r.results[0].error.contains("at most 2000"),
@@ -396,13 +372,15 @@ async fn bad_input_is_rejected_with_the_field_and_the_limit() {
     assert_eq!(r.results[1].status, DocumentStatus::Ready as i32);
 
     // Every document rejected: the call fails with INVALID_ARGUMENT.
-    let err = gw
-        .ingest(IngestRequest {
-            documents: vec![doc("pdf", "", "x", "application/pdf", "%PDF")],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = Ingest::new(vec![
+        doc("pdf", "%PDF")
+            .mime("application/pdf")
+            .meta("topic", "x"),
+    ])
+    .no_wait()
+    .send(&mut gw)
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("mime_type"), "{}", err.message());
 

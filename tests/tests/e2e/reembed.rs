@@ -12,10 +12,13 @@ use std::time::Duration;
 use braid_proto::tonic::Code;
 use braid_tests::v1::embedding_service_client::EmbeddingServiceClient;
 use braid_tests::v1::{
-    DocumentInput, EmbedRequest, IngestRequest, InputType, LegSearchRequest, ReembedRequest,
-    SearchMode, SearchRequest, SearchResponse,
+    EmbedRequest, InputType, LegSearchRequest, ReembedRequest, SearchMode, SearchRequest,
+    SearchResponse,
 };
-use braid_tests::{ServiceChannel, Stack, eventually, service_channel, start_embedding};
+use braid_tests::{
+    DocumentInputExt, Ingest, ServiceChannel, Stack, doc, eventually, service_channel,
+    start_embedding,
+};
 
 const QUERY: &str = "memory safety in programming languages";
 
@@ -115,17 +118,6 @@ async fn leg_hits(stack: &Stack, query: &[f32], model: &str) -> usize {
         .len()
 }
 
-fn doc(id: &str, title: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: title.into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: Default::default(),
-        acl: None,
-    }
-}
-
 async fn vector_search(stack: &Stack, query: &str) -> SearchResponse {
     stack
         .gateway_client()
@@ -168,29 +160,20 @@ fn reembed(dry_run: bool, purge: bool) -> ReembedRequest {
 async fn reembedding_moves_to_a_new_model_without_a_gap_in_search() -> anyhow::Result<()> {
     let mut stack = Stack::start().await?;
     let mut gw = stack.gateway_client().await?;
-    gw.ingest(IngestRequest {
-        tenant: String::new(),
-        documents: vec![
-            doc(
-                "rust",
-                "Rust",
-                "Ownership and borrowing make Rust programs memory safe.",
-            ),
-            doc(
-                "garden",
-                "Gardening",
-                "Tomatoes need full sun, water and warm soil.",
-            ),
-            doc(
-                "space",
-                "Astronomy",
-                "Jupiter is the largest planet of the solar system.",
-            ),
-        ],
-        wait_until_indexed: true,
-        wait_timeout_ms: 120_000,
-        idempotency_key: String::new(),
-    })
+    Ingest::new(vec![
+        doc(
+            "rust",
+            "Ownership and borrowing make Rust programs memory safe.",
+        )
+        .title("Rust"),
+        doc("garden", "Tomatoes need full sun, water and warm soil.").title("Gardening"),
+        doc(
+            "space",
+            "Jupiter is the largest planet of the solar system.",
+        )
+        .title("Astronomy"),
+    ])
+    .send(&mut gw)
     .await?;
     assert_finds_rust(&vector_search(&stack, "memory safety in programming languages").await);
     let db = stack.db().await?;
@@ -320,17 +303,10 @@ async fn reembedding_moves_to_a_new_model_without_a_gap_in_search() -> anyhow::R
     assert_finds_rust(&vector_search(&stack, "memory safety in programming languages").await);
 
     // Ordinary ingest after the move writes the new model only.
-    gw.ingest(IngestRequest {
-        tenant: String::new(),
-        documents: vec![doc(
-            "rust",
-            "Rust",
-            "Lifetimes and ownership keep Rust memory safe.",
-        )],
-        wait_until_indexed: true,
-        wait_timeout_ms: 120_000,
-        idempotency_key: String::new(),
-    })
+    Ingest::new(vec![
+        doc("rust", "Lifetimes and ownership keep Rust memory safe.").title("Rust"),
+    ])
+    .send(&mut gw)
     .await?;
     assert_eq!(models(&db).await.len(), 1);
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use braid_core::filter::{MetaType, MetadataTypes};
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DateRange, DocumentInput, FilterClause, FusionParams, IngestRequest, MetadataFilter,
-    NumberRange, SearchMode, SearchRequest, SearchResponse, StringList, filter_clause,
+    DateRange, DocumentInput, FilterClause, FusionParams, MetadataFilter, NumberRange, SearchMode,
+    SearchRequest, SearchResponse, StringList, filter_clause,
 };
-use braid_tests::{Stack, StackOptions, eventually};
+use braid_tests::{DocumentInputExt, Ingest, Stack, StackOptions, doc, eventually};
 use tonic::transport::Channel;
 
 type Gateway = braid_tests::v1::gateway_client::GatewayClient<Channel>;
@@ -34,31 +34,25 @@ const TOPICS: [&str; 10] = [
 /// Document `i`: an energy report on one of ten topics, with metadata derived from `i`.
 fn report(i: usize) -> DocumentInput {
     let topic = TOPICS[i % TOPICS.len()];
-    let mut metadata = HashMap::from([
-        ("year".to_string(), (2010 + i % 15).to_string()),
-        (
-            "published".to_string(),
+    let content = format!(
+        "Energy report number {i} on {topic}. The study measured output over {} weeks and \
+         compares costs with the previous report in the series. Appendix:{}",
+        3 + i,
+        // A length of its own: no two documents tie on BM25, so every ranking has one order.
+        " note".repeat(i)
+    );
+    let report = doc(format!("r{i:02}"), content)
+        .title(format!("Energy report {i}"))
+        .meta("year", (2010 + i % 15).to_string())
+        .meta(
+            "published",
             format!("2024-{:02}-{:02}T08:00:00Z", 1 + i % 12, 1 + i % 28),
-        ),
-        ("lang".to_string(), ["en", "de", "fr"][i % 3].to_string()),
-    ]);
+        )
+        .meta("lang", ["en", "de", "fr"][i % 3]);
     if i.is_multiple_of(4) {
-        metadata.insert("draft".into(), "true".into());
-    }
-    DocumentInput {
-        external_id: format!("r{i:02}"),
-        title: format!("Energy report {i}"),
-        content: format!(
-            "Energy report number {i} on {topic}. The study measured output over {} weeks \
-             and compares costs with the previous report in the series. Appendix:{}",
-            3 + i,
-            // A length of its own: no two documents tie on BM25, so every ranking has one
-            // order.
-            " note".repeat(i)
-        ),
-        mime_type: "text/plain".into(),
-        metadata,
-        acl: None,
+        report.meta("draft", "true")
+    } else {
+        report
     }
 }
 
@@ -79,31 +73,6 @@ async fn start() -> Stack {
     let mut options = StackOptions::default();
     options.ingest.metadata_types = types();
     Stack::start_with(options).await.expect("stack")
-}
-
-async fn ingest(
-    gw: &mut Gateway,
-    docs: Vec<DocumentInput>,
-) -> Vec<braid_tests::v1::DocumentResult> {
-    ingest_into(gw, "", docs).await
-}
-
-async fn ingest_into(
-    gw: &mut Gateway,
-    tenant: &str,
-    docs: Vec<DocumentInput>,
-) -> Vec<braid_tests::v1::DocumentResult> {
-    gw.ingest(IngestRequest {
-        tenant: tenant.into(),
-        documents: docs,
-        wait_until_indexed: true,
-        wait_timeout_ms: 120_000,
-        ..Default::default()
-    })
-    .await
-    .expect("ingest")
-    .into_inner()
-    .results
 }
 
 async fn search(gw: &mut Gateway, r: SearchRequest) -> Result<SearchResponse, tonic::Status> {
@@ -128,7 +97,9 @@ fn ids(r: &SearchResponse) -> Vec<String> {
 async fn pages_and_thresholds() {
     let stack = start().await;
     let mut gw = stack.gateway_client().await.unwrap();
-    let results = ingest(&mut gw, (0..30).map(report).collect()).await;
+    let results = Ingest::new((0..30).map(report).collect())
+        .results(&mut gw)
+        .await;
     assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
 
     for mode in MODES {
@@ -344,7 +315,7 @@ async fn filters_apply_inside_each_leg() {
     let stack = start().await;
     let mut gw = stack.gateway_client().await.unwrap();
     let docs: Vec<DocumentInput> = (0..36).map(report).collect();
-    let results = ingest(&mut gw, docs.clone()).await;
+    let results = Ingest::new(docs.clone()).results(&mut gw).await;
     assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
     fn meta(d: &DocumentInput, k: &str) -> Option<String> {
         d.metadata.get(k).cloned()
@@ -570,13 +541,11 @@ async fn types_and_validation() {
     let mut gw = stack.gateway_client().await.unwrap();
 
     // One document's value contradicts the declared type: it alone is rejected.
-    let mut bad = report(1);
-    bad.metadata.insert("year".into(), "soon".into());
-    let mut bad_date = report(2);
-    bad_date
-        .metadata
-        .insert("published".into(), "last Tuesday".into());
-    let results = ingest(&mut gw, vec![report(0), bad, bad_date, report(3)]).await;
+    let bad = report(1).meta("year", "soon");
+    let bad_date = report(2).meta("published", "last Tuesday");
+    let results = Ingest::new(vec![report(0), bad, bad_date, report(3)])
+        .results(&mut gw)
+        .await;
     assert!(
         results[0].error.is_empty() && results[3].error.is_empty(),
         "{results:?}"
@@ -737,24 +706,18 @@ async fn metadata_types_are_declared_once_in_ingest() {
     options.gateway.search.metadata_types_refresh_ms = 200;
     let mut stack = Stack::start_with(options).await.expect("stack");
     let mut gw = stack.gateway_client().await.unwrap();
-    let rated = |i: usize, rating: &str| {
-        let mut d = report(i);
-        d.metadata.insert("rating".into(), rating.into());
-        d
-    };
+    let rated = |i: usize, rating: &str| report(i).meta("rating", rating);
 
     // `rating` is a number in acme only: there a wrong-typed value costs its document alone;
     // in the default tenant any text is a fine value.
-    let acme = ingest_into(
-        &mut gw,
-        "acme",
-        vec![
-            rated(0, "4.5"),
-            rated(1, "great"),
-            rated(2, "2"),
-            rated(3, "3.5"),
-        ],
-    )
+    let acme = Ingest::new(vec![
+        rated(0, "4.5"),
+        rated(1, "great"),
+        rated(2, "2"),
+        rated(3, "3.5"),
+    ])
+    .tenant("acme")
+    .results(&mut gw)
     .await;
     assert_eq!(acme[1].error_code, Code::InvalidArgument as i32, "{acme:?}");
     assert!(
@@ -766,7 +729,9 @@ async fn metadata_types_are_declared_once_in_ingest() {
         [0, 2, 3].iter().all(|&i| acme[i].error.is_empty()),
         "{acme:?}"
     );
-    let default = ingest(&mut gw, vec![rated(4, "great"), rated(5, "4")]).await;
+    let default = Ingest::new(vec![rated(4, "great"), rated(5, "4")])
+        .results(&mut gw)
+        .await;
     assert!(default.iter().all(|r| r.error.is_empty()), "{default:?}");
 
     let rating_at_least = |tenant: &str, gte: f64| SearchRequest {

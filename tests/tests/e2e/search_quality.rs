@@ -3,26 +3,12 @@
 //! method, normalisation, per-leg candidate depth and ef_search are applied and validated;
 //! `explain` contributions add up to each hit's fused score for RRF and LINEAR.
 
-use std::collections::HashMap;
-
 use braid_gateway::fusion::phi;
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DocumentInput, DocumentStatus, FusionMethod, FusionParams, IngestRequest, ScoreNormalization,
-    SearchHit, SearchMode, SearchRequest,
+    FusionMethod, FusionParams, ScoreNormalization, SearchHit, SearchMode, SearchRequest,
 };
-use braid_tests::{Stack, StackOptions};
-
-fn doc(id: &str, title: &str, content: &str) -> DocumentInput {
-    DocumentInput {
-        acl: None,
-        external_id: id.into(),
-        title: title.into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::new(),
-    }
-}
+use braid_tests::{DocumentInputExt, Ingest, Stack, StackOptions, doc};
 
 /// Filler words that match no query below.
 fn filler(n: usize) -> String {
@@ -42,47 +28,31 @@ async fn stack_with_corpus() -> Stack {
         // Both query words, far apart: in different chunks.
         doc(
             "spread",
-            "Observations",
-            &format!("quasar jets seen. {} Then a magnetar flared.", filler(30)),
-        ),
+            format!("quasar jets seen. {} Then a magnetar flared.", filler(30)),
+        )
+        .title("Observations"),
         // One query word, in a short text: its chunk alone outscores either chunk of
         // `spread`, but the document has half the query.
         doc(
             "short",
-            "Notes",
             "notes on a quasar observed in the night sky last week",
-        ),
+        )
+        .title("Notes"),
         doc(
             "titled",
-            "Magnetar quasar survey",
-            &format!("a survey of bright sources. {}", filler(20)),
-        ),
-        doc(
-            "other",
-            "Gardening",
-            "tomatoes need sun and water; prune in spring",
-        ),
+            format!("a survey of bright sources. {}", filler(20)),
+        )
+        .title("Magnetar quasar survey"),
+        doc("other", "tomatoes need sun and water; prune in spring").title("Gardening"),
         doc(
             "stars",
-            "Neutron stars",
             "neutron stars are dense remnants of massive stars; some are magnetars",
-        ),
+        )
+        .title("Neutron stars"),
     ];
-    let mut gw = stack.gateway_client().await.unwrap();
-    let response = gw
-        .ingest(IngestRequest {
-            tenant: String::new(),
-            documents: docs,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            idempotency_key: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    for r in &response.results {
-        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
-    }
+    Ingest::new(docs)
+        .ready(&mut stack.gateway_client().await.unwrap())
+        .await;
     stack
 }
 
@@ -310,37 +280,20 @@ async fn vector_passage_is_from_the_vector_legs_matched_chunk() {
         // (the vector leg's chunk).
         doc(
             "bulletin",
-            "Company bulletin",
             "Plants Energy Ltd news: Plants Energy shares turn higher; Plants Energy \
              sunlight brand; turn to Plants Energy.\n\n\
              Photosynthesis: leaves capture sunlight and convert carbon dioxide and water \
              into glucose and oxygen.",
-        ),
+        )
+        .title("Company bulletin"),
         // The query's own words with accents: the model's tokenizer strips accents (so this
         // embeds like the query and is the vector leg's first document), the text leg's
         // analysis does not fold them (no text match). `bulletin` is then second in the
         // vector leg and first in the text leg, so the hit shows the text leg's chunk.
-        doc("twin", "Plánts", "Hów dó plánts túrn súnlight íntó énergy?"),
-        doc(
-            "garden",
-            "Gardening",
-            "tomatoes need water; prune in spring",
-        ),
+        doc("twin", "Hów dó plánts túrn súnlight íntó énergy?").title("Plánts"),
+        doc("garden", "tomatoes need water; prune in spring").title("Gardening"),
     ];
-    let results = gw
-        .ingest(IngestRequest {
-            documents: docs,
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
-    for r in &results {
-        assert_eq!(r.status, DocumentStatus::Ready as i32, "{r:?}");
-    }
+    Ingest::new(docs).ready(&mut gw).await;
     let search = |mode: SearchMode, chunk_level: bool| SearchRequest {
         chunk_level,
         ..request(query, mode, FusionParams::default())

@@ -14,13 +14,10 @@ use braid_core::auth::internal::InternalAuthConfig;
 use braid_core::auth::secret::KeySource;
 use braid_tests::users::{Users, as_user, claims, now};
 use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::v1::{
-    DocumentInput, IngestRequest, RevokeTokensRequest, SearchMode, SearchRequest,
-};
-use braid_tests::{Stack, StackOptions, eventually, http_get};
+use braid_tests::v1::{RevokeTokensRequest, SearchMode, SearchRequest};
+use braid_tests::{Ingest, Stack, StackOptions, doc, eventually, http_get, titled};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const SECRET: &str = "security-test-user-key-0123456789abcdef";
 
@@ -32,34 +29,6 @@ fn search(query: &str) -> SearchRequest {
         bypass_cache: true,
         ..Default::default()
     }
-}
-
-async fn ingest_as(gw: &mut GatewayClient<Channel>, token: &str, texts: &[(&str, &str)]) {
-    let documents = texts
-        .iter()
-        .map(|(id, text)| DocumentInput {
-            external_id: (*id).into(),
-            title: (*id).into(),
-            content: (*text).into(),
-            mime_type: "text/plain".into(),
-            ..Default::default()
-        })
-        .collect();
-    let r = gw
-        .ingest(as_user(
-            IngestRequest {
-                tenant: String::new(),
-                documents,
-                wait_until_indexed: true,
-                wait_timeout_ms: 120_000,
-                idempotency_key: String::new(),
-            },
-            token,
-        ))
-        .await
-        .expect("ingest as a writer")
-        .into_inner();
-    assert_eq!(r.results.len(), texts.len());
 }
 
 /// The code and message of a call's outcome (`Ok` as `Code::Ok`).
@@ -83,11 +52,12 @@ async fn revoked_tokens_are_refused_by_every_replica_and_new_ones_work() {
     let mut two = GatewayClient::connect(second.endpoint()).await.unwrap();
 
     let writer = users.token("wanda", "acme", "writer");
-    ingest_as(
-        &mut one,
-        &writer,
-        &[("comet", "A comet's tail points away from the sun.")],
-    )
+    Ingest::new(vec![titled(
+        "comet",
+        "A comet's tail points away from the sun.",
+    )])
+    .as_user(&writer)
+    .ready(&mut one)
     .await;
     let bob = users.token("bob", "acme", "reader");
     for gw in [&mut one, &mut two] {
@@ -321,14 +291,12 @@ async fn user_and_internal_keys_rotate_under_load_without_a_failed_call() {
     });
     issuer.sign_with("u1", &users_old);
     let mut gw = stack.gateway_client().await.unwrap();
-    ingest_as(
-        &mut gw,
-        &issuer.current().1,
-        &[
-            ("comet", "A comet's tail points away from the sun."),
-            ("tide", "The moon's gravity raises the ocean tides."),
-        ],
-    )
+    Ingest::new(vec![
+        titled("comet", "A comet's tail points away from the sun."),
+        titled("tide", "The moon's gravity raises the ocean tides."),
+    ])
+    .as_user(&issuer.current().1)
+    .ready(&mut gw)
     .await;
 
     // Four callers, each on its own connection: three search (every leg, uncached), one
@@ -362,19 +330,16 @@ async fn user_and_internal_keys_rotate_under_load_without_a_failed_call() {
                     }
                 } else {
                     n += 1;
-                    let request = IngestRequest {
-                        documents: vec![DocumentInput {
-                            external_id: format!("note-{n}"),
-                            content: format!("Observation {n} of the comet's tail."),
-                            mime_type: "text/plain".into(),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    };
-                    gw.ingest(as_user(request, &token))
-                        .await
-                        .err()
-                        .map(|s| format!("ingest {:?}: {}", s.code(), s.message()))
+                    Ingest::new(vec![doc(
+                        format!("note-{n}"),
+                        format!("Observation {n} of the comet's tail."),
+                    )])
+                    .as_user(&token)
+                    .no_wait()
+                    .send(&mut gw)
+                    .await
+                    .err()
+                    .map(|s| format!("ingest {:?}: {}", s.code(), s.message()))
                 };
                 calls.fetch_add(1, Ordering::SeqCst);
                 if let Some(f) = failed {

@@ -13,7 +13,9 @@ use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
     DeleteDocumentRequest, DocumentInput, SearchMode, SearchRequest, SearchResponse,
 };
-use braid_tests::{RedisServer, Stack, StackOptions, eventually, ingest_ready};
+use braid_tests::{
+    DocumentInputExt, Ingest, RedisServer, Stack, StackOptions, acl, doc, eventually, ingest_ready,
+};
 use tonic::transport::Channel;
 
 type Gateway = GatewayClient<Channel>;
@@ -24,32 +26,22 @@ const PAGE: u32 = 7;
 
 /// Document `i` of the first batch: about the query, each with a length of its own (no ties).
 fn report(i: usize) -> DocumentInput {
-    DocumentInput {
-        external_id: format!("g{i:02}"),
-        title: format!("Field notes {i}"),
-        content: format!(
-            "Field notes {i}: glacier observations over {} summers, with melt measurements \
-             from station {i} in the alps.{}",
-            2 + i,
-            " annex".repeat(i)
-        ),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
+    let content = format!(
+        "Field notes {i}: glacier observations over {} summers, with melt measurements from \
+         station {i} in the alps.{}",
+        2 + i,
+        " annex".repeat(i)
+    );
+    doc(format!("g{i:02}"), content).title(format!("Field notes {i}"))
 }
 
 /// A document written after the first page that ranks above every one of the first batch.
 fn newcomer(i: usize) -> DocumentInput {
-    DocumentInput {
-        external_id: format!("new{i}"),
-        title: "Glacier melt rates in the alps".into(),
-        content: format!(
-            "Glacier melt rates in the alps. Glacier melt rates in the alps are rising: \
-             melt rates of every glacier in the alps, survey {i}."
-        ),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    }
+    let content = format!(
+        "Glacier melt rates in the alps. Glacier melt rates in the alps are rising: melt rates \
+         of every glacier in the alps, survey {i}."
+    );
+    doc(format!("new{i}"), content).title("Glacier melt rates in the alps")
 }
 
 fn request(token: &str) -> SearchRequest {
@@ -223,22 +215,10 @@ async fn a_document_hidden_by_an_acl_change_since_the_first_page_is_never_shown(
     let mut gw = stack.gateway_client().await.unwrap();
     let writer = users.token_with_acl("wanda", "acme", "writer", 10, &[]);
     let reader = users.token_with_acl("rita", "acme", "reader", 1, &[]);
-    let write = |docs: Vec<DocumentInput>| {
-        as_user(
-            braid_tests::v1::IngestRequest {
-                documents: docs,
-                wait_until_indexed: true,
-                wait_timeout_ms: 120_000,
-                ..Default::default()
-            },
-            &writer,
-        )
-    };
-    let written = gw
-        .ingest(write((0..12).map(report).collect()))
-        .await
-        .unwrap();
-    assert!(written.get_ref().results.iter().all(|r| r.error.is_empty()));
+    Ingest::new((0..12).map(report).collect())
+        .as_user(&writer)
+        .accepted(&mut gw)
+        .await;
     let search = |token: &str, page_size: u32| {
         as_user(
             SearchRequest {
@@ -256,14 +236,12 @@ async fn a_document_hidden_by_an_acl_change_since_the_first_page_is_never_shown(
     // The writer raises the clearance of a document the reader has not been shown yet.
     let hidden = ranking[PAGE as usize + 1].clone();
     let i: usize = hidden[1..].parse().unwrap();
-    let mut raised = report(i);
+    let mut raised = report(i).acl(acl(5, &[]));
     raised.content.push_str(" Revised.");
-    raised.acl = Some(braid_tests::v1::DocumentAcl {
-        clearance: 5,
-        groups: Vec::new(),
-    });
-    let rewritten = gw.ingest(write(vec![raised])).await.unwrap();
-    assert_eq!(rewritten.get_ref().results[0].error, "");
+    Ingest::new(vec![raised])
+        .as_user(&writer)
+        .accepted(&mut gw)
+        .await;
 
     let second = gw
         .search(search(&first.next_page_token, PAGE))

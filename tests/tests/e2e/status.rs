@@ -8,10 +8,12 @@ use braid_core::config::BreakerSettings;
 use braid_tests::users::{Users, as_user};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
-    DocumentInput, IngestRequest, ResetBreakerRequest, SearchMode, SearchRequest,
-    ServiceStatusReport, StatusRequest, StatusResponse,
+    ResetBreakerRequest, SearchMode, SearchRequest, ServiceStatusReport, StatusRequest,
+    StatusResponse,
 };
-use braid_tests::{RedisServer, Stack, eventually, http_get, metric_sum};
+use braid_tests::{
+    DocumentInputExt, Ingest, RedisServer, Stack, doc, eventually, http_get, metric_sum,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -159,25 +161,15 @@ async fn status_shows_every_service_and_an_operator_resets_an_open_breaker() {
 
     // Search metrics carry the mode and the result-count bucket.
     let writer = users.token("wanda", "acme", "writer");
-    gw.ingest(as_user(
-        IngestRequest {
-            documents: ["Sourdough rises because wild yeast ferments the dough."]
-                .iter()
-                .enumerate()
-                .map(|(i, t)| DocumentInput {
-                    external_id: format!("doc-{i}"),
-                    title: format!("doc {i}"),
-                    content: (*t).into(),
-                    mime_type: "text/plain".into(),
-                    ..Default::default()
-                })
-                .collect(),
-            wait_until_indexed: true,
-            wait_timeout_ms: 120_000,
-            ..Default::default()
-        },
-        &writer,
-    ))
+    Ingest::new(vec![
+        doc(
+            "doc-0",
+            "Sourdough rises because wild yeast ferments the dough.",
+        )
+        .title("doc 0"),
+    ])
+    .as_user(&writer)
+    .send(&mut gw)
     .await
     .unwrap();
     assert_eq!(

@@ -3,11 +3,8 @@
 //! learn from their own scores what another tenant's hidden documents contain. Real
 //! PostgreSQL + pgvector, Tantivy and the real model, through the gateway with user tokens.
 
-use braid_tests::tenant_corpus::{acme, beta, doc, text_scores};
-use braid_tests::v1::DocumentInput;
-use braid_tests::v1::gateway_client::GatewayClient;
-use braid_tests::{Stack, Users, as_user};
-use tonic::transport::Channel;
+use braid_tests::tenant_corpus::{acme, beta, note, text_scores};
+use braid_tests::{Ingest, Stack, Users};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_tenants_writes_never_move_a_tenants_text_scores() {
@@ -18,7 +15,10 @@ async fn another_tenants_writes_never_move_a_tenants_text_scores() {
     let acme_reader = users.token("rita", "acme", "reader");
     let beta_writer = users.token("bob", "beta", "writer");
 
-    ingest_as(&mut gw, &acme_writer, acme()).await;
+    Ingest::new(acme())
+        .as_user(&acme_writer)
+        .ready(&mut gw)
+        .await;
     let before_docs = text_scores(&mut gw, &acme_reader, false).await;
     let before_chunks = text_scores(&mut gw, &acme_reader, true).await;
     let ids: Vec<&str> = before_docs.iter().map(|(id, _)| id.as_str()).collect();
@@ -28,7 +28,7 @@ async fn another_tenants_writes_never_move_a_tenants_text_scores() {
     // segments are merged across tenants too).
     for batch in 0..4 {
         let docs = beta(batch * 15, 15);
-        ingest_as(&mut gw, &beta_writer, docs).await;
+        Ingest::new(docs).as_user(&beta_writer).ready(&mut gw).await;
     }
     assert_eq!(
         text_scores(&mut gw, &beta_writer, false).await.len(),
@@ -48,12 +48,10 @@ async fn another_tenants_writes_never_move_a_tenants_text_scores() {
     );
 
     // The tenant's own writes do move them: the statistics are live, just per tenant.
-    ingest_as(
-        &mut gw,
-        &acme_writer,
-        vec![doc("a-more", "Another eruption, more lava.")],
-    )
-    .await;
+    Ingest::new(vec![note("a-more", "Another eruption, more lava.")])
+        .as_user(&acme_writer)
+        .ready(&mut gw)
+        .await;
     let after_own = text_scores(&mut gw, &acme_reader, false).await;
     let volcano = |scores: &[(String, u32)]| {
         scores
@@ -66,29 +64,4 @@ async fn another_tenants_writes_never_move_a_tenants_text_scores() {
         volcano(&before_docs),
         "{after_own:?} vs {before_docs:?}"
     );
-}
-
-async fn ingest_as(gw: &mut GatewayClient<Channel>, token: &str, docs: Vec<DocumentInput>) {
-    use braid_tests::v1::IngestRequest;
-    let r = gw
-        .ingest(as_user(
-            IngestRequest {
-                documents: docs,
-                wait_until_indexed: true,
-                wait_timeout_ms: 120_000,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .expect("ingest")
-        .into_inner();
-    for d in &r.results {
-        assert_eq!(d.error, "", "{d:?}");
-        assert_eq!(
-            d.status,
-            braid_tests::v1::DocumentStatus::Ready as i32,
-            "{d:?}"
-        );
-    }
 }

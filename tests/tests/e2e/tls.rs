@@ -14,7 +14,7 @@ use braid_core::tls::{ClientTls, ClientTlsConfig, TlsConnector};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{DocumentInput, SearchMode, SearchRequest, SearchResponse};
 use braid_tests::{
-    Service, Stack, StackOptions, StackTls, eventually, http_get, ingest_ready, metric_sum,
+    Service, Stack, StackOptions, StackTls, eventually, http_get, ingest_ready, metric_sum, titled,
 };
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -33,25 +33,16 @@ fn hybrid(query: &str) -> SearchRequest {
 }
 
 fn documents() -> Vec<DocumentInput> {
-    [
-        (
+    vec![
+        titled(
             "tides",
             "Tides are caused by the gravitational pull of the moon on the oceans.",
         ),
-        (
+        titled(
             "bread",
             "Sourdough bread rises because wild yeast ferments the dough.",
         ),
     ]
-    .into_iter()
-    .map(|(id, text)| DocumentInput {
-        external_id: id.into(),
-        title: id.into(),
-        content: text.into(),
-        mime_type: "text/plain".into(),
-        ..Default::default()
-    })
-    .collect()
 }
 
 /// A channel to `service` over TLS as `tls` says (verifying `127.0.0.1`, or its server name).

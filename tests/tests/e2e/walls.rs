@@ -9,42 +9,16 @@
 use braid_gateway::Budget;
 use braid_proto::tonic::Code;
 use braid_tests::v1::{
-    DeleteDocumentRequest, DocumentAcl, DocumentInput, DocumentStatus, FusionParams,
-    GetDocumentRequest, IngestRequest, IngestStreamRequest, SearchRequest, WaitIndexedRequest,
+    DeleteDocumentRequest, DocumentInput, DocumentStatus, FusionParams, GetDocumentRequest,
+    IngestStreamRequest, SearchRequest, WaitIndexedRequest,
 };
-use braid_tests::{Stack, Users, as_user, http_get, metric_sum};
+use braid_tests::{
+    DocumentInputExt, Ingest, Stack, Users, acl, as_user, doc, http_get, metric_sum,
+};
 use sqlx::Row;
 use tokio_stream::StreamExt;
 
 const SECRET: &str = "walls-test-secret-0123456789abcdef-0123";
-
-fn doc(id: &str, content: &str, acl: Option<DocumentAcl>) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: String::new(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: Default::default(),
-        acl,
-    }
-}
-
-fn acl(clearance: u32, groups: &[&str]) -> Option<DocumentAcl> {
-    Some(DocumentAcl {
-        clearance,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    })
-}
-
-fn ingest_request(documents: Vec<DocumentInput>, wait: bool) -> IngestRequest {
-    IngestRequest {
-        tenant: String::new(),
-        documents,
-        wait_until_indexed: wait,
-        wait_timeout_ms: if wait { 120_000 } else { 0 },
-        idempotency_key: String::new(),
-    }
-}
 
 fn search(query: &str) -> SearchRequest {
     SearchRequest {
@@ -70,23 +44,13 @@ async fn a_writer_acts_only_on_documents_it_may_read() {
     let low = users.token_with_acl("lou", "acme", "writer", 0, &["staff"]);
     let admin = users.token_with_acl("ada", "acme", "admin", 0, &[]);
 
-    let stored = gw
-        .ingest(as_user(
-            ingest_request(
-                vec![doc(
-                    "merger",
-                    "Board minutes: the merger closes in March.",
-                    acl(5, &["board"]),
-                )],
-                true,
-            ),
-            &high,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .results
-        .remove(0);
+    let stored = Ingest::new(vec![
+        doc("merger", "Board minutes: the merger closes in March.").acl(acl(5, &["board"])),
+    ])
+    .as_user(&high)
+    .results(&mut gw)
+    .await
+    .remove(0);
     assert_eq!(stored.status, DocumentStatus::Ready as i32, "{stored:?}");
     let secret_id = stored.document_id.clone();
     let random_id = uuid::Uuid::new_v4().to_string();
@@ -161,21 +125,14 @@ async fn a_writer_acts_only_on_documents_it_may_read() {
         "Nothing to see here.",
         "Board minutes: the merger closes in March.",
     ] {
-        let result = gw
-            .ingest(as_user(
-                ingest_request(
-                    vec![
-                        doc("merger", content, None),
-                        doc("lunch", "The canteen serves soup on Fridays.", None),
-                    ],
-                    false,
-                ),
-                &low,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
+        let result = Ingest::new(vec![
+            doc("merger", content),
+            doc("lunch", "The canteen serves soup on Fridays."),
+        ])
+        .as_user(&low)
+        .no_wait()
+        .results(&mut gw)
+        .await;
         let refused = &result[0];
         assert_eq!(
             refused.error_code,
@@ -205,22 +162,15 @@ async fn a_writer_acts_only_on_documents_it_may_read() {
     );
 
     // Labels: at most the writer's clearance, only its groups.
-    let labelled = gw
-        .ingest(as_user(
-            ingest_request(
-                vec![
-                    doc("above", "A memo for the board.", acl(1, &[])),
-                    doc("foreign", "A memo for the board.", acl(0, &["board"])),
-                    doc("own", "A memo for the staff.", acl(0, &["staff"])),
-                ],
-                false,
-            ),
-            &low,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .results;
+    let labelled = Ingest::new(vec![
+        doc("above", "A memo for the board.").acl(acl(1, &[])),
+        doc("foreign", "A memo for the board.").acl(acl(0, &["board"])),
+        doc("own", "A memo for the staff.").acl(acl(0, &["staff"])),
+    ])
+    .as_user(&low)
+    .no_wait()
+    .results(&mut gw)
+    .await;
     assert!(
         labelled[0].error.contains("documents[0].acl.clearance"),
         "{labelled:?}"
@@ -284,11 +234,10 @@ async fn check_before_charging_and_an_audit_trail_no_call_can_erase() {
         .expect("tenant B is not locked out by calls naming it");
     // A call refused for its role costs the caller too.
     for i in 0..4 {
-        let refused = gw
-            .ingest(as_user(
-                ingest_request(vec![doc("x", "A reader may not write.", None)], false),
-                &a,
-            ))
+        let refused = Ingest::new(vec![doc("x", "A reader may not write.")])
+            .as_user(&a)
+            .no_wait()
+            .send(&mut gw)
             .await
             .unwrap_err();
         let expected = if i < 3 {
@@ -502,7 +451,7 @@ async fn calls_cost_what_they_ask_for() {
     let messages: Vec<IngestStreamRequest> = (0..6)
         .map(|i| IngestStreamRequest {
             tenant: String::new(),
-            document: Some(doc(&format!("s{i}"), "A streamed note about soup.", None)),
+            document: Some(doc(format!("s{i}"), "A streamed note about soup.")),
         })
         .collect();
     let results: Vec<_> = gw
@@ -524,19 +473,15 @@ async fn calls_cost_what_they_ask_for() {
         ) >= 1.0
     );
     // ...and leaves the budget empty: two more documents do not fit yet.
-    let refused = gw
-        .ingest(as_user(
-            ingest_request(
-                vec![
-                    doc("u1", "One more note.", None),
-                    doc("u2", "And another one.", None),
-                ],
-                false,
-            ),
-            &heavy,
-        ))
-        .await
-        .unwrap_err();
+    let refused = Ingest::new(vec![
+        doc("u1", "One more note."),
+        doc("u2", "And another one."),
+    ])
+    .as_user(&heavy)
+    .no_wait()
+    .send(&mut gw)
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(
         refused.message().contains("ingest budget per subject"),
@@ -563,23 +508,21 @@ async fn one_tenants_bulk_load_does_not_starve_another_tenants_indexing() {
     // A: 60 documents of a few chunks each (120 jobs), queued without waiting.
     let paragraph = "Bulk load paragraph about rivers, bridges and the towns between them. ";
     let bulk: Vec<DocumentInput> = (0..60)
-        .map(|i| doc(&format!("a{i}"), &paragraph.repeat(40), None))
+        .map(|i| doc(format!("a{i}"), paragraph.repeat(40)))
         .collect();
     for chunk in bulk.chunks(20) {
-        gw.ingest(as_user(ingest_request(chunk.to_vec(), false), &a))
+        Ingest::new(chunk.to_vec())
+            .as_user(&a)
+            .no_wait()
+            .send(&mut gw)
             .await
             .unwrap();
     }
     // B: one document, waited for.
-    let b_result = gw
-        .ingest(as_user(
-            ingest_request(vec![doc("b0", "Tenant B's only note.", None)], true),
-            &b,
-        ))
+    let b_result = Ingest::new(vec![doc("b0", "Tenant B's only note.")])
+        .as_user(&b)
+        .results(&mut gw)
         .await
-        .unwrap()
-        .into_inner()
-        .results
         .remove(0);
     assert_eq!(
         b_result.status,
@@ -628,17 +571,11 @@ async fn a_group_holding_a_separator_never_reads_another_callers_cache() {
     let admin = users.token("ada", "acme", "admin");
     let both = users.token_with_acl("xavier", "acme", "reader", 0, &["x", "y"]);
     let joined = users.token_with_acl("mallory", "acme", "reader", 0, &["x\u{1f}y"]);
-    gw.ingest(as_user(
-        ingest_request(
-            vec![doc(
-                "for-x",
-                "Quarterly volcano survey for group x only.",
-                acl(0, &["x"]),
-            )],
-            true,
-        ),
-        &admin,
-    ))
+    Ingest::new(vec![
+        doc("for-x", "Quarterly volcano survey for group x only.").acl(acl(0, &["x"])),
+    ])
+    .as_user(&admin)
+    .send(&mut gw)
     .await
     .unwrap();
     let hits = gw

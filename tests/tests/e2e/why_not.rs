@@ -7,24 +7,12 @@ use std::collections::HashMap;
 
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
-    DocumentAcl, DocumentInput, DocumentWhy, IngestRequest, MetadataFilter, SearchMode,
-    SearchRequest, SearchResponse, WhyRequest,
+    DocumentAcl, DocumentWhy, MetadataFilter, SearchMode, SearchRequest, SearchResponse, WhyRequest,
 };
-use braid_tests::{Stack, Users, as_user};
+use braid_tests::{DocumentInputExt, Ingest, Stack, Users, as_user, doc};
 use tonic::transport::Channel;
 
 const QUERY: &str = "volcano lava eruption";
-
-fn doc(id: &str, content: &str, lang: &str, acl: Option<DocumentAcl>) -> DocumentInput {
-    DocumentInput {
-        external_id: id.into(),
-        title: "Field notes".into(),
-        content: content.into(),
-        mime_type: "text/plain".into(),
-        metadata: HashMap::from([("lang".to_string(), lang.to_string())]),
-        acl,
-    }
-}
 
 fn by_external(id: &str) -> Option<WhyRequest> {
     Some(WhyRequest {
@@ -71,43 +59,31 @@ async fn why_not_this_document() {
         doc(
             "volcano",
             "The volcano woke at dawn: an eruption sent lava down the northern slope.",
-            "en",
-            None,
-        ),
+        )
+        .title("Field notes")
+        .meta("lang", "en"),
         doc(
             "lava-fields",
             "Cooled lava fields after an old eruption make poor farmland.",
-            "de",
-            None,
-        ),
+        )
+        .title("Field notes")
+        .meta("lang", "de"),
         doc(
             "harbour",
             "Fishing boats in the harbour and a quiet market.",
-            "en",
-            None,
-        ),
+        )
+        .title("Field notes")
+        .meta("lang", "en"),
         doc(
             "secret",
             "Volcano eruption forecast: lava, lava and more lava from the volcano.",
-            "en",
-            secret_acl,
-        ),
+        )
+        .title("Field notes")
+        .meta("lang", "en")
+        .acl(secret_acl),
     ];
-    let r = gw
-        .ingest(as_user(
-            IngestRequest {
-                documents: docs,
-                wait_until_indexed: true,
-                wait_timeout_ms: 120_000,
-                ..Default::default()
-            },
-            &loader,
-        ))
-        .await
-        .expect("ingest")
-        .into_inner();
-    assert!(r.results.iter().all(|d| d.error.is_empty()), "{r:?}");
-    let secret_id = r.results[3].document_id.clone();
+    let ids = Ingest::new(docs).as_user(&loader).accepted(&mut gw).await;
+    let secret_id = ids[3].clone();
 
     // Present in both legs: each leg's rank and score, the fused rank, in the answer.
     let plain = search(&mut gw, &reader, SearchRequest::default()).await;
