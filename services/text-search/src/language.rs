@@ -7,8 +7,14 @@
 //! is not English, a language without an analysis here, and a metadata `lang` naming one, all
 //! fall back to [`Lang::Und`]: language-neutral analysis (lowercase, no stemming, CJK bigrams).
 //! A low-confidence English guess stays English (see [`detect`]).
+//!
+//! Both backends take an entry's language from here ([`chunk_langs`], [`document_lang`]) and
+//! name its text fields with [`field_name`], so a chunk lands in the same language's fields
+//! on Tantivy and on Elasticsearch.
 
 use std::collections::HashMap;
+
+use braid_proto::v1::Chunk;
 
 /// The analysed languages: the stemmer languages of Tantivy, Korean, Japanese and Chinese
 /// (character bigrams), and `Und` (undetermined: language-neutral). English comes first: its
@@ -191,6 +197,42 @@ pub fn filter_code(metadata: &HashMap<String, String>, lang: Lang) -> String {
         Some(value) => normalise(value),
         None => lang.code().to_string(),
     }
+}
+
+/// The name of a text field `base` (`title`, `body`, `doc_title`, `doc_body`) for `lang`:
+/// English keeps the original names, the others carry their code (`title_de`, `doc_body_und`).
+pub fn field_name(base: &str, lang: Lang) -> String {
+    match lang {
+        Lang::En => base.to_string(),
+        _ => format!("{base}_{}", lang.code()),
+    }
+}
+
+/// The language of each chunk (in order): its metadata's `lang` when set, otherwise the
+/// language detected in its title and text. Detection is CPU work (about as much as the
+/// analysis): async callers run it off the runtime.
+pub fn chunk_langs(chunks: &[Chunk]) -> Vec<Lang> {
+    chunks
+        .iter()
+        .map(|c| language_of(&c.metadata, &format!("{} {}", c.title, c.text)))
+        .collect()
+}
+
+/// The document entry's language: that of most of its chunks' text (`langs`, one per chunk;
+/// all the metadata's `lang` when set), ties to the first in [`ALL`] (English first). Not
+/// detected again on the whole text: the chunks' detections already read all of it.
+pub fn document_lang(chunks: &[Chunk], langs: &[Lang]) -> Lang {
+    let mut bytes = [0usize; ALL.len()];
+    for (c, lang) in chunks.iter().zip(langs) {
+        bytes[lang.index()] += c.text.len() + c.title.len();
+    }
+    let mut best = Lang::En;
+    for lang in ALL {
+        if bytes[lang.index()] > bytes[best.index()] {
+            best = lang;
+        }
+    }
+    best
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use super::mapping::{chunk_entry_id, chunk_source, doc_key, document_entry_id, d
 use super::request::{Body, EsRequest, Method};
 use crate::document_text::document_text;
 use crate::error::TextError;
+use crate::language::{Lang, document_lang};
 
 /// How a bulk item is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,28 +82,39 @@ impl Item {
     }
 }
 
-/// The entries of one document written through `index`: its chunks and, when it has any, its
-/// document entry (listing the chunk ids, and `stale_ids`: chunk ids of earlier writes this
-/// write deletes). Every entry carries `write_id`. The document's chunks must share one ACL.
+/// The entries of one document written through `index`: its chunks, each in its language
+/// (`langs`, one per chunk, from [`crate::language::chunk_langs`]) and, when it has any, its
+/// document entry in the language of most of its text (listing the chunk ids, and
+/// `stale_ids`: chunk ids of earlier writes this write deletes). Every entry carries
+/// `write_id`. The document's chunks must share one ACL.
 pub fn document_items(
     index: &str,
     (tenant, document_id): (&str, &str),
     chunks: &[Chunk],
+    langs: &[Lang],
     write_id: &str,
     op: Op,
     stale_ids: &[String],
 ) -> Result<(Option<Item>, Vec<Item>), TextError> {
     let acl = chunks_acl(chunks).map_err(TextError::from)?;
+    if langs.len() != chunks.len() {
+        return Err(TextError::Index(format!(
+            "{} languages for {} chunks of {tenant}/{document_id}",
+            langs.len(),
+            chunks.len()
+        )));
+    }
     let key = doc_key(tenant, document_id);
     let document = (tenant.to_string(), document_id.to_string());
     let items = chunks
         .iter()
-        .map(|c| Item {
+        .zip(langs)
+        .map(|(c, &lang)| Item {
             op,
             index: index.to_string(),
             id: chunk_entry_id(tenant, &c.chunk_id),
             routing: key.clone(),
-            source: Some(chunk_source(c, &key, write_id, &acl)),
+            source: Some(chunk_source(c, lang, &key, write_id, &acl)),
             document: document.clone(),
         })
         .collect();
@@ -114,6 +126,7 @@ pub fn document_items(
         routing: key.clone(),
         source: Some(document_source(
             first,
+            document_lang(chunks, langs),
             &chunk_ids,
             &key,
             write_id,

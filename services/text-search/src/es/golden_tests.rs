@@ -21,6 +21,7 @@ use super::request::{self, EsRequest, Names};
 use super::write;
 use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::index::TextQuery;
+use crate::language::{Lang, chunk_langs};
 
 fn check(name: &str, requests: &[EsRequest]) {
     let value = match requests {
@@ -168,8 +169,16 @@ fn golden_bulk_replace() {
         chunk_ids: vec!["doc-1:0".into(), "doc-1:1".into(), "doc-1:2".into()],
         stale_ids: Vec::new(),
     };
-    let items =
-        write::replace("braid-text", &held, ("acme", "doc-1"), &chunks, "w1", false).unwrap();
+    let langs = chunk_langs(&chunks);
+    let items = write::replace(
+        "braid-text",
+        &held,
+        ("acme", "doc-1"),
+        (&chunks, &langs),
+        "w1",
+        false,
+    )
+    .unwrap();
     let (writes, deletes): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.op != Op::Delete);
     check(
         "bulk_replace",
@@ -188,6 +197,7 @@ fn golden_bulk_rebuild() {
         &names().rebuild_alias,
         ("acme", "doc-1"),
         &[c],
+        &[Lang::En],
         "w2",
         Op::Create,
         &[],
@@ -196,6 +206,47 @@ fn golden_bulk_rebuild() {
     let mut all: Vec<_> = entry.into_iter().collect();
     all.extend(items);
     check("bulk_rebuild", &[bulk::request(&all)]);
+}
+
+/// A German document (no metadata `lang`: detected) written live: its chunks' text in
+/// `title_de` / `body_de`, the document entry's in `doc_title_de` / `doc_body_de`, `lang`
+/// `de` and the `meta` value `lang\x1fde` on every entry.
+#[test]
+fn golden_bulk_german() {
+    let german = |ordinal: u32, text: &str| Chunk {
+        chunk_id: format!("doc-2:{ordinal}"),
+        document_id: "doc-2".into(),
+        tenant: "acme".into(),
+        external_id: "notizen/haeuser.md".into(),
+        title: "Häuser am Fluss".into(),
+        text: text.into(),
+        ordinal,
+        metadata: HashMap::new(),
+        acl: None,
+    };
+    let chunks = [
+        german(
+            0,
+            "Die alten Häuser am Fluss wurden nach dem Hochwasser gründlich renoviert.",
+        ),
+        german(
+            1,
+            "Im Frühjahr bekamen die Häuser neue Fenster und die Dächer neue Ziegel.",
+        ),
+    ];
+    let langs = chunk_langs(&chunks);
+    assert_eq!(langs, [Lang::De, Lang::De]);
+    let held = write::Held::default();
+    let items = write::replace(
+        "braid-text",
+        &held,
+        ("acme", "doc-2"),
+        (&chunks, &langs),
+        "w1",
+        false,
+    )
+    .unwrap();
+    check("bulk_german", &[bulk::request(&items)]);
 }
 
 /// A live delete while a rebuild loads, in order: the realtime `_mget` of the document entry
@@ -218,13 +269,21 @@ fn golden_document_delete() {
         &n.alias,
         &held(&["doc-1:0", "doc-1:1"]),
         doc,
-        &[],
+        (&[], &[]),
         "w2",
         false,
     )
     .unwrap();
     items.extend(
-        write::replace(&n.rebuild_alias, &held(&["doc-1:0"]), doc, &[], "w2", true).unwrap(),
+        write::replace(
+            &n.rebuild_alias,
+            &held(&["doc-1:0"]),
+            doc,
+            (&[], &[]),
+            "w2",
+            true,
+        )
+        .unwrap(),
     );
     let (writes, deletes): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.op != Op::Delete);
     check(
@@ -246,7 +305,12 @@ fn golden_document_delete() {
 fn golden_search_documents() {
     check(
         "search_documents",
-        &[query::documents("braid-text", &filtered_query(), scoring())],
+        &[query::documents(
+            "braid-text",
+            &filtered_query(),
+            &[Lang::En],
+            scoring(),
+        )],
     );
 }
 
@@ -260,6 +324,7 @@ fn golden_search_best_chunks() {
         &[query::best_chunks(
             "braid-text",
             &filtered_query(),
+            &[Lang::En],
             scoring(),
             &ids,
         )],
@@ -276,7 +341,49 @@ fn golden_search_chunks() {
     q.access = Access::unrestricted();
     check(
         "search_chunks",
-        &[query::chunks("braid-text", &q, scoring())],
+        &[query::chunks("braid-text", &q, &[Lang::En], scoring())],
+    );
+}
+
+/// The multilingual query and the `lang` filter: the tenant's languages (a `terms`
+/// aggregation on `lang`), then the text clauses of each of them (`Haus` analysed by each
+/// field's analyzer), with a `term` on `meta` (one language) or a `terms` (several).
+#[test]
+fn golden_search_lang_filter() {
+    let lang = |op| {
+        braid_core::filter::parse(Some(&MetadataFilter {
+            clauses: vec![FilterClause {
+                key: "lang".into(),
+                not: false,
+                op: Some(op),
+            }],
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let search = |filter| TextQuery {
+        tenant: "acme".into(),
+        query: "Haus".into(),
+        top_k: 10,
+        filter,
+        min_score: None,
+        access: Access::unrestricted(),
+        detail: 0,
+        chunk_level: false,
+    };
+    // A tenant with English, German, Korean and Japanese entries.
+    let langs = [Lang::En, Lang::De, Lang::Ko, Lang::Ja];
+    let german = search(lang(filter_clause::Op::Eq("de".into())));
+    let cjk = search(lang(filter_clause::Op::In(StringList {
+        values: vec!["ko".into(), "ja".into()],
+    })));
+    check(
+        "search_lang_filter",
+        &[
+            query::languages("braid-text", "acme"),
+            query::documents("braid-text", &german, &langs, scoring()),
+            query::chunks("braid-text", &cjk, &langs, scoring()),
+        ],
     );
 }
 
@@ -287,7 +394,13 @@ fn golden_fetch_and_list() {
     check(
         "fetch_and_list",
         &[
-            query::fetch("braid-text", "acme", "heat pumps", &ids, scoring()),
+            query::fetch(
+                "braid-text",
+                ("acme", "heat pumps"),
+                &ids,
+                &[Lang::En],
+                scoring(),
+            ),
             query::document_chunks("braid-text", "acme", "doc-1"),
         ],
     );

@@ -15,6 +15,17 @@
 //! each shown by its best chunk ([`query::best_chunks`], one `collapse`d search), or chunks
 //! on their own with `chunk_level`.
 //!
+//! Languages as on the Tantivy side: each chunk's language comes from
+//! [`crate::language`] (the metadata's `lang`, else detection), its text goes into that
+//! language's fields only, analysed by the engine's analyzer for the language (see
+//! [`mapping`]: English is Braid's own, unchanged), so BM25 statistics are per language; a
+//! query runs against the fields of the languages the tenant has ([`query`] says why), and the `lang`
+//! filter is a metadata `term`. An index of an older entry format, e.g. format 2 (every text
+//! in the English fields, no `lang`), is a fault until rebuilt: health and searches say
+//! NOT_SERVING naming `braidctl reindex --leg text`; writes into it are refused by the engine
+//! (its strict mapping has no `lang` field; the old entries stay) and ingest retries them;
+//! the rebuild fills an index of this format and its switch clears the fault.
+//!
 //! Writes (see [`write`]): a live replace or delete reads the document's entries by id
 //! (realtime `_mget` through the serving and the rebuild alias), writes the new entries,
 //! then deletes by id the chunks the new version lacks (`_bulk`, no refresh), then waits for
@@ -51,6 +62,7 @@ use self::request::Names;
 use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::error::TextError;
 use crate::index::{IndexAdmin, IndexStatus, TextIndex, TextQuery};
+use crate::language::Lang;
 
 /// How many predecessor ids an index remembers.
 const MAX_SUPERSEDED: usize = 16;
@@ -252,6 +264,20 @@ impl EsIndex {
         Ok(outcomes)
     }
 
+    /// The languages `tenant` has entries in (see [`query`] for why a search needs them);
+    /// `None` when it has none (nothing to search).
+    async fn languages(&self, alias: &str, tenant: &str) -> Result<Option<Vec<Lang>>, TextError> {
+        let r = query::languages(alias, tenant);
+        let Some(body) = self
+            .read_tenant(&r, "reading the tenant's languages")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let langs = response::languages(&body)?;
+        Ok((!langs.is_empty()).then_some(langs))
+    }
+
     /// Hits of a chunk search, text and snippet only for the first `detail` (0 = all).
     fn chunk_hits(body: &serde_json::Value, detail: u32) -> Result<Vec<ChunkHit>, TextError> {
         let hits = response::hits(body)?;
@@ -295,7 +321,8 @@ impl TextIndex for EsIndex {
         document_id: &str,
         chunks: Vec<Chunk>,
     ) -> Result<u32, TextError> {
-        self.live_write((tenant, document_id), Some(&chunks))
+        let (chunks, langs) = write::detect(chunks).await?;
+        self.live_write((tenant, document_id), Some((&chunks, &langs)))
             .await?;
         Ok(chunks.len() as u32)
     }
@@ -308,14 +335,17 @@ impl TextIndex for EsIndex {
         self.ready().await?;
         self.serving()?;
         let alias = &self.tenant_names(&q.tenant).alias;
+        let Some(langs) = self.languages(alias, &q.tenant).await? else {
+            return Ok(Vec::new());
+        };
         if q.chunk_level {
-            let r = query::chunks(alias, &q, self.scoring);
+            let r = query::chunks(alias, &q, &langs, self.scoring);
             return match self.read_tenant(&r, "searching chunks").await? {
                 Some(body) => Self::chunk_hits(&body, q.detail),
                 None => Ok(Vec::new()),
             };
         }
-        let r = query::documents(alias, &q, self.scoring);
+        let r = query::documents(alias, &q, &langs, self.scoring);
         let Some(body) = self.read_tenant(&r, "searching documents").await? else {
             return Ok(Vec::new());
         };
@@ -330,7 +360,7 @@ impl TextIndex for EsIndex {
         let body = self
             .client
             .ok(
-                &query::best_chunks(alias, &q, self.scoring, &ids),
+                &query::best_chunks(alias, &q, &langs, self.scoring, &ids),
                 "choosing chunks",
             )
             .await?;
@@ -366,7 +396,10 @@ impl TextIndex for EsIndex {
         self.ready().await?;
         self.serving()?;
         let alias = self.tenant_names(tenant).alias;
-        let r = query::fetch(&alias, tenant, query, &chunk_ids, self.scoring);
+        let Some(langs) = self.languages(&alias, tenant).await? else {
+            return Ok(Vec::new());
+        };
+        let r = query::fetch(&alias, (tenant, query), &chunk_ids, &langs, self.scoring);
         let Some(body) = self.read_tenant(&r, "fetching chunks").await? else {
             return Ok(Vec::new());
         };

@@ -7,6 +7,21 @@
 //! <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/query-dsl-match-query.html>,
 //! <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/collapse-search-results.html> and
 //! <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/highlighting.html>.
+//!
+//! Languages: the query's language is not guessed (one to three words are too few). A search
+//! first asks which languages the tenant has entries in ([`languages`]: a `terms`
+//! aggregation on `lang`), then runs the text against those languages' fields, each `match`
+//! analysed by its field's analyzer, so an entry is scored by its own language's analysis and
+//! statistics only (its text is in one language's fields), and a German query finds German
+//! entries by their German stems. As the Tantivy side does. Not every language's fields: a
+//! `match` expands to one term query per analysed word and field, and the engine refuses a
+//! query of more than 1,024 of them (`indices.query.bool.max_clause_count`), so 44 fields
+//! would refuse queries of about 23 words (a quarter of SciFact's test queries were longer);
+//! with the tenant's languages an English-only tenant sends exactly the two English clauses
+//! it sent before there were other languages (same scores, same limit). The price is one
+//! more request per search, an aggregation over the tenant's entries (doc values of one
+//! keyword). The `lang` filter is an ordinary metadata clause: a `term` on `meta` (see
+//! [`super::mapping`]).
 
 use std::ops::Bound;
 
@@ -17,15 +32,17 @@ use serde_json::{Map, Value, json};
 use super::mapping::{KIND_CHUNK, KIND_DOCUMENT, SEP, doc_key};
 use super::request::{EsRequest, Method};
 use crate::index::TextQuery;
+use crate::language::{ALL, Lang, field_name};
 
-/// Fields a hit is built from.
-const HIT_SOURCE: [&str; 6] = [
+/// Fields a hit is built from: its text is in its language's `title*` / `body*` fields.
+const HIT_SOURCE: [&str; 7] = [
     "chunk_id",
     "document_id",
     "external_id",
-    "title",
-    "body",
+    "title*",
+    "body*",
     "ordinal",
+    "lang",
 ];
 
 /// Query-side settings of every search.
@@ -125,12 +142,38 @@ pub fn access_clauses(access: &Access) -> Vec<Value> {
     ]
 }
 
-/// The text scored in a title field (boosted) and a body field.
-fn text_clauses(text: &str, title: &str, body: &str, title_boost: f32) -> Vec<Value> {
-    vec![
-        json!({ "match": { title: { "query": text, "boost": title_boost } } }),
-        json!({ "match": { body: { "query": text } } }),
-    ]
+/// The languages `tenant` has entries in (chunk or document), read by [`super::response::languages`].
+/// See <https://www.elastic.co/guide/en/elasticsearch/reference/8.17/search-aggregations-bucket-terms-aggregation.html>.
+pub fn languages(alias: &str, tenant: &str) -> EsRequest {
+    search(
+        alias,
+        json!({
+            "size": 0,
+            "track_total_hits": false,
+            "query": { "bool": { "filter": [{ "term": { "tenant": tenant } }] } },
+            "aggs": { "lang": { "terms": { "field": "lang", "size": ALL.len() } } },
+        }),
+    )
+}
+
+/// The text scored in the title fields (boosted) and body fields of each of `langs`, in
+/// their order.
+fn text_clauses(
+    text: &str,
+    (title, body): (&str, &str),
+    langs: &[Lang],
+    title_boost: f32,
+) -> Vec<Value> {
+    langs
+        .iter()
+        .flat_map(|&lang| {
+            let (title, body) = (field_name(title, lang), field_name(body, lang));
+            [
+                json!({ "match": { title: { "query": text, "boost": title_boost } } }),
+                json!({ "match": { body: { "query": text } } }),
+            ]
+        })
+        .collect()
 }
 
 fn highlight(s: Scoring) -> Value {
@@ -138,8 +181,9 @@ fn highlight(s: Scoring) -> Value {
         "pre_tags": ["<b>"],
         "post_tags": ["</b>"],
         "encoder": "html",
+        // Every language's body field; a chunk has text in one of them.
         "fields": {
-            "body": { "fragment_size": s.snippet_chars, "number_of_fragments": 1 }
+            "body*": { "fragment_size": s.snippet_chars, "number_of_fragments": 1 }
         }
     })
 }
@@ -150,7 +194,7 @@ fn search(alias: &str, body: Value) -> EsRequest {
 
 /// Documents ranked by BM25 over their whole text (`doc_title` boosted + `doc_body`), under
 /// every filter; `min_score` cuts on the document's score.
-pub fn documents(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
+pub fn documents(alias: &str, q: &TextQuery, langs: &[Lang], s: Scoring) -> EsRequest {
     let (filter, must_not) = filters(KIND_DOCUMENT, q);
     let mut body = json!({
         "size": q.top_k,
@@ -158,7 +202,7 @@ pub fn documents(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
         "_source": ["document_id"],
         "query": {
             "bool": {
-                "should": text_clauses(&q.query, "doc_title", "doc_body", s.title_boost),
+                "should": text_clauses(&q.query, ("doc_title", "doc_body"), langs, s.title_boost),
                 "minimum_should_match": 1,
                 "filter": filter,
                 "must_not": must_not,
@@ -173,7 +217,13 @@ pub fn documents(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
 
 /// The best chunk (chunk-level BM25 of the text; a chunk matching no word still counts) of
 /// each of `document_ids`, under the same filters: one hit per document (`collapse`).
-pub fn best_chunks(alias: &str, q: &TextQuery, s: Scoring, document_ids: &[String]) -> EsRequest {
+pub fn best_chunks(
+    alias: &str,
+    q: &TextQuery,
+    langs: &[Lang],
+    s: Scoring,
+    document_ids: &[String],
+) -> EsRequest {
     let (mut filter, must_not) = filters(KIND_CHUNK, q);
     let keys: Vec<String> = document_ids.iter().map(|d| doc_key(&q.tenant, d)).collect();
     filter.push(json!({ "terms": { "doc_key": keys } }));
@@ -185,7 +235,7 @@ pub fn best_chunks(alias: &str, q: &TextQuery, s: Scoring, document_ids: &[Strin
             "_source": HIT_SOURCE,
             "query": {
                 "bool": {
-                    "should": text_clauses(&q.query, "title", "body", s.title_boost),
+                    "should": text_clauses(&q.query, ("title", "body"), langs, s.title_boost),
                     "filter": filter,
                     "must_not": must_not,
                 }
@@ -197,7 +247,7 @@ pub fn best_chunks(alias: &str, q: &TextQuery, s: Scoring, document_ids: &[Strin
 }
 
 /// Chunks ranked by their own BM25 (`chunk_level`).
-pub fn chunks(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
+pub fn chunks(alias: &str, q: &TextQuery, langs: &[Lang], s: Scoring) -> EsRequest {
     let (filter, must_not) = filters(KIND_CHUNK, q);
     let mut body = json!({
         "size": q.top_k,
@@ -205,7 +255,7 @@ pub fn chunks(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
         "_source": HIT_SOURCE,
         "query": {
             "bool": {
-                "should": text_clauses(&q.query, "title", "body", s.title_boost),
+                "should": text_clauses(&q.query, ("title", "body"), langs, s.title_boost),
                 "minimum_should_match": 1,
                 "filter": filter,
                 "must_not": must_not,
@@ -220,7 +270,13 @@ pub fn chunks(alias: &str, q: &TextQuery, s: Scoring) -> EsRequest {
 }
 
 /// Chunks of `tenant` by id, highlighted for `text` (`fetch`).
-pub fn fetch(alias: &str, tenant: &str, text: &str, chunk_ids: &[String], s: Scoring) -> EsRequest {
+pub fn fetch(
+    alias: &str,
+    (tenant, text): (&str, &str),
+    chunk_ids: &[String],
+    langs: &[Lang],
+    s: Scoring,
+) -> EsRequest {
     search(
         alias,
         json!({
@@ -229,7 +285,7 @@ pub fn fetch(alias: &str, tenant: &str, text: &str, chunk_ids: &[String], s: Sco
             "_source": HIT_SOURCE,
             "query": {
                 "bool": {
-                    "should": text_clauses(text, "title", "body", s.title_boost),
+                    "should": text_clauses(text, ("title", "body"), langs, s.title_boost),
                     "filter": [
                         { "term": { "kind": KIND_CHUNK } },
                         { "term": { "tenant": tenant } },
@@ -253,7 +309,7 @@ pub fn document_chunks(alias: &str, tenant: &str, document_id: &str) -> EsReques
         json!({
             "size": MAX_LISTED_CHUNKS,
             "track_total_hits": false,
-            "_source": ["chunk_id", "body"],
+            "_source": ["chunk_id", "body*", "lang"],
             "query": {
                 "bool": {
                     "filter": [

@@ -5,6 +5,7 @@ use braid_proto::v1::ChunkHit;
 use serde_json::Value;
 
 use crate::error::TextError;
+use crate::language::{ALL, Lang, field_name};
 
 /// The hits of a search answer, in order. An answer from only some shards (a shard failed,
 /// or its index was deleted under the search by a rebuild's switch) is an error, never a
@@ -46,8 +47,11 @@ fn score(hit: &Value) -> f32 {
 /// A chunk hit with its text and highlighted snippet (empty when no word of the body
 /// matched, as on the Tantivy side).
 pub fn chunk_hit(hit: &Value) -> ChunkHit {
+    // The text is in the fields of the entry's language (English for an entry without one).
+    let lang = Lang::from_code(&text(hit, "lang")).unwrap_or(Lang::En);
+    let body = field_name("body", lang);
     let snippet = hit
-        .pointer("/highlight/body/0")
+        .pointer(&format!("/highlight/{body}/0"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -55,15 +59,32 @@ pub fn chunk_hit(hit: &Value) -> ChunkHit {
         chunk_id: text(hit, "chunk_id"),
         document_id: text(hit, "document_id"),
         external_id: text(hit, "external_id"),
-        title: text(hit, "title"),
+        title: text(hit, &field_name("title", lang)),
         snippet,
-        text: text(hit, "body"),
+        text: text(hit, &body),
         ordinal: hit
             .pointer("/_source/ordinal")
             .and_then(Value::as_u64)
             .unwrap_or(0) as u32,
         score: score(hit),
     }
+}
+
+/// The languages of a [`super::query::languages`] answer, in [`ALL`]'s order (English first);
+/// codes this version does not know are left out.
+pub fn languages(body: &Value) -> Result<Vec<Lang>, TextError> {
+    let buckets = body
+        .pointer("/aggregations/lang/buckets")
+        .and_then(Value::as_array)
+        .ok_or_else(|| TextError::Index("language aggregation answer without buckets".into()))?;
+    let codes: Vec<&str> = buckets
+        .iter()
+        .filter_map(|b| b.get("key").and_then(Value::as_str))
+        .collect();
+    Ok(ALL
+        .into_iter()
+        .filter(|l| codes.contains(&l.code()))
+        .collect())
 }
 
 /// The concrete index behind the serving alias, from its mapping's `_meta`.
@@ -188,6 +209,24 @@ mod tests {
         assert_eq!(
             (h.chunk_id.as_str(), h.ordinal, h.score, h.snippet.as_str()),
             ("d:0", 3, 1.5, "a <b>comet</b>")
+        );
+        let langs = json!({ "aggregations": { "lang": { "buckets": [
+            { "key": "ko", "doc_count": 1 }, { "key": "en", "doc_count": 9 },
+            { "key": "xx", "doc_count": 1 } ] } } });
+        assert_eq!(languages(&langs).unwrap(), [Lang::En, Lang::Ko]);
+        assert!(languages(&json!({})).is_err());
+        // A German entry: its text and highlight are in the German fields.
+        let german = json!({ "_score": 2.0, "_source": { "chunk_id": "g:0", "lang": "de",
+            "title_de": "Häuser", "body_de": "Die Häuser am Fluss" },
+            "highlight": { "body_de": ["Die <b>Häuser</b> am Fluss"] } });
+        let h = chunk_hit(&german);
+        assert_eq!(
+            (h.title.as_str(), h.text.as_str(), h.snippet.as_str()),
+            (
+                "Häuser",
+                "Die Häuser am Fluss",
+                "Die <b>Häuser</b> am Fluss"
+            )
         );
         let mapping = json!({ "braid-text-abc": { "mappings": {
             "_meta": { "braid_supersedes": ["braid-text-old"], "braid_format": 2 } } } });

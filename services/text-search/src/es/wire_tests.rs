@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 use super::EsIndex;
+use super::mapping::FORMAT;
 use crate::config::{ElasticsearchConfig, Layout, SearchConfig};
 use crate::error::TextError;
 use crate::index::TextIndex;
@@ -293,7 +294,11 @@ async fn overloaded_answers_are_retried_then_unavailable() {
             429,
             json!({ "error": { "type": "es_rejected_execution_exception" }, "status": 429 }),
         ),
-        (200, json!({ "hits": { "hits": [] } })),
+        // The search's first request, the tenant's languages: none, so nothing to search.
+        (
+            200,
+            json!({ "aggregations": { "lang": { "buckets": [] } } }),
+        ),
     ]);
     let (wire, es) = serve(answers).await;
     let q = crate::index::TextQuery {
@@ -341,7 +346,7 @@ async fn red_cluster_health_is_not_serving() {
         (200, json!({ "status": "green", "unassigned_shards": 0 })),
         (
             200,
-            json!({ "braid-text-x": { "mappings": { "_meta": { "braid_format": 2 } } } }),
+            json!({ "braid-text-x": { "mappings": { "_meta": { "braid_format": FORMAT } } } }),
         ),
         (
             408,
@@ -368,34 +373,46 @@ async fn red_cluster_health_is_not_serving() {
     );
 }
 
+/// An index written by an older version: before entries listed their chunks (no
+/// `braid_format`), and English-only (format 2: one English field for every language, no
+/// `lang`). Its entries cannot be read as this version's (a German chunk's text is in `body`,
+/// analysed as English): not serving, naming the rebuild, until `braidctl reindex --leg text`
+/// switched to an index of this format.
 #[tokio::test]
 async fn an_index_of_another_entry_format_is_not_serving_until_rebuilt() {
-    let mut answers = setup_answers();
-    answers.extend([
-        (200, json!({ "status": "green", "unassigned_shards": 0 })),
-        // Written before entries listed their chunks: no `braid_format`.
+    let older = [
+        (json!({ "braid_supersedes": [] }), "format none"),
         (
-            200,
-            json!({ SERVING: { "mappings": { "_meta": { "braid_supersedes": [] } } } }),
+            json!({ "braid_supersedes": [], "braid_format": 2 }),
+            "format 2",
         ),
-    ]);
-    let (_wire, es) = serve(answers).await;
-    let err = es.check().await.unwrap_err();
-    assert!(
-        matches!(&err, TextError::NotServing(r) if r.contains("another Braid version") && r.contains("reindex")),
-        "{err:?}"
-    );
-    let q = crate::index::TextQuery {
-        tenant: "t".into(),
-        query: "comet".into(),
-        top_k: 5,
-        filter: Default::default(),
-        min_score: None,
-        access: braid_core::auth::Access::unrestricted(),
-        detail: 0,
-        chunk_level: false,
-    };
-    assert!(matches!(es.search(q).await, Err(TextError::NotServing(_))));
+    ];
+    for (meta, format) in older {
+        let mut answers = setup_answers();
+        answers.extend([
+            (200, json!({ "status": "green", "unassigned_shards": 0 })),
+            (200, json!({ SERVING: { "mappings": { "_meta": meta } } })),
+        ]);
+        let (_wire, es) = serve(answers).await;
+        let err = es.check().await.unwrap_err();
+        assert!(
+            matches!(&err, TextError::NotServing(r) if r.contains("another Braid version")
+                && r.contains(&format!("({format}, this version writes {FORMAT})"))
+                && r.contains("reindex --leg text")),
+            "{err:?}"
+        );
+        let q = crate::index::TextQuery {
+            tenant: "t".into(),
+            query: "comet".into(),
+            top_k: 5,
+            filter: Default::default(),
+            min_score: None,
+            access: braid_core::auth::Access::unrestricted(),
+            detail: 0,
+            chunk_level: false,
+        };
+        assert!(matches!(es.search(q).await, Err(TextError::NotServing(_))));
+    }
 }
 
 #[tokio::test]

@@ -30,15 +30,16 @@ use super::mapping::{
 use super::request::{EsRequest, Method, TenantNames};
 use super::{EsIndex, failure};
 use crate::error::TextError;
+use crate::language::{Lang, chunk_langs};
 
 impl EsIndex {
-    /// A live replace (`Some(chunks)`) or delete (`None`) through the serving alias and,
-    /// while a rebuild loads, the rebuild alias. Returns once searches see it: the number of
-    /// chunks written, or for a delete the number the serving index held.
+    /// A live replace (`Some((chunks, their languages))`) or delete (`None`) through the
+    /// serving alias and, while a rebuild loads, the rebuild alias. Returns once searches see
+    /// it: the number of chunks written, or for a delete the number the serving index held.
     pub(super) async fn live_write(
         &self,
         document: (&str, &str),
-        chunks: Option<&[Chunk]>,
+        chunks: Option<(&[Chunk], &[Lang])>,
     ) -> Result<u32, TextError> {
         self.ready().await?;
         let names = self.tenant_names(document.0);
@@ -152,7 +153,7 @@ impl EsIndex {
         Ok(if deleted {
             serving.chunk_ids.len() as u32
         } else {
-            new.len() as u32
+            new.0.len() as u32
         })
     }
 
@@ -163,8 +164,9 @@ impl EsIndex {
     pub(super) async fn load_rebuild(
         &self,
         id: &str,
-        documents: Vec<(String, String, Vec<Chunk>)>,
+        documents: Documents,
     ) -> Result<(u32, u32), TextError> {
+        let (documents, langs) = detect_all(documents).await?;
         let write_id = uuid::Uuid::new_v4().simple().to_string();
         let mut entries = Vec::new();
         let mut chunk_items = Vec::new();
@@ -181,11 +183,12 @@ impl EsIndex {
                     .await?;
             }
         }
-        for (tenant, document_id, chunks) in &documents {
+        for ((tenant, document_id, chunks), langs) in documents.iter().zip(&langs) {
             let (entry, items) = bulk::document_items(
                 &tenants[tenant.as_str()].rebuild_alias,
                 (tenant, document_id),
                 chunks,
+                langs,
                 &write_id,
                 Op::Create,
                 &[],
@@ -277,6 +280,30 @@ impl EsIndex {
         failure(&undo, &outcomes).map_or(Ok(()), Err)
     }
 }
+
+/// The language of each chunk of a document ([`chunk_langs`]), detected off the async
+/// runtime (detection reads up to 4 KB of every chunk).
+pub(super) async fn detect(chunks: Vec<Chunk>) -> Result<(Vec<Chunk>, Vec<Lang>), TextError> {
+    tokio::task::spawn_blocking(move || {
+        let langs = chunk_langs(&chunks);
+        (chunks, langs)
+    })
+    .await
+    .map_err(|e| TextError::Task(e.to_string()))
+}
+
+/// [`detect`] for every document of a rebuild batch, in one blocking task.
+async fn detect_all(documents: Documents) -> Result<(Documents, Vec<Vec<Lang>>), TextError> {
+    tokio::task::spawn_blocking(move || {
+        let langs = documents.iter().map(|(_, _, c)| chunk_langs(c)).collect();
+        (documents, langs)
+    })
+    .await
+    .map_err(|e| TextError::Task(e.to_string()))
+}
+
+/// (tenant, document id, chunks) of a rebuild batch.
+type Documents = Vec<(String, String, Vec<Chunk>)>;
 
 /// A bulk item refused because its alias names no index (`require_alias`).
 fn alias_missing(outcome: &Outcome) -> bool {
@@ -415,14 +442,15 @@ fn held_one(doc: &Value) -> Result<Option<Held>, TextError> {
 }
 
 /// Items that make the index behind `alias` (holding `held`) hold exactly `chunks` of the
-/// document: its chunk entries and document entry (`index`), and deletes of every chunk id
-/// it held (or an earlier write deleted) that the new version lacks. With no chunks: deletes
-/// only, and with `tombstone` a tombstone in place of the document entry.
+/// document (each in its language, `langs`): its chunk entries and document entry (`index`),
+/// and deletes of every chunk id it held (or an earlier write deleted) that the new version
+/// lacks. With no chunks: deletes only, and with `tombstone` a tombstone in place of the
+/// document entry.
 pub fn replace(
     alias: &str,
     held: &Held,
     document: (&str, &str),
-    chunks: &[Chunk],
+    (chunks, langs): (&[Chunk], &[Lang]),
     write_id: &str,
     tombstone: bool,
 ) -> Result<Vec<Item>, TextError> {
@@ -436,7 +464,7 @@ pub fn replace(
     let (tenant, document_id) = document;
     let owner = (tenant.to_string(), document_id.to_string());
     let (entry, mut items) =
-        bulk::document_items(alias, document, chunks, write_id, Op::Index, &stale)?;
+        bulk::document_items(alias, document, chunks, langs, write_id, Op::Index, &stale)?;
     items.extend(entry);
     if chunks.is_empty() && tombstone {
         items.push(Item {
@@ -502,7 +530,7 @@ mod tests {
             "braid-text",
             &held,
             ("t", "d"),
-            &[chunk("d:0")],
+            (&[chunk("d:0")], &[Lang::En]),
             "w1",
             false,
         )
@@ -535,9 +563,9 @@ mod tests {
             chunk_ids: vec!["d:0".into()],
             ..Held::default()
         };
-        let items = replace("a", &held, ("t", "d"), &[], "w1", false).unwrap();
+        let items = replace("a", &held, ("t", "d"), (&[], &[]), "w1", false).unwrap();
         assert_eq!(summary(&items), ["Delete d:0"]);
-        let items = replace("a", &held, ("t", "d"), &[], "w1", true).unwrap();
+        let items = replace("a", &held, ("t", "d"), (&[], &[]), "w1", true).unwrap();
         assert_eq!(summary(&items), ["Index d", "Delete d:0"]);
         let tomb = items[0].source.as_ref().unwrap();
         assert_eq!(

@@ -17,7 +17,7 @@ use tantivy::schema::{
 
 use crate::analysis;
 use crate::filter;
-use crate::language::{self, ALL, Lang};
+use crate::language::{self, ALL, Lang, field_name};
 
 /// Fields per language, by [`Lang::index`].
 pub(super) type PerLang = [Field; ALL.len()];
@@ -47,14 +47,6 @@ pub(super) struct Fields {
     pub(super) doc_title: PerLang,
     pub(super) doc_body: PerLang,
     pub(super) lang: Field,
-}
-
-/// The name of `base` (`title`, `body`, `doc_title`, `doc_body`) for `lang`.
-fn field_name(base: &str, lang: Lang) -> String {
-    match lang {
-        Lang::En => base.to_string(),
-        _ => format!("{base}_{}", lang.code()),
-    }
 }
 
 pub(super) fn schema() -> (Schema, Fields) {

@@ -11,7 +11,7 @@ use super::schema::{KIND_CHUNK, KIND_DOCUMENT, add_filter_fields};
 use super::{Inner, index_err};
 use crate::document_text::document_text;
 use crate::error::TextError;
-use crate::language::{ALL, Lang, language_of};
+use crate::language::{ALL, chunk_langs, document_lang};
 
 impl Inner {
     /// Chunks of document `key`.
@@ -91,10 +91,7 @@ impl Inner {
         }
         // Each chunk in its own language (the metadata's `lang` when set), detected before the
         // writer lock is taken: detection costs about as much as the analysis.
-        let langs: Vec<Lang> = chunks
-            .iter()
-            .map(|c| language_of(&c.metadata, &format!("{} {}", c.title, c.text)))
-            .collect();
+        let langs = chunk_langs(chunks);
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_term(Term::from_field_text(f.doc_key, key));
         for (c, lang) in chunks.iter().zip(&langs) {
@@ -130,21 +127,4 @@ impl Inner {
         }
         Ok(self.added.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
     }
-}
-
-/// The document entry's language: that of most of its chunks' text (`langs`, one per chunk;
-/// all the metadata's `lang` when set), ties to the first in [`ALL`] (English first). Not
-/// detected again on the whole text: the chunks' detections already read all of it.
-fn document_lang(chunks: &[Chunk], langs: &[Lang]) -> Lang {
-    let mut bytes = [0usize; ALL.len()];
-    for (c, lang) in chunks.iter().zip(langs) {
-        bytes[lang.index()] += c.text.len() + c.title.len();
-    }
-    let mut best = Lang::En;
-    for lang in ALL {
-        if bytes[lang.index()] > bytes[best.index()] {
-            best = lang;
-        }
-    }
-    best
 }

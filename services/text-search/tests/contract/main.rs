@@ -20,6 +20,7 @@ use std::sync::Arc;
 use braid_text_search::{IndexAdmin, IndexConfig, SearchConfig, TextIndex};
 
 mod cases;
+mod multilingual;
 
 use cases::*;
 
@@ -65,6 +66,9 @@ const CASES: &[Case] = &[
     }),
     ("another_tenants_writes_never_move_scores", |b| {
         Box::pin(another_tenants_writes_never_move_scores(b))
+    }),
+    ("each_language_is_analysed_and_filtered_on_its_own", |b| {
+        Box::pin(multilingual::each_language_is_analysed_and_filtered_on_its_own(b))
     }),
 ];
 
