@@ -114,14 +114,15 @@ fn render(r: &StatusResponse) -> String {
             lines.push(("queue", q.name.clone(), format!("{}{oldest}", q.depth)));
         }
         for i in &s.indexes {
-            let mut v = i.generation.clone();
-            if !i.detail.is_empty() {
-                v.push_str(&format!(" ({})", i.detail));
-            }
-            if !i.fault.is_empty() {
-                v.push_str(&format!(" FAULT: {}", i.fault));
-            }
-            lines.push(("index", i.name.clone(), v));
+            // "<generation> (<detail>) FAULT: <fault>", each part only when present.
+            let detail = (!i.detail.is_empty()).then(|| format!("({})", i.detail));
+            let fault = (!i.fault.is_empty()).then(|| format!("FAULT: {}", i.fault));
+            let v: Vec<String> = std::iter::once(i.generation.clone())
+                .filter(|g| !g.is_empty())
+                .chain(detail)
+                .chain(fault)
+                .collect();
+            lines.push(("index", i.name.clone(), v.join(" ")));
         }
         for d in &s.details {
             lines.push(("detail", d.key.clone(), d.value.clone()));
@@ -213,6 +214,24 @@ mod tests {
                         depth: 12,
                         oldest_age_seconds: 4.0,
                     }],
+                    indexes: vec![
+                        IndexStatus {
+                            name: "generation:acme".into(),
+                            generation: "7".into(),
+                            ..Default::default()
+                        },
+                        IndexStatus {
+                            name: "vector".into(),
+                            detail: "~5 chunks".into(),
+                            ..Default::default()
+                        },
+                        IndexStatus {
+                            name: "text".into(),
+                            generation: "idx-1".into(),
+                            detail: "rebuilding".into(),
+                            fault: "disk full".into(),
+                        },
+                    ],
                     ..Default::default()
                 },
                 ServiceStatusReport {
@@ -253,6 +272,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("  queue    outbox                   12 (oldest 4.0 s)"));
+        // Index lines: each part only when present (no blank before a detail without generation).
+        assert!(
+            text.contains("  index    generation:acme          7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  index    vector                   (~5 chunks)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  index    text                     idx-1 (rebuilding) FAULT: disk full\n"
+            ),
+            "{text}"
+        );
         // An unreachable service has no parts to show.
         assert!(!text.contains("\ntext-search\n"), "{text}");
     }
