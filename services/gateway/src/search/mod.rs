@@ -246,11 +246,19 @@ impl Searcher {
             Granularity::Document
         };
         let single_leg = vector_hits.is_none() || text_hits.is_none();
-        let mut fused = fusion::fuse(
+        // `why` reads the whole ranking; otherwise only the hits kept are copied out of the
+        // legs' answers.
+        let keep = if why.is_some() {
+            usize::MAX
+        } else {
+            v.top_k as usize
+        };
+        let mut fused = fusion::fuse_top(
             vector_hits.as_deref(),
             text_hits.as_deref(),
             &v.fusion.params,
             granularity,
+            keep,
         );
         let why = why.zip(outcomes.as_ref()).map(|(target, (vector, text))| {
             why::answer(
