@@ -302,6 +302,7 @@ impl Searcher {
             .flatten()
             .map(|h| (h.chunk_id.as_str(), h))
             .collect();
+        let terms = passage::QueryTerms::new(&v.query);
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
@@ -309,7 +310,7 @@ impl Searcher {
                     .vector
                     .as_ref()
                     .and_then(|l| vector_chunks.get(l.chunk_id.as_str()))
-                    .map(|chunk| vector_passage(chunk, &v.query)),
+                    .map(|chunk| vector_passage(chunk, &terms)),
                 explanation: v
                     .explain
                     .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
@@ -357,8 +358,8 @@ fn copy_leg(leg: &Leg) -> Leg {
 }
 
 /// The best passage of the chunk the vector leg matched ([`passage`]).
-fn vector_passage(chunk: &ChunkHit, query: &str) -> VectorPassage {
-    let p = passage::best(&chunk.text, query);
+fn vector_passage(chunk: &ChunkHit, terms: &passage::QueryTerms) -> VectorPassage {
+    let p = passage::best_for(&chunk.text, terms);
     VectorPassage {
         chunk_id: chunk.chunk_id.clone(),
         ordinal: chunk.ordinal,
