@@ -9,7 +9,10 @@
 //!
 //! Lifetime: a token living longer than `auth.max_token_ttl_secs` (`exp - iat`, or
 //! `exp - now` without `iat`) is refused, and so is one issued in the future. Revocation: a
-//! token issued before its subject's cut-off ([`super::revocation`]) is refused.
+//! token issued before its subject's cut-off ([`super::revocation`]) is refused, on every call.
+//!
+//! A verified token is remembered for a short while ([`super::verified`]): the same token sent
+//! again skips the signature check and the claims, never the revocation check.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,6 +28,7 @@ use super::jwks::{Jwks, JwksSource};
 use super::keys::WatchedKeys;
 use super::revocation::Revocations;
 use super::secret::KeySource;
+use super::verified::{self, VerifiedTokens};
 use super::{Access, CallerKind, Principal, Role};
 use crate::config::positive;
 
@@ -253,6 +257,7 @@ pub struct JwtVerifier {
     leeway: u64,
     max_ttl: u64,
     revocations: Option<Arc<Revocations>>,
+    verified: VerifiedTokens,
     _refresh: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -333,6 +338,7 @@ impl JwtVerifier {
             leeway: config.leeway_secs,
             max_ttl: config.max_token_ttl_secs,
             revocations: None,
+            verified: VerifiedTokens::default(),
             _refresh: tasks,
         })
     }
@@ -350,9 +356,39 @@ impl JwtVerifier {
 
     /// The principal of a verified `token`.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, unix_now()).await
+    }
+
+    /// [`Self::verify`] at `now` (seconds since the Unix epoch): from the verified-token cache
+    /// when it holds `token`, else checked in full (and remembered); revocation either way.
+    async fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Invalid("token too large"));
         }
+        let key = verified::key(token);
+        let generation = self.hs256.as_ref().map_or(0, |ring| ring.generation());
+        let (principal, iat) = match self.verified.get(&key, now, generation) {
+            Some(hit) => hit,
+            None => {
+                let (principal, iat, exp) = self.verify_in_full(token, now).await?;
+                self.verified
+                    .put(key, &principal, iat, exp, now, generation);
+                (principal, iat)
+            }
+        };
+        if let Some(revocations) = &self.revocations {
+            revocations.check(principal.access.tenant.as_deref(), &principal.subject, iat)?;
+        }
+        Ok(principal)
+    }
+
+    /// Checks `token` in full at `now` (header, key, signature, claims, lifetime; not
+    /// revocation): its principal, `iat` and `exp`.
+    async fn verify_in_full(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(Principal, Option<u64>, u64), AuthError> {
         let (alg, kid) = read_header(token)?;
         let (keys, algorithm) = match alg.as_str() {
             "none" | "None" | "NONE" => {
@@ -423,19 +459,13 @@ impl JwtVerifier {
             }
         }
         let claims = outcome?.claims;
-        check_lifetime(
-            claims.iat,
-            claims.exp,
-            unix_now(),
-            self.max_ttl,
-            self.leeway,
-        )?;
-        let iat = claims.iat;
-        let principal = claims.into_principal()?;
-        if let Some(revocations) = &self.revocations {
-            revocations.check(principal.access.tenant.as_deref(), &principal.subject, iat)?;
+        // `exp` again, at `now` (the library reads the system clock).
+        if claims.exp.saturating_add(self.leeway) < now {
+            return Err(AuthError::Invalid("token expired"));
         }
-        Ok(principal)
+        check_lifetime(claims.iat, claims.exp, now, self.max_ttl, self.leeway)?;
+        let (iat, exp) = (claims.iat, claims.exp);
+        Ok((claims.into_principal()?, iat, exp))
     }
 }
 
@@ -715,6 +745,57 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    /// A verifier on ring `k1` + `k2` (signing `k2`) with no leeway, and its revocations.
+    async fn ring_verifier() -> (JwtVerifier, Arc<Revocations>) {
+        let ring = format!("signing = \"k2\"\n[keys]\nk1 = \"{K1}\"\nk2 = \"{K2}\"\n");
+        let config = AuthConfig {
+            hs256: KeySource::from_value(ring),
+            leeway_secs: 0,
+            ..AuthConfig::default()
+        };
+        let revocations = Arc::new(Revocations::new());
+        let verifier = JwtVerifier::from_config(&config)
+            .await
+            .unwrap()
+            .with_revocations(revocations.clone());
+        (verifier, revocations)
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_still_refused_once_revoked_expired_or_its_key_gone() {
+        let (verifier, revocations) = ring_verifier().await;
+        let now = unix_now();
+        let token = signed(&user_claims(Some(now), now + 10), K1, Some("k1"));
+        assert_eq!(
+            verifier.verify_at(&token, now).await.unwrap().subject,
+            "alice"
+        );
+        assert_eq!(verifier.verified.len(), 1, "remembered");
+        assert!(verifier.verify_at(&token, now + 5).await.is_ok());
+        // Past its exp (no leeway here): refused, though remembered for less than the TTL.
+        let err = verifier.verify_at(&token, now + 11).await.unwrap_err();
+        assert_eq!(err, AuthError::Invalid("token expired"));
+        // Revoked: refused while remembered.
+        assert!(verifier.verify_at(&token, now + 1).await.is_ok());
+        revocations.add(super::super::revocation::Revocation {
+            tenant: "acme".into(),
+            subject: "alice".into(),
+            cut_off: now + 1,
+        });
+        let err = verifier.verify_at(&token, now + 1).await.unwrap_err();
+        assert!(err.to_string().contains("revoked"), "{err}");
+        // Its key taken out of the ring: refused at once.
+        let other = signed(&user_claims(Some(now + 2), now + 10), K1, Some("k1"));
+        assert!(verifier.verify_at(&other, now + 2).await.is_ok());
+        let ring = verifier.hs256_keys().unwrap();
+        assert!(
+            ring.apply(&format!("signing = \"k2\"\n[keys]\nk2 = \"{K2}\"\n"))
+                .unwrap()
+        );
+        let err = verifier.verify_at(&other, now + 2).await.unwrap_err();
+        assert_eq!(err, AuthError::Invalid("unknown signing key (kid)"));
     }
 
     #[test]

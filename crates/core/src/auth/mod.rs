@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod keys;
 pub mod revocation;
 pub mod secret;
+pub mod verified;
 
 use std::collections::BTreeSet;
 

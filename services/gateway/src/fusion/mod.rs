@@ -165,13 +165,37 @@ pub fn fuse(
     params: &Params,
     granularity: Granularity,
 ) -> Vec<FusedHit> {
+    fuse_top(vector, text, params, granularity, usize::MAX)
+}
+
+/// A hit being fused: references into the legs' answers, so nothing is copied until the
+/// ranking is known.
+struct Pending<'a> {
+    hit: &'a ChunkHit,
+    /// The best rank any leg gave it (`hit` is that leg's chunk).
+    best: u32,
+    snippet: &'a str,
+    score: f32,
+    /// LINEAR z-score: the ranking key, `sum of raw weight * z` (as measured).
+    raw_sum: f32,
+    vector: Option<LegScore>,
+    text: Option<LegScore>,
+}
+
+/// The first `limit` hits of [`fuse`]'s ranking (the same hits, scores and order); only those
+/// are copied out of the legs' answers.
+pub fn fuse_top(
+    vector: Option<&[ChunkHit]>,
+    text: Option<&[ChunkHit]>,
+    params: &Params,
+    granularity: Granularity,
+    limit: usize,
+) -> Vec<FusedHit> {
     let single_leg = vector.is_none() || text.is_none();
     let formula = Formula::of(params, single_leg);
-    let mut order: Vec<String> = Vec::new();
-    let mut fused: HashMap<String, FusedHit> = HashMap::new();
-    // LINEAR z-score: the ranking key, `sum of raw weight * z` (as measured).
-    let mut raw_sum: HashMap<String, f32> = HashMap::new();
-    let mut best_rank: HashMap<String, u32> = HashMap::new();
+    // In the order first seen; `at` finds a key's place.
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut at: HashMap<&str, usize> = HashMap::new();
     let (vector_share, text_share) = shares(params);
     let legs = [
         (vector, vector_share, params.vector_weight, true),
@@ -182,7 +206,6 @@ pub fn fuse(
         let ranked = ranked(hits, granularity);
         let terms = leg_terms(&ranked, weight, params, single_leg);
         for (&(hit, rank), (normalized, weight)) in ranked.iter().zip(terms) {
-            let k = key(hit, granularity).to_string();
             let leg = LegScore {
                 score: hit.score,
                 rank,
@@ -191,46 +214,46 @@ pub fn fuse(
                 contribution: weight * normalized,
                 chunk_id: hit.chunk_id.clone(),
             };
-            let entry = fused.entry(k.clone()).or_insert_with(|| {
-                order.push(k.clone());
-                FusedHit {
-                    hit: hit.clone(),
-                    snippet: String::new(),
+            let i = *at.entry(key(hit, granularity)).or_insert_with(|| {
+                pending.push(Pending {
+                    hit,
+                    best: u32::MAX,
+                    snippet: "",
                     score: 0.0,
+                    raw_sum: 0.0,
                     vector: None,
                     text: None,
-                }
+                });
+                pending.len() - 1
             });
+            let entry = &mut pending[i];
             entry.score += leg.contribution;
-            *raw_sum.entry(k.clone()).or_insert(0.0) += raw_weight * normalized;
+            entry.raw_sum += raw_weight * normalized;
             if is_vector {
                 entry.vector = Some(leg);
             } else {
                 entry.text = Some(leg);
-                entry.snippet = hit.snippet.clone();
+                entry.snippet = &hit.snippet;
             }
-            let best = best_rank.entry(k).or_insert(u32::MAX);
-            if rank < *best {
-                *best = rank;
-                entry.hit = hit.clone();
+            if rank < entry.best {
+                entry.best = rank;
+                entry.hit = hit;
             }
         }
     }
     let weight_sum = f64::from(params.vector_weight) + f64::from(params.text_weight);
-    let mut out: Vec<(f32, FusedHit)> = order
+    let mut out: Vec<(f32, Pending)> = pending
         .into_iter()
-        .filter_map(|k| {
-            let mut h = fused.remove(&k)?;
+        .map(|mut h| {
             let sort_key = match formula {
                 Formula::PhiOfSum => {
-                    let sum = raw_sum.get(&k).copied().unwrap_or(0.0);
                     let z = if weight_sum > 0.0 && weight_sum.is_finite() {
-                        f64::from(sum) / weight_sum
+                        f64::from(h.raw_sum) / weight_sum
                     } else {
                         0.0
                     };
                     h.score = (normalize::phi(z) as f32).clamp(f32::MIN_POSITIVE, BELOW_ONE);
-                    sum
+                    h.raw_sum
                 }
                 Formula::Sum if single_leg => h.score,
                 Formula::Sum => {
@@ -240,18 +263,27 @@ pub fn fuse(
                     h.score
                 }
             };
-            Some((sort_key, h))
+            (sort_key, h)
         })
         .collect();
     // Ties: better best-rank first, then first seen (stable sort keeps insertion order).
-    let best = |h: &FusedHit| {
+    let best = |h: &Pending| {
         h.vector
             .as_ref()
             .map_or(u32::MAX, |l| l.rank)
             .min(h.text.as_ref().map_or(u32::MAX, |l| l.rank))
     };
     out.sort_by(|(ka, a), (kb, b)| kb.total_cmp(ka).then_with(|| best(a).cmp(&best(b))));
-    out.into_iter().map(|(_, h)| h).collect()
+    out.into_iter()
+        .take(limit)
+        .map(|(_, h)| FusedHit {
+            hit: h.hit.clone(),
+            snippet: h.snippet.to_string(),
+            score: h.score,
+            vector: h.vector,
+            text: h.text,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -299,6 +331,33 @@ mod tests {
         assert_eq!(out[2].text, None);
         assert_eq!(out[3].vector, None);
         assert_eq!(out[3].snippet, "<b>d</b>");
+    }
+
+    #[test]
+    fn the_top_of_a_ranking_is_the_whole_ranking_cut() {
+        let vector = [hit("a", 0, 0.5), hit("b", 0, 0.9), hit("c", 0, 0.7)];
+        let text = [hit("c", 0, 12.0), hit("d", 0, 9.0), hit("b", 1, 3.0)];
+        let linear = Params {
+            method: Method::Linear,
+            normalization: Normalization::ZScore,
+            ..P
+        };
+        for params in [P, linear] {
+            let all = fuse(Some(&vector), Some(&text), &params, Granularity::Document);
+            let top = fuse_top(
+                Some(&vector),
+                Some(&text),
+                &params,
+                Granularity::Document,
+                2,
+            );
+            let view = |h: &FusedHit| (h.hit.chunk_id.clone(), h.score, h.snippet.clone());
+            assert_eq!(top.len(), 2);
+            assert_eq!(
+                top.iter().map(view).collect::<Vec<_>>(),
+                all[..2].iter().map(view).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -246,11 +246,19 @@ impl Searcher {
             Granularity::Document
         };
         let single_leg = vector_hits.is_none() || text_hits.is_none();
-        let mut fused = fusion::fuse(
+        // `why` reads the whole ranking; otherwise only the hits kept are copied out of the
+        // legs' answers.
+        let keep = if why.is_some() {
+            usize::MAX
+        } else {
+            v.top_k as usize
+        };
+        let mut fused = fusion::fuse_top(
             vector_hits.as_deref(),
             text_hits.as_deref(),
             &v.fusion.params,
             granularity,
+            keep,
         );
         let why = why.zip(outcomes.as_ref()).map(|(target, (vector, text))| {
             why::answer(
@@ -294,6 +302,7 @@ impl Searcher {
             .flatten()
             .map(|h| (h.chunk_id.as_str(), h))
             .collect();
+        let terms = passage::QueryTerms::new(&v.query);
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
@@ -301,7 +310,7 @@ impl Searcher {
                     .vector
                     .as_ref()
                     .and_then(|l| vector_chunks.get(l.chunk_id.as_str()))
-                    .map(|chunk| vector_passage(chunk, &v.query)),
+                    .map(|chunk| vector_passage(chunk, &terms)),
                 explanation: v
                     .explain
                     .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
@@ -349,8 +358,8 @@ fn copy_leg(leg: &Leg) -> Leg {
 }
 
 /// The best passage of the chunk the vector leg matched ([`passage`]).
-fn vector_passage(chunk: &ChunkHit, query: &str) -> VectorPassage {
-    let p = passage::best(&chunk.text, query);
+fn vector_passage(chunk: &ChunkHit, terms: &passage::QueryTerms) -> VectorPassage {
+    let p = passage::best_for(&chunk.text, terms);
     VectorPassage {
         chunk_id: chunk.chunk_id.clone(),
         ordinal: chunk.ordinal,

@@ -11,8 +11,6 @@
 //! says when no sentence shares a term with the query (the passage is then the chunk's first
 //! sentence), so a client never mistakes a fallback for a match.
 
-use std::collections::HashSet;
-
 /// Longest passage returned (bytes); a longer sentence is cut to a window around its first
 /// matched term.
 const MAX_PASSAGE_BYTES: usize = 400;
@@ -56,10 +54,23 @@ fn words(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 }
 
 /// A crude English stem (applied alike to query and passage words): lower case, plural and
-/// `-ing` / `-ed` endings removed.
-fn stem(word: &str) -> String {
-    let mut w = word.to_lowercase();
-    let n = w.chars().count();
+/// `-ing` / `-ed` endings removed. Written into `w` (cleared first), so a passage's words
+/// reuse one buffer.
+fn stem_into(word: &str, w: &mut String) {
+    w.clear();
+    if word.is_ascii() {
+        w.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        w.push_str(&word.to_lowercase());
+    }
+    let chars = |w: &String| {
+        if w.is_ascii() {
+            w.len()
+        } else {
+            w.chars().count()
+        }
+    };
+    let n = chars(w);
     if n > 4 && w.ends_with("ies") {
         w.truncate(w.len() - 3);
         w.push('y');
@@ -71,23 +82,47 @@ fn stem(word: &str) -> String {
     {
         w.truncate(w.len() - 1);
     }
-    let n = w.chars().count();
+    let n = chars(w);
     if n > 5 && w.ends_with("ing") {
         w.truncate(w.len() - 3);
     } else if n > 4 && w.ends_with("ed") {
         w.truncate(w.len() - 2);
     }
-    w
 }
 
-/// The query's distinct terms (stems), stop words left out.
-fn query_terms(query: &str) -> HashSet<String> {
-    words(query)
-        .map(|(s, e)| &query[s..e])
-        .filter(|w| !STOP_WORDS.contains(&w.to_lowercase().as_str()))
-        .map(stem)
-        .take(MAX_QUERY_TERMS)
-        .collect()
+/// The query's distinct terms (stems), stop words left out: worked out once per search and
+/// used for every hit's passage.
+pub struct QueryTerms {
+    /// At most [`MAX_QUERY_TERMS`] (one bit each in the `u64` set of a passage's matches).
+    terms: Vec<String>,
+}
+
+impl QueryTerms {
+    pub fn new(query: &str) -> Self {
+        let mut terms: Vec<String> = Vec::new();
+        let mut w = String::new();
+        for (s, e) in words(query)
+            .filter(|&(s, e)| !STOP_WORDS.contains(&query[s..e].to_lowercase().as_str()))
+            .take(MAX_QUERY_TERMS)
+        {
+            stem_into(&query[s..e], &mut w);
+            if !terms.contains(&w) {
+                terms.push(w.clone());
+            }
+        }
+        Self { terms }
+    }
+
+    /// Which term `stem` is, if any.
+    fn find(&self, stem: &str) -> Option<usize> {
+        self.terms.iter().position(|t| t == stem)
+    }
+
+    /// Whether `word` (unstemmed) is one of the terms; `buf` is scratch space.
+    fn contains(&self, word: &str, buf: &mut String) -> bool {
+        stem_into(word, buf);
+        self.find(buf).is_some()
+    }
 }
 
 /// The sentences of `text` as trimmed byte ranges: a sentence ends after `.`, `!` or `?`
@@ -137,32 +172,43 @@ fn escape(s: &str, out: &mut String) {
 }
 
 /// The best passage of `chunk` for `query`.
+#[cfg(test)]
 pub fn best(chunk: &str, query: &str) -> Passage {
-    let terms = query_terms(query);
-    let matched = |s: usize, e: usize| -> HashSet<String> {
-        words(&chunk[s..e])
-            .map(|(ws, we)| stem(&chunk[s + ws..s + we]))
-            .filter(|w| terms.contains(w))
-            .collect()
+    best_for(chunk, &QueryTerms::new(query))
+}
+
+/// The best passage of `chunk` for the query whose terms are `terms`.
+pub fn best_for(chunk: &str, terms: &QueryTerms) -> Passage {
+    let mut buf = String::new();
+    // How many distinct terms `chunk[s..e]` holds.
+    let mut matched = |s: usize, e: usize| -> u32 {
+        let mut seen = 0u64;
+        for (ws, we) in words(&chunk[s..e]) {
+            stem_into(&chunk[s + ws..s + we], &mut buf);
+            if let Some(i) = terms.find(&buf) {
+                seen |= 1 << i;
+            }
+        }
+        seen.count_ones()
     };
     // The first sentence with the most distinct terms (the first sentence if none has any).
-    let mut best: Option<(usize, usize, usize)> = None;
+    let mut best: Option<(usize, usize, u32)> = None;
     for (s, e) in sentences(chunk) {
-        let n = matched(s, e).len();
+        let n = matched(s, e);
         if best.is_none_or(|b| n > b.2) {
             best = Some((s, e, n));
         }
     }
     let (mut start, mut end, _) = best.unwrap_or((0, 0, 0));
     if end - start > MAX_PASSAGE_BYTES {
-        (start, end) = window(chunk, start, end, &terms);
+        (start, end) = window(chunk, start, end, terms);
     }
-    let matched_terms = matched(start, end).len() as u32;
+    let matched_terms = matched(start, end);
     let mut highlighted = String::new();
     let mut at = start;
     for (ws, we) in words(&chunk[start..end]) {
         let (ws, we) = (start + ws, start + we);
-        if terms.contains(&stem(&chunk[ws..we])) {
+        if terms.contains(&chunk[ws..we], &mut buf) {
             escape(&chunk[at..ws], &mut highlighted);
             highlighted.push_str("<b>");
             escape(&chunk[ws..we], &mut highlighted);
@@ -181,13 +227,14 @@ pub fn best(chunk: &str, query: &str) -> Passage {
 
 /// At most `MAX_PASSAGE_BYTES` of the sentence `[start, end)`, in whole words, from a few
 /// words before its first matched term.
-fn window(chunk: &str, start: usize, end: usize, terms: &HashSet<String>) -> (usize, usize) {
+fn window(chunk: &str, start: usize, end: usize, terms: &QueryTerms) -> (usize, usize) {
     let ws: Vec<(usize, usize)> = words(&chunk[start..end])
         .map(|(s, e)| (start + s, start + e))
         .collect();
+    let mut buf = String::new();
     let first = ws
         .iter()
-        .position(|&(s, e)| terms.contains(&stem(&chunk[s..e])))
+        .position(|&(s, e)| terms.contains(&chunk[s..e], &mut buf))
         .unwrap_or(0);
     let from = first.saturating_sub(5);
     let begin = ws.get(from).map_or(start, |w| w.0);
