@@ -691,16 +691,7 @@ mod tests {
 
     #[tokio::test]
     async fn hs256_rings_select_by_kid_cap_lifetimes_and_honour_revocations() {
-        let ring = format!("signing = \"k2\"\n[keys]\nk1 = \"{K1}\"\nk2 = \"{K2}\"\n");
-        let config = AuthConfig {
-            hs256: KeySource::from_value(ring),
-            ..AuthConfig::default()
-        };
-        let revocations = Arc::new(Revocations::new());
-        let verifier = JwtVerifier::from_config(&config)
-            .await
-            .unwrap()
-            .with_revocations(revocations.clone());
+        let (verifier, revocations) = ring_verifier_with(AuthConfig::default().leeway_secs).await;
         let now = unix_now();
         let good = user_claims(Some(now), now + 600);
         for (key, kid) in [(K1, Some("k1")), (K2, Some("k2")), (K1, None), (K2, None)] {
@@ -749,10 +740,15 @@ mod tests {
 
     /// A verifier on ring `k1` + `k2` (signing `k2`) with no leeway, and its revocations.
     async fn ring_verifier() -> (JwtVerifier, Arc<Revocations>) {
+        ring_verifier_with(0).await
+    }
+
+    /// A verifier on ring `k1` + `k2` (signing `k2`) with `leeway_secs`, and its revocations.
+    async fn ring_verifier_with(leeway_secs: u64) -> (JwtVerifier, Arc<Revocations>) {
         let ring = format!("signing = \"k2\"\n[keys]\nk1 = \"{K1}\"\nk2 = \"{K2}\"\n");
         let config = AuthConfig {
             hs256: KeySource::from_value(ring),
-            leeway_secs: 0,
+            leeway_secs,
             ..AuthConfig::default()
         };
         let revocations = Arc::new(Revocations::new());

@@ -119,6 +119,20 @@ fn refresh_answer() -> (u16, Value) {
     )
 }
 
+/// Tenant `t`'s top 5 for "comet", unrestricted, document level.
+fn comet_query() -> crate::index::TextQuery {
+    crate::index::TextQuery {
+        tenant: "t".into(),
+        query: "comet".into(),
+        top_k: 5,
+        filter: Default::default(),
+        min_score: None,
+        access: braid_core::auth::Access::unrestricted(),
+        detail: 0,
+        chunk_level: false,
+    }
+}
+
 fn chunk(ordinal: u32) -> braid_proto::v1::Chunk {
     braid_proto::v1::Chunk {
         chunk_id: format!("d:{ordinal}"),
@@ -301,16 +315,7 @@ async fn overloaded_answers_are_retried_then_unavailable() {
         ),
     ]);
     let (wire, es) = serve(answers).await;
-    let q = crate::index::TextQuery {
-        tenant: "t".into(),
-        query: "comet".into(),
-        top_k: 5,
-        filter: Default::default(),
-        min_score: None,
-        access: braid_core::auth::Access::unrestricted(),
-        detail: 0,
-        chunk_level: false,
-    };
+    let q = comet_query();
     // Template and alias lookups, then the search answered 503, 429, 200.
     let hits = es.search(q.clone()).await.unwrap();
     assert!(hits.is_empty());
@@ -401,17 +406,10 @@ async fn an_index_of_another_entry_format_is_not_serving_until_rebuilt() {
                 && r.contains("reindex --leg text")),
             "{err:?}"
         );
-        let q = crate::index::TextQuery {
-            tenant: "t".into(),
-            query: "comet".into(),
-            top_k: 5,
-            filter: Default::default(),
-            min_score: None,
-            access: braid_core::auth::Access::unrestricted(),
-            detail: 0,
-            chunk_level: false,
-        };
-        assert!(matches!(es.search(q).await, Err(TextError::NotServing(_))));
+        assert!(matches!(
+            es.search(comet_query()).await,
+            Err(TextError::NotServing(_))
+        ));
     }
 }
 
