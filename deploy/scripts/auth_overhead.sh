@@ -21,6 +21,8 @@
 # Needs `make setup` (PostgreSQL running) and release binaries (`make release`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=deploy/scripts/bench_lib.sh
+source "$ROOT/deploy/scripts/bench_lib.sh"
 export BRAID_HOME=${BRAID_HOME:-$ROOT/.braid}
 eval "$("$ROOT/deploy/scripts/stack.sh" env)"
 DOCS=${1:-1000}
@@ -86,15 +88,7 @@ declare -A port_of=([A]=51061 [B]=51066 [C]=51067 [D]=51068)
 declare -A label_of=([A]="A auth + ACL + audit" [B]="B disabled" [C]="C auth + ACL" [D]="D audit only")
 
 ctl() { "$BIN/braidctl" --gateway "$1" "${@:2}"; }
-for _ in $(seq 1 240); do
-  ready=1
-  for admin in 51071 51072 51076 51077 51078; do
-    curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null 2>&1 || ready=""
-  done
-  [[ -n $ready ]] && break
-  sleep 1
-done
-[[ -n $ready ]] || { tail -n 5 "$WORK"/*.log >&2; echo "services did not become healthy" >&2; exit 1; }
+wait_healthy "$WORK" 51071 51072 51076 51077 51078
 head -n "$DOCS" "$DATASET/corpus.jsonl" >"$WORK/corpus.jsonl"
 echo "ingesting $DOCS SciFact documents" >&2
 ctl http://127.0.0.1:51066 ingest "$WORK/corpus.jsonl" --wait >"$WORK/ingest.log" 2>&1 || { tail "$WORK/ingest.log" >&2; exit 1; }

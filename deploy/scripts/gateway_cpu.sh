@@ -15,6 +15,8 @@
 # Needs PostgreSQL running (`make setup`) and release binaries of the other services.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=deploy/scripts/bench_lib.sh
+source "$ROOT/deploy/scripts/bench_lib.sh"
 OLD=$(realpath "${1:?usage: gateway_cpu.sh OLD_BIN NEW_BIN [DOCS] [SECONDS] [ROUNDS]}")
 NEW=$(realpath "${2:?usage: gateway_cpu.sh OLD_BIN NEW_BIN [DOCS] [SECONDS] [ROUNDS]}")
 DOCS=${3:-1000}
@@ -82,16 +84,7 @@ start A "$OLD" GATEWAY $((PORT + 1)) $((PORT + 11)) "${gateway[@]}"
 start B "$NEW" GATEWAY $((PORT + 6)) $((PORT + 16)) "${gateway[@]}"
 declare -A port_of=([A]=$((PORT + 1)) [B]=$((PORT + 6)))
 
-ready=""
-for _ in $(seq 1 240); do
-  ready=1
-  for admin in 11 12 13 14 15 16; do
-    curl -sf "http://127.0.0.1:$((PORT + admin))/healthz" >/dev/null 2>&1 || ready=""
-  done
-  [[ -n $ready ]] && break
-  sleep 1
-done
-[[ -n $ready ]] || { tail -n 5 "$WORK"/*.log >&2; echo "services did not become healthy" >&2; exit 1; }
+wait_healthy "$WORK" $((PORT + 11)) $((PORT + 12)) $((PORT + 13)) $((PORT + 14)) $((PORT + 15)) $((PORT + 16))
 ctl() { BRAID_HOME=$HOME_DIR "$BIN/braidctl" --gateway "http://127.0.0.1:${port_of[$1]}" "${@:2}"; }
 head -n "$DOCS" "$DATASET/corpus.jsonl" >"$WORK/corpus.jsonl"
 echo "ingesting $DOCS SciFact documents" >&2
