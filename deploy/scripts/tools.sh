@@ -78,6 +78,11 @@ check_dependencies() {
   if (( age_days > 90 )); then
     say "warning: the advisory database snapshot is $age_days days old ($snapshot_date): advisories published since are not checked; refresh $ADVISORY_SNAPSHOT"
   fi
+  # Both tools read the crates' sources from Cargo's registry and run offline: on a fresh
+  # machine nothing has downloaded them yet (this step runs before any build), so fetch what
+  # Cargo.lock names first (from crates.io; a no-op once they are there).
+  say "fetching the crates Cargo.lock names (cargo fetch --locked)"
+  (cd "$ROOT" && cargo fetch --locked)
   say "unused dependencies: cargo shear $CARGO_SHEAR_VERSION"
   (cd "$ROOT" && PATH=$TOOLS_BIN:$PATH cargo shear --locked --offline --deny-warnings)
   say "cargo deny $CARGO_DENY_VERSION: advisories (RustSec snapshot of $(cut -d' ' -f2 "$ADVISORY_SNAPSHOT/SNAPSHOT")), licences, bans, sources"
