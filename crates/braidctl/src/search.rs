@@ -2,8 +2,8 @@
 //! each hit's per-leg score breakdown, with `--why DOC` where that document stood; or JSON).
 
 use braid_proto::v1::{
-    DocumentWhy, FusionMethod, FusionParams, HitExplanation, ScoreNormalization, SearchMode,
-    SearchRequest, SearchResponse, VectorPassage, WhyRequest,
+    AdaptiveFusion, AdaptiveWeights, DocumentWhy, FusionMethod, FusionParams, HitExplanation,
+    ScoreNormalization, SearchMode, SearchRequest, SearchResponse, VectorPassage, WhyRequest,
 };
 
 use crate::cli::Mode;
@@ -22,7 +22,8 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub fusion: FusionArgs,
     /// Show how each hit's score was computed (per leg: raw and normalised score, rank,
-    /// weight, contribution, matched chunk).
+    /// weight, contribution, matched chunk; with adaptive weighting, the weights the query
+    /// got and why).
     #[arg(long)]
     pub explain: bool,
     /// Metadata condition (repeatable, all must hold): key=v, key!=v, key>=v, key<v
@@ -144,6 +145,24 @@ pub struct FusionArgs {
     /// HNSW ef_search of the vector leg for this query (0: server default, at most 1000).
     #[arg(long, default_value_t = 0)]
     ef_search: u32,
+    /// Choose the legs' weights for this query from its length and each leg's top-1 margin
+    /// (adaptive weighting; unset: the gateway's `search.adaptive.enabled`).
+    #[arg(long)]
+    adaptive: bool,
+    /// Fixed weights for this query even when the gateway's default is adaptive weighting.
+    #[arg(long, conflicts_with = "adaptive")]
+    no_adaptive: bool,
+    /// Adaptive weighting: log-odds of the text leg's share per standard deviation of top-1
+    /// margin it has over the vector leg (-10..=10).
+    #[arg(long, allow_hyphen_values = true)]
+    margin_slope: Option<f32>,
+    /// Adaptive weighting: log-odds of the text leg's share per unit of ln(terms / pivot)
+    /// (-10..=10).
+    #[arg(long, allow_hyphen_values = true)]
+    length_slope: Option<f32>,
+    /// Adaptive weighting: the query length (distinct terms) that moves nothing (1..=32).
+    #[arg(long)]
+    pivot_terms: Option<u32>,
 }
 
 impl FusionArgs {
@@ -167,14 +186,68 @@ impl FusionArgs {
             vector_candidates: self.vector_candidates,
             text_candidates: self.text_candidates,
             ef_search: self.ef_search,
+            adaptive: self.adaptive_proto(),
         }
     }
+
+    /// `fusion.adaptive`, when a flag sets any of it.
+    fn adaptive_proto(&self) -> Option<AdaptiveFusion> {
+        let a = AdaptiveFusion {
+            enabled: match (self.adaptive, self.no_adaptive) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            margin_slope: self.margin_slope,
+            length_slope: self.length_slope,
+            pivot_terms: self.pivot_terms,
+        };
+        (a != AdaptiveFusion::default()).then_some(a)
+    }
+}
+
+fn adaptive_json(a: &AdaptiveWeights) -> serde_json::Value {
+    serde_json::json!({
+        "base_vector_weight": a.base_vector_weight,
+        "base_text_weight": a.base_text_weight,
+        "vector_weight": a.vector_weight,
+        "text_weight": a.text_weight,
+        "query_terms": a.query_terms,
+        "text_margin": a.text_margin,
+        "vector_margin": a.vector_margin,
+        "margin_slope": a.margin_slope,
+        "length_slope": a.length_slope,
+        "pivot_terms": a.pivot_terms,
+    })
+}
+
+/// One line: the weights adaptive weighting gave the query, and from what.
+pub fn adaptive_line(a: &AdaptiveWeights) -> String {
+    let factor = if a.base_text_weight > 0.0 {
+        format!(" (x{:.3})", a.text_weight / a.base_text_weight)
+    } else {
+        String::new()
+    };
+    format!(
+        "       adaptive weights: vector {:.3}, text {:.3} -> {:.3}{factor}: text margin {:.3} vs \
+         vector {:.3} (slope {}), {} terms vs pivot {} (slope {})",
+        a.vector_weight,
+        a.base_text_weight,
+        a.text_weight,
+        a.text_margin,
+        a.vector_margin,
+        a.margin_slope,
+        a.query_terms,
+        a.pivot_terms,
+        a.length_slope
+    )
 }
 
 fn explanation_json(e: &HitExplanation) -> serde_json::Value {
     serde_json::json!({
         "method": method_name(e),
         "score_formula": e.score_formula,
+        "adaptive": e.adaptive.as_ref().map(adaptive_json),
         "legs": e.legs.iter().map(|l| serde_json::json!({
             "leg": l.leg,
             "raw_score": l.raw_score,
@@ -284,6 +357,10 @@ pub fn explanation_table(e: &HitExplanation, score: f32) -> String {
         "weight",
         "contribution"
     );
+    if let Some(a) = &e.adaptive {
+        out.push_str(&adaptive_line(a));
+        out.push('\n');
+    }
     for l in &e.legs {
         out.push_str(&format!(
             "       {:<6}  {:>5}  {:>10.4}  {:>10.6}  {:>6.2}  {:>12.6}  {}\n",
@@ -435,6 +512,7 @@ mod tests {
             score_formula: "score = Phi(sum of contributions), Phi the standard normal \
                             distribution function"
                 .into(),
+            adaptive: None,
         };
         let table = explanation_table(&e, 0.84);
         assert!(table.contains("LINEAR (Z_SCORE)"), "{table}");
@@ -450,6 +528,32 @@ mod tests {
         assert!(table.contains("vector") && table.contains("d:0"), "{table}");
         assert!(table.contains("text") && table.contains("12.5000") && table.contains("d:2"));
         assert_eq!(table.lines().count(), 4, "{table}");
+        let adapted = HitExplanation {
+            adaptive: Some(AdaptiveWeights {
+                base_vector_weight: 1.0,
+                base_text_weight: 0.75,
+                vector_weight: 1.0,
+                text_weight: 1.5,
+                query_terms: 3,
+                text_margin: 1.25,
+                vector_margin: 0.5,
+                margin_slope: 0.5,
+                length_slope: -0.5,
+                pivot_terms: 9,
+            }),
+            ..e
+        };
+        let table = explanation_table(&adapted, 0.84);
+        assert_eq!(table.lines().count(), 5, "{table}");
+        assert!(
+            table.contains("adaptive weights: vector 1.000, text 0.750 -> 1.500 (x2.000)")
+                && table.contains("3 terms vs pivot 9"),
+            "{table}"
+        );
+        assert_eq!(
+            explanation_json(&adapted)["adaptive"]["text_weight"],
+            serde_json::json!(1.5)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use braid_core::config::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fusion::{Defaults, Method, Normalization};
+use crate::fusion::{Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Normalization, Rule};
 
 pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
 pub use crate::limits::config::{
@@ -168,6 +168,68 @@ pub struct SearchConfig {
     /// read its documents; without an answer the page is refused (UNAVAILABLE), never shown
     /// unchecked.
     pub page_check_timeout_ms: u64,
+    /// Adaptive weighting: the legs' weights chosen per query (a request's `fusion.adaptive`
+    /// overrides each setting).
+    pub adaptive: AdaptiveConfig,
+}
+
+/// `search.adaptive.*`: the legs' weights chosen per query from what is known before fusion
+/// (`fusion/adaptive.rs`). The vector leg keeps `search.vector_weight`; the text leg's weight
+/// is `search.text_weight` times `exp(margin_slope * (text_margin - vector_margin) +
+/// length_slope * ln(query_terms / pivot_terms))`, the factor within [0.1, 10]; a leg's margin
+/// is its best candidate's lead over its second in the leg's standard deviations, and
+/// `query_terms` the query's distinct terms, stop words aside.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveConfig {
+    /// Weights chosen per query for every hybrid search that does not set
+    /// `fusion.adaptive.enabled`. Off: on the held-out half of SciFact the dev half's best
+    /// rule did not beat the fixed weights (-0.0001 nDCG@10, 95% CI [-0.0079, +0.0078];
+    /// BENCHMARKS.md, bench:eval).
+    pub enabled: bool,
+    /// Log-odds of the text leg's share per standard deviation of top-1 margin the text leg
+    /// has over the vector leg (-10..=10; 0: margins move nothing). 0.5 and length slope 0:
+    /// the best of `make eval`'s sweep on the dev half of SciFact.
+    pub margin_slope: f32,
+    /// Log-odds of the text leg's share per unit of `ln(query_terms / pivot_terms)`
+    /// (-10..=10; negative: longer queries lean on the vector leg; 0: length moves nothing).
+    pub length_slope: f32,
+    /// The query length, in distinct terms, at which length moves nothing (1..=32; 9 is the
+    /// median of SciFact's dev-half queries).
+    pub pivot_terms: u32,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            // The dev half's best of `make eval`'s adaptive sweep (BENCHMARKS.md, bench:eval).
+            margin_slope: 0.5,
+            length_slope: 0.0,
+            pivot_terms: 9,
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        for (field, s) in [
+            ("search.adaptive.margin_slope", self.margin_slope),
+            ("search.adaptive.length_slope", self.length_slope),
+        ] {
+            if !(s.is_finite() && (-MAX_SLOPE..=MAX_SLOPE).contains(&s)) {
+                errors.push(format!(
+                    "{field} is {s}, must be -{MAX_SLOPE}..={MAX_SLOPE}"
+                ));
+            }
+        }
+        if !(1..=MAX_PIVOT_TERMS).contains(&self.pivot_terms) {
+            errors.push(format!(
+                "search.adaptive.pivot_terms is {}, must be 1..={MAX_PIVOT_TERMS}",
+                self.pivot_terms
+            ));
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -218,6 +280,7 @@ impl Default for SearchConfig {
             page_snapshot_ttl_ms: 300_000,
             page_snapshot_memory_bytes: 256 * 1024 * 1024,
             page_check_timeout_ms: 2_000,
+            adaptive: AdaptiveConfig::default(),
         }
     }
 }
@@ -234,6 +297,12 @@ impl SearchConfig {
             min_candidates: self.min_candidates,
             max_candidates: self.max_candidates,
             max_ef_search: self.max_ef_search,
+            adaptive_enabled: self.adaptive.enabled,
+            adaptive: Rule {
+                margin_slope: self.adaptive.margin_slope,
+                length_slope: self.adaptive.length_slope,
+                pivot_terms: self.adaptive.pivot_terms,
+            },
         }
     }
 }
@@ -304,6 +373,7 @@ impl Validate for GatewayConfig {
             "search.page_check_timeout_ms",
             s.page_check_timeout_ms,
         );
+        s.adaptive.validate(errors);
         if self.metadata_types.is_some() {
             errors.push(
                 "metadata_types: declare metadata types in the ingest service's config only; \
@@ -354,5 +424,34 @@ mod tests {
             .map(|e| e.errors)
             .unwrap_or_default();
         assert!(err.iter().all(|e| !e.contains("metadata_types")), "{err:?}");
+    }
+
+    #[test]
+    fn adaptive_settings_are_typed_and_checked() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<GatewayConfig>(v);
+        let c = parse(serde_json::json!({
+            "search": {"adaptive": {"enabled": true, "margin_slope": 1.5}}
+        }))
+        .unwrap();
+        let d = c.search.fusion_defaults();
+        assert!(d.adaptive_enabled);
+        assert_eq!((d.adaptive.margin_slope, d.adaptive.pivot_terms), (1.5, 9));
+        let err = parse(serde_json::json!({"search": {"adaptive": {"slope": 1}}})).unwrap_err();
+        assert!(err.to_string().contains("unknown field `slope`"), "{err}");
+        let c = parse(serde_json::json!({
+            "search": {"adaptive": {"pivot_terms": 0, "length_slope": -11}}
+        }))
+        .unwrap();
+        let mut errors = Vec::new();
+        c.validate(&mut errors);
+        for want in [
+            "search.adaptive.pivot_terms is 0, must be 1..=32",
+            "search.adaptive.length_slope is -11, must be -10..=10",
+        ] {
+            assert!(errors.iter().any(|e| e == want), "{want}: {errors:?}");
+        }
+        let mut errors = Vec::new();
+        GatewayConfig::default().validate(&mut errors);
+        assert!(errors.iter().all(|e| !e.contains("adaptive")), "{errors:?}");
     }
 }

@@ -2,16 +2,22 @@
 //! normalised score, rank, weight, contribution, matched chunk), and how the score follows
 //! from them (`score_formula`). The contributions are the very terms fusion added, so they
 //! add up to the hit's score (to float rounding) — under LINEAR z-score, to the standard
-//! score whose `Phi` is the hit's score.
+//! score whose `Phi` is the hit's score. With adaptive weighting, also the weights this query
+//! got and the features they came from (`adaptive`).
 
 use braid_proto::v1::{FusionMethod, HitExplanation, LegExplanation, ScoreNormalization};
 
-use crate::fusion::{Formula, FusedHit, LegScore, Method, Params};
+use crate::fusion::{Adapted, Formula, FusedHit, LegScore, Method, Params};
 
 /// How `hit`'s score came about. With one leg only (`single_leg`: VECTOR or TEXT mode, or
 /// the other leg failed), no method applies: the method is UNSPECIFIED and the score is that
-/// leg's raw score (weight 1).
-pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExplanation {
+/// leg's raw score (weight 1). `params` are the search's (with `adapted`, the adapted ones).
+pub fn explanation(
+    hit: &FusedHit,
+    params: &Params,
+    adapted: Option<&Adapted>,
+    single_leg: bool,
+) -> HitExplanation {
     let (method, normalization) = if single_leg {
         (FusionMethod::Unspecified, ScoreNormalization::Unspecified)
     } else {
@@ -39,6 +45,7 @@ pub fn explanation(hit: &FusedHit, params: &Params, single_leg: bool) -> HitExpl
         normalization: normalization as i32,
         legs,
         score_formula: Formula::of(params, single_leg).describe().to_string(),
+        adaptive: adapted.filter(|_| !single_leg).map(Adapted::to_proto),
     }
 }
 
@@ -77,7 +84,7 @@ mod tests {
                 text_weight: 1.4,
             };
             for f in fuse(Some(&vector), Some(&text), &params, Granularity::Document) {
-                let e = explanation(&f, &params, false);
+                let e = explanation(&f, &params, None, false);
                 assert_eq!(e.legs.len(), 2);
                 let sum: f32 = e.legs.iter().map(|l| l.contribution).sum();
                 let z_score = normalization == Normalization::ZScore && method == Method::Linear;
@@ -121,10 +128,62 @@ mod tests {
                 vector_weight: 1.0,
                 text_weight: 1.0,
             },
+            None,
             true,
         );
         assert_eq!(e.method, FusionMethod::Unspecified as i32);
         assert_eq!(e.legs[0].contribution, 8.0);
         assert_eq!(e.score_formula, "score = sum of contributions");
+    }
+
+    /// With adaptive weighting the explanation shows the query's weights, its features and
+    /// the rule, and the legs' shares are of the adapted weights.
+    #[test]
+    fn adapted_weights_are_shown() {
+        use crate::fusion::{Features, Rule, adaptive};
+        let vector = [hit("a", 0, 0.9), hit("b", 0, 0.7), hit("c", 0, 0.6)];
+        let text = [hit("b", 1, 8.0), hit("a", 0, 2.0)];
+        let params = Params {
+            method: Method::Linear,
+            normalization: Normalization::ZScore,
+            k: 60.0,
+            vector_weight: 1.0,
+            text_weight: 0.75,
+        };
+        let rule = Rule {
+            margin_slope: 0.0,
+            length_slope: -1.0,
+            pivot_terms: 9,
+        };
+        let features = Features::of(&vector, &text, Granularity::Document, 3);
+        let adapted = adaptive::adapt(&rule, &params, features);
+        assert!(
+            (adapted.params.text_weight - 0.75 * 3.0).abs() < 1e-5,
+            "(3 / 9)^-1"
+        );
+        let fused = fuse(
+            Some(&vector),
+            Some(&text),
+            &adapted.params,
+            Granularity::Document,
+        );
+        let e = explanation(&fused[0], &adapted.params, Some(&adapted), false);
+        let a = e.adaptive.expect("adaptive weights shown");
+        assert_eq!(
+            (a.base_vector_weight, a.base_text_weight, a.vector_weight),
+            (1.0, 0.75, 1.0)
+        );
+        assert_eq!(a.text_weight, adapted.params.text_weight);
+        assert_eq!((a.query_terms, a.pivot_terms, a.length_slope), (3, 9, -1.0));
+        assert_eq!(a.text_margin, features.text_margin);
+        let t = e.legs.iter().find(|l| l.leg == "text").unwrap();
+        let share = a.text_weight / (a.vector_weight + a.text_weight);
+        assert!((t.weight - share).abs() < 1e-6, "{t:?}");
+        // Fixed weights, or a single leg: nothing to show.
+        assert_eq!(explanation(&fused[0], &params, None, false).adaptive, None);
+        assert_eq!(
+            explanation(&fused[0], &adapted.params, Some(&adapted), true).adaptive,
+            None
+        );
     }
 }

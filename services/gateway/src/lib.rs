@@ -40,8 +40,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use config::{
-    AuditConfig, Budget, ClassBudget, CostConfig, GatewayConfig, LimitsConfig, LongCallLimits,
-    OnFailure, QueryCacheConfig, QueryText, RequestLimits, SearchConfig, StreamLimits,
+    AdaptiveConfig, AuditConfig, Budget, ClassBudget, CostConfig, GatewayConfig, LimitsConfig,
+    LongCallLimits, OnFailure, QueryCacheConfig, QueryText, RequestLimits, SearchConfig,
+    StreamLimits,
 };
 pub use error::GatewayError;
 pub use error::RETRY_AFTER;

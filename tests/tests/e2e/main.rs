@@ -13,6 +13,7 @@
 
 mod acl;
 mod acl_gateway;
+mod adaptive;
 mod audit;
 mod auth;
 mod backup;

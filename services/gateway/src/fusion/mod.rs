@@ -18,7 +18,11 @@
 //! request). Every fused hit keeps, per leg, what went into its score ([`LegScore`]), so the
 //! contributions add up to the fused score (under LINEAR z-score, to the standard score whose
 //! `Phi` is the fused score) (the explain output, `crate::explain`).
+//!
+//! The weights are the request's or the gateway's, or, with adaptive weighting on, chosen
+//! for the query from the legs' answers and its length before fusion ([`adaptive`]).
 
+pub mod adaptive;
 mod normalize;
 mod params;
 
@@ -26,8 +30,9 @@ use std::collections::HashMap;
 
 use braid_proto::v1::ChunkHit;
 
+pub use adaptive::{Adapted, Features, Rule};
 pub use normalize::{Normalization, normalize, phi, three_sigma};
-pub use params::{Choices, Defaults, Method, Params, choices};
+pub use params::{Choices, Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Params, choices};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {

@@ -4,6 +4,7 @@
 use braid_proto::v1::{self, FusionMethod, ScoreNormalization};
 
 use super::Normalization;
+use super::adaptive::Rule;
 use crate::error::GatewayError;
 
 /// The gateway's defaults and limits for fusion (from its `search` config).
@@ -19,6 +20,10 @@ pub struct Defaults {
     pub min_candidates: u32,
     pub max_candidates: u32,
     pub max_ef_search: u32,
+    /// Adaptive weighting when the request does not say ([`super::adaptive`]).
+    pub adaptive_enabled: bool,
+    /// Its parameters when the request sets none.
+    pub adaptive: Rule,
 }
 
 /// How the legs' rankings combine.
@@ -75,13 +80,16 @@ pub struct Choices {
     pub text_candidates: u32,
     /// `hnsw.ef_search` for this query; 0 = the vector-search default.
     pub ef_search: u32,
+    /// Adaptive weighting's rule, when on: the weights above are its base.
+    pub adaptive: Option<Rule>,
 }
 
 impl Choices {
-    /// Canonical text of every choice, for the query-cache key.
+    /// Canonical text of every choice, for the query-cache key (and page tokens); with
+    /// adaptive weighting off, the same text as before it existed.
     pub fn cache_part(&self) -> String {
         let p = &self.params;
-        format!(
+        let mut part = format!(
             "{:?}/{:?}/{}/{}/{}/{}/{}/{}",
             p.method,
             p.normalization,
@@ -91,7 +99,16 @@ impl Choices {
             self.vector_candidates,
             self.text_candidates,
             self.ef_search
-        )
+        );
+        if let Some(a) = &self.adaptive {
+            part.push_str(&format!(
+                "/adaptive/{}/{}/{}",
+                a.margin_slope.to_bits(),
+                a.length_slope.to_bits(),
+                a.pivot_terms
+            ));
+        }
+        part
     }
 }
 
@@ -184,7 +201,68 @@ pub fn choices(
         vector_candidates: candidates("fusion.vector_candidates", fusion.vector_candidates)?,
         text_candidates: candidates("fusion.text_candidates", fusion.text_candidates)?,
         ef_search: fusion.ef_search,
+        adaptive: adaptive(fusion.adaptive.as_ref(), config)?,
     })
+}
+
+/// The largest slope magnitude of adaptive weighting (`fusion.adaptive.*_slope`).
+pub const MAX_SLOPE: f32 = 10.0;
+/// The largest `fusion.adaptive.pivot_terms` (queries count at most 32 terms).
+pub const MAX_PIVOT_TERMS: u32 = 32;
+
+/// Adaptive weighting's rule for a request's `fusion.adaptive`, or `None` when it is off.
+fn adaptive(
+    request: Option<&v1::AdaptiveFusion>,
+    config: &Defaults,
+) -> Result<Option<Rule>, GatewayError> {
+    let none = v1::AdaptiveFusion::default();
+    let a = request.unwrap_or(&none);
+    let slope = |field: &str, s: Option<f32>, default: f32| match s {
+        None => Ok(default),
+        Some(s) if s.is_finite() && (-MAX_SLOPE..=MAX_SLOPE).contains(&s) => Ok(s),
+        Some(s) => Err(GatewayError::invalid(
+            field,
+            format!("{s} is out of range -{MAX_SLOPE}..={MAX_SLOPE}"),
+        )),
+    };
+    let rule = Rule {
+        margin_slope: slope(
+            "fusion.adaptive.margin_slope",
+            a.margin_slope,
+            config.adaptive.margin_slope,
+        )?,
+        length_slope: slope(
+            "fusion.adaptive.length_slope",
+            a.length_slope,
+            config.adaptive.length_slope,
+        )?,
+        pivot_terms: match a.pivot_terms {
+            None => config.adaptive.pivot_terms,
+            Some(p) if (1..=MAX_PIVOT_TERMS).contains(&p) => p,
+            Some(p) => {
+                return Err(GatewayError::invalid(
+                    "fusion.adaptive.pivot_terms",
+                    format!("{p} is out of range 1..={MAX_PIVOT_TERMS}"),
+                ));
+            }
+        },
+    };
+    if a.enabled.unwrap_or(config.adaptive_enabled) {
+        return Ok(Some(rule));
+    }
+    // Parameters of a weighting that is off would be silently ignored: say so instead.
+    let set = [
+        ("fusion.adaptive.margin_slope", a.margin_slope.is_some()),
+        ("fusion.adaptive.length_slope", a.length_slope.is_some()),
+        ("fusion.adaptive.pivot_terms", a.pivot_terms.is_some()),
+    ];
+    match set.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(GatewayError::invalid(
+            *field,
+            "set, but adaptive weighting is off (set fusion.adaptive.enabled)",
+        )),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +278,12 @@ mod tests {
         min_candidates: 50,
         max_candidates: 1000,
         max_ef_search: 1000,
+        adaptive_enabled: false,
+        adaptive: Rule {
+            margin_slope: 0.5,
+            length_slope: -0.5,
+            pivot_terms: 9,
+        },
     };
 
     fn field_of(e: GatewayError) -> String {
@@ -296,6 +380,133 @@ mod tests {
             ),
         ] {
             let message = field_of(choices(&fusion, 10, &config).unwrap_err());
+            assert!(
+                message.contains(field) && message.contains(limit),
+                "{message}"
+            );
+        }
+    }
+
+    fn adaptive(a: v1::AdaptiveFusion) -> v1::FusionParams {
+        v1::FusionParams {
+            adaptive: Some(a),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn adaptive_weighting_is_off_unless_asked_and_takes_the_request_parameters() {
+        let c = choices(&v1::FusionParams::default(), 10, &DEFAULTS).unwrap();
+        assert_eq!(c.adaptive, None, "off by default");
+        let on = Defaults {
+            adaptive_enabled: true,
+            ..DEFAULTS
+        };
+        let c = choices(&v1::FusionParams::default(), 10, &on).unwrap();
+        assert_eq!(
+            c.adaptive,
+            Some(DEFAULTS.adaptive),
+            "the config turns it on"
+        );
+        let c = choices(
+            &adaptive(v1::AdaptiveFusion {
+                enabled: Some(false),
+                ..Default::default()
+            }),
+            10,
+            &on,
+        )
+        .unwrap();
+        assert_eq!(c.adaptive, None, "the request turns it off");
+        let c = choices(
+            &adaptive(v1::AdaptiveFusion {
+                enabled: Some(true),
+                margin_slope: Some(-2.5),
+                length_slope: Some(0.0),
+                pivot_terms: Some(32),
+            }),
+            10,
+            &DEFAULTS,
+        )
+        .unwrap();
+        let rule = Rule {
+            margin_slope: -2.5,
+            length_slope: 0.0,
+            pivot_terms: 32,
+        };
+        assert_eq!(c.adaptive, Some(rule));
+        // The cache key and page tokens tell the rules apart, and say nothing when it is off.
+        let off = choices(&v1::FusionParams::default(), 10, &DEFAULTS).unwrap();
+        assert!(
+            !off.cache_part().contains("adaptive"),
+            "{}",
+            off.cache_part()
+        );
+        assert_ne!(c.cache_part(), off.cache_part());
+        let other = Choices {
+            adaptive: Some(Rule {
+                pivot_terms: 31,
+                ..rule
+            }),
+            ..c
+        };
+        assert_ne!(c.cache_part(), other.cache_part());
+    }
+
+    #[test]
+    fn bad_adaptive_parameters_name_the_field_and_limit() {
+        let on = |a: v1::AdaptiveFusion| {
+            adaptive(v1::AdaptiveFusion {
+                enabled: Some(true),
+                ..a
+            })
+        };
+        for (fusion, field, limit) in [
+            (
+                on(v1::AdaptiveFusion {
+                    margin_slope: Some(10.5),
+                    ..Default::default()
+                }),
+                "fusion.adaptive.margin_slope",
+                "-10..=10",
+            ),
+            (
+                on(v1::AdaptiveFusion {
+                    length_slope: Some(f32::NAN),
+                    ..Default::default()
+                }),
+                "fusion.adaptive.length_slope",
+                "-10..=10",
+            ),
+            (
+                on(v1::AdaptiveFusion {
+                    pivot_terms: Some(0),
+                    ..Default::default()
+                }),
+                "fusion.adaptive.pivot_terms",
+                "1..=32",
+            ),
+            (
+                on(v1::AdaptiveFusion {
+                    pivot_terms: Some(33),
+                    ..Default::default()
+                }),
+                "fusion.adaptive.pivot_terms",
+                "1..=32",
+            ),
+            (
+                adaptive(v1::AdaptiveFusion {
+                    length_slope: Some(1.0),
+                    ..Default::default()
+                }),
+                "fusion.adaptive.length_slope",
+                "fusion.adaptive.enabled",
+            ),
+        ] {
+            let e = choices(&fusion, 10, &DEFAULTS).unwrap_err();
+            let status = braid_proto::tonic::Status::from(e);
+            assert_eq!(status.code(), braid_proto::tonic::Code::InvalidArgument);
+            let message = status.message();
             assert!(
                 message.contains(field) && message.contains(limit),
                 "{message}"

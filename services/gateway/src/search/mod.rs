@@ -246,6 +246,17 @@ impl Searcher {
             Granularity::Document
         };
         let single_leg = vector_hits.is_none() || text_hits.is_none();
+        let terms = passage::QueryTerms::new(&v.query);
+        // Adaptive weighting: this query's weights, from both legs' answers and its length.
+        let adapted = match (&v.fusion.adaptive, &vector_hits, &text_hits) {
+            (Some(rule), Some(vector), Some(text)) => Some(fusion::adaptive::adapt(
+                rule,
+                &v.fusion.params,
+                fusion::Features::of(vector, text, granularity, terms.count()),
+            )),
+            _ => None,
+        };
+        let params = adapted.as_ref().map_or(v.fusion.params, |a| a.params);
         // `why` reads the whole ranking; otherwise only the hits kept are copied out of the
         // legs' answers.
         let keep = if why.is_some() {
@@ -256,7 +267,7 @@ impl Searcher {
         let mut fused = fusion::fuse_top(
             vector_hits.as_deref(),
             text_hits.as_deref(),
-            &v.fusion.params,
+            &params,
             granularity,
             keep,
         );
@@ -279,6 +290,7 @@ impl Searcher {
                     },
                 ],
                 &fused,
+                (&params, adapted.as_ref()),
                 single_leg,
             )
         });
@@ -302,7 +314,6 @@ impl Searcher {
             .flatten()
             .map(|h| (h.chunk_id.as_str(), h))
             .collect();
-        let terms = passage::QueryTerms::new(&v.query);
         let hits = fused
             .into_iter()
             .map(|f| SearchHit {
@@ -313,7 +324,7 @@ impl Searcher {
                     .map(|chunk| vector_passage(chunk, &terms)),
                 explanation: v
                     .explain
-                    .then(|| explain::explanation(&f, &v.fusion.params, single_leg)),
+                    .then(|| explain::explanation(&f, &params, adapted.as_ref(), single_leg)),
                 vector_score: f.vector.as_ref().map(|l| l.score),
                 vector_rank: f.vector.as_ref().map(|l| l.rank),
                 text_score: f.text.as_ref().map(|l| l.score),

@@ -113,6 +113,11 @@ impl QueryTerms {
         Self { terms }
     }
 
+    /// How many distinct terms the query has (stop words aside; at most 32).
+    pub fn count(&self) -> usize {
+        self.terms.len()
+    }
+
     /// Which term `stem` is, if any.
     fn find(&self, stem: &str) -> Option<usize> {
         self.terms.iter().position(|t| t == stem)

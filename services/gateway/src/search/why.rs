@@ -19,7 +19,7 @@ use super::legs::Leg;
 use super::validate::Validated;
 use crate::error::GatewayError;
 use crate::explain;
-use crate::fusion::FusedHit;
+use crate::fusion::{Adapted, FusedHit, Params};
 
 /// The document asked about, as the caller may see it.
 pub(super) enum Target {
@@ -76,12 +76,14 @@ pub(super) fn check(why: Option<&WhyRequest>) -> Result<(), GatewayError> {
 }
 
 /// Where `target` stood: `legs` as they answered, `fused` the whole fused ranking (before
-/// `top_k` and `min_score`), `single_leg` as for [`explain::explanation`].
+/// `top_k` and `min_score`) under `weights` (the search's fusion parameters and, with adaptive
+/// weighting, how they were chosen), `single_leg` as for [`explain::explanation`].
 pub(super) fn answer(
     target: &Target,
     v: &Validated,
     legs: [LegOutcome<'_>; 2],
     fused: &[FusedHit],
+    weights: (&Params, Option<&Adapted>),
     single_leg: bool,
 ) -> DocumentWhy {
     let Target::Seen(doc) = target else {
@@ -135,7 +137,7 @@ pub(super) fn answer(
         let rank = i as u32 + 1;
         why.fused_rank = rank;
         why.fused_score = hit.score;
-        why.explanation = Some(explain::explanation(hit, &v.fusion.params, single_leg));
+        why.explanation = Some(explain::explanation(hit, weights.0, weights.1, single_leg));
         let within = rank <= v.top_k;
         let above = v.min_score.is_none_or(|m| hit.score >= m);
         if !within {

@@ -7,7 +7,10 @@
 //! Before the table, a sweep on the dev half only: every fusion method and normalisation
 //! with several text-leg weights (vector weight 1). Its best configuration is the "dev-half
 //! winner" row of the table; the report says whether the gateway's configured defaults are
-//! that winner, so the default is always the one the dev half chose.
+//! that winner, so the default is always the one the dev half chose. In the same pass, on the
+//! same dev queries, a small grid of adaptive weighting's two slopes over the defaults'
+//! weights (`fusion.adaptive`, sent per request: no restart); its best is the "dev-best
+//! adaptive" row.
 //!
 //! After the table, each hybrid variant against the gateway's defaults on the held-out half:
 //! the mean per-query nDCG@10 difference with a 95% paired bootstrap confidence interval
@@ -20,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use braid_tests::v1::{FusionMethod, FusionParams, ScoreNormalization, SearchMode, SearchRequest};
+use braid_tests::v1::{
+    AdaptiveFusion, FusionMethod, FusionParams, ScoreNormalization, SearchMode, SearchRequest,
+};
 use braid_tests::{Stack, StackOptions};
 
 use super::{ingest_all, percentile, read_corpus, write_section};
@@ -76,8 +81,17 @@ fn describe_defaults(search: &braid_gateway::SearchConfig) -> String {
         braid_gateway::fusion::Method::Linear => format!("LINEAR, {:?}", search.normalization),
         braid_gateway::fusion::Method::Dbsf => "DBSF".to_string(),
     };
+    let adaptive = &search.adaptive;
+    let adaptive = if adaptive.enabled {
+        format!(
+            ", adaptive: margin slope {}, length slope {}, pivot {} terms",
+            adaptive.margin_slope, adaptive.length_slope, adaptive.pivot_terms
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{method}, vector weight {}, text weight {}",
+        "{method}, vector weight {}, text weight {}{adaptive}",
         search.vector_weight, search.text_weight
     )
 }
@@ -185,6 +199,46 @@ fn sweep() -> Vec<Variant> {
         }
     }
     out
+}
+
+/// Adaptive weighting's margin slopes and length slopes the dev sweep tries (every pair, over
+/// the gateway's default method and weights and its `search.adaptive.pivot_terms`). Both 0 is
+/// the defaults themselves (the rule leaves the weights bit for bit): a check of the sweep.
+const ADAPTIVE_MARGIN_SLOPES: [f32; 4] = [0.0, 0.5, 1.0, 2.0];
+const ADAPTIVE_LENGTH_SLOPES: [f32; 4] = [-1.0, -0.5, 0.0, 0.5];
+
+/// The label of an adaptive configuration, e.g. "margin slope 0.5, length slope -1".
+fn adaptive_label(margin_slope: f32, length_slope: f32) -> String {
+    format!("margin slope {margin_slope}, length slope {length_slope}")
+}
+
+/// The dev-half sweep of adaptive weighting: each pair of slopes.
+fn adaptive_sweep() -> Vec<Variant> {
+    let mut out = Vec::new();
+    for m in ADAPTIVE_MARGIN_SLOPES {
+        for l in ADAPTIVE_LENGTH_SLOPES {
+            out.push(Variant {
+                name: format!("hybrid, adaptive, {}", adaptive_label(m, l)),
+                mode: SearchMode::Hybrid,
+                fusion: Some(FusionParams {
+                    adaptive: Some(AdaptiveFusion {
+                        enabled: Some(true),
+                        margin_slope: Some(m),
+                        length_slope: Some(l),
+                        pivot_terms: None,
+                    }),
+                    ..Default::default()
+                }),
+            });
+        }
+    }
+    out
+}
+
+/// The index of the best of `scores` within `range` (ties: the first).
+fn best_in(scores: &[f64], range: std::ops::Range<usize>) -> usize {
+    let start = range.start;
+    range.fold(start, |b, i| if scores[i] > scores[b] { i } else { b })
 }
 
 /// Whether the gateway's configured fusion defaults are `fusion` (the dev-half winner).
@@ -316,6 +370,15 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     // query embedding to be timed fairly.
     let mut options = StackOptions::default();
     options.embedding.cache.l1_entries = 0;
+    // A benchmark client, not a user: the default search budget per subject (200 tokens/s,
+    // about 25 uncached searches of depth 100 a second) would stop a sequential run on a
+    // quiet machine with RESOURCE_EXHAUSTED.
+    let unlimited = braid_gateway::Budget {
+        rate_per_second: 1e6,
+        burst: 1_000_000,
+    };
+    options.gateway.limits.search.per_subject = unlimited;
+    options.gateway.limits.search.per_tenant = unlimited;
     let stack = Stack::start_with(options).await?;
     let mut gw = stack.gateway_client().await?;
     let variants = variants(&stack.gateway_config.search);
@@ -361,8 +424,11 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     }
     let n = queries.len();
     let half = n / 2;
-    // The sweep, on the dev half only: the held-out half never influences a choice.
-    let sweep = sweep();
+    // The sweeps, on the dev half only: the held-out half never influences a choice. The
+    // fixed weights first, then adaptive weighting's grid.
+    let mut sweep = sweep();
+    let fixed = sweep.len();
+    sweep.extend(adaptive_sweep());
     let mut dev_scores = vec![0.0f64; sweep.len()];
     for (id, text) in &queries[..half] {
         let judged = &qrels[id];
@@ -372,16 +438,31 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
             *score += ndcg_at(&ranked, judged, 10) / half.max(1) as f64;
         }
     }
-    let mut sweep_rows = String::new();
-    for (variant, score) in sweep.iter().zip(&dev_scores) {
+    let (mut sweep_rows, mut adaptive_rows) = (String::new(), String::new());
+    for (i, (variant, score)) in sweep.iter().zip(&dev_scores).enumerate() {
         eprintln!(
             "braid-bench: eval: dev sweep: {}: nDCG@10 {score:.4}",
             variant.name
         );
-        sweep_rows.push_str(&format!("| {} | {score:.4} |\n", variant.name));
+        let rows = if i < fixed {
+            &mut sweep_rows
+        } else {
+            &mut adaptive_rows
+        };
+        rows.push_str(&format!("| {} | {score:.4} |\n", variant.name));
     }
     // Ties go to the first in sweep order.
-    let best = (0..sweep.len()).fold(0, |b, i| if dev_scores[i] > dev_scores[b] { i } else { b });
+    let best = best_in(&dev_scores, 0..fixed);
+    let best_adaptive = best_in(&dev_scores, fixed..sweep.len());
+    let adaptive_winner = Variant {
+        name: format!(
+            "dev-best adaptive: {}",
+            sweep[best_adaptive]
+                .name
+                .trim_start_matches("hybrid, adaptive, ")
+        ),
+        ..sweep[best_adaptive].clone()
+    };
     let winner = Variant {
         name: format!(
             "dev-half winner: {}",
@@ -393,6 +474,7 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     let defaults_match = defaults_are(&stack.gateway_config.search, &winner_fusion);
     let mut variants = variants;
     variants.insert(5, winner);
+    variants.insert(6, adaptive_winner);
 
     // Variants interleaved query by query, so background work (index merges, autovacuum)
     // weighs on all alike.
@@ -474,10 +556,13 @@ pub async fn eval(dataset: &Path, limit: Option<usize>, out: Option<&Path>) -> a
     let report = format!(
         "<!-- bench:eval -->\n\
 ## Retrieval quality (SciFact test split, BEIR)\n\n\
-Command: `make eval` (`braid-bench eval --dataset ../shared/eval/scifact`): the whole corpus ({n_docs} abstracts, title + text, chunked as in production) ingested through the gateway in {:.0} s ({:.1} documents/s, {failed} not READY), then (after 20 unmeasured warm-up queries) the {n} judged test queries, one after another with the variants interleaved, top {DEPTH} documents per query (best chunk per document). Hybrid variants differ only in `fusion.method` / `fusion.normalization` and the legs' weights (default candidate depth); the text leg is document-level BM25 (k1 0.9, b 0.4) over title and body with English analysis. `{build}` build.\n\n\
+Command: `make eval` (`braid-bench eval --dataset ../shared/eval/scifact`): the whole corpus ({n_docs} abstracts, title + text, chunked as in production) ingested through the gateway in {:.0} s ({:.1} documents/s, {failed} not READY), then (after 20 unmeasured warm-up queries) the {n} judged test queries, one after another with the variants interleaved, top {DEPTH} documents per query (best chunk per document). Hybrid variants differ only in `fusion.method` / `fusion.normalization`, the legs' weights and `fusion.adaptive` (default candidate depth); the text leg is document-level BM25 (k1 0.9, b 0.4) over title and body with English analysis. `{build}` build.\n\n\
 Choosing the defaults: first a sweep on the dev half only (the first {half} queries in `qrels/test.tsv` order): each method with text-leg weight {weights} (vector weight 1). Its best, {winner}, is the dev-half winner row below; the gateway's defaults (`search.fusion_method` {method:?}, `search.normalization` {norm:?}, `search.vector_weight` {vw}, `search.text_weight` {tw}) {verdict}.\n\n\
 | dev sweep (hybrid) | dev nDCG@10 |\n| --- | --- |\n\
 {sweep_rows}\n\
+Adaptive weighting (`fusion.adaptive`, `search.adaptive.*`; {adaptive_default} by default): per query, the text leg's weight is multiplied by `exp(margin_slope × (text_margin − vector_margin) + length_slope × ln(query_terms / pivot_terms))`, within [0.1, 10], a leg's margin being its best candidate's lead over its second in the leg's standard deviations and `query_terms` the query's distinct terms, stop words aside (pivot {pivot} terms, the dev half's median). Swept on the same dev queries over the defaults' method and weights, every margin slope {margin_slopes} with every length slope {length_slopes} (both 0: the defaults themselves). Its best, {adaptive_best}, is the dev-best adaptive row below; the held-out half alone says whether it beats the defaults.\n\n\
+| dev sweep (adaptive weighting) | dev nDCG@10 |\n| --- | --- |\n\
+{adaptive_rows}\n\
 | mode | nDCG@10 | Recall@10 | Recall@100 | latency p50 | latency p99 | degraded answers |\n| --- | --- | --- | --- | --- | --- | --- |\n\
 {rows}\n\
 nDCG@10 on the two halves of the queries (`dev`: the first {half} in `qrels/test.tsv` order, the half the defaults were chosen on; `held-out`: the other {}, reported once, never used to choose):\n\n\
@@ -503,6 +588,17 @@ Published on this split: BM25 (Anserini, multifield) 0.665; all-MiniLM-L6-v2 den
         },
         weights = SWEEP_TEXT_WEIGHTS.map(|w| w.to_string()).join(", "),
         winner = sweep[best].name,
+        pivot = stack_search.adaptive.pivot_terms,
+        adaptive_default = if stack_search.adaptive.enabled {
+            "on"
+        } else {
+            "off"
+        },
+        margin_slopes = ADAPTIVE_MARGIN_SLOPES.map(|w| w.to_string()).join(", "),
+        length_slopes = ADAPTIVE_LENGTH_SLOPES.map(|w| w.to_string()).join(", "),
+        adaptive_best = sweep[best_adaptive]
+            .name
+            .trim_start_matches("hybrid, adaptive, "),
         method = stack_search.fusion_method,
         norm = stack_search.normalization,
         vw = stack_search.vector_weight,
@@ -552,6 +648,33 @@ mod tests {
         assert!(
             low < 0.0 && high > 0.0 && mean.abs() < 1e-12,
             "{low} {high}"
+        );
+    }
+
+    #[test]
+    fn the_adaptive_sweep_is_small_and_includes_the_defaults() {
+        let sweep = adaptive_sweep();
+        assert!(sweep.len() <= 36, "150 dev queries each: {}", sweep.len());
+        let identity = sweep
+            .iter()
+            .filter(|v| {
+                let a = v.fusion.and_then(|f| f.adaptive).unwrap();
+                a.margin_slope == Some(0.0) && a.length_slope == Some(0.0)
+            })
+            .count();
+        assert_eq!(
+            identity, 1,
+            "both slopes 0: the defaults, a check of the sweep"
+        );
+        assert!(sweep.iter().all(|v| {
+            let f = v.fusion.unwrap();
+            f.text_weight.is_none() && f.method == 0 && f.adaptive.unwrap().enabled == Some(true)
+        }));
+        assert_eq!(best_in(&[0.1, 0.5, 0.3, 0.5], 1..4), 1, "ties: the first");
+        assert_eq!(
+            best_in(&[0.9, 0.5, 0.3, 0.6], 1..4),
+            3,
+            "within its range only"
         );
     }
 }
