@@ -24,6 +24,8 @@
 #   stack.sh opensearch-start  a single-node OpenSearch on 127.0.0.1:19200 (deploy/scripts/
 #                       opensearch.sh; `test` starts it, `run` with BRAID_TEXT_BACKEND=opensearch)
 #   stack.sh opensearch-stop   stop it
+#   stack.sh opensearch-env    print its URL for the tests (BRAID_TEST_ELASTICSEARCH_URL) and
+#                       what the node-loss test needs (`make receipts` uses it)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -859,5 +861,6 @@ case ${1:-} in
   pgbouncer) run_pgbouncer ;;
   opensearch-start) opensearch_start ;;
   opensearch-stop) opensearch_stop ;;
-  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|soak|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop" ;;
+  opensearch-env) print_opensearch_env; echo "export BRAID_TEST_ELASTICSEARCH_URL=$OS_URL" ;;
+  *) die "usage: $0 setup|pg-start|pg-stop|env|run|test|bench|eval|loadtest|loadtest-restarts|soak|prometheus|deploy-check|deps-check|replica-start|replica-stop|pgbouncer|opensearch-start|opensearch-stop|opensearch-env" ;;
 esac
