@@ -28,6 +28,7 @@
 
 use braid_proto::v1::{AdaptiveWeights, ChunkHit};
 
+use super::normalize::moments;
 use super::{Granularity, Params, ranked};
 
 /// The exponent's bound: the text weight moves by a factor between 1/10 and 10.
@@ -85,14 +86,7 @@ pub fn margin(scores: &[f32]) -> f32 {
     let [first, second, ..] = scores else {
         return 0.0;
     };
-    let n = scores.len() as f64;
-    let mean = scores.iter().map(|&s| f64::from(s)).sum::<f64>() / n;
-    let variance = scores
-        .iter()
-        .map(|&s| (f64::from(s) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let std = variance.sqrt();
+    let (mean, std) = moments(scores);
     if !(std.is_finite() && std > 1e-12 * mean.abs().max(1.0)) {
         return 0.0;
     }

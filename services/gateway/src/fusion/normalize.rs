@@ -70,7 +70,7 @@ fn z_score(scores: &[f32]) -> Vec<f32> {
 }
 
 /// The mean and population standard deviation of `scores` (both 0 for none).
-fn moments(scores: &[f32]) -> (f64, f64) {
+pub(super) fn moments(scores: &[f32]) -> (f64, f64) {
     if scores.is_empty() {
         return (0.0, 0.0);
     }
