@@ -32,6 +32,8 @@ mod eval;
 mod ingest;
 #[path = "braid-bench/measure.rs"]
 mod measure;
+#[path = "braid-bench/prose.rs"]
+mod prose;
 #[path = "braid-bench/quality.rs"]
 mod quality;
 #[path = "braid-bench/query_cost.rs"]
@@ -408,12 +410,14 @@ documents, written into a new Tantivy index (one commit per page) and switched a
     Ok(())
 }
 
-/// Replaces the `<!-- bench:NAME -->` section of `path` (or appends it).
+/// Replaces the `<!-- bench:NAME -->` section of `path` (or appends it), its prose wrapped
+/// ([`prose::wrap_prose`]).
 fn write_section(path: &Path, name: &str, section: &str) -> anyhow::Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
     let start = format!("<!-- bench:{name} -->");
     let end = format!("<!-- /bench:{name} -->\n");
     let (start, end) = (start.as_str(), end.as_str());
+    let section = prose::wrap_prose(section);
     let updated = match (current.find(start), current.find(end)) {
         (Some(s), Some(e)) if e > s => {
             format!("{}{}{}", &current[..s], section, &current[e + end.len()..])
