@@ -5,7 +5,10 @@ use braid_core::config::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::fusion::{Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Normalization, Rule};
+use crate::fusion::{
+    Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Normalization, Rule, pivot_in_range,
+    slope_in_range,
+};
 
 pub use crate::audit::config::{AuditConfig, OnFailure, QueryText};
 pub use crate::limits::config::{
@@ -217,13 +220,13 @@ impl AdaptiveConfig {
             ("search.adaptive.margin_slope", self.margin_slope),
             ("search.adaptive.length_slope", self.length_slope),
         ] {
-            if !(s.is_finite() && (-MAX_SLOPE..=MAX_SLOPE).contains(&s)) {
+            if !slope_in_range(s) {
                 errors.push(format!(
                     "{field} is {s}, must be -{MAX_SLOPE}..={MAX_SLOPE}"
                 ));
             }
         }
-        if !(1..=MAX_PIVOT_TERMS).contains(&self.pivot_terms) {
+        if !pivot_in_range(self.pivot_terms) {
             errors.push(format!(
                 "search.adaptive.pivot_terms is {}, must be 1..={MAX_PIVOT_TERMS}",
                 self.pivot_terms

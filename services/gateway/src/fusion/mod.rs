@@ -32,7 +32,10 @@ use braid_proto::v1::ChunkHit;
 
 pub use adaptive::{Adapted, Features, Rule};
 pub use normalize::{Normalization, normalize, phi, three_sigma};
-pub use params::{Choices, Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Params, choices};
+pub use params::{
+    Choices, Defaults, MAX_PIVOT_TERMS, MAX_SLOPE, Method, Params, choices, pivot_in_range,
+    slope_in_range,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {

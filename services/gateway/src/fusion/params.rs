@@ -210,6 +210,18 @@ pub const MAX_SLOPE: f32 = 10.0;
 /// The largest `fusion.adaptive.pivot_terms` (queries count at most 32 terms).
 pub const MAX_PIVOT_TERMS: u32 = 32;
 
+/// Whether `s` is a slope adaptive weighting takes (finite, within ±[`MAX_SLOPE`]); the one
+/// check of the request's and the config's slopes.
+pub fn slope_in_range(s: f32) -> bool {
+    s.is_finite() && (-MAX_SLOPE..=MAX_SLOPE).contains(&s)
+}
+
+/// Whether `p` is a pivot adaptive weighting takes (1..=[`MAX_PIVOT_TERMS`]); the one check
+/// of the request's and the config's pivot.
+pub fn pivot_in_range(p: u32) -> bool {
+    (1..=MAX_PIVOT_TERMS).contains(&p)
+}
+
 /// Adaptive weighting's rule for a request's `fusion.adaptive`, or `None` when it is off.
 fn adaptive(
     request: Option<&v1::AdaptiveFusion>,
@@ -219,7 +231,7 @@ fn adaptive(
     let a = request.unwrap_or(&none);
     let slope = |field: &str, s: Option<f32>, default: f32| match s {
         None => Ok(default),
-        Some(s) if s.is_finite() && (-MAX_SLOPE..=MAX_SLOPE).contains(&s) => Ok(s),
+        Some(s) if slope_in_range(s) => Ok(s),
         Some(s) => Err(GatewayError::invalid(
             field,
             format!("{s} is out of range -{MAX_SLOPE}..={MAX_SLOPE}"),
@@ -238,7 +250,7 @@ fn adaptive(
         )?,
         pivot_terms: match a.pivot_terms {
             None => config.adaptive.pivot_terms,
-            Some(p) if (1..=MAX_PIVOT_TERMS).contains(&p) => p,
+            Some(p) if pivot_in_range(p) => p,
             Some(p) => {
                 return Err(GatewayError::invalid(
                     "fusion.adaptive.pivot_terms",
