@@ -526,6 +526,22 @@ run_loadtest_restarts() {
   loadtest_restarts "$dataset"
 }
 
+# Waits (at most LOADTEST_SETTLE_SECONDS, 1800) until no indexing job has run for 15 s: (d)'s
+# bulk ingest stops its client when (d) ends, but the documents it sent stay queued and would
+# share the CPU with the scenarios that follow. (Jobs waiting out a retry backoff do not run, so
+# they do not hold this up.)
+loadtest_settle() {
+  local ctl=$TARGET_DIR/release/braidctl running quiet=0 waited=0 limit=${LOADTEST_SETTLE_SECONDS:-1800}
+  while (( quiet < 3 )); do
+    running=$("$ctl" jobs list --state running | grep -c RUNNING || true)
+    if [[ $running -eq 0 ]]; then quiet=$(( quiet + 1 )); else quiet=0; fi
+    (( waited < limit )) || die "indexing jobs still running after ${limit} s"
+    (( waited % 60 == 0 && quiet == 0 )) && say "waiting for the ingest queue to settle ($("$ctl" stats | awk '/^queue depth:/ {print $3}') jobs queued)"
+    sleep 5; waited=$(( waited + 5 ))
+  done
+  say "no indexing job running (waited ${waited} s)"
+}
+
 # (e) Restarts under load (issue 10 item 7), ${LOADTEST_RESTART_RATE:-40} req/s uncached, the
 # restart 10 s into a 30 s measured window: one of two gateways stopped with SIGTERM (the load
 # spread over both; clients move to the other), text-search stopped with SIGTERM and restarted by
@@ -534,6 +550,7 @@ run_loadtest_restarts() {
 # section of BENCHMARKS.md.
 loadtest_restarts() { # dataset
   local dataset=$1 rate=${LOADTEST_RESTART_RATE:-40} ctl=$TARGET_DIR/release/braidctl
+  loadtest_settle
   LOADTEST_ROWS=$LOG_DIR/loadtest-restart-rows.md LOADTEST_CPU_ROWS=$LOG_DIR/loadtest-restart-cpu-rows.md
   : >"$LOADTEST_ROWS"; : >"$LOADTEST_CPU_ROWS"; : >"${LOADTEST_ROWS%.md}.jsonl"
   local r=(--queries "$dataset/queries.jsonl" --warmup 3s --duration 30s --timeout 10s --bypass-cache --rate "$rate")
