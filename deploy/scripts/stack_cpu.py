@@ -2,7 +2,7 @@
 """CPU per uncached hybrid answer, by part, of one build of Braid against another (issue 24).
 
     deploy/scripts/stack_cpu.py A_BIN_DIR B_BIN_DIR [--docs 1000] [--seconds 30] [--rounds 3]
-        [--rate 50] [--arms "A:32 B:32"]
+        [--rate 50] [--arms "A:32 B:32"] [--ingest-rounds 1]
 
 A_BIN_DIR and B_BIN_DIR each hold the five service binaries (braid-gateway, braid-ingest,
 braid-embedding, braid-vector-search, braid-text-search) of one build, e.g. `target/release` of
@@ -11,6 +11,11 @@ its own database (`braid_cpu_a`, `braid_cpu_b` in the `make setup` PostgreSQL), 
 directory, its own ports; both get the same keys, the same `--docs` SciFact documents and the
 `make run` settings that decide CPU per answer (JWT auth and audit on, service tokens, int8 query
 graph, one query model thread per core), with the embedding cache off as in `make loadtest`.
+
+First the stacks ingest the documents, in turn, `--ingest-rounds` times (later rounds under new
+ids, so each is real indexing work): per round and stack, the seconds until every document is
+READY and the CPU per document by part, and with 2 rounds or more the medians and B/A per round.
+`--rounds 0` stops there (an ingest-only comparison).
 
 Each arm is STACK:CALLERS: the stack driven (A or B) and how many reader tokens the load rotates
 through (32 is what `make loadtest` uses; 1 is the one caller of its runs before 2026-12-07).
@@ -150,6 +155,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rate", type=int, default=50)
     ap.add_argument("--arms", default="A:32 B:32")
+    ap.add_argument("--ingest-rounds", type=int, default=1,
+                    help="ingest the documents this many times per stack, stacks alternating")
     ap.add_argument("--port-base", type=int, default=51300)
     args = ap.parse_args()
     arms = [(a.split(":")[0], int(a.split(":")[1])) for a in args.arms.split()]
@@ -196,14 +203,40 @@ def main():
             with open(f"{work}/tokens-{n}", "w") as f:
                 f.write("".join(mint(f"stack-cpu-{i}", "reader") + "\n" for i in range(n)))
         for s in stacks.values():
-            print(f"stack {s.name}: {s.bin_dir}, ports {s.port + 1}-{s.port + 15}, "
-                  f"ingesting {args.docs} SciFact documents", file=sys.stderr, flush=True)
+            print(f"stack {s.name}: {s.bin_dir}, ports {s.port + 1}-{s.port + 15}",
+                  file=sys.stderr, flush=True)
             s.start()
-            t0 = time.time()
-            subprocess.run([ctl_bin, "--gateway", f"http://127.0.0.1:{s.port + 1}", "ingest",
-                            f"{work}/corpus.jsonl", "--wait"], check=True,
-                           env=dict(ctl_env, BRAID_TOKEN=writer), stdout=subprocess.DEVNULL)
-            print(f"stack {s.name}: ingest {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        # Ingest: every round, each stack in turn ingests the documents (after the first round
+        # under new ids, so each round is real indexing work); seconds until every document is
+        # READY, and CPU per document by part (no idle rates subtracted: the ingest dominates).
+        ingests = []
+        print("\t".join(["ingest", "round", "documents", "seconds"]
+                        + [f"{p}_ms/doc" for p in PARTS[:-1]] + ["server_total_ms/doc"]),
+              flush=True)
+        for rnd in range(1, args.ingest_rounds + 1):
+            corpus = f"{work}/corpus-{rnd}.jsonl"
+            with open(f"{work}/corpus.jsonl") as src, open(corpus, "w") as dst:
+                for line in src:
+                    doc = json.loads(line)
+                    if rnd > 1:
+                        doc["_id"] = f"r{rnd}-{doc['_id']}"
+                    dst.write(json.dumps(doc) + "\n")
+            for s in stacks.values():
+                before, t0 = s.snapshot(), time.time()
+                subprocess.run([ctl_bin, "--gateway", f"http://127.0.0.1:{s.port + 1}", "ingest",
+                                corpus, "--wait"], check=True,
+                               env=dict(ctl_env, BRAID_TOKEN=writer), stdout=subprocess.DEVNULL)
+                secs = time.time() - t0
+                u = used(before, s.snapshot())
+                per_doc = {p: v * 1000 / args.docs for p, v in u.items()}
+                ingests.append({"stack": s.name, "round": rnd, "seconds": secs, "cpu": per_doc})
+                print("\t".join([s.name, str(rnd), str(args.docs), f"{secs:.1f}"]
+                                + [f"{per_doc[p]:.1f}" for p in PARTS[:-1]]
+                                + [f"{sum(per_doc.values()):.1f}"]), flush=True)
+        if args.ingest_rounds > 1:
+            report_ingest(ingests)
+        if args.rounds == 0:
+            return
         # Idle rates, both stacks up (as in the runs), no load.
         time.sleep(5)
         for s in stacks.values():
@@ -261,6 +294,19 @@ def main():
 
 def spread(values):
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def report_ingest(ingests):
+    print("\nIngest, median (min-max) of the rounds: seconds, server CPU ms per document")
+    for name in ("A", "B"):
+        mine = [i for i in ingests if i["stack"] == name]
+        print(f"{name}: {spread([i['seconds'] for i in mine])} s, "
+              + ", ".join(f"{p} {spread([i['cpu'][p] for i in mine])}" for p in PARTS[:-1])
+              + f", total {spread([sum(i['cpu'].values()) for i in mine])}")
+    ratios = [b["seconds"] / a["seconds"] for a, b in zip(
+        [i for i in ingests if i["stack"] == "A"], [i for i in ingests if i["stack"] == "B"])]
+    print("B/A seconds per round: " + ", ".join(f"{x:.3f}" for x in ratios)
+          + f"; median {statistics.median(ratios):.3f}")
 
 
 def report(rows, arms):
