@@ -71,8 +71,7 @@ impl Store {
                          WHERE f.tenant = o.tenant AND f.state IN ('pending', 'running') \
                          ORDER BY f.id LIMIT 1) AS first_id \
                  FROM open_tenants o LEFT JOIN ingest.claim_turns t ON t.tenant = o.tenant \
-                 WHERE o.tenant IS NOT NULL \
-                 ORDER BY t.last_claimed_at ASC NULLS FIRST, first_id) \
+                 WHERE o.tenant IS NOT NULL) \
                SELECT pick.id FROM turns \
                CROSS JOIN LATERAL ( \
                  SELECT c.id FROM ingest.jobs c \
