@@ -117,6 +117,14 @@ pub struct WorkerConfig {
     pub backoff_multiplier: f64,
     /// Ceiling of the retry delay (see `backoff_base_ms`).
     pub backoff_max_ms: u64,
+    /// A leg that is not serving (`UNAVAILABLE`, or shedding load with `RESOURCE_EXHAUSTED`)
+    /// is in an outage, no failure of the document: for this long after the leg's first such
+    /// failure, a job that meets it is charged no attempt and is due again when the leg's pause
+    /// ends (see `outage_retry_max_ms`); workers claim none of the leg's jobs during a pause.
+    /// A longer outage is charged like any failure. 0: every failure is charged.
+    pub outage_grace_ms: u64,
+    /// Longest pause between tries of a leg in an outage (from 1 s, doubling per failed try).
+    pub outage_retry_max_ms: u64,
     /// Chunks per embedding call.
     pub embed_batch: usize,
     /// Finished jobs are deleted after this long.
@@ -185,6 +193,10 @@ impl Default for WorkerConfig {
             backoff_base_ms: 40 * 60 * 1000,
             backoff_multiplier: 3.0,
             backoff_max_ms: 16 * 60 * 60 * 1000,
+            // Restarts and rollouts last seconds to minutes: their documents are indexed
+            // within 15 s of the leg's return instead of waiting for the retry schedule.
+            outage_grace_ms: 15 * 60 * 1000,
+            outage_retry_max_ms: 15_000,
             embed_batch: 64,
             keep_done_ms: 7 * 24 * 60 * 60 * 1000,
         }
@@ -270,6 +282,12 @@ impl Validate for IngestConfig {
         }
         if w.backoff_base_ms > w.backoff_max_ms {
             errors.push("worker.backoff_base_ms must not exceed worker.backoff_max_ms".into());
+        }
+        if w.outage_retry_max_ms < 1_000 {
+            errors.push(format!(
+                "worker.outage_retry_max_ms ({}) must be at least 1000 (the first pause of an outage)",
+                w.outage_retry_max_ms
+            ));
         }
     }
 }

@@ -10,6 +10,7 @@ mod chunk;
 mod config;
 mod error;
 mod extract;
+mod outage;
 mod recovery;
 mod redact;
 mod service;
@@ -89,7 +90,7 @@ pub async fn run(
         &[
             ("leg", &["vector", "text"]),
             ("op", &["upsert", "delete"]),
-            ("outcome", &["done", "error", "retry", "dead"]),
+            ("outcome", &["done", "error", "retry", "dead", "outage"]),
         ],
     );
     let wake = Arc::new(Notify::new());
@@ -97,6 +98,10 @@ pub async fn run(
     let workers = Arc::new(worker::Workers {
         store: store.clone(),
         downstream: downstream.clone(),
+        outages: outage::LegOutages::new(
+            Duration::from_millis(config.worker.outage_grace_ms),
+            Duration::from_millis(config.worker.outage_retry_max_ms),
+        ),
         config: config.worker.clone(),
         wake: wake.clone(),
         progress: progress.clone(),

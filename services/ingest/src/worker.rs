@@ -1,7 +1,8 @@
 //! Outbox workers: claim a job, push the document's current chunks to its leg (embedding them
 //! first for the vector leg), record the result. Retryable failures are retried with
 //! exponential backoff and full jitter; after `max_attempts`, or at once for a non-retryable
-//! failure, the job is dead-lettered and the document shows PARTIAL or FAILED.
+//! failure, the job is dead-lettered and the document shows PARTIAL or FAILED. A leg that is
+//! not serving pauses its jobs instead of charging them (`outage.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::WorkerConfig;
-use crate::store::{IndexPayload, Job, Leg, Op, Store};
+use crate::outage::LegOutages;
+use crate::store::{AfterFailure, IndexPayload, Job, Leg, Op, Store};
 
 /// The downstream clients, built once and shared by every worker.
 #[derive(Clone)]
@@ -81,6 +83,15 @@ impl JobError {
         }
     }
 
+    /// The leg is not serving (down, draining, its breaker open, or shedding load): an outage
+    /// of the leg, not a failure of this document.
+    fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            JobError::Rpc(_, Code::Unavailable | Code::ResourceExhausted)
+        )
+    }
+
     /// Transient failures are retried; a rejection of the content itself is not.
     fn retryable(&self) -> bool {
         match self {
@@ -127,6 +138,8 @@ pub struct Workers {
     pub store: Store,
     pub downstream: Downstream,
     pub config: WorkerConfig,
+    /// Legs in an outage, whose jobs wait instead of being charged.
+    pub outages: LegOutages,
     /// Notified when new jobs were enqueued.
     pub wake: Arc<Notify>,
     /// Notified whenever a job finished (for callers waiting on READY).
@@ -149,7 +162,8 @@ impl Workers {
         let lease = Duration::from_millis(self.config.lease_ms);
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         while !stopping.is_stopping() {
-            match self.store.claim_job(lease).await {
+            let paused = self.outages.paused(tokio::time::Instant::now());
+            match self.store.claim_job(lease, &paused).await {
                 Ok(Some(job)) => {
                     self.process(job).await;
                     continue;
@@ -193,6 +207,10 @@ impl Workers {
         };
         let outcome = match result {
             Ok(synced) => match self.store.complete_job(&job, synced).await {
+                Ok(()) if synced => {
+                    self.outages.succeeded(job.leg);
+                    "done"
+                }
                 Ok(()) => "done",
                 Err(e) => {
                     // The lease expires and another attempt redoes the (idempotent) push.
@@ -201,21 +219,39 @@ impl Workers {
                 }
             },
             Err(e) => {
-                let retry = e.retryable() && (job.attempts as u32) < self.config.max_attempts;
-                let delay = retry.then(|| backoff(&self.config, job.attempts as u32));
+                let outage = e
+                    .is_outage()
+                    .then(|| self.outages.failed(job.leg, tokio::time::Instant::now()))
+                    .flatten();
+                let then = match outage {
+                    Some(pause) => AfterFailure::Outage(pause),
+                    None if e.retryable() && (job.attempts as u32) < self.config.max_attempts => {
+                        AfterFailure::Retry(backoff(&self.config, job.attempts as u32))
+                    }
+                    None => AfterFailure::Dead,
+                };
+                let retry_in_ms = match then {
+                    AfterFailure::Retry(d) | AfterFailure::Outage(d) => Some(d.as_millis() as u64),
+                    AfterFailure::Dead => None,
+                };
                 tracing::warn!(
                     job = job.id,
                     document = %job.document_id,
                     leg = job.leg.as_str(),
                     attempts = job.attempts,
-                    retry_in_ms = delay.map(|d| d.as_millis() as u64),
+                    retry_in_ms,
+                    leg_outage = outage.is_some(),
                     error = %e,
                     "job failed"
                 );
-                if let Err(db) = self.store.fail_job(&job, &e.for_operator(), delay).await {
+                if let Err(db) = self.store.fail_job(&job, &e.for_operator(), then).await {
                     tracing::warn!(job = job.id, error = %db, "recording job failure failed");
                 }
-                if retry { "retry" } else { "dead" }
+                match then {
+                    AfterFailure::Outage(_) => "outage",
+                    AfterFailure::Retry(_) => "retry",
+                    AfterFailure::Dead => "dead",
+                }
             }
         };
         let op = match job.op {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use braid_proto::tonic::Code;
+use braid_tests::replicas::scrape;
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{
     DiscardJobsRequest, DocumentInput, DocumentStatus, GetDocumentRequest, IngestRequest,
@@ -97,6 +98,9 @@ async fn job_count(db: &sqlx::PgPool) -> i64 {
 async fn vector_leg_down_during_ingest_is_retried_until_it_returns() {
     let mut options = StackOptions::default();
     options.ingest.worker.max_attempts = 100;
+    // The leg's absence is charged as failed attempts at once (no outage grace: that path is
+    // `a_short_leg_outage_...`).
+    options.ingest.worker.outage_grace_ms = 0;
     let mut stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     stack.vector.stop().await.unwrap();
@@ -145,10 +149,101 @@ async fn vector_leg_down_during_ingest_is_retried_until_it_returns() {
     stack.shutdown().await.unwrap();
 }
 
+/// The jobs of one leg, every state.
+async fn leg_jobs(gw: &mut GatewayClient<Channel>, leg: &str) -> Vec<braid_tests::v1::Job> {
+    gw.list_jobs(ListJobsRequest {
+        states: vec![
+            JobState::Pending as i32,
+            JobState::Running as i32,
+            JobState::Dead as i32,
+        ],
+        leg: leg.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .jobs
+}
+
+/// A leg down for a moment (a restart, a rollout) is no failure of its documents: with the
+/// production retry schedule (first retry after up to 40 minutes) and only 2 attempts allowed,
+/// the jobs that meet the outage are charged no attempt, the leg is tried about once per pause
+/// (not once per waiting job), and every document is indexed within seconds of its return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_leg_outage_costs_no_attempt_and_ends_seconds_after_the_leg_returns() {
+    const DOCUMENTS: usize = 40;
+    let production = braid_ingest::WorkerConfig::default();
+    let mut options = StackOptions::default();
+    options.ingest.worker.backoff_base_ms = production.backoff_base_ms;
+    options.ingest.worker.backoff_max_ms = production.backoff_max_ms;
+    options.ingest.worker.max_attempts = 2;
+    let mut stack = Stack::start_with(options).await.unwrap();
+    let mut gw = stack.gateway_client().await.unwrap();
+    stack.text.stop().await.unwrap();
+
+    let documents = (0..DOCUMENTS)
+        .map(|i| {
+            doc(
+                format!("reef-{i}"),
+                format!("Coral reef {i} bleaches when the water warms."),
+            )
+            .title(format!("Reef {i}"))
+        })
+        .collect();
+    let ids = Ingest::new(documents).no_wait().accepted(&mut gw).await;
+    eventually("a text job met the outage", PATIENCE, || {
+        let mut gw = gw.clone();
+        async move {
+            let jobs = leg_jobs(&mut gw, "text").await;
+            jobs.iter()
+                .any(|j| j.last_error.contains("unavailable"))
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // Several seconds of outage: time for more tries than the 2 attempts allowed.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let jobs = leg_jobs(&mut gw, "text").await;
+    assert_eq!(jobs.len(), DOCUMENTS);
+    assert!(
+        jobs.iter()
+            .all(|j| j.attempts == 0 || j.state == JobState::Running as i32),
+        "an outage is charged to no document: {jobs:#?}"
+    );
+    let tries = scrape(&stack.ingest, "braid_ingest_jobs_total", &["leg=\"text\""])
+        .await
+        .unwrap();
+    assert!(
+        (1.0..DOCUMENTS as f64).contains(&tries),
+        "{tries} tries of the text leg for {DOCUMENTS} waiting jobs: a paused leg is tried about \
+         once per pause, not once per job"
+    );
+    assert_eq!(status(&mut gw, &ids[0]).await.0, DocumentStatus::Indexing);
+
+    stack.restart_text().await.unwrap();
+    let back = std::time::Instant::now();
+    for id in &ids {
+        wait_status(&gw, id, DocumentStatus::Ready).await;
+    }
+    eprintln!(
+        "{DOCUMENTS} documents READY {:?} after text-search returned ({tries} tries during the outage)",
+        back.elapsed()
+    );
+    assert_eq!(
+        text_hits(&mut gw, "coral reef bleaches").await.len(),
+        DOCUMENTS
+    );
+    stack.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_leg_dead_letters_then_operator_retries_or_discards() {
     let mut options = StackOptions::default();
     options.ingest.worker.max_attempts = 2;
+    // A leg down for longer than the outage grace (here: none) dead-letters its jobs.
+    options.ingest.worker.outage_grace_ms = 0;
     let mut stack = Stack::start_with(options).await.unwrap();
     let mut gw = stack.gateway_client().await.unwrap();
     stack.text.stop().await.unwrap();

@@ -23,6 +23,17 @@ pub struct Job {
     pub reembed: bool,
 }
 
+/// What becomes of a job that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Retried after the delay; the attempt counts.
+    Retry(Duration),
+    /// The leg is in an outage (`outage.rs`): retried after the delay, the attempt given back.
+    Outage(Duration),
+    /// Dead-lettered.
+    Dead,
+}
+
 /// id, document_id, tenant, leg, op, doc_version, attempts, reembed.
 type ClaimedRow = (i64, Uuid, String, String, String, i64, i32, bool);
 
@@ -50,8 +61,9 @@ impl Store {
     /// index probe per tenant), each tenant's jobs are read from its oldest until one is
     /// claimable, and the running-job check probes `jobs_running`, so a claim costs about the
     /// number of tenants, not of open jobs: the query it replaces scanned and sorted every
-    /// open job (17-31 ms per claim at 10,000 open jobs, 0.13-0.3 ms now).
-    pub async fn claim_job(&self, lease: Duration) -> DbResult<Option<Job>> {
+    /// open job (17-31 ms per claim at 10,000 open jobs, 0.13-0.3 ms now). Jobs of the legs in
+    /// `skip_legs` (paused in an outage, see `outage.rs`) are passed over.
+    pub async fn claim_job(&self, lease: Duration, skip_legs: &[&str]) -> DbResult<Option<Job>> {
         let mut tx = self.db.begin().await?;
         let row: Option<ClaimedRow> = sqlx::query_as(
             "UPDATE ingest.jobs j SET state = 'running', attempts = j.attempts + 1, \
@@ -76,6 +88,7 @@ impl Store {
                CROSS JOIN LATERAL ( \
                  SELECT c.id FROM ingest.jobs c \
                  WHERE c.tenant = turns.tenant AND c.state IN ('pending', 'running') \
+                   AND c.leg <> ALL($2::text[]) \
                    AND ((c.state = 'pending' AND c.run_after <= now()) \
                         OR (c.state = 'running' AND c.locked_until < now())) \
                    AND NOT EXISTS ( \
@@ -89,6 +102,7 @@ impl Store {
              RETURNING j.id, j.document_id, j.tenant, j.leg, j.op, j.doc_version, j.attempts, j.reembed",
         )
         .bind(lease.as_millis() as i64)
+        .bind(skip_legs)
         .fetch_optional(&mut tx)
         .await?;
         if let Some((_, _, tenant, ..)) = &row {
@@ -269,23 +283,25 @@ impl Store {
         tx.commit().await
     }
 
-    /// Records a failed attempt: retried after `retry_in`, or dead-lettered when `None`.
-    pub async fn fail_job(
-        &self,
-        job: &Job,
-        error: &str,
-        retry_in: Option<Duration>,
-    ) -> DbResult<()> {
+    /// Records a failed attempt: retried later (an outage's try given back), or dead-lettered.
+    pub async fn fail_job(&self, job: &Job, error: &str, then: AfterFailure) -> DbResult<()> {
         let mut tx = self.db.begin().await?;
-        match retry_in {
-            Some(delay) => {
+        let retry = match then {
+            AfterFailure::Retry(delay) => Some((delay, 0)),
+            AfterFailure::Outage(delay) => Some((delay, 1)),
+            AfterFailure::Dead => None,
+        };
+        match retry {
+            Some((delay, given_back)) => {
                 sqlx::query(
                     "UPDATE ingest.jobs SET state = 'pending', locked_until = NULL, last_error = $2, \
-                       run_after = now() + $3 * interval '1 millisecond', updated_at = now() WHERE id = $1",
+                       run_after = now() + $3 * interval '1 millisecond', \
+                       attempts = attempts - $4, updated_at = now() WHERE id = $1",
                 )
                 .bind(job.id)
                 .bind(error)
                 .bind(delay.as_millis() as i64)
+                .bind(given_back)
                 .execute(&mut tx)
                 .await?;
             }

@@ -23,7 +23,7 @@ use braid_core::db::{DatabaseConfig, Db, DbTx};
 
 pub use admin::{JobRow, JobSelection};
 pub use documents::{DocumentRef, DocumentRow, NewDocument, Upsert};
-pub use jobs::{IndexPayload, Job};
+pub use jobs::{AfterFailure, IndexPayload, Job};
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
 
