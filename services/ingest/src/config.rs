@@ -119,9 +119,10 @@ pub struct WorkerConfig {
     pub backoff_max_ms: u64,
     /// A leg that is not serving (`UNAVAILABLE`, or shedding load with `RESOURCE_EXHAUSTED`)
     /// is in an outage, no failure of the document: for this long after the leg's first such
-    /// failure, a job that meets it is charged no attempt and is due again when the leg's pause
-    /// ends (see `outage_retry_max_ms`); workers claim none of the leg's jobs during a pause.
-    /// A longer outage is charged like any failure. 0: every failure is charged.
+    /// failure, a job that meets it is due again when the leg's pause ends (see
+    /// `outage_retry_max_ms`), and only the job whose failure began the outage is charged its
+    /// attempt; workers claim none of the leg's jobs during a pause. A longer outage is charged
+    /// like any failure. 0: every failure is charged.
     pub outage_grace_ms: u64,
     /// Longest pause between tries of a leg in an outage (from 1 s, doubling per failed try).
     pub outage_retry_max_ms: u64,

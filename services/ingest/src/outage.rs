@@ -4,14 +4,19 @@
 //! The retry schedule (`worker.backoff_*`: first retry after up to 40 minutes by default) is
 //! meant for a document the leg cannot take; spent on a leg that is away for seconds it would
 //! leave documents unsearchable for up to that long, and a few minutes' outage would use up
-//! their attempts. So, within `worker.outage_grace_ms` of a leg's first such failure, a job
-//! that meets the outage is charged no attempt and is due again when the leg's pause ends;
-//! in between, workers claim none of the leg's jobs. The pause starts at one second and
-//! doubles with every failed probe up to `worker.outage_retry_max_ms` (each drawn in its
-//! upper half, so ingest replicas do not probe in step). One success ends the outage. An
-//! outage longer than the grace is charged like any failure, so a leg gone for good still
-//! dead-letters its jobs on the retry schedule. State is per process: each ingest replica
-//! learns of an outage from its own jobs.
+//! their attempts. So a job that meets an outage is due again when the leg's pause ends, not
+//! on the retry schedule, and workers claim none of the leg's jobs during a pause. The pause
+//! starts at one second and doubles with every failed try up to `worker.outage_retry_max_ms`
+//! (each drawn in its upper half, so ingest replicas do not try in step). One success ends
+//! the outage.
+//!
+//! Who pays: the job whose failure began the outage is charged its attempt, every later
+//! failure of the same outage is not. A document that itself brings the leg down (a poison
+//! pill) begins every outage it causes, so it still dead-letters after `max_attempts` such
+//! crashes instead of crashing the leg forever; a restart costs one job one attempt. An
+//! outage longer than `worker.outage_grace_ms` is charged like any failure, so a leg gone for
+//! good still dead-letters its jobs on the retry schedule. State is per process: each ingest
+//! replica learns of an outage from its own jobs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +27,17 @@ use tokio::time::Instant;
 use crate::store::Leg;
 
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a failure that met an outage costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It began the outage: charged its attempt, due again after the pause.
+    Began(Duration),
+    /// The leg was already in the outage: no attempt charged, due again after the pause.
+    During(Duration),
+    /// The outage has lasted longer than the grace: charged like any failure.
+    Overdue,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Outage {
@@ -55,11 +71,10 @@ impl LegOutages {
             .collect()
     }
 
-    /// A job of `leg` met an outage at `now`. `Some(delay)`: within the grace, charge no
-    /// attempt and retry after `delay` (when the leg's pause ends). `None`: the outage has
-    /// lasted longer than the grace (or the grace is 0): charge it like any failure.
-    pub fn failed(&self, leg: Leg, now: Instant) -> Option<Duration> {
+    /// A job of `leg` met an outage at `now`: what it costs, and when it is due again.
+    pub fn failed(&self, leg: Leg, now: Instant) -> Verdict {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let began = !state.contains_key(leg.as_str());
         let outage = state.entry(leg.as_str()).or_insert(Outage {
             since: now,
             pause: Duration::ZERO,
@@ -76,8 +91,14 @@ impl LegOutages {
             outage.until = now + half + half.mul_f64(rand::random::<f64>());
         }
         // Jobs claimed before the pause began fail with it and wait for its end.
-        let within_grace = now.duration_since(outage.since) < self.grace;
-        within_grace.then(|| outage.until.saturating_duration_since(now))
+        let delay = outage.until.saturating_duration_since(now);
+        if now.duration_since(outage.since) >= self.grace {
+            Verdict::Overdue
+        } else if began {
+            Verdict::Began(delay)
+        } else {
+            Verdict::During(delay)
+        }
     }
 
     /// A job of `leg` succeeded: the leg serves again.
@@ -98,19 +119,41 @@ mod tests {
         )
     }
 
+    fn delay_of(v: Verdict) -> Duration {
+        match v {
+            Verdict::Began(d) | Verdict::During(d) => d,
+            Verdict::Overdue => panic!("overdue"),
+        }
+    }
+
     #[test]
-    fn a_failure_pauses_only_its_leg_for_about_a_second_and_charges_nothing() {
+    fn the_first_failure_pauses_only_its_leg_for_about_a_second_and_only_it_is_charged() {
         let o = outages(600, 15);
         let t0 = Instant::now();
-        let delay = o.failed(Leg::Text, t0).expect("within the grace");
+        let first = o.failed(Leg::Text, t0);
+        let Verdict::Began(pause) = first else {
+            panic!("{first:?}")
+        };
         assert!(
-            delay >= Duration::from_millis(500) && delay <= FIRST_PAUSE,
-            "{delay:?}"
+            pause >= Duration::from_millis(500) && pause <= FIRST_PAUSE,
+            "{pause:?}"
         );
         assert_eq!(o.paused(t0), vec!["text"]);
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(o.failed(Leg::Text, t1), Verdict::During(pause - (t1 - t0)));
         assert!(o.paused(t0 + FIRST_PAUSE).is_empty(), "the pause ends");
+        assert!(matches!(
+            o.failed(Leg::Text, t0 + FIRST_PAUSE),
+            Verdict::During(_)
+        ));
         o.succeeded(Leg::Text);
         assert!(o.paused(t0).is_empty());
+        // A success ends the outage: the next failure begins another one, and is charged.
+        assert!(matches!(
+            o.failed(Leg::Text, t0 + FIRST_PAUSE * 2),
+            Verdict::Began(_)
+        ));
+        assert!(matches!(o.failed(Leg::Vector, t0), Verdict::Began(_)));
     }
 
     #[test]
@@ -119,11 +162,9 @@ mod tests {
         let mut now = Instant::now();
         let mut pauses = Vec::new();
         for _ in 0..6 {
-            let delay = o.failed(Leg::Vector, now).unwrap();
+            let delay = delay_of(o.failed(Leg::Vector, now));
             // A job claimed before the pause fails with it: same end, no doubling.
-            let other = o
-                .failed(Leg::Vector, now + Duration::from_millis(1))
-                .unwrap();
+            let other = delay_of(o.failed(Leg::Vector, now + Duration::from_millis(1)));
             assert_eq!(other + Duration::from_millis(1), delay);
             pauses.push(delay);
             now += delay;
@@ -142,17 +183,20 @@ mod tests {
     fn an_outage_longer_than_the_grace_is_charged_and_a_success_starts_afresh() {
         let o = outages(10, 4);
         let t0 = Instant::now();
-        assert!(o.failed(Leg::Text, t0).is_some());
-        assert!(o.failed(Leg::Text, t0 + Duration::from_secs(9)).is_some());
-        assert_eq!(o.failed(Leg::Text, t0 + Duration::from_secs(10)), None);
+        assert!(matches!(o.failed(Leg::Text, t0), Verdict::Began(_)));
+        let t9 = t0 + Duration::from_secs(9);
+        assert!(matches!(o.failed(Leg::Text, t9), Verdict::During(_)));
+        let t10 = t0 + Duration::from_secs(10);
+        assert_eq!(o.failed(Leg::Text, t10), Verdict::Overdue);
         assert!(o.paused(t0 + Duration::from_secs(10)).contains(&"text"));
         o.succeeded(Leg::Text);
-        assert!(o.failed(Leg::Text, t0 + Duration::from_secs(11)).is_some());
+        let t11 = t0 + Duration::from_secs(11);
+        assert!(matches!(o.failed(Leg::Text, t11), Verdict::Began(_)));
     }
 
     #[test]
     fn a_grace_of_zero_charges_every_failure() {
         let o = outages(0, 15);
-        assert_eq!(o.failed(Leg::Text, Instant::now()), None);
+        assert_eq!(o.failed(Leg::Text, Instant::now()), Verdict::Overdue);
     }
 }

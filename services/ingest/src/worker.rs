@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::WorkerConfig;
-use crate::outage::LegOutages;
+use crate::outage::{LegOutages, Verdict};
 use crate::store::{AfterFailure, IndexPayload, Job, Leg, Op, Store};
 
 /// The downstream clients, built once and shared by every worker.
@@ -219,17 +219,19 @@ impl Workers {
                 }
             },
             Err(e) => {
-                let outage = e
+                let verdict = e
                     .is_outage()
-                    .then(|| self.outages.failed(job.leg, tokio::time::Instant::now()))
-                    .flatten();
-                let then = match outage {
-                    Some(pause) => AfterFailure::Outage(pause),
-                    None if e.retryable() && (job.attempts as u32) < self.config.max_attempts => {
+                    .then(|| self.outages.failed(job.leg, tokio::time::Instant::now()));
+                let may_retry = e.retryable() && (job.attempts as u32) < self.config.max_attempts;
+                let then = match verdict {
+                    Some(Verdict::During(pause)) => AfterFailure::Outage(pause),
+                    Some(Verdict::Began(pause)) if may_retry => AfterFailure::Retry(pause),
+                    _ if may_retry => {
                         AfterFailure::Retry(backoff(&self.config, job.attempts as u32))
                     }
-                    None => AfterFailure::Dead,
+                    _ => AfterFailure::Dead,
                 };
+                let outage = verdict.is_some_and(|v| v != Verdict::Overdue);
                 let retry_in_ms = match then {
                     AfterFailure::Retry(d) | AfterFailure::Outage(d) => Some(d.as_millis() as u64),
                     AfterFailure::Dead => None,
@@ -240,7 +242,7 @@ impl Workers {
                     leg = job.leg.as_str(),
                     attempts = job.attempts,
                     retry_in_ms,
-                    leg_outage = outage.is_some(),
+                    leg_outage = outage,
                     error = %e,
                     "job failed"
                 );
