@@ -7,16 +7,20 @@
 //! their attempts. So a job that meets an outage is due again when the leg's pause ends, not
 //! on the retry schedule, and workers claim none of the leg's jobs during a pause. The pause
 //! starts at one second and doubles with every failed try up to `worker.outage_retry_max_ms`
-//! (each drawn in its upper half, so ingest replicas do not try in step). One success ends
-//! the outage.
+//! (each drawn in its upper half, so ingest replicas do not try in step). A success ends the
+//! outage (for the vector leg only an upsert's, which proves the embedding service too), and
+//! so does a quiet spell longer than the longest pause.
 //!
-//! Who pays: the job whose failure began the outage is charged its attempt, every later
-//! failure of the same outage is not. A document that itself brings the leg down (a poison
-//! pill) begins every outage it causes, so it still dead-letters after `max_attempts` such
-//! crashes instead of crashing the leg forever; a restart costs one job one attempt. An
+//! Who pays: the job whose failure began the outage is charged its attempt and retried after
+//! the pause the first time, on the retry schedule after that; every later failure of the same
+//! outage is not charged. So a leg that fails now and then (shedding load) spends a job's
+//! attempts on the retry schedule as before, and a restart costs one job per ingest replica
+//! one attempt. What this cannot tell apart: a document that crashes the leg's process and
+//! is retried first after the restart fails inside the outage it caused, uncharged, for up to
+//! the grace; a panic inside text-search is INTERNAL, not UNAVAILABLE, so it is charged. An
 //! outage longer than `worker.outage_grace_ms` is charged like any failure, so a leg gone for
-//! good still dead-letters its jobs on the retry schedule. State is per process: each ingest
-//! replica learns of an outage from its own jobs.
+//! good still dead-letters its jobs on the retry schedule. A grace of 0 turns all of this off.
+//! State is per process: each ingest replica learns of an outage from its own jobs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -63,6 +67,9 @@ impl LegOutages {
 
     /// The legs whose jobs are not to be claimed at `now` (their pause has not ended).
     pub fn paused(&self, now: Instant) -> Vec<&'static str> {
+        if self.grace.is_zero() {
+            return Vec::new();
+        }
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state
             .iter()
@@ -73,7 +80,18 @@ impl LegOutages {
 
     /// A job of `leg` met an outage at `now`: what it costs, and when it is due again.
     pub fn failed(&self, leg: Leg, now: Instant) -> Verdict {
+        if self.grace.is_zero() {
+            return Verdict::Overdue;
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // No failure for longer than the longest pause since the last one: the leg served in
+        // between (through another replica's jobs, or ones with nothing to push), and this
+        // failure begins a new outage.
+        if let Some(old) = state.get(leg.as_str())
+            && now > old.until + self.max_pause
+        {
+            state.remove(leg.as_str());
+        }
         let began = !state.contains_key(leg.as_str());
         let outage = state.entry(leg.as_str()).or_insert(Outage {
             since: now,
@@ -183,20 +201,40 @@ mod tests {
     fn an_outage_longer_than_the_grace_is_charged_and_a_success_starts_afresh() {
         let o = outages(10, 4);
         let t0 = Instant::now();
-        assert!(matches!(o.failed(Leg::Text, t0), Verdict::Began(_)));
-        let t9 = t0 + Duration::from_secs(9);
-        assert!(matches!(o.failed(Leg::Text, t9), Verdict::During(_)));
-        let t10 = t0 + Duration::from_secs(10);
-        assert_eq!(o.failed(Leg::Text, t10), Verdict::Overdue);
-        assert!(o.paused(t0 + Duration::from_secs(10)).contains(&"text"));
+        let mut now = t0;
+        assert!(matches!(o.failed(Leg::Text, now), Verdict::Began(_)));
+        // Tries at every pause's end: inside the grace they are not charged.
+        loop {
+            now += o.state.lock().unwrap()["text"].until - now;
+            if now.duration_since(t0) >= Duration::from_secs(10) {
+                break;
+            }
+            assert!(matches!(o.failed(Leg::Text, now), Verdict::During(_)));
+        }
+        assert_eq!(o.failed(Leg::Text, now), Verdict::Overdue);
+        assert!(o.paused(now).contains(&"text"), "still paused");
         o.succeeded(Leg::Text);
-        let t11 = t0 + Duration::from_secs(11);
-        assert!(matches!(o.failed(Leg::Text, t11), Verdict::Began(_)));
+        assert!(matches!(o.failed(Leg::Text, now), Verdict::Began(_)));
     }
 
     #[test]
-    fn a_grace_of_zero_charges_every_failure() {
+    fn a_grace_of_zero_charges_every_failure_and_pauses_nothing() {
         let o = outages(0, 15);
-        assert_eq!(o.failed(Leg::Text, Instant::now()), Verdict::Overdue);
+        let now = Instant::now();
+        assert_eq!(o.failed(Leg::Text, now), Verdict::Overdue);
+        assert!(o.paused(now).is_empty());
+    }
+
+    #[test]
+    fn a_failure_after_a_quiet_spell_begins_a_new_outage() {
+        let o = outages(600, 4);
+        let t0 = Instant::now();
+        assert!(matches!(o.failed(Leg::Text, t0), Verdict::Began(_)));
+        // No success seen here (another replica's jobs), but nothing failed for longer than
+        // the longest pause: the leg served in between.
+        let later = t0 + Duration::from_secs(30);
+        assert!(matches!(o.failed(Leg::Text, later), Verdict::Began(_)));
+        let much_later = t0 + Duration::from_secs(3600);
+        assert!(matches!(o.failed(Leg::Text, much_later), Verdict::Began(_)));
     }
 }

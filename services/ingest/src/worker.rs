@@ -134,6 +134,25 @@ pub fn backoff(config: &WorkerConfig, attempts: u32) -> Duration {
     Duration::from_millis(rand::random_range(0..=ceiling))
 }
 
+/// What becomes of a job that failed on its `attempts`-th attempt with `error`, the leg's
+/// outage `verdict` when the error is an outage.
+fn after_failure(
+    config: &WorkerConfig,
+    error: &JobError,
+    verdict: Option<Verdict>,
+    attempts: i32,
+) -> AfterFailure {
+    let may_retry = error.retryable() && (attempts as u32) < config.max_attempts;
+    match verdict {
+        Some(Verdict::During(pause)) => AfterFailure::Outage(pause),
+        // Its first charge is retried after the pause; a job charged before is on the retry
+        // schedule (a leg that fails now and then does not spend a job's attempts in seconds).
+        Some(Verdict::Began(pause)) if may_retry && attempts <= 1 => AfterFailure::Retry(pause),
+        _ if may_retry => AfterFailure::Retry(backoff(config, attempts as u32)),
+        _ => AfterFailure::Dead,
+    }
+}
+
 pub struct Workers {
     pub store: Store,
     pub downstream: Downstream,
@@ -208,7 +227,11 @@ impl Workers {
         let outcome = match result {
             Ok(synced) => match self.store.complete_job(&job, synced).await {
                 Ok(()) if synced => {
-                    self.outages.succeeded(job.leg);
+                    // A vector delete never calls the embedding service: only an upsert
+                    // proves the whole leg serves.
+                    if job.leg == Leg::Text || job.op == Op::Upsert {
+                        self.outages.succeeded(job.leg);
+                    }
                     "done"
                 }
                 Ok(()) => "done",
@@ -222,15 +245,7 @@ impl Workers {
                 let verdict = e
                     .is_outage()
                     .then(|| self.outages.failed(job.leg, tokio::time::Instant::now()));
-                let may_retry = e.retryable() && (job.attempts as u32) < self.config.max_attempts;
-                let then = match verdict {
-                    Some(Verdict::During(pause)) => AfterFailure::Outage(pause),
-                    Some(Verdict::Began(pause)) if may_retry => AfterFailure::Retry(pause),
-                    _ if may_retry => {
-                        AfterFailure::Retry(backoff(&self.config, job.attempts as u32))
-                    }
-                    _ => AfterFailure::Dead,
-                };
+                let then = after_failure(&self.config, &e, verdict, job.attempts);
                 let outage = verdict.is_some_and(|v| v != Verdict::Overdue);
                 let retry_in_ms = match then {
                     AfterFailure::Retry(d) | AfterFailure::Outage(d) => Some(d.as_millis() as u64),
@@ -397,6 +412,53 @@ pub fn to_chunks(tenant: &str, document_id: &str, p: &IndexPayload) -> Vec<Chunk
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_charges_the_job_that_began_it_once_on_the_pause_then_on_the_schedule() {
+        let config = WorkerConfig {
+            max_attempts: 3,
+            backoff_base_ms: 3_600_000,
+            backoff_max_ms: 3_600_000,
+            ..WorkerConfig::default()
+        };
+        let down = JobError::Rpc("gone".into(), Code::Unavailable);
+        let pause = Duration::from_secs(1);
+        let during = Some(Verdict::During(pause));
+        let began = Some(Verdict::Began(pause));
+        // Inside an outage: the attempt is given back, whatever the count.
+        assert_eq!(
+            after_failure(&config, &down, during, 1),
+            AfterFailure::Outage(pause)
+        );
+        assert_eq!(
+            after_failure(&config, &down, during, 3),
+            AfterFailure::Outage(pause)
+        );
+        // Began it: charged, retried after the pause the first time only.
+        assert_eq!(
+            after_failure(&config, &down, began, 1),
+            AfterFailure::Retry(pause)
+        );
+        let AfterFailure::Retry(later) = after_failure(&config, &down, began, 2) else {
+            panic!("a second charge is retried")
+        };
+        // On the schedule (uniform up to an hour here), not after the pause.
+        assert!(
+            later != pause && later <= Duration::from_secs(3_600),
+            "{later:?}"
+        );
+        assert_eq!(after_failure(&config, &down, began, 3), AfterFailure::Dead);
+        assert_eq!(
+            after_failure(&config, &down, Some(Verdict::Overdue), 3),
+            AfterFailure::Dead
+        );
+        // Not an outage: the schedule, and a rejection is dead at once.
+        let rejected = JobError::Rpc("bad".into(), Code::InvalidArgument);
+        assert_eq!(
+            after_failure(&config, &rejected, None, 1),
+            AfterFailure::Dead
+        );
+    }
 
     #[test]
     fn backoff_is_bounded_exponential_with_full_jitter() {

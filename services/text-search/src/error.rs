@@ -30,6 +30,19 @@ impl From<braid_core::validate::FieldError> for TextError {
     }
 }
 
+impl TextError {
+    /// A blocking task that did not finish. A panic is a fault (INTERNAL: ingest charges the
+    /// job an attempt, so a document that panics the indexer dead-letters instead of passing for
+    /// an outage of the leg); a task cancelled by the runtime's shutdown is UNAVAILABLE.
+    pub fn from_join(e: tokio::task::JoinError) -> Self {
+        if e.is_panic() {
+            TextError::Index(format!("indexing task panicked: {e}"))
+        } else {
+            TextError::Task(e.to_string())
+        }
+    }
+}
+
 impl From<TextError> for Status {
     fn from(e: TextError) -> Self {
         match e {
@@ -81,5 +94,22 @@ mod tests {
             assert_eq!(status.code(), code);
             assert!(!status.message().contains("secret"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_a_fault_and_a_cancelled_one_unavailable() {
+        let panicked = tokio::task::spawn_blocking(|| panic!("secret"))
+            .await
+            .unwrap_err();
+        let status = Status::from(TextError::from_join(panicked));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+        let cancelled = tokio::spawn(std::future::pending::<()>());
+        cancelled.abort();
+        let cancelled = cancelled.await.unwrap_err();
+        assert_eq!(
+            Status::from(TextError::from_join(cancelled)).code(),
+            Code::Unavailable
+        );
     }
 }

@@ -249,7 +249,7 @@ impl ManagedIndex {
         let search = self.search.clone();
         let index = tokio::task::spawn_blocking(move || TantivyIndex::open(&config, &search))
             .await
-            .map_err(|e| TextError::Task(e.to_string()))??;
+            .map_err(TextError::from_join)??;
         let (active, _) = self.snapshot();
         let mut supersedes: Vec<String> = Vec::new();
         if let Some(active) = &active {
@@ -307,7 +307,7 @@ impl ManagedIndex {
         let root = self.config.dir.clone();
         tokio::task::spawn_blocking(move || write_pointer(&root, &pointer))
             .await
-            .map_err(|e| TextError::Task(e.to_string()))??;
+            .map_err(TextError::from_join)??;
         let old = {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             state.fault = None;

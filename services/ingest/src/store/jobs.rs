@@ -284,37 +284,36 @@ impl Store {
     }
 
     /// Records a failed attempt: retried later (an outage's try given back), or dead-lettered.
+    /// Only while the job is still this worker's (running, same attempt): a worker whose lease
+    /// lapsed and whose job another worker took records nothing.
     pub async fn fail_job(&self, job: &Job, error: &str, then: AfterFailure) -> DbResult<()> {
         let mut tx = self.db.begin().await?;
-        let retry = match then {
-            AfterFailure::Retry(delay) => Some((delay, 0)),
-            AfterFailure::Outage(delay) => Some((delay, 1)),
-            AfterFailure::Dead => None,
+        let (state, delay, given_back) = match then {
+            AfterFailure::Retry(delay) => ("pending", delay, 0),
+            AfterFailure::Outage(delay) => ("pending", delay, 1),
+            AfterFailure::Dead => ("dead", Duration::ZERO, 0),
         };
-        match retry {
-            Some((delay, given_back)) => {
-                sqlx::query(
-                    "UPDATE ingest.jobs SET state = 'pending', locked_until = NULL, last_error = $2, \
-                       run_after = now() + $3 * interval '1 millisecond', \
-                       attempts = attempts - $4, updated_at = now() WHERE id = $1",
-                )
-                .bind(job.id)
-                .bind(error)
-                .bind(delay.as_millis() as i64)
-                .bind(given_back)
-                .execute(&mut tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE ingest.jobs SET state = 'dead', locked_until = NULL, last_error = $2, \
-                       updated_at = now() WHERE id = $1",
-                )
-                .bind(job.id)
-                .bind(error)
-                .execute(&mut tx)
-                .await?;
-            }
+        let recorded = sqlx::query(
+            "UPDATE ingest.jobs SET state = $2, locked_until = NULL, last_error = $3, \
+               run_after = CASE WHEN $2 = 'pending' \
+                 THEN now() + $4 * interval '1 millisecond' ELSE run_after END, \
+               attempts = $5 - $6, updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND attempts = $5",
+        )
+        .bind(job.id)
+        .bind(state)
+        .bind(error)
+        .bind(delay.as_millis() as i64)
+        .bind(job.attempts)
+        .bind(given_back)
+        .execute(&mut tx)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            tracing::warn!(
+                job = job.id,
+                "job failure not recorded: its lease lapsed and another worker holds it"
+            );
+            return tx.commit().await;
         }
         sqlx::query("UPDATE ingest.documents SET last_error = $2 WHERE id = $1")
             .bind(job.document_id)

@@ -289,7 +289,7 @@ pub(super) async fn detect(chunks: Vec<Chunk>) -> Result<(Vec<Chunk>, Vec<Lang>)
         (chunks, langs)
     })
     .await
-    .map_err(|e| TextError::Task(e.to_string()))
+    .map_err(TextError::from_join)
 }
 
 /// [`detect`] for every document of a rebuild batch, in one blocking task.
@@ -299,7 +299,7 @@ async fn detect_all(documents: Documents) -> Result<(Documents, Vec<Vec<Lang>>),
         (documents, langs)
     })
     .await
-    .map_err(|e| TextError::Task(e.to_string()))
+    .map_err(TextError::from_join)
 }
 
 /// (tenant, document id, chunks) of a rebuild batch.

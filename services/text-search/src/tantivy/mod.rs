@@ -145,7 +145,7 @@ impl TantivyIndex {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| TextError::Task(e.to_string()))?
+            .map_err(TextError::from_join)?
     }
 }
 
