@@ -52,7 +52,7 @@ pub mod users;
 
 pub use documents::{DocumentInputExt, Ingest, acl, doc, ingest_ready, ingest_texts, titled};
 pub use process::Process;
-pub use servers::{HungServer, RedisServer};
+pub use servers::{HungServer, RedisServer, SlowProxy};
 pub use users::{Users, as_user};
 
 /// The internal service key every test service shares (random per test process).

@@ -87,3 +87,64 @@ impl Drop for HungServer {
         self.task.abort();
     }
 }
+
+/// A slow service: a TCP proxy to `upstream` that holds every chunk the upstream sends for
+/// `delay` before passing it on (each answer arrives `delay` late; as many can be in flight as
+/// without it). Point a client's endpoint at [`SlowProxy::endpoint`]. Stops on drop.
+pub struct SlowProxy {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SlowProxy {
+    pub async fn start(upstream: SocketAddr, delay: Duration) -> anyhow::Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                    let requests = async {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    };
+                    let answers = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                            let arrived = tokio::time::Instant::now();
+                            if tx.send((arrived, buf[..n].to_vec())).is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let late = async move {
+                        while let Some((arrived, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(arrived + delay).await;
+                            if client_write.write_all(&bytes).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::join!(requests, answers, late);
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

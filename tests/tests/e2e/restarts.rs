@@ -11,7 +11,7 @@ use std::time::Duration;
 use braid_proto::tonic::{Code, Request, Status};
 use braid_tests::v1::gateway_client::GatewayClient;
 use braid_tests::v1::{SearchMode, SearchRequest};
-use braid_tests::{Process, Stack, eventually, http_get, metric_sum};
+use braid_tests::{Process, SlowProxy, Stack, eventually, http_get, metric_sum};
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -155,11 +155,18 @@ async fn restarting_text_search_under_load_degrades_answers_without_errors() {
 /// Starts a second gateway of `stack` as its own process, searches from 6 clients
 /// round-robin over both gateways until 20 are answered, ends the second one with `end`, waits
 /// for 30 more answers and returns the tally and how many were answered when `end` returned.
+/// The second gateway's text leg answers 300 ms late (a proxy in front of text-search), so
+/// when it ends, searches are in flight there: a graceful stop finishes them, a kill (or a
+/// stop without a grace period) cuts them.
 async fn two_gateways_one_ended<E>(stack: &Stack, end: E) -> (Arc<Tally>, u64)
 where
     E: AsyncFnOnce(&mut Process),
 {
-    let config = stack.gateway_config.clone();
+    let slow_text = SlowProxy::start(stack.text.grpc, Duration::from_millis(300))
+        .await
+        .expect("slow proxy");
+    let mut config = stack.gateway_config.clone();
+    config.text_search.endpoint = slow_text.endpoint();
     let mut second = Process::spawn("gateway-2", |l, s| braid_gateway::run(config, l, s))
         .await
         .expect("second gateway");
