@@ -84,20 +84,25 @@ impl LegOutages {
             return Verdict::Overdue;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        // No failure for longer than the longest pause since the last one: the leg served in
-        // between (through another replica's jobs, or ones with nothing to push), and this
-        // failure begins a new outage.
-        if let Some(old) = state.get(leg.as_str())
-            && now > old.until + self.max_pause
-        {
-            state.remove(leg.as_str());
-        }
-        let began = !state.contains_key(leg.as_str());
-        let outage = state.entry(leg.as_str()).or_insert(Outage {
+        // No outage yet, or no failure for longer than the longest pause since the last one
+        // (the leg served in between, through another replica's jobs or ones with nothing to
+        // push): this failure begins a new outage.
+        let began = state
+            .get(leg.as_str())
+            .is_none_or(|old| now > old.until + self.max_pause);
+        let fresh = Outage {
             since: now,
             pause: Duration::ZERO,
             until: now,
-        });
+        };
+        let outage = state
+            .entry(leg.as_str())
+            .and_modify(|o| {
+                if began {
+                    *o = fresh;
+                }
+            })
+            .or_insert(fresh);
         if now >= outage.until {
             // A probe after the pause failed (or the first failure): pause longer.
             outage.pause = if outage.pause.is_zero() {
