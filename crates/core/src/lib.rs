@@ -21,6 +21,7 @@ pub mod filter;
 pub mod health;
 pub mod host;
 pub mod metrics;
+pub mod priority;
 pub mod redis_pool;
 pub mod reload;
 pub mod resilience;

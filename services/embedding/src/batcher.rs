@@ -12,7 +12,7 @@
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
 //! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
 //! so a query need not wait at all. With query model threads, document model threads may run
-//! at a lower OS priority (`DocumentThreads::nice`, see `priority`) or another graph than the
+//! at a lower OS priority (`DocumentThreads::nice`, see `braid_core::priority`) or another graph than the
 //! query threads (int8 queries): they then leave every query to the query threads, so a
 //! query never runs at the documents' priority or on the wrong graph. A document pass that runs while every
 //! other document thread is idle (a lone request too small to share) runs on a multi-threaded
@@ -362,14 +362,18 @@ impl Batcher {
                         // documents, whatever the query threads do.
                         let _alive = (pool == Pool::Document).then(|| Alive(&shared));
                         if pool == Pool::Document {
-                            crate::priority::lower_or_warn(documents.nice, &name);
+                            braid_core::priority::lower_or_warn(
+                                documents.nice,
+                                &name,
+                                "model.document_nice",
+                            );
                         }
                         #[cfg(all(test, target_os = "linux"))]
                         shared
                             .tids
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push((pool, crate::priority::current_tid()));
+                            .push((pool, braid_core::priority::current_tid()));
                         model_thread(model, pool, &shared, limits);
                     })
                     .expect("spawning a model thread");

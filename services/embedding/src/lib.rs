@@ -3,7 +3,7 @@
 //! `batcher`: a dedicated model thread merging concurrent requests into length-sorted
 //! batches); `openai` calls any OpenAI-compatible `/v1/embeddings` instead, and serves that
 //! endpoint itself on the admin port. `local` loads the model copies (document threads at a
-//! lower OS priority, `priority`; optionally int8 query copies) and starts the batcher. `cache` keeps vectors in memory and Redis, `embedder`
+//! lower OS priority, `braid_core::priority`; optionally int8 query copies) and starts the batcher. `cache` keeps vectors in memory and Redis, `embedder`
 //! ties limits, cache and provider together for both the gRPC surface (`service`) and HTTP.
 
 #![forbid(unsafe_code)]
@@ -16,7 +16,6 @@ mod error;
 mod local;
 mod model;
 mod openai;
-mod priority;
 mod service;
 mod throttle;
 

@@ -59,7 +59,11 @@ pub async fn start(
                 std::thread::Builder::new()
                     .name("braid-embed-load".into())
                     .spawn_scoped(scope, || {
-                        crate::priority::lower_or_warn(documents.nice, "braid-embed-load");
+                        braid_core::priority::lower_or_warn(
+                            documents.nice,
+                            "braid-embed-load",
+                            "model.document_nice",
+                        );
                         let models = (0..workers)
                             .map(|_| load(threads, model_config.quantized))
                             .collect::<Result<Vec<_>, _>>()?;

@@ -63,6 +63,11 @@ pub struct IndexConfig {
     pub writer_memory_mb: usize,
     /// Tantivy indexing threads; each needs at least 15 MB of the budget.
     pub writer_threads: usize,
+    /// How much lower the OS priority (nice value, Linux) of the threads that write the
+    /// Tantivy index (staging, commits, reloads, indexing and merges) is than the service's:
+    /// searches get the cores first during a bulk ingest, which still uses every idle cycle
+    /// (0 = same priority, 1-19).
+    pub writer_nice: u8,
     /// The cluster when `backend = "elasticsearch"`.
     pub elasticsearch: ElasticsearchConfig,
 }
@@ -154,6 +159,7 @@ impl Default for IndexConfig {
             dir: PathBuf::from(".braid/tantivy"),
             writer_memory_mb: 64,
             writer_threads: 1,
+            writer_nice: 10,
             backend: Backend::Tantivy,
             elasticsearch: ElasticsearchConfig::default(),
         }
@@ -309,6 +315,12 @@ impl Validate for TextSearchConfig {
             errors.push(format!(
                 "index.writer_memory_mb must be at least 15 per writer thread ({} for {threads})",
                 15 * threads
+            ));
+        }
+        if self.index.writer_nice > 19 {
+            errors.push(format!(
+                "index.writer_nice is {}, at most 19 (the lowest OS priority)",
+                self.index.writer_nice
             ));
         }
         match self.index.backend {

@@ -127,7 +127,7 @@ async fn int8_queries_leave_documents_and_the_model_identity_at_fp32() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_model_threads_run_at_a_lower_priority_than_queries() {
-    use crate::priority::{all_tids, current_tid, nice_of};
+    use braid_core::priority::{all_tids, current_tid, nice_of};
     // 7: a nice increment no other test in this binary uses, so the threads counted below
     // are this test's. Two threads per document pass: ONNX Runtime adds one of its own.
     let config = ModelConfig {

@@ -8,17 +8,19 @@
 //!
 //! Segments are immutable: a delete only changes a segment's alive bitset, which the search
 //! checks itself, so a segment's columns stay valid for as long as the segment lives. The cache
-//! holds one entry per segment of the searchers in use: [`ColumnsCache::warm`] builds the new
-//! segments' columns right after each reader reload (on the writer's blocking thread, so
-//! searches rarely build any) and forgets the segments the reloaded searcher no longer has,
-//! which bounds the cache by the index's live segments (`segments()` for the gauge).
+//! holds one entry per segment of the searchers in use: [`ColumnsCache::prepare`] builds the
+//! new segments' columns after each commit, before the reader reload shows them to searches
+//! (on a writer thread, so searches build none unless a merge lands between the two), and
+//! [`ColumnsCache::warm`] forgets the segments the reloaded searcher no longer has, which
+//! bounds the cache by the index's live segments (`segments()` for the gauge).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term};
+use tantivy::{DocId, DocSet, Index, Searcher, SegmentReader, TERMINATED, Term};
 
 use super::blockmax::BlockMaxCache;
 use super::schema::{Fields, KIND_DOCUMENT};
@@ -120,15 +122,54 @@ impl SegmentColumns {
 #[derive(Default)]
 pub(super) struct ColumnsCache {
     segments: Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>,
+    /// Segments whose columns [`ColumnsCache::get`] (a search) had to build.
+    built_by_searches: AtomicU64,
 }
 
 impl ColumnsCache {
-    /// The columns of every segment of `searcher`, by segment ordinal, building those missing.
+    /// The columns of every segment of `searcher`, by segment ordinal, building those missing
+    /// (for a search: counted in [`ColumnsCache::built_by_searches`]).
     pub(super) fn get(
         &self,
         f: &Fields,
         searcher: &Searcher,
     ) -> tantivy::Result<Vec<Arc<SegmentColumns>>> {
+        let (columns, built) = self.fill(f, searcher)?;
+        self.built_by_searches.fetch_add(built, Ordering::Relaxed);
+        Ok(columns)
+    }
+
+    /// Segments whose columns a search had to build since the cache was made.
+    pub(super) fn built_by_searches(&self) -> u64 {
+        self.built_by_searches.load(Ordering::Relaxed)
+    }
+
+    /// Builds the columns of the searchable segments of `index`'s last commit that have none,
+    /// before a reload shows them to searches.
+    pub(super) fn prepare(&self, f: &Fields, index: &Index) -> tantivy::Result<()> {
+        let missing: Vec<_> = {
+            let cached = self.lock();
+            index
+                .searchable_segments()?
+                .into_iter()
+                .filter(|s| !cached.contains_key(&s.id()))
+                .collect()
+        };
+        let mut built = Vec::with_capacity(missing.len());
+        for segment in &missing {
+            let reader = SegmentReader::open(segment)?;
+            built.push((segment.id(), Arc::new(SegmentColumns::build(f, &reader)?)));
+        }
+        self.lock().extend(built);
+        Ok(())
+    }
+
+    /// [`ColumnsCache::get`] without counting, and how many segments it built.
+    fn fill(
+        &self,
+        f: &Fields,
+        searcher: &Searcher,
+    ) -> tantivy::Result<(Vec<Arc<SegmentColumns>>, u64)> {
         let readers = searcher.segment_readers();
         let mut columns: Vec<Option<Arc<SegmentColumns>>> = {
             let cached = self.lock();
@@ -146,17 +187,18 @@ impl ColumnsCache {
                 *slot = Some(c);
             }
         }
+        let count = built.len() as u64;
         if !built.is_empty() {
             self.lock().extend(built);
         }
-        Ok(columns.into_iter().flatten().collect())
+        Ok((columns.into_iter().flatten().collect(), count))
     }
 
     /// Builds the columns of `searcher`'s new segments and forgets the segments it does not
     /// have (call with the searcher of a reload: older searchers still in use rebuild what
     /// they need, and the next reload forgets it again).
     pub(super) fn warm(&self, f: &Fields, searcher: &Searcher) -> tantivy::Result<()> {
-        self.get(f, searcher)?;
+        self.fill(f, searcher)?;
         let live: Vec<SegmentId> = searcher
             .segment_readers()
             .iter()
@@ -298,5 +340,47 @@ mod tests {
             );
         }
         assert_eq!(best(&idx, "delta").await, [("d3:0".into(), "delta".into())]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_running_beside_commits_never_build_columns() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let idx = open(dir.path());
+        // No merges: a merge that lands between a commit's build and its reload is left to
+        // the searches (rare, and not what this test is about).
+        idx.inner
+            .writer
+            .lock()
+            .unwrap()
+            .set_merge_policy(Box::new(tantivy::merge_policy::NoMergePolicy));
+        let stop = Arc::new(AtomicBool::new(false));
+        let searcher = {
+            let (idx, stop) = (idx.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut searches = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    best(&idx, "common").await;
+                    searches += 1;
+                }
+                searches
+            })
+        };
+        // Sizeable segments, so building a segment's columns takes a while: long enough for a
+        // search to meet the segment first if a reload showed it before its columns existed.
+        for i in 0..40 {
+            let doc = format!("d{i}");
+            let chunks = (0..200)
+                .map(|o| chunk(&doc, o, &format!("common words {o} of {doc}")))
+                .collect();
+            idx.replace_document("t", &doc, chunks).await.unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let searches = searcher.await.unwrap();
+        assert!(searches > 40, "{searches} searches ran beside 40 commits");
+        assert_eq!(live_segments(&idx), 40);
+        assert_eq!(idx.columns_built_by_searches(), 0);
     }
 }

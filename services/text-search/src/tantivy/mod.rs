@@ -13,8 +13,9 @@
 //! both kinds, and both rankings apply them inside (the chunk query as zero-score clauses,
 //! [`query::filter_clauses`]; the document ranking before an entry enters the top k), so
 //! `top_k` counts only visible documents. Writes take the single writer, commit, and reload the
-//! reader, all on the blocking pool; each reload builds the id columns ([`columns`]) of the new
-//! segments, from which searches learn their candidates' documents and chunks without reading
+//! reader, all on the writer threads at a lower OS priority than searches ([`writers`]); each
+//! commit builds the id columns ([`columns`]) of the new segments before the reload shows them
+//! to searches, which learn their candidates' documents and chunks from them without reading
 //! stored documents.
 
 mod blockmax;
@@ -28,6 +29,7 @@ mod tests;
 mod topk;
 mod union;
 mod write;
+mod writers;
 
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +48,7 @@ use crate::index::{TextIndex, TextQuery};
 
 use self::columns::ColumnsCache;
 use self::schema::{Fields, KIND_CHUNK, doc_key, schema, zero_score_term};
+use self::writers::WritePool;
 
 struct Inner {
     index: Index,
@@ -67,6 +70,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct TantivyIndex {
     inner: Arc<Inner>,
+    writes: Arc<WritePool>,
 }
 
 pub(super) fn index_err(e: impl std::fmt::Display) -> TextError {
@@ -105,10 +109,18 @@ impl TantivyIndex {
             .try_into()
             .map_err(index_err)?;
         // Each indexing thread starts a segment per commit (with a 4 MB hash table to clear);
-        // documents arrive a few at a time, so one thread is the default.
-        let writer = index
-            .writer_with_num_threads(config.writer_threads, config.writer_memory_mb * 1024 * 1024)
-            .map_err(index_err)?;
+        // documents arrive a few at a time, so one thread is the default. Created on a writer
+        // thread, so the threads the writer spawns share its lower priority.
+        let writes = WritePool::start(config.writer_nice)?;
+        let writer = {
+            let (index, threads) = (index.clone(), config.writer_threads);
+            let memory = config.writer_memory_mb * 1024 * 1024;
+            writes.run_blocking(move || {
+                index
+                    .writer_with_num_threads(threads, memory)
+                    .map_err(index_err)
+            })?
+        };
         let columns = ColumnsCache::default();
         columns
             .warm(&fields, &reader.searcher())
@@ -129,12 +141,19 @@ impl TantivyIndex {
                     b: search.bm25_b,
                 },
             }),
+            writes: Arc::new(writes),
         })
     }
 
     /// Segments whose id columns are cached (one per live segment, see [`columns`]).
     pub fn id_column_segments(&self) -> usize {
         self.inner.columns.segments()
+    }
+
+    /// Segments whose id columns a search had to build itself since the index opened (each
+    /// commit builds them before searches see the segment; see [`columns`]).
+    pub fn columns_built_by_searches(&self) -> u64 {
+        self.inner.columns.built_by_searches()
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, TextError>
@@ -146,6 +165,16 @@ impl TantivyIndex {
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(TextError::from_join)?
+    }
+
+    /// [`TantivyIndex::blocking`] for writes: on the writer threads ([`writers`]).
+    async fn writing<T, F>(&self, f: F) -> Result<T, TextError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, TextError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        self.writes.run(move || f(&inner)).await
     }
 }
 
@@ -159,7 +188,7 @@ impl TantivyIndex {
             .into_iter()
             .map(|(tenant, document_id, chunks)| (doc_key(&tenant, &document_id), chunks))
             .collect();
-        self.blocking(move |inner| inner.write_many(&documents))
+        self.writing(move |inner| inner.write_many(&documents))
             .await
     }
 
@@ -210,14 +239,14 @@ impl TextIndex for TantivyIndex {
     ) -> Result<u32, TextError> {
         let key = doc_key(tenant, document_id);
         let n = chunks.len() as u32;
-        self.blocking(move |inner| inner.write(&key, &chunks))
+        self.writing(move |inner| inner.write(&key, &chunks))
             .await?;
         Ok(n)
     }
 
     async fn delete_document(&self, tenant: &str, document_id: &str) -> Result<u32, TextError> {
         let key = doc_key(tenant, document_id);
-        self.blocking(move |inner| {
+        self.writing(move |inner| {
             let n = inner.count_document(&key)?;
             inner.write(&key, &[])?;
             Ok(n)

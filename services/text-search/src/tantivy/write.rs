@@ -58,11 +58,17 @@ impl Inner {
         let upto = self.added.load(Ordering::SeqCst);
         writer.commit().map_err(index_err)?;
         drop(writer);
+        // The new segments' id columns, built here before the reload shows the segments:
+        // otherwise the searches that meet a segment before its columns are cached build them
+        // too, on the search path (a merged segment's take milliseconds). The write is durable
+        // by now: a failed build only leaves the build to the searches.
+        if let Err(e) = self.columns.prepare(&self.fields, &self.index) {
+            tracing::warn!(error = %e, "building the id columns of new segments failed");
+        }
         self.reader.reload().map_err(index_err)?;
         *committed = upto;
         // Under the commit lock, so reloads warm in order (a later one never sees an earlier
-        // one forget its segments). The write is durable and visible by now: a failed build
-        // only leaves the build to the searches.
+        // one forget its segments); builds what a merge published since `prepare`.
         if let Err(e) = self.columns.warm(&self.fields, &self.reader.searcher()) {
             tracing::warn!(error = %e, "building the id columns of new segments failed");
         }

@@ -1,13 +1,14 @@
-//! OS scheduling priority of the document model threads.
+//! OS scheduling priority of the threads that do a bulk ingest's work.
 //!
-//! A bulk ingest keeps the document model threads busy for minutes; at the same priority as
-//! everything else they take an equal share of the cores from search queries (their
-//! embedding, and the legs and gateway when they share the machine). Raising the nice value
-//! of just those threads (`model.document_nice`) makes the kernel's scheduler give the cores
-//! to query work first whenever both want them, and to documents whenever queries leave them
-//! idle: the ingest still uses all spare CPU. Linux only (`setpriority(PRIO_PROCESS, tid)`
-//! changes one thread); a thread may always lower its own priority, never raise it back
-//! without `CAP_SYS_NICE`, so the threads that do it only ever run documents.
+//! A bulk ingest keeps some threads busy for minutes: the embedding service's document model
+//! threads (`model.document_nice`), text-search's Tantivy writer, indexing and merge threads
+//! (`index.writer_nice`). At the same priority as everything else they take an equal share of
+//! the cores from search queries. Raising the nice value of just those threads makes the
+//! kernel's scheduler give the cores to query work first whenever both want them, and to the
+//! ingest whenever queries leave them idle: the ingest still uses all spare CPU. Linux only
+//! (`setpriority(PRIO_PROCESS, tid)` changes one thread; threads a lowered thread spawns
+//! inherit its value); a thread may always lower its own priority, never raise it back without
+//! `CAP_SYS_NICE`, so the threads that do it only ever run ingest work.
 
 /// Raises the calling thread's nice value by `by` (capped at 19, the lowest priority) and
 /// returns the new value. Relative, so a service started under `nice` keeps its query
@@ -31,27 +32,28 @@ pub fn lower_current_thread(_by: u8) -> std::io::Result<i32> {
 }
 
 /// Lowers the calling thread's priority by `by` (0 = leave it), logging instead of failing:
-/// a thread at normal priority still embeds correctly, only less politely.
-pub fn lower_or_warn(by: u8, thread: &str) {
+/// a thread at normal priority still does its work correctly, only less politely. `setting`
+/// names the configuration key of `by` in the warning.
+pub fn lower_or_warn(by: u8, thread: &str, setting: &str) {
     if by == 0 {
         return;
     }
     match lower_current_thread(by) {
-        Ok(nice) => tracing::debug!(thread, nice, "document model thread priority lowered"),
+        Ok(nice) => tracing::debug!(thread, nice, setting, "thread priority lowered"),
         Err(e) => {
-            tracing::warn!(thread, error = %e, "cannot lower the priority of a document model thread (model.document_nice)")
+            tracing::warn!(thread, setting, error = %e, "cannot lower the priority of a thread")
         }
     }
 }
 
 /// The calling thread's kernel thread id (for tests that read its priority back).
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(target_os = "linux")]
 pub fn current_tid() -> i32 {
     rustix::thread::gettid().as_raw_pid()
 }
 
 /// Nice value of thread `tid` of this process, read from `/proc` (field 19 of `stat`).
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(target_os = "linux")]
 pub fn nice_of(tid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
     // `pid (comm) state ...`: comm may hold spaces and parentheses, so split after the last ')'.
@@ -60,8 +62,15 @@ pub fn nice_of(tid: i32) -> Option<i32> {
     fields.get(19 - 3)?.parse().ok()
 }
 
+/// Name of thread `tid` of this process (the kernel keeps its first 15 bytes).
+#[cfg(target_os = "linux")]
+pub fn name_of(tid: i32) -> Option<String> {
+    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_string())
+}
+
 /// Every thread id of this process.
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(target_os = "linux")]
 pub fn all_tids() -> Vec<i32> {
     std::fs::read_dir("/proc/self/task")
         .map(|dir| {
