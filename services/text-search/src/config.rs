@@ -400,4 +400,26 @@ mod tests {
             "{got:?}"
         );
     }
+
+    #[test]
+    fn the_writer_nice_value_stops_at_the_lowest_priority() {
+        let with_nice = |writer_nice| {
+            let mut config = TextSearchConfig::default();
+            config.index.writer_nice = writer_nice;
+            let mut errors = Vec::new();
+            config.validate(&mut errors);
+            errors
+        };
+        // The defaults may miss other settings (e.g. a service key): only the difference counts.
+        let base = with_nice(0);
+        assert_eq!(with_nice(19), base);
+        let refused: Vec<_> = with_nice(20)
+            .into_iter()
+            .filter(|e| !base.contains(e))
+            .collect();
+        assert_eq!(
+            refused,
+            ["index.writer_nice is 20, at most 19 (the lowest OS priority)"]
+        );
+    }
 }

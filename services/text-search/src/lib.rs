@@ -71,10 +71,17 @@ pub async fn run(
                 "segments of the serving Tantivy index whose id columns are cached (one per \
                  live segment)",
             );
+            let by_searches = host.metrics().counter(
+                "text_index_columns_built_by_searches_total",
+                "segments whose id columns a search had to build on its own path (each commit \
+                 builds them before searches see the segment; a merge landing in between is \
+                 left to the searches), since the serving index opened",
+            );
             let serving = Arc::downgrade(&managed);
             host.metrics().on_scrape(move || {
                 if let Some(m) = serving.upgrade() {
                     cached.set(m.id_column_segments() as f64);
+                    by_searches.absolute(m.columns_built_by_searches());
                 }
             });
             (managed.clone(), managed)

@@ -205,6 +205,11 @@ impl ManagedIndex {
         self.serving().map_or(0, |i| i.id_column_segments())
     }
 
+    /// Segments whose id columns a search had to build, since the serving index opened.
+    pub fn columns_built_by_searches(&self) -> u64 {
+        self.serving().map_or(0, |i| i.columns_built_by_searches())
+    }
+
     /// The serving state; with `expected` (the index ingest last wrote to), an index that is
     /// neither it nor a successor of it becomes a fault.
     pub fn status(&self, expected: &str) -> IndexStatus {
