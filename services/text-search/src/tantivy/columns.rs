@@ -381,6 +381,10 @@ mod tests {
         let searches = searcher.await.unwrap();
         assert!(searches > 40, "{searches} searches ran beside 40 commits");
         assert_eq!(live_segments(&idx), 40);
-        assert_eq!(idx.columns_built_by_searches(), 0);
+        let built = idx.columns_built_by_searches();
+        assert_eq!(
+            built, 0,
+            "{built} segment(s) had their id columns built by a search"
+        );
     }
 }
