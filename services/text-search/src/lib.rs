@@ -75,13 +75,13 @@ pub async fn run(
                 "text_index_columns_built_by_searches_total",
                 "segments whose id columns a search had to build on its own path (each commit \
                  builds them before searches see the segment; a merge landing in between is \
-                 left to the searches), since the serving index opened",
+                 left to the searches), over every index this process opened",
             );
             let serving = Arc::downgrade(&managed);
             host.metrics().on_scrape(move || {
                 if let Some(m) = serving.upgrade() {
                     cached.set(m.id_column_segments() as f64);
-                    by_searches.absolute(m.columns_built_by_searches());
+                    by_searches.absolute(tantivy::built_by_searches_in_process());
                 }
             });
             (managed.clone(), managed)

@@ -205,11 +205,6 @@ impl ManagedIndex {
         self.serving().map_or(0, |i| i.id_column_segments())
     }
 
-    /// Segments whose id columns a search had to build, since the serving index opened.
-    pub fn columns_built_by_searches(&self) -> u64 {
-        self.serving().map_or(0, |i| i.columns_built_by_searches())
-    }
-
     /// The serving state; with `expected` (the index ingest last wrote to), an index that is
     /// neither it nor a successor of it becomes a fault.
     pub fn status(&self, expected: &str) -> IndexStatus {
@@ -391,7 +386,8 @@ fn write_pointer(root: &Path, pointer: &Pointer) -> Result<(), TextError> {
     Ok(())
 }
 
-/// Drops an index (its writer waits for merges) and removes its directory, off the runtime.
+/// Drops an index (its writer joins its indexing threads) and removes its directory, off the
+/// runtime.
 async fn discard(index: TantivyIndex, dir: PathBuf) {
     let _ = tokio::task::spawn_blocking(move || {
         drop(index);

@@ -18,9 +18,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tantivy::directory::META_LOCK;
 use tantivy::index::SegmentId;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, DocSet, Index, Searcher, SegmentReader, TERMINATED, Term};
+use tantivy::{Directory, DocId, DocSet, Index, Searcher, SegmentReader, TERMINATED, Term};
 
 use super::blockmax::BlockMaxCache;
 use super::schema::{Fields, KIND_DOCUMENT};
@@ -118,6 +119,15 @@ impl SegmentColumns {
     }
 }
 
+/// Segments whose columns a search built, over every index this process opened (the metric:
+/// a rebuild's new index starts its own count at 0).
+static BUILT_BY_SEARCHES: AtomicU64 = AtomicU64::new(0);
+
+/// [`BUILT_BY_SEARCHES`].
+pub(crate) fn built_by_searches_in_process() -> u64 {
+    BUILT_BY_SEARCHES.load(Ordering::Relaxed)
+}
+
 /// The columns of the segments in use, by segment id.
 #[derive(Default)]
 pub(super) struct ColumnsCache {
@@ -136,6 +146,7 @@ impl ColumnsCache {
     ) -> tantivy::Result<Vec<Arc<SegmentColumns>>> {
         let (columns, built) = self.fill(f, searcher)?;
         self.built_by_searches.fetch_add(built, Ordering::Relaxed);
+        BUILT_BY_SEARCHES.fetch_add(built, Ordering::Relaxed);
         Ok(columns)
     }
 
@@ -146,22 +157,39 @@ impl ColumnsCache {
 
     /// Builds the columns of the searchable segments of `index`'s last commit that have none,
     /// before a reload shows them to searches.
+    /// The cache's lock is held only to look up and to insert (searches take it too, and
+    /// this runs at the writer's lower priority); the segments are opened under Tantivy's
+    /// meta lock, as its reader does, so no garbage collection removes their files meanwhile.
     pub(super) fn prepare(&self, f: &Fields, index: &Index) -> tantivy::Result<()> {
+        let segments = index.searchable_segments()?;
         let missing: Vec<_> = {
             let cached = self.lock();
-            index
-                .searchable_segments()?
+            segments
                 .into_iter()
                 .filter(|s| !cached.contains_key(&s.id()))
                 .collect()
         };
-        let mut built = Vec::with_capacity(missing.len());
-        for segment in &missing {
-            let reader = SegmentReader::open(segment)?;
-            built.push((segment.id(), Arc::new(SegmentColumns::build(f, &reader)?)));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let readers = {
+            let _meta = index.directory().acquire_lock(&META_LOCK)?;
+            missing
+                .iter()
+                .map(SegmentReader::open)
+                .collect::<tantivy::Result<Vec<_>>>()?
+        };
+        // A segment that fails keeps the others' columns (the searches build its own).
+        let mut built = Vec::with_capacity(readers.len());
+        let mut failed = Ok(());
+        for reader in &readers {
+            match SegmentColumns::build(f, reader) {
+                Ok(c) => built.push((reader.segment_id(), Arc::new(c))),
+                Err(e) => failed = Err(e),
+            }
         }
         self.lock().extend(built);
-        Ok(())
+        failed
     }
 
     /// [`ColumnsCache::get`] without counting, and how many segments it built.

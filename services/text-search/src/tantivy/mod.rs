@@ -50,6 +50,8 @@ use self::columns::ColumnsCache;
 use self::schema::{Fields, KIND_CHUNK, doc_key, schema, zero_score_term};
 use self::writers::WritePool;
 
+pub(crate) use self::columns::built_by_searches_in_process;
+
 struct Inner {
     index: Index,
     reader: IndexReader,
@@ -59,7 +61,7 @@ struct Inner {
     /// Writes made durable and visible by a commit (group commit, see `Inner::write`).
     committed: Mutex<u64>,
     fields: Fields,
-    /// Per-segment document keys and chunks, rebuilt for new segments at each reload.
+    /// Per-segment document keys and chunks, built for new segments at each commit.
     columns: ColumnsCache,
     snippet_chars: usize,
     title_boost: f32,

@@ -51,15 +51,18 @@ impl WritePool {
         Ok(Self { jobs })
     }
 
-    /// Runs `f` on a writer thread and waits for its result.
+    /// Runs `f` on a writer thread and waits for its result. A caller that stopped waiting
+    /// (its deadline passed) before a thread took the job is not written for.
     pub(super) async fn run<T, F>(&self, f: F) -> Result<T, TextError>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, TextError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(f, move |result| {
-            let _ = tx.send(result);
+        self.submit(move || {
+            if !tx.is_closed() {
+                let _ = tx.send(guarded(f));
+            }
         })?;
         rx.await.unwrap_or_else(|_| Err(stopped()))
     }
@@ -71,38 +74,30 @@ impl WritePool {
         F: FnOnce() -> Result<T, TextError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(f, move |result| {
-            let _ = tx.send(result);
+        self.submit(move || {
+            let _ = tx.send(guarded(f));
         })?;
         rx.recv().unwrap_or_else(|_| Err(stopped()))
     }
 
-    /// Queues `f`; `reply` gets its result, a panic as an index error (INTERNAL: ingest charges
-    /// the job, as for a panic on the blocking pool, see [`TextError::from_join`]).
-    fn submit<T, F>(
-        &self,
-        f: F,
-        reply: impl FnOnce(Result<T, TextError>) + Send + 'static,
-    ) -> Result<(), TextError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Result<T, TextError> + Send + 'static,
-    {
-        let job: Job = Box::new(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(TextError::Index(format!(
-                    "indexing task panicked: {message}"
-                )))
-            });
-            reply(result);
-        });
-        self.jobs.send(job).map_err(|_| stopped())
+    fn submit(&self, job: impl FnOnce() + Send + 'static) -> Result<(), TextError> {
+        self.jobs.send(Box::new(job)).map_err(|_| stopped())
     }
+}
+
+/// Runs `f`, a panic as an index error (INTERNAL: ingest charges the job, as for a panic on
+/// the blocking pool, see [`TextError::from_join`]).
+fn guarded<T>(f: impl FnOnce() -> Result<T, TextError>) -> Result<T, TextError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(TextError::Index(format!(
+            "indexing task panicked: {message}"
+        )))
+    })
 }
 
 /// The threads are gone (only while the service stops): worth trying again.
@@ -125,11 +120,91 @@ mod tests {
             matches!(&err, TextError::Index(m) if m.contains("boom")),
             "{err:?}"
         );
-        // Every thread is still there to run writes.
-        for i in 0..2 * THREADS {
-            assert_eq!(pool.run(move || Ok(i)).await.unwrap(), i);
-        }
+        // Every thread is still there: THREADS jobs run at once (each waits until all have
+        // started).
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let started = started.clone();
+                pool.run(move || {
+                    use std::sync::atomic::Ordering;
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                    while started.load(Ordering::SeqCst) < THREADS {
+                        if std::time::Instant::now() > deadline {
+                            return Ok(false);
+                        }
+                        std::thread::yield_now();
+                    }
+                    Ok(true)
+                })
+            })
+            .collect();
+        let together = futures::future::join_all(jobs).await;
+        let met = together.iter().filter(|r| matches!(r, Ok(true))).count();
+        assert_eq!(
+            met, THREADS,
+            "{met} of {THREADS} jobs saw all {THREADS} running at once"
+        );
         assert_eq!(pool.run_blocking(|| Ok(7)).unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_left_before_it_started_is_not_made() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration;
+
+        let pool = Arc::new(WritePool::start(0).unwrap());
+        // Every thread busy until the gate opens.
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let busy: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (pool, gate, entered) = (pool.clone(), gate.clone(), entered.clone());
+                tokio::spawn(async move {
+                    pool.run(move || {
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        let (open, cv) = &*gate;
+                        let mut open = open.lock().unwrap();
+                        while !*open {
+                            open = cv.wait(open).unwrap();
+                        }
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while entered.load(Ordering::SeqCst) < THREADS {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let written = Arc::new(AtomicBool::new(false));
+        let w = written.clone();
+        let left = tokio::time::timeout(
+            Duration::from_millis(50),
+            pool.run(move || {
+                w.store(true, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await;
+        assert!(
+            left.is_err(),
+            "the caller gave up while every thread was busy"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for job in busy {
+            job.await.unwrap().unwrap();
+        }
+        // The queue is first in, first out: once a later job ran, the abandoned one was taken.
+        for _ in 0..THREADS {
+            pool.run(|| Ok(())).await.unwrap();
+        }
+        assert!(
+            !written.load(Ordering::SeqCst),
+            "the abandoned write was made"
+        );
     }
 
     #[cfg(target_os = "linux")]
