@@ -12,12 +12,12 @@
 //! any queries that arrived, so a query waits for at most one forward pass however deep the
 //! ingest backlog is. Optional query model threads (`model.query_workers`) take only queries,
 //! so a query need not wait at all. With query model threads, document model threads may run
-//! at a lower OS priority (`DocumentThreads::nice`, see `braid_core::priority`) or another graph than the
-//! query threads (int8 queries): they then leave every query to the query threads, so a
-//! query never runs at the documents' priority or on the wrong graph. A document pass that runs while every
-//! other document thread is idle (a lone request too small to share) runs on a multi-threaded
-//! model copy (`model.lone_pass_threads`) when it is free, so it uses every core instead of
-//! one. Inference never runs on the async runtime.
+//! at a lower OS priority (`DocumentThreads::nice`, see `braid_core::priority`) or another
+//! graph than the query threads (int8 queries): they then leave every query to the query
+//! threads, so a query never runs at the documents' priority or on the wrong graph. A document
+//! pass that runs while every other document thread is idle (a lone request too small to
+//! share) runs on a multi-threaded model copy (`model.lone_pass_threads`) when it is free, so
+//! it uses every core instead of one. Inference never runs on the async runtime.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -145,8 +145,11 @@ impl ColumnsCache {
         searcher: &Searcher,
     ) -> tantivy::Result<Vec<Arc<SegmentColumns>>> {
         let (columns, built) = self.fill(f, searcher)?;
-        self.built_by_searches.fetch_add(built, Ordering::Relaxed);
-        BUILT_BY_SEARCHES.fetch_add(built, Ordering::Relaxed);
+        // Almost always 0: the shared counters are written only when a search built something.
+        if built > 0 {
+            self.built_by_searches.fetch_add(built, Ordering::Relaxed);
+            BUILT_BY_SEARCHES.fetch_add(built, Ordering::Relaxed);
+        }
         Ok(columns)
     }
 
@@ -157,6 +160,7 @@ impl ColumnsCache {
 
     /// Builds the columns of the searchable segments of `index`'s last commit that have none,
     /// before a reload shows them to searches.
+    ///
     /// The cache's lock is held only to look up and to insert (searches take it too, and
     /// this runs at the writer's lower priority); the segments are opened under Tantivy's
     /// meta lock, as its reader does, so no garbage collection removes their files meanwhile.

@@ -2,13 +2,14 @@
 //!
 //! A bulk ingest keeps the index busy for minutes: staging documents (language detection,
 //! analysis), group commits, reader reloads with the id columns of new segments, and segment
-//! merges. At the priority of the searches that work took the cores from them: during a
-//! re-ingest of SciFact, 1–3% of the text leg's calls passed 50 ms (none before; BENCHMARKS.md,
-//! (d)). Every write therefore runs on these threads, whose nice value is `index.writer_nice`
-//! above the service's, and the Tantivy writer is created on one of them: the threads it
-//! spawns (indexing workers, again at every commit, the segment updater and the merge pool)
-//! inherit the priority. Searches stay on the runtime's blocking pool at the service's own
-//! priority, so the kernel gives them the cores first; the writes still use every idle cycle.
+//! merges. Every write runs on these threads, whose nice value is `index.writer_nice` above the
+//! service's, and the Tantivy writer is created on one of them: the threads it spawns (indexing
+//! workers, again at every commit, the segment updater and the merge pool) inherit the
+//! priority. Searches stay on the runtime's blocking pool at the service's own priority, so
+//! when both want the cores the kernel gives them to searches first; the writes still use every
+//! idle cycle. (The text leg's tail during a re-ingest of SciFact was the id columns searches
+//! built themselves, fixed in [`super::columns`]; at 20 searches/s the priority showed no gain
+//! of its own: BENCHMARKS.md, (d).)
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, mpsc};
