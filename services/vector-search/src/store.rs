@@ -494,35 +494,20 @@ type HitRow = (String, String, String, String, String, i32, f64);
 #[cfg(test)]
 mod tests {
     use braid_proto::v1::DocumentAcl;
-    use sqlx::Connection;
 
     use super::*;
 
-    /// A store on a fresh database of its own (from `BRAID_TEST_DATABASE_URL`, as in the
-    /// end-to-end tests), migrated; dropped by [`TestDb::drop`].
-    struct TestDb {
-        admin: String,
-        name: String,
-    }
+    /// A store on a database of its own (`ScratchDatabase`), migrated; dropped by
+    /// [`TestDb::drop`].
+    struct TestDb(braid_core::db::ScratchDatabase);
 
     impl TestDb {
         async fn store() -> (Store, TestDb) {
-            let admin = std::env::var("BRAID_TEST_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://braid@127.0.0.1:54329/postgres".into());
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
-            let name = format!("braid_vs_test_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let scratch = braid_core::db::ScratchDatabase::create("braid_vs_test").await;
             // One connection: a test sees what the previous search left on it.
             let db = DatabaseConfig {
-                url: format!("{base}/{name}"),
                 max_connections: 1,
-                ..DatabaseConfig::default()
+                ..scratch.config.clone()
             };
             // A small candidate list, so the HNSW path needs the iterative scan to fill top_k.
             let search = SearchConfig {
@@ -532,19 +517,12 @@ mod tests {
             let metrics = braid_core::metrics::Metrics::new("vector_search");
             let store = Store::connect(&db, &search, &metrics).unwrap();
             store.migrate().await.unwrap();
-            (store, TestDb { admin, name })
+            (store, TestDb(scratch))
         }
 
         async fn drop(self, store: Store) {
             store.primary.close().await;
-            let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
-            sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            self.0.drop().await;
         }
     }
 

@@ -135,10 +135,7 @@ pub fn spawn_purge(store: AuditStore, retention_days: u32, interval: Duration) -
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Connection;
-
     use super::*;
-    use braid_core::db::DatabaseConfig;
 
     fn record(subject: &str) -> Record {
         Record {
@@ -164,22 +161,8 @@ mod tests {
     /// escapes every field), to prove the second wall on its own.
     #[tokio::test]
     async fn one_bad_record_costs_only_itself() {
-        let admin = std::env::var("BRAID_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://braid@127.0.0.1:54329/postgres".into());
-        let name = format!("braid_audit_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let config = DatabaseConfig {
-            url: format!("{base}/{name}"),
-            ..DatabaseConfig::default()
-        };
-        let store = AuditStore::connect(&config).unwrap();
+        let scratch = braid_core::db::ScratchDatabase::create("braid_audit_test").await;
+        let store = AuditStore::connect(&scratch.config).unwrap();
         store.migrate().await.unwrap();
         let registry = braid_core::metrics::Metrics::new("test");
         let metrics = WriterMetrics {
@@ -200,9 +183,6 @@ mod tests {
         assert_eq!(registry.value("braid_rejected", &[]), Some(1.0));
         assert_eq!(registry.value("braid_dropped", &[]), Some(1.0));
         store.close().await;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        scratch.drop().await;
     }
 }

@@ -14,6 +14,8 @@
 mod admin;
 mod documents;
 mod jobs;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
