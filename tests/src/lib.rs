@@ -89,10 +89,8 @@ fn with_internal_key(config: &mut InternalAuthConfig) {
     }
 }
 
-const DEFAULT_ADMIN_URL: &str = "postgres://braid@127.0.0.1:54329/postgres";
-
 pub(crate) fn admin_url() -> String {
-    std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string())
+    braid_core::db::ScratchDatabase::admin_url()
 }
 
 /// The ONNX Runtime library the set-up script unpacked (`BRAID_TEST_ONNX_RUNTIME` overrides).
@@ -110,11 +108,11 @@ pub fn model_dir() -> PathBuf {
     }
 }
 
-/// A database of its own for one test.
+/// A database of its own for one test (`braid_core::db::ScratchDatabase`).
 pub struct TestDb {
     pub url: String,
     pub name: String,
-    admin: String,
+    scratch: braid_core::db::ScratchDatabase,
 }
 
 impl TestDb {
@@ -124,35 +122,22 @@ impl TestDb {
 
     /// A database on the cluster whose admin URL (database `postgres`) is `admin`.
     pub async fn create_on(admin: &str) -> anyhow::Result<Self> {
-        use sqlx::Connection;
-        let admin = admin.to_string();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.with_context(|| {
-            format!("cannot reach PostgreSQL at {admin}: run the tests through `make test`, which starts it")
-        })?;
-        let name = format!("braid_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let scratch = braid_core::db::ScratchDatabase::create_on(admin, "braid_test")
+            .await
+            .with_context(|| {
+                format!("cannot create a test database at {admin}: run the tests through `make test`, which starts PostgreSQL")
+            })?;
         Ok(Self {
-            url: format!("{base}/{name}"),
-            name,
-            admin,
+            url: scratch.config.url.clone(),
+            name: scratch.name.clone(),
+            scratch,
         })
     }
 
     /// Drops the database (tests that assemble services themselves; `Stack::shutdown` does
     /// it for a stack).
     pub async fn drop_db(&self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await;
-        }
+        let _ = self.scratch.remove().await;
     }
 }
 

@@ -11,48 +11,59 @@ const DEFAULT_ADMIN_URL: &str = "postgres://braid@127.0.0.1:54329/postgres";
 
 pub struct ScratchDatabase {
     admin: String,
-    name: String,
+    pub name: String,
     /// A `[database]` section pointing at the new database, the other settings defaulted.
     pub config: DatabaseConfig,
 }
 
 impl ScratchDatabase {
+    /// The test server's admin URL (database `postgres`): `BRAID_TEST_DATABASE_URL`, else
+    /// `make setup`'s.
+    pub fn admin_url() -> String {
+        std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+    }
+
     /// Creates `{prefix}_{random}` on the test server. Panics when the server is not there:
     /// only tests call this.
     pub async fn create(prefix: &str) -> Self {
-        let admin =
-            std::env::var("BRAID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
-        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&admin)
+        Self::create_on(&Self::admin_url(), prefix)
             .await
-            .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
+            .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)")
+    }
+
+    /// Creates `{prefix}_{random}` on the server whose admin URL is `admin`.
+    pub async fn create_on(admin: &str, prefix: &str) -> Result<Self, sqlx::Error> {
+        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
-            .await
-            .expect("CREATE DATABASE");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            .await?;
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
         let config = DatabaseConfig {
             url: format!("{base}/{name}"),
             ..DatabaseConfig::default()
         };
-        Self {
-            admin,
+        Ok(Self {
+            admin: admin.to_string(),
             name,
             config,
-        }
+        })
     }
 
     /// Drops the database, closing whatever is still connected to it.
-    pub async fn drop(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin)
-            .await
-            .expect("PostgreSQL for tests (BRAID_TEST_DATABASE_URL)");
+    pub async fn remove(&self) -> Result<(), sqlx::Error> {
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
         ))
         .execute(&mut conn)
         .await
-        .expect("DROP DATABASE");
+        .map(|_| ())
+    }
+
+    /// [`ScratchDatabase::remove`], panicking on failure (tests).
+    pub async fn drop(self) {
+        self.remove().await.expect("DROP DATABASE");
     }
 }
